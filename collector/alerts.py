@@ -1,0 +1,196 @@
+"""Syslog alerts (untrusted envelope, failing device, certificate expiry) and Prometheus metrics.
+
+The expiry schedule follows the seed's PKI alert notification: first at 60 days, then weekly
+while more than a week is left (warning), then daily in the last week (alert, modelled on
+`%SECURITY-CEPKI-1-CERT_EXPIRING_ALERT`). Each slot of that schedule is sent once per
+certificate, however often the device is polled; the last slot sent lives in the device state.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import math
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from .store import write_file_atomically
+
+__all__ = [
+    "FIRST_EXPIRY_NOTICE_DAYS",
+    "LAST_WEEK_DAYS",
+    "AlertSink",
+    "expiry_slot",
+    "render_metrics",
+    "write_metrics",
+]
+
+#: Seed: "The notification is sent 60 days before the expiry of the certificate."
+FIRST_EXPIRY_NOTICE_DAYS = 60
+#: Seed: weekly "until a week before the expiry", then "every day until the certificate expiry".
+LAST_WEEK_DAYS = 7
+
+
+def expiry_slot(days_left: int) -> str | None:
+    """Which notification of the schedule `days_left` falls in (None: nothing due yet)."""
+    if days_left > FIRST_EXPIRY_NOTICE_DAYS:
+        return None
+    if days_left > LAST_WEEK_DAYS:
+        return f"weekly-{(FIRST_EXPIRY_NOTICE_DAYS - days_left) // 7}"
+    if days_left < 0:
+        return f"expired-{-days_left}"
+    return f"daily-{days_left}"
+
+
+def _serial(cert: x509.Certificate) -> str:
+    text = f"{cert.serial_number:X}"
+    text = ("0" + text) if len(text) % 2 else text
+    return ":".join(text[i:i + 2] for i in range(0, len(text), 2))
+
+
+def _time_left(cert: x509.Certificate, now: datetime) -> str:
+    left = max(0, int((cert.not_valid_after_utc - now).total_seconds()))
+    days, rest = divmod(left, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{days} days, {hours} hours, {minutes} minutes, {seconds} seconds"
+
+
+@dataclass
+class SentAlert:
+    severity: int  # syslog severity: 1 alert, 3 error, 4 warning
+    message: str
+
+
+class AlertSink:
+    """Sends alerts to syslog (when configured) and keeps them in `sent` for summaries and tests."""
+
+    def __init__(self, address: str | None = None, *, facility: int = logging.handlers.SysLogHandler.LOG_LOCAL0) -> None:
+        self.sent: list[SentAlert] = []
+        self._logger: logging.Logger | None = None
+        if address:
+            handler = self._handler(address, facility)
+            handler.setFormatter(logging.Formatter("dossier-collect: %(message)s"))
+            logger = logging.getLogger(f"collector.alerts.{id(self)}")
+            logger.propagate = False
+            logger.setLevel(logging.DEBUG)
+            logger.addHandler(handler)
+            self._logger = logger
+
+    @staticmethod
+    def _handler(address: str, facility: int) -> logging.Handler:
+        if address.startswith("/"):
+            return logging.handlers.SysLogHandler(address=address, facility=facility)
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"expected a syslog address HOST:PORT (UDP) or a socket path, found {address!r}")
+        return logging.handlers.SysLogHandler(address=(host.strip("[]"), int(port)),
+                                              facility=facility, socktype=socket.SOCK_DGRAM)
+
+    def close(self) -> None:
+        if self._logger is not None:
+            for handler in list(self._logger.handlers):
+                handler.close()
+                self._logger.removeHandler(handler)
+
+    def send(self, severity: int, message: str) -> None:
+        self.sent.append(SentAlert(severity, message))
+        if self._logger is not None:
+            # Map syslog severities onto logging levels the SysLogHandler maps back.
+            level = {1: logging.CRITICAL, 2: logging.CRITICAL, 3: logging.ERROR,
+                     4: logging.WARNING}.get(severity, logging.INFO)
+            self._logger.log(level, message)
+
+    def untrusted(self, device: str, reasons: Iterable[str], path: str | None) -> None:
+        self.send(3, f"%DOSSIER-3-ENVELOPE_UNTRUSTED : Device= {device}, Reasons= "
+                     f"{', '.join(reasons) or 'unknown'}, File= {path}")
+
+    def failed(self, device: str, reason: str, message: str) -> None:
+        self.send(3, f"%DOSSIER-3-COLLECT_FAILED : Device= {device}, Reason= {reason}, "
+                     f"Detail= {message}")
+
+    def expiry(self, device: str, kind: str, cert: x509.Certificate, state: dict[str, Any],
+               now: datetime | None = None) -> bool:
+        """Send the schedule's notice for `cert` if one is due and not yet sent; True if sent."""
+        now = now or datetime.now(UTC)
+        days_left = math.floor((cert.not_valid_after_utc - now).total_seconds() / 86400)
+        slot = expiry_slot(days_left)
+        if slot is None:
+            return False
+        key = f"{kind}:{cert.serial_number:x}:{int(cert.not_valid_after_utc.timestamp())}"
+        sent_slots: dict[str, str] = state.setdefault("expiry_alerts", {})
+        if sent_slots.get(key) == slot:
+            return False
+        sent_slots[key] = slot
+        details = (f"Device= {device}, Trustpoint Name= system-trustpoint, Certificate Type= "
+                   f"{'CA' if kind == 'root' else 'ID'}, Serial Number= {_serial(cert)}, Issuer Name= "
+                   f"{cert.issuer.rfc4514_string()}, Subject name= {cert.subject.rfc4514_string()}, "
+                   f"Time Left= {_time_left(cert, now)}")
+        if days_left <= LAST_WEEK_DAYS:
+            self.send(1, "%SECURITY-CEPKI-1-CERT_EXPIRING_ALERT : Certificate expiring WITHIN A "
+                         f"WEEK. {details}")
+        else:
+            self.send(4, f"%SECURITY-CEPKI-4-CERT_EXPIRING_WARNING : Certificate expiring in "
+                         f"{days_left} days. {details}")
+        return True
+
+
+# --- Prometheus textfile ----------------------------------------------------------------------
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+_METRICS = (
+    ("dossier_last_success_timestamp_seconds", "gauge",
+     "Unix time of the newest trusted envelope collected from the device."),
+    ("dossier_last_poll_timestamp_seconds", "gauge", "Unix time of the last poll, successful or not."),
+    ("dossier_last_verdict_trusted", "gauge",
+     "1 if the last poll produced a trusted envelope, 0 if untrusted or failed."),
+    ("dossier_last_poll_failed", "gauge", "1 if the last poll could not collect an envelope."),
+    ("dossier_collection_duration_seconds", "gauge", "Duration of the last poll."),
+    ("dossier_envelope_bytes", "gauge", "Size of the last envelope collected."),
+    ("dossier_certificate_expiry_days", "gauge", "Days until the device's certificate expires."),
+)
+
+
+def render_metrics(states: Mapping[str, Mapping[str, Any]], *, now: datetime | None = None) -> str:
+    """node_exporter textfile text from each device's stored state."""
+    now = now or datetime.now(UTC)
+    lines: list[str] = []
+    for name, kind, help_text in _METRICS:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        for device, state in sorted(states.items()):
+            label = f'device="{_escape(device)}"'
+            if name == "dossier_certificate_expiry_days":
+                for cert, days in sorted((state.get("days_to_expiry") or {}).items()):
+                    if days is not None:
+                        lines.append(f'{name}{{{label},certificate="{_escape(cert)}"}} {days}')
+                continue
+            value = {
+                "dossier_last_success_timestamp_seconds": state.get("last_success_ts"),
+                "dossier_last_poll_timestamp_seconds": state.get("last_poll_ts"),
+                "dossier_last_verdict_trusted": (None if "last_status" not in state
+                                                 else int(state["last_status"] == "trusted")),
+                "dossier_last_poll_failed": (None if "last_status" not in state
+                                             else int(state["last_status"] == "failed")),
+                "dossier_collection_duration_seconds": state.get("last_duration_s"),
+                "dossier_envelope_bytes": state.get("last_bytes"),
+            }[name]
+            if value is not None:
+                lines.append(f"{name}{{{label}}} {value}")
+    lines.append(f"# generated {now.isoformat(timespec='seconds')}")
+    return "\n".join(lines) + "\n"
+
+
+def write_metrics(path: Path, states: Mapping[str, Mapping[str, Any]]) -> None:
+    """Write the textfile atomically (node_exporter must never read half a file)."""
+    path = Path(path)
+    write_file_atomically(path, render_metrics(states).encode(), replace=True)

@@ -1,0 +1,341 @@
+"""Poll a fleet: a fresh nonce per device, exact storage, verification at once, retries.
+
+For each device (in a bounded worker pool):
+  (1) draw a 16-byte nonce from the OS CSPRNG; the same hex goes on the dossier and on
+      `utility sign`, and a retry draws a new one (a nonce is never sent twice);
+  (2) run the command over an SSH exec channel with connect / auth / command / device deadlines;
+  (3) store the output byte for byte with its metadata (atomic, never overwriting);
+  (4) verify it with the verifier library against the trust store and the nonce sent, at the
+      time it was received, and store the verdict beside it;
+  (5) update the device's state: increments, alert schedule, last success.
+Transient failures (refused, reset, timeout, rate-limited) are retried with exponential backoff
+and jitter inside the device's deadline; authentication and host-key failures never are. One
+device's failure never stops the others.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .alerts import AlertSink
+from .errors import CollectorError
+from .inventory import Device
+from .platforms import profile_for
+from .ssh import CommandResult, run_command
+from .store import EnvelopeRecord, Store
+
+__all__ = ["NONCE_BYTES", "CollectOptions", "Collector", "DeviceOutcome", "RunSummary", "new_nonce"]
+
+#: ENVELOPE.md allows 1-64 bytes; 16 bytes from a CSPRNG never repeat in practice.
+NONCE_BYTES = 16
+FILESYSTEM_ITEM = "filesystem-inventory"
+
+TRUSTED, UNTRUSTED, FAILED, SKIPPED = "trusted", "untrusted", "failed", "skipped"
+
+
+def new_nonce() -> str:
+    """A fresh nonce as lower-case hex, from the OS CSPRNG."""
+    return secrets.token_bytes(NONCE_BYTES).hex()
+
+
+@dataclass(frozen=True)
+class CollectOptions:
+    """How a run behaves; see `dossier collect --help` for each."""
+
+    concurrency: int = 16
+    #: Whole-run bound in seconds (None: only per-device deadlines apply).
+    run_deadline_s: float | None = None
+    #: Attempts after the first, for transient failures only.
+    retries: int = 2
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 8.0
+    #: Override the inventory's items for every device.
+    items: tuple[str, ...] | None = None
+    verify: bool = True
+
+
+@dataclass
+class DeviceOutcome:
+    """What happened to one device in one run."""
+
+    device: str
+    host: str
+    status: str  # trusted | untrusted | failed | skipped
+    reason: str | None = None
+    message: str | None = None
+    attempts: int = 0
+    duration_s: float = 0.0
+    bytes: int | None = None
+    path: str | None = None
+    nonce: str | None = None
+    received: str | None = None
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    days_to_expiry: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RunSummary:
+    """All outcomes of one run."""
+
+    started: str
+    finished: str
+    store: str
+    outcomes: list[DeviceOutcome]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = {TRUSTED: 0, UNTRUSTED: 0, FAILED: 0, SKIPPED: 0}
+        for outcome in self.outcomes:
+            counts[outcome.status] += 1
+        return counts
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every device was collected and trusted, else 1."""
+        return 0 if self.outcomes and all(o.status == TRUSTED for o in self.outcomes) else 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {"started": self.started, "finished": self.finished, "store": self.store,
+                "counts": self.counts, "exit_code": self.exit_code,
+                "devices": [o.to_json() for o in self.outcomes]}
+
+
+def _iso_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class Collector:
+    """Runs collections against one store and one trust store."""
+
+    def __init__(self, store: Store, *, trust_store_path: Path | None, options: CollectOptions | None = None,
+                 alerts: AlertSink | None = None, rng: random.Random | None = None,
+                 on_outcome: Callable[[DeviceOutcome], None] | None = None) -> None:
+        self.store = store
+        self.trust_store_path = trust_store_path
+        self.options = options or CollectOptions()
+        self.alerts = alerts or AlertSink()
+        self.rng = rng or random.SystemRandom()
+        self.on_outcome = on_outcome
+        self._trust_store: Any = None
+        self._state_lock = threading.Lock()
+
+    # --- the run -------------------------------------------------------------------------------
+
+    def run(self, devices: Sequence[Device], *, stop: threading.Event | None = None) -> RunSummary:
+        """Poll every device once; never raises for a device's failure."""
+        stop = stop or threading.Event()
+        started = _iso_now()
+        run_deadline = (time.monotonic() + self.options.run_deadline_s
+                        if self.options.run_deadline_s is not None else None)
+        if self.options.verify:
+            self._open_trust_store()
+        self.store.recover()
+        self.store.mark_dirty()
+        outcomes: dict[str, DeviceOutcome] = {}
+        pending = list(devices)
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, self.options.concurrency),
+                                    thread_name_prefix="collect") as pool:
+                running: dict[Future[DeviceOutcome], Device] = {}
+                while pending or running:
+                    # Submit only as workers free up, so a stop or the run deadline keeps the
+                    # devices not yet started from starting (in-flight ones finish).
+                    while pending and len(running) < max(1, self.options.concurrency):
+                        device = pending.pop(0)
+                        if stop.is_set() or (run_deadline is not None and time.monotonic() >= run_deadline):
+                            outcomes[device.name] = self._skipped(device, stop.is_set())
+                            continue
+                        running[pool.submit(self.poll, device, run_deadline, stop)] = device
+                    if not running:
+                        continue
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        device = running.pop(future)
+                        outcomes[device.name] = future.result()
+                        if self.on_outcome:
+                            self.on_outcome(outcomes[device.name])
+        finally:
+            self.store.mark_clean()
+        ordered = [outcomes[d.name] for d in devices if d.name in outcomes]
+        return RunSummary(started=started, finished=_iso_now(), store=str(self.store.root),
+                          outcomes=ordered)
+
+    def _skipped(self, device: Device, stopping: bool) -> DeviceOutcome:
+        why = ("the collector was asked to stop before polling it" if stopping
+               else "the run deadline passed before this device was polled; raise --deadline "
+                    "or --concurrency")
+        outcome = DeviceOutcome(device=device.name, host=device.host, status=SKIPPED,
+                                reason="run.stopped" if stopping else "run.deadline", message=why)
+        if self.on_outcome:
+            self.on_outcome(outcome)
+        return outcome
+
+    def _open_trust_store(self) -> None:
+        if self.trust_store_path is None:
+            return
+        from verifier import TrustStore  # collector -> verifier is the allowed direction
+
+        self._trust_store = TrustStore.open(self.trust_store_path, create=True)
+
+    # --- one device -------------------------------------------------------------------------
+
+    def poll(self, device: Device, run_deadline: float | None = None,
+             stop: threading.Event | None = None) -> DeviceOutcome:
+        """Collect, store and verify one device, with retries; returns its outcome."""
+        begin = time.monotonic()
+        deadline = begin + device.timeouts.device
+        if run_deadline is not None:
+            deadline = min(deadline, run_deadline)
+        profile = profile_for(device.platform)
+        items = self.options.items or device.items
+        state = self._read_state(device.name)
+        fs_options = _filesystem_options(state) if FILESYSTEM_ITEM in items else None
+        outcome = DeviceOutcome(device=device.name, host=device.host, status=FAILED)
+        attempt = 0
+        while True:
+            attempt += 1
+            outcome.attempts = attempt
+            nonce_hex = new_nonce()
+            command = profile.dossier_command(items, nonce_hex, filesystem_options=fs_options)
+            try:
+                result = run_command(device, command, run_deadline=deadline)
+                profile.check_output(result.output)
+                break
+            except CollectorError as exc:
+                outcome.reason, outcome.message = exc.reason, str(exc)
+                delay = self._backoff(attempt)
+                can_retry = (exc.transient and attempt <= self.options.retries
+                             and time.monotonic() + delay < deadline
+                             and not (stop is not None and stop.is_set()))
+                if not can_retry:
+                    outcome.duration_s = time.monotonic() - begin
+                    self._record_failure(device, outcome, state)
+                    return outcome
+                if stop is not None:
+                    stop.wait(delay)
+                else:
+                    time.sleep(delay)
+        outcome.reason = outcome.message = None
+        record = self.store.save(
+            device=device.name, host=device.host, nonce_hex=nonce_hex, output=result.output,
+            started=result.started, received=result.received, duration_s=result.duration_s,
+            extra={"port": device.port, "command": command, "items": list(items),
+                   "attempts": attempt, "exit_status": result.exit_status},
+        )
+        outcome.bytes, outcome.path, outcome.nonce = record.bytes, record.path, nonce_hex
+        outcome.received = record.received
+        outcome.duration_s = time.monotonic() - begin
+        self._verify_and_record(device, record, result, nonce_hex, outcome, state)
+        return outcome
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with 'equal jitter': half fixed, half random."""
+        ceiling = min(self.options.backoff_max_s, self.options.backoff_base_s * 2 ** (attempt - 1))
+        return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
+
+    def _verify_and_record(self, device: Device, record: EnvelopeRecord, result: CommandResult,
+                           nonce_hex: str, outcome: DeviceOutcome, state: dict[str, Any]) -> None:
+        if not self.options.verify:
+            outcome.status = UNTRUSTED
+            outcome.reason, outcome.message = "verify.skipped", "verification was turned off (--no-verify)"
+            self._write_poll_state(device, outcome, state, trusted=False)
+            return
+        from verifier import verify_envelope
+
+        verdict = verify_envelope(result.output, trust_store=self._trust_store, device=device.name,
+                                  expected_nonce=bytes.fromhex(nonce_hex), at=result.received)
+        errors = [f for f in verdict.findings if str(getattr(f.severity, "value", f.severity)) == "error"]
+        reasons = [str(f.id) for f in errors]
+        days = dict(verdict.days_to_expiry or {})
+        self.store.save_verdict(record, verdict.to_json(), trusted=bool(verdict.trusted),
+                                reasons=reasons, days_leaf=days.get("leaf"), days_root=days.get("root"))
+        outcome.findings = [_finding_json(f) for f in verdict.findings]
+        outcome.days_to_expiry = days
+        if verdict.trusted:
+            outcome.status = TRUSTED
+            if verdict.dossier is not None:
+                _advance_filesystem_blocks(state, verdict.dossier)
+        else:
+            outcome.status = UNTRUSTED
+            outcome.reason = reasons[0] if reasons else "verify.untrusted"
+            outcome.message = errors[0].message if errors else "the verifier did not trust the envelope"
+            self.alerts.untrusted(device.name, reasons, record.path)
+        for kind, cert in (("leaf", verdict.leaf), ("root", verdict.root)):
+            if cert is not None and verdict.trusted:
+                self.alerts.expiry(device.name, kind, cert, state)
+        self._write_poll_state(device, outcome, state, trusted=bool(verdict.trusted))
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def _read_state(self, device: str) -> dict[str, Any]:
+        try:
+            return self.store.read_state(device)
+        except CollectorError:
+            # A damaged state file costs only increments and alert history; start afresh and
+            # the next write replaces it.
+            return {}
+
+    def _record_failure(self, device: Device, outcome: DeviceOutcome, state: dict[str, Any]) -> None:
+        self.alerts.failed(device.name, outcome.reason or "unknown", outcome.message or "")
+        self._write_poll_state(device, outcome, state, trusted=False)
+
+    def _write_poll_state(self, device: Device, outcome: DeviceOutcome, state: dict[str, Any], *,
+                          trusted: bool) -> None:
+        now = time.time()
+        state.update({
+            "device": device.name, "host": device.host, "last_poll_ts": round(now, 3),
+            "last_status": outcome.status, "last_reason": outcome.reason,
+            "last_message": outcome.message, "last_duration_s": round(outcome.duration_s, 6),
+        })
+        if outcome.bytes is not None:
+            state["last_bytes"] = outcome.bytes
+            state["last_path"] = outcome.path
+        if trusted:
+            state["last_success_ts"] = round(now, 3)
+            state["days_to_expiry"] = outcome.days_to_expiry
+        with self._state_lock:
+            self.store.write_state(device.name, state)
+
+
+def _finding_json(finding: Any) -> dict[str, Any]:
+    if hasattr(finding, "to_json"):
+        return finding.to_json()
+    return {"id": str(finding.id), "severity": str(finding.severity), "message": finding.message}
+
+
+def _filesystem_options(state: Mapping[str, Any]) -> dict[str, dict[str, int]] | None:
+    """Ask only for blocks newer than the last one collected, per node."""
+    blocks = state.get("filesystem_blocks") or {}
+    if not blocks:
+        return None
+    return {node: {"block_start": int(last) + 1} for node, last in sorted(blocks.items())}
+
+
+def _advance_filesystem_blocks(state: dict[str, Any], dossier: Mapping[str, Any]) -> None:
+    item = dossier.get(FILESYSTEM_ITEM)
+    if not isinstance(item, Mapping) or item.get("result-code") != "Success":
+        return
+    nodes = item.get(FILESYSTEM_ITEM)
+    if not isinstance(nodes, Mapping):
+        return
+    blocks = dict(state.get("filesystem_blocks") or {})
+    for node, content in nodes.items():
+        snapshots = content.get("snapshots") if isinstance(content, Mapping) else None
+        numbers = [s.get("snapshot-block-no") for s in snapshots or [] if isinstance(s, Mapping)]
+        numbers = [n for n in numbers if isinstance(n, int)]
+        if numbers:
+            blocks[node] = max([*numbers, int(blocks.get(node, -1))])
+    state["filesystem_blocks"] = blocks
+

@@ -1,0 +1,463 @@
+"""Load the fleet inventory (YAML, Nornir/Ansible style) into resolved `Device` objects.
+
+Settings resolve device > its groups (in the order listed, first wins) > `defaults`; the
+`timeouts` mapping merges key by key. The file is checked against
+`schemas/inventory.schema.json`; every mistake is reported with file, line and field.
+Credentials are references (environment variable, password file, key file, agent) and are
+read only when a connection needs them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import stat
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import paramiko
+import yaml
+
+import schemas
+
+from .errors import InventoryError
+
+__all__ = [
+    "DEFAULT_ITEMS",
+    "Credential",
+    "Device",
+    "HostKey",
+    "Inventory",
+    "JumpHost",
+    "Timeouts",
+    "load_inventory",
+]
+
+#: The seed's example command collects these; `filesystem-inventory` is opt-in because a
+#: full snapshot can be several MB.
+DEFAULT_ITEMS: tuple[str, ...] = (
+    "packages",
+    "reboot-history",
+    "rollback-history",
+    "system-integrity-snapshot",
+    "system-inventory",
+)
+#: Inventories are hand-written; anything bigger is a mistake (or not an inventory).
+MAX_INVENTORY_BYTES = 32 * 1024 * 1024
+#: How many problems one error message lists before it stops.
+MAX_REPORTED_PROBLEMS = 20
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Deadlines in seconds: each phase has its own, `device` bounds all attempts together."""
+
+    connect: float = 10.0
+    auth: float = 15.0
+    command: float = 120.0
+    device: float = 300.0
+
+
+@dataclass(frozen=True)
+class HostKey:
+    """A pinned SSH host key, given as a known_hosts line."""
+
+    key_type: str
+    key_base64: str
+    line: str
+
+    @classmethod
+    def parse(cls, line: str) -> HostKey:
+        """Parse `[host]:port TYPE BASE64` or `TYPE BASE64`; raises ValueError."""
+        tokens = line.split()
+        if len(tokens) >= 3 and not _looks_like_key_type(tokens[0]):
+            tokens = tokens[1:]
+        if len(tokens) < 2 or not _looks_like_key_type(tokens[0]):
+            raise ValueError(f"expected '[host]:port <key-type> <base64>', found {line!r}")
+        key_type, blob = tokens[0], tokens[1]
+        try:
+            paramiko.PKey.from_type_string(key_type, base64.b64decode(blob, validate=True))
+        except Exception as exc:  # paramiko raises several unrelated types for bad key blobs
+            raise ValueError(f"the {key_type} key in {line!r} does not decode: {exc}") from exc
+        return cls(key_type=key_type, key_base64=blob, line=line)
+
+    def to_pkey(self) -> paramiko.PKey:
+        return paramiko.PKey.from_type_string(self.key_type, base64.b64decode(self.key_base64))
+
+    @property
+    def fingerprint(self) -> str:
+        """OpenSSH-style `SHA256:...` fingerprint."""
+        return ssh_fingerprint(base64.b64decode(self.key_base64))
+
+
+def ssh_fingerprint(key_blob: bytes) -> str:
+    """OpenSSH's `SHA256:<base64 without padding>` of a public key blob."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(key_blob).digest()).decode().rstrip("=")
+
+
+def _looks_like_key_type(token: str) -> bool:
+    return token.startswith(("ssh-", "ecdsa-sha2-", "sk-"))
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A reference to a secret; `repr` never shows the secret itself."""
+
+    kind: str  # "password_env" | "password_file" | "key_file" | "agent"
+    reference: str | None = None
+    passphrase_env: str | None = None
+    where: str = ""
+
+    def password(self) -> str:
+        """Read the password now; raises InventoryError naming the reference when it is missing."""
+        if self.kind == "password_env":
+            value = os.environ.get(self.reference or "")
+            if value is None:
+                raise InventoryError(
+                    f"{self.where}: credential: expected environment variable "
+                    f"{self.reference} to hold the password, found it unset; export it "
+                    "before running the collector"
+                )
+            return value
+        if self.kind == "password_file":
+            path = Path(self.reference or "")
+            try:
+                mode = path.stat().st_mode
+                if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                    raise InventoryError(
+                        f"{self.where}: credential: password file {path} must be readable by "
+                        f"its owner only (mode 0600), found mode {stat.S_IMODE(mode):04o}; "
+                        f"run `chmod 600 {path}`"
+                    )
+                return path.read_text("utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise InventoryError(
+                    f"{self.where}: credential: cannot read password file {path}: "
+                    f"{exc.strerror}"
+                ) from exc
+        raise InventoryError(f"{self.where}: credential of kind {self.kind} has no password")
+
+    def private_key(self) -> paramiko.PKey:
+        """Load the key file (passphrase from its environment variable, if named)."""
+        passphrase = None
+        if self.passphrase_env:
+            passphrase = os.environ.get(self.passphrase_env)
+            if passphrase is None:
+                raise InventoryError(
+                    f"{self.where}: credential: expected environment variable "
+                    f"{self.passphrase_env} to hold the key passphrase, found it unset"
+                )
+        path = Path(self.reference or "").expanduser()
+        try:
+            return paramiko.PKey.from_path(path, passphrase=passphrase)
+        except FileNotFoundError as exc:
+            raise InventoryError(
+                f"{self.where}: credential: key file {path} does not exist"
+            ) from exc
+        except (paramiko.SSHException, ValueError, OSError) as exc:
+            raise InventoryError(
+                f"{self.where}: credential: cannot load key file {path}: {exc}"
+            ) from exc
+
+
+@dataclass(frozen=True)
+class JumpHost:
+    """An SSH bastion the device is reached through (a `direct-tcpip` channel)."""
+
+    host: str
+    port: int
+    username: str
+    credential: Credential
+    host_key: HostKey
+
+
+@dataclass(frozen=True)
+class Device:
+    """One device with every setting resolved."""
+
+    name: str
+    host: str
+    port: int
+    username: str
+    credential: Credential
+    host_key: HostKey | None
+    platform: str = "iosxr"
+    items: tuple[str, ...] = DEFAULT_ITEMS
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    jump_host: JumpHost | None = None
+    groups: tuple[str, ...] = ()
+    where: str = ""
+
+    @property
+    def known_hosts_name(self) -> str:
+        """The host part of a known_hosts line, as OpenSSH writes it."""
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """The resolved fleet."""
+
+    path: Path
+    devices: tuple[Device, ...]
+
+    def select(self, names: Iterable[str] = (), groups: Iterable[str] = ()) -> list[Device]:
+        """Devices named in `names` or member of any of `groups` (all when both are empty)."""
+        names, groups = set(names), set(groups)
+        if not names and not groups:
+            return list(self.devices)
+        known = {d.name for d in self.devices}
+        unknown = sorted(names - known)
+        if unknown:
+            raise InventoryError(
+                f"{self.path}: expected device names from the inventory, found unknown "
+                f"{', '.join(unknown)}; known devices: {', '.join(sorted(known)[:10])}"
+                + (" ..." if len(known) > 10 else "")
+            )
+        return [d for d in self.devices if d.name in names or groups & set(d.groups)]
+
+
+# --- YAML with marks -------------------------------------------------------------------------
+
+
+class _Marked:
+    """Python values built from YAML nodes, with the line of every path kept aside."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.lines: dict[tuple[Any, ...], int] = {}
+        self.problems: list[str] = []
+        # A loader per file: its constructor caches every node it has built.
+        self.loader = yaml.SafeLoader("")
+
+    def build(self, node: yaml.Node, path: tuple[Any, ...] = ()) -> Any:
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            result: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = (self.loader.construct_object(key_node)
+                       if isinstance(key_node, yaml.ScalarNode) else None)
+                if not isinstance(key, str):
+                    self.problems.append(
+                        f"{self.source}:{key_node.start_mark.line + 1}: {_dotted(path)}: "
+                        "expected a plain string key, found a complex key"
+                    )
+                    continue
+                if key in result:
+                    self.problems.append(
+                        f"{self.source}:{key_node.start_mark.line + 1}: "
+                        f"{_dotted(path + (key,))}: expected each key once, found it again "
+                        f"(first on line {self.lines[path + (key,)]}); remove one"
+                    )
+                    continue
+                result[key] = self.build(value_node, path + (key,))
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, path + (index,)) for index, item in enumerate(node.value)]
+        return self.loader.construct_object(node, deep=True)
+
+
+def _dotted(path: Iterable[Any]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _load_yaml(path: Path) -> tuple[Any, _Marked]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise InventoryError(
+            f"{path}: inventory file not found; pass --inventory with an existing file"
+        ) from exc
+    except OSError as exc:
+        raise InventoryError(f"{path}: cannot read inventory: {exc.strerror}") from exc
+    if len(raw) > MAX_INVENTORY_BYTES:
+        raise InventoryError(
+            f"{path}: expected an inventory under {MAX_INVENTORY_BYTES} bytes, found {len(raw)}"
+        )
+    marked = _Marked(str(path))
+    try:
+        node = yaml.compose(raw.decode("utf-8"), Loader=yaml.SafeLoader)
+    except UnicodeDecodeError as exc:
+        raise InventoryError(f"{path}: expected UTF-8 text, found invalid byte at {exc.start}") from exc
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise InventoryError(f"{where}: not valid YAML: {exc.problem}") from exc
+    except yaml.YAMLError as exc:
+        raise InventoryError(f"{path}: not valid YAML: {exc}") from exc
+    if node is None:
+        raise InventoryError(f"{path}: expected a mapping with a `devices:` list, found an empty file")
+    try:
+        document = marked.build(node)
+    except yaml.YAMLError as exc:
+        raise InventoryError(f"{path}: not valid YAML: {exc}") from exc
+    return document, marked
+
+
+# --- validation and resolution -------------------------------------------------------------
+
+
+def _schema_problems(document: Any, marked: _Marked) -> list[str]:
+    validator = jsonschema.Draft202012Validator(schemas.load("inventory"))
+    problems = []
+    for error in sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.path))):
+        if error.context:  # oneOf: report the branch that came closest, not the whole union
+            error = jsonschema.exceptions.best_match(error.context)
+        path = tuple(error.absolute_path)
+        line = _nearest_line(marked, path)
+        problems.append(f"{marked.source}:{line}: {_dotted(path)}: {_explain(error)}")
+    return problems
+
+
+def _nearest_line(marked: _Marked, path: tuple[Any, ...]) -> int:
+    while path not in marked.lines and path:
+        path = path[:-1]
+    return marked.lines.get(path, 1)
+
+
+def _explain(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        if "password" in extra:
+            return (
+                "inline passwords are not accepted; use {password_env: VAR}, "
+                "{password_file: PATH}, {key_file: PATH} or {agent: true}"
+            )
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        return f"unexpected field(s) {', '.join(extra)}; expected one of: {allowed}"
+    if error.validator == "pattern" and str(error.schema.get("pattern", "")).startswith("^(\\S+ )?"):
+        return f"expected a known_hosts line '[host]:port ssh-ed25519 AAAA...', found {error.instance!r}"
+    return f"expected {_expected(error)}, found {error.instance!r}"
+
+
+def _expected(error: jsonschema.ValidationError) -> str:
+    schema = error.schema
+    if error.validator == "enum":
+        return "one of " + ", ".join(map(str, schema["enum"]))
+    if error.validator == "required":
+        return error.message.split(" is a required")[0] + " to be present"
+    if error.validator == "type":
+        return f"a value of type {schema['type']}"
+    if error.validator == "pattern":
+        return f"text matching {schema['pattern']}"
+    return error.message
+
+
+def _credential(raw: Mapping[str, Any], where: str) -> Credential:
+    if "password_env" in raw:
+        return Credential("password_env", raw["password_env"], where=where)
+    if "password_file" in raw:
+        return Credential("password_file", raw["password_file"], where=where)
+    if "key_file" in raw:
+        return Credential("key_file", raw["key_file"], raw.get("passphrase_env"), where=where)
+    return Credential("agent", where=where)
+
+
+def load_inventory(path: str | os.PathLike[str]) -> Inventory:
+    """Read, validate and resolve an inventory file; raises InventoryError listing every problem."""
+    path = Path(path)
+    document, marked = _load_yaml(path)
+    problems = list(marked.problems)
+    if not problems:
+        problems += _schema_problems(document, marked)
+    devices: list[Device] = []
+    if not problems:
+        devices, resolve_problems = _resolve(document, marked, path)
+        problems += resolve_problems
+    if problems:
+        shown = problems[:MAX_REPORTED_PROBLEMS]
+        more = len(problems) - len(shown)
+        raise InventoryError(
+            "invalid inventory:\n  " + "\n  ".join(shown) + (f"\n  ... and {more} more" if more else "")
+        )
+    return Inventory(path=path, devices=tuple(devices))
+
+
+def _resolve(document: dict[str, Any], marked: _Marked, path: Path) -> tuple[list[Device], list[str]]:
+    defaults = document.get("defaults", {})
+    groups = document.get("groups", {})
+    problems: list[str] = []
+    devices: list[Device] = []
+    seen: dict[str, int] = {}
+    for index, raw in enumerate(document["devices"]):
+        line = marked.lines[("devices", index)]
+        where = f"{path}:{line}"
+        name = raw["name"]
+        if name in seen:
+            problems.append(
+                f"{where}: devices[{index}].name: expected unique device names, found {name!r} "
+                f"again (first on line {seen[name]})"
+            )
+            continue
+        seen[name] = line
+        layers = [raw]
+        for group in raw.get("groups", []):
+            if group not in groups:
+                problems.append(
+                    f"{where}: devices[{index}].groups: expected a group defined under "
+                    f"`groups:`, found {group!r}"
+                )
+            else:
+                layers.append(groups[group])
+        layers.append(defaults)
+
+        def pick(key: str, default: Any = None, *, layers: list[dict[str, Any]] = layers) -> Any:
+            for layer in layers:
+                if key in layer:
+                    return layer[key]
+            return default
+
+        missing = [key for key in ("host", "username", "credential") if pick(key) is None]
+        if missing:
+            problems.append(
+                f"{where}: devices[{index}] ({name}): expected {', '.join(missing)} on the "
+                "device, one of its groups or `defaults`, found none"
+            )
+            continue
+        timeouts: dict[str, float] = {}
+        for layer in reversed(layers):
+            timeouts.update(layer.get("timeouts", {}))
+        host_key = None
+        if raw.get("host_key") is not None:
+            try:
+                host_key = HostKey.parse(raw["host_key"])
+            except ValueError as exc:
+                problems.append(f"{path}:{marked.lines[('devices', index, 'host_key')]}: "
+                                f"devices[{index}].host_key: {exc}")
+                continue
+        jump = pick("jump_host")
+        jump_host = None
+        if jump is not None:
+            try:
+                jump_host = JumpHost(
+                    host=jump["host"], port=jump.get("port", 22), username=jump["username"],
+                    credential=_credential(jump["credential"], where),
+                    host_key=HostKey.parse(jump["host_key"]),
+                )
+            except ValueError as exc:
+                problems.append(f"{where}: devices[{index}] ({name}).jump_host.host_key: {exc}")
+                continue
+        devices.append(
+            Device(
+                name=name,
+                host=pick("host"),
+                port=pick("port", 22),
+                username=pick("username"),
+                credential=_credential(pick("credential"), where),
+                host_key=host_key,
+                platform=pick("platform", "iosxr"),
+                items=tuple(pick("items", DEFAULT_ITEMS)),
+                timeouts=Timeouts(**timeouts),
+                jump_host=jump_host,
+                groups=tuple(raw.get("groups", [])),
+                where=where,
+            )
+        )
+    return devices, problems

@@ -1,0 +1,83 @@
+"""Vendor behaviour as data: the command a platform needs and the failure strings it prints."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from .errors import CommandError
+
+__all__ = ["IOSXR", "PROFILES", "PlatformProfile", "profile_for"]
+
+
+@dataclass(frozen=True)
+class PlatformProfile:
+    """How one platform is asked for a signed dossier and how it reports failures."""
+
+    name: str
+    #: The line every show command prints first (seed: `Sun Oct 20 13:07:24.136 UTC`).
+    timestamp_line: re.Pattern[str]
+    #: Output lines that mean the device refused or did not understand the command.
+    error_prefixes: tuple[str, ...]
+    #: Substrings of an error line that mean "this user may not run it" (not transient).
+    authorization_markers: tuple[str, ...]
+
+    def dossier_command(
+        self,
+        items: Sequence[str],
+        nonce_hex: str,
+        *,
+        filesystem_options: Mapping[str, Mapping[str, int]] | None = None,
+        include_certificate: bool = True,
+    ) -> str:
+        """The seed's dossier command, the same nonce on the dossier and on `utility sign`."""
+        parts = ["show platform security integrity dossier include", *items]
+        if filesystem_options:
+            # Compact JSON without quotes that need escaping; the device parses it as JSON.
+            parts.append(f"filesystem-inventory-options '{json.dumps(filesystem_options, separators=(',', ':'))}'")
+        parts += ["nonce", nonce_hex, "| utility sign nonce", nonce_hex]
+        if include_certificate:
+            parts.append("include-certificate")
+        return " ".join(parts)
+
+    def check_output(self, output: bytes) -> None:
+        """Raise CommandError when the device printed an error instead of an envelope."""
+        head = output[:4096].decode("utf-8", "replace")
+        for line in head.splitlines():
+            stripped = line.strip()
+            if not stripped or self.timestamp_line.fullmatch(stripped):
+                continue
+            if stripped.startswith(self.error_prefixes):
+                error = CommandError(
+                    f"expected a signed envelope, found the device error {stripped!r}"
+                    + self._advice(stripped)
+                )
+                if any(marker in stripped.lower() for marker in self.authorization_markers):
+                    error.reason = "device.not_authorized"
+                raise error
+            return
+
+    def _advice(self, line: str) -> str:
+        if any(marker in line.lower() for marker in self.authorization_markers):
+            return ("; give the user the dossier task IDs (seed: 'Configuration Example for "
+                    "User Authorization')")
+        if "trustpoint" in line.lower() or "not enrolled" in line.lower():
+            return "; set up the system trustpoint first (`dossier enroll --provision`)"
+        return ""
+
+
+IOSXR = PlatformProfile(
+    name="iosxr",
+    timestamp_line=re.compile(r"[A-Z][a-z]{2} [A-Z][a-z]{2} +\d{1,2} \d{2}:\d{2}:\d{2}\.\d{3} \S+"),
+    error_prefixes=("% ",),
+    authorization_markers=("not authorized", "authorization failed", "permission denied",
+                           "task id"),
+)
+
+PROFILES: dict[str, PlatformProfile] = {"iosxr": IOSXR}
+
+
+def profile_for(name: str) -> PlatformProfile:
+    return PROFILES[name]

@@ -1,0 +1,283 @@
+"""Run one command on one device over an SSH exec channel, with strict host keys and deadlines.
+
+We drive `paramiko.Transport` directly rather than `SSHClient` so that each phase has its own
+deadline (connect, authentication, command, whole device) and the host-key check is ours:
+an unknown or changed key is refused with the host, the offered key's fingerprint and the
+line to pin, never auto-accepted.
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import paramiko
+
+from .errors import (
+    AuthError,
+    CollectorError,
+    ConnectError,
+    DeadlineError,
+    HostKeyError,
+    OutputTooLargeError,
+    RateLimitedError,
+)
+from .inventory import Credential, Device, HostKey, JumpHost, ssh_fingerprint
+
+__all__ = ["MAX_OUTPUT_BYTES", "CommandResult", "run_command"]
+
+#: Big file-system inventories are several MB; the verifier's default bound is 64 MiB, so more
+#: than this cannot verify anyway and would only exhaust memory.
+MAX_OUTPUT_BYTES = 128 * 1024 * 1024
+#: One recv per SSH window-sized chunk; chunks are joined once at the end (no quadratic copying).
+RECV_CHUNK_BYTES = 256 * 1024
+#: After EOF a well-behaved server has sent exit-status; wait this long for it before deciding
+#: the session was cut.
+EXIT_STATUS_GRACE_S = 2.0
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What the device printed, byte for byte, and when."""
+
+    output: bytes
+    started: datetime
+    received: datetime
+    duration_s: float
+    exit_status: int | None
+
+
+class _Deadlines:
+    def __init__(self, device: Device, run_deadline: float | None) -> None:
+        self.start = time.monotonic()
+        self.device_deadline = self.start + device.timeouts.device
+        if run_deadline is not None:
+            self.device_deadline = min(self.device_deadline, run_deadline)
+        self.timeouts = device.timeouts
+        self.name = device.name
+
+    def budget(self, phase_seconds: float, phase: str) -> float:
+        remaining = self.device_deadline - time.monotonic()
+        if remaining <= 0:
+            raise DeadlineError(
+                f"{self.name}: whole-device deadline of {self.timeouts.device:g} s passed before "
+                f"{phase}; raise timeouts.device in the inventory if the device is just slow"
+            )
+        return min(phase_seconds, remaining)
+
+
+def _open_socket(host: str, port: int, timeout: float, name: str) -> socket.socket:
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except TimeoutError as exc:
+        raise DeadlineError(f"{name}: TCP connect to {host}:{port} timed out after {timeout:g} s") from exc
+    except ConnectionRefusedError as exc:
+        raise ConnectError(f"{name}: connection to {host}:{port} refused; is SSH running there?") from exc
+    except OSError as exc:
+        raise ConnectError(f"{name}: cannot connect to {host}:{port}: {exc.strerror or exc}") from exc
+    # paramiko leaves Nagle on, which stalls each handshake ~45 ms (PERFORMANCE.md).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _prefer_pinned_key_type(transport: paramiko.Transport, pinned: HostKey | None) -> None:
+    if pinned is None:
+        return
+    options = transport.get_security_options()
+    wanted = [pinned.key_type]
+    if pinned.key_type == "ssh-rsa":
+        wanted = [t for t in ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa") if t in options.key_types]
+    options.key_types = wanted + [t for t in options.key_types if t not in wanted]
+
+
+def _check_host_key(transport: paramiko.Transport, known_name: str, pinned: HostKey | None,
+                    name: str) -> None:
+    offered = transport.get_remote_server_key()
+    blob = offered.asbytes()
+    offered_line = f"{known_name} {offered.get_name()} {base64.b64encode(blob).decode()}"
+    fingerprint = ssh_fingerprint(blob)
+    if pinned is None:
+        raise HostKeyError(
+            f"{name}: host key for {known_name} is not pinned; the device offered "
+            f"{offered.get_name()} {fingerprint}. Check that fingerprint on the device's console "
+            f"(show crypto key mypubkey), then pin it with `host_key: \"{offered_line}\"` in the "
+            "inventory. Unknown keys are never accepted automatically."
+        )
+    if pinned.to_pkey().asbytes() != blob:
+        raise HostKeyError(
+            f"{name}: HOST KEY MISMATCH for {known_name}: expected {pinned.key_type} "
+            f"{pinned.fingerprint} (pinned in the inventory), found {offered.get_name()} "
+            f"{fingerprint}. Someone may be intercepting the connection, or the device was "
+            f"re-imaged. Verify on the console; only then replace the pin with "
+            f"`host_key: \"{offered_line}\"`."
+        )
+
+
+def _authenticate(transport: paramiko.Transport, username: str, credential: Credential,
+                  name: str, where: str) -> None:
+    try:
+        if credential.kind in ("password_env", "password_file"):
+            transport.auth_password(username, credential.password())
+        elif credential.kind == "key_file":
+            transport.auth_publickey(username, credential.private_key())
+        else:
+            keys = paramiko.Agent().get_keys()
+            if not keys:
+                raise AuthError(f"{name}: ssh-agent has no keys (is SSH_AUTH_SOCK set?)")
+            for key in keys:
+                try:
+                    transport.auth_publickey(username, key)
+                    break
+                except paramiko.AuthenticationException:
+                    continue
+            else:
+                raise AuthError(f"{name}: the device accepted none of the ssh-agent's {len(keys)} keys for {username}")
+    except paramiko.BadAuthenticationType as exc:
+        raise AuthError(
+            f"{name}: {where} refused the {credential.kind} method for {username}; it allows "
+            f"{', '.join(exc.allowed_types)}"
+        ) from exc
+    except paramiko.AuthenticationException as exc:
+        if "timeout" in str(exc).lower():
+            raise DeadlineError(f"{name}: authentication to {where} timed out") from exc
+        raise AuthError(
+            f"{name}: {where} rejected the credentials for user {username!r} ({credential.kind}); "
+            "check the credential the inventory points to. Not retried."
+        ) from exc
+    if not transport.is_authenticated():
+        raise AuthError(f"{name}: authentication to {where} did not complete")
+
+
+def _start_transport(sock: socket.socket | paramiko.Channel, deadlines: _Deadlines,
+                     known_name: str, pinned: HostKey | None, name: str) -> paramiko.Transport:
+    transport = paramiko.Transport(sock)
+    _prefer_pinned_key_type(transport, pinned)
+    timeout = deadlines.budget(deadlines.timeouts.connect, "the SSH handshake")
+    transport.banner_timeout = timeout
+    try:
+        transport.start_client(timeout=timeout)
+    except paramiko.SSHException as exc:
+        transport.close()
+        text = str(exc)
+        if "rate" in text.lower() or "too many" in text.lower():
+            raise RateLimitedError(f"{name}: {known_name} refused the session: {text}") from exc
+        if "timeout" in text.lower() or "timed out" in text.lower():
+            raise DeadlineError(f"{name}: SSH handshake with {known_name} timed out ({timeout:g} s)") from exc
+        raise ConnectError(f"{name}: SSH handshake with {known_name} failed: {text or type(exc).__name__}; "
+                           "the device may be refusing sessions (rate limit) or not speak SSH") from exc
+    except (EOFError, OSError) as exc:
+        transport.close()
+        raise ConnectError(f"{name}: {known_name} closed the connection during the SSH handshake "
+                           f"({type(exc).__name__}); it may be rate-limiting sessions") from exc
+    try:
+        _check_host_key(transport, known_name, pinned, name)
+    except HostKeyError:
+        transport.close()
+        raise
+    return transport
+
+
+def _open_jump(jump: JumpHost, device: Device, deadlines: _Deadlines) -> tuple[paramiko.Transport, paramiko.Channel]:
+    known = jump.host if jump.port == 22 else f"[{jump.host}]:{jump.port}"
+    sock = _open_socket(jump.host, jump.port, deadlines.budget(deadlines.timeouts.connect, "connect"), device.name)
+    transport = _start_transport(sock, deadlines, known, jump.host_key, device.name)
+    try:
+        transport.auth_timeout = deadlines.budget(deadlines.timeouts.auth, "jump host authentication")
+        _authenticate(transport, jump.username, jump.credential, device.name, f"jump host {known}")
+        channel = transport.open_channel(
+            "direct-tcpip", (device.host, device.port), ("127.0.0.1", 0),
+            timeout=deadlines.budget(deadlines.timeouts.connect, "the jump channel"),
+        )
+    except paramiko.ChannelException as exc:
+        transport.close()
+        raise ConnectError(f"{device.name}: jump host {known} could not reach "
+                           f"{device.host}:{device.port}: {exc}") from exc
+    except BaseException:
+        transport.close()
+        raise
+    return transport, channel
+
+
+def run_command(device: Device, command: str, *, run_deadline: float | None = None,
+                max_output_bytes: int = MAX_OUTPUT_BYTES) -> CommandResult:
+    """Connect, authenticate, run `command` on an exec channel and return its exact output.
+
+    Raises a CollectorError subclass: ConnectError / RateLimitedError / DeadlineError
+    (transient), AuthError / HostKeyError (not), OutputTooLargeError.
+    """
+    deadlines = _Deadlines(device, run_deadline)
+    started = datetime.now(UTC)
+    jump_transport = None
+    transport = None
+    try:
+        if device.jump_host is not None:
+            jump_transport, sock = _open_jump(device.jump_host, device, deadlines)
+        else:
+            sock = _open_socket(device.host, device.port,
+                                deadlines.budget(device.timeouts.connect, "connect"), device.name)
+        transport = _start_transport(sock, deadlines, device.known_hosts_name, device.host_key, device.name)
+        transport.auth_timeout = deadlines.budget(device.timeouts.auth, "authentication")
+        _authenticate(transport, device.username, device.credential, device.name,
+                      device.known_hosts_name)
+        output, exit_status = _exec(transport, command, device, deadlines, max_output_bytes)
+    except CollectorError:
+        raise
+    except paramiko.SSHException as exc:
+        raise ConnectError(f"{device.name}: SSH error talking to {device.known_hosts_name}: {exc}") from exc
+    except (EOFError, ConnectionError) as exc:
+        raise ConnectError(f"{device.name}: connection to {device.known_hosts_name} was reset "
+                           f"({type(exc).__name__})") from exc
+    except TimeoutError as exc:
+        raise DeadlineError(f"{device.name}: timed out talking to {device.known_hosts_name}") from exc
+    finally:
+        if transport is not None:
+            transport.close()
+        if jump_transport is not None:
+            jump_transport.close()
+    received = datetime.now(UTC)
+    return CommandResult(output=output, started=started, received=received,
+                         duration_s=time.monotonic() - deadlines.start, exit_status=exit_status)
+
+
+def _exec(transport: paramiko.Transport, command: str, device: Device, deadlines: _Deadlines,
+          max_output_bytes: int) -> tuple[bytes, int | None]:
+    channel = transport.open_session(timeout=deadlines.budget(device.timeouts.command, "opening a channel"))
+    command_deadline = time.monotonic() + device.timeouts.command
+    channel.exec_command(command)
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        remaining = min(command_deadline, deadlines.device_deadline) - time.monotonic()
+        if remaining <= 0:
+            raise DeadlineError(
+                f"{device.name}: command deadline passed after {total} bytes "
+                f"(timeouts.command {device.timeouts.command:g} s, timeouts.device "
+                f"{device.timeouts.device:g} s)"
+            )
+        channel.settimeout(remaining)
+        try:
+            data = channel.recv(RECV_CHUNK_BYTES)
+        except TimeoutError:
+            continue  # the loop head turns this into a DeadlineError with the byte count
+        if not data:
+            break
+        total += len(data)
+        if total > max_output_bytes:
+            raise OutputTooLargeError(
+                f"{device.name}: expected at most {max_output_bytes} bytes of output, found more; "
+                "ask for fewer items or fewer file-system blocks"
+            )
+        chunks.append(data)
+    # paramiko sets status_event on close too, leaving exit_status at -1: that means the
+    # session was cut before the device finished (no exit-status message ever came).
+    channel.status_event.wait(min(EXIT_STATUS_GRACE_S, max(0.0, deadlines.device_deadline - time.monotonic())))
+    exit_status: int | None = channel.exit_status if channel.status_event.is_set() else None
+    if exit_status == -1 or (exit_status is None and not transport.is_active()):
+        raise ConnectError(
+            f"{device.name}: the session ended after {total} bytes without an exit status: "
+            "the connection was cut mid-output"
+        )
+    return b"".join(chunks), exit_status

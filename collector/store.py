@@ -1,0 +1,473 @@
+"""The envelope store: exact bytes on disk, metadata beside them, an SQLite index over both.
+
+Layout under the store root:
+
+    <device>/<received UTC>-<nonce prefix>.envelope            exactly what the device printed
+    <device>/<...>.envelope.meta.json                          schemas/metadata.schema.json
+    <device>/<...>.envelope.verdict.json                       the verifier's verdict.to_json()
+    state/<device>.json                                        last poll, increments, alerts
+    index.sqlite                                               rebuildable from the files
+
+Crash safety: each file is written to a temporary name, fsynced, then hard-linked to its
+final name (a link never replaces an existing file, unlike rename) and the directory fsynced.
+A crash leaves at most a `.*.tmp` file, which `reindex` removes. The index is marked dirty
+while a run writes; a run that finds it dirty rebuilds it from the files first.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+import schemas
+
+from .errors import StoreError
+
+__all__ = ["METADATA_FORMAT", "EnvelopeRecord", "Store", "write_file_atomically"]
+
+METADATA_FORMAT = "trust-dossier/envelope-metadata/1"
+ENVELOPE_SUFFIX = ".envelope"
+META_SUFFIX = ".envelope.meta.json"
+VERDICT_SUFFIX = ".envelope.verdict.json"
+INDEX_NAME = "index.sqlite"
+DIRTY_MARKER = "index.dirty"
+#: Metadata and verdict files are small; anything larger is not ours.
+MAX_SIDECAR_BYTES = 4 * 1024 * 1024
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS envelopes (
+    path TEXT PRIMARY KEY,          -- relative to the store root
+    device TEXT NOT NULL,
+    host TEXT,
+    nonce TEXT,
+    started TEXT,
+    received TEXT NOT NULL,         -- ISO-8601 UTC; sorts as text
+    bytes INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    duration_s REAL,
+    trusted INTEGER,                -- 1 / 0 / NULL when not verified yet
+    reasons TEXT NOT NULL DEFAULT '[]',
+    days_leaf INTEGER,
+    days_root INTEGER,
+    meta_missing INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS envelopes_by_device ON envelopes (device, received);
+"""
+
+
+@dataclass
+class EnvelopeRecord:
+    """One stored envelope as the index knows it."""
+
+    path: str
+    device: str
+    received: str
+    bytes: int
+    sha256: str
+    host: str | None = None
+    nonce: str | None = None
+    started: str | None = None
+    duration_s: float | None = None
+    trusted: bool | None = None
+    reasons: list[str] = field(default_factory=list)
+    days_leaf: int | None = None
+    days_root: int | None = None
+    meta_missing: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_file_atomically(path: Path, data: bytes, *, replace: bool = False, mode: int = 0o644) -> None:
+    """Write `data` to `path` via temp file + fsync + link/rename; never overwrite unless `replace`.
+
+    Raises StoreError (FileExistsError as cause) when `path` exists and `replace` is false.
+    """
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    try:
+        if replace:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except OSError as exc:
+                if exc.errno == errno.EEXIST:
+                    raise StoreError(
+                        f"expected {path} not to exist, found it there; the store never "
+                        "overwrites a stored file"
+                    ) from exc
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV):
+                    raise
+                # File systems without hard links: rename after an existence check. The run
+                # lock keeps other collectors out, so the window is ours alone.
+                if path.exists():
+                    raise StoreError(f"expected {path} not to exist, found it there") from exc
+                os.rename(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class Store:
+    """A directory of stored envelopes with its index. Thread-safe for concurrent saves."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+
+    @classmethod
+    def open(cls, root: str | os.PathLike[str], *, create: bool = True) -> Store:
+        """Open (and with `create`, make) a store; raises StoreError if it is unusable."""
+        root = Path(root)
+        if not root.is_dir():
+            if not create:
+                raise StoreError(f"expected a store directory at {root}, found none; run "
+                                 "`dossier collect --store DIR` first")
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create store directory {root}: {exc.strerror}") from exc
+        store = cls(root)
+        if not (root / INDEX_NAME).exists():
+            store.reindex()
+        return store
+
+    # --- index -----------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            try:
+                self._db = sqlite3.connect(self.root / INDEX_NAME, check_same_thread=False,
+                                           isolation_level=None, timeout=30)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
+            except sqlite3.DatabaseError as exc:
+                self._db = None
+                raise StoreError(
+                    f"the index {self.root / INDEX_NAME} is damaged ({exc}); run "
+                    f"`dossier store reindex --store {self.root}` to rebuild it from the files"
+                ) from exc
+        return self._db
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _insert(self, db: sqlite3.Connection, record: EnvelopeRecord) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO envelopes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (record.path, record.device, record.host, record.nonce, record.started,
+             record.received, record.bytes, record.sha256, record.duration_s,
+             None if record.trusted is None else int(record.trusted), json.dumps(record.reasons),
+             record.days_leaf, record.days_root, int(record.meta_missing)),
+        )
+
+    @staticmethod
+    def _row(row: tuple[Any, ...]) -> EnvelopeRecord:
+        (path, device, host, nonce, started, received, size, digest, duration, trusted, reasons,
+         days_leaf, days_root, meta_missing) = row
+        return EnvelopeRecord(path=path, device=device, host=host, nonce=nonce, started=started,
+                              received=received, bytes=size, sha256=digest, duration_s=duration,
+                              trusted=None if trusted is None else bool(trusted),
+                              reasons=json.loads(reasons), days_leaf=days_leaf,
+                              days_root=days_root, meta_missing=bool(meta_missing))
+
+    def latest(self) -> dict[str, EnvelopeRecord]:
+        """The newest envelope of every device."""
+        with self._lock:
+            rows = self._connection().execute(
+                "SELECT * FROM envelopes e WHERE received = "
+                "(SELECT MAX(received) FROM envelopes WHERE device = e.device) ORDER BY device"
+            ).fetchall()
+        return {record.device: record for record in map(self._row, rows)}
+
+    def latest_trusted(self) -> dict[str, EnvelopeRecord]:
+        """The newest trusted envelope of every device that has one."""
+        with self._lock:
+            rows = self._connection().execute(
+                "SELECT * FROM envelopes e WHERE trusted = 1 AND received = (SELECT MAX(received) "
+                "FROM envelopes WHERE device = e.device AND trusted = 1) ORDER BY device"
+            ).fetchall()
+        return {record.device: record for record in map(self._row, rows)}
+
+    def history(self, device: str, limit: int | None = None) -> list[EnvelopeRecord]:
+        """A device's envelopes, newest first."""
+        with self._lock:
+            rows = self._connection().execute(
+                "SELECT * FROM envelopes WHERE device = ? ORDER BY received DESC LIMIT ?",
+                (device, -1 if limit is None else limit),
+            ).fetchall()
+        return list(map(self._row, rows))
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def save(self, *, device: str, host: str, nonce_hex: str, output: bytes, started: datetime,
+             received: datetime, duration_s: float, extra: Mapping[str, Any] | None = None) -> EnvelopeRecord:
+        """Store `output` byte for byte plus its metadata, index it, and return the record."""
+        from . import __version__
+
+        device_dir = self.root / device
+        try:
+            device_dir.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create {device_dir}: {exc.strerror}") from exc
+        stamp = received.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        name = f"{stamp}-{nonce_hex[:8].lower()}"
+        envelope_path = device_dir / (name + ENVELOPE_SUFFIX)
+        digest = sha256(output).hexdigest()
+        meta = {
+            "format": METADATA_FORMAT,
+            "device": device,
+            "host": host,
+            "nonce": nonce_hex,
+            "started": _iso(started),
+            "received": _iso(received),
+            "bytes": len(output),
+            "sha256": digest,
+            "duration_s": round(duration_s, 6),
+            "collector_version": __version__,
+            **(extra or {}),
+        }
+        try:
+            # Envelope first: if we crash before the metadata exists, the bytes are kept and
+            # reindex lists the envelope as missing its metadata rather than losing it.
+            write_file_atomically(envelope_path, output)
+            write_file_atomically(device_dir / (name + META_SUFFIX),
+                                  json.dumps(meta, indent=2, sort_keys=True).encode() + b"\n")
+        except OSError as exc:
+            raise StoreError(f"cannot write {envelope_path}: {exc.strerror or exc}") from exc
+        record = EnvelopeRecord(path=str(envelope_path.relative_to(self.root)), device=device,
+                                received=meta["received"], bytes=len(output), sha256=digest,
+                                host=host, nonce=nonce_hex, started=meta["started"],
+                                duration_s=meta["duration_s"])
+        with self._lock:
+            self._insert(self._connection(), record)
+        return record
+
+    def save_verdict(self, record: EnvelopeRecord, verdict_json: Mapping[str, Any], *,
+                     trusted: bool, reasons: list[str], days_leaf: int | None,
+                     days_root: int | None) -> EnvelopeRecord:
+        """Store the verifier's verdict beside the envelope and record it in the index."""
+        path = self.root / record.path
+        verdict_path = path.with_name(path.name[: -len(ENVELOPE_SUFFIX)] + VERDICT_SUFFIX)
+        try:
+            write_file_atomically(verdict_path, json.dumps(verdict_json, indent=2, sort_keys=True,
+                                                           default=str).encode() + b"\n")
+        except OSError as exc:
+            raise StoreError(f"cannot write {verdict_path}: {exc.strerror or exc}") from exc
+        record.trusted, record.reasons = trusted, reasons
+        record.days_leaf, record.days_root = days_leaf, days_root
+        with self._lock:
+            self._insert(self._connection(), record)
+        return record
+
+    def envelope_bytes(self, record: EnvelopeRecord) -> bytes:
+        return (self.root / record.path).read_bytes()
+
+    # --- per-device state (not derived from envelopes, so it survives reindex) -----------
+
+    def read_state(self, device: str) -> dict[str, Any]:
+        path = self.root / "state" / f"{device}.json"
+        try:
+            return json.loads(path.read_text("utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"state file {path} is unreadable ({exc}); delete it to start the "
+                             "device's increments and alert schedule afresh") from exc
+
+    def write_state(self, device: str, state: Mapping[str, Any]) -> None:
+        directory = self.root / "state"
+        directory.mkdir(exist_ok=True)
+        write_file_atomically(directory / f"{device}.json",
+                              json.dumps(state, indent=2, sort_keys=True).encode(), replace=True)
+
+    def states(self) -> dict[str, dict[str, Any]]:
+        directory = self.root / "state"
+        if not directory.is_dir():
+            return {}
+        return {path.stem: self.read_state(path.stem) for path in sorted(directory.glob("*.json"))}
+
+    # --- crash recovery ----------------------------------------------------------------------
+
+    def mark_dirty(self) -> None:
+        write_file_atomically(self.root / DIRTY_MARKER, b"a collection run is writing\n", replace=True)
+
+    def mark_clean(self) -> None:
+        (self.root / DIRTY_MARKER).unlink(missing_ok=True)
+
+    @property
+    def dirty(self) -> bool:
+        return (self.root / DIRTY_MARKER).exists()
+
+    def recover(self) -> int | None:
+        """Rebuild the index if the last run did not finish cleanly; returns envelopes indexed."""
+        if self.dirty or not (self.root / INDEX_NAME).exists():
+            count = self.reindex()
+            self.mark_clean()
+            return count
+        return None
+
+    def _envelope_files(self) -> Iterator[Path]:
+        for device_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name != "state"):
+            yield from sorted(device_dir.glob("*" + ENVELOPE_SUFFIX))
+
+    def reindex(self) -> int:
+        """Rebuild the index from the files (removing leftover temporary files); returns the count."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            for leftover in self.root.glob("*/.*.tmp"):
+                leftover.unlink(missing_ok=True)
+            fresh = self.root / f".{INDEX_NAME}.{secrets.token_hex(4)}.tmp"
+            db = sqlite3.connect(fresh, isolation_level=None)
+            count = 0
+            try:
+                db.executescript(_SCHEMA)
+                db.execute("BEGIN")
+                for path in self._envelope_files():
+                    self._insert(db, self._record_from_files(path))
+                    count += 1
+                db.execute("COMMIT")
+            finally:
+                db.close()
+            for suffix in ("-wal", "-shm"):
+                (self.root / (INDEX_NAME + suffix)).unlink(missing_ok=True)
+            os.replace(fresh, self.root / INDEX_NAME)
+            _fsync_dir(self.root)
+        return count
+
+    def _record_from_files(self, path: Path) -> EnvelopeRecord:
+        base = path.name[: -len(ENVELOPE_SUFFIX)]
+        meta = _read_sidecar(path.with_name(base + META_SUFFIX))
+        verdict = _read_sidecar(path.with_name(base + VERDICT_SUFFIX))
+        data = path.read_bytes()
+        relative = str(path.relative_to(self.root))
+        if meta is None:
+            received = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+            record = EnvelopeRecord(path=relative, device=path.parent.name, received=_iso(received),
+                                    bytes=len(data), sha256=sha256(data).hexdigest(), meta_missing=True)
+        else:
+            record = EnvelopeRecord(path=relative, device=meta.get("device", path.parent.name),
+                                    received=meta["received"], bytes=len(data),
+                                    sha256=sha256(data).hexdigest(), host=meta.get("host"),
+                                    nonce=meta.get("nonce"), started=meta.get("started"),
+                                    duration_s=meta.get("duration_s"))
+        if verdict is not None:
+            record.trusted = bool(verdict.get("trusted"))
+            record.reasons = [f["id"] for f in verdict.get("findings", [])
+                              if isinstance(f, dict) and f.get("severity") == "error"]
+            days = verdict.get("days_to_expiry") or {}
+            record.days_leaf, record.days_root = days.get("leaf"), days.get("root")
+        return record
+
+    # --- pruning -----------------------------------------------------------------------------
+
+    def prune(self, *, keep_days: float | None, keep_last: int | None, now: datetime | None = None,
+              dry_run: bool = False) -> list[EnvelopeRecord]:
+        """Delete envelopes older than `keep_days` beyond each device's newest `keep_last`.
+
+        The newest trusted envelope of a device is never deleted. Returns what was (or, with
+        `dry_run`, would be) deleted. Raises StoreError when neither limit is given.
+        """
+        if keep_days is None and keep_last is None:
+            raise StoreError("expected --keep-days and/or --keep-last, found neither; refusing "
+                             "to prune without a limit")
+        now = now or datetime.now(UTC)
+        cutoff = _iso(now - timedelta(days=keep_days)) if keep_days is not None else None
+        with self._lock:
+            devices = [row[0] for row in self._connection().execute(
+                "SELECT DISTINCT device FROM envelopes")]
+        doomed: list[EnvelopeRecord] = []
+        for device in devices:
+            records = self.history(device)
+            newest_trusted = next((r.path for r in records if r.trusted), None)
+            for position, record in enumerate(records):
+                if record.path == newest_trusted:
+                    continue
+                if keep_last is not None and position < keep_last:
+                    continue
+                if cutoff is not None and record.received >= cutoff:
+                    continue
+                doomed.append(record)
+        if not dry_run:
+            for record in doomed:
+                path = self.root / record.path
+                base = path.name[: -len(ENVELOPE_SUFFIX)]
+                # Sidecars first: a crash midway leaves an envelope without metadata, which
+                # reindex still lists, never metadata pointing at nothing.
+                for sidecar in (VERDICT_SUFFIX, META_SUFFIX):
+                    path.with_name(base + sidecar).unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
+                with self._lock:
+                    self._connection().execute("DELETE FROM envelopes WHERE path = ?", (record.path,))
+        return doomed
+
+
+def _read_sidecar(path: Path) -> dict[str, Any] | None:
+    try:
+        if path.stat().st_size > MAX_SIDECAR_BYTES:
+            return None
+        value = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def validate_metadata(meta: Mapping[str, Any]) -> None:
+    """Check a metadata document against schemas/metadata.schema.json (raises StoreError)."""
+    try:
+        jsonschema.validate(dict(meta), schemas.load("metadata"))
+    except jsonschema.ValidationError as exc:
+        raise StoreError(f"metadata does not match its schema: {exc.message}") from exc
