@@ -1,0 +1,115 @@
+"""Findings: the stable, dotted ids a verification can report, spelled once, here.
+
+A finding id is an API: tools and CI jobs match on it. Add ids; never rename one.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Finding", "FindingId", "Severity"]
+
+
+class Severity(enum.StrEnum):
+    """How much a finding matters.
+
+    Only `ERROR` makes a verdict untrusted. `ALERT` (a certificate expires within 7 days) asks
+    for action now but the envelope is still proven at the chosen time, so it does not by
+    itself make the verdict untrusted; CI jobs that want it fatal can match on the severity.
+    """
+
+    ERROR = "error"
+    ALERT = "alert"
+    WARNING = "warning"
+    INFO = "info"
+
+
+class FindingId(enum.StrEnum):
+    """Every finding id the verifier can emit."""
+
+    # (1) input bounds and framing
+    INPUT_TOO_LARGE = "input.too_large"
+    INPUT_NOT_UTF8 = "input.not_utf8"
+    INPUT_EMPTY = "input.empty"
+    INPUT_UNEXPECTED_PREFIX = "input.unexpected_prefix"
+    # (2) strict JSON and envelope structure
+    ENVELOPE_INVALID_JSON = "envelope.invalid_json"
+    ENVELOPE_TOO_DEEP = "envelope.too_deep"
+    ENVELOPE_DUPLICATE_KEY = "envelope.duplicate_key"
+    ENVELOPE_NON_FINITE_NUMBER = "envelope.non_finite_number"
+    ENVELOPE_LONE_SURROGATE = "envelope.lone_surrogate"
+    ENVELOPE_TRAILING_DATA = "envelope.trailing_data"
+    ENVELOPE_WRONG_TYPE = "envelope.wrong_type"
+    ENVELOPE_MISSING_MEMBER = "envelope.missing_member"
+    ENVELOPE_UNKNOWN_MEMBER = "envelope.unknown_member"
+    ENVELOPE_UNSUPPORTED_VERSION = "envelope.unsupported_version"
+    ENVELOPE_BAD_BASE64 = "envelope.bad_base64"
+    ENVELOPE_BAD_CERTIFICATE = "envelope.bad_certificate"
+    ENVELOPE_TOO_MANY_CERTIFICATES = "envelope.too_many_certificates"
+    # (3) signature
+    SIGNATURE_INVALID = "signature.invalid"
+    SIGNATURE_UNSUPPORTED_KEY = "signature.unsupported_key"
+    SIGNATURE_WEAK_KEY = "signature.weak_key"
+    # (4) chain and trust anchors
+    TRUST_NO_ROOTS = "trust.no_roots"
+    TRUST_DEVICE_UNKNOWN = "trust.device_unknown"
+    TRUST_DEVICE_AMBIGUOUS = "trust.device_ambiguous"
+    TRUST_DEVICE_INFERRED = "trust.device_inferred"
+    CHAIN_NO_CERTIFICATE = "chain.no_certificate"
+    CHAIN_ROOT_NOT_ENROLLED = "chain.root_not_enrolled"
+    CHAIN_NOT_ISSUED_BY_ROOT = "chain.not_issued_by_root"
+    CHAIN_LEAF_IS_CA = "chain.leaf_is_ca"
+    CHAIN_LEAF_KEY_USAGE = "chain.leaf_key_usage"
+    CHAIN_LEAF_EXPIRED = "chain.leaf_expired"
+    CHAIN_LEAF_NOT_YET_VALID = "chain.leaf_not_yet_valid"
+    CHAIN_ROOT_EXPIRED = "chain.root_expired"
+    CHAIN_ROOT_NOT_YET_VALID = "chain.root_not_yet_valid"
+    CHAIN_ROOT_NOT_CA = "chain.root_not_ca"
+    CHAIN_ROOT_CANNOT_SIGN = "chain.root_cannot_sign"
+    CHAIN_UNKNOWN_CRITICAL_EXTENSION = "chain.unknown_critical_extension"
+    CHAIN_WEAK_SIGNATURE_ALGORITHM = "chain.weak_signature_algorithm"
+    CHAIN_WEAK_KEY = "chain.weak_key"
+    CHAIN_TOO_MANY_INTERMEDIATES = "chain.too_many_intermediates"
+    CHAIN_INVALID = "chain.invalid"
+    CHAIN_LEAF_ROTATED = "chain.leaf_rotated"
+    # (5) nonce
+    NONCE_NOT_CHECKED = "nonce.not_checked"
+    NONCE_MISMATCH = "nonce.mismatch"
+    NONCE_INVALID = "nonce.invalid"
+    NONCE_DOSSIER_MISMATCH = "nonce.dossier_mismatch"
+    NONCE_DOSSIER_MISSING = "nonce.dossier_missing"
+    # (6) the dossier
+    DATA_NOT_DOSSIER = "data.not_dossier"
+    DOSSIER_MISSING = "dossier.missing"
+    DOSSIER_TOO_DEEP = "dossier.too_deep"
+    DOSSIER_INVALID_JSON = "dossier.invalid_json"
+    DOSSIER_SCHEMA = "dossier.schema"
+    DOSSIER_ITEM_FAILED = "dossier.item_failed"
+    # (7) expiry
+    EXPIRY_LEAF_SOON = "expiry.leaf_soon"
+    EXPIRY_LEAF_IMMINENT = "expiry.leaf_imminent"
+    EXPIRY_ROOT_SOON = "expiry.root_soon"
+    EXPIRY_ROOT_IMMINENT = "expiry.root_imminent"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One result of one step: what was expected, what was found."""
+
+    id: str
+    severity: Severity
+    message: str
+    expected: str | None = None
+    found: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (the `findings[]` items of `schemas/verdict.schema.json`)."""
+        return {
+            "id": str(self.id),
+            "severity": str(self.severity),
+            "message": self.message,
+            "expected": self.expected,
+            "found": self.found,
+        }

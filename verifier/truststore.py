@@ -1,0 +1,463 @@
+"""The trust store: which root(s) each device is enrolled with.
+
+A directory (schema: `schemas/truststore.schema.json`):
+
+    <store>/truststore.json          {"format": "trust-dossier-truststore", "version": 1}
+    <store>/devices/<device>.json    one file per device: roots, pinned leaf, intermediates
+    <store>/pool.json                the trust pool: CA certificates imported from bundles
+    <store>/.lock                    serializes writers (flock)
+
+One file per device keeps enrolling a fleet linear (each write rewrites one small file).
+Every write goes to a temporary file that replaces the old one (`os.replace`), under the lock,
+so readers see the old or the new file, never half of one. Anything unreadable, inconsistent
+or failing its schema raises TrustStoreError naming the file: a damaged store is never read
+as an empty one. Certificates are stored as PEM beside their SHA-256, which is checked on load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import re
+import tempfile
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs7
+
+import schemas
+
+from .chain import fingerprint
+from .errors import TrustStoreError
+
+__all__ = ["RootEntry", "TrustStore", "parse_bundle"]
+
+FORMAT = "trust-dossier-truststore"
+VERSION = 1
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+MAX_BUNDLE_CERTIFICATES = 1000  # the Cisco trust-pool bundle has ~150; bound hostile input
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise TrustStoreError(f"time {value.isoformat()} has no time zone; pass an aware datetime")
+    return value.astimezone(dt.UTC).isoformat()
+
+
+def _parse_time(value: str | None) -> dt.datetime | None:
+    return None if value is None else dt.datetime.fromisoformat(value)
+
+
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
+def parse_bundle(data: bytes) -> list[x509.Certificate]:
+    """Certificates from a PEM bundle, or a PKCS#7 bundle in DER or PEM (as the seed's trust pool).
+
+    Raises TrustStoreError if nothing in `data` is a certificate bundle.
+    """
+    if b"-----BEGIN PKCS7-----" in data:
+        loaders = [pkcs7.load_pem_pkcs7_certificates]
+    elif b"-----BEGIN CERTIFICATE-----" in data:
+        loaders = [x509.load_pem_x509_certificates]
+    else:
+        loaders = [pkcs7.load_der_pkcs7_certificates]
+    for loader in loaders:
+        try:
+            certificates = loader(data)
+        except ValueError as exc:
+            raise TrustStoreError(
+                f"the bundle could not be read ({exc}); expected PEM certificates or a PKCS#7 "
+                "bundle in DER or PEM"
+            ) from None
+        if not certificates:
+            break
+        if len(certificates) > MAX_BUNDLE_CERTIFICATES:
+            raise TrustStoreError(
+                f"the bundle holds {len(certificates)} certificates, over the "
+                f"{MAX_BUNDLE_CERTIFICATES} limit"
+            )
+        return list(certificates)
+    raise TrustStoreError("the bundle holds no certificates")
+
+
+@dataclass(frozen=True)
+class RootEntry:
+    """One enrolled root (or trust-pool CA) as the store records it."""
+
+    certificate: x509.Certificate
+    sha256: str
+    enrolled_at: dt.datetime
+    source: str
+    valid_from: dt.datetime | None = None
+    valid_until: dt.datetime | None = None
+
+    def in_window(self, at: dt.datetime) -> bool:
+        """Whether the store trusts this root for envelopes judged at `at`."""
+        if self.valid_from is not None and at < self.valid_from:
+            return False
+        return self.valid_until is None or at <= self.valid_until
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sha256": self.sha256,
+            "subject": self.certificate.subject.rfc4514_string(),
+            "enrolled_at": _iso(self.enrolled_at),
+            "source": self.source,
+            "valid_from": _iso(self.valid_from),
+            "valid_until": _iso(self.valid_until),
+            "pem": _pem(self.certificate),
+        }
+
+
+def _load_cert(record: dict[str, Any], where: Path) -> x509.Certificate:
+    try:
+        cert = x509.load_pem_x509_certificate(record["pem"].encode("ascii"))
+    except ValueError as exc:
+        raise TrustStoreError(f"{where}: a stored certificate is not valid PEM ({exc})") from None
+    actual = fingerprint(cert)
+    if actual != record["sha256"]:
+        raise TrustStoreError(
+            f"{where}: stored certificate's SHA-256 is {actual}, but the store records "
+            f"{record['sha256']}; the store is damaged or was edited: re-enroll the device"
+        )
+    return cert
+
+
+def _root_entry(record: dict[str, Any], where: Path) -> RootEntry:
+    return RootEntry(
+        certificate=_load_cert(record, where),
+        sha256=record["sha256"],
+        enrolled_at=dt.datetime.fromisoformat(record["enrolled_at"]),
+        source=record["source"],
+        valid_from=_parse_time(record.get("valid_from")),
+        valid_until=_parse_time(record.get("valid_until")),
+    )
+
+
+class TrustStore:
+    """A directory mapping device names to enrolled roots; see the module docstring."""
+
+    def __init__(self, path: Path) -> None:
+        """Use `TrustStore.open`."""
+        self.path = Path(path)
+        self._validator = jsonschema.Draft202012Validator(schemas.load("truststore"))
+
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: Path | str, *, create: bool = False) -> TrustStore:
+        """Open the store at `path`; with `create`, make it if absent.
+
+        Raises TrustStoreError if it is absent (and not `create`), not a trust store, or damaged.
+        """
+        store = cls(Path(path))
+        marker = store.path / "truststore.json"
+        if not marker.exists():
+            if not create:
+                raise TrustStoreError(
+                    f"no trust store at {store.path} (no truststore.json); create one with "
+                    "`dossier trust add DEVICE ROOT.pem --trust-store DIR`"
+                )
+            if store.path.exists() and any(store.path.iterdir()):
+                raise TrustStoreError(
+                    f"{store.path} exists, is not empty, and is not a trust store; refusing to "
+                    "write into it"
+                )
+            (store.path / "devices").mkdir(parents=True, exist_ok=True)
+            with store._locked():
+                store._write(marker, {"format": FORMAT, "version": VERSION})
+        content = store._read(marker)
+        if content.get("format") != FORMAT or content.get("version") != VERSION:
+            raise TrustStoreError(
+                f"{marker}: expected format {FORMAT!r} version {VERSION}, found "
+                f"{content.get('format')!r} version {content.get('version')!r}"
+            )
+        if not (store.path / "devices").is_dir():
+            raise TrustStoreError(f"{store.path}: the devices/ folder is missing; the store is damaged")
+        return store
+
+    # -- files -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self.path / ".lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _read(self, file: Path) -> dict[str, Any]:
+        try:
+            content = json.loads(file.read_text("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise TrustStoreError(f"{file}: cannot be read as JSON ({exc}); the store is damaged") from None
+        errors = sorted(self._validator.iter_errors(content), key=lambda error: error.path)
+        if errors:
+            raise TrustStoreError(
+                f"{file}: does not match schemas/truststore.schema.json "
+                f"({errors[0].message} at /{'/'.join(map(str, errors[0].path))}); the store is damaged"
+            )
+        return content
+
+    def _write(self, file: Path, content: dict[str, Any]) -> None:
+        self._validator.validate(content)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                json.dump(content, out, indent=2, sort_keys=True)
+                out.write("\n")
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, file)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+
+    def _device_file(self, device: str) -> Path:
+        if not device or len(device) > 255:
+            raise TrustStoreError(f"device name {device!r} must be 1 to 255 characters")
+        name = device if _SAFE_NAME.fullmatch(device) else "%" + urllib.parse.quote(device, safe="")
+        return self.path / "devices" / f"{name}.json"
+
+    def _device_record(self, device: str) -> dict[str, Any] | None:
+        file = self._device_file(device)
+        if not file.exists():
+            return None
+        record = self._read(file)
+        if record["device"] != device:
+            raise TrustStoreError(
+                f"{file}: holds device {record['device']!r}, expected {device!r}; the store is damaged"
+            )
+        return record
+
+    def _new_record(self, device: str) -> dict[str, Any]:
+        return {"device": device, "roots": [], "pinned_leaf": None, "intermediates": [], "trust_pool": False}
+
+    def _update(self, device: str, change: Any) -> dict[str, Any]:
+        with self._locked():
+            record = self._device_record(device) or self._new_record(device)
+            change(record)
+            self._write(self._device_file(device), record)
+            return record
+
+    # -- reading ---------------------------------------------------------------------------
+    def devices(self) -> list[str]:
+        """Every enrolled device name, sorted."""
+        names = []
+        for file in sorted((self.path / "devices").glob("*.json")):
+            names.append(self._read(file)["device"])
+        return sorted(names)
+
+    def __contains__(self, device: str) -> bool:
+        return self._device_file(device).exists()
+
+    def root_entries(self, device: str) -> list[RootEntry]:
+        """Every root enrolled for `device` (any window); [] if the device is unknown."""
+        record = self._device_record(device)
+        if record is None:
+            return []
+        file = self._device_file(device)
+        entries = [_root_entry(item, file) for item in record["roots"]]
+        if record["trust_pool"]:
+            entries.extend(self.pool_entries())
+        return entries
+
+    def roots_for(self, device: str, at: dt.datetime | None = None) -> list[x509.Certificate]:
+        """Roots trusted for `device` at time `at` (default now): enrolled roots whose window holds it."""
+        when = at or dt.datetime.now(dt.UTC)
+        return [entry.certificate for entry in self.root_entries(device) if entry.in_window(when)]
+
+    def pinned_leaf(self, device: str) -> x509.Certificate | None:
+        """The pinned leaf of `device`, if any (for envelopes signed without include-certificate)."""
+        record = self._device_record(device)
+        if record is None or record["pinned_leaf"] is None:
+            return None
+        return _load_cert(record["pinned_leaf"], self._device_file(device))
+
+    def intermediates_for(self, device: str) -> list[x509.Certificate]:
+        """Intermediates enrolled for `device` (an enterprise CA's sub-CAs)."""
+        record = self._device_record(device)
+        if record is None:
+            return []
+        return [_load_cert(item, self._device_file(device)) for item in record["intermediates"]]
+
+    def pool_entries(self) -> list[RootEntry]:
+        """The trust pool (CA certificates imported from bundles)."""
+        file = self.path / "pool.json"
+        if not file.exists():
+            return []
+        return [_root_entry(item, file) for item in self._read(file)["certificates"]]
+
+    def devices_for_root(self, sha256: str) -> list[str]:
+        """Devices that have the root with this SHA-256 enrolled directly."""
+        found = []
+        for file in sorted((self.path / "devices").glob("*.json")):
+            record = self._read(file)
+            if any(item["sha256"] == sha256 for item in record["roots"]):
+                found.append(record["device"])
+        return found
+
+    def describe(self, device: str) -> dict[str, Any]:
+        """The device's record as stored (JSON-ready), or raise TrustStoreError if unknown."""
+        record = self._device_record(device)
+        if record is None:
+            raise TrustStoreError(f"device {device!r} is not in the trust store at {self.path}")
+        return record
+
+    # -- writing ---------------------------------------------------------------------------
+    def add_root(
+        self,
+        device: str,
+        root: x509.Certificate,
+        *,
+        enrolled_at: dt.datetime | None = None,
+        source: str = "manual",
+        valid_from: dt.datetime | None = None,
+        valid_until: dt.datetime | None = None,
+    ) -> RootEntry:
+        """Enroll `root` for `device`. Adding a root already enrolled returns its existing entry.
+
+        Raises TrustStoreError if `root` is not a CA certificate or the window is empty.
+        """
+        if not _is_ca(root):
+            raise TrustStoreError(
+                f"the certificate {root.subject.rfc4514_string()} is not a CA (basicConstraints "
+                "CA:TRUE); enroll the device's root (`system-trustpoint ca-certificate`), not its leaf"
+            )
+        if valid_from and valid_until and valid_until < valid_from:
+            raise TrustStoreError(
+                f"empty validity window: valid_until {valid_until.isoformat()} is before "
+                f"valid_from {valid_from.isoformat()}"
+            )
+        entry = RootEntry(
+            certificate=root,
+            sha256=fingerprint(root),
+            enrolled_at=enrolled_at or dt.datetime.now(dt.UTC),
+            source=source,
+            valid_from=valid_from,
+            valid_until=valid_until,
+        )
+        result: list[RootEntry] = []
+
+        def change(record: dict[str, Any]) -> None:
+            for item in record["roots"]:
+                if item["sha256"] == entry.sha256:
+                    result.append(_root_entry(item, self._device_file(device)))
+                    return
+            record["roots"].append(entry.to_json())
+            result.append(entry)
+
+        self._update(device, change)
+        return result[0]
+
+    def set_root_window(
+        self, device: str, sha256: str, *, valid_from: dt.datetime | None, valid_until: dt.datetime | None
+    ) -> None:
+        """Set the window in which a root is trusted (e.g. close it when the device's root rotates)."""
+
+        def change(record: dict[str, Any]) -> None:
+            for item in record["roots"]:
+                if item["sha256"] == sha256:
+                    item["valid_from"], item["valid_until"] = _iso(valid_from), _iso(valid_until)
+                    return
+            raise TrustStoreError(f"device {device!r} has no root with SHA-256 {sha256}")
+
+        self._require(device)
+        self._update(device, change)
+
+    def pin_leaf(self, device: str, leaf: x509.Certificate) -> None:
+        """Pin the device's leaf: used for envelopes without certificates, and to report rotation."""
+
+        def change(record: dict[str, Any]) -> None:
+            record["pinned_leaf"] = {
+                "sha256": fingerprint(leaf),
+                "subject": leaf.subject.rfc4514_string(),
+                "pem": _pem(leaf),
+            }
+
+        self._require(device)
+        self._update(device, change)
+
+    def add_intermediate(self, device: str, cert: x509.Certificate) -> None:
+        """Enroll a sub-CA for `device` (an enterprise CA enrolled with its sub-CA)."""
+        if not _is_ca(cert):
+            raise TrustStoreError(f"the intermediate {cert.subject.rfc4514_string()} is not a CA")
+
+        def change(record: dict[str, Any]) -> None:
+            sha = fingerprint(cert)
+            if all(item["sha256"] != sha for item in record["intermediates"]):
+                record["intermediates"].append(
+                    {"sha256": sha, "subject": cert.subject.rfc4514_string(), "pem": _pem(cert)}
+                )
+
+        self._require(device)
+        self._update(device, change)
+
+    def use_trust_pool(self, device: str, enabled: bool = True) -> None:
+        """Trust the pool's CAs as roots for `device` (off by default: fail closed)."""
+
+        def change(record: dict[str, Any]) -> None:
+            record["trust_pool"] = enabled
+
+        self._update(device, change)
+
+    def import_bundle(self, data: bytes, *, source: str = "bundle") -> list[RootEntry]:
+        """Add the CA certificates of a PEM or PKCS#7 bundle to the trust pool; returns those added.
+
+        Raises TrustStoreError if the bundle cannot be read or holds a certificate that is not a CA.
+        """
+        certificates = parse_bundle(data)
+        for cert in certificates:
+            if not _is_ca(cert):
+                raise TrustStoreError(
+                    f"the bundle holds {cert.subject.rfc4514_string()}, which is not a CA; "
+                    "a trust pool holds CA certificates only"
+                )
+        file = self.path / "pool.json"
+        added: list[RootEntry] = []
+        now = dt.datetime.now(dt.UTC)
+        with self._locked():
+            content = self._read(file) if file.exists() else {"certificates": []}
+            known = {item["sha256"] for item in content["certificates"]}
+            for cert in certificates:
+                entry = RootEntry(cert, fingerprint(cert), now, source)
+                if entry.sha256 not in known:
+                    known.add(entry.sha256)
+                    content["certificates"].append(entry.to_json())
+                    added.append(entry)
+            self._write(file, content)
+        return added
+
+    def remove(self, device: str) -> None:
+        """Forget `device`. Raises TrustStoreError if it is not enrolled."""
+        with self._locked():
+            self._require(device)
+            self._device_file(device).unlink()
+
+    def _require(self, device: str) -> None:
+        if not self._device_file(device).exists():
+            raise TrustStoreError(
+                f"device {device!r} is not in the trust store at {self.path}; enroll it first "
+                "with `dossier trust add DEVICE ROOT.pem`"
+            )

@@ -1,0 +1,413 @@
+"""`verify_envelope`: prove a signed envelope, or say precisely why not.
+
+The checklist (each step is marked in the code):
+
+  (1) Input bounds: size limit, nesting-depth limit, only blank lines and the device's
+      timestamp line before the JSON object, nothing but whitespace after it.
+  (2) Strict JSON (duplicate keys, NaN/Infinity, lone surrogates, trailing data, wrong types,
+      unknown members), strict base64 (canonical padding, no stray characters), strict DER.
+  (3) Signature over the signed bytes rebuilt as ENVELOPE.md section 3, with the algorithm the
+      leaf key's type fixes, and a key the policy allows.
+  (4) Chain: the root the envelope names is enrolled for the device (SHA-256 of its DER); the
+      leaf chains to an enrolled root that was trusted at the chosen time (see `chain.py`).
+  (5) Nonce: equals the expected nonce (constant time); the dossier's own `nonce` too. No
+      expected nonce is an error ("freshness unknown"), unless the policy's insecure switch.
+  (6) The dossier validates against schemas/dossier.schema.json; a failed item is a warning.
+  (7) Expiry: days until leaf and root expire; warning at 60 days or less, alert at 7 or less.
+
+Trusted means: no finding of severity "error". Every step that could not run (no leaf, no
+root, ...) adds an error, so "could not check" is never trusted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import jsonschema
+from cryptography import x509
+
+import schemas
+
+from ._strictjson import JSONProblem, loads_strict
+from .chain import explain_chain_failure, fingerprint, is_weak_hash, validate_chain
+from .envelope import MAX_NONCE_BYTES, MIN_NONCE_BYTES, Envelope, parse_envelope, signed_bytes
+from .errors import ChainError, SignatureError, VerifierError
+from .findings import Finding, FindingId, Severity
+from .policy import DEFAULT_POLICY, Policy
+from .signature import KeyPolicyError, algorithm_name, check_key_policy, verify_signature
+from .truststore import TrustStore
+
+__all__ = ["Verdict", "verify_envelope"]
+
+MAX_SCHEMA_ERRORS_REPORTED = 5  # one finding lists the first few; the rest are counted
+_ITEM_NAMES = (
+    "license-udi", "version", "platform", "packages", "reboot-history", "rollback-history",
+    "system-integrity-snapshot", "system-inventory", "filesystem-inventory",
+)
+
+
+@dataclass
+class Verdict:
+    """The outcome of one verification. `trusted` is True only if no finding is an error."""
+
+    findings: list[Finding] = field(default_factory=list)
+    device: str | None = None
+    dossier: dict[str, Any] | None = None
+    data: str | None = None
+    leaf: x509.Certificate | None = None
+    root: x509.Certificate | None = None
+    nonce: bytes | None = None
+    signature_algorithm: str | None = None
+    verified_at: dt.datetime | None = None
+    envelope_sha256: str | None = None
+    days_to_expiry: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def trusted(self) -> bool:
+        return not any(finding.severity is Severity.ERROR for finding in self.findings)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [finding for finding in self.findings if finding.severity is Severity.ERROR]
+
+    def ids(self) -> list[str]:
+        """The finding ids, in order (handy in tests and logs)."""
+        return [str(finding.id) for finding in self.findings]
+
+    def add(
+        self, finding_id: str, severity: Severity, message: str,
+        expected: str | None = None, found: str | None = None,
+    ) -> None:
+        self.findings.append(Finding(finding_id, severity, message, expected, found))
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict that validates against schemas/verdict.schema.json."""
+
+        def cert(c: x509.Certificate | None) -> dict[str, Any] | None:
+            if c is None:
+                return None
+            return {
+                "sha256": fingerprint(c),
+                "subject": c.subject.rfc4514_string(),
+                "issuer": c.issuer.rfc4514_string(),
+                "serial": format(c.serial_number, "X"),
+                "not_before": c.not_valid_before_utc.isoformat(),
+                "not_after": c.not_valid_after_utc.isoformat(),
+            }
+
+        return {
+            "trusted": self.trusted,
+            "device": self.device,
+            "verified_at": self.verified_at.isoformat() if self.verified_at else None,
+            "envelope_sha256": self.envelope_sha256,
+            "nonce": self.nonce.hex() if self.nonce is not None else None,
+            "signature_algorithm": self.signature_algorithm,
+            "leaf": cert(self.leaf),
+            "root": cert(self.root),
+            "days_to_expiry": dict(self.days_to_expiry),
+            "is_dossier": self.dossier is not None,
+            "findings": [finding.to_json() for finding in self.findings],
+        }
+
+
+@cache
+def _dossier_validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(schemas.load("dossier"))
+
+
+def _now_utc(at: dt.datetime | None) -> dt.datetime:
+    if at is None:
+        return dt.datetime.now(dt.UTC)
+    if at.tzinfo is None:
+        raise VerifierError(
+            f"verification time {at.isoformat()} has no time zone; pass an aware datetime (UTC)"
+        )
+    return at.astimezone(dt.UTC)
+
+
+def _select_anchors(
+    verdict: Verdict,
+    envelope: Envelope,
+    trust_store: TrustStore | None,
+    roots: Sequence[x509.Certificate],
+    device: str | None,
+    when: dt.datetime,
+) -> tuple[list[x509.Certificate], list[x509.Certificate], x509.Certificate | None]:
+    """Enrolled roots, enrolled intermediates and the pinned leaf to verify against."""
+    if trust_store is None:
+        return list(roots), [], None
+    if device is None:
+        # The store is keyed by device; without a name, the enrolled root the envelope carries
+        # names the device (a root is made on one device, so this is unambiguous in practice).
+        if len(envelope.certificates) < 2:
+            verdict.add(FindingId.TRUST_DEVICE_UNKNOWN, Severity.ERROR,
+                        "no device name given and the envelope carries no root to look it up by",
+                        "a device name (--device) or an envelope with include-certificate", "neither")
+            return [], [], None
+        claimed = fingerprint(envelope.certificates[0])
+        candidates = trust_store.devices_for_root(claimed)
+        if not candidates:
+            verdict.add(FindingId.TRUST_DEVICE_UNKNOWN, Severity.ERROR,
+                        "no device in the trust store has the envelope's root enrolled",
+                        "a device enrolled with this root", f"root SHA-256 {claimed}")
+            return [], [], None
+        if len(candidates) > 1:
+            verdict.add(FindingId.TRUST_DEVICE_AMBIGUOUS, Severity.ERROR,
+                        "several devices have the envelope's root enrolled; say which with a device name",
+                        "one device", ", ".join(candidates))
+            return [], [], None
+        device = candidates[0]
+        verdict.add(FindingId.TRUST_DEVICE_INFERRED, Severity.INFO,
+                    f"device {device!r} found by the envelope's enrolled root", None, device)
+    verdict.device = device
+    if device not in trust_store:
+        verdict.add(FindingId.TRUST_DEVICE_UNKNOWN, Severity.ERROR,
+                    f"device {device!r} is not enrolled in the trust store",
+                    "an enrolled device", device)
+        return [], [], None
+    anchors = trust_store.roots_for(device, when)
+    if not anchors:
+        verdict.add(FindingId.TRUST_NO_ROOTS, Severity.ERROR,
+                    f"device {device!r} has no root trusted at {when.isoformat()} (none enrolled, "
+                    "or outside every root's validity window)",
+                    f"a root trusted at {when.isoformat()}", "none")
+    return anchors, trust_store.intermediates_for(device), trust_store.pinned_leaf(device)
+
+
+def _check_chain(
+    verdict: Verdict,
+    envelope: Envelope,
+    leaf: x509.Certificate,
+    anchors: list[x509.Certificate],
+    enrolled_intermediates: list[x509.Certificate],
+    pinned: x509.Certificate | None,
+    when: dt.datetime,
+    policy: Policy,
+) -> None:
+    anchor_prints = {fingerprint(root) for root in anchors}
+    if len(envelope.certificates) >= 2:
+        claimed = envelope.certificates[0]
+        if fingerprint(claimed) not in anchor_prints:
+            verdict.add(FindingId.CHAIN_ROOT_NOT_ENROLLED, Severity.ERROR,
+                        "the envelope's root is not the root enrolled for this device; a new root "
+                        "means the device must be enrolled again",
+                        " or ".join(sorted(anchor_prints)), fingerprint(claimed))
+            return
+    carried = list(envelope.certificates[1:-1])
+    seen = {fingerprint(cert) for cert in enrolled_intermediates}
+    intermediates = list(enrolled_intermediates) + [c for c in carried if fingerprint(c) not in seen]
+    if len(intermediates) > policy.max_intermediates:
+        verdict.add(FindingId.CHAIN_TOO_MANY_INTERMEDIATES, Severity.ERROR,
+                    f"{len(intermediates)} intermediates; at most {policy.max_intermediates} are "
+                    "considered, to bound path-building time",
+                    f"at most {policy.max_intermediates}", str(len(intermediates)))
+        return
+    try:
+        chain = validate_chain(leaf, anchors, intermediates, when, policy=policy)
+    except ChainError as exc:
+        reasons = explain_chain_failure(leaf, anchors, intermediates, when, policy)
+        for finding_id, message, expected, found in reasons:
+            verdict.add(finding_id, Severity.ERROR, message, expected, found)
+        if not reasons:
+            verdict.add(FindingId.CHAIN_INVALID, Severity.ERROR, str(exc),
+                        "a chain from the leaf to an enrolled root", "no valid chain")
+        return
+    verdict.root = chain[-1]
+    weak = is_weak_hash(verdict.root)
+    if weak:  # path validation does not check an anchor's self-signature; a device root must not be weak
+        verdict.add(FindingId.CHAIN_WEAK_SIGNATURE_ALGORITHM, Severity.ERROR,
+                    f"the enrolled root is self-signed with {weak}, which is refused",
+                    "SHA-256 or stronger", weak)
+    if pinned is not None and envelope.certificates and fingerprint(pinned) != fingerprint(leaf):
+        verdict.add(FindingId.CHAIN_LEAF_ROTATED, Severity.INFO,
+                    "the device signs with a new leaf under the same enrolled root (key rotation)",
+                    fingerprint(pinned), fingerprint(leaf))
+
+
+def _check_nonce(verdict: Verdict, envelope: Envelope, expected_nonce: bytes | None, policy: Policy) -> None:
+    if expected_nonce is None:
+        if policy.insecure_skip_nonce:
+            policy.note_insecure_use()
+            verdict.add(FindingId.NONCE_NOT_CHECKED, Severity.WARNING,
+                        "no expected nonce given (insecure_skip_nonce): freshness is not checked; "
+                        "this envelope may be a replay", "the nonce the collector sent", "none")
+        else:
+            verdict.add(FindingId.NONCE_NOT_CHECKED, Severity.ERROR,
+                        "no expected nonce given, so freshness is unknown; pass the nonce that was "
+                        "sent (--nonce HEX, or the collector's .meta.json)",
+                        "the nonce the collector sent", "none")
+        return
+    if not hmac.compare_digest(envelope.nonce, expected_nonce):
+        verdict.add(FindingId.NONCE_MISMATCH, Severity.ERROR,
+                    "the envelope's nonce is not the one that was sent: a replay or a mix-up",
+                    expected_nonce.hex(), envelope.nonce.hex())
+
+
+def _check_data(verdict: Verdict, envelope: Envelope, expected_nonce: bytes | None, policy: Policy) -> None:
+    data = envelope.data
+    stripped = data.lstrip()
+    dossier: Any = None
+    if stripped.startswith("{"):
+        try:
+            dossier = loads_strict(data, max_depth=policy.max_json_depth, signed=True,
+                                   depth_id=FindingId.DOSSIER_TOO_DEEP)
+        except JSONProblem as problem:
+            finding_id = (FindingId.DOSSIER_TOO_DEEP if problem.finding_id == FindingId.DOSSIER_TOO_DEEP
+                          else FindingId.DOSSIER_INVALID_JSON)
+            verdict.add(finding_id, Severity.ERROR, f"the signed data looks like JSON but: {problem.message}",
+                        problem.expected, problem.found)
+            return
+    if not isinstance(dossier, dict) or "model-name" not in dossier:
+        if policy.require_dossier:
+            verdict.add(FindingId.DOSSIER_MISSING, Severity.ERROR,
+                        "the signed data is not a dossier", "a dossier (JSON object with model-name)",
+                        repr(stripped[:40]))
+        else:
+            verdict.add(FindingId.DATA_NOT_DOSSIER, Severity.INFO,
+                        "the signed data is not a dossier; it is returned as text", None, repr(stripped[:40]))
+        verdict.data = data
+        return
+    # (5, dossier part) the dossier's own nonce
+    reference = expected_nonce if expected_nonce is not None else envelope.nonce
+    claimed = dossier.get("nonce")
+    if not isinstance(claimed, str):
+        verdict.add(FindingId.NONCE_DOSSIER_MISSING, Severity.ERROR,
+                    "the dossier has no nonce string, so it is not bound to the request",
+                    reference.hex(), type(claimed).__name__ if claimed is not None else "absent")
+    else:
+        try:
+            claimed_bytes = bytes.fromhex(claimed)
+        except ValueError:
+            claimed_bytes = b""
+        if not hmac.compare_digest(claimed_bytes, reference):
+            verdict.add(FindingId.NONCE_DOSSIER_MISMATCH, Severity.ERROR,
+                        "the dossier's nonce differs from the "
+                        + ("expected nonce" if expected_nonce is not None else "envelope's nonce"),
+                        reference.hex(), claimed)
+    # (6) schema and failed items
+    if policy.validate_dossier:
+        errors = list(_dossier_validator().iter_errors(dossier))
+        if errors:
+            shown = "; ".join(
+                f"/{'/'.join(map(str, error.absolute_path))}: {error.message[:120]}"
+                for error in errors[:MAX_SCHEMA_ERRORS_REPORTED]
+            )
+            verdict.add(FindingId.DOSSIER_SCHEMA, Severity.ERROR,
+                        f"the dossier does not match schemas/dossier.schema.json ({len(errors)} "
+                        f"error(s)): {shown}", "a dossier as ENVELOPE.md section 2", shown)
+    for name, item in dossier.items():
+        if isinstance(item, dict) and "result-code" in item and item["result-code"] != "Success":
+            verdict.add(FindingId.DOSSIER_ITEM_FAILED, Severity.WARNING,
+                        f"the device could not collect {name!r}: {item['result-code']}",
+                        "Success", str(item["result-code"]))
+    verdict.dossier = dossier
+    verdict.data = data
+
+
+def _check_expiry(verdict: Verdict, when: dt.datetime, policy: Policy) -> None:
+    for role, cert in (("leaf", verdict.leaf), ("root", verdict.root)):
+        if cert is None:
+            continue
+        days = (cert.not_valid_after_utc - when) // dt.timedelta(days=1)
+        verdict.days_to_expiry[role] = days
+        if days < 0:
+            continue  # already expired: the chain step reported it as an error
+        soon, imminent = {
+            "leaf": (FindingId.EXPIRY_LEAF_SOON, FindingId.EXPIRY_LEAF_IMMINENT),
+            "root": (FindingId.EXPIRY_ROOT_SOON, FindingId.EXPIRY_ROOT_IMMINENT),
+        }[role]
+        expires = cert.not_valid_after_utc.isoformat()
+        if days <= policy.alert_days:
+            verdict.add(imminent, Severity.ALERT,
+                        f"the {role} certificate expires in {days} day(s), at {expires}: renew it now",
+                        f"more than {policy.alert_days} days", f"{days} days")
+        elif days <= policy.warn_days:
+            verdict.add(soon, Severity.WARNING,
+                        f"the {role} certificate expires in {days} day(s), at {expires}",
+                        f"more than {policy.warn_days} days", f"{days} days")
+
+
+def verify_envelope(
+    raw: bytes,
+    *,
+    trust_store: TrustStore | None = None,
+    roots: Sequence[x509.Certificate] = (),
+    device: str | None = None,
+    expected_nonce: bytes | None = None,
+    at: dt.datetime | None = None,
+    policy: Policy | None = None,
+) -> Verdict:
+    """Verify one envelope (bytes as the device printed them) and return the verdict.
+
+    Anchors come from `trust_store` (for `device`, or the device whose enrolled root the
+    envelope carries) or from `roots`. `at` (aware; default now) is the time validity is judged
+    at. Raises VerifierError only for the caller's own mistakes: no anchors configured at all,
+    a naive `at`, an `expected_nonce` of the wrong length. A bad envelope never raises.
+    """
+    policy = policy or DEFAULT_POLICY
+    when = _now_utc(at)
+    if trust_store is None and not roots:
+        raise VerifierError(
+            "no trust anchor configured: pass trust_store= or roots= (an empty trust is not "
+            "'trust everything')"
+        )
+    if trust_store is not None and roots:
+        raise VerifierError("pass trust_store= or roots=, not both")
+    if expected_nonce is not None and not MIN_NONCE_BYTES <= len(expected_nonce) <= MAX_NONCE_BYTES:
+        raise VerifierError(
+            f"expected_nonce is {len(expected_nonce)} bytes; a nonce is {MIN_NONCE_BYTES} to "
+            f"{MAX_NONCE_BYTES} bytes"
+        )
+    verdict = Verdict(device=device, verified_at=when, envelope_sha256=hashlib.sha256(raw).hexdigest())
+    # (1) (2) bounds, framing, strict JSON, base64, DER
+    parsed = parse_envelope(raw, policy)
+    verdict.findings.extend(parsed.findings)
+    envelope = parsed.envelope
+    if envelope is None:
+        return verdict
+    verdict.nonce = envelope.nonce
+    anchors, enrolled_intermediates, pinned = _select_anchors(
+        verdict, envelope, trust_store, roots, device, when
+    )
+    leaf = envelope.leaf or pinned
+    verdict.leaf = leaf
+    # (3) signature, with the algorithm the leaf key's type fixes
+    signature_ok = False
+    if leaf is None:
+        verdict.add(FindingId.CHAIN_NO_CERTIFICATE, Severity.ERROR,
+                    "the envelope carries no certificate and no leaf is pinned for the device, so the "
+                    "signature cannot be checked", "include-certificate, or a pinned leaf",
+                    "no certificate")
+    else:
+        key = leaf.public_key()
+        verdict.signature_algorithm = algorithm_name(key)
+        try:
+            check_key_policy(key, policy)
+            verify_signature(key, envelope.signature, signed_bytes(envelope))
+            signature_ok = True
+        except KeyPolicyError as exc:
+            verdict.add(exc.finding_id, Severity.ERROR, str(exc), exc.expected, exc.found)
+        except SignatureError as exc:
+            verdict.add(FindingId.SIGNATURE_INVALID, Severity.ERROR,
+                        f"{exc}: the signed bytes were changed, or signed by another key",
+                        "a valid signature by the leaf", "a signature that does not verify")
+        # (4) chain
+        if anchors:
+            _check_chain(verdict, envelope, leaf, anchors, enrolled_intermediates, pinned, when, policy)
+    # (5) nonce
+    _check_nonce(verdict, envelope, expected_nonce, policy)
+    # (6) the dossier: only signed text is worth parsing
+    if signature_ok:
+        _check_data(verdict, envelope, expected_nonce, policy)
+    # (7) expiry
+    _check_expiry(verdict, when, policy)
+    if not verdict.trusted:
+        verdict.dossier = None
+        verdict.data = None
+    return verdict
