@@ -1,0 +1,114 @@
+"""The store: exact bytes, metadata, never overwrite, index rebuilt from files, pruning."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+import schemas
+from collector.errors import StoreError
+from collector.store import Store, write_file_atomically
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def save(store: Store, device: str = "xr-0001", *, at: datetime = T0, nonce: str = "00112233" * 4,
+         output: bytes = b"Sun Oct 20 13:07:24.136 UTC\n{\"signed-envelope\": {}}\n"):
+    return store.save(device=device, host="127.0.0.1", nonce_hex=nonce, output=output,
+                      started=at - timedelta(seconds=1), received=at, duration_s=1.0)
+
+
+def test_envelope_is_stored_byte_for_byte_with_valid_metadata(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "store")
+    output = b"Sun Oct 20 13:07:24.136 UTC\r\n{\"a\": \"\\u00e9\"}\n\x00tail"
+    record = save(store, output=output)
+    path = store.root / record.path
+    assert path.read_bytes() == output
+    meta = json.loads(path.with_name(path.name + ".meta.json").read_text())
+    jsonschema.validate(meta, schemas.load("metadata"))
+    assert meta["device"] == "xr-0001" and meta["nonce"] == "00112233" * 4
+    assert meta["bytes"] == len(output) and meta["received"].startswith("2026-01-01T12:00:00")
+    assert not list(store.root.rglob("*.tmp"))
+
+
+def test_existing_file_is_never_overwritten(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_bytes(b"original")
+    with pytest.raises(StoreError, match="never overwrites"):
+        write_file_atomically(target, b"new")
+    assert target.read_bytes() == b"original"
+    assert not list(tmp_path.glob(".*.tmp"))
+    store = Store.open(tmp_path / "store")
+    save(store)
+    with pytest.raises(StoreError):
+        save(store)  # same device, time and nonce prefix: same name
+
+
+def test_latest_and_history(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "store")
+    for hours in range(3):
+        save(store, at=T0 + timedelta(hours=hours), nonce=f"{hours:02x}" * 16)
+    save(store, "xr-0002")
+    latest = store.latest()
+    assert set(latest) == {"xr-0001", "xr-0002"}
+    assert latest["xr-0001"].received.startswith("2026-01-01T14")
+    assert [r.nonce[:2] for r in store.history("xr-0001")] == ["02", "01", "00"]
+
+
+def test_reindex_rebuilds_from_files_and_removes_temp_leftovers(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "store")
+    first = save(store)
+    second = save(store, at=T0 + timedelta(hours=1), nonce="ff" * 16)
+    store.save_verdict(second, {"trusted": True, "findings": [], "days_to_expiry": {"leaf": 30, "root": 300}},
+                       trusted=True, reasons=[], days_leaf=30, days_root=300)
+    store.close()
+    (store.root / "index.sqlite").write_bytes(b"garbage, not sqlite")
+    leftover = store.root / "xr-0001" / ".half.envelope.abc.tmp"
+    leftover.write_bytes(b"{\"signed")
+    orphan = store.root / "xr-0001" / "20260101T130000.000000Z-deadbeef.envelope"
+    orphan.write_bytes(b"bytes without metadata")
+    fresh = Store(store.root)
+    with pytest.raises(StoreError, match="reindex"):
+        fresh.latest()
+    assert fresh.reindex() == 3
+    assert not leftover.exists()
+    history = {r.path: r for r in fresh.history("xr-0001")}
+    assert history[second.path].trusted is True and history[second.path].days_leaf == 30
+    assert history[first.path].trusted is None
+    assert history[str(orphan.relative_to(store.root))].meta_missing
+
+
+def test_dirty_marker_triggers_recovery(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "store")
+    store.mark_dirty()
+    record = save(store)
+    # A crash after the files were written but before the index row: simulate by deleting it.
+    store._connection().execute("DELETE FROM envelopes")
+    assert store.latest() == {}
+    assert store.recover() == 1
+    assert store.latest()["xr-0001"].path == record.path
+    assert store.recover() is None
+
+
+def test_prune_keeps_newest_trusted_and_limits(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "store")
+    records = [save(store, at=T0 + timedelta(days=day), nonce=f"{day:02x}" * 16) for day in range(6)]
+    store.save_verdict(records[1], {"trusted": True}, trusted=True, reasons=[], days_leaf=None, days_root=None)
+    for record in records[2:]:
+        store.save_verdict(record, {"trusted": False}, trusted=False, reasons=["signature.invalid"],
+                           days_leaf=None, days_root=None)
+    now = T0 + timedelta(days=10)
+    doomed = store.prune(keep_days=5.5, keep_last=2, now=now, dry_run=True)
+    assert [r.path for r in doomed] == [records[3].path, records[2].path, records[0].path]
+    assert (store.root / records[0].path).exists()
+    store.prune(keep_days=5.5, keep_last=2, now=now)
+    kept = {r.path for r in store.history("xr-0001")}
+    assert kept == {records[5].path, records[4].path, records[1].path}
+    assert not (store.root / records[0].path).exists()
+    assert not (store.root / (records[0].path + ".meta.json")).exists()
+    with pytest.raises(StoreError, match="refusing"):
+        store.prune(keep_days=None, keep_last=None)
