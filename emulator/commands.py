@@ -1,0 +1,885 @@
+"""The IOS XR command set of the emulator: tables of rows, each a pattern and a handler.
+
+Adding a command is adding a row (and, if it does something new, a handler). Three kinds of
+table: EXEC_ROWS (the `#` prompt), CONFIG_ROWS per configuration mode (lines stored in the
+configuration tree; see `emulator.config`), and PIPE_ROWS (`| utility sign ...`, `| file ...`).
+Row `meta` keys:
+
+- ``tasks``: IOS XR task IDs the user needs, as (operation, task) pairs;
+- ``stamp``: print the timestamp line first (every show and crypto command does, as the seed
+  shows; `terminal`, `configure` and `exit` do not);
+- config rows: ``key`` (what the line replaces: a number of leading words, a literal, or
+  ``"line"`` for the whole line) and ``mode`` (the submode it enters).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from cryptography.hazmat.primitives import serialization
+
+from . import dossier as dossier_mod
+from . import facts as facts_mod
+from . import pki, showtext, signing
+from .config import ConfigNode, render_running_config
+from .device import SYSTEM_TRUSTPOINT, Device, DeviceError, hash_secret
+from .faults import Fault
+from .grammar import GrammarError, Match, Row, match_line, tokenize
+from .terminal import SessionClosed, Terminal
+
+__all__ = ["Session", "EXEC_ROWS", "CONFIG_ROWS", "PIPE_ROWS", "MODE_PROMPTS"]
+
+NOT_AUTHORIZED = "% This command is not authorized\n"
+NODE_PREFIX = "RP/0/RP0/CPU0"
+
+MODE_PROMPTS = {
+    "exec": "",
+    "config": "(config)",
+    "trustp": "(config-trustp)",
+    "trustpool": "(config-trustpool)",
+    "fsinv": "(config-filesystem-inventory)",
+    "tg": "(config-tg)",
+    "ug": "(config-ug)",
+    "un": "(config-un)",
+    "line": "(config-line)",
+    "ncy": "(config-ncy-agent)",
+}
+
+DOSSIER_ITEMS = "packages|reboot-history|rollback-history|system-integrity-snapshot|system-inventory|filesystem-inventory"
+# Task IDs per dossier item, from the seed's task group for dossier collection.
+DOSSIER_ITEM_TASKS = {
+    "packages": ("read", "pkg-mgmt"),
+    "reboot-history": ("read", "sysmgr"),
+    "rollback-history": ("read", "config-services"),
+    "system-integrity-snapshot": ("read", "system"),
+    "system-inventory": ("read", "system"),
+    "filesystem-inventory": ("read", "basic-services"),
+}
+HARDDISK_PREFIXES = ("harddisk:", "disk0:", "/harddisk:")
+
+
+class CommandError(Exception):
+    """A command refused with an IOS XR style message (printed as is)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message if message.endswith("\n") else message + "\n"
+
+
+@dataclass
+class Mode:
+    name: str
+    key: str | None  # the config tree key of the submode's line (None for exec and config)
+
+
+class Session:
+    """One SSH channel's conversation with the device: modes, candidate configuration, output."""
+
+    def __init__(self, device: Device, username: str, term: Terminal) -> None:
+        self.device = device
+        self.username = username
+        self.term = term
+        self.modes: list[Mode] = [Mode("exec", None)]
+        self.candidate: ConfigNode | None = None
+        self.length = 24
+        self.width = 80
+        self.closed = False
+
+    # -- prompts and modes -----------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        return self.modes[-1].name
+
+    def prompt(self) -> str:
+        return f"{NODE_PREFIX}:{self.device.hostname}{MODE_PROMPTS[self.mode]}#"
+
+    def config_path(self) -> list[str]:
+        return [m.key for m in self.modes[2:] if m.key is not None]
+
+    def config_node(self) -> ConfigNode:
+        assert self.candidate is not None
+        return self.candidate.walk_path(self.config_path())
+
+    def uncommitted(self) -> bool:
+        return self.candidate is not None and self.candidate.to_dict() != self.device.running.to_dict()
+
+    # -- the one entry point ---------------------------------------------------------------
+    def execute(self, line: str) -> None:
+        """Run one typed line: the command, its pipes, authorization, and the output."""
+        if line in ("\x03",):
+            return
+        if line == "\x1a":  # Ctrl-Z: end
+            if self.mode != "exec":
+                self._end()
+            return
+        if not line.strip() or line.lstrip().startswith("!"):
+            return
+        command, pipes = split_pipes(line)
+        try:
+            if self.mode == "exec":
+                self._execute_exec(line, command, pipes)
+            else:
+                self._execute_config(line, command, pipes)
+        except GrammarError as error:
+            self.term.write(error.render(len(self.prompt()) if self.term.interactive else None))
+        except (CommandError, DeviceError, pki.PkiError, signing.SignError, dossier_mod.DossierError) as error:
+            message = getattr(error, "message", str(error))
+            self.term.write(message if message.endswith("\n") else message + "\n")
+
+    def _authorize(self, tasks: list[tuple[str, str]]) -> None:
+        if self.device.authorize(self.username, tasks):
+            raise CommandError(NOT_AUTHORIZED)
+
+    def _execute_exec(self, line: str, command: str, pipes: list[str]) -> None:
+        match = match_line(command, EXEC_ROWS)
+        pipe_matches = [match_line(p, PIPE_ROWS) for p in pipes]
+        tasks = list(match.row.meta.get("tasks", []))
+        if match.row.meta.get("dossier"):
+            tasks += [DOSSIER_ITEM_TASKS[i] for i in match.args.get("items", [])]
+        for pipe in pipe_matches:
+            tasks += pipe.row.meta.get("tasks", [])
+        self._authorize(tasks)
+        if match.row.meta.get("stamp", True):
+            self.term.write(self.device.timestamp_text(self.device.clock.now()) + "\n")
+        output = match.row.handler(self, match) or ""  # type: ignore[misc]
+        for pipe in pipe_matches:
+            output = pipe.row.handler(self, pipe, output)  # type: ignore[misc]
+        self._emit(output, dossier=bool(match.row.meta.get("dossier")))
+
+    def _emit(self, output: str, *, dossier: bool = False) -> None:
+        faults = self.device.faults
+        if dossier and Fault.NOT_JSON in faults:
+            # A device that breaks off mid-answer: what arrives is not a JSON document.
+            output = output[: max(1, len(output) // 2)] + "\n% Error: dossier collection aborted\n"
+        self.term.write(output)
+
+    def _execute_config(self, line: str, command: str, pipes: list[str]) -> None:
+        first_error: GrammarError | None = None
+        for depth, rows in self._config_rows_stack():
+            try:
+                match = match_line(command, rows)
+            except GrammarError as error:
+                first_error = first_error or error  # the innermost mode's complaint is the one shown
+                continue
+            # A parent mode's command leaves the submodes (as IOS XR does).
+            del self.modes[depth + 1 :]
+            if match.row.handler is not None:
+                if match.row.meta.get("stamp"):
+                    self.term.write(self.device.timestamp_text(self.device.clock.now()) + "\n")
+                output = match.row.handler(self, match) or ""
+                for pipe in pipes:
+                    pm = match_line(pipe, PIPE_ROWS)
+                    output = pm.row.handler(self, pm, output)  # type: ignore[misc]
+                self.term.write(output)
+            else:
+                self._apply_config_row(match)
+            return
+        assert first_error is not None
+        raise first_error
+
+    def _config_rows_stack(self) -> list[tuple[int, list[Row]]]:
+        """The rows to try, innermost mode first, then each parent mode up to `config`."""
+        stack = []
+        for depth in range(len(self.modes) - 1, 0, -1):
+            name = self.modes[depth].name
+            stack.append((depth, CONFIG_ROWS.get(name, []) + NO_ROWS.get(name, []) + CONFIG_COMMON_ROWS))
+        return stack
+
+    def _apply_config_row(self, match: Match) -> None:
+        meta = match.row.meta
+        node = self.config_node()
+        parts = match.parts
+        if meta.get("no"):
+            parts = parts[1:]
+            key = config_key(meta["key"], parts)
+            node.remove(key)
+            return
+        canonical = " ".join(parts)
+        canonical = meta.get("store", lambda c, a: c)(canonical, match.args)
+        key = config_key(meta["key"], parts)
+        submode = meta.get("mode")
+        child = node.set(canonical, key, submode=submode is not None)
+        if submode is not None:
+            self.modes.append(Mode(submode, child.key))
+
+    # -- configuration session -------------------------------------------------------------
+    def enter_config(self) -> None:
+        self.candidate = self.device.running.clone()
+        self.modes = [Mode("exec", None), Mode("config", None)]
+
+    def commit(self, label: str | None = None, comment: str | None = None) -> str:
+        assert self.candidate is not None
+        if not self.uncommitted():
+            return "% No configuration changes to commit.\n"
+        with self.device.lock:
+            self.device.running = self.candidate.clone()
+            now = self.device.clock.timestamp()
+            self.device.last_change = time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(now)) + f" by {self.username}"
+            facts_mod.record_commit(
+                self.device.facts, user=self.username, client="CLI", line="vty0:node0_RP0_CPU0",
+                label=label or "", comment=comment or "", now=now,
+            )
+            self.device.on_commit()
+            self.device.save()
+        return ""
+
+    def leave_config(self) -> None:
+        self.candidate = None
+        self.modes = [Mode("exec", None)]
+
+    def _end(self) -> str:
+        if self.uncommitted():
+            answer = self.term.ask("Uncommitted changes found, commit them? [yes]: ", default="yes").lower()
+            if answer in ("yes", "y"):
+                output = self.commit()
+                self.term.write(output)
+            elif answer in ("cancel", "c"):
+                return ""
+            elif answer not in ("no", "n"):
+                return "% Please answer 'yes', 'no' or 'cancel'.\n"
+        self.leave_config()
+        return ""
+
+
+# --- pipes ----------------------------------------------------------------------------------
+
+
+def split_pipes(line: str) -> tuple[str, list[str]]:
+    """`cmd | utility sign nonce 12 | file x` -> ("cmd", ["utility sign nonce 12", "file x"]).
+    A `|` inside quotes (the file-system options JSON) does not split."""
+    parts, current, quote = [], [], ""
+    for char in line:
+        if quote:
+            current.append(char)
+            if char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+            current.append(char)
+        elif char == "|":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts[0].strip(), [p.strip() for p in parts[1:]]
+
+
+def pipe_sign(session: Session, match: Match, output: str) -> str:
+    nonce = signing.parse_nonce(match.args["nonce"])
+    key, chain = session.device.signing_credentials()
+    faults = session.device.faults
+    fault = None
+    kwargs: dict[str, Any] = {}
+    if Fault.WRONG_NONCE in faults:
+        fault = signing.SignFault.WRONG_NONCE
+        stale = faults.params(Fault.WRONG_NONCE).get("nonce")
+        if stale:
+            kwargs["stale_nonce"] = bytes.fromhex(str(stale))
+    elif Fault.DATA_CHANGED in faults:
+        fault = signing.SignFault.DATA_CHANGED
+    elif Fault.OTHER_KEY in faults:
+        fault = signing.SignFault.OTHER_KEY
+        kwargs["other_key"] = session.device.other_key()
+    certificates = chain if match.args.get("include") else None
+    return signing.sign_output(output, nonce, key, certificates, fault=fault, **kwargs)
+
+
+def pipe_file(session: Session, match: Match, output: str) -> str:
+    path = harddisk_path(session.device, match.args["path"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(output, "utf-8")
+    tmp.replace(path)
+    return ""
+
+
+def pipe_include(session: Session, match: Match, output: str) -> str:
+    pattern = _regex(match.args["regex"])
+    return "".join(line for line in output.splitlines(keepends=True) if pattern.search(line))
+
+
+def pipe_exclude(session: Session, match: Match, output: str) -> str:
+    pattern = _regex(match.args["regex"])
+    return "".join(line for line in output.splitlines(keepends=True) if not pattern.search(line))
+
+
+def pipe_begin(session: Session, match: Match, output: str) -> str:
+    pattern = _regex(match.args["regex"])
+    lines = output.splitlines(keepends=True)
+    for index, line in enumerate(lines):
+        if pattern.search(line):
+            return "".join(lines[index:])
+    return ""
+
+
+def _regex(text: str) -> re.Pattern[str]:
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise CommandError(f"% Invalid regular expression {text!r}: {exc}") from None
+
+
+def harddisk_path(device: Device, name: str) -> Path:
+    """Map `harddisk:foo.json` / `harddisk:/foo.json` into the device's folder, refusing `..`."""
+    for prefix in HARDDISK_PREFIXES:
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+            break
+    name = name.lstrip("/")
+    root = (device.folder / "harddisk").resolve()
+    path = (root / name).resolve()
+    if not name or root not in path.parents:
+        raise CommandError(f"% Invalid file name {name!r}: expected a file on harddisk:")
+    return path
+
+
+# --- exec handlers --------------------------------------------------------------------------
+
+
+def h_terminal_length(s: Session, m: Match) -> str:
+    s.length = m.args["n"]
+    return ""
+
+
+def h_terminal_width(s: Session, m: Match) -> str:
+    s.width = m.args["n"]
+    return ""
+
+
+def h_configure(s: Session, m: Match) -> str:
+    s.enter_config()
+    return ""
+
+
+def h_exit(s: Session, m: Match) -> str:
+    s.closed = True
+    return ""
+
+
+def h_show_clock(s: Session, m: Match) -> str:
+    return s.device.timestamp_text(s.device.clock.now()) + "\n"
+
+
+def _facts_text(render: Callable[[Any], str]) -> Callable[[Session, Match], str]:
+    def handler(s: Session, m: Match) -> str:
+        return render(s.device.facts)
+
+    return handler
+
+
+def h_show_reboot_history(s: Session, m: Match) -> str:
+    return showtext.show_reboot_history(s.device.facts, m.args.get("node"))
+
+
+def h_show_running(s: Session, m: Match) -> str:
+    tree = s.device.running
+    return render_running_config(
+        tree, version=s.device.facts.xr_version, last_change=s.device.last_change, section=m.args.get("section")
+    )
+
+
+def h_show_configuration(s: Session, m: Match) -> str:
+    """Uncommitted changes in this configuration session."""
+    if s.candidate is None:
+        return ""
+    running = set(_flatten(s.device.running))
+    added = [line for line in _flatten(s.candidate) if line not in running]
+    removed = [f"no {line.strip()}" for line in _flatten(s.device.running) if line not in set(_flatten(s.candidate))]
+    body = added + removed
+    return "Building configuration...\n" + "".join(f"{line}\n" for line in body) + "end\n"
+
+
+def _flatten(node: ConfigNode, depth: int = 0) -> list[str]:
+    out = []
+    for child in node.children:
+        out.append(" " * depth + child.line)
+        out.extend(_flatten(child, depth + 1))
+    return out
+
+
+def h_dossier(s: Session, m: Match) -> str:
+    device = s.device
+    nonce_text = m.args.get("nonce")
+    if nonce_text is not None:
+        signing.parse_nonce(nonce_text)  # same rules as utility sign: raises with `% Invalid ...`
+    fs_options = dossier_mod.parse_fs_options(m.args["fsopts"]) if "fsopts" in m.args else None
+    items = m.args.get("items", [])
+    failing: dict[str, str] = {}
+    if Fault.ITEMS_FAILING in device.faults:
+        params = device.faults.params(Fault.ITEMS_FAILING)
+        result = str(params.get("result", "Failed: timeout collecting data"))
+        failing = {item: result for item in params.get("items", items[:1] or ["packages"])}
+    with device.lock:
+        now = device.clock.timestamp()
+        inventories = device.fsinv if "filesystem-inventory" in items else None
+        for inventory in (inventories or {}).values():
+            inventory.advance_to(now)
+        text = dossier_mod.build_dossier(
+            device.facts, inventories, items, nonce_text=nonce_text, fs_options=fs_options, now=now,
+            failing_items=failing,
+        )
+        if inventories is not None:
+            device.save()
+    return text
+
+
+def h_crypto_key_generate(s: Session, m: Match) -> str:
+    kind = m.args["kind"]
+    label = m.args.get("label") or pki.DEFAULT_KEY_LABEL
+    usage = "usage" if m.args.get("usage") == "usage-keys" or m.row.meta.get("usage") else "general"
+    device = s.device
+    prompt = pki.format_generate_prompt(kind, label, usage)
+    head, _, question = prompt.partition("\n")
+    s.term.write(head + "\n")
+    if (kind, label) in device.keys:
+        s.term.write(pki.format_already_have_keys(label))
+        answer = s.term.ask(pki.REPLACE_KEYS_QUESTION, default="no").lower()
+        if answer not in ("yes", "y"):
+            return ""
+    if m.args.get("curve"):
+        size = {"curve": m.args["curve"]}
+    else:
+        explanation, _, ask = question.rpartition("\n")
+        s.term.write(explanation + "\n")
+        size = pki.parse_generate_answer(kind, s.term.ask(ask, default=""))
+    keypair = pki.generate_keypair(kind, label, usage=usage, now=device.clock.now(), **size)
+    device.store_key(keypair)
+    return pki.format_generate_done(kind)
+
+
+def h_crypto_key_zeroize(s: Session, m: Match) -> str:
+    kind, label = m.args["kind"], m.args.get("label")
+    targets = [key for key in s.device.keys if key[0] == kind and (label is None or key[1] == label)]
+    if not targets:
+        what = f"{kind.upper()} key pair {label}" if label else f"{kind.upper()} keys"
+        raise CommandError(f"% No {what} found")
+    answer = s.term.ask(pki.ZEROIZE_KEYS_QUESTION, default="no").lower()
+    if answer not in ("yes", "y"):
+        return ""
+    for kind_, label_ in targets:
+        s.device.delete_key(kind_, label_)
+    return "[OK]\n"
+
+
+def h_crypto_key_import(s: Session, m: Match) -> str:
+    answer = s.term.ask("Enter the public key file path (harddisk:...) or paste the key: ")
+    if answer.startswith(HARDDISK_PREFIXES):
+        path = harddisk_path(s.device, answer)
+        if not path.exists():
+            raise CommandError(f"% File {answer} does not exist")
+        text = path.read_text("utf-8", errors="replace")
+    elif answer.startswith("-----BEGIN"):
+        text = answer + "\n" + s.term.read_block("")
+    else:
+        text = answer
+    public_key = pki.parse_public_key_text(text)
+    openssh = public_key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    s.device.add_authorized_key(s.username, openssh.split()[1])
+    return "[OK]\n"
+
+
+def h_show_mypubkey(s: Session, m: Match) -> str:
+    kind = m.args["kind"]
+    keys = [kp for (k, _), kp in sorted(s.device.keys.items()) if k == kind]
+    return pki.format_mypubkey(keys, kind)
+
+
+def _tp_config(s: Session, name: str) -> pki.TrustpointConfig:
+    return s.device.trustpoint_config(name)
+
+
+def h_ca_authenticate(s: Session, m: Match) -> str:
+    name = m.args["tp"]
+    device = s.device
+    tp = _tp_config(s, name)
+    ca_cert, _ = device.certificates(name)
+    if ca_cert is not None:
+        raise CommandError(
+            f"% CA certificate already exists for trustpoint {name}: clear it first with "
+            f"'clear crypto ca certificates {name}'"
+        )
+    if tp.enrollment == "self":
+        cert = device.issue_root(name)
+        return pki.format_authenticate_output(tp, cert, device.fqdn)
+    if tp.enrollment == "terminal":
+        text = s.term.read_block(
+            "Enter the base 64 encoded CA certificate.\nEnd with a blank line or the word \"quit\" on a line by itself\n"
+        )
+        cert = pki.parse_pasted_certificate(text)
+        s.term.write(pki.format_ca_fingerprint_prompt(cert))
+        answer = s.term.ask(pki.ACCEPT_CERTIFICATE_QUESTION, default="no").lower()
+        if answer not in ("yes", "y"):
+            return "% Certificate not accepted.\n"
+        device.store_certificate(name, "ca", cert)
+        return ""
+    if tp.enrollment is None:
+        raise CommandError(f"% Enrollment method is not configured for trustpoint {name}")
+    raise CommandError(
+        f"% SCEP enrollment ({tp.enrollment}) is not supported by this emulator: "
+        "use 'enrollment url self' or 'enrollment terminal'"
+    )
+
+
+def _ask_subject_extras(s: Session, tp: pki.TrustpointConfig) -> tuple[bool, str | None]:
+    device = s.device
+    s.term.write(pki.format_enroll_preamble(tp, device.fqdn))
+    include = s.term.ask(pki.INCLUDE_SERIAL_QUESTION, default="yes").lower() in ("yes", "y")
+    if include:
+        s.term.write(pki.format_serial_notice(device.facts.chassis_serial))
+    ip = None
+    if s.term.ask(pki.INCLUDE_IP_QUESTION, default="no").lower() in ("yes", "y"):
+        ip = s.term.ask(pki.ENTER_IP_QUESTION, default="")
+        if not re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}", ip or ""):
+            raise CommandError(f"% Invalid IP address: expected dotted IPv4 like 10.1.1.1, found {ip!r}")
+    return include, ip
+
+
+def h_ca_enroll(s: Session, m: Match) -> str:
+    name = m.args["tp"]
+    device = s.device
+    tp = _tp_config(s, name)
+    ca_cert, _ = device.certificates(name)
+    if ca_cert is None:
+        raise CommandError(f"% Trustpoint {name} is not authenticated: run 'crypto ca authenticate {name}' first")
+    include, ip = _ask_subject_extras(s, tp)
+    if tp.enrollment == "self":
+        cert = device.issue_leaf(name, include_serial=include, ip_address=ip)
+        key = device.keys[tp.keypair] if tp.keypair else None
+        return pki.format_enroll_output(tp, cert, key)
+    if tp.enrollment == "terminal":
+        ident = tp.keypair or ("rsa", tp.rsakeypair or "the_default")
+        key = device.keys.get(ident)
+        if key is None:
+            raise CommandError(f"% Key pair {ident[1]} ({ident[0]}) does not exist: generate it first")
+        csr = pki.build_csr(
+            tp, key, chassis_serial=device.facts.chassis_serial, fqdn=device.fqdn, ip_address=ip,
+            include_serial=include,
+        )
+        return pki.format_csr_output(csr) + pki.format_request_fingerprint(csr)
+    raise CommandError(f"% Enrollment for trustpoint {name} needs 'enrollment url self' or 'enrollment terminal'")
+
+
+def h_ca_import(s: Session, m: Match) -> str:
+    name = m.args["tp"]
+    device = s.device
+    tp = _tp_config(s, name)
+    ca_cert, _ = device.certificates(name)
+    if ca_cert is None:
+        raise CommandError(f"% Trustpoint {name} is not authenticated: run 'crypto ca authenticate {name}' first")
+    text = s.term.read_block(
+        "Enter the base 64 encoded certificate.\nEnd with a blank line or the word \"quit\" on a line by itself\n"
+    )
+    cert = pki.parse_pasted_certificate(text)
+    ident = tp.keypair or ("rsa", tp.rsakeypair or "the_default")
+    key = device.keys.get(ident)
+    if key is None:
+        raise CommandError(f"% Key pair {ident[1]} ({ident[0]}) does not exist: generate it and enroll first")
+    pki.check_imported_certificate(cert, ca_cert, key, trustpoint=name)
+    device.store_certificate(name, "router", cert)
+    return "% Certificate successfully imported.\n"
+
+
+def h_clear_certificates(s: Session, m: Match) -> str:
+    name = m.args["tp"]
+    s.device.store_certificate(name, "ca", None)
+    s.device.store_certificate(name, "router", None)
+    return ""
+
+
+def h_show_certificates(s: Session, m: Match) -> str:
+    device = s.device
+    names = [m.args["tp"]] if m.args.get("tp") else device.trustpoint_names_with_certs()
+    entries = []
+    for name in names:
+        ca, router = device.certificates(name)
+        if ca is None and router is None:
+            continue
+        entries.append((name, ca, router))
+    return pki.format_show_certificates(entries, bool(m.args.get("detail")))
+
+
+def h_show_trustpool(s: Session, m: Match) -> str:
+    return "% The CA trustpool is empty on this emulated device.\n"
+
+
+def h_trustpool_import(s: Session, m: Match) -> str:
+    raise CommandError("% Trustpool import from a URL is not supported by this emulator (no network)")
+
+
+def h_dir(s: Session, m: Match) -> str:
+    root = s.device.folder / "harddisk"
+    root.mkdir(exist_ok=True)
+    lines = ["", "Directory of harddisk:", ""]
+    for index, path in enumerate(sorted(p for p in root.iterdir() if not p.name.startswith("."))):
+        stat = path.stat()
+        when = time.strftime("%b %d %H:%M", time.gmtime(stat.st_mtime))
+        kind = "drwxr-xr-x" if path.is_dir() else "-rw-r--r--"
+        lines.append(f"{stat.st_ino % 10**8:>10} {kind}. 1 {stat.st_size:>10} {when} {path.name}")
+    lines += ["", "3962216 kbytes total (3777340 kbytes free)", ""]
+    return "\n".join(lines)
+
+
+def h_more(s: Session, m: Match) -> str:
+    path = harddisk_path(s.device, m.args["path"])
+    if not path.is_file():
+        raise CommandError(f"% No such file or directory: {m.args['path']}")
+    text = path.read_text("utf-8", errors="replace")
+    return text if text.endswith("\n") else text + "\n"
+
+
+def h_reload(s: Session, m: Match) -> str:
+    answer = s.term.ask("Proceed with reload? [confirm]", default="y").lower()
+    if answer not in ("y", "yes", ""):
+        return ""
+    with s.device.lock:
+        facts_mod.record_reboot(
+            s.device.facts, cause_code="0x00000000", reason="User initiated reload (cli)", now=s.device.clock.timestamp()
+        )
+        s.device.save()
+    s.closed = True
+    return "\nReloading the router...\n"
+
+
+def h_describe(s: Session, m: Match) -> str:
+    command, pipes = split_pipes(m.args["command"])
+    match = match_line(command, EXEC_ROWS)
+    tasks = list(match.row.meta.get("tasks", []))
+    if match.row.meta.get("dossier"):
+        tasks += [DOSSIER_ITEM_TASKS[i] for i in match.args.get("items", [])]
+    for pipe in pipes:
+        tasks += match_line(pipe, PIPE_ROWS).row.meta.get("tasks", [])
+    lines = ["", "User needs ALL of the following taskids:", ""]
+    for op, task in dict.fromkeys(tasks):
+        lines.append(f"        {task} ({op.upper()})")
+    return "\n".join(lines) + "\n\n"
+
+
+def h_do(s: Session, m: Match) -> str:
+    saved = s.modes
+    s.modes = [Mode("exec", None)]
+    try:
+        s.execute(m.args["command"])
+    finally:
+        s.modes = saved
+    return ""
+
+
+# --- config handlers (commands that do more than store a line) ------------------------------
+
+
+def h_commit(s: Session, m: Match) -> str:
+    return s.commit(m.args.get("label"), m.args.get("comment"))
+
+
+def h_end(s: Session, m: Match) -> str:
+    return s._end()
+
+
+def h_exit_mode(s: Session, m: Match) -> str:
+    if len(s.modes) > 2:
+        s.modes.pop()
+        return ""
+    return s._end()
+
+
+def h_abort(s: Session, m: Match) -> str:
+    s.leave_config()
+    return ""
+
+
+def store_secret(canonical: str, args: dict[str, Any]) -> str:
+    """`secret 0 pw` / `password pw` -> `secret 10 <scrypt>`: no clear text in the configuration."""
+    if args.get("enc") in ("5", "8", "9", "10"):
+        return f"secret {args['enc']} {args['pw']}"
+    return f"secret 10 {hash_secret(args['pw'])}"
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+READ = "read"
+EXECUTE = "execute"
+
+
+def _exec(pattern: str, handler: Callable[..., Any], *tasks: tuple[str, str], **meta: Any) -> Row:
+    return Row(pattern, handler, {"tasks": list(tasks), **meta})
+
+
+EXEC_ROWS: list[Row] = [
+    _exec("terminal length <n:0-512>", h_terminal_length, stamp=False),
+    _exec("terminal width <n:0-512>", h_terminal_width, stamp=False),
+    _exec("terminal exec prompt no-timestamp", lambda s, m: "", stamp=False),
+    _exec("configure [{how:terminal|exclusive}]", h_configure, ("write", "config-services"), stamp=False),
+    _exec("exit", h_exit, stamp=False),
+    _exec("quit", h_exit, stamp=False),
+    _exec("logout", h_exit, stamp=False),
+    _exec("describe <command...>", h_describe),
+    _exec("show clock", h_show_clock),
+    _exec("show version", lambda s, m: showtext.show_version(s.device.facts, now=s.device.clock.timestamp()),
+          (READ, "basic-services")),
+    _exec("show platform", _facts_text(showtext.show_platform), (READ, "system")),
+    _exec("show inventory", _facts_text(showtext.show_inventory), (READ, "system")),
+    _exec("show install active [summary]", _facts_text(showtext.show_install_active), (READ, "pkg-mgmt")),
+    _exec("show reboot history [location <node>]", h_show_reboot_history, (READ, "sysmgr")),
+    _exec("show configuration commit list", _facts_text(showtext.show_configuration_commit_list), (READ, "config-services")),
+    _exec("show running-config [<section...>]", h_show_running, (READ, "config-services")),
+    _exec("show crypto key mypubkey {kind:rsa|dsa|ecdsa}", h_show_mypubkey, (READ, "crypto")),
+    _exec("show crypto ca certificates [<tp>] [{detail:detail}]", h_show_certificates, (READ, "crypto")),
+    _exec("show crypto ca trustpool [policy]", h_show_trustpool, (READ, "crypto")),
+    _exec(
+        f"show platform security integrity dossier [include {{items:{DOSSIER_ITEMS}}}+] "
+        "[filesystem-inventory-options <fsopts>] [nonce <nonce>]",
+        h_dossier, (READ, "system"), dossier=True,
+    ),
+    _exec("crypto key generate {kind:rsa|dsa|ecdsa} [{usage:general-keys|usage-keys}] [<label>]", h_crypto_key_generate, (EXECUTE, "crypto")),
+    _exec("crypto key generate {kind:rsa|dsa} usage keys [<label>]", h_crypto_key_generate, (EXECUTE, "crypto"), usage=True),
+    _exec("crypto key generate {kind:ecdsa} {curve:nistp256|nistp384|nistp521} [<label>]", h_crypto_key_generate, (EXECUTE, "crypto")),
+    _exec("crypto key zeroize {kind:rsa|dsa|ecdsa} [<label>]", h_crypto_key_zeroize, (EXECUTE, "crypto")),
+    _exec("crypto key import authentication rsa [{usage:general-keys|usage-keys}] [<label>]", h_crypto_key_import, (EXECUTE, "crypto")),
+    _exec("crypto ca authenticate <tp>", h_ca_authenticate, (EXECUTE, "crypto")),
+    _exec("crypto ca enroll <tp>", h_ca_enroll, (EXECUTE, "crypto")),
+    _exec("crypto ca import <tp> certificate", h_ca_import, (EXECUTE, "crypto")),
+    _exec("crypto ca trustpool import url <url>", h_trustpool_import, (EXECUTE, "crypto")),
+    _exec("clear crypto ca certificates <tp>", h_clear_certificates, (EXECUTE, "crypto")),
+    _exec("dir [<path>]", h_dir, (READ, "basic-services")),
+    _exec("more <path>", h_more, (READ, "basic-services")),
+    _exec("reload [location all]", h_reload, (EXECUTE, "root-lr")),
+]
+
+PIPE_ROWS: list[Row] = [
+    Row("utility sign nonce <nonce> [{include:include-certificate}]", pipe_sign, {"tasks": [(EXECUTE, "crypto")]}),
+    Row("utility sign {include:include-certificate} nonce <nonce>", pipe_sign, {"tasks": [(EXECUTE, "crypto")]}),
+    Row("file <path>", pipe_file, {"tasks": [(EXECUTE, "basic-services")]}),
+    Row("include <regex...>", pipe_include),
+    Row("exclude <regex...>", pipe_exclude),
+    Row("begin <regex...>", pipe_begin),
+]
+
+
+def _cfg(pattern: str, key: int | str, mode: str | None = None, **meta: Any) -> Row:
+    return Row(pattern, None, {"key": key, "mode": mode, **meta})
+
+
+KEY_USAGES = "digitalsignature|nonrepudiation|keyencipherment|dataencipherment|keyagreement|keycertsign|crlsign|encipheronly|decipheronly"
+
+CONFIG_ROWS: dict[str, list[Row]] = {
+    "config": [
+        _cfg("hostname <name>", 1),
+        _cfg("domain name <name>", 2),
+        _cfg("crypto ca trustpoint <name>", "line", "trustp"),
+        _cfg("crypto ca trustpool policy", "line", "trustpool"),
+        _cfg("filesystem-inventory", "line", "fsinv"),
+        _cfg("taskgroup <name>", "line", "tg"),
+        _cfg("usergroup <name>", "line", "ug"),
+        _cfg("username <name>", "line", "un"),
+        _cfg("line default", "line", "line"),
+        _cfg("netconf-yang agent", "line", "ncy"),
+        _cfg("ssh server rate-limit <n:1-600>", 3),
+        _cfg("ssh server v2", "line"),
+        _cfg("ssh server vrf <vrf>", "line"),
+        _cfg("ssh server netconf vrf <vrf>", "line"),
+        _cfg("ssh timeout <n:5-120>", 2),
+        _cfg("snmp-server traps pki", "line"),
+    ],
+    "trustp": [
+        _cfg("keypair {kind:rsa|dsa|ecdsa} <label>", 1),
+        _cfg("ca-keypair {kind:rsa|dsa|ecdsa} <label>", 1),
+        _cfg("subject-name ca-certificate <dn...>", 2),
+        _cfg("subject-name <dn...>", 1),
+        _cfg("enrollment url <url>", "enrollment-method"),
+        _cfg("enrollment terminal", "enrollment-method"),
+        _cfg("enrollment retry period <n:1-60>", 3),
+        _cfg("enrollment retry count <n:1-100>", 3),
+        _cfg(f"key-usage certificate {{ku:{KEY_USAGES}}}+", 2),
+        _cfg(f"key-usage ca-certificate {{ku:{KEY_USAGES}}}+", 2),
+        _cfg("lifetime certificate <days:1-18250>", 2),
+        _cfg("lifetime ca-certificate <days:1-18250>", 2),
+        _cfg("message-digest {md:md5|sha1|sha256|sha384|sha512}", 1),
+        _cfg("rsakeypair <label>", 1),
+        _cfg("query url <url>", 2),
+        _cfg("vrf <vrf>", 1),
+        _cfg("crl optional", "line"),
+        _cfg("description <text...>", 1),
+    ],
+    "trustpool": [
+        _cfg("cabundle url <url>", 2),
+        _cfg("crl optional", "line"),
+        _cfg("description <text...>", 1),
+    ],
+    "fsinv": [_cfg("snapshot-interval <n:1-96>", 1)],
+    "tg": [
+        _cfg("task {op:read|write|execute|debug} <task>", "line"),
+        _cfg("inherit taskgroup <name>", "line"),
+        _cfg("description <text...>", 1),
+    ],
+    "ug": [
+        _cfg("taskgroup <name>", "line"),
+        _cfg("inherit usergroup <name>", "line"),
+        _cfg("description <text...>", 1),
+    ],
+    "un": [
+        _cfg("group <name>", "line"),
+        _cfg("secret [{enc:0|5|8|9|10}] <pw>", "secret", store=store_secret),
+        _cfg("password [{enc:0|7}] <pw>", "secret", store=store_secret),
+    ],
+    "line": [
+        _cfg("exec-timeout <m:0-35791> [<s:0-2147483>]", 1),
+        _cfg("session-timeout <m:0-35791>", 1),
+    ],
+    "ncy": [_cfg("ssh", "line")],
+}
+
+
+def config_key(spec: int | str, parts: list[str]) -> str:
+    if spec == "line":
+        return " ".join(parts)
+    if isinstance(spec, int):
+        return " ".join(parts[:spec])
+    return spec
+
+
+def _no_rows(rows: list[Row]) -> list[Row]:
+    """`no <command>` for each config row: the key part alone, or the whole command."""
+    out = []
+    for row in rows:
+        spec = row.meta["key"]
+        words = row.pattern.split()
+        if isinstance(spec, int):
+            out.append(Row("no " + " ".join(words[:spec]) + " [<ignored...>]", None, {"key": spec, "no": True}))
+        else:
+            out.append(Row("no " + row.pattern, None, {"key": spec, "no": True}))
+    return out
+
+
+NO_ROWS: dict[str, list[Row]] = {mode: _no_rows(rows) for mode, rows in CONFIG_ROWS.items()}
+
+CONFIG_COMMON_ROWS: list[Row] = [
+    Row("commit [label <label>] [comment <comment...>]", h_commit),
+    Row("end", h_end),
+    Row("exit", h_exit_mode),
+    Row("abort", h_abort),
+    Row("show running-config [<section...>]", h_show_running, {"stamp": True}),
+    Row("show configuration", h_show_configuration, {"stamp": True}),
+    Row("do <command...>", h_do),
+]
+
+
+def session_loop(session: Session) -> None:
+    """Prompt, read a line, execute; until `exit` or the client goes away."""
+    term = session.term
+    while not session.closed:
+        term.write(session.prompt())
+        try:
+            line = term.read_line(prompt=session.prompt())  # type: ignore[attr-defined]
+        except SessionClosed:
+            break
+        session.execute(line)
+
+
+def words_of(line: str) -> list[str]:
+    return [w.text for w in tokenize(line)]

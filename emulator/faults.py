@@ -1,0 +1,78 @@
+"""Faults a device can be told to have, from `dossier emulator serve --fault` or from tests."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Fault", "FaultSet", "parse_fault_spec"]
+
+
+class Fault(enum.Enum):
+    """Each value is the name used on the command line (`--fault xr-0002=slow-output`)."""
+
+    SLOW_OUTPUT = "slow-output"  # params: delay (seconds spread over the output, default 2)
+    DROP_MID_OUTPUT = "drop-mid-output"  # the connection is cut half-way through the output
+    AUTH_FAILURE = "auth-failure"  # every authentication attempt fails
+    RATE_LIMIT = "rate-limit"  # every SSH session is refused as over the rate
+    NOT_JSON = "not-json"  # the dossier command prints text that is not JSON
+    WRONG_NONCE = "wrong-nonce"  # answers with a stale nonce (params: nonce, hex)
+    DATA_CHANGED = "data-changed"  # data altered after signing
+    OTHER_KEY = "other-key"  # signed by a key that is not the leaf's
+    EXPIRED_LEAF = "expired-leaf"  # the leaf certificate's validity has ended
+    REKEYED_LEAF = "rekeyed-leaf"  # a new enroll key and leaf under the same root
+    ROOT_REPLACED = "root-replaced"  # a new root (and leaf): the device must be re-enrolled
+    ITEMS_FAILING = "items-failing"  # params: items (list), result (result-code text)
+
+
+# Faults that change the device's certificates once, when set, rather than each answer.
+CERTIFICATE_FAULTS = frozenset({Fault.EXPIRED_LEAF, Fault.REKEYED_LEAF, Fault.ROOT_REPLACED})
+
+
+@dataclass
+class FaultSet:
+    """The faults active on one device, with their parameters."""
+
+    active: dict[Fault, dict[str, Any]] = field(default_factory=dict)
+
+    def __contains__(self, fault: Fault) -> bool:
+        return fault in self.active
+
+    def params(self, fault: Fault) -> dict[str, Any]:
+        return self.active.get(fault, {})
+
+    def set(self, fault: Fault, **params: Any) -> None:
+        self.active[fault] = params
+
+    def clear(self, fault: Fault | None = None) -> None:
+        if fault is None:
+            self.active.clear()
+        else:
+            self.active.pop(fault, None)
+
+
+def parse_fault_spec(spec: str) -> tuple[str, Fault, dict[str, Any]]:
+    """`xr-0002=slow-output:delay=3` -> ("xr-0002", Fault.SLOW_OUTPUT, {"delay": 3.0})."""
+    device, sep, rest = spec.partition("=")
+    if not sep or not device:
+        raise ValueError(f"expected DEVICE=FAULT[:key=value,...], found {spec!r}")
+    name, _, param_text = rest.partition(":")
+    try:
+        fault = Fault(name)
+    except ValueError:
+        known = ", ".join(f.value for f in Fault)
+        raise ValueError(f"unknown fault {name!r}; expected one of: {known}") from None
+    params: dict[str, Any] = {}
+    for item in filter(None, param_text.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"fault parameter must be key=value, found {item!r}")
+        if key == "items":
+            params[key] = value.split("+")
+        else:
+            try:
+                params[key] = float(value)
+            except ValueError:
+                params[key] = value
+    return device, fault, params

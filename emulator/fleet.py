@@ -1,0 +1,170 @@
+"""A fleet of emulated routers in one process: `dossier emulator serve` and test fixtures.
+
+    with Fleet(state_dir=tmp, devices=3, provisioned=True, key_type="ecdsa-p256") as fleet:
+        device = fleet.devices[0]          # .name, .host, .port, .username, .password, .host_key_line
+        fleet.write_inventory(path)        # YAML the collector loads as is
+        fleet.set_fault("xr-0002", Fault.SLOW_OUTPUT, delay=2.0)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .device import KEY_TYPES, SYSTEM_TRUSTPOINT, Device
+from .faults import CERTIFICATE_FAULTS, Fault
+from .server import Listener
+
+__all__ = ["EmulatedDevice", "Fleet", "FleetError"]
+
+
+class FleetError(Exception):
+    """The fleet could not start as asked (bad option, port in use, damaged state)."""
+
+
+@dataclass
+class EmulatedDevice:
+    """What a client needs to reach one device, plus the device object itself."""
+
+    name: str
+    host: str
+    port: int
+    username: str
+    password: str
+    password_file: Path
+    host_key_line: str
+    device: Device
+
+    def inventory_entry(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "host": self.host,
+            "port": self.port,
+            "username": self.username,
+            "credential": {"password_file": str(self.password_file)},
+            "host_key": self.host_key_line,
+            "platform": "iosxr",
+        }
+
+
+class Fleet:
+    """N devices named xr-0001 ..., each on its own port, sharing one accept thread."""
+
+    def __init__(
+        self,
+        *,
+        state_dir: Path,
+        devices: int = 1,
+        host: str = "127.0.0.1",
+        base_port: int = 0,
+        provisioned: bool = False,
+        key_type: str = "ecdsa-p256",
+        host_key_type: str = "ed25519",
+        seed: int = 0,
+        files: int = 3000,
+        username: str = "admin",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        if key_type not in KEY_TYPES:
+            raise FleetError(f"unknown key type {key_type!r}; expected one of: {', '.join(KEY_TYPES)}")
+        if devices < 1:
+            raise FleetError(f"a fleet needs at least one device, found devices={devices}")
+        self.state_dir = Path(state_dir)
+        self.count = devices
+        self.host = host
+        self.base_port = base_port
+        self.provisioned = provisioned
+        self.key_type = key_type
+        self.host_key_type = host_key_type
+        self.seed = seed
+        self.files = files
+        self.username = username
+        self.progress = progress
+        self.devices: list[EmulatedDevice] = []
+        self._listener: Listener | None = None
+
+    def __enter__(self) -> "Fleet":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Create (or reload) every device and listen; all listen when this returns."""
+        credentials = self.state_dir / "credentials"
+        credentials.mkdir(parents=True, exist_ok=True)
+        os.chmod(credentials, 0o700)
+        listener = Listener(host=self.host)
+        self._listener = listener
+        try:
+            for index in range(1, self.count + 1):
+                name = f"xr-{index:04d}"
+                password_file = credentials / f"{name}.password"
+                if password_file.exists():
+                    password = password_file.read_text("utf-8").strip()
+                else:
+                    password = secrets.token_urlsafe(16)
+                    fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    with os.fdopen(fd, "w") as handle:
+                        handle.write(password + "\n")
+                device = Device(
+                    name, self.state_dir, seed=self.seed * 100_003 + index, files=self.files,
+                    host_key_type=self.host_key_type, admin_password=password, username=self.username,
+                )
+                if self.provisioned and device.certificates(SYSTEM_TRUSTPOINT)[1] is None:
+                    device.provision(self.key_type)
+                port = self.base_port + index - 1 if self.base_port else 0
+                try:
+                    port = listener.add(device, port)
+                except OSError as exc:
+                    raise FleetError(f"{name}: cannot listen on {self.host}:{port}: {exc.strerror}") from exc
+                self.devices.append(
+                    EmulatedDevice(name, self.host, port, self.username, password, password_file,
+                                   device.host_key_line(self.host, port), device)
+                )
+                if self.progress is not None:
+                    self.progress(index, self.count)
+        except BaseException:
+            listener.stop()
+            raise
+        listener.start()
+
+    def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
+        for entry in self.devices:
+            entry.device.save()
+
+    def __getitem__(self, name: str) -> EmulatedDevice:
+        for entry in self.devices:
+            if entry.name == name:
+                return entry
+        raise KeyError(f"no device named {name!r} in this fleet")
+
+    def set_fault(self, name: str, fault: Fault, **params: Any) -> None:
+        """Give device `name` a fault; certificate faults change its credentials at once."""
+        device = self[name].device
+        device.faults.set(fault, **params)
+        if fault in CERTIFICATE_FAULTS:
+            device.apply_certificate_fault(fault)
+
+    def clear_faults(self, name: str, fault: Fault | None = None) -> None:
+        self[name].device.faults.clear(fault)
+
+    def inventory(self) -> dict[str, Any]:
+        return {"devices": [entry.inventory_entry() for entry in self.devices]}
+
+    def write_inventory(self, path: Path) -> None:
+        """The YAML inventory (schemas/inventory.schema.json), written atomically."""
+        path = Path(path)
+        text = "# written by `dossier emulator serve`\n" + yaml.safe_dump(self.inventory(), sort_keys=False)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, "utf-8")
+        os.replace(tmp, path)

@@ -1,0 +1,311 @@
+"""The SSH side of the emulator: paramiko servers for many devices, one accept thread.
+
+One thread watches every listening socket (a fleet of 1,000 devices does not need 1,000
+accept threads); each accepted connection gets a thread that runs the SSH handshake and then
+serves its channels: an `exec` request runs one command (how collectors work), a `shell`
+request with a PTY gets the interactive CLI.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import paramiko
+
+from .commands import Session, session_loop
+from .device import Device
+from .faults import Fault
+from .terminal import ChannelTerminal, SessionClosed
+
+__all__ = ["DeviceServer", "Listener"]
+
+log = logging.getLogger(__name__)
+
+# Time a client has to finish the SSH handshake and authenticate: a stalled client must not
+# hold a thread for ever.
+HANDSHAKE_TIMEOUT_S = 30.0
+AUTH_TIMEOUT_S = 30.0
+# How long to wait, after authentication, for the client to open a channel and ask for exec/shell.
+CHANNEL_REQUEST_TIMEOUT_S = 30.0
+# Chunk size for output writes; SLOW_OUTPUT spreads its delay over this many chunks.
+SLOW_OUTPUT_CHUNKS = 10
+
+
+class _ServerInterface(paramiko.ServerInterface):
+    def __init__(self, device: Device) -> None:
+        self.device = device
+        self.username: str | None = None
+        self.requests: dict[int, tuple[str, Any]] = {}
+        self.pty: dict[int, tuple[int, int]] = {}
+        self.event = threading.Event()
+
+    def get_allowed_auths(self, username: str) -> str:
+        return "password,publickey"
+
+    def check_auth_password(self, username: str, password: str) -> int:
+        if self.device.check_password(username, password):
+            self.username = username
+            return paramiko.AUTH_SUCCESSFUL
+        return paramiko.AUTH_FAILED
+
+    def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+        if self.device.check_publickey(username, key):
+            self.username = username
+            return paramiko.AUTH_SUCCESSFUL
+        return paramiko.AUTH_FAILED
+
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        if kind == "session":
+            return paramiko.OPEN_SUCCEEDED
+        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def check_channel_pty_request(self, channel, term, width, height, pixelwidth, pixelheight, modes) -> bool:  # type: ignore[no-untyped-def]
+        self.pty[channel.get_id()] = (width, height)
+        return True
+
+    def check_channel_window_change_request(self, channel, width, height, pixelwidth, pixelheight) -> bool:  # type: ignore[no-untyped-def]
+        self.pty[channel.get_id()] = (width, height)
+        return True
+
+    def check_channel_shell_request(self, channel: paramiko.Channel) -> bool:
+        self.requests[channel.get_id()] = ("shell", None)
+        self.event.set()
+        return True
+
+    def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
+        self.requests[channel.get_id()] = ("exec", command.decode("utf-8", errors="replace"))
+        self.event.set()
+        return True
+
+    def check_channel_env_request(self, channel, name, value) -> bool:  # type: ignore[no-untyped-def]
+        return True
+
+
+class DeviceServer:
+    """Serves SSH connections for one device."""
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
+
+    def handle(self, sock: socket.socket) -> None:
+        """Run one connection to completion (called in its own thread)."""
+        device = self.device
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # see PERFORMANCE.md: Nagle
+        if not device.admit_session():
+            # Over `ssh server rate-limit` (or the RATE_LIMIT fault): refuse before any SSH.
+            sock.close()
+            return
+        transport = paramiko.Transport(sock)
+        transport.banner_timeout = HANDSHAKE_TIMEOUT_S
+        transport.handshake_timeout = HANDSHAKE_TIMEOUT_S
+        transport.auth_timeout = AUTH_TIMEOUT_S
+        transport.add_server_key(device.host_key)
+        interface = _ServerInterface(device)
+        try:
+            transport.start_server(server=interface)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            log.debug("%s: handshake failed: %s", device.name, exc)
+            transport.close()
+            return
+        try:
+            self._serve_channels(transport, interface)
+        finally:
+            transport.close()
+
+    def _serve_channels(self, transport: paramiko.Transport, interface: _ServerInterface) -> None:
+        deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S + AUTH_TIMEOUT_S
+        while transport.is_active():
+            channel = transport.accept(timeout=1.0)
+            if channel is None:
+                if interface.username is None and time.monotonic() > deadline:
+                    return
+                continue
+            request = self._wait_request(channel, interface)
+            if request is None:
+                channel.close()
+                continue
+            kind, command = request
+            assert interface.username is not None
+            try:
+                if kind == "exec":
+                    self._run_exec(transport, channel, interface.username, command)
+                else:
+                    self._run_shell(channel, interface.username, interface.pty.get(channel.get_id()))
+            except SessionClosed:
+                pass
+            finally:
+                try:
+                    channel.close()
+                except (OSError, EOFError):
+                    pass
+            if kind == "exec" and not transport.is_active():
+                return
+
+    @staticmethod
+    def _wait_request(channel: paramiko.Channel, interface: _ServerInterface) -> tuple[str, Any] | None:
+        deadline = time.monotonic() + CHANNEL_REQUEST_TIMEOUT_S
+        while time.monotonic() < deadline:
+            request = interface.requests.pop(channel.get_id(), None)
+            if request is not None:
+                return request
+            interface.event.wait(0.5)
+            interface.event.clear()
+            if channel.closed:
+                return None
+        return None
+
+    def _output_hook(self, transport: paramiko.Transport, channel: paramiko.Channel, total_hint: list[int]) -> Any:
+        """A writer that applies the output faults (slow, dropped mid-output) to channel writes."""
+        faults = self.device.faults
+        if Fault.SLOW_OUTPUT in faults:
+            delay = float(faults.params(Fault.SLOW_OUTPUT).get("delay", 2.0))
+
+            def slow(data: bytes) -> None:
+                step = max(1, len(data) // SLOW_OUTPUT_CHUNKS)
+                for start in range(0, len(data), step):
+                    channel.sendall(data[start : start + step])
+                    time.sleep(delay / SLOW_OUTPUT_CHUNKS)
+
+            return slow
+        if Fault.DROP_MID_OUTPUT in faults:
+
+            def drop(data: bytes) -> None:
+                if len(data) < 64:  # the timestamp line and prompts go through
+                    channel.sendall(data)
+                    return
+                channel.sendall(data[: len(data) // 2])
+                transport.close()
+                raise SessionClosed("connection dropped mid-output (fault)")
+
+            return drop
+        return None
+
+    def _run_exec(self, transport: paramiko.Transport, channel: paramiko.Channel, username: str, command: str) -> None:
+        term = ChannelTerminal(channel, pty=False, idle_timeout=lambda: None)
+        term.write_hook = self._output_hook(transport, channel, [0])
+        session = Session(self.device, username, term)
+        session.execute(command)
+        if session.candidate is not None:
+            session.leave_config()
+        channel.send_exit_status(0)
+        channel.shutdown_write()
+
+    def _run_shell(self, channel: paramiko.Channel, username: str, size: tuple[int, int] | None) -> None:
+        device = self.device
+        exec_timeout, session_timeout = device.line_timeouts()
+        started = time.monotonic()
+
+        def idle() -> float | None:
+            limits = [t for t in (exec_timeout,) if t]
+            if session_timeout:
+                limits.append(max(0.01, session_timeout - (time.monotonic() - started)))
+            return min(limits) if limits else None
+
+        term = ChannelTerminal(channel, pty=size is not None, idle_timeout=idle)
+        term.write_hook = self._output_hook(channel.get_transport(), channel, [0])
+        session = Session(device, username, term)
+        if size:
+            session.width = size[0]
+        term.write("\n")
+        try:
+            session_loop(session)
+        except SessionClosed:
+            pass
+        finally:
+            if session.uncommitted():
+                session.leave_config()  # an abandoned configuration session is discarded
+        try:
+            channel.send_exit_status(0)
+        except (OSError, EOFError):
+            pass
+
+
+@dataclass
+class _Bound:
+    sock: socket.socket
+    server: DeviceServer
+    port: int
+
+
+@dataclass
+class Listener:
+    """Accepts connections on every device's listening socket from one thread."""
+
+    host: str = "127.0.0.1"
+    backlog: int = 64
+    bound: dict[str, _Bound] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._connections: set[threading.Thread] = set()
+
+    def add(self, device: Device, port: int = 0) -> int:
+        """Listen for `device` on `port` (0: any free port); returns the port."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, port))
+        sock.listen(self.backlog)
+        sock.setblocking(False)
+        bound = _Bound(sock, DeviceServer(device), sock.getsockname()[1])
+        self.bound[device.name] = bound
+        self._selector.register(sock, selectors.EVENT_READ, bound)
+        return bound.port
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="emulator-accept", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for key, _ in self._selector.select(timeout=1.0):
+                bound = key.data
+                if bound is None:
+                    self._wake_r.recv(64)
+                    continue
+                try:
+                    conn, _ = bound.sock.accept()
+                except (BlockingIOError, OSError):
+                    continue
+                conn.setblocking(True)
+                thread = threading.Thread(
+                    target=self._handle, args=(bound.server, conn), name=f"ssh-{bound.server.device.name}", daemon=True
+                )
+                self._connections.add(thread)
+                thread.start()
+
+    def _handle(self, server: DeviceServer, conn: socket.socket) -> None:
+        try:
+            server.handle(conn)
+        except Exception:  # noqa: BLE001 - one broken connection must not take the fleet down
+            log.exception("%s: connection failed", server.device.name)
+        finally:
+            self._connections.discard(threading.current_thread())
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        for bound in self.bound.values():
+            try:
+                self._selector.unregister(bound.sock)
+            except (KeyError, ValueError):
+                pass
+            bound.sock.close()
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
