@@ -7,6 +7,7 @@ strict base64, strict DER. Problems come back as findings, never as exceptions.
 from __future__ import annotations
 
 import base64
+import json
 import binascii
 import re
 import struct
@@ -113,11 +114,12 @@ def _member(obj: dict[str, Any], name: str, kind: type, where: str) -> Any:
     # bool is an int in Python, and 1.0 == 1: neither is the integer the format asks for
     if type(value) is not kind:
         expected = {int: "integer", str: "string", dict: "object", list: "array"}[kind]
+        found = _type_name(value)
         raise JSONProblem(
             FindingId.ENVELOPE_WRONG_TYPE,
-            f"{where}.{name} must be a JSON {expected}",
+            f"{where.lstrip('.')}.{name} must be a JSON {expected}, found a {found}",
             expected,
-            f"{_type_name(value)} {str(value)[:40]!r}" if not isinstance(value, dict) else "object",
+            found if isinstance(value, dict | list) else f"{found} {json.dumps(value)[:40]}",
         )
     return value
 
@@ -211,7 +213,7 @@ def parse_envelope(raw: bytes, policy: Policy = DEFAULT_POLICY) -> ParseResult:
         if type(document) is not dict:
             raise JSONProblem(
                 FindingId.ENVELOPE_WRONG_TYPE,
-                "the envelope must be a JSON object",
+                f"the envelope must be a JSON object, found a {_type_name(document)}",
                 "object",
                 _type_name(document),
             )
@@ -262,7 +264,7 @@ def parse_envelope(raw: bytes, policy: Policy = DEFAULT_POLICY) -> ParseResult:
                 if type(entry) is not dict:
                     raise JSONProblem(
                         FindingId.ENVELOPE_WRONG_TYPE,
-                        f"{item_where} must be an object",
+                        f"{item_where} must be an object, found a {_type_name(entry)}",
                         "object",
                         _type_name(entry),
                     )

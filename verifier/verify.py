@@ -159,7 +159,8 @@ def _select_anchors(
             return [], [], None
         if len(candidates) > 1:
             verdict.add(FindingId.TRUST_DEVICE_AMBIGUOUS, Severity.ERROR,
-                        "several devices have the envelope's root enrolled; say which with a device name",
+                        f"several devices ({', '.join(candidates)}) have the envelope's root enrolled; "
+                        "say which with a device name",
                         "one device", ", ".join(candidates))
             return [], [], None
         device = candidates[0]
