@@ -1,9 +1,484 @@
-"""Subcommands of `dossier` that belong to the collector package."""
+"""Subcommands of `dossier` that belong to the collector package.
+
+Thin over the library: parse options, build library objects, call them, and map the one
+exception root to an exit code (0 ok, 1 failed or untrusted, 2 usage or configuration).
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import random
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
 import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .alerts import AlertSink, write_metrics
+from .collect import TRUSTED, CollectOptions, Collector, DeviceOutcome, RunSummary
+from .enroll import EnrollResult, RootCandidate, enroll_root, fetch_root
+from .errors import CollectorError, InventoryError, LockError, StoreError
+from .inventory import load_inventory
+from .lock import RunLock
+from .store import Store
+
+__all__ = ["register"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_STORE = "state/store"
+DEFAULT_TRUST_STORE = "state/truststore"
+#: `--interval` sleeps interval x (1 +/- this), so a fleet of collectors does not poll in step.
+INTERVAL_JITTER = 0.1
+
+log = logging.getLogger("collector")
+
+_inventory_option = click.option(
+    "--inventory", "-i", "inventory_path", type=click.Path(dir_okay=False, path_type=Path),
+    required=True, envvar="DOSSIER_INVENTORY", show_envvar=True,
+    help="Fleet inventory YAML (schemas/inventory.schema.json).")
+_store_option = click.option(
+    "--store", "store_path", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_STORE,
+    envvar="DOSSIER_STORE", show_envvar=True, show_default=True,
+    help="Directory where envelopes, metadata, verdicts and the index live.")
+_trust_option = click.option(
+    "--trust-store", "trust_store_path", type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_TRUST_STORE, envvar="DOSSIER_TRUST_STORE", show_envvar=True, show_default=True,
+    help="Trust store with each device's enrolled root (see `dossier enroll`).")
+_select_options = [
+    click.option("--device", "-d", "devices", multiple=True, help="Only this device (repeatable)."),
+    click.option("--group", "-g", "groups", multiple=True, help="Only devices in this group (repeatable)."),
+]
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document for machines.")
+
+
+def _apply(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    def decorate(function: Any) -> Any:
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
+class _Exit(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+@contextmanager
+def _errors_to_exit_codes() -> Iterator[None]:
+    """The one place library errors become messages and exit codes."""
+    from verifier import VerifierError
+
+    try:
+        yield
+    except _Exit as done:
+        sys.exit(done.code)
+    except (InventoryError, StoreError, VerifierError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except CollectorError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+def _stderr_console() -> Console:
+    return Console(stderr=True)
+
+
+# --- dossier collect --------------------------------------------------------------------------
+
+
+@click.command("collect")
+@_inventory_option
+@_store_option
+@_trust_option
+@_apply(_select_options)
+@click.option("--concurrency", "-c", type=click.IntRange(1, 1024), default=16, show_default=True,
+              help="Devices polled at the same time.")
+@click.option("--deadline", "run_deadline", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds the whole run may take; devices not started by then are skipped.")
+@click.option("--retries", type=click.IntRange(0, 10), default=2, show_default=True,
+              help="Extra attempts per device on transient failures (refused, reset, timeout, "
+                   "rate-limited); never on authentication or host-key failures.")
+@click.option("--once", "mode", flag_value="once", default=True, help="Poll once and exit (default; for cron).")
+@click.option("--interval", type=click.FloatRange(min=1), default=None,
+              help="Poll every SECONDS (with jitter) until SIGTERM/SIGINT, which lets in-flight "
+                   "devices finish and then exits cleanly.")
+@click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write Prometheus metrics here after each run (node_exporter textfile "
+                   "collector: name it *.prom in its directory).")
+@click.option("--syslog", "syslog_address", default=None, metavar="HOST:PORT|PATH",
+              help="Send alerts (untrusted envelope, failing device, certificate expiry) to this "
+                   "syslog (UDP HOST:PORT or a socket path such as /dev/log).")
+@_json_option
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar and table (default: when stderr is a terminal; plain log lines otherwise).")
+def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Path,
+                    devices: tuple[str, ...], groups: tuple[str, ...], concurrency: int,
+                    run_deadline: float | None, retries: int, mode: str, interval: float | None,
+                    metrics_file: Path | None, syslog_address: str | None, as_json: bool,
+                    progress: bool | None) -> None:
+    """Poll devices for fresh signed dossiers, store them byte for byte, and verify each at once.
+
+    Each device gets a new 16-byte nonce from the OS CSPRNG on both the dossier and `utility
+    sign`. Envelopes go to STORE/<device>/ with a .meta.json and .verdict.json beside them. A
+    lock in the store refuses an overlapping run.
+
+    \b
+    Exit codes:
+      0  every device collected and trusted
+      1  a device failed or its envelope is not trusted (or another run holds the lock)
+      2  configuration error (inventory, store, trust store, options)
+    """
+    with _errors_to_exit_codes():
+        inventory = load_inventory(inventory_path)
+        selected = inventory.select(devices, groups)
+        try:
+            alerts = AlertSink(syslog_address)
+        except (ValueError, OSError) as exc:
+            raise click.BadParameter(str(exc), param_hint="--syslog") from exc
+        store = Store.open(store_path)
+        options = CollectOptions(concurrency=concurrency, run_deadline_s=run_deadline, retries=retries)
+        show_progress = _stderr_console().is_terminal if progress is None else progress
+        stop = threading.Event()
+        previous = _install_stop_handlers(stop)
+        try:
+            code = EXIT_OK
+            while True:
+                summary = _one_run(store, trust_store_path, selected, options, alerts, stop,
+                                   show_progress=show_progress and not as_json, looping=interval is not None)
+                if summary is not None:
+                    if metrics_file is not None:
+                        write_metrics(metrics_file, store.states())
+                    _print_summary(summary, as_json=as_json, table=show_progress or not as_json)
+                    code = summary.exit_code
+                else:
+                    code = EXIT_FAILED
+                if interval is None or stop.is_set():
+                    break
+                if stop.wait(interval * random.uniform(1 - INTERVAL_JITTER, 1 + INTERVAL_JITTER)):
+                    break
+        finally:
+            _restore_stop_handlers(previous)
+            alerts.close()
+            store.close()
+        raise _Exit(code)
+
+
+def _install_stop_handlers(stop: threading.Event) -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum: int, frame: object) -> None:
+        log.warning("received %s: finishing in-flight devices, then exiting",
+                    signal.Signals(signum).name)
+        stop.set()
+
+    return {signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _restore_stop_handlers(previous: dict[int, Any]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+def _one_run(store: Store, trust_store_path: Path, devices: list[Any], options: CollectOptions,
+             alerts: AlertSink, stop: threading.Event, *, show_progress: bool,
+             looping: bool) -> RunSummary | None:
+    lock = RunLock(store.root / "collect.lock")
+    try:
+        lock.acquire()
+    except LockError as exc:
+        if not looping:
+            raise
+        click.echo(f"warning: skipping this interval: {exc}", err=True)
+        return None
+    try:
+        if show_progress:
+            with Progress(TextColumn("[bold]collect"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("{task.fields[last]}"), TimeElapsedColumn(),
+                          console=_stderr_console(), transient=True) as bar:
+                task = bar.add_task("collect", total=len(devices), last="")
+
+                def advance(outcome: DeviceOutcome) -> None:
+                    bar.update(task, advance=1, last=f"{outcome.device}: {outcome.status}")
+
+                collector = Collector(store, trust_store_path=trust_store_path, options=options,
+                                      alerts=alerts, on_outcome=advance)
+                return collector.run(devices, stop=stop)
+
+        def log_line(outcome: DeviceOutcome) -> None:
+            click.echo(_log_line(outcome), err=True)
+
+        collector = Collector(store, trust_store_path=trust_store_path, options=options,
+                              alerts=alerts, on_outcome=log_line)
+        return collector.run(devices, stop=stop)
+    finally:
+        lock.release()
+
+
+def _log_line(outcome: DeviceOutcome) -> str:
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    parts = [stamp, f"device={outcome.device}", f"status={outcome.status}",
+             f"attempts={outcome.attempts}", f"duration_s={outcome.duration_s:.3f}"]
+    if outcome.bytes is not None:
+        parts.append(f"bytes={outcome.bytes}")
+    if outcome.reason:
+        parts.append(f"reason={outcome.reason}")
+    if outcome.path:
+        parts.append(f"file={outcome.path}")
+    if outcome.message and outcome.status != TRUSTED:
+        parts.append(f"detail={json.dumps(outcome.message)}")
+    return " ".join(parts)
+
+
+_STATUS_STYLE = {"trusted": "green", "untrusted": "bold red", "failed": "red", "skipped": "yellow"}
+
+
+def _print_summary(summary: RunSummary, *, as_json: bool, table: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(summary.to_json(), indent=2))
+        return
+    console = Console()
+    grid = Table(title=f"Collection {summary.started} -> {summary.finished}")
+    for column in ("device", "status", "reason", "tries", "secs", "bytes", "expiry days leaf/root"):
+        grid.add_column(column, overflow="fold")
+    for outcome in summary.outcomes:
+        expiry = outcome.days_to_expiry
+        grid.add_row(outcome.device, f"[{_STATUS_STYLE[outcome.status]}]{outcome.status}[/]",
+                     outcome.reason or "", str(outcome.attempts), f"{outcome.duration_s:.2f}",
+                     "" if outcome.bytes is None else str(outcome.bytes),
+                     f"{expiry['leaf']}/{expiry['root']}" if {"leaf", "root"} <= set(expiry) else "")
+    console.print(grid)
+    counts = summary.counts
+    console.print(f"{counts['trusted']} trusted, {counts['untrusted']} untrusted, {counts['failed']} "
+                  f"failed, {counts['skipped']} skipped; envelopes under {summary.store}")
+
+
+# --- dossier enroll ---------------------------------------------------------------------------
+
+
+@click.command("enroll")
+@_inventory_option
+@_trust_option
+@_apply(_select_options)
+@click.option("--expect-fingerprint", default=None, metavar="HEX",
+              help="Enroll only if the root's SHA-256 or SHA-1 fingerprint is this (colons and "
+                   "case ignored; SHA-1 is what `show crypto ca certificates` prints).")
+@click.option("--trust-on-first-use", "tofu", is_flag=True,
+              help="DANGEROUS: enroll whatever root the device presents, without checking its "
+                   "fingerprint. Logged as trust-on-first-use in the trust store.")
+@click.option("--replace", is_flag=True,
+              help="Allow enrolling a root that differs from the one already enrolled (closes "
+                   "the old root's window at now, so older envelopes stay verifiable).")
+@click.option("--provision", is_flag=True,
+              help="First set the device up as the seed's 'How to Integrate' section does (keys, "
+                   "system trustpoint, authenticate, enroll) when it is not set up yet.")
+@_json_option
+def enroll_command(inventory_path: Path, trust_store_path: Path, devices: tuple[str, ...],
+                   groups: tuple[str, ...], expect_fingerprint: str | None, tofu: bool,
+                   replace: bool, provision: bool, as_json: bool) -> None:
+    """Fetch each device's root certificate and enroll it in the trust store once confirmed.
+
+    Like `crypto ca authenticate`: the root is shown with its subject, validity and SHA-256 and
+    SHA-1 fingerprints, and stored only after you confirm it interactively, or it matches
+    --expect-fingerprint, or you pass --trust-on-first-use.
+    """
+    with _errors_to_exit_codes():
+        if expect_fingerprint and tofu:
+            raise click.UsageError("--expect-fingerprint and --trust-on-first-use contradict each other")
+        inventory = load_inventory(inventory_path)
+        selected = inventory.select(devices, groups)
+        if expect_fingerprint and len(selected) != 1:
+            raise click.UsageError(
+                f"--expect-fingerprint names one root, but {len(selected)} devices are selected; "
+                "add --device NAME")
+        interactive = not expect_fingerprint and not tofu
+        if interactive and not sys.stdin.isatty():
+            raise click.UsageError(
+                "no confirmation possible: stdin is not a terminal. Pass --expect-fingerprint "
+                "HEX (checked out of band) or, knowingly, --trust-on-first-use")
+        results: list[dict[str, Any]] = []
+        failed = False
+        for device in selected:
+            try:
+                if provision:
+                    from .provision import provision_device
+
+                    changes = provision_device(device)
+                    if not as_json:
+                        click.echo(f"{device.name}: provisioning: "
+                                   + ("; ".join(changes) if changes else "already set up, nothing changed"))
+                candidate = fetch_root(device)
+                if not as_json:
+                    _show_candidate(candidate)
+                if interactive:
+                    if not click.confirm(f"Do you accept this certificate for {device.name}?", default=False):
+                        click.echo(f"{device.name}: not enrolled")
+                        results.append({"device": device.name, "action": "declined"})
+                        failed = True
+                        continue
+                    source = "interactive"
+                else:
+                    source = "fingerprint" if expect_fingerprint else "tofu"
+                result = enroll_root(trust_store_path, candidate, source=source,
+                                     expect_fingerprint=expect_fingerprint, replace=replace)
+                results.append(result.to_json())
+                if not as_json:
+                    click.echo(_enrolled_line(result))
+            except (InventoryError, StoreError):
+                raise
+            except CollectorError as exc:
+                failed = True
+                results.append({"device": device.name, "action": "failed", "reason": exc.reason,
+                                "message": str(exc)})
+                if not as_json:
+                    click.echo(f"error: {exc}", err=True)
+        if as_json:
+            click.echo(json.dumps({"trust_store": str(trust_store_path), "devices": results}, indent=2))
+        raise _Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _show_candidate(candidate: RootCandidate) -> None:
+    info = candidate.describe()
+    click.echo(f"\n{candidate.device}: root certificate presented by the device")
+    click.echo(f"  Serial Number  : {info['serial']}")
+    click.echo(f"  Subject        : {info['subject']}")
+    click.echo(f"  Issued By      : {info['issuer']}")
+    click.echo(f"  Validity Start : {info['not_before']}")
+    click.echo(f"  Validity End   : {info['not_after']}")
+    click.echo(f"  SHA256 Fingerprint: {info['sha256']}")
+    click.echo(f"  SHA1 Fingerprint  : {info['sha1']}")
+
+
+def _enrolled_line(result: EnrollResult) -> str:
+    what = {"enrolled": "enrolled", "already-enrolled": "already enrolled (same root), nothing changed",
+            "replaced": "enrolled the new root; the old root is kept for envelopes up to now"}[result.action]
+    return f"{result.device}: {what} ({result.source}, SHA-256 {result.candidate.sha256})"
+
+
+# --- dossier status ---------------------------------------------------------------------------
+
+
+@click.command("status")
+@_store_option
+@_json_option
+def status_command(store_path: Path, as_json: bool) -> None:
+    """Show the fleet: last collection, verdict and certificate expiry per device."""
+    with _errors_to_exit_codes():
+        with Store.open(store_path, create=False) as store:
+            rows = fleet_status(store)
+        if as_json:
+            click.echo(json.dumps({"store": str(store_path), "devices": rows}, indent=2))
+        else:
+            grid = Table(title=f"Fleet status ({store_path})")
+            for column in ("device", "last poll (UTC)", "status", "reason", "last trusted (UTC)",
+                           "expiry days leaf/root"):
+                grid.add_column(column, overflow="fold")
+            for row in rows:
+                status = row["last_status"] or ""
+                expiry = ("" if row["days_leaf"] is None and row["days_root"] is None
+                          else f"{row['days_leaf']}/{row['days_root']}")
+                grid.add_row(row["device"], (row["last_poll"] or "")[:19],
+                             f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]",
+                             row["last_reason"] or "", (row["last_trusted"] or "")[:19], expiry)
+            Console().print(grid)
+        bad = any(row["last_status"] != TRUSTED for row in rows)
+        raise _Exit(EXIT_FAILED if bad or not rows else EXIT_OK)
+
+
+def fleet_status(store: Store) -> list[dict[str, Any]]:
+    """One row per device from the index and the device states."""
+    latest, trusted, states = store.latest(), store.latest_trusted(), store.states()
+    rows = []
+    for device in sorted(set(latest) | set(states)):
+        state = states.get(device, {})
+        record = latest.get(device)
+        poll_ts = state.get("last_poll_ts")
+        rows.append({
+            "device": device,
+            "last_poll": datetime.fromtimestamp(poll_ts, UTC).isoformat(timespec="seconds") if poll_ts else None,
+            "last_status": state.get("last_status") or (
+                None if record is None else ("trusted" if record.trusted else "untrusted")),
+            "last_reason": state.get("last_reason"),
+            "last_trusted": trusted[device].received if device in trusted else None,
+            "days_leaf": record.days_leaf if record else None,
+            "days_root": record.days_root if record else None,
+            "latest_file": str(store.root / record.path) if record else None,
+        })
+    return rows
+
+
+# --- dossier store ... ------------------------------------------------------------------------
+
+
+@click.group("store")
+def store_group() -> None:
+    """Maintain the envelope store (index rebuild, pruning)."""
+
+
+@store_group.command("reindex")
+@_store_option
+@_json_option
+def reindex_command(store_path: Path, as_json: bool) -> None:
+    """Rebuild the SQLite index from the envelope files (after a crash or a damaged index)."""
+    with _errors_to_exit_codes():
+        with RunLock(Path(store_path) / "collect.lock") if Path(store_path).is_dir() else _no_lock():
+            with Store.open(store_path, create=False) as store:
+                count = store.reindex()
+                store.mark_clean()
+        if as_json:
+            click.echo(json.dumps({"store": str(store_path), "envelopes": count}))
+        else:
+            click.echo(f"indexed {count} envelopes in {store_path}")
+
+
+@contextmanager
+def _no_lock() -> Iterator[None]:
+    yield
+
+
+@store_group.command("prune")
+@_store_option
+@click.option("--keep-days", type=click.FloatRange(min=0), default=None,
+              help="Keep every envelope received in the last DAYS days.")
+@click.option("--keep-last", type=click.IntRange(min=0), default=None,
+              help="Keep each device's newest N envelopes.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
+@_json_option
+def prune_command(store_path: Path, keep_days: float | None, keep_last: int | None, dry_run: bool,
+                  as_json: bool) -> None:
+    """Delete old envelopes (with their metadata and verdicts).
+
+    An envelope goes only if it is outside both limits given. The newest trusted envelope of
+    each device is never deleted.
+    """
+    with _errors_to_exit_codes():
+        if keep_days is None and keep_last is None:
+            raise click.UsageError("give --keep-days and/or --keep-last; pruning needs a limit")
+        with RunLock(Path(store_path) / "collect.lock"):
+            with Store.open(store_path, create=False) as store:
+                doomed = store.prune(keep_days=keep_days, keep_last=keep_last, dry_run=dry_run)
+        if as_json:
+            click.echo(json.dumps({"dry_run": dry_run, "deleted": [r.path for r in doomed]}, indent=2))
+        else:
+            verb = "would delete" if dry_run else "deleted"
+            for record in doomed:
+                click.echo(f"{verb} {record.path}")
+            click.echo(f"{verb} {len(doomed)} envelopes")
 
 
 def register(group: click.Group) -> None:
     """Add this package's subcommands to the top-level `dossier` group."""
+    for command in (collect_command, enroll_command, status_command, store_group):
+        group.add_command(command)

@@ -252,10 +252,17 @@ class Collector:
             outcome.reason, outcome.message = "verify.skipped", "verification was turned off (--no-verify)"
             self._write_poll_state(device, outcome, state, trusted=False)
             return
-        from verifier import verify_envelope
+        from verifier import VerifierError, verify_envelope
 
-        verdict = verify_envelope(result.output, trust_store=self._trust_store, device=device.name,
-                                  expected_nonce=bytes.fromhex(nonce_hex), at=result.received)
+        try:
+            verdict = verify_envelope(result.output, trust_store=self._trust_store, device=device.name,
+                                      expected_nonce=bytes.fromhex(nonce_hex), at=result.received)
+        except VerifierError as exc:
+            # The verifier refuses to judge (e.g. no trust anchors configured): never "trusted".
+            outcome.status, outcome.reason, outcome.message = UNTRUSTED, "verify.error", str(exc)
+            self.alerts.untrusted(device.name, [outcome.reason], record.path)
+            self._write_poll_state(device, outcome, state, trusted=False)
+            return
         errors = [f for f in verdict.findings if str(getattr(f.severity, "value", f.severity)) == "error"]
         reasons = [str(f.id) for f in errors]
         days = dict(verdict.days_to_expiry or {})

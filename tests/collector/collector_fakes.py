@@ -80,8 +80,9 @@ def dossier_text(nonce_hex: str, items: list[str]) -> str:
         "version": {"result-code": "Success", "version": "Cisco IOS XR Software, Version 7.3.1\n"},
         "platform": {"result-code": "Success", "platform": "Node  Type  State\n"},
     }
+    keyed_by_node = {"reboot-history", "system-integrity-snapshot", "filesystem-inventory"}
     for item in items:
-        dossier[item] = {"result-code": "Success", item: [] if item != "filesystem-inventory" else {}}
+        dossier[item] = {"result-code": "Success", item: {} if item in keyed_by_node else []}
     dossier["collection-end-time"] = 1610168029.0
     return json.dumps(dossier) + "\n"
 
