@@ -269,3 +269,44 @@ def dossier_handler(pki: DevicePki) -> Handler:
         reply(answer_dossier(pki, command))(command, channel)
 
     return handle
+
+
+def stale_nonce_handler(pki: DevicePki, stale_hex: str = "1580") -> Handler:
+    """Answers with an old nonce, validly signed: a replay."""
+
+    def handle(command: str, channel: paramiko.Channel) -> None:
+        items = command.split(" include ", 1)[1].split(" nonce ", 1)[0].split()
+        output = TIMESTAMP + sign_envelope(pki, dossier_text(stale_hex, items), stale_hex)
+        reply(output.encode())(command, channel)
+
+    return handle
+
+
+def data_changed_handler(pki: DevicePki) -> Handler:
+    """Signs, then alters the data (a tampered answer)."""
+
+    def handle(command: str, channel: paramiko.Channel) -> None:
+        output = answer_dossier(pki, command).replace(b"Version 7.3.1", b"Version 6.6.6")
+        reply(output)(command, channel)
+
+    return handle
+
+
+def filesystem_handler(pki: DevicePki, newest_block: list[int]) -> Handler:
+    """A device with file-system snapshots 0..newest_block[0]; honours block_start."""
+
+    def handle(command: str, channel: paramiko.Channel) -> None:
+        nonce_hex = NONCE_RE.findall(command)[-1]
+        start = 0
+        match = re.search(r"filesystem-inventory-options '([^']*)'", command)
+        if match:
+            start = json.loads(match.group(1))["0/RP0/CPU0"]["block_start"]
+        snapshots = [{"snapshot-block-no": n, "snap-time": 1610168028 + n, "snapshot-type":
+                      "full" if n == 0 else "incremental", "files": []}
+                     for n in range(start, newest_block[0] + 1)]
+        dossier = json.loads(dossier_text(nonce_hex, ["filesystem-inventory"]))
+        dossier["filesystem-inventory"]["filesystem-inventory"] = {"0/RP0/CPU0": {"snapshots": snapshots}}
+        output = TIMESTAMP + sign_envelope(pki, json.dumps(dossier) + "\n", nonce_hex)
+        reply(output.encode())(command, channel)
+
+    return handle
