@@ -1,9 +1,357 @@
-"""Subcommands of `dossier` that belong to the verifier package."""
+"""`dossier verify` and `dossier trust ...`: a thin layer over the verifier library."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import datetime as dt
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
 import click
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from .errors import VerifierError
+from .findings import Severity
+from .inputs import EnvelopeInput, parse_time, read_envelope_file
+from .policy import Policy
+from .truststore import TrustStore
+
+__all__ = ["register"]
+
+EXIT_TRUSTED, EXIT_UNTRUSTED, EXIT_INPUT = 0, 1, 2
+_VERIFY_EPILOG = """\b
+FILE is an envelope as the device printed it (an optional timestamp line such as
+'Sun Oct 20 13:07:24.136 UTC' and blank lines may come first; CRLF line ends are accepted),
+or as the collector stored it: then FILE.meta.json beside it gives the device, the expected
+nonce and the time received. '-' reads standard input.
+
+\b
+Exit codes:
+  0  every envelope is trusted
+  1  at least one envelope is not trusted
+  2  usage or input error (missing file, unreadable trust store or metadata, bad option)
+"""
+
+
+class _Settings:
+    """What every worker needs to verify (picklable: paths, DER bytes, a frozen policy)."""
+
+    def __init__(self, store: str | None, roots: list[bytes], device: str | None, nonce: bytes | None,
+                 at: str, policy: Policy) -> None:
+        self.store, self.roots, self.device, self.nonce, self.at, self.policy = store, roots, device, nonce, at, policy
+
+
+_worker: dict[str, Any] = {}
+
+
+def _init_worker(settings: _Settings) -> None:
+    _worker["settings"] = settings
+    _worker["store"] = TrustStore.open(settings.store) if settings.store else None
+    _worker["roots"] = [x509.load_der_x509_certificate(der) for der in settings.roots]
+
+
+def _verify_one(path: str, stdin_bytes: bytes | None = None) -> dict[str, Any]:
+    """Verify one file in this process; returns a JSON-ready result (never raises VerifierError)."""
+    from .verify import verify_envelope
+
+    settings: _Settings = _worker["settings"]
+    try:
+        if stdin_bytes is not None:
+            item = EnvelopeInput("-", stdin_bytes)
+        else:
+            item = read_envelope_file(path, max_bytes=settings.policy.max_envelope_bytes)
+        device = _one(settings.device, item.device, "device", path)
+        nonce = settings.nonce if settings.nonce is not None else item.nonce
+        if settings.nonce is not None and item.nonce is not None and settings.nonce != item.nonce:
+            raise VerifierError(
+                f"{path}: --nonce {settings.nonce.hex()} differs from the metadata's nonce {item.nonce.hex()}"
+            )
+        if settings.at == "now":
+            at = None
+        elif settings.at == "received":
+            if item.received is None:
+                raise VerifierError(f"{path}: --at received needs the collector's metadata ({path}.meta.json)")
+            at = item.received
+        else:
+            at = parse_time(settings.at, "--at")
+        verdict = verify_envelope(item.raw, trust_store=_worker["store"], roots=_worker["roots"],
+                                  device=device, expected_nonce=nonce, at=at, policy=settings.policy)
+    except VerifierError as exc:
+        return {"file": path, "error": str(exc)}
+    return {"file": path, **verdict.to_json()}
+
+
+def _one(option: str | None, meta: str | None, what: str, path: str) -> str | None:
+    if option is not None and meta is not None and option != meta:
+        raise VerifierError(f"{path}: --{what} {option!r} differs from the metadata's {what} {meta!r}")
+    return option if option is not None else meta
+
+
+def _run(files: Sequence[str], settings: _Settings, jobs: int, stdin_bytes: bytes | None) -> Iterator[dict[str, Any]]:
+    if jobs <= 1 or len(files) <= 1:
+        _init_worker(settings)
+        for path in files:
+            yield _verify_one(path, stdin_bytes if path == "-" else None)
+        return
+    # Verification is CPU-bound Python: processes, not threads (the GIL). Results come back in
+    # input order so the output is stable.
+    with concurrent.futures.ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(settings,)) as pool:
+        chunk = max(1, min(64, len(files) // (jobs * 4)))
+        yield from pool.map(_verify_one, files, chunksize=chunk)
+
+
+def _reasons(result: dict[str, Any]) -> str:
+    if "error" in result:
+        return result["error"]
+    shown = [f"{f['id']}" for f in result["findings"] if f["severity"] in ("error", "alert", "warning")]
+    return ", ".join(shown) or "-"
+
+
+def _load_roots(paths: Sequence[Path]) -> list[bytes]:
+    roots: list[bytes] = []
+    for path in paths:
+        try:
+            certificates = x509.load_pem_x509_certificates(path.read_bytes())
+        except OSError as exc:
+            raise click.UsageError(f"--root {path}: cannot read ({exc.strerror or exc})") from None
+        except ValueError as exc:
+            raise click.UsageError(f"--root {path}: expected PEM certificates ({exc})") from None
+        roots.extend(cert.public_bytes(serialization.Encoding.DER) for cert in certificates)
+    return roots
+
+
+class InputError(click.ClickException):
+    """A usage or input problem: exit code 2, as documented."""
+
+    exit_code = EXIT_INPUT
+
+
+def _open_store(path: Path, *, create: bool = False) -> TrustStore:
+    try:
+        return TrustStore.open(path, create=create)
+    except VerifierError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _fail(message: str) -> None:
+    raise InputError(message)
+
+
+@click.command("verify", epilog=_VERIFY_EPILOG)
+@click.argument("files", nargs=-1, required=True)
+@click.option("--trust-store", "trust_store", type=click.Path(path_type=Path), envvar="DOSSIER_TRUST_STORE",
+              help="Trust store directory (or $DOSSIER_TRUST_STORE).")
+@click.option("--root", "roots", multiple=True, type=click.Path(path_type=Path),
+              help="Trust this root (PEM) instead of a trust store. Repeatable.")
+@click.option("--device", help="Device name in the trust store (default: from the metadata, "
+              "or the device whose enrolled root the envelope carries).")
+@click.option("--nonce", "nonce_hex", metavar="HEX", help="The nonce that was sent (default: from the metadata).")
+@click.option("--at", "at", default="now", show_default=True, metavar="now|ISO-8601|received",
+              help="Judge validity at this time; 'received' uses the metadata's time received.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per envelope, one per line "
+              "(schemas/verdict.schema.json).")
+@click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(1, 256),
+              help="Verify in this many processes.")
+@click.option("--allow-dsa", is_flag=True, help="Accept legacy DSA device keys (ENVELOPE.md allows DSA-2048).")
+@click.option("--require-dossier", is_flag=True, help="Fail envelopes whose signed text is not a dossier.")
+@click.option("--insecure-skip-nonce", is_flag=True,
+              help="DANGEROUS: accept envelopes without an expected nonce (replays are not detected).")
+def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tuple[Path, ...],
+                   device: str | None, nonce_hex: str | None, at: str, as_json: bool, jobs: int,
+                   allow_dsa: bool, require_dossier: bool, insecure_skip_nonce: bool) -> None:
+    """Verify signed dossier envelopes: signature, chain to the enrolled root, nonce, dossier."""
+    if trust_store is not None and roots:
+        raise click.UsageError("give --trust-store or --root, not both")
+    if trust_store is None and not roots:
+        raise click.UsageError("no trust anchor: give --trust-store DIR or --root ROOT.pem")
+    if files.count("-") > 1:
+        raise click.UsageError("'-' (standard input) can be given once")
+    nonce = None
+    if nonce_hex is not None:
+        try:
+            nonce = bytes.fromhex(nonce_hex)
+        except ValueError:
+            raise click.BadParameter(f"expected hex digits, found {nonce_hex!r}", param_hint="--nonce") from None
+        if not 1 <= len(nonce) <= 64:
+            raise click.BadParameter(f"expected 1 to 64 bytes, found {len(nonce)}", param_hint="--nonce")
+    if at not in ("now", "received"):
+        try:
+            parse_time(at, "--at")
+        except VerifierError as exc:
+            raise click.BadParameter(str(exc), param_hint="--at") from None
+    if insecure_skip_nonce:
+        click.echo("WARNING: --insecure-skip-nonce: freshness is not checked; replays will verify", err=True)
+    store_path = None
+    if trust_store is not None:
+        store_path = str(_open_store(trust_store).path)
+    policy = Policy(allow_dsa=allow_dsa, require_dossier=require_dossier, insecure_skip_nonce=insecure_skip_nonce)
+    settings = _Settings(store_path, _load_roots(roots), device, nonce, at, policy)
+    stdin_bytes = click.get_binary_stream("stdin").read(policy.max_envelope_bytes + 1) if "-" in files else None
+    results = []
+    for result in _run(list(files), settings, jobs, stdin_bytes):
+        if as_json:
+            click.echo(json.dumps(result, sort_keys=True))
+        results.append(result)
+    if not as_json:
+        _print_table(results)
+    context = click.get_current_context()
+    if any("error" in result for result in results):
+        context.exit(EXIT_INPUT)
+    context.exit(EXIT_TRUSTED if all(result["trusted"] for result in results) else EXIT_UNTRUSTED)
+
+
+def _print_table(results: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=None, show_lines=False)
+    for column in ("device", "file", "verdict", "reasons", "days to expiry (leaf/root)"):
+        table.add_column(column, overflow="fold")
+    for result in results:
+        if "error" in result:
+            verdict = "[bold yellow]INPUT ERROR[/]"
+        elif result["trusted"]:
+            alerts = any(f["severity"] == Severity.ALERT for f in result["findings"])
+            verdict = "[bold yellow]TRUSTED (alert)[/]" if alerts else "[bold green]TRUSTED[/]"
+        else:
+            verdict = "[bold red]NOT TRUSTED[/]"
+        days = result.get("days_to_expiry") or {}
+        expiry = f"{days.get('leaf', '-')}/{days.get('root', '-')}" if days else "-"
+        table.add_row(result.get("device") or "-", result["file"], verdict, _reasons(result), expiry)
+    Console(soft_wrap=False).print(table)
+
+
+# -- trust store commands ---------------------------------------------------------------------
+_store_option = click.option("--trust-store", "trust_store", required=True, type=click.Path(path_type=Path),
+                             envvar="DOSSIER_TRUST_STORE", help="Trust store directory (or $DOSSIER_TRUST_STORE).")
+
+
+@click.group("trust")
+def trust_group() -> None:
+    """Manage the trust store: which root(s) each device is enrolled with."""
+
+
+def _read_pem(path: Path, what: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except OSError as exc:
+        _fail(f"{what} {path}: cannot read ({exc.strerror or exc})")
+    except ValueError as exc:
+        _fail(f"{what} {path}: expected one PEM certificate ({exc})")
+    raise AssertionError("unreachable")
+
+
+@trust_group.command("add")
+@click.argument("device")
+@click.argument("root_pem", required=False, type=click.Path(path_type=Path))
+@_store_option
+@click.option("--valid-from", help="Trust this root for envelopes judged at or after this ISO-8601 time.")
+@click.option("--valid-until", help="... and at or before this one (close the window after a root rotation).")
+@click.option("--pin-leaf", type=click.Path(path_type=Path), help="Pin this leaf (PEM) for the device.")
+@click.option("--intermediate", "intermediates", multiple=True, type=click.Path(path_type=Path),
+              help="Enroll a sub-CA (PEM) for the device. Repeatable.")
+@click.option("--trust-pool", is_flag=True, help="Also trust the trust pool's CAs for this device.")
+def trust_add(device: str, root_pem: Path | None, trust_store: Path, valid_from: str | None,
+              valid_until: str | None, pin_leaf: Path | None, intermediates: tuple[Path, ...],
+              trust_pool: bool) -> None:
+    """Enroll DEVICE with ROOT_PEM (creates the store if needed)."""
+    if root_pem is None and not trust_pool:
+        raise click.UsageError("give ROOT_PEM, or --trust-pool to trust the pool's CAs for DEVICE")
+    try:
+        window = {
+            "valid_from": parse_time(valid_from, "--valid-from") if valid_from else None,
+            "valid_until": parse_time(valid_until, "--valid-until") if valid_until else None,
+        }
+        store = _open_store(trust_store, create=True)
+        if root_pem is not None:
+            entry = store.add_root(device, _read_pem(root_pem, "root"), source=f"manual:{root_pem.name}", **window)
+            click.echo(f"{device}: root {entry.sha256} ({entry.certificate.subject.rfc4514_string()})")
+        if trust_pool:
+            store.use_trust_pool(device)
+            click.echo(f"{device}: trusts the trust pool")
+        for path in intermediates:
+            store.add_intermediate(device, _read_pem(path, "intermediate"))
+        if pin_leaf is not None:
+            store.pin_leaf(device, _read_pem(pin_leaf, "leaf"))
+    except VerifierError as exc:
+        _fail(str(exc))
+
+
+@trust_group.command("list")
+@_store_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def trust_list(trust_store: Path, as_json: bool) -> None:
+    """List enrolled devices and their roots."""
+    try:
+        store = _open_store(trust_store)
+        records = [store.describe(name) for name in store.devices()]
+        pool = [entry.to_json() for entry in store.pool_entries()]
+    except VerifierError as exc:
+        _fail(str(exc))
+    if as_json:
+        for record in records:
+            for item in record["roots"]:
+                item.pop("pem", None)
+            if record["pinned_leaf"]:
+                record["pinned_leaf"].pop("pem", None)
+            for item in record["intermediates"]:
+                item.pop("pem", None)
+        for item in pool:
+            item.pop("pem", None)
+        click.echo(json.dumps({"devices": records, "pool": pool}, indent=2, sort_keys=True))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for column in ("device", "root SHA-256", "subject", "enrolled", "window", "pinned leaf"):
+        table.add_column(column, overflow="fold")
+    for record in records:
+        for item in record["roots"] or [{}]:
+            window = f"{item.get('valid_from') or '-'} .. {item.get('valid_until') or '-'}" if item else "-"
+            table.add_row(record["device"], item.get("sha256", "(pool only)" if record["trust_pool"] else "-"),
+                          item.get("subject", "-"), item.get("enrolled_at", "-"), window,
+                          (record["pinned_leaf"] or {}).get("sha256", "-"))
+    Console(soft_wrap=False).print(table)
+    if pool:
+        click.echo(f"trust pool: {len(pool)} CA certificate(s)")
+
+
+@trust_group.command("remove")
+@click.argument("device")
+@_store_option
+def trust_remove(device: str, trust_store: Path) -> None:
+    """Forget DEVICE (its roots, pinned leaf and intermediates)."""
+    try:
+        _open_store(trust_store).remove(device)
+    except VerifierError as exc:
+        _fail(str(exc))
+    click.echo(f"{device}: removed")
+
+
+@trust_group.command("import-bundle")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@_store_option
+def trust_import_bundle(bundle: Path, trust_store: Path) -> None:
+    """Add the CA certificates of a PEM or PKCS#7 (DER or PEM) bundle to the trust pool.
+
+    Pool CAs are trusted only for devices enrolled with `dossier trust add DEVICE --trust-pool`.
+    """
+    try:
+        data = bundle.read_bytes()
+    except OSError as exc:
+        _fail(f"{bundle}: cannot read ({exc.strerror or exc})")
+    try:
+        added = _open_store(trust_store, create=True).import_bundle(data, source=f"bundle:{bundle.name}")
+    except VerifierError as exc:
+        _fail(str(exc))
+    click.echo(f"{len(added)} CA certificate(s) added to the trust pool")
 
 
 def register(group: click.Group) -> None:
     """Add this package's subcommands to the top-level `dossier` group."""
+    group.add_command(verify_command)
+    group.add_command(trust_group)
