@@ -120,6 +120,9 @@ class Session:
         if not line.strip() or line.lstrip().startswith("!"):
             return
         command, pipes = split_pipes(line)
+        first = line.split()[0].lower()
+        if len(first) >= 3 and "describe".startswith(first):
+            command, pipes = line.strip(), []  # `describe` explains the whole line, pipes included
         try:
             if self.mode == "exec":
                 self._execute_exec(line, command, pipes)
