@@ -44,7 +44,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from cryptography.x509.oid import NameOID, ObjectIdentifier, SignatureAlgorithmOID
@@ -801,7 +801,7 @@ def parse_public_key_text(text: str, *, expected_kind: str | None = "rsa") -> An
             else:
                 der = base64.b64decode(compact, validate=True)
             key = serialization.load_der_public_key(der)
-    except (ValueError, TypeError, binascii.Error, serialization.UnsupportedAlgorithm) as error:
+    except (ValueError, TypeError, binascii.Error, UnsupportedAlgorithm) as error:
         first_line = stripped.splitlines()[0][:40]
         raise PkiError(f"% Invalid public key: {expected}; found {first_line!r}") from error
     kind = _kind_of_key(key)

@@ -73,7 +73,7 @@ def seed_trustpoint(kind: str = "rsa") -> TrustpointConfig:
         subject_name="CN=lab1-ads,C=US,ST=CA,L=San Jose,O=cisco systems,OU=ASR",
         ca_subject_name="CN=lab1-ca,C=US,ST=CA,L=San Jose,O=cisco systems,OU=ASR",
         enrollment="self",
-        key_usage_certificate=None,
+        key_usage_certificate=["digitalsignature", "keyagreement", "dataencipherment"],
         key_usage_ca_certificate=["digitalsignature", "keycertsign", "crlsign"],
         lifetime_certificate=300,
         lifetime_ca_certificate=367,
