@@ -9,7 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
+
+import schemas
 from cryptography import x509
 
 from vbuilder import DAY, NOW, Device, b64, der, dossier, key, ku, make_leaf, make_root, resign_sha1
@@ -508,7 +511,7 @@ def test_finding(name: str, tmp_path: Path) -> None:
     else:
         # the case builds exactly this one non-fatal condition
         assert verdict.trusted, verdict.ids()
-    json.dumps(verdict.to_json())
+    jsonschema.validate(verdict.to_json(), schemas.load("verdict"))
 
 
 def test_every_finding_id_has_a_case() -> None:

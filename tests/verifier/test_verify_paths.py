@@ -1,0 +1,174 @@
+"""Envelopes that must verify, the edges of validity, the trust store's roles in a verdict."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import jsonschema
+import pytest
+
+import schemas
+from vbuilder import DAY, NOW, Device, dossier, make_leaf, make_root
+from verifier import FindingId, Policy, TrustStore, VerifierError, verify_envelope
+from verifier.chain import validate_chain
+
+SECOND = dt.timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(
+    ("root_kind", "leaf_kind", "algorithm"),
+    [
+        ("rsa2048", "rsa2048", "RSASSA-PKCS1-v1_5 SHA-256"),
+        ("rsa2048", "rsa4096", "RSASSA-PKCS1-v1_5 SHA-256"),
+        ("p256", "p256", "ECDSA SHA-256"),
+        ("p384", "p384", "ECDSA SHA-384"),
+        ("p521", "p521", "ECDSA SHA-512"),
+        ("rsa2048", "p256", "ECDSA SHA-256"),
+    ],
+)
+def test_every_key_type_verifies(root_kind: str, leaf_kind: str, algorithm: str) -> None:
+    device = Device(root_kind, leaf_kind)
+    verdict = verify_envelope(device.envelope(), roots=[device.root], expected_nonce=device.nonce, at=NOW)
+    assert verdict.trusted, verdict.findings
+    assert verdict.findings == []
+    assert verdict.signature_algorithm == algorithm
+    assert verdict.dossier["nonce"] == "1580"
+    assert verdict.leaf == device.leaf and verdict.root == device.root
+    assert verdict.days_to_expiry == {"leaf": 365, "root": 3650}
+    jsonschema.validate(verdict.to_json(), schemas.load("verdict"))
+
+
+def test_dsa_verifies_only_when_the_policy_allows_it() -> None:
+    device = Device("dsa2048", "dsa2048")
+    raw = device.envelope()
+    strict = verify_envelope(raw, roots=[device.root], expected_nonce=device.nonce, at=NOW)
+    assert FindingId.SIGNATURE_UNSUPPORTED_KEY in strict.ids()
+    legacy = verify_envelope(raw, roots=[device.root], expected_nonce=device.nonce, at=NOW,
+                             policy=Policy(allow_dsa=True))
+    assert legacy.trusted, legacy.findings
+    assert legacy.signature_algorithm == "DSA SHA-256"
+
+
+def test_raw_device_output_with_timestamp_blank_lines_and_crlf(device: Device) -> None:
+    raw = b"\r\nSun Oct 20 13:07:24.136 UTC\r\n\r\n" + device.envelope(indent=2).replace(b"\n", b"\r\n") + b"\r\n"
+    verdict = verify_envelope(raw, roots=[device.root], expected_nonce=device.nonce, at=NOW)
+    assert verdict.trusted, verdict.findings
+
+
+def test_only_one_timestamp_line_is_tolerated(device: Device) -> None:
+    stamp = b"Sun Oct 20 13:07:24.136 UTC\n"
+    verdict = verify_envelope(stamp * 2 + device.envelope(), roots=[device.root], expected_nonce=device.nonce, at=NOW)
+    assert verdict.ids() == [FindingId.INPUT_UNEXPECTED_PREFIX]
+
+
+@pytest.mark.parametrize(
+    ("edge", "offset", "trusted"),
+    [("not_before", -SECOND, False), ("not_before", 0 * SECOND, True),
+     ("not_after", 0 * SECOND, True), ("not_after", SECOND, False),
+     ("not_after", dt.timedelta(microseconds=999_999), True)],
+)
+def test_leaf_validity_to_the_second(device: Device, edge: str, offset: dt.timedelta, trusted: bool) -> None:
+    moment = getattr(device.leaf, f"{edge.replace('not_', 'not_valid_')}_utc") + offset
+    verdict = verify_envelope(device.envelope(), roots=[device.root], expected_nonce=device.nonce, at=moment)
+    assert verdict.trusted is trusted, verdict.findings
+
+
+def test_validity_checked_at_the_chosen_time_for_auditors(device: Device) -> None:
+    expired_leaf = make_leaf("p256", "p256", device.root, not_before=NOW - 100 * DAY, not_after=NOW - DAY)
+    old = Device("p256", "p256", root=device.root, leaf=expired_leaf)
+    raw = old.envelope()
+    today = verify_envelope(raw, roots=[device.root], expected_nonce=old.nonce, at=NOW)
+    assert FindingId.CHAIN_LEAF_EXPIRED in today.ids()
+    when_received = verify_envelope(raw, roots=[device.root], expected_nonce=old.nonce, at=NOW - 20 * DAY)
+    assert when_received.trusted, when_received.findings
+
+
+def test_pinned_leaf_verifies_envelope_without_certificates(tmp_path, device: Device) -> None:
+    store = TrustStore.open(tmp_path / "s", create=True)
+    store.add_root("r1", device.root)
+    store.pin_leaf("r1", device.leaf)
+    raw = device.envelope(include_certificate=False)
+    verdict = verify_envelope(raw, trust_store=store, device="r1", expected_nonce=device.nonce, at=NOW)
+    assert verdict.trusted, verdict.findings
+    assert FindingId.CHAIN_LEAF_ROTATED not in verdict.ids()
+
+
+def test_rekeyed_leaf_under_same_root_verifies_a_new_root_never(tmp_path, device: Device) -> None:
+    store = TrustStore.open(tmp_path / "s", create=True)
+    store.add_root("r1", device.root)
+    rekeyed = Device("p256", "p384", root=device.root, leaf=make_leaf("p384", "p256", device.root, serial=0x0B63))
+    assert verify_envelope(rekeyed.envelope(), trust_store=store, device="r1", expected_nonce=device.nonce, at=NOW).trusted
+    new_root = Device("p256#9", "p256")
+    verdict = verify_envelope(new_root.envelope(), trust_store=store, device="r1", expected_nonce=device.nonce, at=NOW)
+    assert not verdict.trusted and FindingId.CHAIN_ROOT_NOT_ENROLLED in verdict.ids()
+    # and a new root's leaf presented without its root still does not chain
+    bare = new_root.envelope(certs=[new_root.leaf])
+    verdict = verify_envelope(bare, trust_store=store, device="r1", expected_nonce=device.nonce, at=NOW)
+    assert FindingId.CHAIN_NOT_ISSUED_BY_ROOT in verdict.ids()
+
+
+def test_root_rotation_window_keeps_old_dossiers_verifiable(tmp_path, device: Device) -> None:
+    store = TrustStore.open(tmp_path / "s", create=True)
+    rotated_at = NOW - 10 * DAY
+    store.add_root("r1", device.root, valid_until=rotated_at)
+    new = Device("p384", "p256")
+    store.add_root("r1", new.root, valid_from=rotated_at)
+    old_raw, new_raw = device.envelope(), new.envelope()
+    args = {"trust_store": store, "device": "r1", "expected_nonce": device.nonce}
+    assert verify_envelope(old_raw, at=rotated_at - DAY, **args).trusted
+    assert FindingId.CHAIN_ROOT_NOT_ENROLLED in verify_envelope(old_raw, at=NOW, **args).ids()
+    assert verify_envelope(new_raw, at=NOW, **args).trusted
+    assert not verify_envelope(new_raw, at=rotated_at - DAY, **args).trusted
+
+
+def test_enterprise_ca_with_sub_ca_from_the_store(tmp_path) -> None:
+    enterprise = make_root("rsa2048", name="Example Enterprise Root CA")
+    sub = make_leaf("p384", "rsa2048", enterprise, name="Example Issuing CA", ca=True,
+                    key_usage=None, serial=7)
+    leaf = make_leaf("p256", "p384", sub)
+    device = Device("rsa2048", "p256", root=enterprise, leaf=leaf)
+    store = TrustStore.open(tmp_path / "s", create=True)
+    store.add_root("r1", enterprise)
+    store.add_intermediate("r1", sub)
+    raw = device.envelope(certs=[leaf])
+    verdict = verify_envelope(raw, trust_store=store, device="r1", expected_nonce=device.nonce, at=NOW)
+    assert verdict.trusted, verdict.findings
+    assert verdict.root == enterprise
+    assert validate_chain(leaf, [enterprise], [sub], NOW) == [leaf, sub, enterprise]
+
+
+def test_trust_pool_is_used_only_for_opted_in_devices(tmp_path, device: Device) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    store = TrustStore.open(tmp_path / "s", create=True)
+    store.import_bundle(device.root.public_bytes(Encoding.PEM))
+    store.use_trust_pool("r2", enabled=False)
+    args = {"trust_store": store, "expected_nonce": device.nonce, "at": NOW}
+    assert FindingId.TRUST_NO_ROOTS in verify_envelope(device.envelope(), device="r2", **args).ids()
+    store.use_trust_pool("r2")
+    assert verify_envelope(device.envelope(), device="r2", **args).trusted
+
+
+def test_caller_mistakes_raise_the_one_root(device: Device) -> None:
+    raw = device.envelope()
+    with pytest.raises(VerifierError, match="no trust anchor"):
+        verify_envelope(raw, expected_nonce=device.nonce)
+    with pytest.raises(VerifierError, match="no time zone"):
+        verify_envelope(raw, roots=[device.root], at=dt.datetime(2026, 1, 1))
+    with pytest.raises(VerifierError, match="65 bytes"):
+        verify_envelope(raw, roots=[device.root], expected_nonce=b"x" * 65)
+
+
+def test_dossier_with_every_item_and_a_large_inventory_verifies(rsa_device: Device) -> None:
+    document = dossier("1580", files=200)
+    verdict = verify_envelope(rsa_device.envelope(document=document), roots=[rsa_device.root],
+                              expected_nonce=rsa_device.nonce, at=NOW)
+    assert verdict.trusted, verdict.findings
+    assert len(verdict.dossier["filesystem-inventory"]["filesystem-inventory"]["0/RP0/CPU0"]["snapshots"][0]["files"]) == 200
+
+
+def test_verdict_to_json_is_json(device: Device) -> None:
+    verdict = verify_envelope(device.envelope(), roots=[device.root], expected_nonce=device.nonce, at=NOW)
+    text = json.dumps(verdict.to_json())
+    assert json.loads(text)["trusted"] is True
