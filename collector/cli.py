@@ -79,6 +79,7 @@ def _errors_to_exit_codes() -> Iterator[None]:
     """The one place library errors become messages and exit codes."""
     from verifier import VerifierError
 
+    _quiet_paramiko()
     try:
         yield
     except _Exit as done:
@@ -89,6 +90,15 @@ def _errors_to_exit_codes() -> Iterator[None]:
     except CollectorError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
+
+
+def _quiet_paramiko() -> None:
+    """paramiko logs each failed handshake with a traceback from its own thread; the collector
+    reports every failure once, with its cause, so keep those out of the operator's terminal."""
+    logger = logging.getLogger("paramiko")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+        logger.propagate = False
 
 
 def _stderr_console() -> Console:

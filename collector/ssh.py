@@ -151,6 +151,12 @@ def _authenticate(transport: paramiko.Transport, username: str, credential: Cred
         raise AuthError(f"{name}: authentication to {where} did not complete")
 
 
+def _closed_before_banner(exc: paramiko.SSHException) -> bool:
+    """paramiko wraps the banner read's EOF / reset in a generic SSHException; look beneath."""
+    cause = exc.__cause__ or exc.__context__
+    return "protocol banner" in str(exc) and isinstance(cause, (EOFError, ConnectionResetError))
+
+
 def _start_transport(sock: socket.socket | paramiko.Channel, deadlines: _Deadlines,
                      known_name: str, pinned: HostKey | None, name: str) -> paramiko.Transport:
     transport = paramiko.Transport(sock)
@@ -162,8 +168,14 @@ def _start_transport(sock: socket.socket | paramiko.Channel, deadlines: _Deadlin
     except paramiko.SSHException as exc:
         transport.close()
         text = str(exc)
-        if "rate" in text.lower() or "too many" in text.lower():
-            raise RateLimitedError(f"{name}: {known_name} refused the session: {text}") from exc
+        if isinstance(exc.__cause__ or exc.__context__, TimeoutError):
+            raise DeadlineError(f"{name}: SSH handshake with {known_name} timed out ({timeout:g} s)") from exc
+        if "rate" in text.lower() or "too many" in text.lower() or _closed_before_banner(exc):
+            # IOS XR's `ssh server rate-limit` accepts the TCP connection and closes it before
+            # sending its SSH banner: that is the signature we can see from here.
+            raise RateLimitedError(
+                f"{name}: {known_name} closed the connection before its SSH banner, as a device "
+                f"over `ssh server rate-limit` does ({text}); retried with backoff") from exc
         if "timeout" in text.lower() or "timed out" in text.lower():
             raise DeadlineError(f"{name}: SSH handshake with {known_name} timed out ({timeout:g} s)") from exc
         raise ConnectError(f"{name}: SSH handshake with {known_name} failed: {text or type(exc).__name__}; "

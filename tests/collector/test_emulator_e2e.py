@@ -1,0 +1,185 @@
+"""End to end against the real emulator fleet over loopback SSH: every fault ends in the right
+verdict or failure reason while the other devices still succeed; SIGKILL mid-collection loses
+nothing; 200 devices in one run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from hashlib import sha256
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from collector.collect import CollectOptions, Collector
+from collector.enroll import enroll_root, fetch_root
+from collector.inventory import Timeouts, load_inventory
+from collector.store import Store
+from dossier_cli.main import cli
+from emulator.faults import Fault
+from emulator.fleet import Fleet
+
+# Fault -> (status, reason) the collector must end in. Transport faults are failures with the
+# SSH reason; content faults are stored envelopes with the verifier's finding.
+EXPECTED = {
+    Fault.SLOW_OUTPUT: ("failed", "ssh.timeout"),
+    Fault.DROP_MID_OUTPUT: ("failed", "ssh.connect_failed"),
+    Fault.AUTH_FAILURE: ("failed", "ssh.auth_failed"),
+    Fault.RATE_LIMIT: ("failed", "ssh.rate_limited"),
+    Fault.NOT_JSON: ("untrusted", "envelope.invalid_json"),
+    Fault.WRONG_NONCE: ("untrusted", "nonce.mismatch"),
+    Fault.DATA_CHANGED: ("untrusted", "signature.invalid"),
+    Fault.OTHER_KEY: ("untrusted", "signature.invalid"),
+    Fault.EXPIRED_LEAF: ("untrusted", "chain.leaf_expired"),
+    Fault.REKEYED_LEAF: ("trusted", None),
+    Fault.ROOT_REPLACED: ("untrusted", "chain.root_not_enrolled"),
+    Fault.ITEMS_FAILING: ("trusted", None),
+}
+PARAMS = {Fault.SLOW_OUTPUT: {"delay": 3.0},
+          Fault.ITEMS_FAILING: {"items": ["packages"], "result": "Timeout"}}
+SMALL_FILES = 20  # file-system inventory size: small keeps fleets quick to start
+
+
+def test_every_fault_ends_in_its_verdict_and_the_rest_succeed(tmp_path: Path) -> None:
+    faults = list(Fault)
+    assert set(faults) == set(EXPECTED), "a new emulator fault needs an expectation here"
+    count = len(faults) + 2
+    with Fleet(state_dir=tmp_path / "fleet", devices=count, provisioned=True,
+               key_type="ecdsa-p256", seed=4, files=SMALL_FILES) as fleet:
+        inventory = tmp_path / "inventory.yaml"
+        fleet.write_inventory(inventory)
+        devices = load_inventory(inventory).devices
+        trust = tmp_path / "truststore"
+        for device in devices:
+            enroll_root(trust, fetch_root(device), source="tofu")
+        faulty = dict(zip([d.name for d in devices[1:-1]], faults))
+        for name, fault in faulty.items():
+            fleet.set_fault(name, fault, **PARAMS.get(fault, {}))
+        # A command deadline shorter than SLOW_OUTPUT's delay; everything else is fast.
+        devices = [dataclasses.replace(d, timeouts=Timeouts(connect=5, auth=5, command=1.0, device=15))
+                   for d in devices]
+        collector = Collector(Store.open(tmp_path / "store"), trust_store_path=trust,
+                              options=CollectOptions(concurrency=8, retries=1, backoff_base_s=0.05))
+        summary = collector.run(devices)
+    outcomes = {o.device: o for o in summary.outcomes}
+    for name, fault in faulty.items():
+        outcome = outcomes[name]
+        assert (outcome.status, outcome.reason) == EXPECTED[fault], (fault, outcome.message)
+    assert outcomes[devices[0].name].status == "trusted"
+    assert outcomes[devices[-1].name].status == "trusted"
+    assert outcomes[next(n for n, f in faulty.items() if f is Fault.AUTH_FAILURE)].attempts == 1
+    assert outcomes[next(n for n, f in faulty.items() if f is Fault.RATE_LIMIT)].attempts == 2
+    rekeyed = outcomes[next(n for n, f in faulty.items() if f is Fault.REKEYED_LEAF)]
+    assert "chain.leaf_rotated" in [f["id"] for f in rekeyed.findings]
+    assert summary.exit_code == 1
+
+
+def test_host_key_mismatch_against_the_emulator(tmp_path: Path) -> None:
+    with Fleet(state_dir=tmp_path / "a", devices=1, provisioned=True, files=SMALL_FILES, seed=1) as first, \
+         Fleet(state_dir=tmp_path / "b", devices=1, provisioned=True, files=SMALL_FILES, seed=2) as second:
+        inventory = tmp_path / "inventory.yaml"
+        first.write_inventory(inventory)
+        # Point the inventory at the second device: same name, other host key.
+        text = inventory.read_text().replace(f"port: {first.devices[0].port}", f"port: {second.devices[0].port}")
+        inventory.write_text(text.replace(f"]:{first.devices[0].port} ", f"]:{second.devices[0].port} "))
+        result = CliRunner().invoke(cli, ["collect", "-i", str(inventory), "--store", str(tmp_path / "s"),
+                                          "--trust-store", str(tmp_path / "t"), "--json"])
+    assert result.exit_code == 1
+    outcome = json.loads(result.stdout)["devices"][0]
+    assert outcome["reason"] == "ssh.host_key" and "HOST KEY MISMATCH" in outcome["message"]
+    assert f"127.0.0.1]:{second.devices[0].port}" in outcome["message"]
+
+
+SERVE_FLEET = """
+import sys, threading
+from pathlib import Path
+from emulator.fleet import Fleet
+from emulator.faults import Fault
+state, inventory, slow = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "slow"
+with Fleet(state_dir=state, devices=6, provisioned=True, files=20, seed=9) as fleet:
+    fleet.write_inventory(inventory)
+    if slow:
+        for device in fleet.devices:
+            fleet.set_fault(device.name, Fault.SLOW_OUTPUT, delay=30.0)
+    print("ready", flush=True)
+    sys.stdin.read()
+"""
+
+
+def _serve(tmp_path: Path, slow: bool) -> tuple[subprocess.Popen[str], Path]:
+    inventory = tmp_path / f"inventory-{slow}.yaml"
+    process = subprocess.Popen([sys.executable, "-c", SERVE_FLEET, str(tmp_path / "fleet"), str(inventory),
+                                "slow" if slow else "fast"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               text=True)
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    return process, inventory
+
+
+def test_sigkill_mid_collection_loses_nothing_and_the_index_rebuilds(tmp_path: Path) -> None:
+    store_dir, trust = tmp_path / "store", tmp_path / "truststore"
+    # (1) a first, complete collection: these envelopes must survive the crash untouched.
+    server, inventory = _serve(tmp_path, slow=False)
+    try:
+        result = CliRunner().invoke(cli, ["enroll", "-i", str(inventory), "--trust-store", str(trust),
+                                          "--trust-on-first-use", "--json"])
+        assert result.exit_code == 0, result.output
+        result = CliRunner().invoke(cli, ["collect", "-i", str(inventory), "--store", str(store_dir),
+                                          "--trust-store", str(trust), "--json"])
+        assert result.exit_code == 0, result.output
+    finally:
+        server.communicate("")
+    before = {p: sha256(p.read_bytes()).hexdigest() for p in store_dir.rglob("*.envelope")}
+    assert len(before) == 6
+    # (2) the same fleet, now slow: the collector is killed while every device is mid-output.
+    server, inventory = _serve(tmp_path, slow=True)
+    try:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        collector = subprocess.Popen(
+            [sys.executable, "-m", "dossier_cli", "collect", "-i", str(inventory), "--store", str(store_dir),
+             "--trust-store", str(trust), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=env)
+        deadline = time.monotonic() + 20
+        while not (store_dir / "index.dirty").exists():  # the run has started writing
+            assert time.monotonic() < deadline and collector.poll() is None
+            time.sleep(0.02)
+        time.sleep(1.0)  # sessions are open and output is trickling in
+        collector.send_signal(signal.SIGKILL)
+        collector.wait(10)
+    finally:
+        server.communicate("")
+    after = {p: sha256(p.read_bytes()).hexdigest() for p in store_dir.rglob("*.envelope")}
+    assert after == before, "no partial envelope, no lost or changed earlier envelope"
+    # (3) the next run finds the dirty index and rebuilds it; reindex gives the same answer.
+    store = Store.open(store_dir)
+    assert store.dirty
+    assert store.recover() == 6
+    assert not list(store_dir.rglob("*.tmp"))
+    assert len(store.latest()) == 6 and all(r.trusted for r in store.latest().values())
+    result = CliRunner().invoke(cli, ["store", "reindex", "--store", str(store_dir), "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["envelopes"] == 6
+
+
+@pytest.mark.slow
+def test_two_hundred_devices_in_one_run(tmp_path: Path) -> None:
+    with Fleet(state_dir=tmp_path / "fleet", devices=200, provisioned=True, key_type="ecdsa-p256",
+               seed=3, files=5) as fleet:
+        inventory = tmp_path / "inventory.yaml"
+        fleet.write_inventory(inventory)
+        trust = tmp_path / "truststore"
+        result = CliRunner().invoke(cli, ["enroll", "-i", str(inventory), "--trust-store", str(trust),
+                                          "--trust-on-first-use", "--json"])
+        assert result.exit_code == 0, result.output[-2000:]
+        begin = time.monotonic()
+        result = CliRunner().invoke(cli, ["collect", "-i", str(inventory), "--store", str(tmp_path / "store"),
+                                          "--trust-store", str(trust), "--concurrency", "32", "--json"])
+        elapsed = time.monotonic() - begin
+    summary = json.loads(result.stdout)
+    assert summary["counts"] == {"trusted": 200, "untrusted": 0, "failed": 0, "skipped": 0}, elapsed
+    assert result.exit_code == 0
+    assert len({d["nonce"] for d in summary["devices"]}) == 200
