@@ -33,11 +33,13 @@ from emulator.showtext import license_udi, show_platform, show_version
 
 __all__ = [
     "DossierError",
-    "FS_OPTION_KEYS",
     "FS_NOT_CONFIGURED",
+    "FS_OPTION_KEYS",
     "ITEMS",
+    "MAX_FS_OPTIONS_CHARS",
     "MODEL_NAME",
     "MODEL_REVISION",
+    "NONCE_PATTERN",
     "build_dossier",
     "check_nonce",
     "fs_selection",
@@ -286,9 +288,11 @@ def build_dossier(
         raise DossierError(exc.message) from exc
     selected = [item for item in ITEMS if item in items]
     selection: dict[str, tuple[int, int | None]] = {}
-    if "filesystem-inventory" in selected and fsinv:
-        local = facts.active_node if facts.active_node in fsinv else next(iter(fsinv))
-        selection = fs_selection(fs_options, list(fsinv), local)
+    if "filesystem-inventory" in selected:
+        # Options are checked even when the feature is off, so a typo is reported either way.
+        fs_nodes = list(fsinv) if fsinv else facts.rp_nodes
+        local = facts.active_node if facts.active_node in fs_nodes else fs_nodes[0]
+        selection = fs_selection(fs_options, fs_nodes, local)
 
     members = [
         f'"collection-start-time":{round(now, 6)!r}',

@@ -394,6 +394,17 @@ class FilesystemInventory:
             )
         return "[" + ", ".join(parts) + "]"
 
+    def files_of_package(self, full_name: str) -> list[str]:
+        """Paths of the files package `full_name` (`ncs5500-bgp-5.2.1.1-r742.x86_64`) installed
+        on this node, e.g. to `tamper_file` one of them; raises FsInventoryError if none."""
+        if full_name not in self.packages:
+            raise FsInventoryError(
+                f"% Package {full_name} is not in the file-system inventory of node {self.node}"
+            )
+        universe = self._universe()
+        owner = self.packages.index(full_name)
+        return [path for path, pkg in zip(universe.paths, universe.owner) if pkg == owner]
+
     def current_files(self) -> dict[str, Record]:
         """Every file on the node now (after the last block), by name. O(files): for tests."""
         state = {record[_NAME]: record for record in self._base_records()}

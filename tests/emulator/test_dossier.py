@@ -297,3 +297,9 @@ def test_large_inventory_dossier_builds() -> None:
 
 def test_timestamp_line_looks_like_ios_xr() -> None:
     assert timestamp_line(1571576844.136) == "Sun Oct 20 13:07:24.136 UTC\n"
+
+
+def test_options_are_checked_even_when_the_feature_is_off() -> None:
+    facts, _ = _device()
+    with pytest.raises(DossierError, match="Invalid node"):
+        _build(facts, None, ["filesystem-inventory"], fs_options={"0/RP7/CPU0": {}})

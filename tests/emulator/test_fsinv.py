@@ -229,3 +229,14 @@ def test_twenty_thousand_files_build() -> None:
     assert len(snapshots[0]["files"]) == 20_000
     assert len(text) > 5_000_000
     assert [s["snapshot-block-no"] for s in snapshots] == [0, 1, 2, 3]
+
+
+def test_files_of_a_package_can_be_tampered() -> None:
+    facts = make_facts("xr-0001", 11, files=400)
+    inventory = FilesystemInventory.for_facts(facts, NODE, now=EPOCH)
+    bgp = facts.package("ncs5500-bgp").full_name
+    paths = inventory.files_of_package(bgp)
+    assert paths and all(p.startswith(f"/opt/cisco/XR/packages/{bgp.removesuffix('.x86_64')}/") for p in paths)
+    assert inventory.tamper_file(paths[0], EPOCH + 1) == 1
+    with pytest.raises(FsInventoryError, match="not in the file-system inventory"):
+        inventory.files_of_package("ncs5500-nope-1.0.0.0-r000.x86_64")
