@@ -657,6 +657,8 @@ def load_keypairs(directory: Path) -> dict[tuple[str, str], KeyPair]:
             kind = _check_kind(meta["kind"])
             label = _check_label(meta["label"])
             usage = meta["usage"]
+            if usage not in ("general", "usage"):
+                raise ValueError(f"usage {usage!r} is not 'general' or 'usage'")
             created = datetime.fromisoformat(meta["created"])
             imported = bool(meta["imported"])
         except (OSError, ValueError, KeyError, TypeError, PkiError) as error:
@@ -1158,7 +1160,7 @@ def _key_usage(words: list[str]) -> x509.KeyUsage:
     return x509.KeyUsage(encipher_only=False, decipher_only=False, **flags)
 
 
-def _signature_hash(tp: TrustpointConfig, signer: KeyPair) -> hashes.HashAlgorithm | None:
+def _signature_hash(tp: TrustpointConfig, signer: KeyPair) -> hashes.HashAlgorithm:
     name = tp.message_digest or DEFAULT_MESSAGE_DIGEST
     if name not in MESSAGE_DIGESTS:
         raise PkiError(
