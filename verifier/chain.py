@@ -115,23 +115,15 @@ def _validity_window(chain: Sequence[x509.Certificate]) -> tuple[dt.datetime, dt
     )
 
 
-def _check_time(cert: x509.Certificate, at: dt.datetime, role: str) -> None:
-    # RFC 5280 validity is inclusive at whole seconds; floor the time so 00:00:00.999 is 00:00:00
-    second = at.replace(microsecond=0)
-    if second < cert.not_valid_before_utc:
-        raise ChainError(
-            f"the {role} certificate is not valid yet at {second.isoformat()}: "
-            f"valid from {cert.not_valid_before_utc.isoformat()}"
-        )
-    if second > cert.not_valid_after_utc:
-        raise ChainError(
-            f"the {role} certificate expired at {cert.not_valid_after_utc.isoformat()} "
-            f"(checked at {second.isoformat()})"
-        )
+def _public_key(cert: x509.Certificate, role: str) -> Any:
+    try:
+        return cert.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise ChainError(f"the {role} certificate's public key cannot be loaded ({exc})") from None
 
 
 def _needs_primitives(certs: Sequence[x509.Certificate]) -> bool:
-    return any(isinstance(cert.public_key(), dsa.DSAPublicKey) for cert in certs)
+    return any(isinstance(_public_key(cert, "chain"), dsa.DSAPublicKey) for cert in certs)
 
 
 def _validate_with_primitives(
@@ -195,12 +187,18 @@ def validate_chain(
         if weak:
             role = "leaf" if index == 0 else f"intermediate {index}"
             raise ChainError(f"the {role} certificate is signed with {weak}, which is refused")
+    try:
+        # x509.verification checks only issuers' keys; the leaf's key signs the envelope, so
+        # the same key policy as the signature step applies to it here too.
+        check_key_policy(_public_key(leaf, "leaf"), policy, role="leaf")
+    except KeyPolicyError as exc:
+        raise ChainError(str(exc)) from None
     if _needs_primitives((leaf, *roots, *intermediates)):
         if intermediates:
             raise ChainError("DSA chains are supported two-tier only (no intermediates)")
         for cert, role in ((leaf, "leaf"), *((root, "root") for root in roots)):
             try:
-                check_key_policy(cert.public_key(), policy, role=role)
+                check_key_policy(_public_key(cert, role), policy, role=role)
             except KeyPolicyError as exc:
                 raise ChainError(str(exc)) from None
         chain = _validate_with_primitives(leaf, roots, when, policy)
@@ -286,9 +284,11 @@ def explain_chain_failure(
                 f"critical extension {critical} that the verifier does not understand",
                 "no unknown critical extensions", critical)
         try:
-            check_key_policy(cert.public_key(), policy, role=role)
+            check_key_policy(_public_key(cert, role), policy, role=role)
         except KeyPolicyError as exc:
             add(FindingId.CHAIN_WEAK_KEY, str(exc), exc.expected, exc.found)
+        except ChainError as exc:
+            add(FindingId.CHAIN_INVALID, str(exc), "a loadable public key", "an unreadable key")
     if intermediates:
         return found  # beyond two tiers only the generic reason from path building is reliable
     issuers = [root for root in roots if root.subject == leaf.issuer]

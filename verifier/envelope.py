@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ._strictjson import JSONProblem, loads_strict
@@ -150,7 +151,8 @@ def _load_certificate(der: bytes, where: str) -> x509.Certificate:
         # Extensions are parsed lazily; parse them now so a malformed or duplicated extension is
         # reported as a bad certificate here, not as a crash later.
         cert.extensions  # noqa: B018
-    except ValueError as exc:
+        cert.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
         raise JSONProblem(
             FindingId.ENVELOPE_BAD_CERTIFICATE,
             f"{where} is not a valid DER X.509 certificate ({exc})",

@@ -31,6 +31,7 @@ from typing import Any
 
 import jsonschema
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 import schemas
 
@@ -386,14 +387,18 @@ def verify_envelope(
                     "signature cannot be checked", "include-certificate, or a pinned leaf",
                     "no certificate")
     else:
-        key = leaf.public_key()
-        verdict.signature_algorithm = algorithm_name(key)
         try:
+            key = leaf.public_key()
+            verdict.signature_algorithm = algorithm_name(key)
             check_key_policy(key, policy)
             verify_signature(key, envelope.signature, signed_bytes(envelope))
             signature_ok = True
         except KeyPolicyError as exc:
             verdict.add(exc.finding_id, Severity.ERROR, str(exc), exc.expected, exc.found)
+        except (ValueError, UnsupportedAlgorithm) as exc:  # only a pinned leaf can get here
+            verdict.add(FindingId.SIGNATURE_UNSUPPORTED_KEY, Severity.ERROR,
+                        f"the leaf's public key cannot be loaded ({exc})", "an RSA, ECDSA or DSA key",
+                        "an unreadable key")
         except SignatureError as exc:
             verdict.add(FindingId.SIGNATURE_INVALID, Severity.ERROR,
                         f"{exc}: the signed bytes were changed, or signed by another key",
