@@ -9,6 +9,8 @@ from itertools import combinations
 
 import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import schemas
 from emulator.dossier import (
@@ -16,6 +18,7 @@ from emulator.dossier import (
     ITEMS,
     DossierError,
     build_dossier,
+    fs_selection,
     parse_fs_options,
 )
 from emulator.facts import (
@@ -303,3 +306,28 @@ def test_options_are_checked_even_when_the_feature_is_off() -> None:
     facts, _ = _device()
     with pytest.raises(DossierError, match="Invalid node"):
         _build(facts, None, ["filesystem-inventory"], fs_options={"0/RP7/CPU0": {}})
+
+
+NODES = ["0/RP0/CPU0", "0/RP1/CPU0"]
+_specs = st.fixed_dictionaries(
+    {}, optional={"block_start": st.integers(0, 10**6), "count": st.integers(1, 10**6)}
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.sampled_from(NODES), _specs, min_size=1))
+def test_valid_options_round_trip_through_the_command_line_text(options) -> None:
+    parsed = parse_fs_options(json.dumps(options))
+    selection = fs_selection(parsed, NODES, NODES[0])
+    assert selection == {n: (s.get("block_start", 0), s.get("count")) for n, s in options.items()}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=3),
+                    max_leaves=8))
+def test_any_json_options_are_accepted_or_refused_with_a_percent_line(options) -> None:
+    try:
+        fs_selection(parse_fs_options(json.dumps(options)), NODES, NODES[0])
+    except DossierError as exc:
+        assert exc.message.startswith("% Invalid")

@@ -6,10 +6,13 @@ import json
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emulator.facts import (
     CAUSE_USER_RELOAD,
     FIRST_COMMIT_ID,
+    PLATFORM_PIDS,
     REBOOT_HISTORY_LIMIT,
     ContentError,
     DeviceFacts,
@@ -229,3 +232,15 @@ def test_unknown_platform_lists_the_known_ones() -> None:
 
 def test_xr_time_pads_the_day_like_ios_xr() -> None:
     assert xr_time(1610039762) == "Thu Jan  7 17:16:02 2021"
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    hostname=st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True),
+    seed=st.integers(0, 2**32),
+    platform=st.sampled_from(PLATFORM_PIDS),
+)
+def test_any_device_round_trips_and_is_reproducible(hostname: str, seed: int, platform: str) -> None:
+    facts = make_facts(hostname, seed, platform_pid=platform, files=10)
+    assert DeviceFacts.from_dict(json.loads(json.dumps(facts.to_dict()))) == facts
+    assert make_facts(hostname, seed, platform_pid=platform, files=10) == facts
