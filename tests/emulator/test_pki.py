@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AttributeOID, NameOID
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from _pki_helpers import SEED, cached_keypair, seed_trustpoint, system_chain
@@ -113,6 +113,13 @@ def test_generate_keypair_sizes(kind: str, options: dict, size: int, curve: str 
     assert keypair.public_der() == keypair.private_key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def test_dsa_keys_share_domain_parameters_not_keys() -> None:
+    first = generate_keypair("dsa", "a", modulus=1024, now=SEED_NOW)
+    second = generate_keypair("dsa", "b", modulus=1024, now=SEED_NOW)
+    assert first.private_key.parameters().parameter_numbers() == second.private_key.parameters().parameter_numbers()
+    assert first.public_der() != second.public_der()
 
 
 def test_default_label_is_the_default() -> None:
@@ -420,6 +427,7 @@ def test_parse_dn_errors(text: str, found: str) -> None:
     assert caught.value.message.startswith("% Invalid subject name") and found in caught.value.message
 
 
+@settings(max_examples=50)
 @given(
     st.lists(
         st.tuples(

@@ -22,7 +22,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
 from cryptography.x509.oid import NameOID
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import schemas
@@ -234,6 +234,20 @@ def test_key_pair_or_bare_private_key_both_sign() -> None:
         verify_signature(
             chain.leaf.public_key(), base64.b64decode(envelope["signature"]), rebuild_signed_bytes(envelope)
         )
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.text(max_size=300), st.binary(min_size=1, max_size=64).filter(any), st.booleans())
+def test_any_text_and_nonce_round_trip_and_verify(text: str, nonce: bytes, include: bool) -> None:
+    chain = system_chain("ecdsa-p256")
+    certificates = certificate_chain(chain.root, chain.leaf) if include else None
+    envelope = parse_envelope(sign_output(text, nonce, chain.leaf_key, certificates))
+    assert envelope["data"] == text
+    assert base64.b64decode(envelope["nonce"]) == nonce
+    assert ("certificates" in envelope) is include
+    verify_signature(
+        chain.leaf.public_key(), base64.b64decode(envelope["signature"]), rebuild_signed_bytes(envelope)
+    )
 
 
 # --- faults ---------------------------------------------------------------------------------
