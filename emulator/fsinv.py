@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import random
 from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -39,6 +40,7 @@ __all__ = [
     "DIGEST_ALGORITHMS",
     "FilesystemInventory",
     "FsInventoryError",
+    "MAX_BLOCKS",
     "MAX_SNAPSHOT_INTERVAL",
     "MIN_SNAPSHOT_INTERVAL",
     "SNAPSHOT_UNIT_SECONDS",
@@ -58,6 +60,9 @@ CHURN_MODIFIED = (1, 3)  # contents-modified logs/configs per block (min, max)
 CHURN_CREATE_P = 0.35
 CHURN_DELETE_P = 0.25
 CHURN_META_P = 0.2
+# Blocks one node may hold: bounds memory (a few records per block) and the time an advance
+# can take when a test clock runs far ahead (100,000 blocks = 2.8 years at 15 minutes).
+MAX_BLOCKS = 100_000
 # Package universes kept built at once (each is ~100 bytes per file); devices with the same
 # packages and file count share one.
 UNIVERSE_CACHE_SIZE = 16
@@ -325,9 +330,24 @@ class FilesystemInventory:
         raise FsInventoryError(f"% Invalid block number {block_no}: expected 0 or more")
 
     def advance_to(self, now: float) -> int:
-        """Take every snapshot whose time is <= `now`; returns how many were taken."""
+        """Take every snapshot whose time is <= `now`; returns how many were taken.
+
+        Raises FsInventoryError when `now` is not a finite number or lies so far ahead that more
+        than MAX_BLOCKS blocks would exist (an accelerated clock run away).
+        """
+        if not math.isfinite(now):
+            raise FsInventoryError(f"% Invalid device time {now!r}: expected a finite Unix time")
+        due = self._block_count
+        while self.block_time(due) <= now:
+            due += 1
+            if due > MAX_BLOCKS:
+                raise FsInventoryError(
+                    f"% File-system inventory of {self.node} would exceed {MAX_BLOCKS} snapshot "
+                    f"blocks at device time {now}: expected a clock closer to the inventory's "
+                    f"start ({self.epoch}) or a longer snapshot-interval"
+                )
         taken = 0
-        while self.block_time(self._block_count) <= now:
+        while self._block_count < due:
             self._take_block()
             taken += 1
         return taken

@@ -9,6 +9,7 @@ import pytest
 
 from emulator.facts import make_facts
 from emulator.fsinv import (
+    MAX_BLOCKS,
     SNAPSHOT_UNIT_SECONDS,
     FilesystemInventory,
     FsInventoryError,
@@ -240,3 +241,11 @@ def test_files_of_a_package_can_be_tampered() -> None:
     assert inventory.tamper_file(paths[0], EPOCH + 1) == 1
     with pytest.raises(FsInventoryError, match="not in the file-system inventory"):
         inventory.files_of_package("ncs5500-nope-1.0.0.0-r000.x86_64")
+
+
+@pytest.mark.parametrize("now", [float("inf"), float("nan"), EPOCH + (MAX_BLOCKS + 1) * SNAPSHOT_UNIT_SECONDS])
+def test_a_runaway_clock_is_refused_not_followed(now: float) -> None:
+    inventory = _inventory(interval=1)
+    with pytest.raises(FsInventoryError, match="% "):
+        inventory.advance_to(now)
+    assert inventory.block_count == 1
