@@ -98,6 +98,7 @@ def test_file_pipe_refuses_paths_outside_harddisk(fleet) -> None:
 
 def test_filesystem_inventory_options_select_blocks(fleet) -> None:
     device = fleet.devices[0]
+    run(device, "show platform security integrity dossier include filesystem-inventory")  # block 0 exists now
     fleet[device.name].device.advance_clock(3 * 3600)  # three more hourly snapshot blocks
     options = '\'{"0/RP0/CPU0": {"block_start": 1, "count": 2}}\''
     output = strip_timestamp(run(device, f"show platform security integrity dossier include filesystem-inventory "
