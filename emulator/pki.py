@@ -267,6 +267,11 @@ def _zone(tz_name: str) -> timezone | ZoneInfo:
         ) from error
 
 
+def _aware(moment: datetime) -> datetime:
+    """Naive datetimes are UTC throughout this module."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
 def format_ios_time(moment: datetime, tz_name: str = "UTC") -> str:
     """`13:07:26 UTC Sun Oct 20 2019`, the seed's time layout (naive datetimes are UTC)."""
     if moment.tzinfo is None:
@@ -714,14 +719,20 @@ def delete_keypair(directory: Path, kind: str, label: str | None = None) -> list
     """
     kind = _check_kind(kind)
     directory = Path(directory)
-    stored = load_keypairs(directory)
+    # Listed from file names, not by loading the keys: a damaged key must still be removable.
+    prefix = f"{kind}-"
+    stored_labels = {
+        path.name[len(prefix) : -len(suffix)]
+        for suffix in (_META_SUFFIX, _PRIVATE_SUFFIX, _PUBLIC_SUFFIX)
+        for path in (directory.glob(f"{prefix}*{suffix}") if directory.is_dir() else [])
+    }
     if label is None:
-        labels = sorted(stored_label for stored_kind, stored_label in stored if stored_kind == kind)
+        labels = sorted(stored_labels)
         if not labels:
             raise PkiError(f"% No {kind.upper()} keys to zeroize")
     else:
         label = _check_label(label)
-        if (kind, label) not in stored:
+        if label not in stored_labels:
             raise PkiError(f"% {kind.upper()} keypair {label} does not exist")
         labels = [label]
     for each in labels:
@@ -766,7 +777,7 @@ def format_mypubkey(keypairs: Iterable[KeyPair], kind: str, tz_name: str = "UTC"
     kind = _check_kind(kind)
     selected = sorted(
         (keypair for keypair in keypairs if keypair.kind == kind),
-        key=lambda keypair: (keypair.created, keypair.label),
+        key=lambda keypair: (_aware(keypair.created), keypair.label),
     )
     blocks = []
     for keypair in selected:

@@ -217,6 +217,8 @@ def test_zeroize_one_label_or_all(tmp_path: Path) -> None:
     for label in ("a", "b"):
         save_keypair(generate_keypair("ecdsa", label, now=SEED_NOW), tmp_path)
     save_keypair(generate_keypair("rsa", "c", modulus=1024, now=SEED_NOW), tmp_path)
+    with pytest.raises(PkiError, match="No DSA keys"):  # "dsa-" must not match "ecdsa-" files
+        delete_keypair(tmp_path, "dsa")
     assert delete_keypair(tmp_path, "ecdsa", "a") == ["a"]
     assert set(load_keypairs(tmp_path)) == {("ecdsa", "b"), ("rsa", "c")}
     with pytest.raises(PkiError, match="ECDSA keypair a does not exist"):
@@ -237,6 +239,9 @@ def test_damaged_key_store_is_reported(tmp_path: Path) -> None:
     (tmp_path / "ecdsa-k.meta.json").write_text("{")
     with pytest.raises(PkiError, match="Key store damaged: .*ecdsa-k.meta.json"):
         load_keypairs(tmp_path)
+    # A damaged key can still be zeroized, and then the store loads again.
+    assert delete_keypair(tmp_path, "ecdsa", "k") == ["k"]
+    assert load_keypairs(tmp_path) == {}
 
 
 # --- show crypto key mypubkey ---------------------------------------------------------------
