@@ -214,6 +214,8 @@ def validate_chain(
             verified = builder.build_client_verifier().verify(leaf, list(intermediates))
         except xv.VerificationError as exc:
             raise ChainError(f"the chain does not validate: {exc}") from None
+        except (ValueError, KeyError, UnsupportedAlgorithm) as exc:  # a malformed certificate part
+            raise ChainError(f"a certificate of the chain cannot be parsed: {exc}") from None
         chain = list(verified.chain)
     not_before, not_after = _validity_window(chain)
     with _cache_lock:
@@ -242,6 +244,20 @@ def explain_chain_failure(
     Used after `validate_chain` failed, to give the operator a stable reason. Checks follow
     ENVELOPE.md section 5; an empty result means the primitives found nothing wrong.
     """
+    try:
+        return _explain(leaf, roots, intermediates, at, policy)
+    except (ValueError, KeyError, UnsupportedAlgorithm) as exc:  # a malformed certificate part
+        return [(FindingId.CHAIN_INVALID, f"a certificate of the chain cannot be parsed ({exc})",
+                 "well-formed certificates", "a malformed certificate")]
+
+
+def _explain(
+    leaf: x509.Certificate,
+    roots: Sequence[x509.Certificate],
+    intermediates: Sequence[x509.Certificate],
+    at: dt.datetime,
+    policy: Policy,
+) -> list[tuple[str, str, str | None, str | None]]:
     second = _utc(at).replace(microsecond=0)
     found: list[tuple[str, str, str | None, str | None]] = []
 

@@ -148,11 +148,16 @@ def _check_members(obj: dict[str, Any], required: tuple[str, ...], known: frozen
 def _load_certificate(der: bytes, where: str) -> x509.Certificate:
     try:
         cert = x509.load_der_x509_certificate(der)
-        # Extensions are parsed lazily; parse them now so a malformed or duplicated extension is
-        # reported as a bad certificate here, not as a crash later.
+        # Every part is parsed lazily: parse the ones the verifier reads now, so a malformed
+        # part is reported as a bad certificate here rather than raising later.
         cert.extensions  # noqa: B018
+        cert.subject, cert.issuer  # noqa: B018
+        cert.not_valid_before_utc, cert.not_valid_after_utc  # noqa: B018
+        cert.signature_hash_algorithm  # noqa: B018
         cert.public_key()
-    except (ValueError, UnsupportedAlgorithm) as exc:
+    # KeyError: cryptography 48 raises it for some malformed name attribute tags (found by the
+    # property tests), where ValueError would be expected.
+    except (ValueError, KeyError, UnsupportedAlgorithm) as exc:
         raise JSONProblem(
             FindingId.ENVELOPE_BAD_CERTIFICATE,
             f"{where} is not a valid DER X.509 certificate ({exc})",
