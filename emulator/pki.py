@@ -458,6 +458,21 @@ def _small_rsa_key(bits: int) -> rsa.RSAPrivateKey:
     return numbers.private_key()
 
 
+def _check_modulus(kind: KeyKind, bits: int) -> int:
+    if kind == "rsa" and not RSA_MODULUS_MIN <= bits <= RSA_MODULUS_MAX:
+        raise PkiError(
+            f"% Invalid modulus size {bits}: choose a key modulus in the range of "
+            f"{RSA_MODULUS_MIN} to {RSA_MODULUS_MAX}"
+        )
+    if kind == "dsa" and bits not in DSA_SIZES:
+        raise PkiError(
+            f"% Invalid modulus size {bits}: DSA keys are "
+            + " or ".join(str(size) for size in DSA_SIZES)
+            + " bits"
+        )
+    return bits
+
+
 @functools.cache
 def _dsa_parameters(bits: int) -> dsa.DSAParameters:
     """Domain parameters (p, q, g) shared by every DSA key of one size in this process.
@@ -489,23 +504,14 @@ def generate_keypair(
         raise PkiError(f"% Invalid key usage {usage!r}: expected general-keys or usage keys")
     if kind == "rsa":
         bits = RSA_MODULUS_DEFAULT if modulus is None else modulus
-        if not RSA_MODULUS_MIN <= bits <= RSA_MODULUS_MAX:
-            raise PkiError(
-                f"% Invalid modulus size {bits}: choose a key modulus in the range of "
-                f"{RSA_MODULUS_MIN} to {RSA_MODULUS_MAX}"
-            )
+        _check_modulus("rsa", bits)
         if bits < _CRYPTOGRAPHY_RSA_MIN:
             private_key: Any = _small_rsa_key(bits)
         else:
             private_key = rsa.generate_private_key(_RSA_PUBLIC_EXPONENT, bits)
     elif kind == "dsa":
         bits = DSA_SIZE_DEFAULT if modulus is None else modulus
-        if bits not in DSA_SIZES:
-            raise PkiError(
-                f"% Invalid modulus size {bits}: DSA keys are "
-                + " or ".join(str(size) for size in DSA_SIZES)
-                + " bits"
-            )
+        _check_modulus("dsa", bits)
         private_key = _dsa_parameters(bits).generate_private_key()
     else:
         curve_name = ECDSA_CURVE_DEFAULT if curve is None else curve.lower()
@@ -562,19 +568,7 @@ def parse_generate_answer(kind: str, answer: str) -> dict[str, Any]:
         return {"modulus": RSA_MODULUS_DEFAULT if kind == "rsa" else DSA_SIZE_DEFAULT}
     if not answer.isdigit():
         raise PkiError(f"% Invalid modulus {answer!r}: expected a number of bits")
-    bits = int(answer)
-    if kind == "rsa" and not RSA_MODULUS_MIN <= bits <= RSA_MODULUS_MAX:
-        raise PkiError(
-            f"% Invalid modulus size {bits}: choose a key modulus in the range of "
-            f"{RSA_MODULUS_MIN} to {RSA_MODULUS_MAX}"
-        )
-    if kind == "dsa" and bits not in DSA_SIZES:
-        raise PkiError(
-            f"% Invalid modulus size {bits}: DSA keys are "
-            + " or ".join(str(size) for size in DSA_SIZES)
-            + " bits"
-        )
-    return {"modulus": bits}
+    return {"modulus": _check_modulus(kind, int(answer))}
 
 
 def format_already_have_keys(label: str) -> str:
