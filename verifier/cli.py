@@ -197,6 +197,9 @@ def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tupl
         results.append(result)
     if not as_json:
         _print_table(results)
+        for result in results:
+            if "error" in result:
+                click.echo(f"Error: {result['error']}", err=True)
     context = click.get_current_context()
     if any("error" in result for result in results):
         context.exit(EXIT_INPUT)
