@@ -578,7 +578,8 @@ def format_already_have_keys(label: str) -> str:
 
 def format_generate_done(kind: str) -> str:
     """The seed's closing lines of `crypto key generate`."""
-    return f"Generating {_check_kind(kind).upper()} keys ...\nDone w/ crypto generate keypair\n[OK]\n"
+    name = _check_kind(kind).upper()
+    return f"Generating {name} keys ...\nDone w/ crypto generate keypair\n[OK]\n"
 
 
 # --- persistence -----------------------------------------------------------------------------
@@ -854,7 +855,7 @@ def import_public_key(
 
 
 def parse_key_usage_words(words: Iterable[str]) -> list[str]:
-    """Validate `key-usage ... <words>` (case-insensitive); returns them lower-case, deduplicated."""
+    """Validate `key-usage ... <words>` (any case); returns them lower-case, deduplicated."""
     result: list[str] = []
     for word in words:
         lowered = word.lower()
@@ -866,7 +867,9 @@ def parse_key_usage_words(words: Iterable[str]) -> list[str]:
         if lowered not in result:
             result.append(lowered)
     if not result:
-        raise PkiError("% Incomplete key-usage: expected one or more of " + " ".join(KEY_USAGE_WORDS))
+        raise PkiError(
+            "% Incomplete key-usage: expected one or more of " + " ".join(KEY_USAGE_WORDS)
+        )
     return result
 
 
@@ -1203,7 +1206,9 @@ def _validity(
     return start, end
 
 
-def _sign(builder: x509.CertificateBuilder, signer: KeyPair, tp: TrustpointConfig) -> x509.Certificate:
+def _sign(
+    builder: x509.CertificateBuilder, signer: KeyPair, tp: TrustpointConfig
+) -> x509.Certificate:
     if signer.is_imported:
         raise PkiError(f"% Key {signer.label} is an imported public key: it cannot sign")
     try:
@@ -1476,7 +1481,8 @@ def format_show_certificates(
 # --------------------------------------------------------------------------------------------
 
 _PEM_CERT_RE = re.compile(
-    r"-----BEGIN (?:X509 |TRUSTED )?CERTIFICATE-----(.*?)-----END (?:X509 |TRUSTED )?CERTIFICATE-----",
+    r"-----BEGIN (?:X509 |TRUSTED )?CERTIFICATE-----(.*?)"
+    r"-----END (?:X509 |TRUSTED )?CERTIFICATE-----",
     re.S,
 )
 
@@ -1550,7 +1556,8 @@ def build_csr(
         raise ValueError("include_serial needs chassis_serial")
     if key.is_imported:
         raise PkiError(f"% Key {key.label} is an imported public key: it cannot sign a request")
-    subject = _subject(tp.subject_name, fqdn, chassis_serial if include_serial else None, ip_address)
+    serial = chassis_serial if include_serial else None
+    subject = _subject(tp.subject_name, fqdn, serial, ip_address)
     builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
     if challenge_password:
         builder = builder.add_attribute(
