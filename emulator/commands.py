@@ -366,7 +366,8 @@ def h_exit(s: Session, m: Match) -> str:
 
 
 def h_show_clock(s: Session, m: Match) -> str:
-    return s.device.timestamp_text(s.device.clock.now()) + "\n"
+    now = s.device.clock.now()
+    return now.strftime("%H:%M:%S.") + f"{now.microsecond // 1000:03d} UTC " + now.strftime("%a %b %d %Y") + "\n"
 
 
 def _facts_text(render: Callable[[Any], str]) -> Callable[[Session, Match], str]:
