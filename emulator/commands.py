@@ -130,7 +130,7 @@ class Session:
                 self._execute_config(line, command, pipes)
         except GrammarError as error:
             self.term.write(error.render(len(self.prompt()) if self.term.interactive else None))
-        except (CommandError, DeviceError, pki.PkiError, signing.SignError, dossier_mod.DossierError) as error:
+        except (CommandError, DeviceError, pki.PkiError, signing.SignError, facts_mod.ContentError) as error:
             message = getattr(error, "message", str(error))
             self.term.write(message if message.endswith("\n") else message + "\n")
 
