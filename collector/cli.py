@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +28,7 @@ from .alerts import AlertSink, write_metrics
 from .collect import TRUSTED, CollectOptions, Collector, DeviceOutcome, RunSummary
 from .enroll import EnrollResult, RootCandidate, enroll_root, fetch_root
 from .errors import CollectorError, InventoryError, LockError, StoreError
-from .inventory import load_inventory
+from .inventory import Device, load_inventory
 from .lock import RunLock
 from .store import Store
 
@@ -120,6 +121,9 @@ def _stderr_console() -> Console:
 @click.option("--retries", type=click.IntRange(0, 10), default=2, show_default=True,
               help="Extra attempts per device on transient failures (refused, reset, timeout, "
                    "rate-limited); never on authentication or host-key failures.")
+@click.option("--verify-workers", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="Verify in this many worker processes (0: in the polling threads). Helps "
+                   "when verification, not SSH, is the bottleneck and cores are free.")
 @click.option("--once", "mode", flag_value="once", default=True, help="Poll once and exit (default; for cron).")
 @click.option("--interval", type=click.FloatRange(min=1), default=None,
               help="Poll every SECONDS (with jitter) until SIGTERM/SIGINT, which lets in-flight "
@@ -135,7 +139,7 @@ def _stderr_console() -> Console:
               help="Progress bar and table (default: when stderr is a terminal; plain log lines otherwise).")
 def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Path,
                     devices: tuple[str, ...], groups: tuple[str, ...], concurrency: int,
-                    run_deadline: float | None, retries: int, mode: str, interval: float | None,
+                    run_deadline: float | None, retries: int, verify_workers: int, mode: str, interval: float | None,
                     metrics_file: Path | None, syslog_address: str | None, as_json: bool,
                     progress: bool | None) -> None:
     """Poll devices for fresh signed dossiers, store them byte for byte, and verify each at once.
@@ -158,7 +162,8 @@ def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Pa
         except (ValueError, OSError) as exc:
             raise click.BadParameter(str(exc), param_hint="--syslog") from exc
         store = Store.open(store_path)
-        options = CollectOptions(concurrency=concurrency, run_deadline_s=run_deadline, retries=retries)
+        options = CollectOptions(concurrency=concurrency, run_deadline_s=run_deadline, retries=retries,
+                                 verify_workers=verify_workers)
         show_progress = _stderr_console().is_terminal if progress is None else progress
         stop = threading.Event()
         previous = _install_stop_handlers(stop)
@@ -291,13 +296,15 @@ def _print_summary(summary: RunSummary, *, as_json: bool, table: bool) -> None:
 @click.option("--replace", is_flag=True,
               help="Allow enrolling a root that differs from the one already enrolled (closes "
                    "the old root's window at now, so older envelopes stay verifiable).")
+@click.option("--concurrency", "-c", type=click.IntRange(1, 1024), default=16, show_default=True,
+              help="Devices fetched at the same time (not with interactive confirmation).")
 @click.option("--provision", is_flag=True,
               help="First set the device up as the seed's 'How to Integrate' section does (keys, "
                    "system trustpoint, authenticate, enroll) when it is not set up yet.")
 @_json_option
 def enroll_command(inventory_path: Path, trust_store_path: Path, devices: tuple[str, ...],
                    groups: tuple[str, ...], expect_fingerprint: str | None, tofu: bool,
-                   replace: bool, provision: bool, as_json: bool) -> None:
+                   replace: bool, concurrency: int, provision: bool, as_json: bool) -> None:
     """Fetch each device's root certificate and enroll it in the trust store once confirmed.
 
     Like `crypto ca authenticate`: the root is shown with its subject, validity and SHA-256 and
@@ -320,40 +327,62 @@ def enroll_command(inventory_path: Path, trust_store_path: Path, devices: tuple[
                 "HEX (checked out of band) or, knowingly, --trust-on-first-use")
         results: list[dict[str, Any]] = []
         failed = False
-        for device in selected:
+
+        def fetch(device: Device) -> tuple[Device, list[str] | None, RootCandidate | None, CollectorError | None]:
             try:
+                changes = None
                 if provision:
                     from .provision import provision_device
 
                     changes = provision_device(device)
-                    if not as_json:
-                        click.echo(f"{device.name}: provisioning: "
-                                   + ("; ".join(changes) if changes else "already set up, nothing changed"))
-                candidate = fetch_root(device)
-                if not as_json:
-                    _show_candidate(candidate)
-                if interactive:
-                    if not click.confirm(f"Do you accept this certificate for {device.name}?", default=False):
-                        click.echo(f"{device.name}: not enrolled")
-                        results.append({"device": device.name, "action": "declined"})
-                        failed = True
-                        continue
-                    source = "interactive"
-                else:
-                    source = "fingerprint" if expect_fingerprint else "tofu"
-                result = enroll_root(trust_store_path, candidate, source=source,
-                                     expect_fingerprint=expect_fingerprint, replace=replace)
-                results.append(result.to_json())
-                if not as_json:
-                    click.echo(_enrolled_line(result))
+                return device, changes, fetch_root(device), None
             except (InventoryError, StoreError):
                 raise
             except CollectorError as exc:
-                failed = True
-                results.append({"device": device.name, "action": "failed", "reason": exc.reason,
-                                "message": str(exc)})
-                if not as_json:
-                    click.echo(f"error: {exc}", err=True)
+                return device, None, None, exc
+
+        # Fetching is the slow part and needs no operator: do it in parallel unless each
+        # device waits for an interactive answer (then one at a time, as they are confirmed).
+        pool = ThreadPoolExecutor(max_workers=1 if interactive else concurrency)
+        try:
+            fetched = map(fetch, selected) if interactive else pool.map(fetch, selected)
+            for device, changes, candidate, problem in fetched:
+                try:
+                    if problem is not None:
+                        raise problem
+                    assert candidate is not None
+                    if changes is not None and not as_json:
+                        click.echo(f"{device.name}: provisioning: "
+                                   + ("; ".join(changes) if changes else "already set up, nothing changed"))
+                    if not as_json:
+                        _show_candidate(candidate)
+                    if interactive:
+                        if not click.confirm(f"Do you accept this certificate for {device.name}?", default=False):
+                            click.echo(f"{device.name}: not enrolled")
+                            results.append({"device": device.name, "action": "declined"})
+                            failed = True
+                            continue
+                        source = "interactive"
+                    else:
+                        source = "fingerprint" if expect_fingerprint else "tofu"
+                    result = enroll_root(trust_store_path, candidate, source=source,
+                                         expect_fingerprint=expect_fingerprint, replace=replace)
+                    entry = result.to_json()
+                    if changes is not None:
+                        entry["provisioned"] = changes
+                    results.append(entry)
+                    if not as_json:
+                        click.echo(_enrolled_line(result))
+                except (InventoryError, StoreError):
+                    raise
+                except CollectorError as exc:
+                    failed = True
+                    results.append({"device": device.name, "action": "failed", "reason": exc.reason,
+                                    "message": str(exc)})
+                    if not as_json:
+                        click.echo(f"error: {exc}", err=True)
+        finally:
+            pool.shutdown(cancel_futures=True)
         if as_json:
             click.echo(json.dumps({"trust_store": str(trust_store_path), "devices": results}, indent=2))
         raise _Exit(EXIT_FAILED if failed else EXIT_OK)

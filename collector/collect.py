@@ -15,16 +15,19 @@ device's failure never stops the others.
 
 from __future__ import annotations
 
+import multiprocessing
 import random
 import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from cryptography import x509
 
 from .alerts import AlertSink
 from .errors import CollectorError
@@ -61,6 +64,9 @@ class CollectOptions:
     #: Override the inventory's items for every device.
     items: tuple[str, ...] | None = None
     verify: bool = True
+    #: Verify in this many worker processes (0: in the polling threads). Polling and verifying
+    #: in one process compete for the GIL (PERFORMANCE.md); workers use the other cores.
+    verify_workers: int = 0
 
 
 @dataclass
@@ -128,7 +134,7 @@ class Collector:
         self.alerts = alerts or AlertSink()
         self.rng = rng or random.SystemRandom()
         self.on_outcome = on_outcome
-        self._trust_store: Any = None
+        self._verify_pool: ProcessPoolExecutor | None = None
         self._state_lock = threading.Lock()
 
     # --- the run -------------------------------------------------------------------------------
@@ -139,8 +145,14 @@ class Collector:
         started = _iso_now()
         run_deadline = (time.monotonic() + self.options.run_deadline_s
                         if self.options.run_deadline_s is not None else None)
-        if self.options.verify:
-            self._open_trust_store()
+        if self.options.verify and self.trust_store_path is not None:
+            from verifier import TrustStore  # collector -> verifier is the allowed direction
+
+            TrustStore.open(self.trust_store_path, create=True)  # fail early if it is damaged
+        if self.options.verify and self.options.verify_workers > 0:
+            # forkserver: forking a process that already runs paramiko threads is unsafe.
+            self._verify_pool = ProcessPoolExecutor(self.options.verify_workers,
+                                                    mp_context=multiprocessing.get_context("forkserver"))
         self.store.recover()
         self.store.mark_dirty()
         outcomes: dict[str, DeviceOutcome] = {}
@@ -168,6 +180,9 @@ class Collector:
                             self.on_outcome(outcomes[device.name])
         finally:
             self.store.mark_clean()
+            if self._verify_pool is not None:
+                self._verify_pool.shutdown()
+                self._verify_pool = None
         ordered = [outcomes[d.name] for d in devices if d.name in outcomes]
         return RunSummary(started=started, finished=_iso_now(), store=str(self.store.root),
                           outcomes=ordered)
@@ -181,13 +196,6 @@ class Collector:
         if self.on_outcome:
             self.on_outcome(outcome)
         return outcome
-
-    def _open_trust_store(self) -> None:
-        if self.trust_store_path is None:
-            return
-        from verifier import TrustStore  # collector -> verifier is the allowed direction
-
-        self._trust_store = TrustStore.open(self.trust_store_path, create=True)
 
     # --- one device -------------------------------------------------------------------------
 
@@ -252,37 +260,39 @@ class Collector:
             outcome.reason, outcome.message = "verify.skipped", "verification was turned off (--no-verify)"
             self._write_poll_state(device, outcome, state, trusted=False)
             return
-        from verifier import VerifierError, verify_envelope
-
-        try:
-            verdict = verify_envelope(result.output, trust_store=self._trust_store, device=device.name,
-                                      expected_nonce=bytes.fromhex(nonce_hex), at=result.received)
-        except VerifierError as exc:
-            # The verifier refuses to judge (e.g. no trust anchors configured): never "trusted".
-            outcome.status, outcome.reason, outcome.message = UNTRUSTED, "verify.error", str(exc)
+        args = (result.output, str(self.trust_store_path) if self.trust_store_path else None,
+                device.name, nonce_hex, result.received)
+        checked = (self._verify_pool.submit(verify_bytes, *args).result() if self._verify_pool
+                   else verify_bytes(*args))
+        if checked.refused is not None:
+            # The verifier refused to judge (e.g. no trust anchors configured): never "trusted".
+            outcome.status, outcome.reason, outcome.message = UNTRUSTED, "verify.error", checked.refused
             self.alerts.untrusted(device.name, [outcome.reason], record.path)
             self._write_poll_state(device, outcome, state, trusted=False)
             return
-        errors = [f for f in verdict.findings if str(getattr(f.severity, "value", f.severity)) == "error"]
-        reasons = [str(f.id) for f in errors]
-        days = dict(verdict.days_to_expiry or {})
-        self.store.save_verdict(record, verdict.to_json(), trusted=bool(verdict.trusted),
+        reasons = [finding["id"] for finding in checked.errors]
+        days = checked.days_to_expiry
+        self.store.save_verdict(record, checked.verdict_json, trusted=checked.trusted,
                                 reasons=reasons, days_leaf=days.get("leaf"), days_root=days.get("root"))
-        outcome.findings = [_finding_json(f) for f in verdict.findings]
+        outcome.findings = checked.findings
         outcome.days_to_expiry = days
-        if verdict.trusted:
+        if checked.trusted:
             outcome.status = TRUSTED
-            if verdict.dossier is not None:
-                _advance_filesystem_blocks(state, verdict.dossier)
+            if checked.filesystem_blocks:
+                blocks = dict(state.get("filesystem_blocks") or {})
+                for node, block in checked.filesystem_blocks.items():
+                    blocks[node] = max(block, int(blocks.get(node, -1)))
+                state["filesystem_blocks"] = blocks
+            for kind, der in (("leaf", checked.leaf_der), ("root", checked.root_der)):
+                if der is not None:
+                    self.alerts.expiry(device.name, kind, x509.load_der_x509_certificate(der), state)
         else:
             outcome.status = UNTRUSTED
             outcome.reason = reasons[0] if reasons else "verify.untrusted"
-            outcome.message = errors[0].message if errors else "the verifier did not trust the envelope"
+            outcome.message = (checked.errors[0]["message"] if checked.errors
+                               else "the verifier did not trust the envelope")
             self.alerts.untrusted(device.name, reasons, record.path)
-        for kind, cert in (("leaf", verdict.leaf), ("root", verdict.root)):
-            if cert is not None and verdict.trusted:
-                self.alerts.expiry(device.name, kind, cert, state)
-        self._write_poll_state(device, outcome, state, trusted=bool(verdict.trusted))
+        self._write_poll_state(device, outcome, state, trusted=checked.trusted)
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -316,6 +326,54 @@ class Collector:
             self.store.write_state(device.name, state)
 
 
+@dataclass
+class Checked:
+    """What the collector keeps from a verdict; small and picklable (crosses process pools)."""
+
+    trusted: bool
+    verdict_json: dict[str, Any]
+    findings: list[dict[str, Any]]
+    errors: list[dict[str, Any]]
+    days_to_expiry: dict[str, int]
+    leaf_der: bytes | None
+    root_der: bytes | None
+    filesystem_blocks: dict[str, int]
+    refused: str | None = None
+
+
+_TRUST_STORES: dict[str, Any] = {}
+
+
+def verify_bytes(raw: bytes, trust_store_path: str | None, device: str, nonce_hex: str,
+                 received: datetime) -> Checked:
+    """Verify one envelope with the verifier library, at the time it was received."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from verifier import TrustStore, VerifierError, verify_envelope
+
+    trust_store = None
+    if trust_store_path is not None:
+        trust_store = _TRUST_STORES.get(trust_store_path)
+        if trust_store is None:
+            trust_store = _TRUST_STORES[trust_store_path] = TrustStore.open(Path(trust_store_path))
+    try:
+        verdict = verify_envelope(raw, trust_store=trust_store, device=device,
+                                  expected_nonce=bytes.fromhex(nonce_hex), at=received)
+    except VerifierError as exc:
+        return Checked(False, {}, [], [], {}, None, None, {}, refused=str(exc))
+    findings = [_finding_json(f) for f in verdict.findings]
+    return Checked(
+        trusted=bool(verdict.trusted),
+        verdict_json=verdict.to_json(),
+        findings=findings,
+        errors=[f for f in findings if f.get("severity") == "error"],
+        days_to_expiry=dict(verdict.days_to_expiry or {}),
+        leaf_der=verdict.leaf.public_bytes(Encoding.DER) if verdict.leaf is not None and verdict.trusted else None,
+        root_der=verdict.root.public_bytes(Encoding.DER) if verdict.root is not None and verdict.trusted else None,
+        filesystem_blocks=_filesystem_blocks(verdict.dossier) if verdict.trusted and verdict.dossier else {},
+    )
+
+
 def _finding_json(finding: Any) -> dict[str, Any]:
     if hasattr(finding, "to_json"):
         return finding.to_json()
@@ -330,19 +388,19 @@ def _filesystem_options(state: Mapping[str, Any]) -> dict[str, dict[str, int]] |
     return {node: {"block_start": int(last) + 1} for node, last in sorted(blocks.items())}
 
 
-def _advance_filesystem_blocks(state: dict[str, Any], dossier: Mapping[str, Any]) -> None:
+def _filesystem_blocks(dossier: Mapping[str, Any]) -> dict[str, int]:
+    """The newest snapshot block per node in a verified dossier ({} when it has none)."""
     item = dossier.get(FILESYSTEM_ITEM)
     if not isinstance(item, Mapping) or item.get("result-code") != "Success":
-        return
+        return {}
     nodes = item.get(FILESYSTEM_ITEM)
     if not isinstance(nodes, Mapping):
-        return
-    blocks = dict(state.get("filesystem_blocks") or {})
+        return {}
+    blocks: dict[str, int] = {}
     for node, content in nodes.items():
         snapshots = content.get("snapshots") if isinstance(content, Mapping) else None
         numbers = [s.get("snapshot-block-no") for s in snapshots or [] if isinstance(s, Mapping)]
         numbers = [n for n in numbers if isinstance(n, int)]
         if numbers:
-            blocks[node] = max([*numbers, int(blocks.get(node, -1))])
-    state["filesystem_blocks"] = blocks
-
+            blocks[node] = max(numbers)
+    return blocks

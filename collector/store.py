@@ -98,9 +98,12 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_file_atomically(path: Path, data: bytes, *, replace: bool = False, mode: int = 0o644) -> None:
+def write_file_atomically(path: Path, data: bytes, *, replace: bool = False, mode: int = 0o644,
+                          sync: bool = True, sync_dir: bool = True) -> None:
     """Write `data` to `path` via temp file + fsync + link/rename; never overwrite unless `replace`.
 
+    `sync_dir=False` leaves the directory fsync to a later write in the same directory (one
+    fsync then covers both names); `sync=False` skips fsync entirely (advisory files only).
     Raises StoreError (FileExistsError as cause) when `path` exists and `replace` is false.
     """
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
@@ -110,7 +113,8 @@ def write_file_atomically(path: Path, data: bytes, *, replace: bool = False, mod
         while view:
             written = os.write(fd, view)
             view = view[written:]
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         tmp.unlink(missing_ok=True)
@@ -137,7 +141,8 @@ def write_file_atomically(path: Path, data: bytes, *, replace: bool = False, mod
                 os.rename(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    if sync and sync_dir:
+        _fsync_dir(path.parent)
 
 
 def _iso(moment: datetime) -> str:
@@ -281,7 +286,7 @@ class Store:
         try:
             # Envelope first: if we crash before the metadata exists, the bytes are kept and
             # reindex lists the envelope as missing its metadata rather than losing it.
-            write_file_atomically(envelope_path, output)
+            write_file_atomically(envelope_path, output, sync_dir=False)
             write_file_atomically(device_dir / (name + META_SUFFIX),
                                   json.dumps(meta, indent=2, sort_keys=True).encode() + b"\n")
         except OSError as exc:
@@ -329,8 +334,11 @@ class Store:
     def write_state(self, device: str, state: Mapping[str, Any]) -> None:
         directory = self.root / "state"
         directory.mkdir(exist_ok=True)
+        # Advisory (increments, alert schedule): atomic but not fsynced. Losing the newest
+        # state to a power cut costs at most a repeated block or alert, never an envelope.
         write_file_atomically(directory / f"{device}.json",
-                              json.dumps(state, indent=2, sort_keys=True).encode(), replace=True)
+                              json.dumps(state, indent=2, sort_keys=True).encode(), replace=True,
+                              sync=False)
 
     def states(self) -> dict[str, dict[str, Any]]:
         directory = self.root / "state"

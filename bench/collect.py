@@ -1,0 +1,217 @@
+"""Benchmark `dossier collect` against a bare paramiko loop on the same emulator, in one run.
+
+    python3 bench/collect.py                     # fleets of 10, 100 and 1,000 devices
+    python3 bench/collect.py --sizes 10,100 --concurrency 16 --emulators 2
+
+For each fleet size it polls every device twice, side by side against the same emulator
+processes:
+  * floor: a bare paramiko loop (SSHClient, TCP_NODELAY socket, auto-added host keys, one exec,
+    read to EOF) running the very same dossier command with a fresh nonce;
+  * collector: `Collector.run` (strict host keys, deadlines, retries, byte-exact atomic store,
+    metadata, SQLite index, verification against the trust store).
+and prints devices per second, CPU seconds per poll of this process (the emulators run in
+their own processes), their ratio (target: collector >= 0.8 x floor), and the peak memory
+growth per concurrent session. The emulator state is cached under --state-dir so reruns do
+not rebuild a thousand devices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import paramiko
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from collector.collect import CollectOptions, Collector, new_nonce  # noqa: E402
+from collector.enroll import enroll_root, fetch_root  # noqa: E402
+from collector.inventory import Device, load_inventory  # noqa: E402
+from collector.platforms import IOSXR  # noqa: E402
+from collector.store import Store  # noqa: E402
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * PAGE
+
+
+class PeakRss:
+    """Samples this process's RSS every few ms; `.growth` is peak minus the starting value."""
+
+    def __init__(self) -> None:
+        self.start = rss_bytes()
+        self.peak = self.start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, rss_bytes())
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes())
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.start
+
+
+def start_emulators(state_dir: Path, devices: int, processes: int, files: int) -> tuple[list[subprocess.Popen[str]], list[Path]]:
+    """Spread the fleet over several emulator processes (one is GIL-bound to one core)."""
+    per = -(-devices // processes)
+    procs, inventories = [], []
+    for index in range(processes):
+        count = min(per, devices - index * per)
+        if count <= 0:
+            break
+        inventory = state_dir / f"inventory-{index}.yaml"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dossier_cli", "emulator", "serve", "--devices", str(count),
+             "--state-dir", str(state_dir / f"emulator-{index}-{count}"), "--inventory-out", str(inventory),
+             "--provisioned", "--files", str(files), "--seed", str(index + 1)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+        procs.append(proc)
+        inventories.append(inventory)
+    for proc in procs:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip() == "ready":
+                break
+        else:
+            raise SystemExit("an emulator exited before it was ready")
+    return procs, inventories
+
+
+def rename(devices: list[Device], index: int) -> list[Device]:
+    """Emulator processes all name devices xr-0001...; prefix them so names stay unique."""
+    import dataclasses
+
+    return [dataclasses.replace(d, name=f"e{index}-{d.name}") for d in devices]
+
+
+def floor_poll(device: Device) -> int:
+    """The bare paramiko loop: what any paramiko-based collector must at least spend."""
+    nonce = new_nonce()
+    command = IOSXR.dossier_command(device.items, nonce)
+    sock = socket.create_connection((device.host, device.port), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    try:
+        client.connect(device.host, device.port, username=device.username,
+                       password=device.credential.password(), sock=sock, look_for_keys=False,
+                       allow_agent=False, timeout=10)
+        _, stdout, _ = client.exec_command(command)
+        return len(stdout.read())
+    finally:
+        client.close()
+
+
+def measure(label: str, work, concurrency: int, polls: int) -> dict[str, float]:
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    with PeakRss() as memory:
+        work()
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    return {"label": label, "devices_per_s": polls / wall, "cpu_ms_per_poll": 1000 * cpu / polls,
+            "wall_s": wall, "mem_kib_per_session": memory.growth / 1024 / concurrency}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10,100,1000")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--emulators", type=int, default=2, help="emulator processes")
+    parser.add_argument("--verify-workers", type=int, default=1,
+                        help="also measure the collector verifying in N worker processes (0: skip)")
+    parser.add_argument("--files", type=int, default=50, help="file-system inventory size per device")
+    parser.add_argument("--state-dir", type=Path, default=Path(tempfile.gettempdir()) / "dossier-bench-collect")
+    args = parser.parse_args()
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    logger = __import__("logging").getLogger("paramiko")
+    logger.addHandler(__import__("logging").NullHandler())
+    logger.propagate = False
+
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    procs, inventories = start_emulators(args.state_dir, max(sizes), args.emulators, args.files)
+    print(f"emulators ready: {max(sizes)} devices in {len(procs)} processes "
+          f"({time.perf_counter() - started:.1f} s)", flush=True)
+    work_dir = Path(tempfile.mkdtemp(prefix="dossier-bench-"))
+    try:
+        fleet: list[Device] = []
+        for index, inventory in enumerate(inventories):
+            fleet += rename(load_inventory(inventory).devices, index)
+        # Interleave the processes so every fleet size loads each emulator evenly.
+        fleet.sort(key=lambda d: (d.name.split("-", 1)[1], d.name))
+        trust = work_dir / "truststore"
+        with ThreadPoolExecutor(args.concurrency) as pool:
+            roots = list(pool.map(fetch_root, fleet))
+        for candidate in roots:
+            enroll_root(trust, candidate, source="tofu")
+        print(f"enrolled {len(fleet)} devices", flush=True)
+        header = (f"{'devices':>8} {'who':<10} {'dev/s':>8} {'cpu ms/poll':>12} {'wall s':>8} "
+                  f"{'KiB/session':>12} {'ratio':>6}")
+        print(header)
+        print("-" * len(header))
+        for size in sizes:
+            devices = fleet[:size]
+            concurrency = min(args.concurrency, size)
+
+            def floor() -> None:
+                with ThreadPoolExecutor(concurrency) as pool:
+                    list(pool.map(floor_poll, devices))
+
+            results = [measure("floor", floor, concurrency, size)]
+            for label, options in (
+                ("collect", CollectOptions(concurrency=concurrency, retries=0)),
+                ("collect+pv", CollectOptions(concurrency=concurrency, retries=0, verify_workers=args.verify_workers)),
+                ("no-verify", CollectOptions(concurrency=concurrency, retries=0, verify=False)),
+            ):
+                if label == "collect+pv" and not args.verify_workers:
+                    continue
+                store = Store.open(work_dir / f"store-{size}-{label}")
+                collector = Collector(store, trust_store_path=trust, options=options)
+                outcome: list = []
+                results.append(measure(label, lambda: outcome.append(collector.run(devices)), concurrency, size))
+                counts = outcome[0].counts
+                expected = "untrusted" if not options.verify else "trusted"
+                if counts[expected] != size:
+                    print(f"warning: {label} {counts} at size {size}", flush=True)
+                store.close()
+            for result in results:
+                ratio = result["devices_per_s"] / results[0]["devices_per_s"]
+                print(f"{size:>8} {result['label']:<10} {result['devices_per_s']:>8.1f} "
+                      f"{result['cpu_ms_per_poll']:>12.2f} {result['wall_s']:>8.2f} "
+                      f"{result['mem_kib_per_session']:>12.0f} "
+                      f"{'' if result is results[0] else f'{ratio:.2f}':>6}", flush=True)
+        print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
