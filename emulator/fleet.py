@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,10 @@ from .faults import CERTIFICATE_FAULTS, Fault
 from .server import Listener
 
 __all__ = ["EmulatedDevice", "Fleet", "FleetError"]
+
+# File descriptors beyond one listening socket per device: connections being served, state
+# files, the selector, the interpreter's own.
+FD_HEADROOM = 256
 
 
 class FleetError(Exception):
@@ -95,8 +100,22 @@ class Fleet:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def _ensure_file_descriptors(self) -> None:
+        """One listening socket per device, plus connections: raise the soft limit if needed."""
+        needed = self.count + FD_HEADROOM
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < needed:
+            target = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            if target < needed:
+                raise FleetError(
+                    f"{self.count} devices need about {needed} open files, but the limit is {hard} "
+                    "(ulimit -Hn); serve fewer devices per process or raise the limit"
+                )
+
     def start(self) -> None:
         """Create (or reload) every device and listen; all listen when this returns."""
+        self._ensure_file_descriptors()
         credentials = self.state_dir / "credentials"
         credentials.mkdir(parents=True, exist_ok=True)
         os.chmod(credentials, 0o700)
