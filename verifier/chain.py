@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections import OrderedDict
+from functools import lru_cache
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +45,7 @@ _cache: OrderedDict[tuple[Any, ...], tuple[list[x509.Certificate], dt.datetime, 
 _cache_lock = threading.Lock()
 
 
+@lru_cache(maxsize=_CACHE_SIZE)  # a device's root and leaf recur in every envelope
 def fingerprint(cert: x509.Certificate) -> str:
     """SHA-256 of the certificate's DER, lowercase hex: how roots are enrolled and compared."""
     return cert.fingerprint(hashes.SHA256()).hex()

@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from ._strictjson import JSONProblem, loads_strict
+from ._strictjson import _SURROGATE_ESCAPE, JSONProblem, find_lone_surrogate, lone_surrogate_problem, loads_strict
 from .findings import Finding, FindingId, Severity
 from .policy import DEFAULT_POLICY, MAX_CERTIFICATES, Policy
 
@@ -145,7 +145,22 @@ def _check_members(obj: dict[str, Any], required: tuple[str, ...], known: frozen
         )
 
 
+_CERT_CACHE_SIZE = 4096  # a device's root and leaf recur in every envelope it signs
+_cert_cache: dict[bytes, x509.Certificate] = {}
+
+
 def _load_certificate(der: bytes, where: str) -> x509.Certificate:
+    cached = _cert_cache.get(der)
+    if cached is not None:
+        return cached  # already parsed and checked in full: the same DER gives the same answer
+    cert = _parse_certificate(der, where)
+    if len(_cert_cache) >= _CERT_CACHE_SIZE:
+        _cert_cache.clear()
+    _cert_cache[der] = cert
+    return cert
+
+
+def _parse_certificate(der: bytes, where: str) -> x509.Certificate:
     try:
         cert = x509.load_der_x509_certificate(der)
         # Every part is parsed lazily: parse the ones the verifier reads now, so a malformed
@@ -176,21 +191,21 @@ def _load_certificate(der: bytes, where: str) -> x509.Certificate:
     return cert
 
 
-def _frame(raw: bytes, policy: Policy) -> tuple[str | None, ParseResult | None]:
+def _frame(raw: bytes, policy: Policy) -> tuple[str | None, int, ParseResult | None]:
     if len(raw) > policy.max_envelope_bytes:
-        return None, _error(
+        return None, 0, _error(
             FindingId.INPUT_TOO_LARGE,
             f"input is {len(raw)} bytes, over the {policy.max_envelope_bytes}-byte limit",
             f"at most {policy.max_envelope_bytes} bytes",
             f"{len(raw)} bytes",
         )
     if not raw.strip():
-        return None, _error(FindingId.INPUT_EMPTY, "input is empty", "one JSON envelope", "nothing")
+        return None, 0, _error(FindingId.INPUT_EMPTY, "input is empty", "one JSON envelope", "nothing")
     prefix = _DEVICE_PREFIX.match(raw)
     start = prefix.end() if prefix else 0
     if raw[start : start + 1] != b"{":
         line = raw[start : start + 60].split(b"\n", 1)[0]
-        return None, _error(
+        return None, 0, _error(
             FindingId.INPUT_UNEXPECTED_PREFIX,
             "input does not start with the envelope's '{' (only blank lines and the device's "
             "timestamp line may come before it)",
@@ -200,23 +215,23 @@ def _frame(raw: bytes, policy: Policy) -> tuple[str | None, ParseResult | None]:
     try:
         text = raw[start:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        return None, _error(
+        return None, 0, _error(
             FindingId.INPUT_NOT_UTF8,
             f"input is not UTF-8 (byte {exc.start + start}: {exc.reason})",
             "UTF-8 text",
             repr(raw[start + exc.start : start + exc.start + 4]),
         )
-    return text, None
+    return text, start, None
 
 
 def parse_envelope(raw: bytes, policy: Policy = DEFAULT_POLICY) -> ParseResult:
     """Parse `raw` strictly. Returns the envelope, or None and the findings that explain why not."""
-    text, problem = _frame(raw, policy)
+    text, start, problem = _frame(raw, policy)
     if problem is not None:
         return problem
     assert text is not None
     try:
-        document = loads_strict(text, max_depth=policy.max_json_depth)
+        document = loads_strict(text, max_depth=policy.max_json_depth, check_surrogates=False)
         if type(document) is not dict:
             raise JSONProblem(
                 FindingId.ENVELOPE_WRONG_TYPE,
@@ -280,6 +295,19 @@ def parse_envelope(raw: bytes, policy: Policy = DEFAULT_POLICY) -> ParseResult:
                 der = _strict_b64(_member(entry, "value", str, item_where), f"{item_where}.value")
                 certificates.append(_load_certificate(der, item_where))
                 ders.append(der)
+        # Lone surrogates: the few small strings are searched; `data` (possibly megabytes) is
+        # checked by encoding it, which the signed bytes need anyway.
+        surrogate = None
+        if _SURROGATE_ESCAPE.search(raw, start):  # else no string can hold one
+            small = [list(document), {key: value for key, value in body.items() if key != "data"}]
+            surrogate = find_lone_surrogate(small)
+        if surrogate is None:
+            try:
+                data.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                surrogate = f"U+{ord(data[exc.start]):04X} in data at {exc.start}"
+        if surrogate is not None:
+            raise lone_surrogate_problem(surrogate)
     except JSONProblem as problem:
         return _error(problem.finding_id, problem.message, problem.expected, problem.found)
     envelope = Envelope(version, nonce, data, signature, tuple(certificates), tuple(ders))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -35,6 +35,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 
 import schemas
 
+from ._schemacheck import UnsupportedSchema, compile_schema
 from ._strictjson import JSONProblem, loads_strict
 from .chain import explain_chain_failure, fingerprint, is_weak_hash, validate_chain
 from .envelope import MAX_NONCE_BYTES, MIN_NONCE_BYTES, Envelope, parse_envelope, signed_bytes
@@ -120,6 +121,15 @@ class Verdict:
 @cache
 def _dossier_validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schemas.load("dossier"))
+
+
+@cache
+def _dossier_is_valid() -> Callable[[Any], bool]:
+    """The compiled yes/no check (see `_schemacheck`), or jsonschema's if the schema outgrows it."""
+    try:
+        return compile_schema(schemas.load("dossier"))
+    except UnsupportedSchema:
+        return _dossier_validator().is_valid
 
 
 def _now_utc(at: dt.datetime | None) -> dt.datetime:
@@ -294,7 +304,8 @@ def _check_data(verdict: Verdict, envelope: Envelope, expected_nonce: bytes | No
                         reference.hex(), claimed)
     # (6) schema and failed items
     if policy.validate_dossier:
-        errors = list(_dossier_validator().iter_errors(dossier))
+        # fast yes/no first; jsonschema only to explain a failure
+        errors = [] if _dossier_is_valid()(dossier) else list(_dossier_validator().iter_errors(dossier))
         if errors:
             shown = "; ".join(
                 f"/{'/'.join(map(str, error.absolute_path))}: {error.message[:120]}"

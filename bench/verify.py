@@ -1,0 +1,132 @@
+"""Benchmark: envelopes verified per second, beside a floor measured in the same run.
+
+    python3 bench/verify.py [--seconds 1.5] [--rounds 3]
+
+For 10 KB and 2 MB dossiers, RSA-2048 and ECDSA P-256 devices:
+
+- floor: the same envelope parsed (json.loads of the envelope and of its dossier), hashed
+  (SHA-256), its signature checked and its leaf checked against the root
+  (`verify_directly_issued_by`) with bare `cryptography` calls: what any verifier must do.
+- verifier, 1 job: `verify_envelope` with the default (strict) policy, in this process.
+- verifier, 2 jobs: the same in two worker processes (as `dossier verify --jobs 2`).
+
+Targets (issue 3): verifier at >= 0.8 of the floor on one job; 2 jobs >= 1.7x one job.
+Rounds alternate floor and verifier and keep each one's best, because the machine is shared
+and noisy. Ratios, not absolute numbers, are the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import concurrent.futures
+import hashlib
+import json
+import struct
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "verifier"))
+
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa  # noqa: E402
+
+from vbuilder import NOW, Device, dossier  # noqa: E402  (the test PKI/envelope builder)
+from verifier import verify_envelope  # noqa: E402
+
+SIZES = {"10 KB": 20, "2 MB": 5000}  # file-inventory entries giving those envelope sizes
+KEYS = {"RSA-2048": ("rsa2048", "rsa2048"), "ECDSA P-256": ("p256", "p256")}
+
+
+def floor_once(raw: bytes) -> None:
+    """What any verifier must do, with bare library calls and no strictness."""
+    body = json.loads(raw)["signed-envelope"]
+    nonce = base64.b64decode(body["nonce"])
+    signature = base64.b64decode(body["signature"])
+    ders = [base64.b64decode(item["value"]) for item in body["certificates"]["certificate"]]
+    root, leaf = x509.load_der_x509_certificate(ders[0]), x509.load_der_x509_certificate(ders[-1])
+    message = nonce + struct.pack(">I", body["signature_version"]) + body["data"].encode() + b"".join(ders)
+    hashlib.sha256(raw).digest()
+    key = leaf.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+    else:
+        key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+    leaf.verify_directly_issued_by(root)
+    json.loads(body["data"])
+
+
+_job: dict = {}
+
+
+def _init(raw: bytes, root_der: bytes, nonce: bytes) -> None:
+    _job.update(raw=raw, root=x509.load_der_x509_certificate(root_der), nonce=nonce)
+
+
+def ours_once() -> None:
+    verdict = verify_envelope(_job["raw"], roots=[_job["root"]], expected_nonce=_job["nonce"], at=NOW)
+    if not verdict.trusted:
+        raise SystemExit(f"benchmark envelope not trusted: {verdict.ids()}")
+
+
+def _count(count: int) -> int:
+    for _ in range(count):
+        ours_once()
+    return count
+
+
+def rate(function, seconds: float) -> float:
+    done, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        function()
+        done += 1
+    return done / elapsed
+
+
+def pool_rate(pool: concurrent.futures.ProcessPoolExecutor, jobs: int, per_job: int) -> float:
+    start = time.perf_counter()
+    total = sum(pool.map(_count, [per_job] * jobs))
+    return total / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=1.5, help="time per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; best of each kept")
+    args = parser.parse_args()
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    rows = []
+    for key_name, (root_kind, leaf_kind) in KEYS.items():
+        device = Device(root_kind, leaf_kind)
+        for size_name, files in SIZES.items():
+            raw = device.envelope(document=dossier(device.nonce.hex(), files=files))
+            _init(raw, device.root.public_bytes(Encoding.DER), device.nonce)
+            ours_once()  # warm caches, as a long-running verifier would be
+            best = {"floor": 0.0, "one": 0.0, "two": 0.0}
+            with concurrent.futures.ProcessPoolExecutor(
+                2, initializer=_init, initargs=(raw, device.root.public_bytes(Encoding.DER), device.nonce)
+            ) as pool:
+                pool_rate(pool, 2, 1)  # start and warm both workers
+                for _ in range(args.rounds):
+                    best["floor"] = max(best["floor"], rate(lambda: floor_once(raw), args.seconds))
+                    one = rate(ours_once, args.seconds)
+                    best["one"] = max(best["one"], one)
+                    per_job = max(1, int(one * args.seconds))
+                    best["two"] = max(best["two"], pool_rate(pool, 2, per_job))
+            rows.append((key_name, size_name, len(raw), best))
+            print(f"  measured {key_name} {size_name}", file=sys.stderr)
+    print(f"{'key':<12} {'dossier':<8} {'bytes':>9} {'floor/s':>9} {'1 job/s':>9} {'vs floor':>9} "
+          f"{'2 jobs/s':>9} {'2j/1j':>6}")
+    for key_name, size_name, size, best in rows:
+        print(f"{key_name:<12} {size_name:<8} {size:>9} {best['floor']:>9.1f} {best['one']:>9.1f} "
+              f"{best['one'] / best['floor']:>9.2f} {best['two']:>9.1f} {best['two'] / best['one']:>6.2f}")
+    print("targets: 1 job >= 0.80 of floor; 2 jobs >= 1.70 x 1 job")
+
+
+if __name__ == "__main__":
+    main()
