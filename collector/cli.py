@@ -30,6 +30,7 @@ from .enroll import EnrollResult, RootCandidate, enroll_root, fetch_root
 from .errors import CollectorError, InventoryError, LockError, StoreError
 from .inventory import Device, load_inventory
 from .lock import RunLock
+from .provision import PROVISION_KEY_TYPES, provision_device
 from .store import Store
 
 __all__ = ["register"]
@@ -301,10 +302,13 @@ def _print_summary(summary: RunSummary, *, as_json: bool, table: bool) -> None:
 @click.option("--provision", is_flag=True,
               help="First set the device up as the seed's 'How to Integrate' section does (keys, "
                    "system trustpoint, authenticate, enroll) when it is not set up yet.")
+@click.option("--provision-key-type", type=click.Choice(sorted(PROVISION_KEY_TYPES)), default="ecdsa-p256",
+              show_default=True, help="Key type --provision generates for the system trustpoint.")
 @_json_option
 def enroll_command(inventory_path: Path, trust_store_path: Path, devices: tuple[str, ...],
                    groups: tuple[str, ...], expect_fingerprint: str | None, tofu: bool,
-                   replace: bool, concurrency: int, provision: bool, as_json: bool) -> None:
+                   replace: bool, concurrency: int, provision: bool, provision_key_type: str,
+                   as_json: bool) -> None:
     """Fetch each device's root certificate and enroll it in the trust store once confirmed.
 
     Like `crypto ca authenticate`: the root is shown with its subject, validity and SHA-256 and
@@ -332,9 +336,7 @@ def enroll_command(inventory_path: Path, trust_store_path: Path, devices: tuple[
             try:
                 changes = None
                 if provision:
-                    from .provision import provision_device
-
-                    changes = provision_device(device)
+                    changes = provision_device(device, key_type=provision_key_type)
                 return device, changes, fetch_root(device), None
             except (InventoryError, StoreError):
                 raise

@@ -166,16 +166,16 @@ def enroll_root(trust_store_path: Path, candidate: RootCandidate, *, source: str
                 f"SHA-256 {candidate.sha256} / SHA-1 {candidate.sha1}. Not enrolled: check on the "
                 "device with `show crypto ca certificates system-trustpoint`."
             )
-    elif source == "tofu":
-        log.warning("TRUST ON FIRST USE: enrolling %s root %s without checking its fingerprint",
-                    candidate.device, candidate.sha256)
-    elif source != "interactive":
+    elif source not in ("tofu", "interactive"):
         raise EnrollError(f"expected source fingerprint, interactive or tofu, found {source!r}")
     store = TrustStore.open(trust_store_path, create=True)
     enrolled = store.root_entries(candidate.device) if candidate.device in store else []
     action = "enrolled"
     if any(entry.sha256 == candidate.sha256 for entry in enrolled):
         return EnrollResult(candidate.device, "already-enrolled", source, candidate)
+    if source == "tofu":
+        log.warning("TRUST ON FIRST USE: enrolling %s root %s without checking its fingerprint",
+                    candidate.device, candidate.sha256)
     current = [entry for entry in enrolled if entry.valid_until is None or entry.valid_until > now]
     if current:
         if not replace:

@@ -9,6 +9,7 @@ line to pin, never auto-accepted.
 from __future__ import annotations
 
 import base64
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from .errors import (
 )
 from .inventory import Credential, Device, HostKey, JumpHost, ssh_fingerprint
 
-__all__ = ["MAX_OUTPUT_BYTES", "CommandResult", "run_command"]
+__all__ = ["MAX_OUTPUT_BYTES", "CommandResult", "DeviceSession", "run_command"]
 
 #: Big file-system inventories are several MB; the verifier's default bound is 64 MiB, so more
 #: than this cannot verify anyway and would only exhaust memory.
@@ -213,6 +214,120 @@ def _open_jump(jump: JumpHost, device: Device, deadlines: _Deadlines) -> tuple[p
     return transport, channel
 
 
+class DeviceSession:
+    """One authenticated SSH connection that can run several exec commands (provisioning).
+
+    Use as a context manager; `exec` returns each command's exact output. Raises what
+    `run_command` raises.
+    """
+
+    def __init__(self, device: Device, *, run_deadline: float | None = None) -> None:
+        self.device = device
+        self.deadlines = _Deadlines(device, run_deadline)
+        self._transport: paramiko.Transport | None = None
+        self._jump: paramiko.Transport | None = None
+
+    def __enter__(self) -> DeviceSession:
+        device = self.device
+        with _translated(device):
+            try:
+                if device.jump_host is not None:
+                    self._jump, sock = _open_jump(device.jump_host, device, self.deadlines)
+                else:
+                    sock = _open_socket(device.host, device.port,
+                                        self.deadlines.budget(device.timeouts.connect, "connect"), device.name)
+                self._transport = _start_transport(sock, self.deadlines, device.known_hosts_name,
+                                                   device.host_key, device.name)
+                self._transport.auth_timeout = self.deadlines.budget(device.timeouts.auth, "authentication")
+                _authenticate(self._transport, device.username, device.credential, device.name,
+                              device.known_hosts_name)
+            except BaseException:
+                self.close()
+                raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for transport in (self._transport, self._jump):
+            if transport is not None:
+                transport.close()
+        self._transport = self._jump = None
+
+    def exec(self, command: str, *, stdin: bytes = b"",
+             max_output_bytes: int = MAX_OUTPUT_BYTES) -> tuple[bytes, int | None]:
+        """Run one command; `stdin` answers its questions (then end of input: the defaults)."""
+        assert self._transport is not None, "use DeviceSession as a context manager"
+        with _translated(self.device):
+            return _exec(self._transport, command, self.device, self.deadlines, max_output_bytes, stdin=stdin)
+
+
+    def shell(self, lines: list[str], prompt: re.Pattern[str]) -> list[str]:
+        """Type `lines` into an interactive shell (no PTY); returns what each line printed.
+
+        Waits for `prompt` after connecting and after every line; the command deadline bounds
+        each wait.
+        """
+        assert self._transport is not None, "use DeviceSession as a context manager"
+        with _translated(self.device):
+            channel = self._transport.open_session(
+                timeout=self.deadlines.budget(self.device.timeouts.command, "opening a shell"))
+            try:
+                channel.invoke_shell()
+                self._until_prompt(channel, prompt)
+                outputs = []
+                for line in lines:
+                    channel.sendall(line.encode() + b"\n")
+                    outputs.append(self._until_prompt(channel, prompt))
+                return outputs
+            finally:
+                channel.close()
+
+    def _until_prompt(self, channel: paramiko.Channel, prompt: re.Pattern[str]) -> str:
+        deadline = min(time.monotonic() + self.device.timeouts.command, self.deadlines.device_deadline)
+        chunks: list[bytes] = []
+        tail = ""
+        while not prompt.search(tail):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DeadlineError(f"{self.device.name}: no prompt within the command deadline; "
+                                    f"last output: {tail[-200:]!r}")
+            channel.settimeout(remaining)
+            try:
+                data = channel.recv(RECV_CHUNK_BYTES)
+            except TimeoutError:
+                continue
+            if not data:
+                raise ConnectError(f"{self.device.name}: the shell closed before its prompt")
+            chunks.append(data)
+            tail = (tail + data.decode("utf-8", "replace"))[-4096:]
+        return b"".join(chunks).decode("utf-8", "replace")
+
+
+class _translated:
+    """Turn paramiko's and the socket layer's exceptions into the collector's."""
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        if exc is None or isinstance(exc, CollectorError):
+            return False
+        where = self.device.known_hosts_name
+        if isinstance(exc, paramiko.SSHException):
+            raise ConnectError(f"{self.device.name}: SSH error talking to {where}: {exc}") from exc
+        if isinstance(exc, (EOFError, ConnectionError)):
+            raise ConnectError(f"{self.device.name}: connection to {where} was reset "
+                               f"({type(exc).__name__})") from exc
+        if isinstance(exc, TimeoutError):
+            raise DeadlineError(f"{self.device.name}: timed out talking to {where}") from exc
+        return False
+
+
 def run_command(device: Device, command: str, *, run_deadline: float | None = None,
                 max_output_bytes: int = MAX_OUTPUT_BYTES) -> CommandResult:
     """Connect, authenticate, run `command` on an exec channel and return its exact output.
@@ -220,45 +335,23 @@ def run_command(device: Device, command: str, *, run_deadline: float | None = No
     Raises a CollectorError subclass: ConnectError / RateLimitedError / DeadlineError
     (transient), AuthError / HostKeyError (not), OutputTooLargeError.
     """
-    deadlines = _Deadlines(device, run_deadline)
     started = datetime.now(UTC)
-    jump_transport = None
-    transport = None
-    try:
-        if device.jump_host is not None:
-            jump_transport, sock = _open_jump(device.jump_host, device, deadlines)
-        else:
-            sock = _open_socket(device.host, device.port,
-                                deadlines.budget(device.timeouts.connect, "connect"), device.name)
-        transport = _start_transport(sock, deadlines, device.known_hosts_name, device.host_key, device.name)
-        transport.auth_timeout = deadlines.budget(device.timeouts.auth, "authentication")
-        _authenticate(transport, device.username, device.credential, device.name,
-                      device.known_hosts_name)
-        output, exit_status = _exec(transport, command, device, deadlines, max_output_bytes)
-    except CollectorError:
-        raise
-    except paramiko.SSHException as exc:
-        raise ConnectError(f"{device.name}: SSH error talking to {device.known_hosts_name}: {exc}") from exc
-    except (EOFError, ConnectionError) as exc:
-        raise ConnectError(f"{device.name}: connection to {device.known_hosts_name} was reset "
-                           f"({type(exc).__name__})") from exc
-    except TimeoutError as exc:
-        raise DeadlineError(f"{device.name}: timed out talking to {device.known_hosts_name}") from exc
-    finally:
-        if transport is not None:
-            transport.close()
-        if jump_transport is not None:
-            jump_transport.close()
+    with DeviceSession(device, run_deadline=run_deadline) as session:
+        output, exit_status = session.exec(command, max_output_bytes=max_output_bytes)
     received = datetime.now(UTC)
     return CommandResult(output=output, started=started, received=received,
-                         duration_s=time.monotonic() - deadlines.start, exit_status=exit_status)
+                         duration_s=time.monotonic() - session.deadlines.start, exit_status=exit_status)
 
 
 def _exec(transport: paramiko.Transport, command: str, device: Device, deadlines: _Deadlines,
-          max_output_bytes: int) -> tuple[bytes, int | None]:
+          max_output_bytes: int, *, stdin: bytes = b"") -> tuple[bytes, int | None]:
     channel = transport.open_session(timeout=deadlines.budget(device.timeouts.command, "opening a channel"))
     command_deadline = time.monotonic() + device.timeouts.command
     channel.exec_command(command)
+    if stdin:
+        channel.sendall(stdin)
+    # End of input: a device question that gets no answer takes its default, never hangs.
+    channel.shutdown_write()
     chunks: list[bytes] = []
     total = 0
     while True:

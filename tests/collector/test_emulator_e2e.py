@@ -195,3 +195,28 @@ def test_two_hundred_devices_in_one_run(tmp_path: Path, monkeypatch: pytest.Monk
     assert summary["counts"] == {"trusted": 200, "untrusted": 0, "failed": 0, "skipped": 0}, elapsed
     assert result.exit_code == 0
     assert len({d["nonce"] for d in summary["devices"]}) == 200
+
+
+def test_enroll_provision_sets_up_an_unprovisioned_device(tmp_path: Path) -> None:
+    with Fleet(state_dir=tmp_path / "fleet", devices=1, provisioned=False, files=SMALL_FILES, seed=5) as fleet:
+        inventory = tmp_path / "inventory.yaml"
+        fleet.write_inventory(inventory)
+        trust = tmp_path / "truststore"
+        base = ["enroll", "-i", str(inventory), "--trust-store", str(trust), "--trust-on-first-use",
+                "--json", "--provision", "--provision-key-type", "rsa2048"]
+        # Without provisioning, the device cannot sign: enrollment says so and stores nothing.
+        plain = CliRunner().invoke(cli, base[:-3])
+        assert plain.exit_code == 1
+        assert json.loads(plain.stdout)["devices"][0]["action"] == "failed"
+        first = CliRunner().invoke(cli, base)
+        assert first.exit_code == 0, first.output
+        entry = json.loads(first.stdout)["devices"][0]
+        assert entry["action"] == "enrolled"
+        assert any("crypto ca enroll system-trustpoint" in change for change in entry["provisioned"])
+        assert any("rsa key system-root-key (2048)" in change for change in entry["provisioned"])
+        second = CliRunner().invoke(cli, base)
+        entry = json.loads(second.stdout)["devices"][0]
+        assert (entry["action"], entry["provisioned"]) == ("already-enrolled", [])
+        collected = CliRunner().invoke(cli, ["collect", "-i", str(inventory), "--store", str(tmp_path / "store"),
+                                             "--trust-store", str(trust), "--json"])
+    assert collected.exit_code == 0, collected.output
