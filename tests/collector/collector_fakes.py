@@ -133,6 +133,9 @@ class FakeDevice:
     port: int = 0
     commands: list[str] = field(default_factory=list)
     refuse_sessions: bool = False
+    #: Act as a jump host: accept `direct-tcpip` channels and forward them.
+    forwards: list[tuple[str, int]] = field(default_factory=list)
+    jump: bool = False
 
     def host_key_line(self) -> str:
         return f"[{self.host}]:{self.port} {self.host_key.get_name()} {self.host_key.get_base64()}"
@@ -152,6 +155,7 @@ class _Server(paramiko.ServerInterface):
         self.device = device
         self.command: str | None = None
         self.exec_event = threading.Event()
+        self.destinations: dict[int, tuple[str, int]] = {}
 
     def check_auth_password(self, username: str, password: str) -> int:
         ok = username == self.device.username and password == self.device.password
@@ -162,6 +166,13 @@ class _Server(paramiko.ServerInterface):
 
     def check_channel_request(self, kind: str, chanid: int) -> int:
         return paramiko.OPEN_SUCCEEDED if kind == "session" else paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def check_channel_direct_tcpip_request(self, chanid: int, origin: tuple[str, int],
+                                           destination: tuple[str, int]) -> int:
+        if not self.device.jump:
+            return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        self.destinations[chanid] = destination
+        return paramiko.OPEN_SUCCEEDED
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
         self.command = command.decode()
@@ -219,6 +230,11 @@ class FakeFleet:
         try:
             transport.start_server(server=server)
             channel = transport.accept(10)
+            if channel is not None and channel.get_id() in server.destinations:
+                destination = server.destinations[channel.get_id()]
+                device.forwards.append(destination)
+                _pump(channel, socket.create_connection(destination))
+                return
             if channel is None or not server.exec_event.wait(10):
                 return
             device.commands.append(server.command or "")
@@ -250,6 +266,25 @@ class FakeFleet:
             ]
         path.write_text("\n".join(lines) + "\n" + extra)
         return path
+
+
+def _pump(channel: paramiko.Channel, sock: socket.socket) -> None:
+    """Copy bytes both ways between a forwarded channel and a socket until either closes."""
+
+    def copy(read: Callable[[int], bytes], write: Callable[[bytes], None], done: Callable[[], None]) -> None:
+        try:
+            while data := read(65536):
+                write(data)
+        except OSError:
+            pass
+        finally:
+            done()
+
+    back = threading.Thread(target=copy, args=(sock.recv, channel.sendall, channel.close), daemon=True)
+    back.start()
+    copy(channel.recv, sock.sendall, lambda: sock.shutdown(socket.SHUT_WR))
+    back.join(10)
+    sock.close()
 
 
 def reply(output: bytes, status: int = 0) -> Handler:

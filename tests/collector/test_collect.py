@@ -302,3 +302,78 @@ def test_metrics_text_is_prometheus_textfile() -> None:
     assert 'dossier_last_poll_failed{device="r\\"1"} 1' in text
     assert 'dossier_certificate_expiry_days{device="r\\"1",certificate="leaf"} 3' in text
     assert "dossier_last_success_timestamp_seconds{" not in text
+
+
+def test_collection_through_a_jump_host(tmp_path: Path, pki) -> None:
+    jump = FakeDevice("bastion", dossier_handler(pki), password="jump-secret", jump=True)
+    target = FakeDevice("r1", dossier_handler(pki))
+    with FakeFleet([jump, target]) as fleet:
+        fleet.write_inventory(tmp_path / "both.yaml", password_dir=tmp_path / "pw")
+        inventory = tmp_path / "inventory.yaml"
+        inventory.write_text(f"""\
+defaults:
+  jump_host:
+    host: 127.0.0.1
+    port: {jump.port}
+    username: admin
+    credential: {{password_file: {tmp_path / "pw" / "bastion.password"}}}
+    host_key: "{jump.host_key_line()}"
+devices:
+  - name: r1
+    host: 127.0.0.1
+    port: {target.port}
+    username: admin
+    credential: {{password_file: {tmp_path / "pw" / "r1.password"}}}
+    host_key: "{target.host_key_line()}"
+""")
+        device = load_inventory(inventory).devices[0]
+        assert device.jump_host is not None and device.jump_host.port == jump.port
+        enroll_root(tmp_path / "trust", fetch_root(device), source="tofu")
+        summary = Collector(Store.open(tmp_path / "store"), trust_store_path=tmp_path / "trust").run([device])
+        assert summary.outcomes[0].status == "trusted", summary.outcomes[0].message
+        assert jump.forwards == [("127.0.0.1", target.port)] * 2 and jump.commands == []
+        # A wrong pin on the jump host is refused like any other host key.
+        from collector_fakes import _ed25519
+
+        text = inventory.read_text().replace(jump.host_key.get_base64(), _ed25519().get_base64())
+        inventory.write_text(text)
+        bad = Collector(Store.open(tmp_path / "store"), trust_store_path=tmp_path / "trust").run(
+            load_inventory(inventory).devices)
+    assert bad.outcomes[0].reason == "ssh.host_key" and "HOST KEY MISMATCH" in bad.outcomes[0].message
+
+
+def test_interval_loop_finishes_in_flight_work_on_sigterm(tmp_path: Path, pki) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def slow_dossier(command: str, channel) -> None:
+        time.sleep(1.0)
+        dossier_handler(pki)(command, channel)
+
+    fake = FakeDevice("r1", slow_dossier)
+    inventory, store_dir, trust = setup(tmp_path, [fake])
+    with FakeFleet([fake]) as fleet:
+        fleet.write_inventory(inventory, password_dir=tmp_path / "pw")
+        enroll_all(inventory, trust)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dossier_cli", "collect", "-i", str(inventory), "--store", str(store_dir),
+             "--trust-store", str(trust), "--interval", "1", "--no-progress"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            deadline = time.monotonic() + 30
+            while len(fake.commands) < 3:  # enrollment, first poll, second poll (in flight now)
+                assert time.monotonic() < deadline and process.poll() is None, process.stderr.read() if process.poll() is not None else "timeout"
+                time.sleep(0.02)
+            process.send_signal(signal.SIGTERM)
+            out, err = process.communicate(timeout=20)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert process.returncode == 0, err
+    assert "SIGTERM" in err and "finishing in-flight" in err
+    assert len(list(store_dir.rglob("*.envelope"))) == 2  # the in-flight poll was finished and stored
+    assert len(fake.commands) == 3  # and no new poll started after the signal
+    assert err.count("status=trusted") == 2
