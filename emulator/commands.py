@@ -29,7 +29,7 @@ from . import pki, showtext, signing
 from .config import ConfigNode, render_running_config
 from .device import SYSTEM_TRUSTPOINT, Device, DeviceError, hash_secret
 from .faults import Fault
-from .grammar import GrammarError, Match, Row, match_line, tokenize
+from .grammar import GrammarError, Match, Row, completions, match_line, tokenize
 from .terminal import SessionClosed, Terminal
 
 __all__ = ["Session", "EXEC_ROWS", "CONFIG_ROWS", "PIPE_ROWS", "MODE_PROMPTS"]
@@ -107,6 +107,16 @@ class Session:
 
     def uncommitted(self) -> bool:
         return self.candidate is not None and self.candidate.to_dict() != self.device.running.to_dict()
+
+    def help(self, text: str) -> list[str]:
+        """`?` help for a partly typed line in the current mode."""
+        if "|" in text:
+            return completions(text.rsplit("|", 1)[1].lstrip(), PIPE_ROWS)
+        if self.mode == "exec":
+            rows = EXEC_ROWS
+        else:
+            rows = [row for _, mode_rows in self._config_rows_stack() for row in mode_rows]
+        return completions(text, rows)
 
     # -- the one entry point ---------------------------------------------------------------
     def execute(self, line: str) -> None:

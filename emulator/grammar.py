@@ -254,3 +254,63 @@ def match_line(line: str, rows: Sequence[Row]) -> Match:
         raise GrammarError("incomplete", len(line), line)
     furthest = min(state["furthest"], len(words) - 1)
     raise GrammarError("invalid", words[furthest].start, line)
+
+
+def _firsts(tokens: Sequence[Any], ti: int, out: set[str]) -> None:
+    """What may come first in tokens[ti:] ("<cr>" when the command may end here)."""
+    while ti < len(tokens):
+        token = tokens[ti]
+        if isinstance(token, Opt):
+            _firsts(token.items, 0, out)
+            ti += 1
+            continue
+        if isinstance(token, Keyword):
+            out.add(token.word)
+        elif isinstance(token, Choice):
+            out.update(token.options)
+        elif isinstance(token, Arg):
+            out.add(f"<{token.name}>" if token.low is None else f"<{token.low}-{token.high}>")
+        return
+    out.add("<cr>")
+
+
+def _expect(tokens: Sequence[Any], ti: int, words: Sequence[Word], wi: int, out: set[str]) -> None:
+    if wi == len(words):
+        _firsts(tokens, ti, out)
+        return
+    if ti == len(tokens):
+        return
+    token = tokens[ti]
+    if isinstance(token, Opt):
+        _expect(tuple(token.items) + tuple(tokens[ti + 1 :]), 0, words, wi, out)
+        _expect(tokens, ti + 1, words, wi, out)
+    elif isinstance(token, Keyword):
+        if _keyword_matches(words[wi].text, token.word):
+            _expect(tokens, ti + 1, words, wi + 1, out)
+    elif isinstance(token, Choice):
+        if _choose(words[wi].text, token.options) is not None:
+            _expect(tokens, ti + 1, words, wi + 1, out)
+            if token.repeat:
+                _expect(tokens, ti, words, wi + 1, out)
+    elif isinstance(token, Arg):
+        if token.rest:
+            out.add("<cr>")
+        else:
+            _expect(tokens, ti + 1, words, wi + 1, out)
+
+
+def completions(line: str, rows: Sequence[Row]) -> list[str]:
+    """What may be typed next after `line` (IOS `?` help): keywords, <args>, <cr>.
+
+    A partial last word (no trailing space) is completed: only keywords it begins are listed."""
+    words = tokenize(line)
+    partial = ""
+    if words and not line.endswith((" ", "\t")):
+        partial = words[-1].text
+        words = words[:-1]
+    found: set[str] = set()
+    for row in rows:
+        _expect(row.tokens, 0, words, 0, found)
+    if partial:
+        found = {w for w in found if not w.startswith("<") and w.lower().startswith(partial.lower())}
+    return sorted(found, key=lambda w: (w == "<cr>", w.startswith("<"), w))

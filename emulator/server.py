@@ -210,6 +210,7 @@ class DeviceServer:
         term = ChannelTerminal(channel, pty=size is not None, idle_timeout=idle)
         term.write_hook = self._output_hook(channel.get_transport(), channel, [0])
         session = Session(device, username, term)
+        term.help_hook = session.help
         if size:
             session.width = size[0]
         term.write("\n")

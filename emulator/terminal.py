@@ -51,6 +51,8 @@ class ChannelTerminal:
         self._eof = False
         self.history: list[str] = []
         self.write_hook: Callable[[bytes], None] | None = None
+        # `?` help and Tab completion: given the line so far, what may come next.
+        self.help_hook: Callable[[str], list[str]] | None = None
 
     # -- output ----------------------------------------------------------------------------
     def write(self, text: str) -> None:
@@ -257,11 +259,34 @@ class LineEditor:
         elif char == self.CTRL_Z:
             self.term.write("\n")
             return "\x1a"
+        elif char == "?" and self.prompt and self.term.help_hook is not None:
+            self._help()
+        elif char == "\t" and self.prompt and self.term.help_hook is not None:
+            self._complete()
         elif char == "\t" or char == "\x00":
             pass
         elif char >= " ":
             self._insert(char)
         return None
+
+    def _help(self) -> None:
+        """IOS `?`: list what may come next, then redraw the prompt and the line."""
+        text = "".join(self.buffer)
+        options = self.term.help_hook(text) if self.term.help_hook else []
+        listing = "".join(f"  {option}\n" for option in options) or "% Unrecognized command\n"
+        self.term.write("?\n" + listing + "\n" + self.prompt + text)
+        self.cursor = len(self.buffer)
+
+    def _complete(self) -> None:
+        """Tab: finish a partly typed keyword when only one keyword fits."""
+        text = "".join(self.buffer[: self.cursor])
+        if not text or text.endswith(" ") or self.cursor != len(self.buffer):
+            return
+        options = self.term.help_hook(text) if self.term.help_hook else []
+        if len(options) == 1 and not options[0].startswith("<"):
+            partial = text.split()[-1]
+            for char in options[0][len(partial) :] + " ":
+                self._insert(char)
 
     def _handle_escape(self) -> str | None:
         seq = self._escape

@@ -76,10 +76,10 @@ class Shell:
         deadline = time.monotonic() + timeout
         while True:
             text = self.buffer.replace("\r\n", "\n")
-            lines = text.split("\n")
-            if regex.search(lines[-1]) or regex.search(text):
-                self.buffer = ""
-                return text
+            match = regex.search(text)
+            if match:
+                self.buffer = text[match.end() :]  # keep what came after, for the next read
+                return text[: match.end()]
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no {regex.pattern!r} in {self.buffer[-500:]!r}")
             data = self.channel.recv(65536)

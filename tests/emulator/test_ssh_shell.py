@@ -223,3 +223,22 @@ def test_exit_closes_the_session(fleet) -> None:
         shell.send("exit\r")
         with pytest.raises(EOFError):
             shell.read_until(PROMPT_RE, timeout=10)
+
+
+def test_question_mark_lists_what_may_come_next(fleet) -> None:
+    with Shell(fleet.devices[0]) as shell:
+        shell.send("crypto key generate ?")
+        output = shell.read_until(r"(?m)^  rsa$")  # the listing, after the echo of what was typed
+        output += shell.read_until(r"crypto key generate $")  # then the line is drawn again
+        assert "  rsa" in output and "  ecdsa" in output and "  dsa" in output
+        shell.send("\x15")  # Ctrl-U: clear the line
+        output = shell.cmd("")
+        assert "Invalid" not in output
+
+
+def test_tab_completes_a_unique_keyword(fleet) -> None:
+    with Shell(fleet.devices[0]) as shell:
+        shell.send("show cl\t")
+        shell.read_until(r"show clock $")
+        output = shell.cmd("")
+        assert "UTC" in output and "Invalid" not in output
