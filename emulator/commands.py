@@ -14,7 +14,6 @@ Row `meta` keys:
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -27,9 +26,9 @@ from . import dossier as dossier_mod
 from . import facts as facts_mod
 from . import pki, showtext, signing
 from .config import ConfigNode, render_running_config
-from .device import SYSTEM_TRUSTPOINT, Device, DeviceError, hash_secret
+from .device import Device, DeviceError, hash_secret
 from .faults import Fault
-from .grammar import GrammarError, Match, Row, completions, match_line, tokenize
+from .grammar import GrammarError, Match, Row, completions, match_line
 from .terminal import SessionClosed, Terminal
 
 __all__ = ["Session", "EXEC_ROWS", "CONFIG_ROWS", "PIPE_ROWS", "MODE_PROMPTS"]
@@ -504,14 +503,10 @@ def h_show_mypubkey(s: Session, m: Match) -> str:
     return pki.format_mypubkey(keys, kind)
 
 
-def _tp_config(s: Session, name: str) -> pki.TrustpointConfig:
-    return s.device.trustpoint_config(name)
-
-
 def h_ca_authenticate(s: Session, m: Match) -> str:
     name = m.args["tp"]
     device = s.device
-    tp = _tp_config(s, name)
+    tp = device.trustpoint_config(name)
     ca_cert, _ = device.certificates(name)
     if ca_cert is not None:
         raise CommandError(
@@ -557,7 +552,7 @@ def _ask_subject_extras(s: Session, tp: pki.TrustpointConfig) -> tuple[bool, str
 def h_ca_enroll(s: Session, m: Match) -> str:
     name = m.args["tp"]
     device = s.device
-    tp = _tp_config(s, name)
+    tp = device.trustpoint_config(name)
     ca_cert, _ = device.certificates(name)
     if ca_cert is None:
         raise CommandError(f"% Trustpoint {name} is not authenticated: run 'crypto ca authenticate {name}' first")
@@ -582,7 +577,7 @@ def h_ca_enroll(s: Session, m: Match) -> str:
 def h_ca_import(s: Session, m: Match) -> str:
     name = m.args["tp"]
     device = s.device
-    tp = _tp_config(s, name)
+    tp = device.trustpoint_config(name)
     ca_cert, _ = device.certificates(name)
     if ca_cert is None:
         raise CommandError(f"% Trustpoint {name} is not authenticated: run 'crypto ca authenticate {name}' first")
@@ -889,11 +884,7 @@ def session_loop(session: Session) -> None:
     while not session.closed:
         term.write(session.prompt())
         try:
-            line = term.read_line(prompt=session.prompt())  # type: ignore[attr-defined]
+            line = term.read_line(prompt=session.prompt())
         except SessionClosed:
             break
         session.execute(line)
-
-
-def words_of(line: str) -> list[str]:
-    return [w.text for w in tokenize(line)]

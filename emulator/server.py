@@ -160,7 +160,7 @@ class DeviceServer:
                 return None
         return None
 
-    def _output_hook(self, transport: paramiko.Transport, channel: paramiko.Channel, total_hint: list[int]) -> Any:
+    def _output_hook(self, transport: paramiko.Transport, channel: paramiko.Channel) -> Any:
         """A writer that applies the output faults (slow, dropped mid-output) to channel writes."""
         faults = self.device.faults
         if Fault.SLOW_OUTPUT in faults:
@@ -188,7 +188,7 @@ class DeviceServer:
 
     def _run_exec(self, transport: paramiko.Transport, channel: paramiko.Channel, username: str, command: str) -> None:
         term = ChannelTerminal(channel, pty=False, idle_timeout=lambda: None)
-        term.write_hook = self._output_hook(transport, channel, [0])
+        term.write_hook = self._output_hook(transport, channel)
         session = Session(self.device, username, term)
         session.execute(command)
         if session.candidate is not None:
@@ -208,7 +208,7 @@ class DeviceServer:
             return min(limits) if limits else None
 
         term = ChannelTerminal(channel, pty=size is not None, idle_timeout=idle)
-        term.write_hook = self._output_hook(channel.get_transport(), channel, [0])
+        term.write_hook = self._output_hook(channel.get_transport(), channel)
         session = Session(device, username, term)
         term.help_hook = session.help
         if size:

@@ -37,6 +37,8 @@ class Terminal(Protocol):
 
     def read_block(self, prompt: str) -> str: ...
 
+    def read_line(self, *, secret: bool = False, prompt: str = "") -> str: ...
+
 
 class ChannelTerminal:
     """A paramiko channel seen as a terminal. `pty` decides echo and CR-LF line ends."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import secrets
-import socket
 
 import paramiko
 import pytest
