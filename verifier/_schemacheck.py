@@ -143,12 +143,17 @@ class _Compiler:
         if "not" in schema:
             body.append(f"if {self.check(schema['not'], 'v')}: return False")
         object_body: list[str] = []
-        if "required" in schema:
-            object_body.append(f"if not {self.constant(frozenset(schema['required']))} <= v.keys(): return False")
         properties = schema.get("properties", {})
         additional = schema.get("additionalProperties", True)
-        if additional is False:
-            object_body.append(f"if not v.keys() <= {self.constant(frozenset(properties))}: return False")
+        required_set = frozenset(schema.get("required", ()))
+        if additional is False and required_set == frozenset(properties):
+            # a closed object whose members are all required: one set comparison
+            object_body.append(f"if v.keys() != {self.constant(required_set)}: return False")
+        else:
+            if required_set:
+                object_body.append(f"if not {self.constant(required_set)} <= v.keys(): return False")
+            if additional is False:
+                object_body.append(f"if not v.keys() <= {self.constant(frozenset(properties))}: return False")
         required = frozenset(schema.get("required", ()))
         for prop, sub in properties.items():
             test = self.check(sub, "x")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import datetime as dt
 import json
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from .truststore import TrustStore
 __all__ = ["register"]
 
 EXIT_TRUSTED, EXIT_UNTRUSTED, EXIT_INPUT = 0, 1, 2
+_PROGRESS_FROM = 20  # files: below this a progress bar only flickers
 _VERIFY_EPILOG = """\b
 FILE is an envelope as the device printed it (an optional timestamp line such as
 'Sun Oct 20 13:07:24.136 UTC' and blank lines may come first; CRLF line ends are accepted),
@@ -191,7 +193,14 @@ def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tupl
     settings = _Settings(store_path, _load_roots(roots), device, nonce, at, policy)
     stdin_bytes = click.get_binary_stream("stdin").read(policy.max_envelope_bytes + 1) if "-" in files else None
     results = []
-    for result in _run(list(files), settings, jobs, stdin_bytes):
+    stream = _run(list(files), settings, jobs, stdin_bytes)
+    if not as_json and len(files) > _PROGRESS_FROM and sys.stderr.isatty():
+        from rich.console import Console
+        from rich.progress import track
+
+        stream = track(stream, total=len(files), description="verifying", transient=True,
+                       console=Console(stderr=True))
+    for result in stream:
         if as_json:
             click.echo(json.dumps(result, sort_keys=True))
         results.append(result)

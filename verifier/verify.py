@@ -47,6 +47,7 @@ from .truststore import TrustStore
 
 __all__ = ["Verdict", "verify_envelope"]
 
+_ONE_DAY = dt.timedelta(days=1)
 MAX_SCHEMA_ERRORS_REPORTED = 5  # one finding lists the first few; the rest are counted
 _ITEM_NAMES = (
     "license-udi", "version", "platform", "packages", "reboot-history", "rollback-history",
@@ -327,7 +328,7 @@ def _check_expiry(verdict: Verdict, when: dt.datetime, policy: Policy) -> None:
     for role, cert in (("leaf", verdict.leaf), ("root", verdict.root)):
         if cert is None:
             continue
-        days = (cert.not_valid_after_utc - when) // dt.timedelta(days=1)
+        days = (cert.not_valid_after_utc - when) // _ONE_DAY
         verdict.days_to_expiry[role] = days
         if days < 0:
             continue  # already expired: the chain step reported it as an error
