@@ -17,6 +17,7 @@ as an empty one. Certificates are stored as PEM beside their SHA-256, which is c
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import fcntl
 import json
@@ -26,6 +27,7 @@ import tempfile
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +131,27 @@ class RootEntry:
         }
 
 
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(schemas.load("truststore"))
+
+
+_CERT_CACHE_SIZE = 4096  # one root (and maybe a leaf) per device
+_cert_cache: dict[tuple[str, str], x509.Certificate] = {}
+
+
 def _load_cert(record: dict[str, Any], where: Path) -> x509.Certificate:
+    key = (record["pem"], record["sha256"])
+    cert = _cert_cache.get(key)
+    if cert is None:
+        cert = _load_cert_uncached(record, where)
+        if len(_cert_cache) >= _CERT_CACHE_SIZE:
+            _cert_cache.clear()
+        _cert_cache[key] = cert
+    return cert
+
+
+def _load_cert_uncached(record: dict[str, Any], where: Path) -> x509.Certificate:
     try:
         cert = x509.load_pem_x509_certificate(record["pem"].encode("ascii"))
     except ValueError as exc:
@@ -160,7 +182,10 @@ class TrustStore:
     def __init__(self, path: Path) -> None:
         """Use `TrustStore.open`."""
         self.path = Path(path)
-        self._validator = jsonschema.Draft202012Validator(schemas.load("truststore"))
+        self._validator = _validator()
+        # file -> (identity of the version read, parsed content). Writes replace files (a new
+        # inode), so a changed identity means re-read: verifying a batch reads each file once.
+        self._files: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -206,6 +231,19 @@ class TrustStore:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _read(self, file: Path) -> dict[str, Any]:
+        try:
+            status = file.stat()
+        except OSError as exc:
+            raise TrustStoreError(f"{file}: cannot be read ({exc.strerror or exc}); the store is damaged") from None
+        identity = (status.st_ino, status.st_mtime_ns, status.st_size)
+        cached = self._files.get(file)
+        if cached is not None and cached[0] == identity:
+            return copy.deepcopy(cached[1])  # callers may change what they get
+        content = self._read_uncached(file)
+        self._files[file] = (identity, copy.deepcopy(content))
+        return content
+
+    def _read_uncached(self, file: Path) -> dict[str, Any]:
         try:
             content = json.loads(file.read_text("utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
