@@ -11,6 +11,7 @@ import json
 from json.decoder import scanstring as _scanstring
 import math
 import re
+from functools import partial
 from typing import Any
 
 from .findings import FindingId
@@ -20,12 +21,10 @@ __all__ = ["JSONProblem", "check_depth", "find_lone_surrogate", "lone_surrogate_
 _BACKSLASH_PAIR, _ESCAPED_QUOTE = b"\\\\", b'\\"'
 _NOT_QUOTE_OR_BRACKET = bytes(b for b in range(256) if b not in b'"[]{}')
 _OPEN_TO_SQUARE = bytes.maketrans(b"{}", b"[]")
-_STRUCTURAL = re.compile(r'["\[\]{}]')
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Decoded UTF-8 never holds surrogates; only a \uD800-\uDFFF escape can put one in a string.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB]")
 _WHITESPACE = " \t\r\n"
-_TOKEN_WALK_FROM = 256 * 1024  # measured: below this the byte operations win on envelopes
 
 
 class JSONProblem(ValueError):
@@ -56,25 +55,6 @@ def _brackets_outside_strings(raw: bytes) -> bytes:
         .replace(b'""', b"")
     )
     return b"".join(reduced.split(b'"')[0::2])
-
-
-def _brackets_by_tokens(text: str) -> bytes:
-    """The same for texts with few but possibly huge strings (an envelope): jump over each
-    string with the json module's C string scanner."""
-    found = bytearray()
-    position = 0
-    search = _STRUCTURAL.search
-    while (match := search(text, position)) is not None:
-        char = match.group()
-        if char == '"':
-            try:
-                position = _scanstring(text, match.end())[1]
-            except ValueError:
-                break  # unterminated or invalid string: the parser stops here too
-        else:
-            found += b"[" if char in "[{" else b"]"
-            position = match.end()
-    return bytes(found)
 
 
 def check_depth(brackets: bytes, max_depth: int, finding_id: str = FindingId.ENVELOPE_TOO_DEEP) -> None:
@@ -138,9 +118,6 @@ def _finite_float(text: str) -> float:
 # Signed text (the dossier) is parsed without the float and object hooks: they cost a third of
 # a large dossier's parse, duplicate keys there cannot be an attack on the signature, and an
 # overflowing number (1e999 -> inf) fails the dossier schema's number checks downstream.
-_DECODER = json.JSONDecoder(
-    object_pairs_hook=_pairs_no_duplicates, parse_constant=_reject_constant, parse_float=_finite_float
-)
 _SIGNED_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
@@ -161,6 +138,120 @@ def find_lone_surrogate(value: Any) -> str | None:
     return None
 
 
+_WS = re.compile(r"[ \t\n\r]*")
+_NUMBER = re.compile(r"(-?(?:0|[1-9][0-9]*))(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+_LITERALS = (("true", True), ("false", False), ("null", None))
+_NON_FINITE = ("NaN", "Infinity", "-Infinity")
+
+
+def _syntax(text: str, position: int, what: str) -> JSONProblem:
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    return JSONProblem(
+        FindingId.ENVELOPE_INVALID_JSON,
+        f"not valid JSON: {what} at line {line} column {column}",
+        "one JSON object",
+        repr(text[position : position + 20]),
+    )
+
+
+def _key(text: str, position: int) -> tuple[str, int]:
+    """Read `"key" :` at `position` (after whitespace); return the key and the value's position."""
+    if text.startswith('"', position):
+        try:
+            key, position = _scanstring(text, position + 1, True)
+        except ValueError:
+            raise _syntax(text, position, "invalid string") from None
+        position = _WS.match(text, position).end()
+        if text.startswith(":", position):
+            return key, _WS.match(text, position + 1).end()
+        raise _syntax(text, position, "expecting ':'")
+    raise _syntax(text, position, "expecting a property name in double quotes")
+
+
+def parse_iterative(text: str, max_depth: int) -> tuple[Any, int]:
+    """Parse one JSON value strictly, without recursion: returns (value, end position).
+
+    For the envelope: few tokens, one possibly huge string. Strings go through the json
+    module's C string scanner (once each, unlike a separate depth pre-scan plus a parse), so
+    the nesting depth is bounded as containers open, duplicate keys and NaN/Infinity are
+    refused as they are read, and no input can make it recurse.
+    """
+    length = len(text)
+    position = _WS.match(text, 0).end()
+    stack: list[list[Any]] = []  # [container, pending key] per open container
+    while True:
+        if position >= length:
+            raise _syntax(text, position, "unexpected end of input")
+        char = text[position]
+        if char in "{[":
+            if len(stack) >= max_depth:
+                raise JSONProblem(
+                    FindingId.ENVELOPE_TOO_DEEP,
+                    f"JSON nests deeper than {max_depth} levels; a device never prints that",
+                    f"at most {max_depth} levels",
+                    f"more than {max_depth}",
+                )
+            container: Any = {} if char == "{" else []
+            position = _WS.match(text, position + 1).end()
+            if text.startswith("}" if char == "{" else "]", position):
+                value, position = container, position + 1
+            else:
+                key = None
+                if char == "{":
+                    key, position = _key(text, position)
+                stack.append([container, key])
+                continue
+        elif char == '"':
+            try:
+                value, position = _scanstring(text, position + 1, True)
+            except ValueError:
+                raise _syntax(text, position, "invalid string") from None
+        else:
+            for word in _NON_FINITE:
+                if text.startswith(word, position):
+                    _reject_constant(word)
+            for word, literal in _LITERALS:
+                if text.startswith(word, position):
+                    value, position = literal, position + len(word)
+                    break
+            else:
+                match = _NUMBER.match(text, position)
+                if match is None or match.end() == position:
+                    raise _syntax(text, position, "expecting a value")
+                integer, fraction, exponent = match.groups()
+                try:
+                    value = _finite_float(match.group()) if fraction or exponent else int(integer)
+                except ValueError as exc:  # an integer over sys.get_int_max_str_digits() digits
+                    if isinstance(exc, JSONProblem):
+                        raise
+                    raise _syntax(text, position, "number too long") from None
+                position = match.end()
+        # a value is complete: attach it, closing every container it completes
+        while True:
+            if not stack:
+                return value, position
+            frame = stack[-1]
+            container = frame[0]
+            if type(container) is dict:
+                if frame[1] in container:
+                    _pairs_no_duplicates([(frame[1], None), (frame[1], None)])
+                container[frame[1]] = value
+            else:
+                container.append(value)
+            position = _WS.match(text, position).end()
+            if text.startswith(",", position):
+                position = _WS.match(text, position + 1).end()
+                if type(container) is dict:
+                    frame[1], position = _key(text, position)
+                break
+            if text.startswith("}" if type(container) is dict else "]", position):
+                value, position = container, position + 1
+                stack.pop()
+                continue
+            raise _syntax(text, position, "expecting ',' or a closing bracket")
+
+
 def loads_strict(
     text: str,
     *,
@@ -173,21 +264,24 @@ def loads_strict(
     """Parse one JSON value from `text` (leading/trailing whitespace allowed) or raise JSONProblem.
 
     `signed=True` is for text covered by a verified signature (a dossier: many small strings,
-    duplicate keys allowed); otherwise the text is an envelope (few, possibly huge strings).
+    duplicate keys allowed; C parser after a byte-level depth count); otherwise the text is an
+    envelope (few, possibly huge strings: `parse_iterative`).
     `raw` is `text` as UTF-8 when the caller has it. `check_surrogates=False` leaves the lone
     surrogate check to the caller (the envelope checks its few strings itself).
     """
     # Two ways to find the brackets outside strings, each faster where it is used: byte
     # operations for texts with many strings, a token walk for big texts with few strings.
-    if signed or len(text) < _TOKEN_WALK_FROM:
+    if signed:
+        # Many small strings: count the depth with byte operations, then the C parser.
         if raw is None:
             raw = text.encode("utf-8", "surrogatepass")
         check_depth(_brackets_outside_strings(raw), max_depth, depth_id)
+        start = len(text) - len(text.lstrip(_WHITESPACE))
+        parse = partial(_SIGNED_DECODER.raw_decode, text, start)
     else:
-        check_depth(_brackets_by_tokens(text), max_depth, depth_id)
-    start = len(text) - len(text.lstrip(_WHITESPACE))
+        parse = partial(parse_iterative, text, max_depth)
     try:
-        value, end = (_SIGNED_DECODER if signed else _DECODER).raw_decode(text, start)
+        value, end = parse()
     except JSONProblem:
         raise
     except json.JSONDecodeError as exc:

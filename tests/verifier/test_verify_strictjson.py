@@ -1,0 +1,103 @@
+"""The envelope's iterative strict parser agrees with the stdlib parser made strict."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from verifier._strictjson import JSONProblem, check_depth, _brackets_outside_strings, parse_iterative
+
+MAX_DEPTH = 8
+
+
+def _reference(text: str):
+    """json.loads made strict the slow, obvious way; None if it refuses."""
+    def pairs(items):
+        keys = [key for key, _ in items]
+        if len(set(keys)) != len(keys):
+            raise ValueError("duplicate")
+        return dict(items)
+
+    def constant(name):
+        raise ValueError(name)
+
+    def depth(value, level=1):
+        if isinstance(value, dict):
+            return max([level, *(depth(v, level + 1) for v in value.values())])
+        if isinstance(value, list):
+            return max([level, *(depth(v, level + 1) for v in value)])
+        return level - 1
+
+    try:
+        value = json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
+    except (ValueError, RecursionError):
+        return None
+    if depth(value) > MAX_DEPTH or any(isinstance(v, float) and math.isinf(v) for v in _leaves(value)):
+        return None
+    return value
+
+
+def _leaves(value):
+    if isinstance(value, dict):
+        for child in value.values():
+            yield from _leaves(child)
+    elif isinstance(value, list):
+        for child in value:
+            yield from _leaves(child)
+    else:
+        yield value
+
+
+def _ours(text: str):
+    try:
+        value, end = parse_iterative(text, MAX_DEPTH)
+    except JSONProblem:
+        return None
+    if text[end:].strip(" \t\r\n"):
+        return None
+    return value
+
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=_values, indent=st.sampled_from([None, 0, 2]), ensure_ascii=st.booleans())
+def test_agrees_on_valid_json(value, indent, ensure_ascii) -> None:
+    text = json.dumps(value, indent=indent, ensure_ascii=ensure_ascii)
+    assert _ours(text) == _reference(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_values, position=st.integers(0, 200), insert=st.sampled_from(
+    ["", ",", "]", "}", "[", "{", '"', "\\", ":", "NaN", "1e999", "-", "0", "tru", " ", '"a":1,', "\x01"]),
+    delete=st.integers(0, 3))
+def test_agrees_on_damaged_json(value, position: int, insert: str, delete: int) -> None:
+    text = json.dumps(value)
+    position %= len(text) + 1
+    text = text[:position] + insert + text[position + delete:]
+    assert _ours(text) == _reference(text)
+
+
+@pytest.mark.parametrize(("text", "depth", "deep"), [
+    ('[1, "[[[[", {"a": ["]]]]"]}]', 3, False),
+    ('[[["\\"]]]"]]]', 3, False),
+    ('[[["\\\\"], [[]]]]', 3, True),
+    ("[" * 50, 8, True),
+    ("]]]" + "[" * 9, 8, True),
+])
+def test_byte_level_depth_count(text: str, depth: int, deep: bool) -> None:
+    brackets = _brackets_outside_strings(text.encode())
+    if deep:
+        with pytest.raises(JSONProblem):
+            check_depth(brackets, depth)
+    else:
+        check_depth(brackets, depth)
