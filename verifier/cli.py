@@ -93,7 +93,7 @@ def _one(option: str | None, meta: str | None, what: str, path: str) -> str | No
 
 
 def _run(files: Sequence[str], settings: _Settings, jobs: int, stdin_bytes: bytes | None) -> Iterator[dict[str, Any]]:
-    if jobs <= 1 or len(files) <= 1:
+    if jobs <= 1 or len(files) <= 1 or stdin_bytes is not None:  # stdin was read here
         _init_worker(settings)
         for path in files:
             yield _verify_one(path, stdin_bytes if path == "-" else None)

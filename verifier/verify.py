@@ -70,6 +70,7 @@ class Verdict:
     verified_at: dt.datetime | None = None
     envelope_sha256: str | None = None
     days_to_expiry: dict[str, int] = field(default_factory=dict)
+    profile: str = "xr-dossier"  # which verifier profile was applied (verifier/profiles)
 
     @property
     def trusted(self) -> bool:
@@ -114,6 +115,7 @@ class Verdict:
             "leaf": cert(self.leaf),
             "root": cert(self.root),
             "days_to_expiry": dict(self.days_to_expiry),
+            "profile": self.profile,
             "is_dossier": self.dossier is not None,
             "findings": [finding.to_json() for finding in self.findings],
         }

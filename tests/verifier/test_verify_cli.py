@@ -136,11 +136,13 @@ def test_usage_and_input_errors_exit_2(tmp_path: Path, files, args: list[str], m
     assert message in result.output
 
 
-def test_stdin(files) -> None:
-    result = CliRunner().invoke(cli, ["verify", "-", "--root", str(files["root"]), "--nonce", "1580",
-                                      "--at", NOW.isoformat(), "--json"], input=files["good"].read_bytes())
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_stdin(files, jobs: str) -> None:
+    result = CliRunner().invoke(cli, ["verify", "-", str(files["good"]), "--root", str(files["root"]),
+                                      "--nonce", "1580", "--at", NOW.isoformat(), "--json", "--jobs", jobs],
+                                input=files["good"].read_bytes())
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["file"] == "-"
+    assert [json.loads(line)["file"] for line in result.output.splitlines()] == ["-", str(files["good"])]
 
 
 def test_jobs_gives_the_same_answers_in_order(tmp_path: Path, files) -> None:

@@ -1,0 +1,408 @@
+"""Shared parts of the vendor profiles: the verdict, anchors, the XE signature header, PCR
+folding and the narrow SUDI chain check.
+
+Why a narrow chain check and not `chain.validate_chain`: Cisco SUDI leaves carry no
+AuthorityKeyIdentifier, so pyca's `PolicyBuilder` refuses every SUDI chain, and the ACT2 path
+(Root CA 2048, ACT2 SUDI CA) is signed with SHA-1 under an e=3 root key, which
+`verify_directly_issued_by` refuses. The check here pins the root and the sub-CA by exact DER
+(the caller supplies both), verifies the leaf's own signature (SHA-256 or stronger) under the
+sub-CA, and checks names, CA flags and validity at the chosen time. SHA-1 and e=3 are accepted
+only on the pinned certificates, and the verdict says so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from ..chain import fingerprint
+from ..errors import VerifierError
+from ..findings import FindingId, Severity
+from .findings import ProfileFindingId as PF
+from ..truststore import TrustStore
+from ..verify import Verdict
+
+__all__ = [
+    "Anchors",
+    "ProfileError",
+    "ProfileVerdict",
+    "check_ca_path",
+    "check_sudi_chain",
+    "decode_text",
+    "extend",
+    "fold",
+    "load_anchors",
+    "nonce_to_int",
+    "parse_hex_signature",
+    "rsa_sha256_ok",
+    "xe_header",
+]
+
+XE_SIGNATURE_BYTES = 256  # RSA-2048 SUDI keys: the device prints 512 upper-case hex digits
+MAX_U64 = 2**64 - 1  # XE nonces are decimal and signed as an 8-byte big-endian integer
+MAX_U32 = 2**32 - 1  # the signature version is signed as 4 bytes
+MAX_OUTPUT_BYTES = 16 * 1024 * 1024  # a v2 NETCONF reply with many locations is ~100 kB
+MIN_RSA_BITS, MAX_RSA_BITS = 2048, 4096  # device keys; the KGV signer is RSA-4096
+_STRONG_HASHES = (hashes.SHA256, hashes.SHA384, hashes.SHA512)
+_HEX_SIGNATURE = re.compile(r"[0-9A-F]+")
+
+
+class ProfileError(VerifierError):
+    """The caller asked for something a profile cannot do (unknown profile, bad nonce, bad file)."""
+
+
+@dataclass
+class ProfileVerdict(Verdict):
+    """A `Verdict` for vendor output: `profile` says which profile was applied.
+
+    `profile_data` is what the output says, split by trust: `authenticated` values are bound
+    by the verified signature (directly, or by recomputed PCRs), `unauthenticated` ones are
+    printed labels nothing signs (`Platform`, `* Version`). `signed` is False for output that
+    carries no signature (never trusted). `measurements` feeds `kgv.appraise_integrity`.
+    """
+
+    signed: bool = False
+    authenticated: dict[str, Any] = field(default_factory=dict)
+    unauthenticated: dict[str, Any] = field(default_factory=dict)
+    measurements: list[Any] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        result = super().to_json()
+        result["profile_data"] = {
+            "signed": self.signed,
+            "authenticated": self.authenticated,
+            "unauthenticated": self.unauthenticated,
+        }
+        return result
+
+
+@dataclass(frozen=True)
+class Anchors:
+    """CA certificates the caller pinned (roots and sub-CAs), by exact DER."""
+
+    certificates: tuple[x509.Certificate, ...]
+
+    def by_fingerprint(self, cert: x509.Certificate) -> x509.Certificate | None:
+        wanted = fingerprint(cert)
+        return next((c for c in self.certificates if fingerprint(c) == wanted), None)
+
+    def by_subject(self, name: x509.Name) -> list[x509.Certificate]:
+        return [c for c in self.certificates if c.subject == name]
+
+    def __bool__(self) -> bool:
+        return bool(self.certificates)
+
+
+def load_anchors(
+    roots: Sequence[x509.Certificate], trust_store: TrustStore | None, device: str | None,
+    when: dt.datetime,
+) -> Anchors:
+    """The caller's anchors: `roots` (roots and sub-CAs), or the trust store's entries for
+    `device` (its roots in their windows, its intermediates and, if enrolled so, the trust
+    pool), or the whole trust pool when no device is named."""
+    if trust_store is not None and roots:
+        raise ProfileError("pass trust_store= or roots=, not both")
+    if trust_store is None:
+        if not roots:
+            raise ProfileError(
+                "no trust anchor configured: pass roots= (e.g. Cisco Root CA 2048 and ACT2 SUDI CA) "
+                "or trust_store=; an empty trust is not 'trust everything'"
+            )
+        return Anchors(tuple(roots))
+    if device is not None:
+        certs = list(trust_store.roots_for(device, when)) + list(trust_store.intermediates_for(device))
+    else:
+        certs = [entry.certificate for entry in trust_store.pool_entries() if entry.in_window(when)]
+    return Anchors(tuple(certs))
+
+
+def decode_text(raw: bytes, verdict: Verdict) -> str | None:
+    """UTF-8 text with CRLF/CR line ends made LF; None (and a finding) when it is not text."""
+    if len(raw) > MAX_OUTPUT_BYTES:
+        verdict.add(FindingId.INPUT_TOO_LARGE, Severity.ERROR, "the output is larger than any device prints",
+                    f"at most {MAX_OUTPUT_BYTES} bytes", f"{len(raw)} bytes")
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        verdict.add(FindingId.INPUT_NOT_UTF8, Severity.ERROR, f"the output is not UTF-8 text ({exc.reason})",
+                    "UTF-8 text", f"byte {exc.start}")
+        return None
+    if not text.strip():
+        verdict.add(FindingId.INPUT_EMPTY, Severity.ERROR, "the output is empty", "device output", "nothing")
+        return None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def nonce_to_int(nonce: int | bytes | None) -> int | None:
+    """The caller's XE nonce as an integer: an int, or bytes read big-endian (at most 8).
+
+    Raises ProfileError when it does not fit the 8-byte field the device signs.
+    """
+    if nonce is None:
+        return None
+    if isinstance(nonce, bool):
+        raise ProfileError(f"expected an XE nonce (integer 0..{MAX_U64}), found a bool")
+    if isinstance(nonce, bytes | bytearray):
+        if not 1 <= len(nonce) <= 8:
+            raise ProfileError(
+                f"an IOS XE nonce is a 64-bit integer (1 to 8 bytes big-endian); found {len(nonce)} bytes"
+            )
+        return int.from_bytes(nonce, "big")
+    if not isinstance(nonce, int) or not 0 <= nonce <= MAX_U64:
+        raise ProfileError(f"an IOS XE nonce is a decimal integer 0..{MAX_U64}; found {nonce!r}")
+    return nonce
+
+
+def xe_header(nonce: int | None, version: int) -> bytes:
+    """The signed header: u64 BE nonce (only when a nonce was sent) then u32 BE version."""
+    head = b"" if nonce is None else nonce.to_bytes(8, "big")
+    return head + version.to_bytes(4, "big")
+
+
+def parse_hex_signature(text: str) -> bytes | None:
+    """The 512 upper-case hex digits of an XE signature as bytes, or None if malformed."""
+    value = text.strip()
+    if len(value) != 2 * XE_SIGNATURE_BYTES or not _HEX_SIGNATURE.fullmatch(value):
+        return None
+    return bytes.fromhex(value)
+
+
+def extend(pcr: bytes, hash_hex: str) -> bytes:
+    """TPM-style extend as IOS XE does it: SHA-256(pcr || SHA-256(hexdecode(m)))."""
+    return hashlib.sha256(pcr + hashlib.sha256(bytes.fromhex(hash_hex)).digest()).digest()
+
+
+def fold(hash_hexes: Iterable[str]) -> bytes:
+    """Extend a zero PCR with each measurement in order."""
+    pcr = bytes(32)
+    for value in hash_hexes:
+        pcr = extend(pcr, value)
+    return pcr
+
+
+def rsa_sha256_ok(cert: x509.Certificate, signature: bytes, data: bytes) -> tuple[bool, str | None]:
+    """Whether `signature` is RSA PKCS#1 v1.5 SHA-256 over `data` by the certificate's key.
+
+    Returns (ok, problem): problem names a key the profile does not accept.
+    """
+    try:
+        key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        return False, f"the signing certificate's key cannot be loaded ({exc})"
+    if not isinstance(key, rsa.RSAPublicKey):
+        return False, f"the signing key is {type(key).__name__.lstrip('_')}; these outputs are RSA-signed"
+    if not MIN_RSA_BITS <= key.key_size <= MAX_RSA_BITS:
+        return False, f"the signing key is RSA-{key.key_size}; expected {MIN_RSA_BITS} to {MAX_RSA_BITS} bits"
+    try:
+        key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature:
+        return False, None
+    return True, None
+
+
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate, *, allow_legacy: bool) -> str | None:
+    """None if `issuer`'s key made `cert`'s signature, else why not. SHA-1 only if allow_legacy."""
+    try:
+        algorithm = cert.signature_hash_algorithm
+        key = issuer.public_key()
+    except (UnsupportedAlgorithm, ValueError) as exc:
+        return f"unsupported signature or key ({exc})"
+    if not isinstance(algorithm, _STRONG_HASHES) and not (allow_legacy and isinstance(algorithm, hashes.SHA1)):
+        return f"signed with {getattr(algorithm, 'name', 'an unknown hash')}, which is refused here"
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))
+        else:
+            return f"issuer key type {type(key).__name__} is not supported here"
+    except InvalidSignature:
+        return "the signature does not verify under the issuer's key"
+    except UnsupportedAlgorithm as exc:
+        return f"unsupported signature ({exc})"
+    return None
+
+
+def _is_ca(cert: x509.Certificate) -> bool | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _legacy(cert: x509.Certificate) -> list[str]:
+    notes = []
+    if isinstance(cert.signature_hash_algorithm, hashes.SHA1):
+        notes.append(f"{cert.subject.rfc4514_string()} is signed with SHA-1")
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey) and key.public_numbers().e < 65537:
+        notes.append(f"{cert.subject.rfc4514_string()} has RSA exponent e={key.public_numbers().e}")
+    return notes
+
+
+def _check_time(verdict: Verdict, cert: x509.Certificate, role: str, when: dt.datetime,
+                expired_id: str, early_id: str) -> bool:
+    if when > cert.not_valid_after_utc:
+        verdict.add(expired_id, Severity.ERROR,
+                    f"the {role} certificate expired at {cert.not_valid_after_utc.isoformat()}; judge at a "
+                    "time inside its window (--at) to check what it proved then",
+                    f"valid at {when.isoformat()}", f"not after {cert.not_valid_after_utc.isoformat()}")
+        return False
+    if when < cert.not_valid_before_utc:
+        verdict.add(early_id, Severity.ERROR,
+                    f"the {role} certificate is not valid before {cert.not_valid_before_utc.isoformat()}",
+                    f"valid at {when.isoformat()}", f"not before {cert.not_valid_before_utc.isoformat()}")
+        return False
+    return True
+
+
+def check_sudi_chain(
+    verdict: Verdict,
+    leaf: x509.Certificate,
+    anchors: Anchors,
+    when: dt.datetime,
+    *,
+    printed_root: x509.Certificate | None = None,
+    printed_sub_ca: x509.Certificate | None = None,
+) -> bool:
+    """Check device -> pinned sub-CA -> pinned root; add findings; True if the chain holds.
+
+    With printed certificates (the SUDI output prints root and sub-CA), each must be
+    byte-equal to a pinned anchor. Without them (a bare leaf), the sub-CA is the pinned anchor
+    named by the leaf's issuer and the root the pinned anchor named by the sub-CA's issuer.
+    """
+    verdict.leaf = leaf
+    if not anchors:
+        verdict.add(FindingId.TRUST_NO_ROOTS, Severity.ERROR,
+                    "no anchor is configured (or none is inside its trust window)",
+                    "a pinned SUDI root and sub-CA", "none")
+        return False
+    if printed_sub_ca is not None:
+        sub_ca = anchors.by_fingerprint(printed_sub_ca)
+        if sub_ca is None:
+            verdict.add(PF.CHAIN_SUBCA_NOT_PINNED, Severity.ERROR,
+                        f"the printed sub-CA ({printed_sub_ca.subject.rfc4514_string()}) is not one of the "
+                        "pinned anchors; pin the device's SUDI sub-CA with its root (--root, or import "
+                        "Cisco's bundle into the trust store)",
+                        "a pinned sub-CA", fingerprint(printed_sub_ca))
+            return False
+    else:
+        candidates = [c for c in anchors.by_subject(leaf.issuer) if _is_ca(c)]
+        sub_ca = next((c for c in candidates if _signed_by(leaf, c, allow_legacy=False) is None), None)
+        if sub_ca is None:
+            verdict.add(PF.CHAIN_SUBCA_NOT_PINNED, Severity.ERROR,
+                        f"no pinned sub-CA issued this certificate (issuer {leaf.issuer.rfc4514_string()})",
+                        "a pinned sub-CA whose key signed the device certificate",
+                        f"{len(candidates)} pinned CA(s) with that name")
+            return False
+    if printed_root is not None:
+        root = anchors.by_fingerprint(printed_root)
+        if root is None:
+            verdict.add(FindingId.CHAIN_ROOT_NOT_ENROLLED, Severity.ERROR,
+                        f"the printed root ({printed_root.subject.rfc4514_string()}) is not a pinned anchor",
+                        "a pinned root", fingerprint(printed_root))
+            return False
+    else:
+        roots = anchors.by_subject(sub_ca.issuer)
+        root = next((r for r in roots if _signed_by(sub_ca, r, allow_legacy=True) is None), None)
+        if root is None:
+            verdict.add(FindingId.CHAIN_ROOT_NOT_ENROLLED, Severity.ERROR,
+                        f"no pinned root issued the sub-CA (issuer {sub_ca.issuer.rfc4514_string()})",
+                        "a pinned root", f"{len(roots)} pinned certificate(s) with that name")
+            return False
+    verdict.root = root
+    ok = True
+    if sub_ca.issuer != root.subject or _is_ca(root) is False:
+        verdict.add(FindingId.CHAIN_NOT_ISSUED_BY_ROOT, Severity.ERROR,
+                    "the sub-CA is not issued by the root printed with it",
+                    root.subject.rfc4514_string(), sub_ca.issuer.rfc4514_string())
+        return False
+    problem = _signed_by(sub_ca, root, allow_legacy=True)  # both pinned by DER: SHA-1 tolerated
+    if problem:
+        verdict.add(FindingId.CHAIN_NOT_ISSUED_BY_ROOT, Severity.ERROR, f"sub-CA under root: {problem}",
+                    "a sub-CA signed by the root", problem)
+        ok = False
+    if _is_ca(sub_ca) is not True:
+        verdict.add(FindingId.CHAIN_INVALID, Severity.ERROR, "the pinned sub-CA is not a CA",
+                    "BasicConstraints CA=true", "not a CA")
+        ok = False
+    if leaf.issuer != sub_ca.subject:
+        verdict.add(PF.CHAIN_LEAF_NOT_ISSUED_BY_SUBCA, Severity.ERROR,
+                    "the device certificate's issuer is not the sub-CA",
+                    sub_ca.subject.rfc4514_string(), leaf.issuer.rfc4514_string())
+        return False
+    problem = _signed_by(leaf, sub_ca, allow_legacy=False)  # the leaf is not pinned: no SHA-1
+    if problem:
+        verdict.add(PF.CHAIN_LEAF_NOT_ISSUED_BY_SUBCA, Severity.ERROR,
+                    f"the device certificate does not verify under the sub-CA: {problem}",
+                    "a device certificate signed by the pinned sub-CA", problem)
+        ok = False
+    if _is_ca(leaf):
+        verdict.add(FindingId.CHAIN_LEAF_IS_CA, Severity.ERROR, "the device certificate is a CA certificate",
+                    "BasicConstraints CA=false", "CA=true")
+        ok = False
+    try:
+        usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not usage.digital_signature:
+            verdict.add(FindingId.CHAIN_LEAF_KEY_USAGE, Severity.ERROR,
+                        "the device certificate's keyUsage does not allow digitalSignature",
+                        "digitalSignature", "not set")
+            ok = False
+    except x509.ExtensionNotFound:
+        pass
+    ok &= _check_time(verdict, leaf, "device (SUDI)", when, FindingId.CHAIN_LEAF_EXPIRED,
+                      FindingId.CHAIN_LEAF_NOT_YET_VALID)
+    ok &= _check_time(verdict, sub_ca, "sub-CA", when, PF.CHAIN_SUBCA_EXPIRED, PF.CHAIN_SUBCA_EXPIRED)
+    ok &= _check_time(verdict, root, "root", when, FindingId.CHAIN_ROOT_EXPIRED, FindingId.CHAIN_ROOT_NOT_YET_VALID)
+    legacy = _legacy(root) + _legacy(sub_ca)
+    if ok and legacy:
+        verdict.add(PF.CHAIN_LEGACY_PINNED_ANCHOR, Severity.WARNING,
+                    "legacy algorithms accepted only because the caller pinned these anchors: "
+                    + "; ".join(legacy), "SHA-256 and e=65537", "; ".join(legacy))
+    return ok
+
+
+def check_ca_path(
+    verdict: Verdict,
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    anchors: Anchors,
+    when: dt.datetime,
+    *,
+    max_depth: int = 4,  # KGV signer -> Innerspace -> Root CA M2 is 2 steps; more is not Cisco's PKI
+) -> bool:
+    """A path leaf -> intermediates -> a pinned anchor, all SHA-256+ signatures, CA flags and
+    validity at `when` (used for the KGV signer). Adds findings; True if a path holds."""
+    current = leaf
+    pool = list(intermediates)
+    for _ in range(max_depth + 1):
+        if anchors.by_fingerprint(current) is not None and current is not leaf:
+            verdict.root = current
+            return _check_time(verdict, current, "root", when, FindingId.CHAIN_ROOT_EXPIRED,
+                               FindingId.CHAIN_ROOT_NOT_YET_VALID)
+        if not _check_time(verdict, current, "leaf" if current is leaf else "intermediate", when,
+                           FindingId.CHAIN_LEAF_EXPIRED if current is leaf else PF.CHAIN_SUBCA_EXPIRED,
+                           FindingId.CHAIN_LEAF_NOT_YET_VALID if current is leaf else PF.CHAIN_SUBCA_EXPIRED):
+            return False
+        issuers = [c for c in list(anchors.certificates) + pool if c.subject == current.issuer and _is_ca(c)]
+        nxt = next((c for c in issuers if _signed_by(current, c, allow_legacy=False) is None), None)
+        if nxt is None:
+            verdict.add(FindingId.CHAIN_INVALID, Severity.ERROR,
+                        f"no pinned anchor or given intermediate issued {current.subject.rfc4514_string()}",
+                        "a chain to a pinned anchor", f"issuer {current.issuer.rfc4514_string()}")
+            return False
+        pool = [c for c in pool if c is not nxt]
+        current = nxt
+    verdict.add(FindingId.CHAIN_INVALID, Severity.ERROR, "the chain is longer than any Cisco chain",
+                f"at most {max_depth} intermediates", "more")
+    return False
