@@ -11,19 +11,23 @@ import click
 
 from .device import HOST_KEY_TYPES, KEY_TYPES
 from .faults import Fault, parse_fault_spec
-from .fleet import Fleet, FleetError
+from .fleet import FLEET_PLATFORMS, Fleet, FleetError
 
 __all__ = ["register", "emulator_group"]
 
 
 @click.group("emulator")
 def emulator_group() -> None:
-    """Emulated IOS XR routers over real SSH (for tests, demos and CI)."""
+    """Emulated IOS XR and IOS XE routers over real SSH (for tests, demos and CI)."""
 
 
 @emulator_group.command("serve")
 @click.option("--devices", "-n", type=click.IntRange(1, 10_000), default=1, show_default=True,
-              help="How many devices (hostnames xr-0001, xr-0002, ...).")
+              help="How many devices (hostnames xr-0001, xr-0002, ...; xe-0001, ... for IOS XE).")
+@click.option("--platform", type=click.Choice(FLEET_PLATFORMS), default="iosxr", show_default=True,
+              help="Device personality: iosxr (dossier, utility sign, attest certificate), iosxe "
+                   "(Router# prompt, SUDI and integrity signing under an emulated SUDI CA kept in "
+                   "STATE_DIR/xe-sudi-ca), or mixed (xr-0001, xe-0002, xr-0003, ...).")
 @click.option("--listen", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
 @click.option("--base-port", type=click.IntRange(0, 65535), default=0, show_default=True,
               help="Port of the first device; the others follow. 0 picks free ports.")
@@ -45,10 +49,10 @@ def emulator_group() -> None:
 @click.option("--fault", "faults", multiple=True, metavar="DEVICE=FAULT[:k=v,...]",
               help="Inject a fault, e.g. xr-0002=slow-output:delay=3. Faults: "
                    + ", ".join(f.value for f in Fault) + ". Repeatable.")
-def serve_command(devices: int, listen: str, base_port: int, state_dir: Path, inventory_out: Path | None,
+def serve_command(devices: int, platform: str, listen: str, base_port: int, state_dir: Path, inventory_out: Path | None,
                   provisioned: bool, key_type: str, host_key_type: str, seed: int, files: int,
                   username: str, faults: tuple[str, ...]) -> None:
-    """Serve N emulated IOS XR devices over SSH until SIGINT or SIGTERM.
+    """Serve N emulated IOS XR / IOS XE devices over SSH until SIGINT or SIGTERM.
 
     Prints `ready` on its own line once every device listens. Passwords are in
     STATE_DIR/credentials/<device>.password (mode 0600); the inventory refers to them and
@@ -60,7 +64,7 @@ def serve_command(devices: int, listen: str, base_port: int, state_dir: Path, in
         raise click.BadParameter(str(exc), param_hint="--fault") from None
     fleet = Fleet(state_dir=state_dir, devices=devices, host=listen, base_port=base_port,
                   provisioned=provisioned, key_type=key_type, host_key_type=host_key_type,
-                  seed=seed, files=files, username=username)
+                  seed=seed, files=files, username=username, platform=platform)
     try:
         fleet.start()
     except FleetError as exc:

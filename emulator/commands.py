@@ -14,6 +14,8 @@ Row `meta` keys:
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -24,14 +26,15 @@ from cryptography.hazmat.primitives import serialization
 
 from . import dossier as dossier_mod
 from . import facts as facts_mod
-from . import pki, showtext, signing
+from . import iosxe, pki, showtext, signing
 from .config import ConfigNode, render_running_config
 from .device import Device, DeviceError, hash_secret
 from .faults import Fault
 from .grammar import GrammarError, Match, Row, completions, match_line
 from .terminal import SessionClosed, Terminal
 
-__all__ = ["Session", "EXEC_ROWS", "CONFIG_ROWS", "PIPE_ROWS", "MODE_PROMPTS"]
+__all__ = ["CONFIG_ROWS", "EXEC_ROWS", "MODE_PROMPTS", "PERSONALITIES", "PIPE_ROWS", "Personality", "Session",
+           "XE_EXEC_ROWS", "XE_PIPE_ROWS"]
 
 NOT_AUTHORIZED = "% This command is not authorized\n"
 NODE_PREFIX = "RP/0/RP0/CPU0"
@@ -88,6 +91,7 @@ class Session:
         self.length = 24
         self.width = 80
         self.closed = False
+        self.personality = PERSONALITIES[device.platform]
 
     # -- prompts and modes -----------------------------------------------------------------
     @property
@@ -95,7 +99,7 @@ class Session:
         return self.modes[-1].name
 
     def prompt(self) -> str:
-        return f"{NODE_PREFIX}:{self.device.hostname}{MODE_PROMPTS[self.mode]}#"
+        return f"{self.personality.prompt_prefix}{self.device.hostname}{MODE_PROMPTS[self.mode]}#"
 
     def config_path(self) -> list[str]:
         return [m.key for m in self.modes[2:] if m.key is not None]
@@ -110,9 +114,9 @@ class Session:
     def help(self, text: str) -> list[str]:
         """`?` help for a partly typed line in the current mode."""
         if "|" in text:
-            return completions(text.rsplit("|", 1)[1].lstrip(), PIPE_ROWS)
+            return completions(text.rsplit("|", 1)[1].lstrip(), self.personality.pipe_rows)
         if self.mode == "exec":
-            rows = EXEC_ROWS
+            rows = self.personality.exec_rows
         else:
             rows = [row for _, mode_rows in self._config_rows_stack() for row in mode_rows]
         return completions(text, rows)
@@ -139,7 +143,8 @@ class Session:
                 self._execute_config(line, command, pipes)
         except GrammarError as error:
             self.term.write(error.render(len(self.prompt()) if self.term.interactive else None))
-        except (CommandError, DeviceError, pki.PkiError, signing.SignError, facts_mod.ContentError) as error:
+        except (CommandError, DeviceError, pki.PkiError, signing.SignError, facts_mod.ContentError,
+                iosxe.XeError) as error:
             message = getattr(error, "message", str(error))
             self.term.write(message if message.endswith("\n") else message + "\n")
 
@@ -148,8 +153,8 @@ class Session:
             raise CommandError(NOT_AUTHORIZED)
 
     def _execute_exec(self, line: str, command: str, pipes: list[str]) -> None:
-        match = match_line(command, EXEC_ROWS)
-        pipe_matches = [match_line(p, PIPE_ROWS) for p in pipes]
+        match = match_line(command, self.personality.exec_rows)
+        pipe_matches = [match_line(p, self.personality.pipe_rows) for p in pipes]
         tasks = list(match.row.meta.get("tasks", []))
         if match.row.meta.get("dossier"):
             tasks += [DOSSIER_ITEM_TASKS[i] for i in match.args.get("items", [])]
@@ -440,6 +445,45 @@ def h_dossier(s: Session, m: Match) -> str:
         if inventories is not None:
             device.save()
     return text
+
+
+# Certificate identifiers `show platform security attest certificate <id>` knows: the system
+# trustpoint's chain under its own name and under the identity name the attestation RPC uses.
+ATTEST_CERTIFICATE_IDS = ("system-identity", signing.SYSTEM_TRUSTPOINT)
+
+
+def h_attest_certificate(s: Session, m: Match) -> str:
+    """`show platform security attest certificate <id> location all nonce <hex> json`: per node,
+    the chain as base64 DER, signed over nonce || uint32 version || the listed DERs (the YANG
+    RPC `get-certificate` of Cisco-IOS-XR-remote-attestation-act)."""
+    nonce = signing.parse_nonce(m.args["nonce"])
+    cert_id = m.args["cert"]
+    if cert_id not in ATTEST_CERTIFICATE_IDS:
+        raise CommandError(f"% Certificate identifier {cert_id!r} not found: expected one of "
+                           f"{', '.join(ATTEST_CERTIFICATE_IDS)}")
+    nodes = s.device.facts.rp_nodes
+    where = m.args["where"]
+    if where != "all":
+        if where not in nodes:
+            raise CommandError(f"% Invalid location {where!r}: expected 'all' or one of {', '.join(nodes)}")
+        nodes = [where]
+    key, chain = s.device.signing_credentials()
+    listed = [(name, cert.public_bytes(serialization.Encoding.DER)) for name, cert in chain]
+    message = signing.signed_bytes(nonce, "", [der for _, der in listed])
+    entries = []
+    for node in nodes:
+        # Each node signs for itself; the emulated nodes share the system trustpoint's key.
+        signature = signing._sign(signing._private_key_of(key), message)
+        entries.append({
+            "node-location": node,
+            "nonce": base64.b64encode(nonce).decode("ascii"),
+            "certificates": {"certificate": [
+                {"name": name, "value": base64.b64encode(der).decode("ascii")} for name, der in listed
+            ]},
+            "signature_version": signing.SIGNATURE_VERSION,
+            "signature": base64.b64encode(signature).decode("ascii"),
+        })
+    return json.dumps({"get-certificate-response": {"system-certificates": entries}}, indent=2) + "\n"
 
 
 def h_crypto_key_generate(s: Session, m: Match) -> str:
@@ -745,6 +789,8 @@ EXEC_ROWS: list[Row] = [
         "[filesystem-inventory-options <fsopts>] [nonce <nonce>]",
         h_dossier, (READ, "system"), dossier=True,
     ),
+    _exec("show platform security attest certificate <cert> location <where> nonce <nonce> json",
+          h_attest_certificate, (READ, "crypto")),
     _exec("crypto key generate {kind:rsa|dsa|ecdsa} [{usage:general-keys|usage-keys}] [<label>]", h_crypto_key_generate, (EXECUTE, "crypto")),
     _exec("crypto key generate {kind:rsa|dsa} usage keys [<label>]", h_crypto_key_generate, (EXECUTE, "crypto"), usage=True),
     _exec("crypto key generate {kind:ecdsa} {curve:nistp256|nistp384|nistp521} [<label>]", h_crypto_key_generate, (EXECUTE, "crypto")),
@@ -768,6 +814,35 @@ PIPE_ROWS: list[Row] = [
     Row("exclude <regex...>", pipe_exclude),
     Row("begin <regex...>", pipe_begin),
 ]
+
+
+# IOS XE: the integrity and SUDI commands (emulator.iosxe) plus the session basics; no
+# `utility sign` or `| file` pipe (XE signs inside its own commands).
+XE_EXEC_ROWS: list[Row] = [
+    _exec("terminal length <n:0-512>", h_terminal_length, stamp=False),
+    _exec("terminal width <n:0-512>", h_terminal_width, stamp=False),
+    _exec("configure [{how:terminal}]", h_configure, stamp=False),
+    _exec("exit", h_exit, stamp=False),
+    _exec("quit", h_exit, stamp=False),
+    _exec("logout", h_exit, stamp=False),
+    *iosxe.XE_SHOW_ROWS,
+]
+XE_PIPE_ROWS: list[Row] = [row for row in PIPE_ROWS if row.handler in (pipe_include, pipe_exclude, pipe_begin)]
+
+
+@dataclass(frozen=True)
+class Personality:
+    """What makes a device IOS XR or IOS XE to a client: its commands and its prompt."""
+
+    exec_rows: list[Row]
+    pipe_rows: list[Row]
+    prompt_prefix: str  # before the hostname: `RP/0/RP0/CPU0:` on XR, nothing on XE (`Router#`)
+
+
+PERSONALITIES: dict[str, Personality] = {
+    "iosxr": Personality(EXEC_ROWS, PIPE_ROWS, f"{NODE_PREFIX}:"),
+    "iosxe": Personality(XE_EXEC_ROWS, XE_PIPE_ROWS, ""),
+}
 
 
 def _cfg(pattern: str, key: int | str, mode: str | None = None, **meta: Any) -> Row:

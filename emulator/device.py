@@ -11,6 +11,8 @@ same after a restart:
     <state-dir>/<name>/facts.json       packages, histories, inventory (emulator.facts)
     <state-dir>/<name>/fsinv.json       file-system inventory state (emulator.fsinv)
     <state-dir>/<name>/harddisk/        the `harddisk:` file system (`| file`, `dir`, `more`)
+    <state-dir>/<name>/sudi/            IOS XE only: SUDI key and certificate (emulator.iosxe)
+    <state-dir>/xe-sudi-ca/             IOS XE only: the fleet's emulated SUDI root and sub-CA
 
 Heavy parts (facts, file inventory, key pairs) load on first use, so a fleet of 1,000 idle
 devices costs little memory.
@@ -44,7 +46,7 @@ from . import pki, signing
 from .config import ConfigNode
 from .faults import Fault, FaultSet
 
-__all__ = ["Device", "DeviceError", "KEY_TYPES", "HOST_KEY_TYPES", "hash_secret"]
+__all__ = ["Device", "DeviceError", "HOST_KEY_TYPES", "KEY_TYPES", "PLATFORMS", "hash_secret"]
 
 # Dossier signing key types a fleet can be provisioned with: (kind, modulus or curve).
 KEY_TYPES: dict[str, tuple[str, int | str]] = {
@@ -57,6 +59,8 @@ KEY_TYPES: dict[str, tuple[str, int | str]] = {
     "dsa2048": ("dsa", 2048),
 }
 HOST_KEY_TYPES = ("ed25519", "ecdsa", "rsa")
+# Device personalities: the command table, prompt and identity each one has (emulator.commands).
+PLATFORMS = ("iosxr", "iosxe")
 
 SYSTEM_TRUSTPOINT = "system-trustpoint"
 ROOT_KEY_LABEL = "system-root-key"
@@ -156,6 +160,7 @@ class Device:
         host_key_type: str = "ed25519",
         admin_password: str | None = None,
         username: str = "admin",
+        platform: str = "iosxr",
     ) -> None:
         self.name = name
         self.folder = Path(state_dir) / name
@@ -177,7 +182,11 @@ class Device:
                 "clock_offset": 0.0,
                 "host_key_type": host_key_type,
                 "created": time.time(),
+                "platform": platform,
             }
+        if self.info.get("platform", "iosxr") not in PLATFORMS:
+            raise DeviceError(f"% Unknown platform {self.info['platform']!r} in {info_path}; "
+                              f"expected one of {', '.join(PLATFORMS)}")
         self.clock = Clock(offset=self.info.get("clock_offset", 0.0))
         self.host_key = self._load_or_make_host_key(self.info["host_key_type"])
         config_path = self.folder / "config.json"
@@ -191,8 +200,28 @@ class Device:
         self._keys: dict[tuple[str, str], pki.KeyPair] | None = None
         self._authorized_keys: list[str] | None = None
         self._verified: dict[str, bytes] = {}
+        self._xe: Any = None
         if not config_path.exists() or not info_path.exists():
             self.save()
+
+    @property
+    def platform(self) -> str:
+        """`iosxr` or `iosxe`: which command table, prompt and identity the device has."""
+        return str(self.info.get("platform", "iosxr"))
+
+    def xe_identity(self) -> Any:
+        """The IOS XE SUDI key, certificate and measurements (made on first use, then kept)."""
+        with self.lock:
+            if self._xe is None:
+                if self.platform != "iosxe":
+                    raise DeviceError(f"% {self.name} is an {self.platform} device; it has no IOS XE SUDI identity")
+                from . import iosxe
+
+                self._xe = iosxe.XeIdentity(
+                    self.folder, iosxe.load_authority(self.folder.parent),
+                    iosxe.xe_facts(self.hostname, int(self.info["seed"])), now=self.clock.now(),
+                )
+            return self._xe
 
     # -- persistence -----------------------------------------------------------------------
     def save(self) -> None:

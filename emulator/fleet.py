@@ -4,6 +4,10 @@
         device = fleet.devices[0]          # .name, .host, .port, .username, .password, .host_key_line
         fleet.write_inventory(path)        # YAML the collector loads as is
         fleet.set_fault("xr-0002", Fault.SLOW_OUTPUT, delay=2.0)
+
+`platform="iosxe"` serves IOS XE devices (xe-0001, ...; `Router#` prompts, SUDI and integrity
+commands, one shared emulated SUDI authority: `fleet.sudi_authority()`); `platform="mixed"`
+alternates xr-0001, xe-0002, xr-0003, ...
 """
 
 from __future__ import annotations
@@ -17,15 +21,18 @@ from typing import Any, Callable
 
 import yaml
 
-from .device import KEY_TYPES, SYSTEM_TRUSTPOINT, Device
+from . import iosxe
+from .device import KEY_TYPES, PLATFORMS, SYSTEM_TRUSTPOINT, Device
 from .faults import CERTIFICATE_FAULTS, Fault
 from .server import Listener
 
-__all__ = ["EmulatedDevice", "Fleet", "FleetError"]
+__all__ = ["FLEET_PLATFORMS", "EmulatedDevice", "Fleet", "FleetError"]
 
 # File descriptors beyond one listening socket per device: connections being served, state
 # files, the selector, the interpreter's own.
 FD_HEADROOM = 256
+FLEET_PLATFORMS = (*PLATFORMS, "mixed")
+NAME_PREFIXES = {"iosxr": "xr", "iosxe": "xe"}
 
 
 class FleetError(Exception):
@@ -44,6 +51,7 @@ class EmulatedDevice:
     password_file: Path
     host_key_line: str
     device: Device
+    platform: str = "iosxr"
 
     def inventory_entry(self) -> dict[str, Any]:
         return {
@@ -53,7 +61,7 @@ class EmulatedDevice:
             "username": self.username,
             "credential": {"password_file": str(self.password_file)},
             "host_key": self.host_key_line,
-            "platform": "iosxr",
+            "platform": self.platform,
         }
 
 
@@ -74,9 +82,12 @@ class Fleet:
         files: int = 3000,
         username: str = "admin",
         progress: Callable[[int, int], None] | None = None,
+        platform: str = "iosxr",
     ) -> None:
         if key_type not in KEY_TYPES:
             raise FleetError(f"unknown key type {key_type!r}; expected one of: {', '.join(KEY_TYPES)}")
+        if platform not in FLEET_PLATFORMS:
+            raise FleetError(f"unknown platform {platform!r}; expected one of: {', '.join(FLEET_PLATFORMS)}")
         if devices < 1:
             raise FleetError(f"a fleet needs at least one device, found devices={devices}")
         self.state_dir = Path(state_dir)
@@ -90,6 +101,7 @@ class Fleet:
         self.files = files
         self.username = username
         self.progress = progress
+        self.platform = platform
         self.devices: list[EmulatedDevice] = []
         self._listener: Listener | None = None
 
@@ -123,7 +135,8 @@ class Fleet:
         self._listener = listener
         try:
             for index in range(1, self.count + 1):
-                name = f"xr-{index:04d}"
+                platform = self.device_platform(index)
+                name = f"{NAME_PREFIXES[platform]}-{index:04d}"
                 password_file = credentials / f"{name}.password"
                 if password_file.exists():
                     password = password_file.read_text("utf-8").strip()
@@ -135,8 +148,14 @@ class Fleet:
                 device = Device(
                     name, self.state_dir, seed=self.seed * 100_003 + index, files=self.files,
                     host_key_type=self.host_key_type, admin_password=password, username=self.username,
+                    platform=platform,
                 )
-                if self.provisioned and device.certificates(SYSTEM_TRUSTPOINT)[1] is None:
+                if device.platform != platform:
+                    raise FleetError(f"{name}: the state directory holds an {device.platform} device, "
+                                     f"this fleet asks for {platform}; use another --state-dir")
+                if platform == "iosxe":
+                    device.xe_identity()  # the SUDI identity is factory-made: make it before serving
+                elif self.provisioned and device.certificates(SYSTEM_TRUSTPOINT)[1] is None:
                     device.provision(self.key_type)
                 port = self.base_port + index - 1 if self.base_port else 0
                 try:
@@ -145,7 +164,7 @@ class Fleet:
                     raise FleetError(f"{name}: cannot listen on {self.host}:{port}: {exc.strerror}") from exc
                 self.devices.append(
                     EmulatedDevice(name, self.host, port, self.username, password, password_file,
-                                   device.host_key_line(self.host, port), device)
+                                   device.host_key_line(self.host, port), device, platform)
                 )
                 if self.progress is not None:
                     self.progress(index, self.count)
@@ -153,6 +172,17 @@ class Fleet:
             listener.stop()
             raise
         listener.start()
+
+    def device_platform(self, index: int) -> str:
+        """The platform of device number `index` (1-based): mixed fleets alternate XR, XE."""
+        if self.platform == "mixed":
+            return "iosxr" if index % 2 else "iosxe"
+        return self.platform
+
+    def sudi_authority(self) -> iosxe.SudiAuthority:
+        """The emulated SUDI root and sub-CA every XE device of this fleet chains to (what a
+        verifier pins for them)."""
+        return iosxe.load_authority(self.state_dir)
 
     def stop(self) -> None:
         if self._listener is not None:
