@@ -141,7 +141,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="10,100,1000")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--emulators", type=int, default=2, help="emulator processes")
-    parser.add_argument("--verify-workers", type=int, default=1,
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best of each is shown")
+    parser.add_argument("--verify-workers", type=int, default=0,
                         help="also measure the collector verifying in N worker processes (0: skip)")
     parser.add_argument("--files", type=int, default=50, help="file-system inventory size per device")
     parser.add_argument("--state-dir", type=Path, default=Path(tempfile.gettempdir()) / "dossier-bench-collect")
@@ -150,6 +151,7 @@ def main() -> None:
     logger = __import__("logging").getLogger("paramiko")
     logger.addHandler(__import__("logging").NullHandler())
     logger.propagate = False
+    __import__("logging").getLogger("collector.enroll").setLevel(__import__("logging").ERROR)  # TOFU is the bench's premise
 
     args.state_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -181,25 +183,34 @@ def main() -> None:
                 with ThreadPoolExecutor(concurrency) as pool:
                     list(pool.map(floor_poll, devices))
 
-            results = [measure("floor", floor, concurrency, size)]
-            for label, options in (
-                ("collect", CollectOptions(concurrency=concurrency, retries=0)),
-                ("collect+pv", CollectOptions(concurrency=concurrency, retries=0, verify_workers=args.verify_workers)),
-                ("no-verify", CollectOptions(concurrency=concurrency, retries=0, verify=False)),
-            ):
-                if label == "collect+pv" and not args.verify_workers:
-                    continue
-                store = Store.open(work_dir / f"store-{size}-{label}")
-                collector = Collector(store, trust_store_path=trust, options=options)
-                outcome: list = []
-                results.append(measure(label, lambda: outcome.append(collector.run(devices)), concurrency, size))
-                counts = outcome[0].counts
-                expected = "untrusted" if not options.verify else "trusted"
-                if counts[expected] != size:
-                    print(f"warning: {label} {counts} at size {size}", flush=True)
-                store.close()
+            variants = [("floor", None), ("collect", CollectOptions(concurrency=concurrency, retries=0)),
+                        ("no-verify", CollectOptions(concurrency=concurrency, retries=0, verify=False))]
+            if args.verify_workers:
+                variants.insert(2, ("collect+pv", CollectOptions(concurrency=concurrency, retries=0,
+                                                                 verify_workers=args.verify_workers)))
+            best: dict[str, dict[str, float]] = {}
+            # Alternate the variants for several rounds and keep each one's best: the machine is
+            # shared and noisy, and the emulators warm up, so a single ordered pass would favour
+            # whichever ran at the quiet moment.
+            for round_index in range(args.rounds):
+                for label, options in variants:
+                    if options is None:
+                        result = measure(label, floor, concurrency, size)
+                    else:
+                        store = Store.open(work_dir / f"store-{size}-{label}-{round_index}")
+                        collector = Collector(store, trust_store_path=trust, options=options)
+                        outcome: list = []
+                        result = measure(label, lambda: outcome.append(collector.run(devices)), concurrency, size)
+                        counts = outcome[0].counts
+                        expected = "trusted" if options.verify else "untrusted"
+                        if counts[expected] != size:
+                            print(f"warning: {label} {counts} at size {size}", flush=True)
+                        store.close()
+                    if label not in best or result["devices_per_s"] > best[label]["devices_per_s"]:
+                        best[label] = result
+            results = [best[label] for label, _ in variants]
             for result in results:
-                ratio = result["devices_per_s"] / results[0]["devices_per_s"]
+                ratio = result["devices_per_s"] / results[0]["devices_per_s"]  # vs the floor
                 print(f"{size:>8} {result['label']:<10} {result['devices_per_s']:>8.1f} "
                       f"{result['cpu_ms_per_poll']:>12.2f} {result['wall_s']:>8.2f} "
                       f"{result['mem_kib_per_session']:>12.0f} "

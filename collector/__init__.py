@@ -23,6 +23,10 @@ from .errors import (
 )
 from .inventory import Device, Inventory, load_inventory
 from .store import EnvelopeRecord, Store
+from .collect import CollectOptions, Collector, DeviceOutcome, RunSummary, new_nonce
+from .enroll import EnrollResult, RootCandidate, enroll_root, fetch_root
+from .lock import RunLock
+from .provision import provision_device
 
 try:
     __version__ = _metadata.version("trust-dossier")
@@ -31,20 +35,31 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
 
 __all__ = [
     "AuthError",
+    "CollectOptions",
+    "Collector",
     "CollectorError",
     "CommandError",
     "ConnectError",
     "DeadlineError",
     "Device",
+    "DeviceOutcome",
     "EnrollError",
+    "EnrollResult",
     "EnvelopeRecord",
     "HostKeyError",
     "Inventory",
     "InventoryError",
     "LockError",
     "RateLimitedError",
+    "RootCandidate",
+    "RunLock",
+    "RunSummary",
     "Store",
     "StoreError",
     "__version__",
+    "enroll_root",
+    "fetch_root",
     "load_inventory",
+    "new_nonce",
+    "provision_device",
 ]

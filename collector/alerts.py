@@ -115,6 +115,14 @@ class AlertSink:
         self.send(3, f"%DOSSIER-3-COLLECT_FAILED : Device= {device}, Reason= {reason}, "
                      f"Detail= {message}")
 
+    def degraded(self, device: str, before: str, after: str, categories: Iterable[str],
+                 finding_ids: Iterable[str], path: str | None) -> None:
+        """A device's appraisal went from affirming to something worse (collector.insights)."""
+        severity = 3 if after == "contraindicated" else 4
+        self.send(severity, f"%DOSSIER-{severity}-TRUST_DEGRADED : Device= {device}, Status= {before} -> "
+                            f"{after}, Categories= {', '.join(categories) or 'none'}, Findings= "
+                            f"{', '.join(sorted(set(finding_ids))) or 'none'}, File= {path}")
+
     def expiry(self, device: str, kind: str, cert: x509.Certificate, state: dict[str, Any],
                now: datetime | None = None) -> bool:
         """Send the schedule's notice for `cert` if one is due and not yet sent; True if sent."""
@@ -158,7 +166,12 @@ _METRICS = (
     ("dossier_collection_duration_seconds", "gauge", "Duration of the last poll."),
     ("dossier_envelope_bytes", "gauge", "Size of the last envelope collected."),
     ("dossier_certificate_expiry_days", "gauge", "Days until the device's certificate expires."),
+    ("dossier_appraisal_status", "gauge",
+     "Last appraisal: 0 affirming, 1 warning, 2 contraindicated (absent when not appraised)."),
+    ("dossier_appraisal_degradations_total", "counter",
+     "Times the device's appraisal went from affirming to warning or contraindicated."),
 )
+_APPRAISAL_LEVEL = {"affirming": 0, "warning": 1, "contraindicated": 2}
 
 
 def render_metrics(states: Mapping[str, Mapping[str, Any]], *, now: datetime | None = None) -> str:
@@ -183,6 +196,9 @@ def render_metrics(states: Mapping[str, Mapping[str, Any]], *, now: datetime | N
                                              else int(state["last_status"] == "failed")),
                 "dossier_collection_duration_seconds": state.get("last_duration_s"),
                 "dossier_envelope_bytes": state.get("last_bytes"),
+                "dossier_appraisal_status": _APPRAISAL_LEVEL.get(state.get("appraisal_status")),
+                "dossier_appraisal_degradations_total": (state.get("appraisal_degradations", 0)
+                                                         if "appraisal_status" in state else None),
             }[name]
             if value is not None:
                 lines.append(f"{name}{{{label}}} {value}")

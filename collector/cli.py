@@ -176,7 +176,7 @@ def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Pa
                 if summary is not None:
                     if metrics_file is not None:
                         write_metrics(metrics_file, store.states())
-                    _print_summary(summary, as_json=as_json, table=show_progress or not as_json)
+                    _print_summary(summary, as_json=as_json)
                     code = summary.exit_code
                 else:
                     code = EXIT_FAILED
@@ -261,7 +261,7 @@ def _log_line(outcome: DeviceOutcome) -> str:
 _STATUS_STYLE = {"trusted": "green", "untrusted": "bold red", "failed": "red", "skipped": "yellow"}
 
 
-def _print_summary(summary: RunSummary, *, as_json: bool, table: bool) -> None:
+def _print_summary(summary: RunSummary, *, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary.to_json(), indent=2))
         return
@@ -415,7 +415,14 @@ def _enrolled_line(result: EnrollResult) -> str:
 @_store_option
 @_json_option
 def status_command(store_path: Path, as_json: bool) -> None:
-    """Show the fleet: last collection, verdict and certificate expiry per device."""
+    """Show the fleet: last collection, verdict and certificate expiry per device.
+
+    \b
+    Exit codes:
+      0  every device's last poll was trusted
+      1  some device's last poll failed or was untrusted (or the store is empty)
+      2  the store cannot be read
+    """
     with _errors_to_exit_codes():
         with Store.open(store_path, create=False) as store:
             rows = fleet_status(store)

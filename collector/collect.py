@@ -67,6 +67,8 @@ class CollectOptions:
     #: Verify in this many worker processes (0: in the polling threads). Polling and verifying
     #: in one process compete for the GIL (PERFORMANCE.md); workers use the other cores.
     verify_workers: int = 0
+    #: A `collector.insights.Policy`: appraise each stored envelope as it is collected.
+    policy: Any = None
 
 
 @dataclass
@@ -86,6 +88,8 @@ class DeviceOutcome:
     received: str | None = None
     findings: list[dict[str, Any]] = field(default_factory=list)
     days_to_expiry: dict[str, int] = field(default_factory=dict)
+    #: {"status", "trust_vector"} when the run appraises (`--policy`).
+    appraisal: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,12 +139,19 @@ class Collector:
         self.rng = rng or random.SystemRandom()
         self.on_outcome = on_outcome
         self._verify_pool: ProcessPoolExecutor | None = None
+        # Device states live in memory between polls of this collector (the --interval loop);
+        # the file is read once, written after every poll.
+        self._states: dict[str, dict[str, Any]] = {}
         self._state_lock = threading.Lock()
 
     # --- the run -------------------------------------------------------------------------------
 
     def run(self, devices: Sequence[Device], *, stop: threading.Event | None = None) -> RunSummary:
-        """Poll every device once; never raises for a device's failure."""
+        """Poll every device once; never raises for a device's failure.
+
+        The caller holds the store's `RunLock` (the CLI and the demo do), so that two runs
+        never write one store. Setting `stop` lets in-flight devices finish and skips the rest.
+        """
         stop = stop or threading.Event()
         started = _iso_now()
         run_deadline = (time.monotonic() + self.options.run_deadline_s
@@ -231,9 +242,12 @@ class Collector:
                     outcome.duration_s = time.monotonic() - begin
                     self._record_failure(device, outcome, state)
                     return outcome
-                if stop is not None:
-                    stop.wait(delay)
-                else:
+                if stop is not None and stop.wait(delay):
+                    # Asked to stop while backing off: give up on this device with its last error.
+                    outcome.duration_s = time.monotonic() - begin
+                    self._record_failure(device, outcome, state)
+                    return outcome
+                if stop is None:
                     time.sleep(delay)
         outcome.reason = outcome.message = None
         record = self.store.save(
@@ -292,17 +306,25 @@ class Collector:
             outcome.message = (checked.errors[0]["message"] if checked.errors
                                else "the verifier did not trust the envelope")
             self.alerts.untrusted(device.name, reasons, record.path)
+        if self.options.policy is not None:
+            from .insights.hooks import appraise_collected
+
+            outcome.appraisal = appraise_collected(self.store, record, self.options.policy, self.alerts, state)
         self._write_poll_state(device, outcome, state, trusted=checked.trusted)
 
     # --- state ---------------------------------------------------------------------------------
 
     def _read_state(self, device: str) -> dict[str, Any]:
+        if device in self._states:
+            return self._states[device]
         try:
-            return self.store.read_state(device)
+            state = self._states[device] = self.store.read_state(device)
+            return state
         except CollectorError:
             # A damaged state file costs only increments and alert history; start afresh and
             # the next write replaces it.
-            return {}
+            state = self._states[device] = {}
+            return state
 
     def _record_failure(self, device: Device, outcome: DeviceOutcome, state: dict[str, Any]) -> None:
         self.alerts.failed(device.name, outcome.reason or "unknown", outcome.message or "")

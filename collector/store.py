@@ -29,10 +29,6 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
-import schemas
-
 from .errors import StoreError
 
 __all__ = ["METADATA_FORMAT", "EnvelopeRecord", "Store", "write_file_atomically"]
@@ -41,6 +37,7 @@ METADATA_FORMAT = "trust-dossier/envelope-metadata/1"
 ENVELOPE_SUFFIX = ".envelope"
 META_SUFFIX = ".envelope.meta.json"
 VERDICT_SUFFIX = ".envelope.verdict.json"
+APPRAISAL_SUFFIX = ".envelope.appraisal.json"  # written by collector.insights
 INDEX_NAME = "index.sqlite"
 DIRTY_MARKER = "index.dirty"
 #: Metadata and verdict files are small; anything larger is not ours.
@@ -64,6 +61,15 @@ CREATE TABLE IF NOT EXISTS envelopes (
     meta_missing INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS envelopes_by_device ON envelopes (device, received);
+CREATE TABLE IF NOT EXISTS appraisals (
+    path TEXT PRIMARY KEY,          -- the envelope appraised (collector.insights)
+    device TEXT NOT NULL,
+    received TEXT NOT NULL,
+    status TEXT NOT NULL,           -- affirming | warning | contraindicated
+    vector TEXT NOT NULL,           -- JSON: category -> status
+    findings INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS appraisals_by_device ON appraisals (device, received);
 """
 
 
@@ -160,6 +166,7 @@ class Store:
         self.root = Path(root)
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._made_dirs: set[Path] = set()  # mkdir once per directory, not once per envelope
 
     @classmethod
     def open(cls, root: str | os.PathLike[str], *, create: bool = True) -> Store:
@@ -261,11 +268,7 @@ class Store:
         """Store `output` byte for byte plus its metadata, index it, and return the record."""
         from . import __version__
 
-        device_dir = self.root / device
-        try:
-            device_dir.mkdir(exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create {device_dir}: {exc.strerror}") from exc
+        device_dir = self._directory(self.root / device)
         stamp = received.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         name = f"{stamp}-{nonce_hex[:8].lower()}"
         envelope_path = device_dir / (name + ENVELOPE_SUFFIX)
@@ -316,6 +319,50 @@ class Store:
             self._insert(self._connection(), record)
         return record
 
+    def _directory(self, path: Path) -> Path:
+        if path not in self._made_dirs:
+            try:
+                path.mkdir(exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create {path}: {exc.strerror}") from exc
+            self._made_dirs.add(path)
+        return path
+
+    # --- appraisals (collector.insights) ----------------------------------------------------
+
+    @staticmethod
+    def _insert_appraisal(db: sqlite3.Connection, record: EnvelopeRecord, appraisal: Mapping[str, Any]) -> None:
+        db.execute("INSERT OR REPLACE INTO appraisals VALUES (?,?,?,?,?,?)",
+                   (record.path, record.device, record.received, appraisal["status"],
+                    json.dumps(appraisal.get("trust_vector") or {}), len(appraisal.get("findings") or [])))
+
+    def save_appraisal(self, record: EnvelopeRecord, appraisal: Mapping[str, Any]) -> None:
+        """Store an appraisal beside the envelope (replacing an older one) and index its status."""
+        path = self.root / record.path
+        target = path.with_name(path.name[: -len(ENVELOPE_SUFFIX)] + APPRAISAL_SUFFIX)
+        try:
+            # Derived data (re-appraising with a new policy replaces it), so replace is allowed.
+            write_file_atomically(target, json.dumps(appraisal, indent=1, sort_keys=True, default=str).encode()
+                                  + b"\n", replace=True)
+        except OSError as exc:
+            raise StoreError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        with self._lock:
+            self._insert_appraisal(self._connection(), record, appraisal)
+
+    def appraisal(self, record: EnvelopeRecord) -> dict[str, Any] | None:
+        """The stored appraisal of `record` (None when it was not appraised)."""
+        path = self.root / record.path
+        return _read_sidecar(path.with_name(path.name[: -len(ENVELOPE_SUFFIX)] + APPRAISAL_SUFFIX))
+
+    def appraisal_statuses(self, device: str | None = None) -> list[tuple[str, str, str, str]]:
+        """(device, received, path, status) of every appraisal, oldest first."""
+        query = "SELECT device, received, path, status FROM appraisals"
+        args: tuple[Any, ...] = ()
+        if device is not None:
+            query, args = query + " WHERE device = ?", (device,)
+        with self._lock:
+            return list(self._connection().execute(query + " ORDER BY device, received", args))
+
     def envelope_bytes(self, record: EnvelopeRecord) -> bytes:
         return (self.root / record.path).read_bytes()
 
@@ -332,12 +379,10 @@ class Store:
                              "device's increments and alert schedule afresh") from exc
 
     def write_state(self, device: str, state: Mapping[str, Any]) -> None:
-        directory = self.root / "state"
-        directory.mkdir(exist_ok=True)
+        directory = self._directory(self.root / "state")
         # Advisory (increments, alert schedule): atomic but not fsynced. Losing the newest
         # state to a power cut costs at most a repeated block or alert, never an envelope.
-        write_file_atomically(directory / f"{device}.json",
-                              json.dumps(state, indent=2, sort_keys=True).encode(), replace=True,
+        write_file_atomically(directory / f"{device}.json", json.dumps(state).encode(), replace=True,
                               sync=False)
 
     def states(self) -> dict[str, dict[str, Any]]:
@@ -385,7 +430,11 @@ class Store:
                 db.executescript(_SCHEMA)
                 db.execute("BEGIN")
                 for path in self._envelope_files():
-                    self._insert(db, self._record_from_files(path))
+                    record = self._record_from_files(path)
+                    self._insert(db, record)
+                    appraisal = _read_sidecar(path.with_name(path.name[: -len(ENVELOPE_SUFFIX)] + APPRAISAL_SUFFIX))
+                    if appraisal is not None and isinstance(appraisal.get("status"), str):
+                        self._insert_appraisal(db, record, appraisal)
                     count += 1
                 db.execute("COMMIT")
             finally:
@@ -455,11 +504,12 @@ class Store:
                 base = path.name[: -len(ENVELOPE_SUFFIX)]
                 # Sidecars first: a crash midway leaves an envelope without metadata, which
                 # reindex still lists, never metadata pointing at nothing.
-                for sidecar in (VERDICT_SUFFIX, META_SUFFIX):
+                for sidecar in (APPRAISAL_SUFFIX, VERDICT_SUFFIX, META_SUFFIX):
                     path.with_name(base + sidecar).unlink(missing_ok=True)
                 path.unlink(missing_ok=True)
                 with self._lock:
                     self._connection().execute("DELETE FROM envelopes WHERE path = ?", (record.path,))
+                    self._connection().execute("DELETE FROM appraisals WHERE path = ?", (record.path,))
         return doomed
 
 
@@ -472,10 +522,3 @@ def _read_sidecar(path: Path) -> dict[str, Any] | None:
         return None
     return value if isinstance(value, dict) else None
 
-
-def validate_metadata(meta: Mapping[str, Any]) -> None:
-    """Check a metadata document against schemas/metadata.schema.json (raises StoreError)."""
-    try:
-        jsonschema.validate(dict(meta), schemas.load("metadata"))
-    except jsonschema.ValidationError as exc:
-        raise StoreError(f"metadata does not match its schema: {exc.message}") from exc

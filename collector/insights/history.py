@@ -1,0 +1,92 @@
+"""A device's history in the store, replayed in order: evidence, drift since the last trusted
+collection, and the file state those drifts are built on.
+
+Content comes only from envelopes the collector's verifier trusted (the verdict in the index);
+an untrusted envelope contributes its certificate fingerprints and nothing else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from ..store import EnvelopeRecord, Store
+from .appraise import Appraisal, appraise
+from .diff import Evidence, FileSystemState, diff_evidence, evidence_from_envelope
+from .errors import InsightsError
+from .findings import Finding
+from .policy import Policy
+
+__all__ = ["MAX_STORED_DRIFT", "HistoryStep", "appraise_record", "replay", "stored_evidence"]
+
+#: Drift findings kept in an appraisal file (all are counted); 20,000 file changes would make
+#: the sidecar megabytes for no reader's benefit. `dossier diff` always shows them all.
+MAX_STORED_DRIFT = 500
+
+
+def stored_evidence(store: Store, record: EnvelopeRecord) -> Evidence:
+    """The evidence of one stored envelope (content only when its verdict is trusted)."""
+    try:
+        raw = store.envelope_bytes(record)
+    except OSError as exc:
+        raise InsightsError(f"cannot read {store.root / record.path}: {exc.strerror or exc}") from None
+    trusted = bool(record.trusted)
+    evidence = evidence_from_envelope(raw, label=record.path, verified=trusted, received=record.received,
+                                      reasons=record.reasons, keep_content=trusted)
+    evidence.days_to_expiry = {k: v for k, v in (("leaf", record.days_leaf), ("root", record.days_root))
+                               if v is not None}
+    return evidence
+
+
+@dataclass
+class HistoryStep:
+    """One collection with its drift since the previous trusted one (None: the first)."""
+
+    record: EnvelopeRecord
+    evidence: Evidence
+    drift: list[Finding] = field(default_factory=list)
+    previous: EnvelopeRecord | None = None
+
+
+def replay(store: Store, device: str, *, files: FileSystemState | None = None,
+           until: EnvelopeRecord | None = None) -> Iterator[HistoryStep]:
+    """Walk `device`'s envelopes oldest first, advancing `files`, up to and including `until`."""
+    files = files if files is not None else FileSystemState()
+    last: tuple[EnvelopeRecord, Evidence] | None = None
+    for record in reversed(store.history(device)):
+        if until is not None and record.received > until.received:
+            break
+        evidence = stored_evidence(store, record)
+        if last is None:
+            drift: list[Finding] = []
+            if evidence.dossier is not None:
+                files.apply(evidence.dossier, report=False)
+        else:
+            drift = diff_evidence(last[1], evidence, files)
+            if last[1].dossier is None and evidence.dossier is not None:
+                files.apply(evidence.dossier, report=False)
+        yield HistoryStep(record, evidence, drift, last[0] if last else None)
+        if evidence.dossier is not None or last is None:
+            last = (record, evidence)
+        if until is not None and record.path == until.path:
+            break
+
+
+def appraise_record(store: Store, record: EnvelopeRecord, policy: Policy, *, save: bool = True,
+                    now: dt.datetime | None = None) -> Appraisal:
+    """Appraise one stored envelope against `policy`, with drift since the device's previous
+    trusted collection; stores the result beside the envelope and in the index when `save`."""
+    files = FileSystemState()
+    step: HistoryStep | None = None
+    for step in replay(store, record.device, files=files, until=record):
+        pass
+    if step is None or step.record.path != record.path:
+        raise InsightsError(f"expected {record.path} in the history of {record.device}, found it missing; "
+                            "run `dossier store reindex`")
+    result = appraise(step.evidence, step.drift, policy, device=record.device, files=files,
+                      has_previous=step.previous is not None,
+                      previous=step.previous.path if step.previous else None, now=now)
+    if save:
+        store.save_appraisal(record, result.to_json(max_drift=MAX_STORED_DRIFT))
+    return result
