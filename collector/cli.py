@@ -103,6 +103,10 @@ def _quiet_paramiko() -> None:
         logger.propagate = False
 
 
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
 def _stderr_console() -> Console:
     return Console(stderr=True)
 
@@ -325,7 +329,7 @@ def enroll_command(inventory_path: Path, trust_store_path: Path, devices: tuple[
                 f"--expect-fingerprint names one root, but {len(selected)} devices are selected; "
                 "add --device NAME")
         interactive = not expect_fingerprint and not tofu
-        if interactive and not sys.stdin.isatty():
+        if interactive and not _stdin_is_terminal():
             raise click.UsageError(
                 "no confirmation possible: stdin is not a terminal. Pass --expect-fingerprint "
                 "HEX (checked out of band) or, knowingly, --trust-on-first-use")

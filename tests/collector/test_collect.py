@@ -377,3 +377,54 @@ def test_interval_loop_finishes_in_flight_work_on_sigterm(tmp_path: Path, pki) -
     assert len(list(store_dir.rglob("*.envelope"))) == 2  # the in-flight poll was finished and stored
     assert len(fake.commands) == 3  # and no new poll started after the signal
     assert err.count("status=trusted") == 2
+
+
+@pytest.mark.parametrize(("answer", "code", "action"), [("y\n", 0, "enrolled"), ("n\n", 1, "declined")])
+def test_enroll_interactive_confirmation(tmp_path: Path, pki, monkeypatch: pytest.MonkeyPatch,
+                                         answer: str, code: int, action: str) -> None:
+    import collector.cli
+
+    monkeypatch.setattr(collector.cli, "_stdin_is_terminal", lambda: True)
+    fakes = [FakeDevice("r1", dossier_handler(pki))]
+    inventory, _, trust = setup(tmp_path, fakes)
+    with FakeFleet(fakes) as fleet:
+        fleet.write_inventory(inventory, password_dir=tmp_path / "pw")
+        result = CliRunner().invoke(cli, ["enroll", "-i", str(inventory), "--trust-store", str(trust)], input=answer)
+    assert result.exit_code == code, result.output
+    assert "SHA1 Fingerprint" in result.output and "SHA256 Fingerprint" in result.output
+    assert "Validity End" in result.output and "Do you accept this certificate for r1?" in result.output
+    from verifier import TrustStore
+
+    entries = TrustStore.open(trust, create=True).root_entries("r1")
+    if action == "enrolled":
+        assert [e.source for e in entries] == ["interactive"]
+    else:
+        assert entries == [] and "r1: not enrolled" in result.output
+
+
+def test_cli_progress_table_prune_and_reindex(tmp_path: Path, pki) -> None:
+    fakes = [FakeDevice("r1", dossier_handler(pki)), FakeDevice("r2", dossier_handler(pki))]
+    inventory, store_dir, trust = setup(tmp_path, fakes)
+    with FakeFleet(fakes) as fleet:
+        fleet.write_inventory(inventory, password_dir=tmp_path / "pw")
+        enroll_all(inventory, trust)
+        args = ["collect", "-i", str(inventory), "--store", str(store_dir), "--trust-store", str(trust)]
+        for _ in range(3):
+            result = CliRunner().invoke(cli, [*args, "--progress"])
+            assert result.exit_code == 0, result.output
+        assert "2 trusted, 0 untrusted, 0 failed" in result.stdout
+        only = CliRunner().invoke(cli, [*args, "--device", "r2", "--json"])
+        assert [d["device"] for d in json.loads(only.stdout)["devices"]] == ["r2"]
+    dry = CliRunner().invoke(cli, ["store", "prune", "--store", str(store_dir), "--keep-last", "1", "--dry-run", "--json"])
+    assert dry.exit_code == 0 and len(json.loads(dry.stdout)["deleted"]) == 5  # r1: 2 of 3, r2: 3 of 4
+    assert len(list(store_dir.rglob("*.envelope"))) == 7
+    pruned = CliRunner().invoke(cli, ["store", "prune", "--store", str(store_dir), "--keep-last", "1"])
+    assert pruned.exit_code == 0 and "deleted 5 envelopes" in pruned.stdout
+    assert len(list(store_dir.rglob("*.envelope"))) == 2
+    assert CliRunner().invoke(cli, ["store", "prune", "--store", str(store_dir)]).exit_code == 2
+    reindexed = CliRunner().invoke(cli, ["store", "reindex", "--store", str(store_dir)])
+    assert reindexed.exit_code == 0 and "indexed 2 envelopes" in reindexed.stdout
+    status = CliRunner().invoke(cli, ["status", "--store", str(store_dir)])
+    assert status.exit_code == 0 and "r1" in status.stdout and "trusted" in status.stdout
+    missing = CliRunner().invoke(cli, ["status", "--store", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "dossier collect --store" in missing.stderr
