@@ -153,7 +153,7 @@ class Credential:
                 )
         path = Path(self.reference or "").expanduser()
         try:
-            return paramiko.PKey.from_path(path, passphrase=passphrase)
+            return paramiko.PKey.from_path(path, password=passphrase.encode() if passphrase is not None else None)
         except FileNotFoundError as exc:
             raise InventoryError(
                 f"{self.where}: credential: key file {path} does not exist"

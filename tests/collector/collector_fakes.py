@@ -133,6 +133,8 @@ class FakeDevice:
     port: int = 0
     commands: list[str] = field(default_factory=list)
     refuse_sessions: bool = False
+    #: Public keys accepted for the user (key-file and agent credentials).
+    authorized_keys: list[paramiko.PKey] = field(default_factory=list)
     #: Act as a jump host: accept `direct-tcpip` channels and forward them.
     forwards: list[tuple[str, int]] = field(default_factory=list)
     jump: bool = False
@@ -161,8 +163,13 @@ class _Server(paramiko.ServerInterface):
         ok = username == self.device.username and password == self.device.password
         return paramiko.AUTH_SUCCESSFUL if ok else paramiko.AUTH_FAILED
 
+    def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+        ok = username == self.device.username and any(
+            key.asbytes() == allowed.asbytes() for allowed in self.device.authorized_keys)
+        return paramiko.AUTH_SUCCESSFUL if ok else paramiko.AUTH_FAILED
+
     def get_allowed_auths(self, username: str) -> str:
-        return "password"
+        return "publickey,password"
 
     def check_channel_request(self, kind: str, chanid: int) -> int:
         return paramiko.OPEN_SUCCEEDED if kind == "session" else paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import socket
 import time
 from pathlib import Path
@@ -176,3 +177,29 @@ def test_dossier_command_uses_the_same_nonce_twice() -> None:
         "'{\"0/RP0/CPU0\":{\"block_start\":5}}' nonce " + "ab" * 16 + " | utility sign nonce "
         + "ab" * 16 + " include-certificate"
     )
+
+
+def test_key_file_credential_with_passphrase(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    private = ed25519.Ed25519PrivateKey.generate()
+    key_file = tmp_path / "id_ed25519"
+    key_file.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                               serialization.BestAvailableEncryption(b"pass phrase")))
+    key_file.chmod(0o600)
+    public = paramiko.PKey.from_path(key_file, password=b"pass phrase")
+    fleet, fake = one_device(tmp_path, reply(b"key ok"), authorized_keys=[public])
+    with fleet:
+        fleet.write_inventory(tmp_path / "inv.yaml", password_dir=tmp_path / "pw")
+        text = (tmp_path / "inv.yaml").read_text()
+        text = re.sub(r"credential: \{password_file: [^}]*\}",
+                      f"credential: {{key_file: {key_file}, passphrase_env: KEY_PASSPHRASE}}", text)
+        (tmp_path / "inv.yaml").write_text(text)
+        device = load_inventory(tmp_path / "inv.yaml").devices[0]
+        monkeypatch.setenv("KEY_PASSPHRASE", "pass phrase")
+        assert run_command(device, "show x").output == b"key ok"
+        monkeypatch.setenv("KEY_PASSPHRASE", "wrong")
+        with pytest.raises(Exception) as caught:
+            run_command(device, "show x")
+    assert "cannot load key file" in str(caught.value)
