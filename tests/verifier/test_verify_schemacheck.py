@@ -71,7 +71,7 @@ def test_valid_dossiers_agree() -> None:
         assert _CHECK(document) is True
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32), count=st.integers(1, 3))
 def test_mutated_dossiers_agree(seed: int, count: int) -> None:
     document = _mutate(_FULL, seed, count)
