@@ -153,7 +153,8 @@ class Credential:
                 )
         path = Path(self.reference or "").expanduser()
         try:
-            return paramiko.PKey.from_path(path, password=passphrase.encode() if passphrase is not None else None)
+            password = passphrase.encode() if passphrase is not None else None
+            return paramiko.PKey.from_path(path, password=password)
         except FileNotFoundError as exc:
             raise InventoryError(
                 f"{self.where}: credential: key file {path} does not exist"

@@ -15,10 +15,11 @@ from ..store import EnvelopeRecord, Store
 from .appraise import Appraisal, appraise
 from .diff import Evidence, FileSystemState, diff_evidence, evidence_from_envelope
 from .errors import InsightsError
-from .findings import Finding
+from .findings import DriftId, Finding
 from .policy import Policy
 
-__all__ = ["MAX_STORED_DRIFT", "HistoryStep", "appraise_record", "replay", "stored_evidence"]
+__all__ = ["MAX_STORED_DRIFT", "HistoryStep", "appraise_record", "diff_history", "pick_record", "replay",
+           "stored_evidence"]
 
 #: Drift findings kept in an appraisal file (all are counted); 20,000 file changes would make
 #: the sidecar megabytes for no reader's benefit. `dossier diff` always shows them all.
@@ -90,3 +91,55 @@ def appraise_record(store: Store, record: EnvelopeRecord, policy: Policy, *, sav
     if save:
         store.save_appraisal(record, result.to_json(max_drift=MAX_STORED_DRIFT))
     return result
+
+
+def pick_record(records: list[EnvelopeRecord], reference: str, device: str) -> EnvelopeRecord:
+    """A record of `records` (oldest first) by position (`-1` newest, `0` oldest), by envelope
+    file name, or by the start of its received time (`2026-11-27T02`); raises InsightsError."""
+    if not records:
+        raise InsightsError(f"expected envelopes of {device} in the store, found none; check the "
+                            "device name (`dossier status`)")
+    try:
+        position = int(reference)
+    except ValueError:
+        matches = [r for r in records if r.path.endswith(reference) or r.path.split("/")[-1].startswith(reference)
+                   or r.received.startswith(reference)]
+        if len(matches) != 1:
+            raise InsightsError(f"expected {reference!r} to name one envelope of {device}, found "
+                                f"{len(matches)}; use a position (-1 newest, -2 the one before) or a "
+                                "longer time or file name") from None
+        return matches[0]
+    if not -len(records) <= position < len(records):
+        raise InsightsError(f"expected a position between {-len(records)} and {len(records) - 1} "
+                            f"({len(records)} envelopes of {device}), found {position}")
+    return records[position]
+
+
+def diff_history(store: Store, device: str, before: EnvelopeRecord, after: EnvelopeRecord) -> list[Finding]:
+    """Drift between two stored envelopes of `device`, files applied block by block in between."""
+    if before.received > after.received:
+        before, after = after, before
+    files = FileSystemState()
+    steps = list(replay(store, device, files=FileSystemState(), until=after))
+    # The file state as of `before`, then every trusted dossier's blocks up to `after`, in order.
+    evidence_before = evidence_after = None
+    file_changes: list[Finding] = []
+    started = False
+    for step in steps:
+        if step.evidence.dossier is not None:
+            changes = files.apply(step.evidence.dossier, report=started)
+            file_changes.extend(changes)
+        if step.record.path == before.path:
+            evidence_before, started = step.evidence, True
+        if step.record.path == after.path:
+            evidence_after = step.evidence
+    if evidence_before is None or evidence_after is None:
+        raise InsightsError(f"expected {before.path} and {after.path} in the history of {device}; run "
+                            "`dossier store reindex`")
+    out = diff_evidence(evidence_before, evidence_after, FileSystemState())
+    # diff_evidence compared files from scratch; replace those with the in-order application.
+    file_ids = {finding_id for finding_id in DriftId if finding_id.startswith("drift.file.")}
+    kept = [finding for finding in out if finding.id not in file_ids]
+    if evidence_before.dossier is None or evidence_after.dossier is None:
+        return kept
+    return kept + file_changes

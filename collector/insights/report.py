@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..store import ENVELOPE_SUFFIX, VERDICT_SUFFIX, EnvelopeRecord, Store, parse_iso
+from ..store import ENVELOPE_SUFFIX, VERDICT_SUFFIX, EnvelopeRecord, Store
 from .findings import Category, DriftId, Finding
 from .history import replay
 

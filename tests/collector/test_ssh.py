@@ -203,3 +203,41 @@ def test_key_file_credential_with_passphrase(tmp_path: Path, monkeypatch: pytest
         with pytest.raises(Exception) as caught:
             run_command(device, "show x")
     assert "cannot load key file" in str(caught.value)
+
+
+def test_agent_credential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    import subprocess
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    if not shutil.which("ssh-agent") or not shutil.which("ssh-add"):
+        pytest.skip("OpenSSH ssh-agent/ssh-add not installed")
+    key_file = tmp_path / "id_agent"
+    key_file.write_bytes(ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()))
+    key_file.chmod(0o600)
+    socket_path = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(socket_path)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    try:
+        env = {"SSH_AUTH_SOCK": str(socket_path), "PATH": "/usr/bin:/bin"}
+        deadline = time.monotonic() + 5
+        while not socket_path.exists():  # the agent's readiness is its socket appearing
+            assert agent.poll() is None and time.monotonic() < deadline, "ssh-agent did not start"
+            time.sleep(0.01)
+        subprocess.run(["ssh-add", str(key_file)], env=env, check=True, capture_output=True)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(socket_path))
+        fleet, _ = one_device(tmp_path, reply(b"agent ok"),
+                              authorized_keys=[paramiko.PKey.from_path(key_file)])
+        with fleet:
+            fleet.write_inventory(tmp_path / "inv.yaml", password_dir=tmp_path / "pw")
+            text = re.sub(r"credential: \{password_file: [^}]*\}", "credential: {agent: true}",
+                          (tmp_path / "inv.yaml").read_text())
+            (tmp_path / "inv.yaml").write_text(text)
+            device = load_inventory(tmp_path / "inv.yaml").devices[0]
+            assert run_command(device, "show x").output == b"agent ok"
+    finally:
+        agent.terminate()
+        agent.wait(5)
