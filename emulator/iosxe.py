@@ -271,16 +271,17 @@ class _XePlatform:
     boot_loader_hash_hex: int  # 128 on most, 64 on the C1111 (README (b))
     os_hashes_list: bool  # `OS Hashes:` list (.bin then .pkg) instead of one `OS Hash`
     boot_loader_first: bool  # Cat3K prints Boot Loader before Boot 0
+    blank_before_signature: bool  # SUDI output: a blank line after the last PEM (README (a) 3.)
     packages: tuple[str, ...] = ()
 
 
 _PLATFORMS: tuple[_XePlatform, ...] = (
-    _XePlatform("ISR4321/K9", "isr4300", "F01023R12.1817bb4af2014-05-23", "16.12(2r)", 128, False, False),
-    _XePlatform("ISR4451-X/K9", "isr4400", "F01001R06.03c1d3d202013-01-18", "16.12(2r)", 128, True, False,
+    _XePlatform("ISR4321/K9", "isr4300", "F01023R12.1817bb4af2014-05-23", "16.12(2r)", 128, False, False, False),
+    _XePlatform("ISR4451-X/K9", "isr4400", "F01001R06.03c1d3d202013-01-18", "16.12(2r)", 128, True, False, True,
                 ("mono-universalk9", "firmware_nim_shdsl", "firmware_nim_cwan", "firmware_sm_async")),
-    _XePlatform("C1111-8P", "c1100", "F01094R17.10a2b86a22017-09-28", "16.6(1r)", 64, False, False),
+    _XePlatform("C1111-8P", "c1100", "F01094R17.10a2b86a22017-09-28", "16.6(1r)", 64, False, False, True),
     _XePlatform("WS-C3650-8X24UQ", "cat3k_caa", "F01062R15.0508d68fa2015-09-15",
-                "CAT3K_CAA Boot Loader (CAT3K_CAA-HBOOT-M) Version 4.316, RELEASE SOFTWARE (P)", 128, False, True),
+                "CAT3K_CAA Boot Loader (CAT3K_CAA-HBOOT-M) Version 4.316, RELEASE SOFTWARE (P)", 128, False, True, True),
 )
 _OS_VERSIONS = ("16.09.05", "16.12.04", "17.03.04a", "17.06.05", "17.09.04a")
 
@@ -372,6 +373,8 @@ def render_sudi(identity: XeIdentity, *, sign: bool, nonce: int | None) -> str:
         lines += pem_lines(der, PEM_WIDTH_V1)
     if not sign:
         return "\n".join(lines) + "\n"
+    if identity.facts.platform.blank_before_signature:
+        lines.append("")
     signature = identity.sign(signed_header(nonce) + b"".join(ders))
     lines += [f"Signature version: {SIGNATURE_VERSION}", "Signature:", signature]
     return "\n".join(lines) + "\n"

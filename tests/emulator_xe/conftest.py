@@ -1,0 +1,39 @@
+"""Fixtures for the IOS XE personality tests: XE and mixed fleets on loopback."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from emulator.fleet import Fleet
+
+# `xe_check` (the independent checker) sits beside this file; pyproject's pythonpath does not
+# list this folder (not this package's file to edit), so add it here.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture(scope="module")
+def xe_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """Four IOS XE devices, one per emulated platform layout (seed picks it: index mod 4)."""
+    with Fleet(state_dir=tmp_path_factory.mktemp("xe"), devices=4, platform="iosxe", files=50) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def xe_anchors(xe_fleet: Fleet) -> tuple[bytes, bytes]:
+    """DER of the fleet's emulated SUDI root and sub-CA: what a verifier pins."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    authority = xe_fleet.sudi_authority()
+    return authority.root.public_bytes(Encoding.DER), authority.sub_ca.public_bytes(Encoding.DER)
+
+
+@pytest.fixture(scope="module")
+def cisco_xe_dir(vectors_dir: Path) -> Path:
+    path = vectors_dir / "cisco-ios-xe"
+    if not path.is_dir():
+        pytest.skip(f"IOS XE samples not found at {path}")
+    return path
