@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 from collections.abc import Callable
@@ -15,7 +14,7 @@ import pytest
 import schemas
 from cryptography import x509
 
-from vbuilder import DAY, NOW, Device, b64, der, dossier, key, ku, make_leaf, make_root, resign_sha1
+from vbuilder import DAY, NOW, Device, b64, der, dossier, ku, make_leaf, make_root, resign_sha1
 from verifier import FindingId, Policy, Severity, TrustStore, verify_envelope
 
 Case = Callable[[Path], tuple[bytes, dict[str, Any]]]

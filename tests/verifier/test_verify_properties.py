@@ -10,7 +10,7 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vbuilder import NOW, Device, b64, der, dossier, key, make_leaf, sign, signed_bytes
+from vbuilder import NOW, Device, b64, der, dossier, make_leaf
 from verifier import FindingId, VerifierError, verify_envelope
 
 _DEVICE = Device("p256", "p256")

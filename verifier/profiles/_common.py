@@ -35,7 +35,13 @@ __all__ = [
     "Anchors",
     "ProfileError",
     "ProfileVerdict",
+    "Measurements",
+    "PemBlock",
+    "certificate_summary",
     "check_ca_path",
+    "check_nonce_given",
+    "decode_base64_der",
+    "pem_blocks",
     "check_sudi_chain",
     "decode_text",
     "extend",
@@ -406,3 +412,106 @@ def check_ca_path(
     verdict.add(FindingId.CHAIN_INVALID, Severity.ERROR, "the chain is longer than any Cisco chain",
                 f"at most {max_depth} intermediates", "more")
     return False
+
+
+_PEM_BEGIN, _PEM_END = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+
+
+@dataclass
+class PemBlock:
+    """One printed PEM certificate: its DER exactly as printed, and where it was."""
+
+    der: bytes
+    certificate: x509.Certificate
+    first_line: int
+    last_line: int
+
+
+def decode_base64_der(body: str) -> bytes:
+    """Strict base64 (canonical alphabet and padding; whitespace between lines allowed).
+
+    Raises ValueError when the text is not base64.
+    """
+    import base64
+    import binascii
+
+    compact = "".join(body.split())
+    try:
+        return base64.b64decode(compact, validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"not base64 ({exc})") from None
+
+
+def pem_blocks(lines: Sequence[str], verdict: Verdict) -> list[PemBlock] | None:
+    """Every PEM certificate in `lines` (CR already removed). None (with a finding) if one is
+    unterminated, not base64 or not a certificate: a damaged certificate is never skipped."""
+    blocks: list[PemBlock] = []
+    index = 0
+    while index < len(lines):
+        if lines[index].strip() != _PEM_BEGIN:
+            index += 1
+            continue
+        start = index
+        body: list[str] = []
+        index += 1
+        while index < len(lines) and lines[index].strip() != _PEM_END:
+            body.append(lines[index])
+            index += 1
+        if index >= len(lines):
+            verdict.add(PF.OUTPUT_BAD_CERTIFICATE, Severity.ERROR,
+                        f"the certificate starting on line {start + 1} has no END line (truncated output?)",
+                        _PEM_END, "end of output")
+            return None
+        try:
+            der = decode_base64_der("\n".join(body))
+            cert = x509.load_der_x509_certificate(der)
+        except ValueError as exc:
+            verdict.add(PF.OUTPUT_BAD_CERTIFICATE, Severity.ERROR,
+                        f"the certificate on lines {start + 1}-{index + 1} cannot be read ({exc})",
+                        "a base64 DER X.509 certificate", str(exc)[:120])
+            return None
+        blocks.append(PemBlock(der, cert, start, index))
+        index += 1
+    return blocks
+
+
+def check_nonce_given(verdict: Verdict, nonce: int | None, policy: Any) -> None:
+    """No expected nonce: freshness is unknown (an error unless the policy's insecure switch)."""
+    if nonce is not None:
+        return
+    if policy.insecure_skip_nonce:
+        policy.note_insecure_use()
+        verdict.add(FindingId.NONCE_NOT_CHECKED, Severity.WARNING,
+                    "no expected nonce given (insecure_skip_nonce): freshness is not checked; this "
+                    "output may be a replay", "the nonce that was sent", "none")
+    else:
+        verdict.add(FindingId.NONCE_NOT_CHECKED, Severity.ERROR,
+                    "no expected nonce given, so freshness is unknown; pass the nonce that was sent "
+                    "(--nonce)", "the nonce that was sent", "none")
+
+
+def certificate_summary(cert: x509.Certificate) -> dict[str, str]:
+    """What a verified certificate says about the device (its subject is signed by the CA)."""
+    return {
+        "subject": cert.subject.rfc4514_string(),
+        "serial": format(cert.serial_number, "X"),
+        "sha256": fingerprint(cert),
+    }
+
+
+@dataclass(frozen=True)
+class Measurements:
+    """Boot and OS measurements one signed output reports (input to `kgv.appraise_integrity`).
+
+    `boot_stages` are (stage, version, hash hex) with stage 0 = boot 0 and later stages the
+    boot loader; `os_hashes` are (file name or None for a single `OS Hash`, hash hex) in
+    printed order. `bound` is True only when the signature verified and the PCRs recompute,
+    i.e. the hashes are what the device measured; versions and platform are never bound.
+    """
+
+    location: str | None
+    platform: str | None
+    boot_stages: tuple[tuple[int, str | None, str], ...]
+    os_version: str | None
+    os_hashes: tuple[tuple[str | None, str], ...]
+    bound: bool
