@@ -243,6 +243,12 @@ def _parts_from_tree(location: Any, verdict: ProfileVerdict) -> list[V2Part]:
                         f"expected one of trust-chain, compliance, measurement at {key}", "one", str(kinds))
             continue
         node = integrity[kinds[0]]
+        if isinstance(node, list) and len(node) == 1:  # XML: the container shares a name with its list
+            node = node[0]
+        if not isinstance(node, dict):
+            verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"{kinds[0]} at {key} is not a container",
+                        "an object", type(node).__name__)
+            continue
         part = V2Part(_KINDS[kinds[0]], key, printed_nonce=str(integrity.get("nonce", "")).strip() or None)
         if part.kind == "trust_chain":
             for item in _as_list(node.get("trust-chain")):
@@ -304,11 +310,7 @@ def _signer_for(part: V2Part, signers: Sequence[Signer]) -> Signer | None:
     if exact:
         return exact[0]
     anywhere = [s for s in signers if s.location is None]
-    if len(anywhere) == 1:
-        return anywhere[0]
-    if len(signers) == 1:
-        return signers[0]
-    return None
+    return anywhere[0] if len(anywhere) == 1 else None  # never another location's certificate
 
 
 def _verify_part(verdict: ProfileVerdict, part: V2Part, anchors: Anchors, signers: Sequence[Signer],

@@ -107,8 +107,9 @@ def verify_attest_certificate(
         result = _verify_node(verdict, node, anchors, nonce, when)
         if result is not None:
             results.append(result)
-    check_nonce_given(verdict, None if nonce is None else 0, policy) if nonce is None else None
-    if nonce is not None:
+    if nonce is None:  # the signature was checked with the printed nonce; freshness is unknown
+        check_nonce_given(verdict, None, policy)
+    else:
         verdict.nonce = nonce
     if len(results) == len(nodes) and not verdict.errors:
         verdict.authenticated = {"nodes": results}
