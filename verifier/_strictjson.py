@@ -177,14 +177,19 @@ def parse_iterative(text: str, max_depth: int) -> tuple[Any, int]:
     the nesting depth is bounded as containers open, duplicate keys and NaN/Infinity are
     refused as they are read, and no input can make it recurse.
     """
-    length = len(text)
-    position = _WS.match(text, 0).end()
+    skip, scan, length = _WS.match, _scanstring, len(text)
+    position = skip(text, 0).end()
     stack: list[list[Any]] = []  # [container, pending key] per open container
     while True:
         if position >= length:
             raise _syntax(text, position, "unexpected end of input")
         char = text[position]
-        if char in "{[":
+        if char == '"':
+            try:
+                value, position = scan(text, position + 1, True)
+            except ValueError:
+                raise _syntax(text, position, "invalid string") from None
+        elif char == "{" or char == "[":
             if len(stack) >= max_depth:
                 raise JSONProblem(
                     FindingId.ENVELOPE_TOO_DEEP,
@@ -193,7 +198,7 @@ def parse_iterative(text: str, max_depth: int) -> tuple[Any, int]:
                     f"more than {max_depth}",
                 )
             container: Any = {} if char == "{" else []
-            position = _WS.match(text, position + 1).end()
+            position = skip(text, position + 1).end()
             if text.startswith("}" if char == "{" else "]", position):
                 value, position = container, position + 1
             else:
@@ -202,11 +207,18 @@ def parse_iterative(text: str, max_depth: int) -> tuple[Any, int]:
                     key, position = _key(text, position)
                 stack.append([container, key])
                 continue
-        elif char == '"':
+        elif char in "-0123456789" and not text.startswith("-Infinity", position):
+            match = _NUMBER.match(text, position)
+            if match is None:
+                raise _syntax(text, position, "expecting a value")
+            integer, fraction, exponent = match.groups()
             try:
-                value, position = _scanstring(text, position + 1, True)
-            except ValueError:
-                raise _syntax(text, position, "invalid string") from None
+                value = _finite_float(match.group()) if fraction or exponent else int(integer)
+            except JSONProblem:
+                raise
+            except ValueError:  # an integer over sys.get_int_max_str_digits() digits
+                raise _syntax(text, position, "number too long") from None
+            position = match.end()
         else:
             for word in _NON_FINITE:
                 if text.startswith(word, position):
@@ -216,36 +228,27 @@ def parse_iterative(text: str, max_depth: int) -> tuple[Any, int]:
                     value, position = literal, position + len(word)
                     break
             else:
-                match = _NUMBER.match(text, position)
-                if match is None or match.end() == position:
-                    raise _syntax(text, position, "expecting a value")
-                integer, fraction, exponent = match.groups()
-                try:
-                    value = _finite_float(match.group()) if fraction or exponent else int(integer)
-                except ValueError as exc:  # an integer over sys.get_int_max_str_digits() digits
-                    if isinstance(exc, JSONProblem):
-                        raise
-                    raise _syntax(text, position, "number too long") from None
-                position = match.end()
+                raise _syntax(text, position, "expecting a value")
         # a value is complete: attach it, closing every container it completes
         while True:
             if not stack:
                 return value, position
             frame = stack[-1]
             container = frame[0]
-            if type(container) is dict:
+            is_object = type(container) is dict
+            if is_object:
                 if frame[1] in container:
                     _pairs_no_duplicates([(frame[1], None), (frame[1], None)])
                 container[frame[1]] = value
             else:
                 container.append(value)
-            position = _WS.match(text, position).end()
+            position = skip(text, position).end()
             if text.startswith(",", position):
-                position = _WS.match(text, position + 1).end()
-                if type(container) is dict:
+                position = skip(text, position + 1).end()
+                if is_object:
                     frame[1], position = _key(text, position)
                 break
-            if text.startswith("}" if type(container) is dict else "]", position):
+            if text.startswith("}" if is_object else "]", position):
                 value, position = container, position + 1
                 stack.pop()
                 continue

@@ -41,8 +41,9 @@ class _Settings:
     """What every worker needs to verify (picklable: paths, DER bytes, a frozen policy)."""
 
     def __init__(self, store: str | None, roots: list[bytes], device: str | None, nonce: bytes | None,
-                 at: str, policy: Policy) -> None:
+                 at: str, policy: Policy, profiles: Any = None) -> None:
         self.store, self.roots, self.device, self.nonce, self.at, self.policy = store, roots, device, nonce, at, policy
+        self.profiles = profiles  # verifier.profiles.clisupport.ProfileOptions, or None: the XR envelope
 
 
 _worker: dict[str, Any] = {}
@@ -78,8 +79,14 @@ def _verify_one(path: str, stdin_bytes: bytes | None = None) -> dict[str, Any]:
             at = item.received
         else:
             at = parse_time(settings.at, "--at")
-        verdict = verify_envelope(item.raw, trust_store=_worker["store"], roots=_worker["roots"],
-                                  device=device, expected_nonce=nonce, at=at, policy=settings.policy)
+        if settings.profiles is not None and settings.profiles.profile != "xr-dossier":
+            from .profiles.clisupport import verify_file
+
+            verdict = verify_file(settings.profiles, item.raw, path=path, trust_store=_worker["store"],
+                                  roots=_worker["roots"], device=device, nonce=nonce, at=at, policy=settings.policy)
+        else:
+            verdict = verify_envelope(item.raw, trust_store=_worker["store"], roots=_worker["roots"],
+                                      device=device, expected_nonce=nonce, at=at, policy=settings.policy)
     except VerifierError as exc:
         return {"file": path, "error": str(exc)}
     return {"file": path, **verdict.to_json()}
@@ -160,10 +167,31 @@ def _fail(message: str) -> None:
 @click.option("--require-dossier", is_flag=True, help="Fail envelopes whose signed text is not a dossier.")
 @click.option("--insecure-skip-nonce", is_flag=True,
               help="DANGEROUS: accept envelopes without an expected nonce (replays are not detected).")
+@click.option("--profile", default="xr-dossier", show_default=True, metavar="NAME|auto",
+              help="What FILE is: xr-dossier (the envelope), xe-sudi-sign, xe-sudi-certificate, "
+              "xe-integrity-sign, xe-system-integrity, kgv, xr-attest-certificate; 'auto' picks it from "
+              "the output's shape. Cisco outputs need --root with the Cisco root AND the SUDI sub-CA.")
+@click.option("--nonce-dec", "nonce_dec", metavar="N", type=click.IntRange(0, 2**64 - 1),
+              help="IOS XE: the decimal nonce that was sent (the same as --nonce with its 8-byte hex).")
+@click.option("--signer", "signers", multiple=True, type=click.Path(path_type=Path),
+              help="XE integrity/compliance/measurement: the same device's SUDI output (or SUDI "
+              "certificate PEM); kgv: the KGV signer's certificate and sub-CA (PEM). Repeatable.")
+@click.option("--signature", "signature", type=click.Path(path_type=Path),
+              help="kgv: the detached signature (default: FILE.signature).")
+@click.option("--kgv", "kgv", type=click.Path(path_type=Path),
+              help="Appraise XE integrity measurements against this Known Good Values file (FILE.signature beside it).")
+@click.option("--kgv-signer", "kgv_signers", multiple=True, type=click.Path(path_type=Path),
+              help="The --kgv file's signer certificate and sub-CA (PEM). Repeatable.")
+@click.option("--kgv-root", "kgv_roots", multiple=True, type=click.Path(path_type=Path),
+              help="The anchor for --kgv (Cisco Root CA M2, PEM). Repeatable.")
 def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tuple[Path, ...],
                    device: str | None, nonce_hex: str | None, at: str, as_json: bool, jobs: int,
-                   allow_dsa: bool, require_dossier: bool, insecure_skip_nonce: bool) -> None:
-    """Verify signed dossier envelopes: signature, chain to the enrolled root, nonce, dossier."""
+                   allow_dsa: bool, require_dossier: bool, insecure_skip_nonce: bool, profile: str = "xr-dossier",
+                   nonce_dec: int | None = None, signers: tuple[Path, ...] = (), signature: Path | None = None,
+                   kgv: Path | None = None, kgv_signers: tuple[Path, ...] = (),
+                   kgv_roots: tuple[Path, ...] = ()) -> None:
+    """Verify signed dossier envelopes (signature, chain to the enrolled root, nonce, dossier), or with
+    --profile the signed outputs Cisco devices print (IOS XE SUDI, integrity, system integrity; KGV files)."""
     if trust_store is not None and roots:
         raise click.UsageError("give --trust-store or --root, not both")
     if trust_store is None and not roots:
@@ -178,6 +206,22 @@ def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tupl
             raise click.BadParameter(f"expected hex digits, found {nonce_hex!r}", param_hint="--nonce") from None
         if not 1 <= len(nonce) <= 64:
             raise click.BadParameter(f"expected 1 to 64 bytes, found {len(nonce)}", param_hint="--nonce")
+    if nonce_dec is not None:
+        if nonce is not None:
+            raise click.UsageError("give --nonce or --nonce-dec, not both")
+        nonce = nonce_dec.to_bytes(8, "big")  # how IOS XE signs it: u64 big-endian
+    profiles = None
+    if profile != "xr-dossier" or signers or signature or kgv:
+        from .profiles import PROFILES
+        from .profiles.clisupport import profile_options
+
+        if profile != "auto" and profile not in PROFILES:
+            raise click.BadParameter(f"expected auto or one of {', '.join(PROFILES)}; found {profile!r}",
+                                     param_hint="--profile")
+        try:
+            profiles = profile_options(profile, signers, signature, kgv, kgv_signers, kgv_roots)
+        except VerifierError as exc:
+            raise InputError(str(exc)) from None
     if at not in ("now", "received"):
         try:
             parse_time(at, "--at")
@@ -189,7 +233,7 @@ def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tupl
     if trust_store is not None:
         store_path = str(_open_store(trust_store).path)
     policy = Policy(allow_dsa=allow_dsa, require_dossier=require_dossier, insecure_skip_nonce=insecure_skip_nonce)
-    settings = _Settings(store_path, _load_roots(roots), device, nonce, at, policy)
+    settings = _Settings(store_path, _load_roots(roots), device, nonce, at, policy, profiles)
     stdin_bytes = click.get_binary_stream("stdin").read(policy.max_envelope_bytes + 1) if "-" in files else None
     results = []
     stream = _run(list(files), settings, jobs, stdin_bytes)
