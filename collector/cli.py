@@ -139,14 +139,17 @@ def _stderr_console() -> Console:
 @click.option("--syslog", "syslog_address", default=None, metavar="HOST:PORT|PATH",
               help="Send alerts (untrusted envelope, failing device, certificate expiry) to this "
                    "syslog (UDP HOST:PORT or a socket path such as /dev/log).")
+@click.option("--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Appraise each envelope against this policy YAML as it is collected (stored "
+                   "beside it; a device going from affirming to worse raises an alert).")
 @_json_option
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar and table (default: when stderr is a terminal; plain log lines otherwise).")
 def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Path,
                     devices: tuple[str, ...], groups: tuple[str, ...], concurrency: int,
                     run_deadline: float | None, retries: int, verify_workers: int, mode: str, interval: float | None,
-                    metrics_file: Path | None, syslog_address: str | None, as_json: bool,
-                    progress: bool | None) -> None:
+                    metrics_file: Path | None, syslog_address: str | None, policy_path: Path | None,
+                    as_json: bool, progress: bool | None) -> None:
     """Poll devices for fresh signed dossiers, store them byte for byte, and verify each at once.
 
     Each device gets a new 16-byte nonce from the OS CSPRNG on both the dossier and `utility
@@ -166,9 +169,17 @@ def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Pa
             alerts = AlertSink(syslog_address)
         except (ValueError, OSError) as exc:
             raise click.BadParameter(str(exc), param_hint="--syslog") from exc
+        policy = None
+        if policy_path is not None:
+            from .insights import PolicyError, load_policy
+
+            try:
+                policy = load_policy(policy_path)
+            except PolicyError as exc:
+                raise click.BadParameter(str(exc), param_hint="--policy") from exc
         store = Store.open(store_path)
         options = CollectOptions(concurrency=concurrency, run_deadline_s=run_deadline, retries=retries,
-                                 verify_workers=verify_workers)
+                                 verify_workers=verify_workers, policy=policy)
         show_progress = _stderr_console().is_terminal if progress is None else progress
         stop = threading.Event()
         previous = _install_stop_handlers(stop)
@@ -435,7 +446,7 @@ def status_command(store_path: Path, as_json: bool) -> None:
         else:
             grid = Table(title=f"Fleet status ({store_path})")
             for column in ("device", "last poll (UTC)", "status", "reason", "last trusted (UTC)",
-                           "expiry days leaf/root"):
+                           "expiry days leaf/root", "appraisal"):
                 grid.add_column(column, overflow="fold")
             for row in rows:
                 status = row["last_status"] or ""
@@ -443,15 +454,21 @@ def status_command(store_path: Path, as_json: bool) -> None:
                           else f"{row['days_leaf']}/{row['days_root']}")
                 grid.add_row(row["device"], (row["last_poll"] or "")[:19],
                              f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]",
-                             row["last_reason"] or "", (row["last_trusted"] or "")[:19], expiry)
+                             row["last_reason"] or "", (row["last_trusted"] or "")[:19], expiry,
+                             _APPRAISAL_MARKUP.get(row["appraisal"] or "", row["appraisal"] or ""))
             Console().print(grid)
         bad = any(row["last_status"] != TRUSTED for row in rows)
         raise _Exit(EXIT_FAILED if bad or not rows else EXIT_OK)
 
 
+_APPRAISAL_MARKUP = {"affirming": "[green]affirming[/]", "warning": "[yellow]warning[/]",
+                     "contraindicated": "[bold red]contraindicated[/]"}
+
+
 def fleet_status(store: Store) -> list[dict[str, Any]]:
     """One row per device from the index and the device states."""
     latest, trusted, states = store.latest(), store.latest_trusted(), store.states()
+    appraised = {path: status for _, _, path, status in store.appraisal_statuses()}
     rows = []
     for device in sorted(set(latest) | set(states)):
         state = states.get(device, {})
@@ -467,6 +484,8 @@ def fleet_status(store: Store) -> list[dict[str, Any]]:
             "days_leaf": record.days_leaf if record else None,
             "days_root": record.days_root if record else None,
             "latest_file": str(store.root / record.path) if record else None,
+            # collector.insights: the newest envelope's appraisal (None when not appraised)
+            "appraisal": appraised.get(record.path) if record else None,
         })
     return rows
 
@@ -532,5 +551,8 @@ def prune_command(store_path: Path, keep_days: float | None, keep_last: int | No
 
 def register(group: click.Group) -> None:
     """Add this package's subcommands to the top-level `dossier` group."""
-    for command in (collect_command, enroll_command, status_command, store_group):
+    from .insights.cli import appraise_command, diff_command, report_command
+
+    for command in (collect_command, enroll_command, status_command, store_group, diff_command,
+                    report_command, appraise_command):
         group.add_command(command)
