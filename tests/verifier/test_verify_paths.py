@@ -172,3 +172,21 @@ def test_verdict_to_json_is_json(device: Device) -> None:
     verdict = verify_envelope(device.envelope(), roots=[device.root], expected_nonce=device.nonce, at=NOW)
     text = json.dumps(verdict.to_json())
     assert json.loads(text)["trusted"] is True
+
+
+def test_validate_chain_contract(device: Device) -> None:
+    from verifier import ChainError
+
+    assert validate_chain(device.leaf, [device.root], at=NOW) == [device.leaf, device.root]
+    # a cached chain still has its validity checked at every call, to the second
+    after = device.leaf.not_valid_after_utc + SECOND
+    with pytest.raises(ChainError, match="expired|not valid"):
+        validate_chain(device.leaf, [device.root], at=after)
+    assert validate_chain(device.leaf, [device.root], at=after - SECOND) == [device.leaf, device.root]
+    with pytest.raises(ChainError, match="no trust anchor"):
+        validate_chain(device.leaf, [], at=NOW)
+    with pytest.raises(ChainError, match="no time zone"):
+        validate_chain(device.leaf, [device.root], at=dt.datetime(2026, 1, 1))
+    other = Device("p256#7", "p256")
+    with pytest.raises(ChainError):
+        validate_chain(device.leaf, [other.root], at=NOW)
