@@ -43,6 +43,8 @@ NONCE_BYTES = 16
 FILESYSTEM_ITEM = "filesystem-inventory"
 
 TRUSTED, UNTRUSTED, FAILED, SKIPPED = "trusted", "untrusted", "failed", "skipped"
+#: Outputs received but not yet stored and verified, per SSH slot, before new sessions wait.
+BACKLOG_PER_SESSION = 2
 
 
 def new_nonce() -> str:
@@ -93,6 +95,21 @@ class DeviceOutcome:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class _Fetched:
+    """An output received, on its way to the store and the verifier."""
+
+    device: Device
+    outcome: DeviceOutcome
+    result: CommandResult
+    nonce_hex: str
+    command: str
+    items: tuple[str, ...]
+    attempt: int
+    state: dict[str, Any]
+    begin: float
 
 
 @dataclass
@@ -169,26 +186,41 @@ class Collector:
         outcomes: dict[str, DeviceOutcome] = {}
         pending = list(devices)
         try:
-            with ThreadPoolExecutor(max_workers=max(1, self.options.concurrency),
-                                    thread_name_prefix="collect") as pool:
-                running: dict[Future[DeviceOutcome], Device] = {}
-                while pending or running:
-                    # Submit only as workers free up, so a stop or the run deadline keeps the
+            concurrency = max(1, self.options.concurrency)
+            # SSH sessions and store+verify run in separate pools: a session's slot is free
+            # again as soon as the output is in, while fsync and verification go on beside it.
+            # Outputs waiting for their turn are bounded (memory) by BACKLOG_PER_SESSION.
+            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="collect") as sessions, \
+                 ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="store") as finishers:
+                fetching: dict[Future[Any], Device] = {}
+                finishing: dict[Future[DeviceOutcome], Device] = {}
+                backlog = BACKLOG_PER_SESSION * concurrency
+                while pending or fetching or finishing:
+                    # Submit only as slots free up, so a stop or the run deadline keeps the
                     # devices not yet started from starting (in-flight ones finish).
-                    while pending and len(running) < max(1, self.options.concurrency):
+                    while pending and len(fetching) < concurrency and len(finishing) < backlog:
                         device = pending.pop(0)
                         if stop.is_set() or (run_deadline is not None and time.monotonic() >= run_deadline):
                             outcomes[device.name] = self._skipped(device, stop.is_set())
                             continue
-                        running[pool.submit(self.poll, device, run_deadline, stop)] = device
-                    if not running:
+                        fetching[sessions.submit(self._fetch, device, run_deadline, stop)] = device
+                    if not fetching and not finishing:
                         continue
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    done, _ = wait([*fetching, *finishing], return_when=FIRST_COMPLETED)
                     for future in done:
-                        device = running.pop(future)
-                        outcomes[device.name] = future.result()
+                        if future in fetching:
+                            device = fetching.pop(future)
+                            fetched = future.result()
+                            if not isinstance(fetched, DeviceOutcome):
+                                finishing[finishers.submit(self._finish, fetched)] = device
+                                continue
+                            outcome = fetched
+                        else:
+                            device = finishing.pop(future)
+                            outcome = future.result()
+                        outcomes[device.name] = outcome
                         if self.on_outcome:
-                            self.on_outcome(outcomes[device.name])
+                            self.on_outcome(outcome)
         finally:
             self.store.mark_clean()
             if self._verify_pool is not None:
@@ -213,6 +245,12 @@ class Collector:
     def poll(self, device: Device, run_deadline: float | None = None,
              stop: threading.Event | None = None) -> DeviceOutcome:
         """Collect, store and verify one device, with retries; returns its outcome."""
+        fetched = self._fetch(device, run_deadline, stop)
+        return fetched if isinstance(fetched, DeviceOutcome) else self._finish(fetched)
+
+    def _fetch(self, device: Device, run_deadline: float | None = None,
+               stop: threading.Event | None = None) -> DeviceOutcome | _Fetched:
+        """The SSH part of a poll, with retries: the output to store, or the failed outcome."""
         begin = time.monotonic()
         deadline = begin + device.timeouts.device
         if run_deadline is not None:
@@ -250,6 +288,13 @@ class Collector:
                 if stop is None:
                     time.sleep(delay)
         outcome.reason = outcome.message = None
+        return _Fetched(device, outcome, result, nonce_hex, command, tuple(items), attempt, state, begin)
+
+    def _finish(self, fetched: _Fetched) -> DeviceOutcome:
+        """Store the output byte for byte, verify it, record the verdict and the state."""
+        device, outcome, result, nonce_hex = fetched.device, fetched.outcome, fetched.result, fetched.nonce_hex
+        command, items, attempt, state, begin = (fetched.command, fetched.items, fetched.attempt,
+                                                 fetched.state, fetched.begin)
         record = self.store.save(
             device=device.name, host=device.host, nonce_hex=nonce_hex, output=result.output,
             started=result.started, received=result.received, duration_s=result.duration_s,
