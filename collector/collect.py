@@ -256,6 +256,11 @@ class Collector:
         if run_deadline is not None:
             deadline = min(deadline, run_deadline)
         profile = profile_for(device.platform)
+        if profile.signed_commands:  # IOS XE: the device signs its own commands, no dossier
+            from .signed_commands import poll_signed_commands
+
+            return poll_signed_commands(self, device, profile, begin=begin, deadline=deadline,
+                                        state=self._read_state(device.name), stop=stop)
         items = self.options.items or device.items
         state = self._read_state(device.name)
         fs_options = _filesystem_options(state) if FILESYSTEM_ITEM in items else None

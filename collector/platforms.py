@@ -9,7 +9,20 @@ from dataclasses import dataclass
 
 from .errors import CommandError
 
-__all__ = ["IOSXR", "PROFILES", "PlatformProfile", "profile_for"]
+__all__ = ["IOSXE", "IOSXR", "PROFILES", "PlatformProfile", "SignedCommand", "profile_for"]
+
+
+@dataclass(frozen=True)
+class SignedCommand:
+    """A command the device signs itself (IOS XE), and the verifier profile that checks it."""
+
+    #: Short name: the stored output's `output` metadata and the verdict key.
+    name: str
+    #: The command with `{nonce}` for a fresh decimal nonce.
+    template: str
+    verifier_profile: str
+    #: Name of an earlier command of the same poll whose output holds the signing certificate.
+    signer_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -23,6 +36,8 @@ class PlatformProfile:
     error_prefixes: tuple[str, ...]
     #: Substrings of an error line that mean "this user may not run it" (not transient).
     authorization_markers: tuple[str, ...]
+    #: Self-signed commands run instead of the dossier (IOS XE); empty: the XR dossier.
+    signed_commands: tuple[SignedCommand, ...] = ()
 
     def dossier_command(
         self,
@@ -76,7 +91,22 @@ IOSXR = PlatformProfile(
                            "task id"),
 )
 
-PROFILES: dict[str, PlatformProfile] = {"iosxr": IOSXR}
+# IOS XE: the SUDI chain and the integrity measurements, each signed over its own fresh decimal
+# 64-bit nonce (../shared/vectors/cisco-ios-xe/README.md); the SUDI output is the signer of
+# the integrity output.
+IOSXE = PlatformProfile(
+    name="iosxe",
+    timestamp_line=re.compile(r"(Load for five secs|Time source is) .*"),
+    error_prefixes=("% ",),
+    authorization_markers=("not authorized", "authorization failed", "permission denied"),
+    signed_commands=(
+        SignedCommand("sudi", "show platform sudi certificate sign nonce {nonce}", "xe-sudi-sign"),
+        SignedCommand("integrity", "show platform integrity sign nonce {nonce}", "xe-integrity-sign",
+                      signer_from="sudi"),
+    ),
+)
+
+PROFILES: dict[str, PlatformProfile] = {"iosxr": IOSXR, "iosxe": IOSXE}
 
 
 def profile_for(name: str) -> PlatformProfile:

@@ -1,0 +1,185 @@
+"""Poll a platform that signs its own commands (IOS XE): SUDI and integrity, one nonce each.
+
+For each `SignedCommand` of the device's platform profile (`collector.platforms.IOSXE`):
+  (1) draw a fresh decimal nonce (1 .. 2**64-1) from the OS CSPRNG: XE signs it as a uint64,
+      and 0 is what upstream tools read as "no nonce", so it is never sent;
+  (2) run the commands over one SSH connection (one exec channel each), retrying transient
+      failures with new nonces, as the dossier poll does;
+  (3) store each output byte for byte with its metadata (`platform`, `output`,
+      `verifier_profile`, `nonce_format: decimal`);
+  (4) verify each with its verifier profile (`verifier.profiles.verify_output`) against the
+      trust store and the nonce sent, at the time it was received; the integrity output's
+      signer is the SUDI output of the same poll. The device is trusted only when every
+      output is.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import CollectorError
+from .inventory import Device
+from .platforms import PlatformProfile, SignedCommand
+from .ssh import DeviceSession
+
+if TYPE_CHECKING:
+    from .collect import Checked, Collector, DeviceOutcome
+
+__all__ = ["XE_NONCE_MAX", "new_decimal_nonce", "poll_signed_commands", "verify_signed_output"]
+
+#: IOS XE signs the nonce as an 8-byte big-endian unsigned integer.
+XE_NONCE_MAX = 2**64 - 1
+
+
+def new_decimal_nonce() -> int:
+    """A fresh nonce in 1 .. 2**64-1 from the OS CSPRNG (never 0: upstream reads 0 as none)."""
+    return secrets.randbelow(XE_NONCE_MAX) + 1
+
+
+@dataclass
+class _Run:
+    step: SignedCommand
+    nonce: int
+    command: str
+    output: bytes
+    exit_status: int | None
+    started: datetime
+    received: datetime
+    duration_s: float
+
+
+def _run_all(device: Device, profile: PlatformProfile, deadline: float) -> list[_Run]:
+    runs: list[_Run] = []
+    with DeviceSession(device, run_deadline=deadline) as session:
+        for step in profile.signed_commands:
+            nonce = new_decimal_nonce()
+            command = step.template.format(nonce=nonce)
+            started, begin = datetime.now(UTC), time.monotonic()
+            output, exit_status = session.exec(command)
+            received = datetime.now(UTC)
+            profile.check_output(output)
+            runs.append(_Run(step, nonce, command, output, exit_status, started, received,
+                             time.monotonic() - begin))
+    return runs
+
+
+def poll_signed_commands(collector: Collector, device: Device, profile: PlatformProfile, *,
+                         begin: float, deadline: float, state: dict[str, Any],
+                         stop: threading.Event | None) -> DeviceOutcome:
+    """Collect, store and verify every signed command of one device; returns its outcome."""
+    from .collect import FAILED, TRUSTED, UNTRUSTED, DeviceOutcome
+
+    outcome = DeviceOutcome(device=device.name, host=device.host, status=FAILED)
+    attempt = 0
+    while True:
+        attempt += 1
+        outcome.attempts = attempt
+        try:
+            runs = _run_all(device, profile, deadline)
+            break
+        except CollectorError as exc:
+            outcome.reason, outcome.message = exc.reason, str(exc)
+            delay = collector._backoff(attempt)
+            can_retry = (exc.transient and attempt <= collector.options.retries
+                         and time.monotonic() + delay < deadline
+                         and not (stop is not None and stop.is_set()))
+            if not can_retry or (stop is not None and stop.wait(delay)):
+                outcome.duration_s = time.monotonic() - begin
+                collector._record_failure(device, outcome, state)
+                return outcome
+            if stop is None:
+                time.sleep(delay)
+    outcome.reason = outcome.message = None
+    records = [
+        collector.store.save(
+            device=device.name, host=device.host, nonce_hex=str(run.nonce), output=run.output,
+            started=run.started, received=run.received, duration_s=run.duration_s,
+            extra={"port": device.port, "command": run.command, "platform": profile.name,
+                   "output": run.step.name, "verifier_profile": run.step.verifier_profile,
+                   "nonce_format": "decimal", "attempts": attempt, "exit_status": run.exit_status},
+        )
+        for run in runs
+    ]
+    outcome.bytes = sum(record.bytes for record in records)
+    outcome.path = records[0].path
+    outcome.nonce = " ".join(f"{run.step.name}={run.nonce}" for run in runs)
+    outcome.received = records[-1].received
+    outcome.duration_s = time.monotonic() - begin
+    if not collector.options.verify:
+        outcome.status = UNTRUSTED
+        outcome.reason, outcome.message = "verify.skipped", "verification was turned off (--no-verify)"
+        collector._write_poll_state(device, outcome, state, trusted=False)
+        return outcome
+    outputs = {run.step.name: run.output for run in runs}
+    trust_store = str(collector.trust_store_path) if collector.trust_store_path else None
+    all_trusted = True
+    for run, record in zip(runs, records):
+        signer = outputs.get(run.step.signer_from) if run.step.signer_from else None
+        args = (run.output, run.step.verifier_profile, trust_store, device.name, run.nonce, run.received, signer)
+        pool = collector._verify_pool
+        checked = pool.submit(verify_signed_output, *args).result() if pool else verify_signed_output(*args)
+        if checked.refused is not None:
+            outcome.status, outcome.reason = UNTRUSTED, "verify.error"
+            outcome.message = f"{run.step.name}: {checked.refused}"
+            collector.alerts.untrusted(device.name, [outcome.reason], record.path)
+            collector._write_poll_state(device, outcome, state, trusted=False)
+            return outcome
+        reasons = [finding["id"] for finding in checked.errors]
+        days = checked.days_to_expiry
+        collector.store.save_verdict(record, checked.verdict_json, trusted=checked.trusted, reasons=reasons,
+                                     days_leaf=days.get("leaf"), days_root=days.get("root"))
+        outcome.findings += [{**finding, "output": run.step.name} for finding in checked.findings]
+        outcome.days_to_expiry = outcome.days_to_expiry or days
+        if not checked.trusted and all_trusted:
+            all_trusted = False
+            outcome.reason = reasons[0] if reasons else "verify.untrusted"
+            outcome.message = f"{run.step.name}: " + (checked.errors[0]["message"] if checked.errors
+                                                       else "the verifier did not trust the output")
+            collector.alerts.untrusted(device.name, reasons, record.path)
+    outcome.status = TRUSTED if all_trusted else UNTRUSTED
+    collector._write_poll_state(device, outcome, state, trusted=all_trusted)
+    return outcome
+
+
+def verify_signed_output(raw: bytes, verifier_profile: str, trust_store_path: str | None, device: str,
+                         nonce: int, received: datetime, signer: bytes | None) -> Checked:
+    """Verify one self-signed output with its verifier profile, at the time it was received."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from verifier import TrustStore, VerifierError
+
+    from .collect import _TRUST_STORES, Checked, _finding_json
+
+    try:
+        from verifier.profiles import verify_output
+    except ImportError as exc:  # a verifier without profiles cannot judge: never "trusted"
+        return Checked(False, {}, [], [], {}, None, None, {},
+                       refused=f"this verifier has no profile {verifier_profile!r} ({exc})")
+    trust_store = None
+    if trust_store_path is not None:
+        trust_store = _TRUST_STORES.get(trust_store_path)
+        if trust_store is None:
+            trust_store = _TRUST_STORES[trust_store_path] = TrustStore.open(Path(trust_store_path))
+    try:
+        verdict = verify_output(raw, profile=verifier_profile, trust_store=trust_store, device=device,
+                                expected_nonce=nonce, signer=signer, at=received)
+    except VerifierError as exc:
+        return Checked(False, {}, [], [], {}, None, None, {}, refused=str(exc))
+    findings = [_finding_json(f) for f in verdict.findings]
+    trusted = bool(verdict.trusted)
+    return Checked(
+        trusted=trusted,
+        verdict_json=verdict.to_json(),
+        findings=findings,
+        errors=[f for f in findings if f.get("severity") == "error"],
+        days_to_expiry=dict(verdict.days_to_expiry or {}),
+        leaf_der=verdict.leaf.public_bytes(Encoding.DER) if verdict.leaf is not None and trusted else None,
+        root_der=verdict.root.public_bytes(Encoding.DER) if verdict.root is not None and trusted else None,
+        filesystem_blocks={},
+    )
