@@ -1,0 +1,92 @@
+"""`dossier diff`, `dossier appraise`, `dossier collect --policy` through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from click.testing import CliRunner
+
+import schemas
+from dossier_cli.main import cli
+from emulator import facts as device_facts
+
+POLICY_YAML = """\
+format: trust-dossier/policy/1
+name: cli-test
+rules:
+  secure-boot: {level: enforce}
+  hardware-changes: {level: warn}
+"""
+
+
+def _history(rig: Any) -> list[Path]:
+    """Three collections: baseline, a swapped part (+ a new file block), secure boot off."""
+    rig.collect()
+    device = rig.device
+    with device.lock:
+        device_facts.swap_part(device.facts, device.facts.inventory[-1].name)
+        device.save()
+    device.advance_clock(3700)
+    rig.collect()
+    with device.lock:
+        device_facts.set_secure_boot(device.facts, False)
+        device.save()
+    rig.collect()
+    return sorted((rig.store.root / rig.devices[0].name).glob("*.envelope"))
+
+
+def test_diff_appraise_and_collect_policy(rig_factory: Any, tmp_path: Path) -> None:
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(POLICY_YAML)
+    rig = rig_factory(None)
+    envelopes = _history(rig)
+    store, name = str(rig.store.root), rig.devices[0].name
+    runner = CliRunner()
+
+    # Two envelope files, verified with the trust store (their .meta.json gives nonce and device).
+    both = runner.invoke(cli, ["diff", str(envelopes[0]), str(envelopes[1]), "--trust-store", str(rig.trust), "--json"])
+    assert both.exit_code == 0, both.output
+    ids = {f["id"] for f in json.loads(both.stdout)["findings"]}
+    assert "drift.hardware.part_swapped" in ids and "drift.input.unverified" not in ids
+    # Unverified: the content is compared, and every run says it proves nothing.
+    loose = runner.invoke(cli, ["diff", str(envelopes[0]), str(envelopes[1]), "--json"])
+    assert "drift.input.unverified" in {f["id"] for f in json.loads(loose.stdout)["findings"]}
+    # From the store: secure boot turned off is an error-severity change: exit 1.
+    last = runner.invoke(cli, ["diff", "--store", store, "--device", name, "--json"])
+    assert last.exit_code == 1, last.output
+    assert "drift.boot.secure_boot_changed" in {f["id"] for f in json.loads(last.stdout)["findings"]}
+    whole = runner.invoke(cli, ["diff", "--store", store, "--device", name, "--from", "0", "--to", "-1", "--json"])
+    ids = {f["id"] for f in json.loads(whole.stdout)["findings"]}
+    assert {"drift.hardware.part_swapped", "drift.boot.secure_boot_changed"} <= ids
+    table = runner.invoke(cli, ["diff", "--store", store, "--device", name])
+    assert "change(s)" in table.output
+    bad_ref = runner.invoke(cli, ["diff", "--store", store, "--device", name, "--from", "7"])
+    assert bad_ref.exit_code == 2 and "expected a position between -3 and 2" in bad_ref.output
+    assert runner.invoke(cli, ["diff", str(envelopes[0])]).exit_code == 2
+
+    # Appraise the whole history afterwards, then status shows the newest.
+    appraised = runner.invoke(cli, ["appraise", "--store", store, "--policy", str(policy_file), "--history", "--json"])
+    assert appraised.exit_code == 1, appraised.output
+    results = json.loads(appraised.stdout)["appraisals"]
+    assert [r["status"] for r in results] == ["affirming", "warning", "contraindicated"]
+    for result in results:
+        jsonschema.validate(result, schemas.load("appraisal"))
+    status = runner.invoke(cli, ["status", "--store", store, "--json"])
+    assert json.loads(status.stdout)["devices"][0]["appraisal"] == "contraindicated"
+
+    # collect --policy with an empty policy: a usage error, nothing collected.
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    inventory = tmp_path / "inventory.yaml"
+    refused = runner.invoke(cli, ["collect", "-i", str(inventory), "--store", store, "--trust-store",
+                                  str(rig.trust), "--policy", str(empty)])
+    assert refused.exit_code == 2 and "empty policy" in refused.output
+    collected = runner.invoke(cli, ["collect", "-i", str(inventory), "--store", store, "--trust-store",
+                                    str(rig.trust), "--policy", str(policy_file), "--json"])
+    outcome = json.loads(collected.stdout)["devices"][0]
+    assert outcome["status"] == "trusted" and outcome["appraisal"]["status"] == "contraindicated"
+    assert outcome["appraisal"]["trust_vector"]["boot"] == "contraindicated"
+    assert len(list((rig.store.root / name).glob("*.appraisal.json"))) == 4
