@@ -24,8 +24,11 @@ from typing import Any
 
 from cryptography import x509
 
+from ..chain import explain_chain_failure, fingerprint, validate_chain
+from ..errors import ChainError, SignatureError
 from ..findings import FindingId, Severity
 from ..policy import Policy
+from ..signature import KeyPolicyError, algorithm_name, check_key_policy, verify_signature
 from ._common import (
     MAX_U32,
     Anchors,
@@ -34,7 +37,6 @@ from ._common import (
     check_nonce_given,
     check_sudi_chain,
     decode_text,
-    rsa_sha256_ok,
 )
 from .findings import ProfileFindingId as PF
 
@@ -149,14 +151,47 @@ def _verify_node(verdict: ProfileVerdict, node: dict[str, Any], anchors: Anchors
     cas = [c for c in certs if c is not leaf]
     roots = [c for c in cas if c.issuer == c.subject]
     subs = [c for c in cas if c.issuer != c.subject]
-    chain_ok = check_sudi_chain(verdict, leaf, anchors, when, printed_root=roots[0] if len(roots) == 1 else None,
-                                printed_sub_ca=subs[0] if len(subs) == 1 else None)
+    if len(roots) == 1 and len(subs) == 1:  # a SUDI-style listing: root, sub-CA, leaf
+        chain_ok = check_sudi_chain(verdict, leaf, anchors, when, printed_root=roots[0], printed_sub_ca=subs[0])
+    else:  # the system trustpoint's two-tier chain, validated as the dossier envelope's
+        chain_ok = _two_tier(verdict, leaf, roots, subs, anchors, when, policy, where)
     signed = (nonce if nonce is not None else printed_nonce) + version.to_bytes(4, "big") + b"".join(ders)
-    verdict.signature_algorithm = "RSASSA-PKCS1-v1_5 SHA-256"
-    ok, problem = rsa_sha256_ok(leaf, signature, signed)
-    if not ok:
-        verdict.add(FindingId.SIGNATURE_INVALID if problem is None else FindingId.SIGNATURE_UNSUPPORTED_KEY,
-                    Severity.ERROR, problem or f"node {where}: the signature does not verify",
+    key = leaf.public_key()
+    verdict.signature_algorithm = algorithm_name(key)
+    try:
+        check_key_policy(key, policy)
+        verify_signature(key, signature, signed)
+    except KeyPolicyError as exc:
+        verdict.add(exc.finding_id, Severity.ERROR, f"node {where}: {exc}", exc.expected, exc.found)
+        return None
+    except SignatureError as exc:
+        verdict.add(FindingId.SIGNATURE_INVALID, Severity.ERROR,
+                    f"node {where}: {exc}: the nonce, certificates or signature were changed",
                     "a signature by the signing certificate", "a signature that does not verify")
         return None
     return {"node": where, "certificate": certificate_summary(leaf)} if chain_ok else None
+
+
+def _two_tier(verdict: ProfileVerdict, leaf: x509.Certificate, roots: list[x509.Certificate],
+              subs: list[x509.Certificate], anchors: Anchors, when: dt.datetime, policy: Policy,
+              where: str) -> bool:
+    verdict.leaf = leaf
+    trusted = list(anchors.certificates)
+    for root in roots:
+        if anchors.by_fingerprint(root) is None:
+            verdict.add(FindingId.CHAIN_ROOT_NOT_ENROLLED, Severity.ERROR,
+                        f"node {where}: the listed root is not an enrolled/pinned anchor",
+                        " or ".join(sorted(fingerprint(c) for c in trusted)) or "an anchor", fingerprint(root))
+            return False
+    try:
+        chain = validate_chain(leaf, trusted, subs, when, policy=policy)
+    except ChainError as exc:
+        reasons = explain_chain_failure(leaf, trusted, subs, when, policy)
+        for finding_id, message, expected, found in reasons:
+            verdict.add(finding_id, Severity.ERROR, f"node {where}: {message}", expected, found)
+        if not reasons:
+            verdict.add(FindingId.CHAIN_INVALID, Severity.ERROR, f"node {where}: {exc}",
+                        "a chain to an anchor", "no valid chain")
+        return False
+    verdict.root = chain[-1]
+    return True
