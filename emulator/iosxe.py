@@ -43,6 +43,7 @@ from .grammar import Match, Row
 __all__ = [
     "NONCE_MAX",
     "SIGNATURE_VERSION",
+    "SignFaults",
     "SudiAuthority",
     "XE_SHOW_ROWS",
     "XeError",
@@ -70,8 +71,7 @@ AUTHORITY_DIR = "xe-sudi-ca"  # under the fleet's state directory, beside the de
 CA_NOT_BEFORE = datetime(2016, 8, 9, tzinfo=timezone.utc)
 CA_NOT_AFTER = datetime(2099, 8, 9, tzinfo=timezone.utc)
 
-SUDI_ERROR = "% Error retrieving SUDI certificate\n"
-INTEGRITY_ERROR = "% Error retrieving integrity data\n"
+DEFAULT_STALE_NONCE = 1325  # WRONG_NONCE without a `nonce` parameter: a nonce from a real sample
 
 
 class XeError(Exception):
@@ -361,11 +361,55 @@ class XeIdentity:
     def sign(self, message: bytes) -> str:
         return _sign(self.key, message)
 
+    def other_key(self) -> rsa.RSAPrivateKey:
+        """A key that is not the SUDI key (the OTHER_KEY fault signs with it); kept in memory."""
+        if getattr(self, "_other", None) is None:
+            self._other = rsa.generate_private_key(public_exponent=RSA_EXPONENT, key_size=SUDI_KEY_BITS)
+        return self._other
+
+
+@dataclass(frozen=True)
+class SignFaults:
+    """The emulator's signing faults (emulator.faults) as they act on XE output."""
+
+    stale_nonce: int | None = None  # WRONG_NONCE: sign this nonce instead of the one asked for
+    other_key: rsa.RSAPrivateKey | None = None  # OTHER_KEY: sign with a key that is not the SUDI key
+    tamper: bool = False  # DATA_CHANGED: one printed value altered after signing
+
+    def signature(self, identity: XeIdentity, nonce: int | None, payload: bytes) -> str:
+        if self.stale_nonce is not None:
+            # Always a different nonce from the one asked for, and always the 8-byte header.
+            nonce = self.stale_nonce if self.stale_nonce != nonce else self.stale_nonce ^ 1
+        return _sign(self.other_key or identity.key, signed_header(nonce) + payload)
+
+
+NO_FAULTS = SignFaults()
+
+
+def _flip_last(line: str) -> str:
+    """Change the last character of a hex or base64 value (a one-character edit, as the real
+    `*_bad*` samples have)."""
+    return line[:-1] + ("0" if line[-1] != "0" else "1")
+
+
+def _tamper(lines: list[str], faults: SignFaults, pick: Any) -> list[str]:
+    """Apply DATA_CHANGED after signing: alter the line `pick` chooses (its index)."""
+    if faults.tamper:
+        index = pick(lines)
+        lines[index] = _flip_last(lines[index])
+    return lines
+
+
+def _device_pem_line(lines: list[str]) -> int:
+    """A body line of the last certificate printed (the device's), away from its end."""
+    begin = max(i for i, line in enumerate(lines) if line.startswith("-----BEGIN CERTIFICATE-----"))
+    return begin + 3
+
 
 # --- renderers (pure: identity in, text out) ----------------------------------------------------
 
 
-def render_sudi(identity: XeIdentity, *, sign: bool, nonce: int | None) -> str:
+def render_sudi(identity: XeIdentity, *, sign: bool, nonce: int | None, faults: SignFaults = NO_FAULTS) -> str:
     """`show platform sudi certificate [sign [nonce N]]` (README (a))."""
     ders = identity.chain_der()
     lines: list[str] = []
@@ -375,12 +419,12 @@ def render_sudi(identity: XeIdentity, *, sign: bool, nonce: int | None) -> str:
         return "\n".join(lines) + "\n"
     if identity.facts.platform.blank_before_signature:
         lines.append("")
-    signature = identity.sign(signed_header(nonce) + b"".join(ders))
+    signature = faults.signature(identity, nonce, b"".join(ders))
     lines += [f"Signature version: {SIGNATURE_VERSION}", "Signature:", signature]
-    return "\n".join(lines) + "\n"
+    return "\n".join(_tamper(lines, faults, _device_pem_line)) + "\n"
 
 
-def render_integrity(identity: XeIdentity, *, sign: bool, nonce: int | None) -> str:
+def render_integrity(identity: XeIdentity, *, sign: bool, nonce: int | None, faults: SignFaults = NO_FAULTS) -> str:
     """`show platform integrity [sign [nonce N]]` (README (b))."""
     facts = identity.facts
     boot0 = [f"Boot 0 Version: {facts.platform.boot0_version}", f"Boot 0 Hash: {facts.boot0_hash}"]
@@ -395,20 +439,21 @@ def render_integrity(identity: XeIdentity, *, sign: bool, nonce: int | None) -> 
         lines.append(f"OS Hash: {facts.os_files[0][1]}")
     pcr0, pcr8 = facts.pcrs()
     lines += [f"PCR0: {pcr0.hex().upper()}", f"PCR8: {pcr8.hex().upper()}"]
+    os_line = len(lines) - 3  # the last OS hash: PCR8 no longer recomputes when it changes
     if sign:
-        signature = identity.sign(signed_header(nonce) + pcr0 + pcr8)
+        signature = faults.signature(identity, nonce, pcr0 + pcr8)
         lines += [f"Signature version: {SIGNATURE_VERSION}", "Signature:", signature]
-    return "\n".join(lines) + "\n"
+    return "\n".join(_tamper(lines, faults, lambda _: os_line)) + "\n"
 
 
 def _v2_signature(signature: str) -> list[str]:
     return ["  Signature:", f"  Version: {SIGNATURE_VERSION}", "  Value:", f"  {signature}", ""]
 
 
-def render_system_integrity(identity: XeIdentity, part: str, nonce: int, now: datetime) -> str:
+def render_system_integrity(identity: XeIdentity, part: str, nonce: int, now: datetime,
+                            faults: SignFaults = NO_FAULTS) -> str:
     """`show system integrity all {trust_chain|measurement|compliance} nonce N` (README v2)."""
     facts = identity.facts
-    header = signed_header(nonce)
     when = now.strftime("%H:%M:%S.") + f"{now.microsecond // 1000:03d} UTC " + now.strftime("%a %b %d %Y")
     lines = ["Load for five secs: 2%/0%; one minute: 3%; five minutes: 3%",
              f"Time source is SNTP, {when}", "",
@@ -419,13 +464,15 @@ def render_system_integrity(identity: XeIdentity, part: str, nonce: int, now: da
             lines.append(f"Certificate Name: {name}")
             lines += pem_lines(der, PEM_WIDTH_V2)
         lines.append("")
-        lines += _v2_signature(identity.sign(header + b"".join(ders)))
+        lines += _v2_signature(faults.signature(identity, nonce, b"".join(ders)))
+        target = _device_pem_line(lines)
     elif part == "compliance":
         lines.append("  Compliance:")
         lines += [f"  {attribute}: {value}" for attribute, value in facts.compliance]
         lines.append("")
         payload = b"".join(a.encode("utf-8") + v.encode("utf-8") for a, v in facts.compliance)
-        lines += _v2_signature(identity.sign(header + payload))
+        target = len(lines) - 2  # the last attribute's value
+        lines += _v2_signature(faults.signature(identity, nonce, payload))
     else:  # measurement
         pcr0, pcr8 = facts.pcrs()
         lines += [f"  Platform: {facts.pid}", "", "  Boot Hashes:",
@@ -433,9 +480,10 @@ def render_system_integrity(identity: XeIdentity, part: str, nonce: int, now: da
                   f"  {facts.platform.boot_loader_version}: {facts.boot_loader_hash}", "",
                   "  OS:", f"  Version: {facts.os_version}", "  Hashes:"]
         lines += [f"  {name}: {digest}" for name, digest in facts.os_files]
+        target = len(lines) - 1  # the last package hash
         lines += ["", "  Registers:", f"  PCR0: {pcr0.hex().upper()}", f"  PCR8: {pcr8.hex().upper()}", ""]
-        lines += _v2_signature(identity.sign(header + pcr0 + pcr8))
-    return "\n".join(lines) + "\n"
+        lines += _v2_signature(faults.signature(identity, nonce, pcr0 + pcr8))
+    return "\n".join(_tamper(lines, faults, lambda _: target)) + "\n"
 
 
 # --- command handlers and rows ------------------------------------------------------------------
@@ -446,18 +494,36 @@ def _nonce_arg(m: Match) -> int | None:
     return None if text is None else parse_xe_nonce(text)
 
 
+def sign_faults(device: Any) -> SignFaults:
+    """The device's injected signing fault (emulator.faults), if any, for XE output."""
+    from .faults import Fault
+
+    active = device.faults
+    if Fault.WRONG_NONCE in active:
+        stale = active.params(Fault.WRONG_NONCE).get("nonce")
+        return SignFaults(stale_nonce=int(str(stale), 16) if stale else DEFAULT_STALE_NONCE)
+    if Fault.DATA_CHANGED in active:
+        return SignFaults(tamper=True)
+    if Fault.OTHER_KEY in active:
+        return SignFaults(other_key=device.xe_identity().other_key())
+    return NO_FAULTS
+
+
 def h_sudi_sign(s: Any, m: Match) -> str:
-    return render_sudi(s.device.xe_identity(), sign=bool(m.args.get("sign")), nonce=_nonce_arg(m))
+    return render_sudi(s.device.xe_identity(), sign=bool(m.args.get("sign")), nonce=_nonce_arg(m),
+                       faults=sign_faults(s.device))
 
 
 def h_integrity(s: Any, m: Match) -> str:
-    return render_integrity(s.device.xe_identity(), sign=bool(m.args.get("sign")), nonce=_nonce_arg(m))
+    return render_integrity(s.device.xe_identity(), sign=bool(m.args.get("sign")), nonce=_nonce_arg(m),
+                            faults=sign_faults(s.device))
 
 
 def h_system_integrity(s: Any, m: Match) -> str:
     nonce = _nonce_arg(m)
     assert nonce is not None  # the row requires it
-    return render_system_integrity(s.device.xe_identity(), m.args["part"], nonce, s.device.clock.now())
+    return render_system_integrity(s.device.xe_identity(), m.args["part"], nonce, s.device.clock.now(),
+                                   faults=sign_faults(s.device))
 
 
 def h_show_version(s: Any, m: Match) -> str:

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from emu_ssh import connect, run
 from emulator.fleet import Fleet
@@ -150,3 +151,35 @@ def test_identity_survives_restart(tmp_path) -> None:  # type: ignore[no-untyped
         assert fleet.sudi_authority().root == root
     with pytest.raises(FleetError, match="unknown platform"):
         Fleet(state_dir=tmp_path, platform="junos")
+
+
+@pytest.mark.parametrize("fault, params", [
+    ("wrong-nonce", {}), ("wrong-nonce", {"nonce": "ff"}), ("data-changed", {}), ("other-key", {}),
+])
+def test_signing_faults_fail_the_independent_check(xe_fleet: Fleet, xe_anchors: tuple[bytes, bytes],
+                                                   fault: str, params: dict) -> None:  # type: ignore[type-arg]
+    from emulator.faults import Fault
+
+    device = xe_fleet.devices[2]
+    cert = _device_cert(xe_fleet, device.name)
+    xe_fleet.set_fault(device.name, Fault(fault), **params)
+    try:
+        outputs = {
+            "sudi": run(device, "show platform sudi certificate sign nonce 255"),
+            "integrity": run(device, "show platform integrity sign nonce 255"),
+            **{part: run(device, f"show system integrity all {part} nonce 255")
+               for part in ("trust_chain", "measurement", "compliance")},
+        }
+    finally:
+        xe_fleet.clear_faults(device.name)
+    checks = {
+        "sudi": lambda text: xe_check.verify_sudi(text, 255, *xe_anchors),
+        "integrity": lambda text: xe_check.verify_integrity(text, 255, cert),
+        **{part: (lambda text, part=part: xe_check.verify_v2(text, part, 255, cert))
+           for part in ("trust_chain", "measurement", "compliance")},
+    }
+    for name, text in outputs.items():
+        with pytest.raises((AssertionError, ValueError, InvalidSignature)):
+            checks[name](text)
+    # Cleared: the same commands verify again.
+    xe_check.verify_integrity(run(device, "show platform integrity sign nonce 255"), 255, cert)
