@@ -204,7 +204,9 @@ def main() -> None:
                         counts = outcome[0].counts
                         expected = "trusted" if options.verify else "untrusted"
                         if counts[expected] != size:
-                            print(f"warning: {label} {counts} at size {size}", flush=True)
+                            reasons = sorted({f"{o.reason}: {(o.message or '')[:120]}" for o in outcome[0].outcomes
+                                              if o.status != expected})
+                            print(f"warning: {label} {counts} at size {size}: {reasons}", flush=True)
                         store.close()
                     if label not in best or result["devices_per_s"] > best[label]["devices_per_s"]:
                         best[label] = result
