@@ -15,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import json
+import operator
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -121,12 +122,20 @@ def software_version(dossier: Mapping[str, Any] | None) -> str | None:
 _FileEntry = tuple[str, str, tuple[Any, ...], str, str]  # algorithm, digest, meta, package kind, name
 
 
+_META_FIELDS = operator.itemgetter(*COMPARED_META)
+
+
 def _entry(file: Mapping[str, Any]) -> _FileEntry:
-    meta = file.get("meta") or {}
-    digest = file.get("digest") or {}
-    return (str(digest.get("algorithm", "")), str(digest.get("digest-value", "")),
-            tuple(meta.get(name) for name in COMPARED_META), str(file.get("package-kind", "")),
-            str(file.get("package-name", "")))
+    try:  # the schema guarantees these members in a trusted dossier: the fast path
+        digest = file["digest"]
+        return (digest["algorithm"], digest["digest-value"], _META_FIELDS(file["meta"]),
+                file["package-kind"], file["package-name"])
+    except (KeyError, TypeError):
+        meta = file.get("meta") or {}
+        digest = file.get("digest") or {}
+        return (str(digest.get("algorithm", "")), str(digest.get("digest-value", "")),
+                tuple(meta.get(name) for name in COMPARED_META), str(file.get("package-kind", "")),
+                str(file.get("package-name", "")))
 
 
 def _describe(entry: _FileEntry | None) -> dict[str, Any] | None:
