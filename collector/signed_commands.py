@@ -125,23 +125,24 @@ def poll_signed_commands(collector: Collector, device: Device, profile: Platform
         pool = collector._verify_pool
         checked = pool.submit(verify_signed_output, *args).result() if pool else verify_signed_output(*args)
         if checked.refused is not None:
-            outcome.status, outcome.reason = UNTRUSTED, "verify.error"
-            outcome.message = f"{run.step.name}: {checked.refused}"
-            collector.alerts.untrusted(device.name, [outcome.reason], record.path)
-            collector._write_poll_state(device, outcome, state, trusted=False)
-            return outcome
-        reasons = [finding["id"] for finding in checked.errors]
-        days = checked.days_to_expiry
-        collector.store.save_verdict(record, checked.verdict_json, trusted=checked.trusted, reasons=reasons,
-                                     days_leaf=days.get("leaf"), days_root=days.get("root"))
-        outcome.findings += [{**finding, "output": run.step.name} for finding in checked.findings]
-        outcome.days_to_expiry = outcome.days_to_expiry or days
-        if not checked.trusted and all_trusted:
+            # The verifier refused to judge (no anchors, unreadable signer): never "trusted".
+            failure = ("verify.error", f"{run.step.name}: {checked.refused}", ["verify.error"])
+        else:
+            reasons = [finding["id"] for finding in checked.errors]
+            days = checked.days_to_expiry
+            collector.store.save_verdict(record, checked.verdict_json, trusted=checked.trusted, reasons=reasons,
+                                         days_leaf=days.get("leaf"), days_root=days.get("root"))
+            outcome.findings += [{**finding, "output": run.step.name} for finding in checked.findings]
+            outcome.days_to_expiry = outcome.days_to_expiry or days
+            if checked.trusted:
+                continue
+            failure = (reasons[0] if reasons else "verify.untrusted",
+                       f"{run.step.name}: " + (checked.errors[0]["message"] if checked.errors
+                                               else "the verifier did not trust the output"), reasons)
+        if all_trusted:  # the first output that fails explains the device's status
             all_trusted = False
-            outcome.reason = reasons[0] if reasons else "verify.untrusted"
-            outcome.message = f"{run.step.name}: " + (checked.errors[0]["message"] if checked.errors
-                                                       else "the verifier did not trust the output")
-            collector.alerts.untrusted(device.name, reasons, record.path)
+            outcome.reason, outcome.message = failure[0], failure[1]
+            collector.alerts.untrusted(device.name, failure[2], record.path)
     outcome.status = TRUSTED if all_trusted else UNTRUSTED
     collector._write_poll_state(device, outcome, state, trusted=all_trusted)
     return outcome

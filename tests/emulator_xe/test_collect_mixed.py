@@ -99,3 +99,29 @@ def test_xe_device_without_pinned_anchors_is_never_trusted(tmp_path: Path) -> No
     assert outcome.status == "untrusted" and outcome.reason, outcome
     assert outcome.message.startswith("sudi: ")
     assert no_trust.outcomes[0].status == "untrusted" and summary.exit_code == 1
+
+
+def test_xe_signing_faults_end_untrusted_and_the_rest_trusted(tmp_path: Path) -> None:
+    from emulator.faults import Fault
+
+    faults = {"xe-0002": Fault.WRONG_NONCE, "xe-0003": Fault.DATA_CHANGED, "xe-0004": Fault.OTHER_KEY}
+    with Fleet(state_dir=tmp_path / "fleet", devices=4, platform="iosxe", files=SMALL_FILES) as fleet:
+        devices = _devices(fleet, tmp_path)
+        trust = tmp_path / "truststore"
+        store_of_trust = TrustStore.open(trust, create=True)
+        authority = fleet.sudi_authority()
+        for device in devices:
+            store_of_trust.add_root(device.name, authority.root, source="manual")
+            store_of_trust.add_intermediate(device.name, authority.sub_ca)
+        for name, fault in faults.items():
+            fleet.set_fault(name, fault)
+        summary = Collector(Store.open(tmp_path / "store"), trust_store_path=trust,
+                            options=CollectOptions(concurrency=4)).run(devices)
+    outcomes = {o.device: o for o in summary.outcomes}
+    assert outcomes["xe-0001"].status == "trusted", outcomes["xe-0001"]
+    for name in faults:
+        outcome = outcomes[name]
+        assert outcome.status == "untrusted" and outcome.reason, (name, outcome)
+        # The first output the device signs (SUDI) already fails; the verdict is stored.
+        assert outcome.message.startswith("sudi: ")
+    assert summary.exit_code == 1
