@@ -165,7 +165,7 @@ def nonce_to_int(nonce: int | bytes | None) -> int | None:
             )
         return int.from_bytes(nonce, "big")
     if not isinstance(nonce, int) or not 0 <= nonce <= MAX_U64:
-        raise ProfileError(f"an IOS XE nonce is a decimal integer 0..{MAX_U64}; found {nonce!r}")
+        raise ProfileError(f"an IOS XE nonce is a decimal 64-bit integer 0..{MAX_U64}; found {nonce!r}")
     return nonce
 
 

@@ -106,7 +106,7 @@ def verify_attest_certificate(
     verdict.signed = True
     results = []
     for node in nodes:
-        result = _verify_node(verdict, node, anchors, nonce, when)
+        result = _verify_node(verdict, node, anchors, nonce, when, policy)
         if result is not None:
             results.append(result)
     if nonce is None:  # the signature was checked with the printed nonce; freshness is unknown
@@ -119,7 +119,7 @@ def verify_attest_certificate(
 
 
 def _verify_node(verdict: ProfileVerdict, node: dict[str, Any], anchors: Anchors, nonce: bytes | None,
-                 when: dt.datetime) -> dict[str, Any] | None:
+                 when: dt.datetime, policy: Policy) -> dict[str, Any] | None:
     where = str(node.get("node-location"))
     try:
         printed_nonce = _b64(node.get("nonce"))
