@@ -6,7 +6,8 @@ For each `SignedCommand` of the device's platform profile (`collector.platforms.
   (2) run the commands over one SSH connection (one exec channel each), retrying transient
       failures with new nonces, as the dossier poll does;
   (3) store each output byte for byte with its metadata (`platform`, `output`,
-      `verifier_profile`, `nonce_format: decimal`);
+      `verifier_profile`, `nonce_decimal`); `nonce` is the same value as 16 hex digits (the
+      8 bytes XE signs), so `dossier verify` reads it as it reads an XR nonce;
   (4) verify each with its verifier profile (`verifier.profiles.verify_output`) against the
       trust store and the nonce sent, at the time it was received; the integrity output's
       signer is the SUDI output of the same poll. The device is trusted only when every
@@ -98,11 +99,11 @@ def poll_signed_commands(collector: Collector, device: Device, profile: Platform
     outcome.reason = outcome.message = None
     records = [
         collector.store.save(
-            device=device.name, host=device.host, nonce_hex=str(run.nonce), output=run.output,
+            device=device.name, host=device.host, nonce_hex=f"{run.nonce:016x}", output=run.output,
             started=run.started, received=run.received, duration_s=run.duration_s,
             extra={"port": device.port, "command": run.command, "platform": profile.name,
                    "output": run.step.name, "verifier_profile": run.step.verifier_profile,
-                   "nonce_format": "decimal", "attempts": attempt, "exit_status": run.exit_status},
+                   "nonce_decimal": str(run.nonce), "attempts": attempt, "exit_status": run.exit_status},
         )
         for run in runs
     ]

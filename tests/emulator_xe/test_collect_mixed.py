@@ -71,11 +71,12 @@ def test_mixed_fleet_collected_end_to_end(tmp_path: Path) -> None:
         records = [json.loads(p.read_text()) for p in metas]
         assert len(records) == 4  # two polls x (SUDI, integrity)
         assert sorted(r["output"] for r in records) == ["integrity", "integrity", "sudi", "sudi"]
-        nonces = [int(r["nonce"]) for r in records]
+        nonces = [int(r["nonce_decimal"]) for r in records]
+        assert [bytes.fromhex(r["nonce"]) for r in records] == [n.to_bytes(8, "big") for n in nonces]
         assert len(set(nonces)) == 4 and all(1 <= n <= XE_NONCE_MAX for n in nonces)  # one fresh nonce each
         for record in records:
-            assert record["platform"] == "iosxe" and record["nonce_format"] == "decimal"
-            assert record["command"].endswith(f"nonce {record['nonce']}")
+            assert record["platform"] == "iosxe"
+            assert record["command"].endswith(f"nonce {record['nonce_decimal']}")
         assert outcomes[name].nonce.startswith("sudi=") and " integrity=" in outcomes[name].nonce
     # Stored byte for byte: the stored SUDI output is what the device prints (same chain).
     envelope = next(p for p in (tmp_path / "store" / "xe-0002").glob("*" + ENVELOPE_SUFFIX)
