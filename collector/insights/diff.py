@@ -159,6 +159,26 @@ class FileSystemState:
     def __init__(self) -> None:
         self.nodes: dict[str, NodeFiles] = {}
 
+    def to_json(self) -> dict[str, Any]:
+        return {node: {"last_block": state.last_block,
+                       "files": None if state.files is None else {p: [e[0], e[1], list(e[2]), e[3], e[4]]
+                                                                  for p, e in state.files.items()}}
+                for node, state in self.nodes.items()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FileSystemState:
+        """Rebuild from `to_json()`; raises InsightsError when the data is not such a state."""
+        state = cls()
+        try:
+            for node, content in data.items():
+                files = content["files"]
+                state.nodes[node] = NodeFiles(
+                    content["last_block"],
+                    None if files is None else {p: (e[0], e[1], tuple(e[2]), e[3], e[4]) for p, e in files.items()})
+        except (KeyError, TypeError, IndexError, AttributeError) as exc:
+            raise InsightsError(f"expected a saved file-system state, found something else ({exc!r})") from None
+        return state
+
     def files(self, node: str) -> dict[str, _FileEntry] | None:
         state = self.nodes.get(node)
         return None if state is None else state.files

@@ -8,10 +8,14 @@ an untrusted envelope contributes its certificate fingerprints and nothing else.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from ..store import EnvelopeRecord, Store
+from ..errors import StoreError
+from ..store import EnvelopeRecord, Store, write_file_atomically
 from .appraise import Appraisal, appraise
 from .diff import Evidence, FileSystemState, diff_evidence, evidence_from_envelope
 from .errors import InsightsError
@@ -20,6 +24,8 @@ from .policy import Policy
 
 __all__ = ["MAX_STORED_DRIFT", "HistoryStep", "appraise_record", "diff_history", "pick_record", "replay",
            "stored_evidence"]
+
+log = logging.getLogger("collector.insights")
 
 #: Drift findings kept in an appraisal file (all are counted); 20,000 file changes would make
 #: the sidecar megabytes for no reader's benefit. `dossier diff` always shows them all.
@@ -74,20 +80,75 @@ def replay(store: Store, device: str, *, files: FileSystemState | None = None,
             break
 
 
+#: The file state as of a device's newest trusted envelope, in the store's state directory.
+#: Derived (rebuilt by replaying the history when missing or stale), so losing it costs time only.
+FILE_STATE_SUFFIX = ".files-state"
+FILE_STATE_FORMAT = "trust-dossier/file-state/1"
+
+
+def _file_state_path(store: Store, device: str) -> Path:
+    return store.root / "state" / f"{device}{FILE_STATE_SUFFIX}"
+
+
+def _load_file_state(store: Store, device: str, upto: str) -> FileSystemState | None:
+    try:
+        data = json.loads(_file_state_path(store, device).read_text("utf-8"))
+        if data.get("format") != FILE_STATE_FORMAT or data.get("upto") != upto:
+            return None
+        return FileSystemState.from_json(data["nodes"])
+    except (OSError, ValueError, AttributeError, KeyError, InsightsError):
+        return None  # stale or damaged: the caller replays the history instead
+
+
+def _save_file_state(store: Store, device: str, upto: str, files: FileSystemState) -> None:
+    path = _file_state_path(store, device)
+    try:
+        path.parent.mkdir(exist_ok=True)
+        write_file_atomically(path, json.dumps({"format": FILE_STATE_FORMAT, "upto": upto,
+                                                "nodes": files.to_json()}, separators=(",", ":")).encode(),
+                              replace=True, sync=False)
+    except (OSError, StoreError) as exc:
+        log.warning("cannot save the file state of %s (%s); the next appraisal replays the history",
+                    device, exc)
+
+
 def appraise_record(store: Store, record: EnvelopeRecord, policy: Policy, *, save: bool = True,
                     now: dt.datetime | None = None) -> Appraisal:
     """Appraise one stored envelope against `policy`, with drift since the device's previous
-    trusted collection; stores the result beside the envelope and in the index when `save`."""
-    files = FileSystemState()
-    step: HistoryStep | None = None
-    for step in replay(store, record.device, files=files, until=record):
-        pass
-    if step is None or step.record.path != record.path:
+    trusted collection; stores the result beside the envelope and in the index when `save`.
+
+    Costs one envelope parse for the previous trusted one plus the file state saved after it
+    (`state/<device>.files-state`); only when that is missing or stale is the history replayed.
+    """
+    records = list(reversed(store.history(record.device)))  # oldest first
+    position = next((i for i, r in enumerate(records) if r.path == record.path), None)
+    if position is None:
         raise InsightsError(f"expected {record.path} in the history of {record.device}, found it missing; "
                             "run `dossier store reindex`")
-    result = appraise(step.evidence, step.drift, policy, device=record.device, files=files,
-                      has_previous=step.previous is not None,
-                      previous=step.previous.path if step.previous else None, now=now)
+    earlier = records[:position]
+    trusted_before = [r for r in earlier if r.trusted]
+    # As `replay`: compare with the newest trusted envelope, or the first one while none is.
+    previous = trusted_before[-1] if trusted_before else (earlier[0] if earlier else None)
+    files: FileSystemState | None = None
+    if trusted_before:
+        files = _load_file_state(store, record.device, trusted_before[-1].path)
+    if files is None:
+        files = FileSystemState()
+        for older in trusted_before:
+            files.apply(stored_evidence(store, older).dossier, report=False)
+    evidence = stored_evidence(store, record)
+    drift: list[Finding] = []
+    if previous is not None:
+        before = stored_evidence(store, previous)
+        drift = diff_evidence(before, evidence, files)
+        if before.dossier is None and evidence.dossier is not None:
+            files.apply(evidence.dossier, report=False)
+    elif evidence.dossier is not None:
+        files.apply(evidence.dossier, report=False)
+    if evidence.dossier is not None and save:
+        _save_file_state(store, record.device, record.path, files)
+    result = appraise(evidence, drift, policy, device=record.device, files=files,
+                      has_previous=previous is not None, previous=previous.path if previous else None, now=now)
     if save:
         store.save_appraisal(record, result.to_json(max_drift=MAX_STORED_DRIFT))
     return result

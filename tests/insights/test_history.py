@@ -118,3 +118,24 @@ def test_every_change_is_a_finding_with_the_right_status(rig_factory: Any, tmp_p
     metrics = render_metrics(rig.store.states())
     assert 'dossier_appraisal_status{device="xr-0001"} 2' in metrics
     assert 'dossier_appraisal_degradations_total{device="xr-0001"} 1' in metrics
+
+
+def test_file_state_cache_gives_the_same_drift_as_a_replay(rig_factory: Any) -> None:
+    from collector.insights import appraise_record
+
+    rig = rig_factory(None)
+    rig.policy = _policy(rig.device)
+    node = rig.device.facts.active_node
+    victim = rig.device.fsinv[node].files_of_package(rig.device.facts.boot_package.full_name)[1]
+    rig.collect()
+    _mutate(rig, lambda d: d.fsinv[node].tamper_file(victim, d.clock.timestamp()), advance=True)
+    rig.collect()
+    newest = rig.store.history(rig.devices[0].name)[0]
+    cached = rig.store.appraisal(newest)
+    state_file = rig.store.root / "state" / f"{rig.devices[0].name}.files-state"
+    assert state_file.exists()
+    state_file.unlink()
+    replayed = appraise_record(rig.store, newest, rig.policy).to_json()
+    assert replayed["drift_counts"] == cached["drift_counts"]
+    assert victim in {f["subject"] for f in replayed["drift"] if f["id"] == "drift.file.modified"}
+    assert replayed["status"] == cached["status"] == "contraindicated"
