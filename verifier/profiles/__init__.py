@@ -53,6 +53,7 @@ PROFILES = (
     "kgv",
     "xr-attest-certificate",
 )
+_ONE_DAY = dt.timedelta(days=1)
 _SHAPE_WINDOW = 256 * 1024  # shape markers sit near the start; a KGV file is ~100 kB
 
 
@@ -115,6 +116,21 @@ def verify_output(
     """
     policy = policy or DEFAULT_POLICY
     when = _when(at)
+    verdict = _dispatch(raw, profile, roots, trust_store, device, expected_nonce, signer, signature, kgv, when,
+                        policy)
+    if isinstance(verdict, ProfileVerdict):
+        for role, cert in (("leaf", verdict.leaf), ("root", verdict.root)):
+            if cert is not None:  # the envelope path reports these too; the collector shows them
+                verdict.days_to_expiry[role] = (cert.not_valid_after_utc - when) // _ONE_DAY
+    return verdict
+
+
+def _dispatch(
+    raw: bytes, profile: str, roots: Sequence[x509.Certificate], trust_store: TrustStore | None,
+    device: str | None, expected_nonce: int | bytes | None,
+    signer: bytes | x509.Certificate | Signer | Sequence[Signer] | None, signature: bytes | None,
+    kgv: KnownGoodValues | None, when: dt.datetime, policy: Policy,
+) -> Verdict:
     if profile != "auto" and profile not in PROFILES:
         raise ProfileError(f"unknown profile {profile!r}; expected one of: auto, {', '.join(PROFILES)}")
     detected = detect_profiles(raw)
