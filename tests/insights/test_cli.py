@@ -90,3 +90,35 @@ def test_diff_appraise_and_collect_policy(rig_factory: Any, tmp_path: Path) -> N
     assert outcome["status"] == "trusted" and outcome["appraisal"]["status"] == "contraindicated"
     assert outcome["appraisal"]["trust_vector"]["boot"] == "contraindicated"
     assert len(list((rig.store.root / name).glob("*.appraisal.json"))) == 4
+
+
+def test_degradation_goes_to_syslog_and_metrics_and_survives_reindex(rig_factory: Any, tmp_path: Path) -> None:
+    import socket
+
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(POLICY_YAML)
+    rig = rig_factory(None)
+    store, inventory = str(rig.store.root), str(tmp_path / "inventory.yaml")
+    base = ["collect", "-i", inventory, "--store", store, "--trust-store", str(rig.trust), "--policy",
+            str(policy_file), "--metrics-file", str(tmp_path / "dossier.prom")]
+    runner = CliRunner()
+    assert runner.invoke(cli, base).exit_code == 0
+    with rig.device.lock:
+        device_facts.set_secure_boot(rig.device.facts, False)
+        rig.device.save()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.settimeout(10)
+        port = listener.getsockname()[1]
+        result = runner.invoke(cli, base + ["--syslog", f"127.0.0.1:{port}"])
+        assert result.exit_code == 0, result.output  # collected and trusted; the appraisal is worse
+        message = listener.recv(4096).decode()
+    assert "%DOSSIER-3-TRUST_DEGRADED" in message and "affirming -> contraindicated" in message
+    assert "appraisal.boot.secure_boot_disabled" in message
+    metrics = (tmp_path / "dossier.prom").read_text()
+    assert 'dossier_appraisal_status{device="xr-0001"} 2' in metrics
+    # The index is rebuildable from the files, appraisals included.
+    (rig.store.root / "index.sqlite").unlink()
+    assert runner.invoke(cli, ["store", "reindex", "--store", store]).exit_code == 0
+    status = json.loads(runner.invoke(cli, ["status", "--store", store, "--json"]).stdout)
+    assert status["devices"][0]["appraisal"] == "contraindicated"
