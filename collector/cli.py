@@ -519,6 +519,31 @@ def _no_lock() -> Iterator[None]:
     yield
 
 
+@store_group.command("history")
+@_store_option
+@click.argument("device")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Newest N envelopes.")
+@_json_option
+def history_command(store_path: Path, device: str, limit: int, as_json: bool) -> None:
+    """List a device's stored envelopes, newest first, with their verdicts (from the index)."""
+    with _errors_to_exit_codes():
+        with Store.open(store_path, create=False) as store:
+            records = store.history(device, limit=limit)
+        if not records:
+            raise click.UsageError(f"no envelopes for device {device!r} in {store_path}")
+        if as_json:
+            click.echo(json.dumps({"device": device, "envelopes": [r.to_json() for r in records]}, indent=2))
+            return
+        grid = Table(title=f"History of {device} ({store_path})")
+        for column in ("received (UTC)", "verdict", "reasons", "bytes", "file"):
+            grid.add_column(column, overflow="fold")
+        for record in records:
+            verdict = {True: "[green]trusted[/]", False: "[bold red]untrusted[/]", None: "not verified"}[record.trusted]
+            grid.add_row(record.received[:19], verdict, ", ".join(record.reasons), str(record.bytes), record.path)
+        Console().print(grid)
+
+
 @store_group.command("prune")
 @_store_option
 @click.option("--keep-days", type=click.FloatRange(min=0), default=None,

@@ -428,3 +428,23 @@ def test_cli_progress_table_prune_and_reindex(tmp_path: Path, pki) -> None:
     assert status.exit_code == 0 and "r1" in status.stdout and "trusted" in status.stdout
     missing = CliRunner().invoke(cli, ["status", "--store", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "dossier collect --store" in missing.stderr
+
+
+def test_store_history_lists_a_device_newest_first(tmp_path: Path, pki) -> None:
+    fakes = [FakeDevice("r1", dossier_handler(pki))]
+    inventory, store_dir, trust = setup(tmp_path, fakes)
+    with FakeFleet(fakes) as fleet:
+        fleet.write_inventory(inventory, password_dir=tmp_path / "pw")
+        enroll_all(inventory, trust)
+        args = ["collect", "-i", str(inventory), "--store", str(store_dir), "--trust-store", str(trust), "--json"]
+        assert CliRunner().invoke(cli, args).exit_code == 0
+        fakes[0].handler = data_changed_handler(pki)
+        assert CliRunner().invoke(cli, args).exit_code == 1
+    result = CliRunner().invoke(cli, ["store", "history", "r1", "--store", str(store_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    envelopes = json.loads(result.stdout)["envelopes"]
+    assert [e["trusted"] for e in envelopes] == [False, True]
+    assert envelopes[0]["reasons"] == ["signature.invalid"]
+    table = CliRunner().invoke(cli, ["store", "history", "r1", "--store", str(store_dir)])
+    assert table.exit_code == 0 and "untrusted" in table.stdout
+    assert CliRunner().invoke(cli, ["store", "history", "nope", "--store", str(store_dir)]).exit_code == 2
