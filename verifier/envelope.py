@@ -53,6 +53,7 @@ class Envelope:
     signature: bytes
     certificates: tuple[x509.Certificate, ...]  # as listed: root first, leaf last
     certificate_ders: tuple[bytes, ...]
+    data_utf8: bytes = b""  # `data` encoded once (it can be megabytes): signed bytes, dossier
 
     @property
     def leaf(self) -> x509.Certificate | None:
@@ -71,7 +72,7 @@ def signed_bytes(envelope: Envelope) -> bytes:
         (
             envelope.nonce,
             struct.pack(">I", envelope.signature_version),
-            envelope.data.encode("utf-8"),
+            envelope.data_utf8 or envelope.data.encode("utf-8"),
             *envelope.certificate_ders,
         )
     )
@@ -301,14 +302,15 @@ def parse_envelope(raw: bytes, policy: Policy = DEFAULT_POLICY) -> ParseResult:
         if _SURROGATE_ESCAPE.search(raw, start):  # else no string can hold one
             small = [list(document), {key: value for key, value in body.items() if key != "data"}]
             surrogate = find_lone_surrogate(small)
+        data_utf8 = b""
         if surrogate is None:
             try:
-                data.encode("utf-8")
+                data_utf8 = data.encode("utf-8")
             except UnicodeEncodeError as exc:
                 surrogate = f"U+{ord(data[exc.start]):04X} in data at {exc.start}"
         if surrogate is not None:
             raise lone_surrogate_problem(surrogate)
     except JSONProblem as problem:
         return _error(problem.finding_id, problem.message, problem.expected, problem.found)
-    envelope = Envelope(version, nonce, data, signature, tuple(certificates), tuple(ders))
+    envelope = Envelope(version, nonce, data, signature, tuple(certificates), tuple(ders), data_utf8)
     return ParseResult(envelope, ())

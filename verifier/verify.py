@@ -271,7 +271,7 @@ def _check_data(verdict: Verdict, envelope: Envelope, expected_nonce: bytes | No
     if stripped.startswith("{"):
         try:
             dossier = loads_strict(data, max_depth=policy.max_json_depth, signed=True,
-                                   depth_id=FindingId.DOSSIER_TOO_DEEP)
+                                   depth_id=FindingId.DOSSIER_TOO_DEEP, raw=envelope.data_utf8 or None)
         except JSONProblem as problem:
             finding_id = (FindingId.DOSSIER_TOO_DEEP if problem.finding_id == FindingId.DOSSIER_TOO_DEEP
                           else FindingId.DOSSIER_INVALID_JSON)
