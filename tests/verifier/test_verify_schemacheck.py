@@ -86,3 +86,28 @@ def test_mutated_dossiers_agree(seed: int, count: int) -> None:
 def test_unsupported_keywords_are_refused(schema) -> None:
     with pytest.raises(UnsupportedSchema):
         compile_schema(schema)
+
+
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\n -_é"
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.text(alphabet=_ALPHABET, max_size=12) | st.text(alphabet="0123456789abcdefABC\n ", min_size=60, max_size=66))
+def test_fast_patterns_equal_the_regex(text: str) -> None:
+    import re
+
+    from verifier._schemacheck import FAST_PATTERNS
+
+    for pattern, fast in FAST_PATTERNS.items():
+        assert fast(text) == (re.search(pattern, text) is not None), (pattern, text)
+
+
+@pytest.mark.parametrize("text", ["", "AAAA", "AA==", "AAA=", "AAAA\n", "A===", "AAAA=", "AA=A", "====", "AAAAAA==",
+                                  "ab" * 32, "ab" * 32 + "\n", "AB" * 32, "ab" * 31, "ab" * 32 + "\n\n"])
+def test_fast_patterns_on_edges(text: str) -> None:
+    import re
+
+    from verifier._schemacheck import FAST_PATTERNS
+
+    for pattern, fast in FAST_PATTERNS.items():
+        assert fast(text) == (re.search(pattern, text) is not None), (pattern, text)
