@@ -338,6 +338,8 @@ def _check_expiry(verdict: Verdict, when: dt.datetime, policy: Policy) -> None:
             "leaf": (FindingId.EXPIRY_LEAF_SOON, FindingId.EXPIRY_LEAF_IMMINENT),
             "root": (FindingId.EXPIRY_ROOT_SOON, FindingId.EXPIRY_ROOT_IMMINENT),
         }[role]
+        if days > policy.warn_days:
+            continue
         expires = cert.not_valid_after_utc.isoformat()
         if days <= policy.alert_days:
             verdict.add(imminent, Severity.ALERT,
