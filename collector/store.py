@@ -309,8 +309,11 @@ class Store:
         path = self.root / record.path
         verdict_path = path.with_name(path.name[: -len(ENVELOPE_SUFFIX)] + VERDICT_SUFFIX)
         try:
+            # Derived data: the verdict is recomputable from the envelope and its metadata
+            # (verification at the received time is deterministic), so no fsync here; a crash
+            # can only turn it into "not verified yet", never lose or alter an envelope.
             write_file_atomically(verdict_path, json.dumps(verdict_json, indent=2, sort_keys=True,
-                                                           default=str).encode() + b"\n")
+                                                           default=str).encode() + b"\n", sync=False)
         except OSError as exc:
             raise StoreError(f"cannot write {verdict_path}: {exc.strerror or exc}") from exc
         record.trusted, record.reasons = trusted, reasons
