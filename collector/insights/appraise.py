@@ -240,12 +240,12 @@ def _executables(current: Evidence, drift: Sequence[Finding], active: Mapping[st
                                    f"package {package.get('name')}'s files changed after installation "
                                    "(runtime fingerprint differs from install-time fingerprint)",
                                    package.get("install-fingerprint"), package.get("runtime-fingerprint"))
-    if "reference-values" in active:
+    if "reference-values" in active and result.policy.reference_checker is not None:
         rule = active["reference-values"]
-        from pathlib import Path
-
-        check = result.policy.reference_check(rule.params["provider"])
-        for message in check(dossier, Path(rule.params["file"])):
+        violations = result.policy.reference_checker(dossier)
+        if violations is None:
+            result.missing(rule, f"the evidence {rule.params['provider']} compares is missing")
+        for message in violations or []:
             result.violate(rule, AppraisalId.REFERENCE_VALUES, rule.params["provider"], message)
 
 

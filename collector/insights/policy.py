@@ -12,9 +12,10 @@ empty, unreadable or schema-invalid policy raises PolicyError: it never means "a
 Known-good hash lists are CSV (`path,algorithm,digest`, header optional) or JSON (a list of
 `{"path", "algorithm", "digest"}`, or `{"files": [...]}`); digests in hex or base64.
 
-`reference-values` rules are an extension point: `register_reference_provider(name, check)`
-plugs in a checker (the verifier's Cisco KGV profiles, once they exist) without changing this
-module; a policy naming an unregistered provider is an error.
+`reference-values` rules are an extension point: `register_reference_provider(name, provider)`
+plugs in a checker without changing this module; `cisco-kgv` (Cisco Known Good Values files,
+authenticated by the verifier's `kgv` profile) is built in. A policy naming an unregistered
+provider is an error.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ __all__ = [
     "Rule",
     "load_hash_list",
     "load_policy",
+    "ReferenceChecker",
+    "ReferenceProvider",
     "register_reference_provider",
 ]
 
@@ -156,14 +159,26 @@ def load_hash_list(path: Path, into: KnownGood | None = None) -> KnownGood:
     return known
 
 
-#: name -> check(dossier, reference file) returning (ok, message) pairs for violations.
-ReferenceCheck = Callable[[Mapping[str, Any], Path], list[str]]
-_REFERENCE_PROVIDERS: dict[str, ReferenceCheck] = {}
+#: A loaded reference-value check: messages, one per violation, or None when the dossier lacks
+#: the evidence it needs.
+ReferenceChecker = Callable[[Mapping[str, Any]], "list[str] | None"]
+#: A provider builds a checker from the rule's parameters once, when the policy loads (reading
+#: and authenticating its reference file then); it raises PolicyError when it cannot.
+ReferenceProvider = Callable[[Mapping[str, Any], "Path | None"], ReferenceChecker]
 
 
-def register_reference_provider(name: str, check: ReferenceCheck) -> None:
-    """Plug in a reference-value checker (e.g. Cisco KGV); it returns one message per violation."""
-    _REFERENCE_PROVIDERS[name] = check
+def _cisco_kgv(params: Mapping[str, Any], base: Path | None) -> ReferenceChecker:
+    from .kgv import kgv_checker  # imports the verifier's KGV profile only when a policy uses it
+
+    return kgv_checker(params, base)
+
+
+_REFERENCE_PROVIDERS: dict[str, ReferenceProvider] = {"cisco-kgv": _cisco_kgv}
+
+
+def register_reference_provider(name: str, provider: ReferenceProvider) -> None:
+    """Plug in a reference-value provider for `reference-values: {provider: NAME, ...}` rules."""
+    _REFERENCE_PROVIDERS[name] = provider
 
 
 @dataclass
@@ -175,12 +190,10 @@ class Policy:
     source: str | None = None
     sha256: str | None = None
     known_good: KnownGood = field(default_factory=KnownGood)
+    reference_checker: ReferenceChecker | None = None
 
     def rule(self, name: str) -> Rule | None:
         return self.rules.get(name)
-
-    def reference_check(self, name: str) -> ReferenceCheck:
-        return _REFERENCE_PROVIDERS[name]
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "sha256": self.sha256,
@@ -218,6 +231,7 @@ class Policy:
                     f"{where}: reference-values names provider {provider!r}, but none is registered "
                     f"(registered: {', '.join(sorted(_REFERENCE_PROVIDERS)) or 'none'}); set the rule "
                     "to `level: skip` or install the provider")
+            policy.reference_checker = _REFERENCE_PROVIDERS[provider](reference.params, base)
         return policy
 
 

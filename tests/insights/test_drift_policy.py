@@ -163,9 +163,9 @@ def test_unreadable_or_invalid_policies_say_what_is_wrong(tmp_path: Path) -> Non
         load_policy(_write(tmp_path / "bad.yaml", "rules: [unclosed\n"))
     with pytest.raises(PolicyError, match="level"):
         load_policy(_write(tmp_path / "lvl.yaml", "format: trust-dossier/policy/1\nrules:\n  secure-boot: {level: maybe}\n"))
-    with pytest.raises(PolicyError, match="provider 'cisco-kgv'"):
-        load_policy(_write(tmp_path / "kgv.yaml", "format: trust-dossier/policy/1\nrules:\n  reference-values:"
-                                                  " {level: enforce, provider: cisco-kgv, file: kgv.json}\n"))
+    with pytest.raises(PolicyError, match="provider 'acme-rim'"):
+        load_policy(_write(tmp_path / "rim.yaml", "format: trust-dossier/policy/1\nrules:\n  reference-values:"
+                                                  " {level: enforce, provider: acme-rim, file: rim.json}\n"))
 
 
 def test_known_good_lists_from_csv_and_json(tmp_path: Path) -> None:
@@ -206,3 +206,30 @@ def test_missing_evidence_is_never_affirming() -> None:
     untrusted = appraise(Evidence("now", None, False, reasons=["signature.invalid"]), [], policy, device="r1")
     assert untrusted.status is Status.CONTRAINDICATED
     assert untrusted.vector["boot"] is Status.NONE  # nothing in an untrusted envelope is looked at
+
+
+def _kgv_policy(tmp_path: Path, hashes: list[str], *, unsigned: bool) -> Path:
+    kgv = {"header": {"version": "1"}, "bulkHash": [{"dtype": "osimage", "biv_hash": "AB" * 32,
+                                                     "filename": "xr.bin",
+                                                     "pkg": [{"biv_hash": h, "filename": f"p{i}.pkg"}
+                                                             for i, h in enumerate(hashes)]}]}
+    _write(tmp_path / "kgv.json", json.dumps(kgv))
+    return _write(tmp_path / "kgv-policy.yaml", "format: trust-dossier/policy/1\nrules:\n  reference-values:\n"
+                  "    {level: enforce, provider: cisco-kgv, file: kgv.json"
+                  + (", allow-unsigned: true}\n" if unsigned else "}\n"))
+
+
+def test_cisco_kgv_reference_values(tmp_path: Path) -> None:
+    packages = [{"name": n, "version": "1", "arch": "x86_64", "install-fingerprint": h * 64,
+                 "runtime-fingerprint": h * 64} for n, h in (("p", "a"), ("q", "b"))]
+    dossier = _dossier([], packages=packages)
+    # Not authenticated and not explicitly allowed: refused when the policy loads.
+    with pytest.raises(PolicyError, match="no detached signature"):
+        load_policy(_kgv_policy(tmp_path, ["A" * 64], unsigned=False))
+    both = load_policy(_kgv_policy(tmp_path, ["A" * 64, "B" * 64], unsigned=True))
+    assert appraise(Evidence("now", dossier, True), [], both, device="r1").status is Status.AFFIRMING
+    one = load_policy(_kgv_policy(tmp_path, ["A" * 64], unsigned=True))
+    result = appraise(Evidence("now", dossier, True), [], one, device="r1")
+    assert result.status is Status.CONTRAINDICATED and result.vector["executables"] is Status.CONTRAINDICATED
+    assert [(str(f.id), f.subject) for f in result.findings] == [("appraisal.reference_values.mismatch", "cisco-kgv")]
+    assert "package q" in result.findings[0].message
