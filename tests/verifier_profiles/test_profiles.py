@@ -279,3 +279,17 @@ def test_xr_attest_certificate_from_the_emulator(xr_fleet: Any) -> None:
     other_root = _any_cert()  # a root this device was never enrolled with
     assert "chain.root_not_enrolled" in errors(verify_output(raw.encode(), roots=[other_root],
                                                              expected_nonce=bytes.fromhex("1580ab")))
+
+
+def test_unenrolled_device_and_ambiguous_json_are_refused(tmp_path: Path, xe_dir: Path,
+                                                          sudi_anchors: list[x509.Certificate]) -> None:
+    store = TrustStore.open(tmp_path / "store", create=True)
+    sample = (xe_dir / "isr1k_show_plat_sudi_sign_nonce.txt").read_bytes()
+    verdict = verify_output(sample, trust_store=store, device="nobody", expected_nonce=79213556, at=AT)
+    assert errors(verdict) == {"trust.no_roots"}
+    text = (xe_dir / "v2" / "restconf_valid_compliance.json").read_text()
+    twice = text.replace('"nonce": "12345",', '"nonce": "12345", "nonce": "99",', 1)
+    assert twice != text
+    verdict = verify_output(twice.encode(), roots=sudi_anchors, expected_nonce=12345, at=AT,
+                            signer=(xe_dir / "v2" / "cli_valid_trust_chain.txt").read_bytes())
+    assert "output.malformed_field" in errors(verdict) and "more than once" in verdict.errors[0].message

@@ -17,7 +17,6 @@ The nonce is mandatory here; without the caller's nonce the signature cannot be 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from typing import Any
 
 from cryptography import x509
 
+from .._strictjson import JSONProblem, loads_strict
 from ..findings import FindingId, Severity
 from ..policy import Policy
 from ._common import (
@@ -55,6 +55,7 @@ _KINDS = {"trust-chain": "trust_chain", "compliance": "compliance", "measurement
 _HEX_HASH = re.compile(r"[0-9A-Fa-f]{64}|[0-9A-Fa-f]{128}")
 _PCR = re.compile(r"[0-9A-Fa-f]{64}")
 _CLI_LOCATION = re.compile(r"LOCATION\s+(.*)")
+MAX_JSON_DEPTH = 32  # RESTCONF integrity data nests 8 deep; deeper input is an attack
 
 
 @dataclass
@@ -211,11 +212,11 @@ _REPEATED = {"integrity", "trust-chain", "capability", "boot-loader", "package-i
 
 
 def _parse_json(text: str, verdict: ProfileVerdict) -> list[V2Part]:
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"the JSON cannot be parsed ({exc})",
-                    "RESTCONF JSON", str(exc))
+    try:  # strict: a duplicate key would let two readers see different signed values
+        document = loads_strict(text, max_depth=MAX_JSON_DEPTH)
+    except JSONProblem as problem:
+        verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"the JSON cannot be used: {problem.message}",
+                    problem.expected or "strict RESTCONF JSON", problem.found)
         return []
     data = next((v for k, v in document.items() if k.endswith("system-integrity-oper-data")), None) \
         if isinstance(document, dict) else None

@@ -18,12 +18,12 @@ import base64
 import binascii
 import datetime as dt
 import hmac
-import json
 from collections.abc import Iterator
 from typing import Any
 
 from cryptography import x509
 
+from .._strictjson import JSONProblem, loads_strict
 from ..chain import explain_chain_failure, fingerprint, validate_chain
 from ..errors import ChainError, SignatureError
 from ..findings import FindingId, Severity
@@ -93,10 +93,11 @@ def verify_attest_certificate(
     if text is None:
         return verdict
     start = text.find("{")  # an optional timestamp line may come first, as in XR show output
-    try:
-        document = json.loads(text[start:]) if start >= 0 else None
-    except json.JSONDecodeError as exc:
-        verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"the output is not JSON ({exc})", "JSON", str(exc))
+    try:  # strict: duplicate keys, NaN and trailing data are refused, as for the envelope
+        document = loads_strict(text[start:], max_depth=policy.max_json_depth) if start >= 0 else None
+    except JSONProblem as problem:
+        verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"the output is not usable JSON: {problem.message}",
+                    problem.expected or "JSON", problem.found)
         return verdict
     nodes = list(_nodes(document))
     if not nodes or len(nodes) > MAX_NODES:
@@ -121,6 +122,10 @@ def verify_attest_certificate(
 def _verify_node(verdict: ProfileVerdict, node: dict[str, Any], anchors: Anchors, nonce: bytes | None,
                  when: dt.datetime, policy: Policy) -> dict[str, Any] | None:
     where = str(node.get("node-location"))
+    if "signature" not in node:
+        verdict.add(PF.OUTPUT_UNSIGNED, Severity.ERROR, f"node {where} carries no signature, so it proves nothing",
+                    "a signature", "none")
+        return None
     try:
         printed_nonce = _b64(node.get("nonce"))
         signature = _b64(node.get("signature"))
