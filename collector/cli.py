@@ -282,14 +282,21 @@ def _print_summary(summary: RunSummary, *, as_json: bool) -> None:
         return
     console = Console()
     grid = Table(title=f"Collection {summary.started} -> {summary.finished}")
+    appraised = any(outcome.appraisal for outcome in summary.outcomes)  # run with --policy
     for column in ("device", "status", "reason", "tries", "secs", "bytes", "expiry days leaf/root"):
         grid.add_column(column, overflow="fold")
+    if appraised:
+        grid.add_column("appraisal", overflow="fold")
     for outcome in summary.outcomes:
         expiry = outcome.days_to_expiry
-        grid.add_row(outcome.device, f"[{_STATUS_STYLE[outcome.status]}]{outcome.status}[/]",
-                     outcome.reason or "", str(outcome.attempts), f"{outcome.duration_s:.2f}",
-                     "" if outcome.bytes is None else str(outcome.bytes),
-                     f"{expiry['leaf']}/{expiry['root']}" if {"leaf", "root"} <= set(expiry) else "")
+        cells = [outcome.device, f"[{_STATUS_STYLE[outcome.status]}]{outcome.status}[/]",
+                 outcome.reason or "", str(outcome.attempts), f"{outcome.duration_s:.2f}",
+                 "" if outcome.bytes is None else str(outcome.bytes),
+                 f"{expiry['leaf']}/{expiry['root']}" if {"leaf", "root"} <= set(expiry) else ""]
+        if appraised:
+            status = (outcome.appraisal or {}).get("status") or ""
+            cells.append(_APPRAISAL_MARKUP.get(status, status))
+        grid.add_row(*cells)
     console.print(grid)
     counts = summary.counts
     console.print(f"{counts['trusted']} trusted, {counts['untrusted']} untrusted, {counts['failed']} "
