@@ -293,3 +293,18 @@ def test_unenrolled_device_and_ambiguous_json_are_refused(tmp_path: Path, xe_dir
     verdict = verify_output(twice.encode(), roots=sudi_anchors, expected_nonce=12345, at=AT,
                             signer=(xe_dir / "v2" / "cli_valid_trust_chain.txt").read_bytes())
     assert "output.malformed_field" in errors(verdict) and "more than once" in verdict.errors[0].message
+
+
+def test_auto_gives_the_xr_envelopes_their_usual_verdicts() -> None:
+    """`--profile auto` on the project's XR envelope samples = the default xr-dossier path."""
+    samples = Path(__file__).resolve().parents[2] / "samples"
+    files = sorted(str(p) for p in (samples / "envelopes").glob("*.envelope"))
+    assert files
+    runs = {}
+    for profile in ("xr-dossier", "auto"):
+        result = CliRunner().invoke(cli, ["verify", "--json", "--profile", profile, "--trust-store",
+                                          str(samples / "trust-store"), "--at", "received", *files])
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        runs[profile] = [(r["file"], r.get("profile"), r.get("trusted"), r.get("error")) for r in lines]
+    assert runs["auto"] == runs["xr-dossier"]
+    assert {profile for _, profile, _, _ in runs["auto"]} == {"xr-dossier"}
