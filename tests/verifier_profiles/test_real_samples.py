@@ -216,3 +216,21 @@ def test_cli_nonce_hex_is_the_signed_u64(xe_dir: Path) -> None:
                                      "--nonce-dec", "11", *roots, sample])
     assert wrong.exit_code == 1
     assert [f["id"] for f in json.loads(wrong.stdout)["findings"] if f["severity"] == "error"] == ["signature.invalid"]
+
+
+def test_cli_verdicts_now(xe_dir: Path) -> None:
+    """Judged now (no --at), the valid samples whose device certificate expired are not trusted,
+    and say why; the others stay trusted."""
+    runner = CliRunner()
+    now = dt.datetime.now(dt.UTC)
+    for case in (c for c in CASES if not c.errors):
+        argv = [arg for arg in _argv(case, xe_dir, "auto") if arg != "2022-01-01T00:00:00Z" and arg != "--at"]
+        result = runner.invoke(cli, argv)
+        line = json.loads(result.stdout.strip().splitlines()[-1])
+        leaf = line["leaf"]
+        expired = leaf is not None and dt.datetime.fromisoformat(leaf["not_after"]) < now
+        error_ids = {f["id"] for f in line["findings"] if f["severity"] == "error"}
+        if expired:
+            assert result.exit_code == 1 and "chain.leaf_expired" in error_ids, case.entry
+        else:
+            assert result.exit_code == 0 and not error_ids, (case.entry, error_ids)
