@@ -637,6 +637,15 @@ class Device:
     def apply_certificate_fault(self, fault: Fault) -> None:
         """Change the device's credentials the way the fault says (done once, when set)."""
         tp = SYSTEM_TRUSTPOINT
+        if self.platform == "iosxe":
+            # The SUDI root is the vendor's, shared by the fleet: a device cannot replace it.
+            if fault is Fault.ROOT_REPLACED:
+                raise DeviceError(f"% {fault.value} is not emulated for IOS XE devices: the SUDI root "
+                                  "belongs to the vendor; expected expired-leaf or rekeyed-leaf")
+            with self.lock:
+                self.xe_identity().reissue(now=self.clock.now(), new_key=fault is Fault.REKEYED_LEAF,
+                                           expired=fault is Fault.EXPIRED_LEAF)
+            return
         with self.lock:
             if fault is Fault.EXPIRED_LEAF:
                 now = self.clock.now()

@@ -171,7 +171,7 @@ class SudiAuthority:
         return self.sub_ca.public_bytes(serialization.Encoding.PEM)
 
     def issue_device(self, key: rsa.RSAPrivateKey, *, pid: str, serial: str, chip_id: str,
-                     now: datetime) -> x509.Certificate:
+                     now: datetime, not_after: datetime = CA_NOT_AFTER) -> x509.Certificate:
         """A SUDI device certificate as Cisco's look: KeyUsage, BasicConstraints CA=false and a
         ChipID otherName only; no AKI, SKI or EKU (README "chain-building pitfalls")."""
         subject = x509.Name([
@@ -188,8 +188,8 @@ class SudiAuthority:
             .issuer_name(self.sub_ca.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(days=1))
-            .not_valid_after(CA_NOT_AFTER)
+            .not_valid_before(min(now - timedelta(days=1), not_after - timedelta(days=1)))
+            .not_valid_after(not_after)
             .add_extension(x509.KeyUsage(True, True, True, False, False, False, False, False, False), critical=True)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.SubjectAlternativeName([other_name]), critical=False)
@@ -342,16 +342,22 @@ class XeIdentity:
     def __init__(self, folder: Path, authority: SudiAuthority, facts: XeFacts, *, now: datetime) -> None:
         self.authority = authority
         self.facts = facts
-        key_path, cert_path = folder / "sudi" / "sudi.key", folder / "sudi" / "sudi.pem"
-        if key_path.exists() and cert_path.exists():
-            self.key = _load_private(key_path)
-            self.certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        self._key_path, self._cert_path = folder / "sudi" / "sudi.key", folder / "sudi" / "sudi.pem"
+        if self._key_path.exists() and self._cert_path.exists():
+            self.key = _load_private(self._key_path)
+            self.certificate = x509.load_pem_x509_certificate(self._cert_path.read_bytes())
         else:
+            self.reissue(now=now, new_key=True)
+
+    def reissue(self, *, now: datetime, new_key: bool = False, expired: bool = False) -> None:
+        """A new SUDI certificate (and key): the EXPIRED_LEAF and REKEYED_LEAF faults use it."""
+        if new_key:
             self.key = rsa.generate_private_key(public_exponent=RSA_EXPONENT, key_size=SUDI_KEY_BITS)
-            self.certificate = authority.issue_device(self.key, pid=facts.pid, serial=facts.serial,
-                                                      chip_id=facts.chip_id, now=now)
-            _write_private(key_path, self.key)
-            _write(cert_path, self.certificate.public_bytes(serialization.Encoding.PEM))
+            _write_private(self._key_path, self.key)
+        not_after = now - timedelta(days=1) if expired else CA_NOT_AFTER
+        self.certificate = self.authority.issue_device(self.key, pid=self.facts.pid, serial=self.facts.serial,
+                                                       chip_id=self.facts.chip_id, now=now, not_after=not_after)
+        _write(self._cert_path, self.certificate.public_bytes(serialization.Encoding.PEM))
 
     def chain_der(self) -> list[bytes]:
         """root, sub-CA, device: the order every SUDI output prints and signs."""

@@ -105,8 +105,9 @@ def test_xe_device_without_pinned_anchors_is_never_trusted(tmp_path: Path) -> No
 def test_xe_signing_faults_end_untrusted_and_the_rest_trusted(tmp_path: Path) -> None:
     from emulator.faults import Fault
 
-    faults = {"xe-0002": Fault.WRONG_NONCE, "xe-0003": Fault.DATA_CHANGED, "xe-0004": Fault.OTHER_KEY}
-    with Fleet(state_dir=tmp_path / "fleet", devices=4, platform="iosxe", files=SMALL_FILES) as fleet:
+    faults = {"xe-0002": Fault.WRONG_NONCE, "xe-0003": Fault.DATA_CHANGED, "xe-0004": Fault.OTHER_KEY,
+              "xe-0005": Fault.EXPIRED_LEAF}
+    with Fleet(state_dir=tmp_path / "fleet", devices=5, platform="iosxe", files=SMALL_FILES) as fleet:
         devices = _devices(fleet, tmp_path)
         trust = tmp_path / "truststore"
         store_of_trust = TrustStore.open(trust, create=True)

@@ -8,6 +8,7 @@ import time
 import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from emu_ssh import connect, run
 from emulator.fleet import Fleet
@@ -183,3 +184,26 @@ def test_signing_faults_fail_the_independent_check(xe_fleet: Fleet, xe_anchors: 
             checks[name](text)
     # Cleared: the same commands verify again.
     xe_check.verify_integrity(run(device, "show platform integrity sign nonce 255"), 255, cert)
+
+
+def test_certificate_faults_reissue_the_sudi_certificate(tmp_path, xe_anchors) -> None:  # type: ignore[no-untyped-def]
+    """expired-leaf: a SUDI certificate whose window has ended; rekeyed-leaf: a new key and
+    certificate under the same sub-CA (still verifies); root-replaced is refused for XE."""
+    from datetime import datetime, timezone
+
+    from emulator.device import DeviceError
+    from emulator.faults import Fault
+
+    with Fleet(state_dir=tmp_path, devices=1, platform="iosxe", files=20) as fleet:
+        device = fleet.devices[0]
+        anchors = fleet.sudi_authority()
+        pins = [c.public_bytes(Encoding.DER) for c in (anchors.root, anchors.sub_ca)]
+        before = device.device.xe_identity().certificate
+        fleet.set_fault(device.name, Fault.REKEYED_LEAF)
+        rekeyed = xe_check.verify_sudi(run(device, "show platform sudi certificate sign nonce 5"), 5, *pins)
+        assert rekeyed.device.public_key().public_numbers() != before.public_key().public_numbers()
+        fleet.set_fault(device.name, Fault.EXPIRED_LEAF)
+        expired = xe_check.verify_sudi(run(device, "show platform sudi certificate sign nonce 6"), 6, *pins)
+        assert expired.device.not_valid_after_utc < datetime.now(timezone.utc)
+        with pytest.raises(DeviceError, match="not emulated for IOS XE"):
+            fleet.set_fault(device.name, Fault.ROOT_REPLACED)
