@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from collector import cli as collector_cli
@@ -40,6 +42,10 @@ for module in (emulator_cli, verifier_cli, collector_cli, demo):
 
 
 def main() -> None:
+    # Warnings (trust on first use, insecure switches) reach stderr as one plain line each;
+    # paramiko's own thread logs connection resets that the commands already report.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(name)s: %(message)s")
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)
     cli(prog_name="dossier")
 
 
