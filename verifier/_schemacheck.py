@@ -15,6 +15,7 @@ numbers, 1.0 is an integer, `format` is an annotation, `pattern` is `re.search`.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable
 from typing import Any
@@ -63,6 +64,12 @@ FAST_PATTERNS: dict[str, Callable[[str], bool]] = {
 }
 
 
+# For closed objects: the one Python type a JSON type most often arrives as. If every simple
+# member has it, one tuple comparison replaces the per-member type tests; otherwise the exact
+# per-member tests run (e.g. an integral float is a JSON integer, just not the fast case).
+_FAST_TYPE = {"string": str, "integer": int, "number": float, "boolean": bool, "null": type(None)}
+
+
 class UnsupportedSchema(ValueError):
     """The schema uses a keyword this compiler does not implement."""
 
@@ -100,15 +107,19 @@ class _Compiler:
             return self.simple(schema, var)
         return f"{self.function(schema)}({var})"
 
-    def simple(self, schema: dict[str, Any], var: str) -> str:
+    def simple(self, schema: dict[str, Any], var: str, *, type_known: bool = False) -> str:
+        """`type_known`: the caller has checked `var`'s Python type is the schema's single fast
+        type (see `_FAST_TYPE`), so the type test itself is left out."""
         tests: list[str] = []
         types: list[str] = []
         if "type" in schema:
             types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
             try:
-                tests.append("(" + " or ".join(_TYPE_TEST[t].format(v=var) for t in types) + ")")
+                type_test = "(" + " or ".join(_TYPE_TEST[t].format(v=var) for t in types) + ")"
             except KeyError as exc:
                 raise UnsupportedSchema(f"unknown type {exc}") from None
+            if not type_known:
+                tests.append(type_test)
         # When the type test already passed, the per-keyword type guards are always true.
         is_str = "True" if types == ["string"] else f"type({var}) is str"
         not_str = "False" if types == ["string"] else f"type({var}) is not str"
@@ -139,6 +150,34 @@ class _Compiler:
             tests.append(f"({not_number} or {var} <= {schema['maximum']!r})")
         tests = [test for test in tests if test not in ("(True)", "(False or True)")]
         return "(" + " and ".join(tests or ["True"]) + ")"
+
+    def closed_members(self, properties: dict[str, Any]) -> list[str]:
+        """Checks of a closed object's members, all present: fetched in one itemgetter call, and
+        the simple members' types compared as one tuple when they have their fast types."""
+        names = [f"m{index}" for index in range(len(properties))]
+        lines = [f"{', '.join(names)}, = {self.constant(operator.itemgetter(*properties))}(v)"]
+        fast: list[tuple[str, dict[str, Any], type]] = []
+        slow: list[str] = []
+        for name, sub in zip(names, properties.values()):
+            keywords = set(sub) - _IGNORED if isinstance(sub, dict) else {"?"}
+            kind = sub.get("type") if isinstance(sub, dict) else None
+            if keywords <= _SIMPLE and isinstance(kind, str) and kind in _FAST_TYPE:
+                fast.append((name, sub, _FAST_TYPE[kind]))
+            else:
+                test = self.check(sub, name)
+                if test != "True":
+                    slow.append(f"if not {test}: return False")
+        if fast:
+            types = self.constant(tuple(python_type for _, _, python_type in fast))
+            got = "(" + ", ".join(f"type({name})" for name, _, _ in fast) + ",)"
+            quick = [self.simple(sub, name, type_known=True) for name, sub, _ in fast]
+            quick = [test for test in quick if test != "(True)"]
+            lines.append(f"if {got} == {types}:")
+            lines.append(f"    if not ({' and '.join(quick) or 'True'}): return False")
+            lines.append("else:")
+            lines.extend(f"    if not {self.simple(sub, name)}: return False" for name, sub, _ in fast)
+        lines.extend(slow)
+        return lines
 
     def function(self, schema: dict[str, Any]) -> str:
         key = id(schema)
@@ -188,6 +227,10 @@ class _Compiler:
             if additional is False:
                 object_body.append(f"if not v.keys() <= {self.constant(frozenset(properties))}: return False")
         required = frozenset(schema.get("required", ()))
+        closed_all_required = additional is False and required_set == frozenset(properties) and properties
+        if closed_all_required and len(properties) > 1:
+            object_body.extend(self.closed_members(properties))
+            properties = {}  # handled
         for prop, sub in properties.items():
             test = self.check(sub, "x")
             if test == "True":
