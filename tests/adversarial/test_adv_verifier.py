@@ -1,0 +1,319 @@
+"""Adversarial tests of the verifier: inputs where "trusted" would be wrong, and robustness.
+
+Envelopes are built with tests/verifier/vbuilder.py (signing written from the spec, independent
+of `verifier/`). A test that exposes a bug is `xfail(strict=True)` with the bug in its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import vbuilder as vb
+from dossier_cli.main import cli
+from verifier.errors import VerifierError
+from verifier.truststore import TrustStore
+from verifier.verify import verify_envelope
+
+NONCE = b"\x15\x80"
+
+
+@pytest.fixture(scope="module")
+def dev() -> vb.Device:
+    return vb.Device("p256", "p256")
+
+
+def verdict(dev: vb.Device, raw: bytes, nonce: bytes = NONCE, **kwargs):
+    return verify_envelope(raw, roots=[dev.root], expected_nonce=nonce, at=vb.NOW, **kwargs)
+
+
+def sub_ca(dev: vb.Device, kind: str = "p256#adv-sub") -> x509.Certificate:
+    """A CA certificate issued by the device's (enrolled) root key."""
+    builder = (x509.CertificateBuilder().subject_name(vb._name("adv sub-CA"))
+               .issuer_name(dev.root.subject).public_key(vb.key(kind).public_key()).serial_number(0x77)
+               .not_valid_before(vb.NOW - 10 * vb.DAY).not_valid_after(vb.NOW + 100 * vb.DAY)
+               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+               .add_extension(vb.ROOT_KU, critical=False))
+    return builder.sign(vb.key(dev.root_kind), hashes.SHA256())
+
+
+# --- properties that hold ---------------------------------------------------------------------
+
+
+def test_baseline_envelope_is_trusted(dev: vb.Device) -> None:
+    assert verdict(dev, dev.envelope()).trusted
+
+
+def test_signature_over_other_bytes_is_refused(dev: vb.Device) -> None:
+    good = json.loads(dev.envelope())
+    other = json.loads(dev.envelope(data=json.dumps(vb.dossier("1580", extra={"x": 1}))))
+    good["signed-envelope"]["signature"] = other["signed-envelope"]["signature"]
+    result = verdict(dev, json.dumps(good).encode())
+    assert not result.trusted and "signature.invalid" in result.ids()
+
+
+@pytest.mark.parametrize("order", ["leaf_root", "leaf_only_is_root", "root_only", "root_root"])
+def test_reordered_or_ca_leaf_is_refused(dev: vb.Device, order: str) -> None:
+    certs = {"leaf_root": [dev.leaf, dev.root], "leaf_only_is_root": [dev.root],
+             "root_only": [dev.root], "root_root": [dev.root, dev.root]}[order]
+    signer = dev.root_kind if certs[-1] is dev.root else dev.leaf_kind
+    result = verdict(dev, dev.envelope(certs=certs, signer=signer))
+    assert not result.trusted, result.ids()
+
+
+def test_root_not_enrolled_is_refused(dev: vb.Device) -> None:
+    other = vb.Device("p256#adv-o", "p256#adv-ol")
+    result = verdict(dev, other.envelope())
+    assert not result.trusted
+
+
+@pytest.mark.parametrize("nonce", [b"\x15\x80\x00", b"\x15", b"\x00\x15\x80", b"\x15\x81"])
+def test_envelope_nonce_tricks_are_refused(dev: vb.Device, nonce: bytes) -> None:
+    result = verdict(dev, dev.envelope(nonce=nonce, dossier_nonce=nonce.hex()))
+    assert not result.trusted and "nonce.mismatch" in result.ids()
+
+
+def test_over_long_nonce_is_refused(dev: vb.Device) -> None:
+    nonce = bytes(range(1, 66))  # 65 bytes
+    result = verify_envelope(dev.envelope(nonce=nonce, dossier_nonce=nonce.hex()), roots=[dev.root],
+                             expected_nonce=nonce[:64], at=vb.NOW)
+    assert not result.trusted
+    with pytest.raises(VerifierError):
+        verify_envelope(dev.envelope(), roots=[dev.root], expected_nonce=nonce, at=vb.NOW)
+
+
+@pytest.mark.parametrize("dossier_nonce", ["1581", "158000", "001580", "", "15", "0x1580"])
+def test_dossier_nonce_that_differs_is_refused(dev: vb.Device, dossier_nonce: str) -> None:
+    result = verdict(dev, dev.envelope(dossier_nonce=dossier_nonce))
+    assert not result.trusted
+
+
+def test_dossier_nonce_is_case_insensitive(dev: vb.Device) -> None:
+    nonce = b"\xab\xcd"
+    assert verdict(dev, dev.envelope(nonce=nonce, dossier_nonce="ABCD"), nonce=nonce).trusted
+
+
+def _dup(text: str, where: str) -> str:
+    """Repeat one member of the envelope JSON text, same value (duplicates must fail regardless)."""
+    body = json.loads(text)["signed-envelope"]
+    if where == "top":
+        inner = json.dumps(body)
+        return '{"signed-envelope": %s, "signed-envelope": %s}' % (inner, inner)
+    if where == "body":
+        member = '"nonce": %s' % json.dumps(body["nonce"])
+        out = text.replace(member, member + ", " + member, 1)
+    elif where == "certificates":
+        listed = '"certificate": %s' % json.dumps(body["certificates"]["certificate"])
+        out = text.replace(listed, listed + ", " + listed, 1)
+    else:
+        entry = json.dumps(body["certificates"]["certificate"][0])
+        out = text.replace(entry, entry[:-1] + ', "name": %s}' % json.dumps(body["certificates"]["certificate"][0]["name"]), 1)
+    assert out != text
+    return out
+
+
+@pytest.mark.parametrize("where", ["body", "certificates", "entry"])
+def test_duplicate_keys_in_the_envelope_are_refused(dev: vb.Device, where: str) -> None:
+    result = verdict(dev, _dup(dev.envelope().decode(), where).encode())
+    assert not result.trusted and "envelope.duplicate_key" in result.ids(), result.ids()
+
+
+def test_duplicate_top_level_key_is_refused(dev: vb.Device) -> None:
+    result = verdict(dev, _dup(dev.envelope().decode(), "top").encode())
+    assert not result.trusted and "envelope.duplicate_key" in result.ids()
+
+
+@pytest.mark.parametrize("prefix", [
+    b"Sun Oct 20 13:07:24.136 UTC {\n",
+    b"Sun Oct 20 13:07:24.136 UTC\nSun Oct 20 13:07:24.136 UTC\n",
+    b"Sun Oct 20 13:07:24.136 UTC junk\n",
+    b"RP/0/RP0/CPU0:r1#\n",
+    b"\x00\n",
+    b"Sun Oct 20 13:07:24.136 UTC\r\r\n",
+])
+def test_timestamp_prefix_cannot_smuggle_content(dev: vb.Device, prefix: bytes) -> None:
+    result = verdict(dev, prefix + dev.envelope())
+    assert not result.trusted
+
+
+def test_trailing_data_is_refused(dev: vb.Device) -> None:
+    for tail in (b"\n{}", b"\x00", b"\nSun Oct 20 13:07:24.136 UTC\n"):
+        assert not verdict(dev, dev.envelope() + tail).trusted
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "verifier/_strictjson.py:_SIGNED_DECODER + verifier/verify.py:_check_data: the dossier is "
+    "parsed with duplicate keys allowed (last wins), so a dossier whose `nonce` appears twice "
+    "(first a stale nonce, then the expected one) is trusted; ENVELOPE.md 5 asks for "
+    "unambiguous JSON and another reader (jq, a first-wins parser) sees the stale nonce"))
+def test_dossier_with_two_nonces_is_not_trusted(dev: vb.Device) -> None:
+    text = json.dumps(vb.dossier("1580"))
+    tampered = text.replace('"nonce": "1580"', '"nonce": "ffff", "nonce": "1580"')
+    assert tampered != text
+    result = verdict(dev, dev.envelope(data=tampered))
+    assert not result.trusted, result.ids()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "verifier/verify.py:_check_chain: intermediates carried in the envelope (certificates "
+    "between root and leaf) are used for path building even though none is enrolled, so a leaf "
+    "issued by a sub-CA of the enrolled root is trusted; ENVELOPE.md 5 requires the leaf to be "
+    "directly issued by the enrolled root (only enrolled intermediates should be considered)"))
+def test_leaf_via_carried_unenrolled_intermediate_is_not_trusted(dev: vb.Device) -> None:
+    intermediate = sub_ca(dev)
+    leaf = vb.make_leaf("p256#adv-l2", "p256#adv-sub", intermediate)
+    result = verdict(dev, dev.envelope(certs=[dev.root, intermediate, leaf], signer="p256#adv-l2"))
+    assert not result.trusted, result.ids()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "verifier/envelope.py:parse_envelope / verify.py:_check_chain: an envelope whose certificate "
+    "list is not exactly [root, leaf] (here an unrelated CA in the middle, or the leaf twice) "
+    "is trusted; ENVELOPE.md 3 says the list is root first then the leaf, and 5 the two-tier "
+    "chain, so extra or repeated certificates should be a finding (with no enrolled intermediates)"))
+@pytest.mark.parametrize("shape", ["unrelated_middle", "leaf_twice", "root_twice"])
+def test_extra_or_duplicated_certificates_are_not_trusted(dev: vb.Device, shape: str) -> None:
+    other = vb.make_root("p256#adv-unrelated")
+    certs = {"unrelated_middle": [dev.root, other, dev.leaf], "leaf_twice": [dev.root, dev.leaf, dev.leaf],
+             "root_twice": [dev.root, dev.root, dev.leaf]}[shape]
+    result = verdict(dev, dev.envelope(certs=certs))
+    assert not result.trusted, result.ids()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "verifier/verify.py:_check_data decides 'is a dossier' by data.lstrip().startswith('{'): a "
+    "signed dossier preceded by a BOM or the device's timestamp line is treated as plain text "
+    "(data.not_dossier, info) and its own nonce, which differs, is never checked; the verdict "
+    "is trusted. Suggested: look for the dossier after such a prefix, or make a JSON object "
+    "with model-name anywhere in data an error when its nonce is not checked"))
+@pytest.mark.parametrize("prefix", ["\ufeff", "Sun Oct 20 13:07:24.136 UTC\n"])
+def test_prefixed_dossier_with_other_nonce_is_not_trusted(dev: vb.Device, prefix: str) -> None:
+    result = verdict(dev, dev.envelope(data=prefix + json.dumps(vb.dossier("ffff"))))
+    assert not result.trusted, result.ids()
+
+
+# --- random input ------------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=400))
+def test_random_bytes_only_produce_findings(dev: vb.Device, raw: bytes) -> None:
+    try:
+        result = verify_envelope(raw, roots=[dev.root], expected_nonce=NONCE, at=vb.NOW)
+    except VerifierError:
+        return
+    assert not result.trusted
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_mutated_envelopes_are_never_trusted_unless_equivalent(dev: vb.Device, data: st.DataObject) -> None:
+    original = dev.envelope()
+    position = data.draw(st.integers(0, len(original) - 1))
+    replacement = data.draw(st.binary(min_size=1, max_size=3))
+    mutated = original[:position] + replacement + original[position + 1 :]
+    try:
+        result = verify_envelope(mutated, roots=[dev.root], expected_nonce=NONCE, at=vb.NOW)
+    except VerifierError:
+        return
+    if result.trusted:  # only a change that leaves the meaning alone (whitespace) may verify
+        assert json.loads(mutated) == json.loads(original)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+                    max_leaves=20))
+def test_random_json_in_the_envelope_slots(dev: vb.Device, value) -> None:
+    body = json.loads(dev.envelope())["signed-envelope"]
+    for slot in ("nonce", "data", "signature", "certificates", "signature_version"):
+        changed = dict(body, **{slot: value})
+        raw = json.dumps({"signed-envelope": changed}).encode()
+        try:
+            result = verify_envelope(raw, roots=[dev.root], expected_nonce=NONCE, at=vb.NOW)
+        except VerifierError:
+            continue
+        assert not result.trusted or changed[slot] == body[slot]
+
+
+# --- trust store and stored envelopes ----------------------------------------------------------
+
+
+def _pem(cert: x509.Certificate, path: Path) -> Path:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def test_symlinked_device_record_for_another_device_is_refused(dev: vb.Device, tmp_path: Path) -> None:
+    store = TrustStore.open(tmp_path / "ts", create=True)
+    store.add_root("r1", dev.root)
+    other = vb.Device("p256#adv-s", "p256#adv-sl")
+    store.add_root("r2", other.root)
+    r2 = tmp_path / "ts" / "devices" / "r2.json"
+    r2.unlink()
+    os.symlink(tmp_path / "ts" / "devices" / "r1.json", r2)
+    fresh = TrustStore.open(tmp_path / "ts")
+    try:
+        result = verify_envelope(dev.envelope(), trust_store=fresh, device="r2", expected_nonce=NONCE, at=vb.NOW)
+    except VerifierError:
+        return
+    assert not result.trusted
+
+
+def test_store_file_whose_meta_names_another_nonce_is_refused(dev: vb.Device, tmp_path: Path) -> None:
+    folder = tmp_path / "r1"
+    folder.mkdir()
+    raw = dev.envelope()
+    envelope = folder / "20260601T120000.000000Z-aaaa.envelope"
+    envelope.write_bytes(raw)
+    import hashlib
+    meta = {"device": "r1", "nonce": "aaaa", "received": "2026-06-01T12:00:00Z", "host": "h",
+            "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+    (folder / (envelope.name + ".meta.json")).write_text(json.dumps(meta))
+    root_pem = _pem(dev.root, tmp_path / "root.pem")
+    result = CliRunner().invoke(cli, ["verify", str(envelope), "--root", str(root_pem), "--at", "received", "--json"])
+    assert result.exit_code == 1, result.output
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "verifier/inputs.py:read_envelope_file trusts the .meta.json nonce and device without "
+    "cross-checking what the collector also wrote: the file name's nonce prefix "
+    "(<received>-<nonce[:8]>.envelope) and the device folder. A replayed envelope whose "
+    "metadata was edited to its old nonce verifies as trusted although the file name says "
+    "another nonce was sent. Suggested: refuse (exit 2) when meta nonce[:8] != the name's "
+    "suffix or meta device != the parent folder name"))
+def test_meta_that_contradicts_the_file_name_is_not_trusted(dev: vb.Device, tmp_path: Path) -> None:
+    import hashlib
+    folder = tmp_path / "r1"
+    folder.mkdir()
+    raw = dev.envelope()  # signed over nonce 1580 (an old envelope)
+    envelope = folder / "20260601T120000.000000Z-deadbeef.envelope"  # the collector sent deadbeef...
+    envelope.write_bytes(raw)
+    meta = {"device": "r1", "nonce": NONCE.hex(), "received": "2026-06-01T12:00:00Z", "host": "h",
+            "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+    (folder / (envelope.name + ".meta.json")).write_text(json.dumps(meta))
+    root_pem = _pem(dev.root, tmp_path / "root.pem")
+    result = CliRunner().invoke(cli, ["verify", str(envelope), "--root", str(root_pem), "--at", "received", "--json"])
+    assert result.exit_code != 0, result.output
+
+
+def test_meta_with_malformed_nonce_is_an_input_error(dev: vb.Device, tmp_path: Path) -> None:
+    import hashlib
+    raw = dev.envelope()
+    envelope = tmp_path / "x.envelope"
+    envelope.write_bytes(raw)
+    for nonce in ("", "zz", "1" * 200):
+        meta = {"device": "r1", "nonce": nonce, "received": "2026-06-01T12:00:00Z",
+                "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+        (tmp_path / "x.envelope.meta.json").write_text(json.dumps(meta))
+        root_pem = _pem(dev.root, tmp_path / "root.pem")
+        result = CliRunner().invoke(cli, ["verify", str(envelope), "--root", str(root_pem), "--json"])
+        assert result.exit_code != 0 and '"trusted": true' not in result.output, (nonce, result.output)
