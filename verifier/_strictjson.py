@@ -115,10 +115,11 @@ def _finite_float(text: str) -> float:
     return value
 
 
-# Signed text (the dossier) is parsed without the float and object hooks: they cost a third of
-# a large dossier's parse, duplicate keys there cannot be an attack on the signature, and an
-# overflowing number (1e999 -> inf) fails the dossier schema's number checks downstream.
-_SIGNED_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+# Signed text (the dossier): duplicate keys are refused there too (a stale `nonce` first and the
+# expected one last would read differently to a first-wins parser). The float hook is left out:
+# it costs a third of a large dossier's parse, and 1e999 is valid JSON grammar that the signer
+# chose; NaN/Infinity, which are not JSON, are still refused.
+_SIGNED_DECODER = json.JSONDecoder(object_pairs_hook=_pairs_no_duplicates, parse_constant=_reject_constant)
 
 
 def find_lone_surrogate(value: Any) -> str | None:
@@ -266,8 +267,8 @@ def loads_strict(
 ) -> Any:
     """Parse one JSON value from `text` (leading/trailing whitespace allowed) or raise JSONProblem.
 
-    `signed=True` is for text covered by a verified signature (a dossier: many small strings,
-    duplicate keys allowed; C parser after a byte-level depth count); otherwise the text is an
+    `signed=True` is for text covered by a verified signature (a dossier: many small strings;
+    C parser after a byte-level depth count); otherwise the text is an
     envelope (few, possibly huge strings: `parse_iterative`).
     `raw` is `text` as UTF-8 when the caller has it. `check_surrogates=False` leaves the lone
     surrogate check to the caller (the envelope checks its few strings itself).

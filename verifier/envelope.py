@@ -275,11 +275,22 @@ def parse_envelope(raw: bytes, policy: Policy = DEFAULT_POLICY) -> ParseResult:
                     "at least one certificate",
                     "an empty list",
                 )
+            # Exactly [root, leaf]: an extra certificate could steer path building through a CA
+            # nobody enrolled, and a repeated one makes the list ambiguous.
             if len(listed) > MAX_CERTIFICATES:
                 raise JSONProblem(
                     FindingId.ENVELOPE_TOO_MANY_CERTIFICATES,
-                    f"the envelope lists {len(listed)} certificates",
-                    f"at most {MAX_CERTIFICATES} (root, leaf, intermediates)",
+                    f"the envelope lists {len(listed)} certificates; include-certificate lists the "
+                    "root then the leaf (sub-CAs are enrolled in the trust store, not carried)",
+                    f"exactly {MAX_CERTIFICATES}: root, leaf",
+                    str(len(listed)),
+                )
+            if len(listed) < MAX_CERTIFICATES:
+                raise JSONProblem(
+                    FindingId.ENVELOPE_MISSING_MEMBER,
+                    f"the envelope lists {len(listed)} certificate; include-certificate lists the "
+                    "root then the leaf",
+                    f"exactly {MAX_CERTIFICATES}: root, leaf",
                     str(len(listed)),
                 )
             for index, entry in enumerate(listed):
@@ -294,6 +305,13 @@ def parse_envelope(raw: bytes, policy: Policy = DEFAULT_POLICY) -> ParseResult:
                 _check_members(entry, ("name", "value"), frozenset(("name", "value")), item_where)
                 _member(entry, "name", str, item_where)
                 der = _strict_b64(_member(entry, "value", str, item_where), f"{item_where}.value")
+                if der in ders:
+                    raise JSONProblem(
+                        FindingId.ENVELOPE_TOO_MANY_CERTIFICATES,
+                        f"{item_where} repeats an earlier certificate; the list is the root then the leaf",
+                        "two different certificates: root, leaf",
+                        "the same certificate twice",
+                    )
                 certificates.append(_load_certificate(der, item_where))
                 ders.append(der)
         # Lone surrogates: the few small strings are searched; `data` (possibly megabytes) is

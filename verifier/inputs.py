@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ __all__ = ["META_SUFFIX", "EnvelopeInput", "parse_time", "read_envelope_file"]
 
 META_SUFFIX = ".meta.json"  # the collector writes <name>.envelope.meta.json beside <name>.envelope
 MAX_META_BYTES = 1024 * 1024  # a metadata file is a few hundred bytes
+# How the collector names what it stores: <device>/<received UTC>-<nonce[:8]>.envelope
+_COLLECTOR_NAME = re.compile(r"\d{8}T\d{6}\.\d{6}Z-([0-9a-fA-F]{2,8})\.envelope")
 
 
 @dataclass(frozen=True)
@@ -90,4 +93,23 @@ def read_envelope_file(path: str | Path, *, max_bytes: int, stdin: Any = None) -
     except ValueError:
         raise EnvelopeError(f"{meta_path}: nonce must be hex, found {meta['nonce']!r}") from None
     received = parse_time(meta["received"], f"{meta_path}: received")
+    _check_collector_name(file, meta, nonce)
     return EnvelopeInput(str(file), raw, meta["device"], nonce, received, meta)
+
+
+def _check_collector_name(file: Path, meta: dict[str, Any], nonce: bytes) -> None:
+    """The collector also records the nonce (its first 8 hex digits) in the file name and the
+    device in the folder name: metadata edited to fit a replayed envelope would contradict them."""
+    named = _COLLECTOR_NAME.fullmatch(file.name)
+    if named is None:
+        return  # not named by the collector: the metadata is all there is
+    if not nonce.hex().startswith(named.group(1).lower()):
+        raise EnvelopeError(
+            f"{file}: the file name says nonce {named.group(1)}... was sent, but the metadata says "
+            f"{nonce.hex()}; the metadata or the file was changed"
+        )
+    if file.parent.name != meta["device"]:
+        raise EnvelopeError(
+            f"{file}: stored under device folder {file.parent.name!r}, but the metadata says device "
+            f"{meta['device']!r}; the metadata or the file was moved or changed"
+        )

@@ -11,8 +11,8 @@ _log = logging.getLogger(__name__)
 
 MAX_ENVELOPE_BYTES = 64 * 1024 * 1024  # DoS bound: a 2 MB dossier is large; 64 MiB leaves room
 MAX_JSON_DEPTH = 32  # the envelope nests 5 deep and a dossier 8; deeper input is an attack
-MAX_INTERMEDIATES = 4  # an enterprise CA has 1-2 sub-CAs; more only costs path-building time
-MAX_CERTIFICATES = 2 + MAX_INTERMEDIATES  # root, leaf and the intermediates
+MAX_INTERMEDIATES = 4  # enrolled sub-CAs (an enterprise CA has 1-2); more only costs path-building time
+MAX_CERTIFICATES = 2  # ENVELOPE.md 3: root first, then the leaf; sub-CAs are enrolled, never carried
 WARN_DAYS = 60  # the seed's PKI expiry schedule: first warning at 60 days
 ALERT_DAYS = 7  # ... and an alert at 7 days
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -48,6 +49,14 @@ from .truststore import TrustStore
 __all__ = ["Verdict", "verify_envelope"]
 
 _ONE_DAY = dt.timedelta(days=1)
+_DOSSIER_MARKER = '"model-name"'
+# Blank lines and the timestamp IOS XR prints before a command's output ("Sun Oct 20 13:07:24.136 UTC").
+_DATA_PREFIX = re.compile(
+    r"(?:[ \t]*\r?\n)*"
+    r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    r"[ 0-3]?\d \d\d:\d\d:\d\d(?:\.\d{1,6})? [A-Z]{1,6}[ \t]*\r?\n)?"
+    r"(?:[ \t]*\r?\n)*[ \t]*"
+)
 MAX_SCHEMA_ERRORS_REPORTED = 5  # one finding lists the first few; the rest are counted
 _ITEM_NAMES = (
     "license-udi", "version", "platform", "packages", "reboot-history", "rollback-history",
@@ -207,16 +216,17 @@ def _check_chain(
 ) -> None:
     anchor_prints = {fingerprint(root) for root in anchors}
     if len(envelope.certificates) >= 2:
+        # The device's trustpoint CA: its enrolled root, or (enterprise CA) an enrolled sub-CA.
         claimed = envelope.certificates[0]
-        if fingerprint(claimed) not in anchor_prints:
+        enrolled = anchor_prints | {fingerprint(cert) for cert in enrolled_intermediates}
+        if fingerprint(claimed) not in enrolled:
             verdict.add(FindingId.CHAIN_ROOT_NOT_ENROLLED, Severity.ERROR,
                         "the envelope's root is not the root enrolled for this device; a new root "
                         "means the device must be enrolled again",
                         " or ".join(sorted(anchor_prints)), fingerprint(claimed))
             return
-    carried = list(envelope.certificates[1:-1])
-    seen = {fingerprint(cert) for cert in enrolled_intermediates}
-    intermediates = list(enrolled_intermediates) + [c for c in carried if fingerprint(c) not in seen]
+    # Only enrolled intermediates: a CA the envelope carries is never trusted to build the path.
+    intermediates = list(enrolled_intermediates)
     if len(intermediates) > policy.max_intermediates:
         verdict.add(FindingId.CHAIN_TOO_MANY_INTERMEDIATES, Severity.ERROR,
                     f"{len(intermediates)} intermediates; at most {policy.max_intermediates} are "
@@ -266,12 +276,17 @@ def _check_nonce(verdict: Verdict, envelope: Envelope, expected_nonce: bytes | N
 
 def _check_data(verdict: Verdict, envelope: Envelope, expected_nonce: bytes | None, policy: Policy) -> None:
     data = envelope.data
-    stripped = data.lstrip()
+    # The signed text is what the command printed: IOS XR prints its timestamp line (and blank
+    # lines) before the dossier, exactly as before the envelope itself.
+    prefix = _DATA_PREFIX.match(data)
+    start = prefix.end() if prefix else 0
+    stripped = data[start:] if start else data
     dossier: Any = None
     if stripped.startswith("{"):
         try:
-            dossier = loads_strict(data, max_depth=policy.max_json_depth, signed=True,
-                                   depth_id=FindingId.DOSSIER_TOO_DEEP, raw=envelope.data_utf8 or None)
+            dossier = loads_strict(stripped, max_depth=policy.max_json_depth, signed=True,
+                                   depth_id=FindingId.DOSSIER_TOO_DEEP,
+                                   raw=(envelope.data_utf8 or None) if not start else None)
         except JSONProblem as problem:
             finding_id = (FindingId.DOSSIER_TOO_DEEP if problem.finding_id == FindingId.DOSSIER_TOO_DEEP
                           else FindingId.DOSSIER_INVALID_JSON)
@@ -279,6 +294,14 @@ def _check_data(verdict: Verdict, envelope: Envelope, expected_nonce: bytes | No
                         problem.expected, problem.found)
             return
     if not isinstance(dossier, dict) or "model-name" not in dossier:
+        if _DOSSIER_MARKER in data:
+            # Text that carries a dossier but is not exactly one (a BOM, other text around it)
+            # would otherwise pass as plain text with its nonce never checked.
+            verdict.add(FindingId.DOSSIER_INVALID_JSON, Severity.ERROR,
+                        "the signed data contains a dossier ('\"model-name\"') but is not one: only the "
+                        "device's timestamp line and blank lines may come before it, nothing after",
+                        "a dossier, optionally after the timestamp line", repr(data[:40]))
+            return
         if policy.require_dossier:
             verdict.add(FindingId.DOSSIER_MISSING, Severity.ERROR,
                         "the signed data is not a dossier", "a dossier (JSON object with model-name)",

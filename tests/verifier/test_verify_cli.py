@@ -191,3 +191,19 @@ def test_end_to_end_subprocess(tmp_path: Path, files) -> None:
     done = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT, timeout=120)
     assert done.returncode == 0, done.stderr
     assert [json.loads(line)["device"] for line in done.stdout.splitlines()] == ["r1", "r1"]
+
+
+def test_metadata_that_contradicts_the_collector_file_name_is_an_input_error(tmp_path: Path, files, device: Device) -> None:
+    folder = tmp_path / "r1"
+    folder.mkdir()
+    good = _collected(folder, device, "20260601T120000.000000Z-1580", received=NOW)
+    args = ["--root", str(files["root"]), "--at", NOW.isoformat(), "--json"]
+    assert CliRunner().invoke(cli, ["verify", str(good), *args]).exit_code == 0
+    replayed = _collected(folder, device, "20260601T120000.000000Z-deadbeef", received=NOW)
+    result = CliRunner().invoke(cli, ["verify", str(replayed), *args])
+    assert result.exit_code == 2 and "file name says nonce deadbeef" in result.output
+    other = tmp_path / "r2"
+    other.mkdir()
+    moved = _collected(other, device, "20260601T120000.000000Z-1580", received=NOW)
+    result = CliRunner().invoke(cli, ["verify", str(moved), *args])
+    assert result.exit_code == 2 and "device folder 'r2'" in result.output

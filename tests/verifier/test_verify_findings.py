@@ -366,19 +366,70 @@ def _(tmp: Path):
     return d.envelope(), ok_args(d)
 
 
+def _enterprise(tmp: Path, *, sub_expired: bool = False) -> tuple[Device, TrustStore]:
+    """An enterprise root with an enrolled sub-CA that issues the device's leaf."""
+    d = dev()
+    window = {"not_before": NOW - 100 * DAY, "not_after": NOW - DAY} if sub_expired else {}
+    sub = make_leaf("p384", "p256", d.root, name="sub-ca", ca=True, key_usage=None, **window)
+    leaf = make_leaf("p256", "p384", sub)
+    store = store_with(tmp, {"r1": d})
+    store.add_intermediate("r1", sub)
+    return Device("p256", "p256", root=sub, leaf=leaf), store
+
+
 @case("chain-too-many-intermediates", FindingId.CHAIN_TOO_MANY_INTERMEDIATES, Severity.ERROR, "at most 0 are considered")
 def _(tmp: Path):
-    d = dev()
-    sub = make_root("p256#3", name="sub")
-    return d.envelope(certs=[d.root, sub, d.leaf]), ok_args(d, policy=Policy(max_intermediates=0))
+    device, store = _enterprise(tmp)
+    return device.envelope(), {"trust_store": store, "device": "r1", "expected_nonce": device.nonce, "at": NOW,
+                               "policy": Policy(max_intermediates=0)}
 
 
-@case("chain-intermediate-not-ca", FindingId.CHAIN_INVALID, Severity.ERROR, "does not validate")
+@case("chain-enrolled-sub-ca-expired", FindingId.CHAIN_INVALID, Severity.ERROR, "does not validate")
+def _(tmp: Path):
+    device, store = _enterprise(tmp, sub_expired=True)
+    return device.envelope(), {"trust_store": store, "device": "r1", "expected_nonce": device.nonce, "at": NOW}
+
+
+@case("envelope-leaf-only", FindingId.ENVELOPE_MISSING_MEMBER, Severity.ERROR, "lists 1 certificate")
 def _(tmp: Path):
     d = dev()
-    sub = make_leaf("p384", "p256", d.root, name="sub-ca", ca=False, key_usage=None)
+    return d.envelope(certs=[d.leaf]), ok_args(d)
+
+
+@case("envelope-carried-sub-ca", FindingId.ENVELOPE_TOO_MANY_CERTIFICATES, Severity.ERROR, "not carried")
+def _(tmp: Path):
+    d = dev()
+    sub = make_leaf("p384", "p256", d.root, name="sub-ca", ca=True, key_usage=None)
     leaf = make_leaf("p256", "p384", sub)
     return Device("p256", "p256", root=d.root, leaf=leaf).envelope(certs=[d.root, sub, leaf]), ok_args(d)
+
+
+@case("envelope-leaf-twice", FindingId.ENVELOPE_TOO_MANY_CERTIFICATES, Severity.ERROR, "lists 3 certificates")
+def _(tmp: Path):
+    d = dev()
+    return d.envelope(certs=[d.root, d.leaf, d.leaf]), ok_args(d)
+
+
+@case("envelope-root-as-leaf-too", FindingId.ENVELOPE_TOO_MANY_CERTIFICATES, Severity.ERROR, "repeats an earlier certificate")
+def _(tmp: Path):
+    d = dev()
+    return d.envelope(certs=[d.root, d.root]), ok_args(d)
+
+
+@case("dossier-two-nonces", FindingId.DOSSIER_INVALID_JSON, Severity.ERROR, "'nonce' more than once")
+def _(tmp: Path):
+    text = json.dumps(dossier("1580")).replace('"nonce": "1580"', '"nonce": "ffff", "nonce": "1580"')
+    return dev().envelope(data=text), ok_args(dev())
+
+
+@case("dossier-after-bom", FindingId.DOSSIER_INVALID_JSON, Severity.ERROR, "contains a dossier")
+def _(tmp: Path):
+    return dev().envelope(data="\ufeff" + json.dumps(dossier("ffff"))), ok_args(dev())
+
+
+@case("dossier-after-timestamp-other-nonce", FindingId.NONCE_DOSSIER_MISMATCH, Severity.ERROR, "dossier's nonce differs")
+def _(tmp: Path):
+    return dev().envelope(data="Sun Oct 20 13:07:24.136 UTC\n" + json.dumps(dossier("ffff"))), ok_args(dev())
 
 
 @case("chain-leaf-rotated", FindingId.CHAIN_LEAF_ROTATED, Severity.INFO, "key rotation")

@@ -50,6 +50,13 @@ def test_dsa_verifies_only_when_the_policy_allows_it() -> None:
     assert legacy.signature_algorithm == "DSA SHA-256"
 
 
+def test_dossier_after_the_device_timestamp_line_is_a_dossier(device: Device) -> None:
+    data = "Sun Oct 20 13:07:24.136 UTC\n\n" + json.dumps(dossier("1580"))
+    verdict = verify_envelope(device.envelope(data=data), roots=[device.root], expected_nonce=device.nonce, at=NOW)
+    assert verdict.trusted, verdict.findings
+    assert verdict.dossier["nonce"] == "1580"
+
+
 def test_raw_device_output_with_timestamp_blank_lines_and_crlf(device: Device) -> None:
     raw = b"\r\nSun Oct 20 13:07:24.136 UTC\r\n\r\n" + device.envelope(indent=2).replace(b"\n", b"\r\n") + b"\r\n"
     verdict = verify_envelope(raw, roots=[device.root], expected_nonce=device.nonce, at=NOW)
@@ -102,9 +109,9 @@ def test_rekeyed_leaf_under_same_root_verifies_a_new_root_never(tmp_path, device
     new_root = Device("p256#9", "p256")
     verdict = verify_envelope(new_root.envelope(), trust_store=store, device="r1", expected_nonce=device.nonce, at=NOW)
     assert not verdict.trusted and FindingId.CHAIN_ROOT_NOT_ENROLLED in verdict.ids()
-    # and a new root's leaf presented without its root still does not chain
-    bare = new_root.envelope(certs=[new_root.leaf])
-    verdict = verify_envelope(bare, trust_store=store, device="r1", expected_nonce=device.nonce, at=NOW)
+    # and a new root's leaf presented under the enrolled root still does not chain
+    mixed = new_root.envelope(certs=[device.root, new_root.leaf])
+    verdict = verify_envelope(mixed, trust_store=store, device="r1", expected_nonce=device.nonce, at=NOW)
     assert FindingId.CHAIN_NOT_ISSUED_BY_ROOT in verdict.ids()
 
 
@@ -131,10 +138,14 @@ def test_enterprise_ca_with_sub_ca_from_the_store(tmp_path) -> None:
     store = TrustStore.open(tmp_path / "s", create=True)
     store.add_root("r1", enterprise)
     store.add_intermediate("r1", sub)
-    raw = device.envelope(certs=[leaf])
+    raw = device.envelope(certs=[sub, leaf])  # the device's trustpoint CA is the sub-CA
     verdict = verify_envelope(raw, trust_store=store, device="r1", expected_nonce=device.nonce, at=NOW)
     assert verdict.trusted, verdict.findings
     assert verdict.root == enterprise
+    # the same sub-CA carried but not enrolled is not trusted
+    bare = TrustStore.open(tmp_path / "bare", create=True)
+    bare.add_root("r1", enterprise)
+    assert not verify_envelope(raw, trust_store=bare, device="r1", expected_nonce=device.nonce, at=NOW).trusted
     assert validate_chain(leaf, [enterprise], [sub], NOW) == [leaf, sub, enterprise]
 
 
