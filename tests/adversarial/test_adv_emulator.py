@@ -48,6 +48,28 @@ def run_bounded(device, command: str) -> str:
     return out
 
 
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(scope="module")
+def server_errors() -> Iterator[_Collect]:
+    """ERROR records of the emulator's server threads (a handler on its own logger: no race with
+    caplog's per-test handler)."""
+    handler = _Collect()
+    logger = logging.getLogger("emulator")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
 HOSTILE = [
     "", " ", "|", "||", "| | |", "show version |", "show version | | file harddisk:x",
     "show 'unbalanced", 'show "unbalanced', "show version | include '(", "show version | include [",
@@ -64,9 +86,11 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize("command", HOSTILE, ids=range(len(HOSTILE)))
-def test_hostile_exec_lines_end_and_leave_the_server_alive(device, command: str) -> None:
+def test_hostile_exec_lines_end_and_leave_the_server_alive(device, server_errors: _Collect, command: str) -> None:
+    server_errors.records.clear()
     run_bounded(device, command)
     alive(device)
+    assert not [(r.getMessage(), r.exc_text) for r in server_errors.records]
 
 
 @pytest.mark.parametrize("path", [
@@ -142,7 +166,8 @@ def test_prompting_commands_over_exec_do_not_hang(device, command: str) -> None:
     alive(device)
 
 
-def test_interactive_shell_with_hostile_keystrokes_ends(device) -> None:
+def test_interactive_shell_with_hostile_keystrokes_ends(device, server_errors: _Collect) -> None:
+    server_errors.records.clear()
     client = emu_ssh.connect(device)
     try:
         channel = client.invoke_shell(width=80, height=24)
@@ -160,6 +185,7 @@ def test_interactive_shell_with_hostile_keystrokes_ends(device) -> None:
     finally:
         client.close()
     alive(device)
+    assert not [(r.getMessage(), r.exc_text) for r in server_errors.records]
 
 
 def test_abandoned_handshake_does_not_block_others(device) -> None:
@@ -177,28 +203,6 @@ _ALPHABET = st.sampled_from(list("ab19 |'\"{}[]()\\/.:-_\t\x00\x01\x1b\x7f\u00e9
     "show ", "version", "utility sign nonce ", "include-certificate", "file harddisk:", "more ",
     "platform security integrity dossier include ", "packages ", "nonce ", "1580", "begin ",
     "include ", "exclude ", "describe ", "../", "harddisk:", "running-config", "inventory"])
-
-
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture(scope="module")
-def server_errors() -> Iterator[_Collect]:
-    """ERROR records of the emulator's server threads (a handler on its own logger: no race with
-    caplog's per-test handler)."""
-    handler = _Collect()
-    logger = logging.getLogger("emulator")
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))

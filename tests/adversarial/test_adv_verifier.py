@@ -312,3 +312,16 @@ def test_meta_with_malformed_nonce_is_an_input_error(dev: vb.Device, tmp_path: P
         root_pem = _pem(dev.root, tmp_path / "root.pem")
         result = CliRunner().invoke(cli, ["verify", str(envelope), "--root", str(root_pem), "--json"])
         assert result.exit_code != 0 and '"trusted": true' not in result.output, (nonce, result.output)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "verifier/verify.py:_check_data (after 4ecd449): text that is not exactly a dossier is an "
+    "error only when the raw text contains '\"model-name\"'; a dossier after a BOM whose key is "
+    "written with a JSON escape ('\"model\\u002dname\"', the same key once decoded) still passes "
+    "as plain text with its differing nonce unchecked. Suggested: decide by parsing (find the "
+    "first '{' after any prefix and try the strict parser) rather than by a raw substring"))
+def test_prefixed_dossier_with_escaped_marker_is_not_trusted(dev: vb.Device) -> None:
+    text = json.dumps(vb.dossier("ffff")).replace('"model-name"', '"model\\u002dname"')
+    assert json.loads(text)["model-name"]
+    result = verdict(dev, dev.envelope(data="\ufeff" + text))
+    assert not result.trusted, result.ids()
