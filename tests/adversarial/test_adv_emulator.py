@@ -246,3 +246,22 @@ def test_server_errors_are_observed(device, server_errors: _Collect) -> None:
         pass
     alive(device)
     assert server_errors.records
+
+
+def test_an_idle_configuration_session_does_not_block_other_sessions(device) -> None:
+    with emu_ssh.Shell(device) as shell:
+        shell.cmd("configure terminal", expect=r"\(config\)#$")
+        shell.send("hostname adv-half-typed")  # no Enter: the line stays open
+        run_bounded(device, "show platform security integrity dossier include packages nonce 1580 "
+                            "| utility sign nonce 1580 include-certificate")
+        alive(device)
+
+
+def test_a_channel_that_never_asks_for_anything_does_not_block_others(device) -> None:
+    client = emu_ssh.connect(device)
+    try:
+        client.get_transport().open_session()  # no exec, no shell: the server waits for a request
+        alive(device)
+    finally:
+        client.close()
+    alive(device)
