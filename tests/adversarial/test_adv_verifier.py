@@ -370,3 +370,14 @@ def test_meta_received_that_contradicts_the_file_name_is_not_trusted(tmp_path: P
     result = CliRunner().invoke(cli, ["verify", str(envelope), "--root", str(root_pem), "--at", "received",
                                       "--json"])
     assert result.exit_code != 0 and '"trusted": true' not in result.output, result.output
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.binary(max_size=300))
+def test_dossier_verify_cli_never_trusts_random_bytes(dev: vb.Device, tmp_path: Path, raw: bytes) -> None:
+    envelope = tmp_path / "random.envelope"
+    envelope.write_bytes(raw)
+    root_pem = _pem(dev.root, tmp_path / "root.pem")
+    result = CliRunner().invoke(cli, ["verify", str(envelope), "--root", str(root_pem), "--nonce", "1580", "--json"])
+    assert result.exit_code in (1, 2), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
