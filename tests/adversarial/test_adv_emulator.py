@@ -265,3 +265,25 @@ def test_a_channel_that_never_asks_for_anything_does_not_block_others(device) ->
     finally:
         client.close()
     alive(device)
+
+
+@pytest.mark.parametrize("nonce", ["00", "0000", "158", "0x1580", "+1580", "15_80", "\uff11\uff15\uff18\uff10",
+                                   "ab" * 65, "g1", "''", '""'])
+def test_malformed_nonces_get_invalid_and_nothing_signed(device, nonce: str) -> None:
+    out = run_bounded(device, f"show version | utility sign nonce {nonce} include-certificate")
+    assert "signed-envelope" not in out
+    assert "% Invalid" in out, repr(out)
+
+
+def test_dossier_nonce_and_sign_nonce_that_differ_are_not_trusted(device) -> None:
+    out = run_bounded(device, "show platform security integrity dossier include packages nonce 1580 "
+                              "| utility sign nonce 2222 include-certificate")
+    raw = out.encode()
+    body = json.loads(raw[raw.index(b"{"):])["signed-envelope"]
+    import base64
+    root = x509.load_der_x509_certificate(base64.b64decode(body["certificates"]["certificate"][0]["value"]))
+    result = verify_envelope(raw, roots=[root], expected_nonce=bytes.fromhex("2222"))
+    assert not result.trusted and "nonce.dossier_mismatch" in result.ids(), result.ids()
+    honest = run_bounded(device, "show platform security integrity dossier include packages nonce 2222 "
+                                 "| utility sign nonce 2222 include-certificate")
+    assert verify_envelope(honest.encode(), roots=[root], expected_nonce=bytes.fromhex("2222")).trusted
