@@ -381,3 +381,25 @@ def test_dossier_verify_cli_never_trusts_random_bytes(dev: vb.Device, tmp_path: 
     result = CliRunner().invoke(cli, ["verify", str(envelope), "--root", str(root_pem), "--nonce", "1580", "--json"])
     assert result.exit_code in (1, 2), result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+
+
+@pytest.mark.parametrize("name", ["../../adv-evil", "/abs/adv", "..", ".", "a/b", "%72%31", "r1\x00x", "R1"])
+def test_trust_store_device_names_stay_inside_devices(dev: vb.Device, tmp_path: Path, name: str) -> None:
+    store = TrustStore.open(tmp_path / "ts", create=True)
+    store.add_root("r1", dev.root)
+    try:
+        store.add_root(name, vb.make_root("p256#adv-tsn"))
+    except VerifierError:
+        pass
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert all((tmp_path / "ts") in p.parents for p in files), files
+    assert store.roots_for("r1") == [dev.root]  # the other name never lands on r1's record
+    assert "r1" in store.devices()
+
+
+def test_envelope_root_enrolled_for_two_devices_needs_a_device_name(dev: vb.Device, tmp_path: Path) -> None:
+    store = TrustStore.open(tmp_path / "ts", create=True)
+    store.add_root("r1", dev.root)
+    store.add_root("r2", dev.root)
+    result = verify_envelope(dev.envelope(), trust_store=store, expected_nonce=NONCE, at=vb.NOW)
+    assert not result.trusted and "trust.device_ambiguous" in result.ids(), result.ids()
