@@ -16,7 +16,14 @@ from typing import Any
 
 from .findings import FindingId
 
-__all__ = ["JSONProblem", "check_depth", "find_lone_surrogate", "lone_surrogate_problem", "loads_strict"]
+__all__ = [
+    "JSONProblem",
+    "brackets_outside_strings",
+    "check_depth",
+    "find_lone_surrogate",
+    "lone_surrogate_problem",
+    "loads_strict",
+]
 
 _BACKSLASH_PAIR, _ESCAPED_QUOTE = b"\\\\", b'\\"'
 _NOT_QUOTE_OR_BRACKET = bytes(b for b in range(256) if b not in b'"[]{}')
@@ -38,7 +45,7 @@ class JSONProblem(ValueError):
         self.found = found
 
 
-def _brackets_outside_strings(raw: bytes) -> bytes:
+def brackets_outside_strings(raw: bytes) -> bytes:
     """The brackets of a JSON text that are outside strings, '{' and '}' mapped to '[' and ']'.
 
     For texts with many short strings (a dossier): C-speed byte operations, no per-token loop.
@@ -279,7 +286,7 @@ def loads_strict(
         # Many small strings: count the depth with byte operations, then the C parser.
         if raw is None:
             raw = text.encode("utf-8", "surrogatepass")
-        check_depth(_brackets_outside_strings(raw), max_depth, depth_id)
+        check_depth(brackets_outside_strings(raw), max_depth, depth_id)
         start = len(text) - len(text.lstrip(_WHITESPACE))
         parse = partial(_SIGNED_DECODER.raw_decode, text, start)
     else:

@@ -18,7 +18,7 @@ __all__ = ["META_SUFFIX", "EnvelopeInput", "parse_time", "read_envelope_file"]
 META_SUFFIX = ".meta.json"  # the collector writes <name>.envelope.meta.json beside <name>.envelope
 MAX_META_BYTES = 1024 * 1024  # a metadata file is a few hundred bytes
 # How the collector names what it stores: <device>/<received UTC>-<nonce[:8]>.envelope
-_COLLECTOR_NAME = re.compile(r"\d{8}T\d{6}\.\d{6}Z-([0-9a-fA-F]{2,8})\.envelope")
+_COLLECTOR_NAME = re.compile(r"(\d{8}T\d{6}\.\d{6}Z)-([0-9a-fA-F]{2,8})\.envelope")
 
 
 @dataclass(frozen=True)
@@ -103,10 +103,17 @@ def _check_collector_name(file: Path, meta: dict[str, Any], nonce: bytes) -> Non
     named = _COLLECTOR_NAME.fullmatch(file.name)
     if named is None:
         return  # not named by the collector: the metadata is all there is
-    if not nonce.hex().startswith(named.group(1).lower()):
+    if not nonce.hex().startswith(named.group(2).lower()):
         raise EnvelopeError(
-            f"{file}: the file name says nonce {named.group(1)}... was sent, but the metadata says "
+            f"{file}: the file name says nonce {named.group(2)}... was sent, but the metadata says "
             f"{nonce.hex()}; the metadata or the file was changed"
+        )
+    stamp = dt.datetime.strptime(named.group(1), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=dt.UTC)
+    received = parse_time(meta["received"], f"{file}{META_SUFFIX}: received")
+    if received != stamp:
+        raise EnvelopeError(
+            f"{file}: the file name says it was received at {stamp.isoformat()}, but the metadata says "
+            f"{received.isoformat()}; the metadata or the file was changed"
         )
     if file.parent.name != meta["device"]:
         raise EnvelopeError(

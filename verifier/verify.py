@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 import schemas
 
 from ._schemacheck import UnsupportedSchema, compile_schema
-from ._strictjson import JSONProblem, loads_strict
+from ._strictjson import JSONProblem, brackets_outside_strings, check_depth, loads_strict
 from .chain import explain_chain_failure, fingerprint, is_weak_hash, validate_chain
 from .envelope import MAX_NONCE_BYTES, MIN_NONCE_BYTES, Envelope, parse_envelope, signed_bytes
 from .errors import ChainError, SignatureError, VerifierError
@@ -50,6 +51,7 @@ __all__ = ["Verdict", "verify_envelope"]
 
 _ONE_DAY = dt.timedelta(days=1)
 _DOSSIER_MARKER = '"model-name"'
+_FIRST_OBJECT = json.JSONDecoder()
 # Blank lines and the timestamp IOS XR prints before a command's output ("Sun Oct 20 13:07:24.136 UTC").
 _DATA_PREFIX = re.compile(
     r"(?:[ \t]*\r?\n)*"
@@ -294,7 +296,7 @@ def _check_data(verdict: Verdict, envelope: Envelope, expected_nonce: bytes | No
                         problem.expected, problem.found)
             return
     if not isinstance(dossier, dict) or "model-name" not in dossier:
-        if _DOSSIER_MARKER in data:
+        if _DOSSIER_MARKER in data or _embedded_dossier(data, policy):
             # Text that carries a dossier but is not exactly one (a BOM, other text around it)
             # would otherwise pass as plain text with its nonce never checked.
             verdict.add(FindingId.DOSSIER_INVALID_JSON, Severity.ERROR,
@@ -347,6 +349,25 @@ def _check_data(verdict: Verdict, envelope: Envelope, expected_nonce: bytes | No
                         "Success", str(item["result-code"]))
     verdict.dossier = dossier
     verdict.data = data
+
+
+def _embedded_dossier(data: str, policy: Policy) -> bool:
+    """Whether a JSON object with `model-name` starts at the first '{' of text that is not a
+    dossier as a whole (e.g. after a BOM, with its key spelled with escapes)."""
+    brace = data.find("{")
+    if brace < 0:
+        return False
+    text = data[brace:]
+    try:
+        # depth bounded first, as everywhere; whatever follows the object is ignored here
+        check_depth(brackets_outside_strings(text.encode("utf-8", "surrogatepass")), policy.max_json_depth)
+    except JSONProblem:
+        return True  # cannot be looked into safely: refuse rather than pass it as plain text
+    try:
+        value, _ = _FIRST_OBJECT.raw_decode(text)
+    except ValueError:  # not JSON at its first '{'
+        return False
+    return isinstance(value, dict) and "model-name" in value
 
 
 def _check_expiry(verdict: Verdict, when: dt.datetime, policy: Policy) -> None:

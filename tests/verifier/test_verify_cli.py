@@ -202,6 +202,9 @@ def test_metadata_that_contradicts_the_collector_file_name_is_an_input_error(tmp
     replayed = _collected(folder, device, "20260601T120000.000000Z-deadbeef", received=NOW)
     result = CliRunner().invoke(cli, ["verify", str(replayed), *args])
     assert result.exit_code == 2 and "file name says nonce deadbeef" in result.output
+    moved_in_time = _collected(folder, device, "20260601T120000.000000Z-1580", received=NOW - DAY)
+    result = CliRunner().invoke(cli, ["verify", str(moved_in_time), *args])
+    assert result.exit_code == 2 and "received at" in result.output
     other = tmp_path / "r2"
     other.mkdir()
     moved = _collected(other, device, "20260601T120000.000000Z-1580", received=NOW)

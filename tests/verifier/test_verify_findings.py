@@ -427,6 +427,12 @@ def _(tmp: Path):
     return dev().envelope(data="\ufeff" + json.dumps(dossier("ffff"))), ok_args(dev())
 
 
+@case("dossier-escaped-key-after-bom", FindingId.DOSSIER_INVALID_JSON, Severity.ERROR, "contains a dossier")
+def _(tmp: Path):
+    text = json.dumps(dossier("ffff")).replace('"model-name"', '"model\\u002dname"')
+    return dev().envelope(data="\ufeff" + text), ok_args(dev())
+
+
 @case("dossier-after-timestamp-other-nonce", FindingId.NONCE_DOSSIER_MISMATCH, Severity.ERROR, "dossier's nonce differs")
 def _(tmp: Path):
     return dev().envelope(data="Sun Oct 20 13:07:24.136 UTC\n" + json.dumps(dossier("ffff"))), ok_args(dev())

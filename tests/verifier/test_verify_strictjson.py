@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from verifier._strictjson import JSONProblem, check_depth, _brackets_outside_strings, parse_iterative
+from verifier._strictjson import JSONProblem, brackets_outside_strings, check_depth, parse_iterative
 
 MAX_DEPTH = 8
 
@@ -95,7 +95,7 @@ def test_agrees_on_damaged_json(value, position: int, insert: str, delete: int) 
     ("]]]" + "[" * 9, 8, True),
 ])
 def test_byte_level_depth_count(text: str, depth: int, deep: bool) -> None:
-    brackets = _brackets_outside_strings(text.encode())
+    brackets = brackets_outside_strings(text.encode())
     if deep:
         with pytest.raises(JSONProblem):
             check_depth(brackets, depth)
