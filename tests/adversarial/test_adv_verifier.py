@@ -314,12 +314,8 @@ def test_meta_with_malformed_nonce_is_an_input_error(dev: vb.Device, tmp_path: P
         assert result.exit_code != 0 and '"trusted": true' not in result.output, (nonce, result.output)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "verifier/verify.py:_check_data (after 4ecd449): text that is not exactly a dossier is an "
-    "error only when the raw text contains '\"model-name\"'; a dossier after a BOM whose key is "
-    "written with a JSON escape ('\"model\\u002dname\"', the same key once decoded) still passes "
-    "as plain text with its differing nonce unchecked. Suggested: decide by parsing (find the "
-    "first '{' after any prefix and try the strict parser) rather than by a raw substring"))
+# Found by this pass, fixed in 040f671: after 4ecd449 a dossier behind a BOM whose key was
+# written '"model\\u002dname"' escaped the raw-substring check and passed as plain text.
 def test_prefixed_dossier_with_escaped_marker_is_not_trusted(dev: vb.Device) -> None:
     text = json.dumps(vb.dossier("ffff")).replace('"model-name"', '"model\\u002dname"')
     assert json.loads(text)["model-name"]
@@ -353,12 +349,8 @@ def test_nested_duplicate_key_in_the_dossier_is_refused(dev: vb.Device) -> None:
     assert not verdict(dev, dev.envelope(data=tampered)).trusted
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "verifier/inputs.py:_check_collector_name (4ecd449) cross-checks the file name's nonce and "
-    "the folder's device against .meta.json but not the received time the name also carries "
-    "(<received UTC>-<nonce>.envelope); `dossier verify --at received` then judges validity at "
-    "the metadata's time, so metadata moved back before the leaf expired makes an expired leaf "
-    "trusted. Suggested: also require meta['received'] to match the name's timestamp"))
+# Found by this pass, fixed in 040f671: metadata 'received' was not cross-checked with the file
+# name's timestamp, so `--at received` could judge an expired leaf at an edited, earlier time.
 def test_meta_received_that_contradicts_the_file_name_is_not_trusted(tmp_path: Path) -> None:
     root = vb.make_root("p256#adv-er")
     leaf = vb.make_leaf("p256#adv-el", "p256#adv-er", root, not_before=vb.NOW - 60 * vb.DAY,
