@@ -263,3 +263,21 @@ def test_prune_keeps_the_newest_trusted_even_when_its_verdict_file_was_lost(tmp_
     store.reindex()
     store.prune(keep_days=None, keep_last=0, now=T0 + dt.timedelta(days=30))
     assert (tmp_path / "s" / records[1].path).exists()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "collector/collect.py:432 verify_bytes calls verify_envelope with the default Policy, whose "
+    "require_dossier is False: an envelope correctly signed over the sent nonce whose data is "
+    "NOT a dossier (e.g. `show version` text, or an old dossier re-signed after a prefix line) is "
+    "recorded as status 'trusted' (finding data.not_dossier, info) although the collector asked "
+    "for a dossier. Suggested: verify collected envelopes with Policy(require_dossier=True)"))
+def test_collector_does_not_trust_a_signed_envelope_that_is_not_a_dossier(tmp_path: Path) -> None:
+    import vbuilder as vb
+    from collector.collect import verify_bytes
+    from verifier.truststore import TrustStore
+    device = vb.Device("p256#adv-c", "p256#adv-cl")
+    TrustStore.open(tmp_path / "ts", create=True).add_root("r1", device.root)
+    nonce = bytes.fromhex("00112233445566778899aabbccddeeff")
+    raw = device.envelope(data="Cisco IOS XR Software, Version 7.3.2\n", nonce=nonce)
+    checked = verify_bytes(raw, str(tmp_path / "ts"), "r1", nonce.hex(), vb.NOW)
+    assert not checked.trusted, [f["id"] for f in checked.findings]

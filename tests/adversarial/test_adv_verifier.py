@@ -395,3 +395,18 @@ def test_envelope_root_enrolled_for_two_devices_needs_a_device_name(dev: vb.Devi
     store.add_root("r2", dev.root)
     result = verify_envelope(dev.envelope(), trust_store=store, expected_nonce=NONCE, at=vb.NOW)
     assert not result.trusted and "trust.device_ambiguous" in result.ids(), result.ids()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "verifier/verify.py:_embedded_dossier (040f671) looks only at the first '{' of text that is "
+    "not a dossier: with '{}' (or any other small object or a stray '{') before it, a dossier "
+    "whose 'model-name' key is spelled with an escape still passes as plain text "
+    "(data.not_dossier, info) with its differing nonce unchecked. A heuristic cannot close this: "
+    "`utility sign` signs any text. Suggested: for `dossier collect` and `dossier verify` of "
+    "collected envelopes use Policy(require_dossier=True) (the collector always asks for a "
+    "dossier), or scan every '{' for an object with model-name"))
+@pytest.mark.parametrize("lead", ["{}\n", "x { y\n"])
+def test_dossier_behind_a_decoy_object_is_not_trusted(dev: vb.Device, lead: str) -> None:
+    text = json.dumps(vb.dossier("ffff")).replace('"model-name"', '"model\\u002dname"')
+    result = verdict(dev, dev.envelope(data=lead + text))
+    assert not result.trusted, result.ids()
