@@ -405,7 +405,7 @@ def test_envelope_root_enrolled_for_two_devices_needs_a_device_name(dev: vb.Devi
     "`utility sign` signs any text. Suggested: for `dossier collect` and `dossier verify` of "
     "collected envelopes use Policy(require_dossier=True) (the collector always asks for a "
     "dossier), or scan every '{' for an object with model-name"))
-@pytest.mark.parametrize("lead", ["{}\n", "x { y\n"])
+@pytest.mark.parametrize("lead", ["x {}\n", "x { y\n"])
 def test_dossier_behind_a_decoy_object_is_not_trusted(dev: vb.Device, lead: str) -> None:
     text = json.dumps(vb.dossier("ffff")).replace('"model-name"', '"model\\u002dname"')
     result = verdict(dev, dev.envelope(data=lead + text))
