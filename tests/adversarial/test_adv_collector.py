@@ -126,7 +126,7 @@ def test_prune_keeps_files_the_index_does_not_know(tmp_path: Path) -> None:
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "collector/store.py:292 Store.save (and write_state, :408) joins the device name into a path "
+    "collector/store.py:271 Store.save (and write_state, :384) joins the device name into a path "
     "unchecked: device='../escaped' writes the envelope and its metadata outside the store root. "
     "The inventory schema's name pattern protects `dossier collect`, but Store is a public API "
     "(collector.signed_commands, insights) and the store layout depends on it. Suggested: check "
@@ -246,9 +246,9 @@ def test_unpinned_host_key_is_refused(fleet: Fleet, tmp_path: Path) -> None:
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "collector/store.py:479 Store.prune protects 'the newest trusted envelope' using only the "
+    "collector/store.py:495 Store.prune protects 'the newest trusted envelope' using only the "
     "index's trusted flag, which comes from the verdict sidecar; save_verdict writes that sidecar "
-    "without fsync (store.py:310, 'derived data'), so after a power cut and reindex the verdict "
+    "without fsync (store.py:316, 'derived data'), so after a power cut and reindex the verdict "
     "is unknown (NULL) and prune deletes the envelope that was the device's newest trusted one. "
     "Suggested: treat envelopes with no verdict as possibly trusted (never prune the newest of "
     "them), or re-verify them before pruning"))
