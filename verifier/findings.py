@@ -93,6 +93,8 @@ class FindingId(enum.StrEnum):
     EXPIRY_ROOT_SOON = "expiry.root_soon"
     EXPIRY_ROOT_IMMINENT = "expiry.root_imminent"
 
+    VERIFIER_INCOMPLETE = "verifier.incomplete"
+
 
 @dataclass(frozen=True, slots=True)
 class Finding:

@@ -215,7 +215,8 @@ def _check_chain(
     pinned: x509.Certificate | None,
     when: dt.datetime,
     policy: Policy,
-) -> None:
+) -> bool:
+    """Step (4); True only when a chain to an enrolled root was validated."""
     anchor_prints = {fingerprint(root) for root in anchors}
     if len(envelope.certificates) >= 2:
         # The device's trustpoint CA: its enrolled root, or (enterprise CA) an enrolled sub-CA.
@@ -226,7 +227,7 @@ def _check_chain(
                         "the envelope's root is not the root enrolled for this device; a new root "
                         "means the device must be enrolled again",
                         " or ".join(sorted(anchor_prints)), fingerprint(claimed))
-            return
+            return False
     # Only enrolled intermediates: a CA the envelope carries is never trusted to build the path.
     intermediates = list(enrolled_intermediates)
     if len(intermediates) > policy.max_intermediates:
@@ -234,7 +235,7 @@ def _check_chain(
                     f"{len(intermediates)} intermediates; at most {policy.max_intermediates} are "
                     "considered, to bound path-building time",
                     f"at most {policy.max_intermediates}", str(len(intermediates)))
-        return
+        return False
     try:
         chain = validate_chain(leaf, anchors, intermediates, when, policy=policy)
     except ChainError as exc:
@@ -244,7 +245,7 @@ def _check_chain(
         if not reasons:
             verdict.add(FindingId.CHAIN_INVALID, Severity.ERROR, str(exc),
                         "a chain from the leaf to an enrolled root", "no valid chain")
-        return
+        return False
     verdict.root = chain[-1]
     weak = is_weak_hash(verdict.root)
     if weak:  # path validation does not check an anchor's self-signature; a device root must not be weak
@@ -255,6 +256,7 @@ def _check_chain(
         verdict.add(FindingId.CHAIN_LEAF_ROTATED, Severity.INFO,
                     "the device signs with a new leaf under the same enrolled root (key rotation)",
                     fingerprint(pinned), fingerprint(leaf))
+    return True
 
 
 def _check_nonce(verdict: Verdict, envelope: Envelope, expected_nonce: bytes | None, policy: Policy) -> None:
@@ -440,7 +442,7 @@ def verify_envelope(
     leaf = envelope.leaf or pinned
     verdict.leaf = leaf
     # (3) signature, with the algorithm the leaf key's type fixes
-    signature_ok = False
+    signature_ok = chain_ok = False
     if leaf is None:
         verdict.add(FindingId.CHAIN_NO_CERTIFICATE, Severity.ERROR,
                     "the envelope carries no certificate and no leaf is pinned for the device, so the "
@@ -465,7 +467,7 @@ def verify_envelope(
                         "a valid signature by the leaf", "a signature that does not verify")
         # (4) chain
         if anchors:
-            _check_chain(verdict, envelope, leaf, anchors, enrolled_intermediates, pinned, when, policy)
+            chain_ok = _check_chain(verdict, envelope, leaf, anchors, enrolled_intermediates, pinned, when, policy)
     # (5) nonce
     _check_nonce(verdict, envelope, expected_nonce, policy)
     # (6) the dossier: only signed text is worth parsing
@@ -473,6 +475,13 @@ def verify_envelope(
         _check_data(verdict, envelope, expected_nonce, policy)
     # (7) expiry
     _check_expiry(verdict, when, policy)
+    # Defence in depth: "trusted" also needs positive proof of the signature and the chain, so
+    # a step that was skipped without saying why can never read as a pass.
+    if verdict.trusted and not (signature_ok and chain_ok):
+        verdict.add(FindingId.VERIFIER_INCOMPLETE, Severity.ERROR,
+                    "a verification step did not run to completion, so the envelope is not trusted",
+                    "signature and chain both proven",
+                    f"signature {'proven' if signature_ok else 'not proven'}, chain {'proven' if chain_ok else 'not proven'}")
     if not verdict.trusted:
         verdict.dossier = None
         verdict.data = None

@@ -574,3 +574,23 @@ def test_every_finding_id_has_a_case() -> None:
     covered = {finding_id for finding_id, *_ in CASES.values()} | ELSEWHERE
     missing = {str(i) for i in FindingId} - {str(i) for i in covered}
     assert not missing, f"finding ids without a test case: {sorted(missing)}"
+
+
+ELSEWHERE.add(FindingId.VERIFIER_INCOMPLETE)
+
+
+def test_a_step_that_did_not_complete_is_never_trusted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence in depth: a chain step that returns without proving anything and without saying
+    why (a bug no input can reach today) still leaves the envelope untrusted. The fault is
+    injected by replacing the chain step, because no real input produces it."""
+    import verifier.verify as verify_module
+
+    d = dev()
+    trusted = verify_envelope(d.envelope(), **ok_args(d))
+    assert trusted.trusted
+    monkeypatch.setattr(verify_module, "_check_chain", lambda *args, **kwargs: False)
+    verdict = verify_envelope(d.envelope(), **ok_args(d))
+    assert not verdict.trusted
+    assert FindingId.VERIFIER_INCOMPLETE in verdict.ids()
+    assert verdict.dossier is None
+    jsonschema.validate(verdict.to_json(), schemas.load("verdict"))
