@@ -421,7 +421,7 @@ def verify_bytes(raw: bytes, trust_store_path: str | None, device: str, nonce_he
     """Verify one envelope with the verifier library, at the time it was received."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from verifier import TrustStore, VerifierError, verify_envelope
+    from verifier import Policy, TrustStore, VerifierError, verify_envelope
 
     trust_store = None
     if trust_store_path is not None:
@@ -430,7 +430,8 @@ def verify_bytes(raw: bytes, trust_store_path: str | None, device: str, nonce_he
             trust_store = _TRUST_STORES[trust_store_path] = TrustStore.open(Path(trust_store_path))
     try:
         verdict = verify_envelope(raw, trust_store=trust_store, device=device,
-                                  expected_nonce=bytes.fromhex(nonce_hex), at=received)
+                                  expected_nonce=bytes.fromhex(nonce_hex),
+                                  at=received, policy=Policy(require_dossier=True))
     except VerifierError as exc:
         return Checked(False, {}, [], [], {}, None, None, {}, refused=str(exc))
     findings = [_finding_json(f) for f in verdict.findings]

@@ -104,7 +104,7 @@ def fetch_root(device: Device, *, run_deadline: float | None = None) -> RootCand
     Raises EnrollError when the answer has no chain or does not verify under that root, and
     the SSH errors of `run_command` when the device cannot be reached.
     """
-    from verifier import verify_envelope  # collector -> verifier is the allowed direction
+    from verifier import Policy, verify_envelope  # collector -> verifier is the allowed direction
 
     profile = profile_for(device.platform)
     nonce_hex = new_nonce()
@@ -114,7 +114,8 @@ def fetch_root(device: Device, *, run_deadline: float | None = None) -> RootCand
     root = certificates[0]
     leaf = certificates[-1] if len(certificates) > 1 else None
     verdict = verify_envelope(result.output, roots=[root], device=device.name,
-                              expected_nonce=bytes.fromhex(nonce_hex), at=result.received)
+                              expected_nonce=bytes.fromhex(nonce_hex),
+                              at=result.received, policy=Policy(require_dossier=True))
     if not verdict.trusted:
         problems = "; ".join(f"{f.id}: {f.message}" for f in verdict.errors)
         raise EnrollError(

@@ -44,7 +44,7 @@ def _insights_errors() -> Iterator[None]:
 
 def _envelope_evidence(path: Path, trust_store: Path | None) -> Evidence:
     """Read an envelope file (and its .meta.json); verify it when a trust store is given."""
-    from verifier import TrustStore, verify_envelope
+    from verifier import Policy, TrustStore, verify_envelope
     from verifier.inputs import read_envelope_file
 
     source = read_envelope_file(path, max_bytes=MAX_ENVELOPE_BYTES)
@@ -54,7 +54,7 @@ def _envelope_evidence(path: Path, trust_store: Path | None) -> Evidence:
         return evidence_from_envelope(source.raw, label=str(path), verified=False,
                                       received=source.received.isoformat() if source.received else None)
     verdict = verify_envelope(source.raw, trust_store=TrustStore.open(trust_store), device=source.device,
-                              expected_nonce=source.nonce, at=source.received)
+                              expected_nonce=source.nonce, at=source.received, policy=Policy(require_dossier=True))
     reasons = [str(f.id) for f in verdict.errors]
     evidence = evidence_from_envelope(source.raw, label=str(path), verified=verdict.trusted,
                                       received=source.received.isoformat() if source.received else None,
