@@ -265,12 +265,8 @@ def test_prune_keeps_the_newest_trusted_even_when_its_verdict_file_was_lost(tmp_
     assert (tmp_path / "s" / records[1].path).exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "collector/collect.py:432 verify_bytes calls verify_envelope with the default Policy, whose "
-    "require_dossier is False: an envelope correctly signed over the sent nonce whose data is "
-    "NOT a dossier (e.g. `show version` text, or an old dossier re-signed after a prefix line) is "
-    "recorded as status 'trusted' (finding data.not_dossier, info) although the collector asked "
-    "for a dossier. Suggested: verify collected envelopes with Policy(require_dossier=True)"))
+# Found by this pass, fixed in 7cdd771: verify_bytes used the default Policy (require_dossier
+# False), so a signed envelope that was not a dossier was recorded as trusted.
 def test_collector_does_not_trust_a_signed_envelope_that_is_not_a_dossier(tmp_path: Path) -> None:
     import vbuilder as vb
     from collector.collect import verify_bytes
