@@ -135,7 +135,7 @@ def _certificates(output: bytes, name: str) -> list[x509.Certificate]:
         listed = envelope["signed-envelope"]["certificates"]["certificate"]
         certificates = [x509.load_der_x509_certificate(base64.b64decode(item["value"], validate=True))
                         for item in listed]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, x509.InvalidVersion) as exc:
         raise EnrollError(
             f"{name}: expected a signed envelope with `certificates` (include-certificate), "
             f"found output that has none ({type(exc).__name__}: {exc})"

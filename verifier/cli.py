@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -85,11 +86,21 @@ def _verify_one(path: str, stdin_bytes: bytes | None = None) -> dict[str, Any]:
             verdict = verify_file(settings.profiles, item.raw, path=path, trust_store=_worker["store"],
                                   roots=_worker["roots"], device=device, nonce=nonce, at=at, policy=settings.policy)
         else:
+            policy = settings.policy
+            if _asked_for_a_dossier(item.meta) and not policy.require_dossier:
+                # The collector asked this device for a dossier: anything else is not one.
+                policy = dataclasses.replace(policy, require_dossier=True)
             verdict = verify_envelope(item.raw, trust_store=_worker["store"], roots=_worker["roots"],
-                                      device=device, expected_nonce=nonce, at=at, policy=settings.policy)
+                                      device=device, expected_nonce=nonce, at=at, policy=policy)
     except VerifierError as exc:
         return {"file": path, "error": str(exc)}
     return {"file": path, **verdict.to_json()}
+
+
+def _asked_for_a_dossier(meta: dict[str, Any] | None) -> bool:
+    """True when the collector's metadata says the command sent was the dossier command."""
+    command = (meta or {}).get("command")
+    return isinstance(command, str) and "integrity dossier" in command
 
 
 def _one(option: str | None, meta: str | None, what: str, path: str) -> str | None:

@@ -171,9 +171,10 @@ def _parse_certificate(der: bytes, where: str) -> x509.Certificate:
         cert.not_valid_before_utc, cert.not_valid_after_utc  # noqa: B018
         cert.signature_hash_algorithm  # noqa: B018
         cert.public_key()
-    # KeyError: cryptography 48 raises it for some malformed name attribute tags (found by the
-    # property tests), where ValueError would be expected.
-    except (ValueError, KeyError, UnsupportedAlgorithm) as exc:
+    # KeyError: cryptography 48 raises it for some malformed name attribute tags, and
+    # x509.InvalidVersion (not a ValueError) for a version field other than v1/v3; both found
+    # by the property tests.
+    except (ValueError, KeyError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
         raise JSONProblem(
             FindingId.ENVELOPE_BAD_CERTIFICATE,
             f"{where} is not a valid DER X.509 certificate ({exc})",

@@ -256,7 +256,7 @@ def _parts_from_tree(location: Any, verdict: ProfileVerdict) -> list[V2Part]:
                 try:
                     der = decode_base64_der(str(item.get("value", "")))
                     part.certificates.append((str(item.get("name", "")), x509.load_der_x509_certificate(der), der))
-                except ValueError as exc:
+                except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is not a ValueError
                     verdict.add(PF.OUTPUT_BAD_CERTIFICATE, Severity.ERROR,
                                 f"the certificate {item.get('name')!r} at {key} cannot be read ({exc})",
                                 "base64 DER", str(exc)[:80])
