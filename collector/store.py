@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import secrets
 import sqlite3
 import threading
@@ -71,6 +72,22 @@ CREATE TABLE IF NOT EXISTS appraisals (
 );
 CREATE INDEX IF NOT EXISTS appraisals_by_device ON appraisals (device, received);
 """
+
+
+# A device name becomes a folder of the store: the inventory's name pattern, and none of the
+# names the store itself uses at its top level.
+DEVICE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+RESERVED_NAMES = frozenset({"state"})
+
+
+def check_device_name(device: str) -> str:
+    """Return `device` if it can name a folder of the store; raise StoreError otherwise."""
+    if not isinstance(device, str) or not DEVICE_NAME_RE.fullmatch(device) or device in RESERVED_NAMES:
+        raise StoreError(
+            f"invalid device name {device!r}: expected 1 to 63 letters, digits, '.', '_' or '-', "
+            f"starting with a letter or digit, and not one of {sorted(RESERVED_NAMES)}"
+        )
+    return device
 
 
 @dataclass
@@ -268,7 +285,7 @@ class Store:
         """Store `output` byte for byte plus its metadata, index it, and return the record."""
         from . import __version__
 
-        device_dir = self._directory(self.root / device)
+        device_dir = self._directory(self.root / check_device_name(device))
         stamp = received.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         name = f"{stamp}-{nonce_hex[:8].lower()}"
         envelope_path = device_dir / (name + ENVELOPE_SUFFIX)
@@ -372,7 +389,7 @@ class Store:
     # --- per-device state (not derived from envelopes, so it survives reindex) -----------
 
     def read_state(self, device: str) -> dict[str, Any]:
-        path = self.root / "state" / f"{device}.json"
+        path = self.root / "state" / f"{check_device_name(device)}.json"
         try:
             return json.loads(path.read_text("utf-8"))
         except FileNotFoundError:
@@ -385,7 +402,7 @@ class Store:
         directory = self._directory(self.root / "state")
         # Advisory (increments, alert schedule): atomic but not fsynced. Losing the newest
         # state to a power cut costs at most a repeated block or alert, never an envelope.
-        write_file_atomically(directory / f"{device}.json", json.dumps(state).encode(), replace=True,
+        write_file_atomically(directory / f"{check_device_name(device)}.json", json.dumps(state).encode(), replace=True,
                               sync=False)
 
     def states(self) -> dict[str, dict[str, Any]]:
@@ -478,7 +495,8 @@ class Store:
               dry_run: bool = False) -> list[EnvelopeRecord]:
         """Delete envelopes older than `keep_days` beyond each device's newest `keep_last`.
 
-        The newest trusted envelope of a device is never deleted. Returns what was (or, with
+        The newest trusted envelope of a device is never deleted, nor any newer one whose
+        verdict is unknown (it may be the newest trusted). Returns what was (or, with
         `dry_run`, would be) deleted. Raises StoreError when neither limit is given.
         """
         if keep_days is None and keep_last is None:
@@ -493,8 +511,17 @@ class Store:
         for device in devices:
             records = self.history(device)
             newest_trusted = next((r.path for r in records if r.trusted), None)
-            for position, record in enumerate(records):
+            # Envelopes newer than the newest known-trusted one whose verdict is unknown (not
+            # verified yet, or the verdict file lost in a crash) may be the real newest trusted
+            # one: they are kept until verified.
+            unsure: set[str] = set()
+            for record in records:  # newest first
                 if record.path == newest_trusted:
+                    break
+                if record.trusted is None:
+                    unsure.add(record.path)
+            for position, record in enumerate(records):
+                if record.path == newest_trusted or record.path in unsure:
                     continue
                 if keep_last is not None and position < keep_last:
                     continue

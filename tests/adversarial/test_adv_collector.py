@@ -96,7 +96,10 @@ def test_prune_never_deletes_the_newest_trusted(tmp_path: Path, keep_days, keep_
 def test_prune_dry_run_deletes_nothing(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "s")
     for i in range(3):
-        save(store, nonce=f"{i:02x}", received=T0 + dt.timedelta(days=i))
+        record = save(store, nonce=f"{i:02x}", received=T0 + dt.timedelta(days=i))
+        # verified and untrusted: prunable (an unverified one may be the newest trusted, so is kept)
+        store.save_verdict(record, {"trusted": False}, trusted=False, reasons=["signature.invalid"],
+                           days_leaf=None, days_root=None)
     before = tree(tmp_path / "s")
     doomed = store.prune(keep_days=0, keep_last=0, now=T0 + dt.timedelta(days=30), dry_run=True)
     assert doomed and tree(tmp_path / "s") == before
@@ -125,14 +128,7 @@ def test_prune_keeps_files_the_index_does_not_know(tmp_path: Path) -> None:
 # --- store: device names cannot escape ----------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "collector/store.py:271 Store.save (and write_state, :384) joins the device name into a path "
-    "unchecked: device='../escaped' writes the envelope and its metadata outside the store root. "
-    "The inventory schema's name pattern protects `dossier collect`, but Store is a public API "
-    "(collector.signed_commands, insights) and the store layout depends on it. Suggested: check "
-    "the name against the inventory's name pattern in Store.save/_directory/write_state and raise "
-    "StoreError"))
-@pytest.mark.parametrize("device", ["../escaped", "/tmp/adv-abs-escape"])
+@pytest.mark.parametrize("device", ["../escaped", "/tmp/adv-abs-escape", "state"])
 def test_store_refuses_device_names_that_leave_the_root(tmp_path: Path, device: str) -> None:
     root = tmp_path / "store"
     store = Store.open(root)
@@ -245,13 +241,6 @@ def test_unpinned_host_key_is_refused(fleet: Fleet, tmp_path: Path) -> None:
     assert not list((tmp_path / "s").rglob("*.envelope"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "collector/store.py:495 Store.prune protects 'the newest trusted envelope' using only the "
-    "index's trusted flag, which comes from the verdict sidecar; save_verdict writes that sidecar "
-    "without fsync (store.py:316, 'derived data'), so after a power cut and reindex the verdict "
-    "is unknown (NULL) and prune deletes the envelope that was the device's newest trusted one. "
-    "Suggested: treat envelopes with no verdict as possibly trusted (never prune the newest of "
-    "them), or re-verify them before pruning"))
 def test_prune_keeps_the_newest_trusted_even_when_its_verdict_file_was_lost(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "s")
     records = [save(store, nonce=f"{i:02x}", output=b"e%d" % i, received=T0 + dt.timedelta(days=i))
