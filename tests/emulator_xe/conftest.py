@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from emulator.fleet import Fleet
-
-# `xe_check` (the independent checker) sits beside this file; pyproject's pythonpath does not
-# list this folder (not this package's file to edit), so add it here.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 
 @pytest.fixture(scope="session")
 def xe_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:

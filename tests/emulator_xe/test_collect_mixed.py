@@ -3,12 +3,9 @@ verified by the verifier (XR dossier envelopes, XE `xe-sudi-sign` and `xe-integr
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
-import pytest
-import yaml
 
 from collector.collect import CollectOptions, Collector
 from collector.enroll import enroll_root, fetch_root
@@ -18,28 +15,15 @@ from collector.store import ENVELOPE_SUFFIX, META_SUFFIX, Store
 from emulator.fleet import Fleet
 from verifier import TrustStore
 
-pytest.importorskip("verifier.profiles", reason="the verifier has no IOS XE profiles in this tree")
 
 SMALL_FILES = 20
 
 
 def _devices(fleet: Fleet, folder: Path) -> list[Device]:
-    """The fleet's inventory through the collector's own loader."""
+    """The fleet's inventory through the collector's own loader (platform iosxr or iosxe)."""
     inventory = folder / "inventory.yaml"
     fleet.write_inventory(inventory)
-    try:
-        return list(load_inventory(inventory).devices)
-    except Exception as exc:  # noqa: BLE001 - only the known schema gap is worked around
-        if "iosxe" not in str(exc):
-            raise
-    # schemas/inventory.schema.json still lists only `iosxr` as a platform (not this test's
-    # file to change): load with the XE entries marked iosxr, then give them back their platform.
-    document = yaml.safe_load(inventory.read_text())
-    platforms = {entry["name"]: entry["platform"] for entry in document["devices"]}
-    for entry in document["devices"]:
-        entry["platform"] = "iosxr"
-    inventory.write_text(yaml.safe_dump(document))
-    return [dataclasses.replace(d, platform=platforms[d.name]) for d in load_inventory(inventory).devices]
+    return list(load_inventory(inventory).devices)
 
 
 def test_mixed_fleet_collected_end_to_end(tmp_path: Path) -> None:
