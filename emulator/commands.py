@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ from .terminal import SessionClosed, Terminal
 
 __all__ = ["CONFIG_ROWS", "EXEC_ROWS", "MODE_PROMPTS", "PERSONALITIES", "PIPE_ROWS", "Personality", "Session",
            "XE_EXEC_ROWS", "XE_PIPE_ROWS"]
+
+log = logging.getLogger(__name__)
 
 NOT_AUTHORIZED = "% This command is not authorized\n"
 NODE_PREFIX = "RP/0/RP0/CPU0"
@@ -147,6 +150,13 @@ class Session:
                 iosxe.XeError) as error:
             message = getattr(error, "message", str(error))
             self.term.write(message if message.endswith("\n") else message + "\n")
+        except SessionClosed:
+            raise
+        except Exception as error:  # noqa: BLE001 - a handler bug must not drop the session
+            # Logged with its traceback for the emulator's developers; the user sees what a
+            # router prints for an internal failure, and the session (and fleet) carry on.
+            log.exception("%s: command %r failed", self.device.name, line)
+            self.term.write(f"% Internal error: {type(error).__name__}: {error}\n")
 
     def _authorize(self, tasks: list[tuple[str, str]]) -> None:
         if self.device.authorize(self.username, tasks):
@@ -309,10 +319,15 @@ def pipe_sign(session: Session, match: Match, output: str) -> str:
 
 def pipe_file(session: Session, match: Match, output: str) -> str:
     path = harddisk_path(session.device, match.args["path"])
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(output, "utf-8")
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(output, "utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        if tmp.parent.is_dir():
+            tmp.unlink(missing_ok=True)
+        raise CommandError(f"% Cannot write {match.args['path']}: {exc.strerror or exc}") from None
     return ""
 
 
@@ -342,17 +357,25 @@ def _regex(text: str) -> re.Pattern[str]:
         raise CommandError(f"% Invalid regular expression {text!r}: {exc}") from None
 
 
+# A file name on harddisk: printable, no longer than a POSIX file system allows.
+MAX_FILE_NAME_CHARS = 255
+
+
 def harddisk_path(device: Device, name: str) -> Path:
-    """Map `harddisk:foo.json` / `harddisk:/foo.json` into the device's folder, refusing `..`."""
+    """Map `harddisk:foo.json` / `harddisk:/foo.json` into the device's folder, refusing `..`,
+    control characters and over-long names with an IOS-style error."""
     for prefix in HARDDISK_PREFIXES:
         if name.startswith(prefix):
             name = name[len(prefix) :]
             break
     name = name.lstrip("/")
+    expected = f"expected a file on harddisk: (printable, each part at most {MAX_FILE_NAME_CHARS} characters)"
+    if not name or not name.isprintable() or any(len(part) > MAX_FILE_NAME_CHARS for part in name.split("/")):
+        raise CommandError(f"% Invalid file name {name[:80]!r}: {expected}")
     root = (device.folder / "harddisk").resolve()
     path = (root / name).resolve()
-    if not name or root not in path.parents:
-        raise CommandError(f"% Invalid file name {name!r}: expected a file on harddisk:")
+    if root not in path.parents:
+        raise CommandError(f"% Invalid file name {name!r}: {expected}")
     return path
 
 
@@ -682,7 +705,10 @@ def h_more(s: Session, m: Match) -> str:
     path = harddisk_path(s.device, m.args["path"])
     if not path.is_file():
         raise CommandError(f"% No such file or directory: {m.args['path']}")
-    text = path.read_text("utf-8", errors="replace")
+    try:
+        text = path.read_text("utf-8", errors="replace")
+    except OSError as exc:
+        raise CommandError(f"% Cannot read {m.args['path']}: {exc.strerror or exc}") from None
     return text if text.endswith("\n") else text + "\n"
 
 

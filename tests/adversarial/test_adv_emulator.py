@@ -125,17 +125,8 @@ def test_symlink_on_harddisk_does_not_reach_outside(device, tmp_path: Path) -> N
         link.unlink()
 
 
-_KNOWN_FILE_BUG = (
-    "emulator/commands.py:310-355 pipe_file / h_more / harddisk_path let OSError and ValueError "
-    "escape: Session.execute (commands.py:146) catches only the command errors, so a NUL in the "
-    "name (ValueError from Path.resolve), a name over NAME_MAX (ENAMETOOLONG), `| file` onto an "
-    "existing directory (IsADirectoryError) or under an existing file (FileExistsError from "
-    "mkdir) kills the connection with a traceback logged ('connection failed') instead of a "
-    "'%' error line. Suggested: refuse control characters and over-long names in harddisk_path, "
-    "and turn OSError in pipe_file/h_more into CommandError('% ... : <strerror>')")
 
 
-@pytest.mark.xfail(strict=True, reason=_KNOWN_FILE_BUG)
 @pytest.mark.parametrize("commands", [
     ["more harddisk:a\x00b"],
     ["show version | file harddisk:a\x00b"],
@@ -231,19 +222,24 @@ def test_random_exec_lines_never_raise_inside_the_server(device, server_errors: 
     except (paramiko.SSHException, EOFError, OSError, UnicodeDecodeError):
         pass
     alive(device)  # a second connection: the failing one's thread has logged by then
-    crashes = [(r.getMessage(), r.exc_text) for r in server_errors.records
-               if not any(f"in {where}" in (r.exc_text or "") for where in ("harddisk_path", "pipe_file", "h_more"))]
-    # (those three are the known file-name bug: see _KNOWN_FILE_BUG)
+    crashes = [(r.getMessage(), r.exc_text) for r in server_errors.records]
     assert not crashes, (line, crashes)
 
 
-def test_server_errors_are_observed(device, server_errors: _Collect) -> None:
-    """The detector above works: the known NUL bug is seen as a logged server error."""
+def test_server_errors_are_observed(device, server_errors: _Collect, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The detector above works, and a handler bug costs one command, not the session: a
+    handler made to fail (injected, since no real input reaches one) is logged and answered."""
+    from emulator import commands
+
+    row = next(row for row in commands.EXEC_ROWS if row.pattern == "show clock")
+
+    def broken(session, match):
+        raise RuntimeError("injected handler bug")
+
+    monkeypatch.setattr(row, "handler", broken)
     server_errors.records.clear()
-    try:
-        run_bounded(device, "more harddisk:a\x00b")
-    except (paramiko.SSHException, EOFError, OSError):
-        pass
+    out = run_bounded(device, "show clock")
+    assert "% Internal error: RuntimeError: injected handler bug" in out
     alive(device)
     assert server_errors.records
 
