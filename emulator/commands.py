@@ -616,26 +616,36 @@ def _ask_subject_extras(s: Session, tp: pki.TrustpointConfig) -> tuple[bool, str
     return include, ip
 
 
+def _authenticated_trustpoint(s: Session, name: str) -> tuple[pki.TrustpointConfig, Any]:
+    """The trustpoint's settings and CA certificate; refuses one not yet authenticated."""
+    tp = s.device.trustpoint_config(name)
+    ca_cert, _ = s.device.certificates(name)
+    if ca_cert is None:
+        raise CommandError(f"% Trustpoint {name} is not authenticated: run 'crypto ca authenticate {name}' first")
+    return tp, ca_cert
+
+
+def _trustpoint_key(s: Session, tp: pki.TrustpointConfig) -> pki.KeyPair:
+    """The key pair the trustpoint's router certificate certifies (keypair, rsakeypair, default)."""
+    kind, label = tp.leaf_key_ref()
+    key = s.device.keys.get((kind, label))
+    if key is None:
+        raise CommandError(f"% Key pair {label} ({kind}) does not exist: generate it first")
+    return key
+
+
 def h_ca_enroll(s: Session, m: Match) -> str:
     name = m.args["tp"]
     device = s.device
-    tp = device.trustpoint_config(name)
-    ca_cert, _ = device.certificates(name)
-    if ca_cert is None:
-        raise CommandError(f"% Trustpoint {name} is not authenticated: run 'crypto ca authenticate {name}' first")
+    tp, _ = _authenticated_trustpoint(s, name)
     include, ip = _ask_subject_extras(s, tp)
     if tp.enrollment == "self":
         cert = device.issue_leaf(name, include_serial=include, ip_address=ip)
-        key = device.keys[tp.keypair] if tp.keypair else None
-        return pki.format_enroll_output(tp, cert, key)
+        return pki.format_enroll_output(tp, cert, _trustpoint_key(s, tp))
     if tp.enrollment == "terminal":
-        ident = tp.keypair or ("rsa", tp.rsakeypair or "the_default")
-        key = device.keys.get(ident)
-        if key is None:
-            raise CommandError(f"% Key pair {ident[1]} ({ident[0]}) does not exist: generate it first")
         csr = pki.build_csr(
-            tp, key, chassis_serial=device.facts.chassis_serial, fqdn=device.fqdn, ip_address=ip,
-            include_serial=include,
+            tp, _trustpoint_key(s, tp), chassis_serial=device.facts.chassis_serial, fqdn=device.fqdn,
+            ip_address=ip, include_serial=include,
         )
         return pki.format_csr_output(csr) + pki.format_request_fingerprint(csr)
     raise CommandError(f"% Enrollment for trustpoint {name} needs 'enrollment url self' or 'enrollment terminal'")
@@ -643,21 +653,14 @@ def h_ca_enroll(s: Session, m: Match) -> str:
 
 def h_ca_import(s: Session, m: Match) -> str:
     name = m.args["tp"]
-    device = s.device
-    tp = device.trustpoint_config(name)
-    ca_cert, _ = device.certificates(name)
-    if ca_cert is None:
-        raise CommandError(f"% Trustpoint {name} is not authenticated: run 'crypto ca authenticate {name}' first")
+    tp, ca_cert = _authenticated_trustpoint(s, name)
     text = s.term.read_block(
         "Enter the base 64 encoded certificate.\nEnd with a blank line or the word \"quit\" on a line by itself\n"
     )
     cert = pki.parse_pasted_certificate(text)
-    ident = tp.keypair or ("rsa", tp.rsakeypair or "the_default")
-    key = device.keys.get(ident)
-    if key is None:
-        raise CommandError(f"% Key pair {ident[1]} ({ident[0]}) does not exist: generate it and enroll first")
+    key = _trustpoint_key(s, tp)
     pki.check_imported_certificate(cert, ca_cert, key, trustpoint=name)
-    device.store_certificate(name, "router", cert)
+    s.device.store_certificate(name, "router", cert)
     return "% Certificate successfully imported.\n"
 
 

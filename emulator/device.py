@@ -454,43 +454,27 @@ class Device:
             return set()
         tasks: set[tuple[str, str]] = set()
         for group_line in node.lines("group"):
-            tasks |= self._usergroup_tasks(group_line.line.split()[1], set())
+            tasks |= self._group_tasks("usergroup", group_line.line.split()[1], set())
         return tasks
 
-    def _usergroup_tasks(self, name: str, seen: set[str]) -> set[tuple[str, str]]:
-        if name in seen:
+    def _group_tasks(self, kind: str, name: str, seen: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Task IDs of a `usergroup` or `taskgroup`, following `taskgroup` and `inherit` lines
+        (each group once, so an inheritance loop ends)."""
+        if (kind, name) in seen:
             return set()
-        seen.add(name)
+        seen.add((kind, name))
         if name in BUILTIN_TASKGROUPS:
             return set(BUILTIN_TASKGROUPS[name])
-        node = self.running.find(f"usergroup {name}")
+        node = self.running.find(f"{kind} {name}")
         tasks: set[tuple[str, str]] = set()
-        if node is None:
-            return tasks
-        for child in node.children:
+        for child in node.children if node is not None else []:
             words = child.line.split()
-            if words[0] == "taskgroup":
-                tasks |= self._taskgroup_tasks(words[1], set())
-            elif words[:2] == ["inherit", "usergroup"]:
-                tasks |= self._usergroup_tasks(words[2], seen)
-        return tasks
-
-    def _taskgroup_tasks(self, name: str, seen: set[str]) -> set[tuple[str, str]]:
-        if name in seen:
-            return set()
-        seen.add(name)
-        if name in BUILTIN_TASKGROUPS:
-            return set(BUILTIN_TASKGROUPS[name])
-        node = self.running.find(f"taskgroup {name}")
-        tasks: set[tuple[str, str]] = set()
-        if node is None:
-            return tasks
-        for child in node.children:
-            words = child.line.split()
-            if words[0] == "task" and len(words) == 3:
+            if kind == "usergroup" and words[0] == "taskgroup":
+                tasks |= self._group_tasks("taskgroup", words[1], seen)
+            elif kind == "taskgroup" and words[0] == "task" and len(words) == 3:
                 tasks.add((words[1], words[2]))
-            elif words[:2] == ["inherit", "taskgroup"]:
-                tasks |= self._taskgroup_tasks(words[2], seen)
+            elif words[:2] == ["inherit", kind]:
+                tasks |= self._group_tasks(kind, words[2], seen)
         return tasks
 
     def authorize(self, username: str, required: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -603,9 +587,7 @@ class Device:
         key: pki.KeyPair | None = None
         node = self.running.find(f"crypto ca trustpoint {trustpoint}")
         if node is not None:
-            tp = trustpoint_from_node(trustpoint, node)
-            ident = tp.keypair or ("rsa", tp.rsakeypair or pki.DEFAULT_KEY_LABEL)
-            key = self.keys.get(ident)
+            key = self.keys.get(trustpoint_from_node(trustpoint, node).leaf_key_ref())
         signing.require_enrolled(ca_cert, router_cert, key, trustpoint=trustpoint)
         assert ca_cert is not None and router_cert is not None and key is not None
         return key, signing.certificate_chain(ca_cert, router_cert, trustpoint)
