@@ -402,9 +402,10 @@ def test_envelope_root_enrolled_for_two_devices_needs_a_device_name(dev: vb.Devi
     "not a dossier: with '{}' (or any other small object or a stray '{') before it, a dossier "
     "whose 'model-name' key is spelled with an escape still passes as plain text "
     "(data.not_dossier, info) with its differing nonce unchecked. A heuristic cannot close this: "
-    "`utility sign` signs any text. The collector now verifies with require_dossier (7cdd771); "
-    "`dossier verify` of a collected envelope (one with .meta.json) should too, or scan every "
-    "'{' for an object with model-name"))
+    "`utility sign` signs any text. The collector verifies with require_dossier (7cdd771) and "
+    "`dossier verify` does too for an envelope whose metadata says a dossier was asked for "
+    "(782ea76); a library call with the default policy still can. Fix: scan every '{' for an "
+    "object with model-name"))
 @pytest.mark.parametrize("lead", ["x {}\n", "x { y\n"])
 def test_dossier_behind_a_decoy_object_is_not_trusted(dev: vb.Device, lead: str) -> None:
     text = json.dumps(vb.dossier("ffff")).replace('"model-name"', '"model\\u002dname"')
