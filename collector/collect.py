@@ -25,7 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, Thr
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 
@@ -37,6 +37,8 @@ from .ssh import CommandResult, run_command
 from .store import EnvelopeRecord, Store
 
 __all__ = ["NONCE_BYTES", "CollectOptions", "Collector", "DeviceOutcome", "RunSummary", "new_nonce"]
+
+T = TypeVar("T")
 
 #: ENVELOPE.md allows 1-64 bytes; 16 bytes from a CSPRNG never repeat in practice.
 NONCE_BYTES = 16
@@ -265,35 +267,49 @@ class Collector:
         state = self._read_state(device.name)
         fs_options = _filesystem_options(state) if FILESYSTEM_ITEM in items else None
         outcome = DeviceOutcome(device=device.name, host=device.host, status=FAILED)
+
+        def attempt_once() -> tuple[Any, str, str]:
+            nonce_hex = new_nonce()  # a fresh nonce for every attempt
+            command = profile.dossier_command(items, nonce_hex, filesystem_options=fs_options)
+            result = run_command(device, command, run_deadline=deadline)
+            profile.check_output(result.output)
+            return result, nonce_hex, command
+
+        got = self.with_retries(attempt_once, device=device, outcome=outcome, state=state, begin=begin,
+                                deadline=deadline, stop=stop)
+        if got is None:
+            return outcome
+        result, nonce_hex, command = got
+        return _Fetched(device, outcome, result, nonce_hex, command, tuple(items), outcome.attempts, state, begin)
+
+    def with_retries(self, attempt_once: Callable[[], T], *, device: Device, outcome: DeviceOutcome,
+                     state: dict[str, Any], begin: float, deadline: float,
+                     stop: threading.Event | None) -> T | None:
+        """Run `attempt_once` until it succeeds, with exponential backoff and jitter on transient
+        failures only, within `deadline`. Returns None once it gives up, with the failure
+        recorded in `outcome` and the device's state."""
         attempt = 0
         while True:
             attempt += 1
             outcome.attempts = attempt
-            nonce_hex = new_nonce()
-            command = profile.dossier_command(items, nonce_hex, filesystem_options=fs_options)
             try:
-                result = run_command(device, command, run_deadline=deadline)
-                profile.check_output(result.output)
-                break
+                value = attempt_once()
             except CollectorError as exc:
                 outcome.reason, outcome.message = exc.reason, str(exc)
                 delay = self._backoff(attempt)
                 can_retry = (exc.transient and attempt <= self.options.retries
                              and time.monotonic() + delay < deadline
                              and not (stop is not None and stop.is_set()))
-                if not can_retry:
+                # Asked to stop while backing off: give up on this device with its last error.
+                if not can_retry or (stop is not None and stop.wait(delay)):
                     outcome.duration_s = time.monotonic() - begin
                     self._record_failure(device, outcome, state)
-                    return outcome
-                if stop is not None and stop.wait(delay):
-                    # Asked to stop while backing off: give up on this device with its last error.
-                    outcome.duration_s = time.monotonic() - begin
-                    self._record_failure(device, outcome, state)
-                    return outcome
+                    return None
                 if stop is None:
                     time.sleep(delay)
-        outcome.reason = outcome.message = None
-        return _Fetched(device, outcome, result, nonce_hex, command, tuple(items), attempt, state, begin)
+                continue
+            outcome.reason = outcome.message = None
+            return value
 
     def _finish(self, fetched: _Fetched) -> DeviceOutcome:
         """Store the output byte for byte, verify it, record the verdict and the state."""

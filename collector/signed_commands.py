@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import CollectorError
 from .inventory import Device
 from .platforms import PlatformProfile, SignedCommand
 from .ssh import DeviceSession
@@ -77,26 +76,11 @@ def poll_signed_commands(collector: Collector, device: Device, profile: Platform
     from .collect import FAILED, TRUSTED, UNTRUSTED, DeviceOutcome
 
     outcome = DeviceOutcome(device=device.name, host=device.host, status=FAILED)
-    attempt = 0
-    while True:
-        attempt += 1
-        outcome.attempts = attempt
-        try:
-            runs = _run_all(device, profile, deadline)
-            break
-        except CollectorError as exc:
-            outcome.reason, outcome.message = exc.reason, str(exc)
-            delay = collector._backoff(attempt)
-            can_retry = (exc.transient and attempt <= collector.options.retries
-                         and time.monotonic() + delay < deadline
-                         and not (stop is not None and stop.is_set()))
-            if not can_retry or (stop is not None and stop.wait(delay)):
-                outcome.duration_s = time.monotonic() - begin
-                collector._record_failure(device, outcome, state)
-                return outcome
-            if stop is None:
-                time.sleep(delay)
-    outcome.reason = outcome.message = None
+    runs = collector.with_retries(lambda: _run_all(device, profile, deadline), device=device, outcome=outcome,
+                                  state=state, begin=begin, deadline=deadline, stop=stop)
+    if runs is None:
+        return outcome
+    attempt = outcome.attempts
     records = [
         collector.store.save(
             device=device.name, host=device.host, nonce_hex=f"{run.nonce:016x}", output=run.output,
