@@ -580,6 +580,7 @@ def h_ca_authenticate(s: Session, m: Match) -> str:
             f"% CA certificate already exists for trustpoint {name}: clear it first with "
             f"'clear crypto ca certificates {name}'"
         )
+    pki.check_enrollment_supported(tp)  # `url self` or `terminal`; SCEP is not emulated
     if tp.enrollment == "self":
         cert = device.issue_root(name)
         return pki.format_authenticate_output(tp, cert, device.fqdn)
@@ -594,12 +595,6 @@ def h_ca_authenticate(s: Session, m: Match) -> str:
             return "% Certificate not accepted.\n"
         device.store_certificate(name, "ca", cert)
         return ""
-    if tp.enrollment is None:
-        raise CommandError(f"% Enrollment method is not configured for trustpoint {name}")
-    raise CommandError(
-        f"% SCEP enrollment ({tp.enrollment}) is not supported by this emulator: "
-        "use 'enrollment url self' or 'enrollment terminal'"
-    )
 
 
 def _ask_subject_extras(s: Session, tp: pki.TrustpointConfig) -> tuple[bool, str | None]:
@@ -638,6 +633,7 @@ def h_ca_enroll(s: Session, m: Match) -> str:
     name = m.args["tp"]
     device = s.device
     tp, _ = _authenticated_trustpoint(s, name)
+    pki.check_enrollment_supported(tp)
     include, ip = _ask_subject_extras(s, tp)
     if tp.enrollment == "self":
         cert = device.issue_leaf(name, include_serial=include, ip_address=ip)
@@ -648,7 +644,7 @@ def h_ca_enroll(s: Session, m: Match) -> str:
             ip_address=ip, include_serial=include,
         )
         return pki.format_csr_output(csr) + pki.format_request_fingerprint(csr)
-    raise CommandError(f"% Enrollment for trustpoint {name} needs 'enrollment url self' or 'enrollment terminal'")
+    raise AssertionError(f"unreachable: check_enrollment_supported accepted {tp.enrollment!r}")
 
 
 def h_ca_import(s: Session, m: Match) -> str:

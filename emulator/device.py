@@ -549,11 +549,9 @@ class Device:
 
     def issue_root(self, trustpoint: str, **validity: Any) -> x509.Certificate:
         tp = self.trustpoint_config(trustpoint)
-        if tp.ca_keypair is None:
-            raise DeviceError(f"% No ca-keypair configured for trustpoint {trustpoint}")
-        root_key = self.keys.get(tp.ca_keypair)
+        root_key, _ = pki.resolve_trustpoint_keys(tp, self.keys)
         if root_key is None:
-            raise DeviceError(f"% Key pair {tp.ca_keypair[1]} ({tp.ca_keypair[0]}) does not exist; generate it first")
+            raise DeviceError(f"% No ca-keypair configured for trustpoint {trustpoint}")
         cert = pki.make_root_certificate(
             tp, root_key, chassis_serial=self.facts.chassis_serial, fqdn=self.fqdn,
             serial_number=self.next_serial(), now=self.clock.now(), **validity,
@@ -566,12 +564,9 @@ class Device:
         ca_cert, _ = self.certificates(trustpoint)
         if ca_cert is None:
             raise DeviceError(f"% Trustpoint {trustpoint} is not authenticated: run 'crypto ca authenticate {trustpoint}' first")
-        if tp.keypair is None or tp.ca_keypair is None:
-            raise DeviceError(f"% Trustpoint {trustpoint} needs both keypair and ca-keypair for self enrollment")
-        leaf_key = self.keys.get(tp.keypair)
-        root_key = self.keys.get(tp.ca_keypair)
-        if leaf_key is None or root_key is None:
-            raise DeviceError(f"% Key pair for trustpoint {trustpoint} does not exist; generate it first")
+        root_key, leaf_key = pki.resolve_trustpoint_keys(tp, self.keys)
+        if root_key is None:
+            raise DeviceError(f"% Trustpoint {trustpoint} needs a ca-keypair for self enrollment")
         cert = pki.make_leaf_certificate(
             tp, leaf_key, root_cert=ca_cert, root_key=root_key,
             chassis_serial=self.facts.chassis_serial if include_serial else None,
