@@ -23,7 +23,7 @@ import datetime as dt
 import threading
 from collections import OrderedDict
 from functools import lru_cache
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cryptography import x509
@@ -234,6 +234,19 @@ def _unknown_critical(cert: x509.Certificate) -> str | None:
     return None
 
 
+def _validity(cert: x509.Certificate, role: str, second: dt.datetime, not_yet_id: str, expired_id: str,
+              add: Callable[..., None]) -> None:
+    """The validity-window findings of one certificate, judged at `second`."""
+    if second < cert.not_valid_before_utc:
+        add(not_yet_id, f"the {role} is not valid until "
+            f"{cert.not_valid_before_utc.isoformat()} (checked at {second.isoformat()})",
+            f"valid at {second.isoformat()}", f"notBefore {cert.not_valid_before_utc.isoformat()}")
+    if second > cert.not_valid_after_utc:
+        add(expired_id, f"the {role} expired at {cert.not_valid_after_utc.isoformat()} "
+            f"(checked at {second.isoformat()})", f"valid at {second.isoformat()}",
+            f"notAfter {cert.not_valid_after_utc.isoformat()}")
+
+
 def explain_chain_failure(
     leaf: x509.Certificate,
     roots: Sequence[x509.Certificate],
@@ -283,14 +296,7 @@ def _explain(
     if leaf_ku is not None and not leaf_ku.digital_signature:
         add(FindingId.CHAIN_LEAF_KEY_USAGE, "the leaf's keyUsage does not allow digitalSignature, "
             "so it may not sign envelopes", "digitalSignature", "keyUsage without digitalSignature")
-    if second < leaf.not_valid_before_utc:
-        add(FindingId.CHAIN_LEAF_NOT_YET_VALID, f"the leaf is not valid until "
-            f"{leaf.not_valid_before_utc.isoformat()} (checked at {second.isoformat()})",
-            f"valid at {second.isoformat()}", f"notBefore {leaf.not_valid_before_utc.isoformat()}")
-    if second > leaf.not_valid_after_utc:
-        add(FindingId.CHAIN_LEAF_EXPIRED, f"the leaf expired at {leaf.not_valid_after_utc.isoformat()} "
-            f"(checked at {second.isoformat()})", f"valid at {second.isoformat()}",
-            f"notAfter {leaf.not_valid_after_utc.isoformat()}")
+    _validity(leaf, "leaf", second, FindingId.CHAIN_LEAF_NOT_YET_VALID, FindingId.CHAIN_LEAF_EXPIRED, add)
     for cert, role in ((leaf, "leaf"), *((root, "root") for root in roots)):
         weak = is_weak_hash(cert)
         if weak:
@@ -343,12 +349,5 @@ def _explain(
     if root_ku is not None and not root_ku.key_cert_sign:
         add(FindingId.CHAIN_ROOT_CANNOT_SIGN, "the enrolled root's keyUsage does not allow "
             "signing certificates", "keyCertSign", "keyUsage without keyCertSign")
-    if second < root.not_valid_before_utc:
-        add(FindingId.CHAIN_ROOT_NOT_YET_VALID, f"the root is not valid until "
-            f"{root.not_valid_before_utc.isoformat()} (checked at {second.isoformat()})",
-            f"valid at {second.isoformat()}", f"notBefore {root.not_valid_before_utc.isoformat()}")
-    if second > root.not_valid_after_utc:
-        add(FindingId.CHAIN_ROOT_EXPIRED, f"the root expired at {root.not_valid_after_utc.isoformat()} "
-            f"(checked at {second.isoformat()})", f"valid at {second.isoformat()}",
-            f"notAfter {root.not_valid_after_utc.isoformat()}")
+    _validity(root, "root", second, FindingId.CHAIN_ROOT_NOT_YET_VALID, FindingId.CHAIN_ROOT_EXPIRED, add)
     return found
