@@ -65,8 +65,13 @@ def _mutate(document, seed: int, count: int):
     return document
 
 
+# Enough files that the file list is checked as columns first (COLUMN_MIN_ITEMS).
+_MANY = copy.deepcopy(_FULL)
+_MANY["filesystem-inventory"] = dossier("1580", files=12)["filesystem-inventory"]
+
+
 def test_valid_dossiers_agree() -> None:
-    for document in (_FULL, dossier("1580"), dossier("ab", files=50)):
+    for document in (_FULL, _MANY, dossier("1580"), dossier("ab", files=50)):
         assert _REFERENCE.is_valid(document)
         assert _CHECK(document) is True
 
@@ -77,6 +82,53 @@ def test_mutated_dossiers_agree(seed: int, count: int) -> None:
     document = _mutate(_FULL, seed, count)
     assert _CHECK(document) == _REFERENCE.is_valid(document), json.dumps(document)[:500]
 
+
+def _files(document):
+    return document["filesystem-inventory"]["filesystem-inventory"]["0/RP0/CPU0"]["snapshots"][0]["files"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32), count=st.integers(1, 3))
+def test_mutated_file_lists_agree(seed: int, count: int) -> None:
+    """Mutations inside a list long enough for the column check: it may only say yes when
+    every record is valid, and the item-by-item check settles everything else."""
+    files = _mutate(_files(_MANY), seed, count)
+    document = copy.deepcopy(_MANY)
+    _files(document)[:] = files
+    assert _CHECK(document) == _REFERENCE.is_valid(document), json.dumps(files)[:500]
+
+
+@pytest.mark.parametrize("change", [
+    lambda f: f[3].update({"change-kind": "renamed"}),
+    lambda f: f[5]["meta"].update({"uid": -1}),
+    lambda f: f[5]["meta"].update({"uid": True}),
+    lambda f: f[5]["meta"].update({"atime": "1"}),
+    lambda f: f[7]["digest"].update({"digest-value": "AA=A"}),
+    lambda f: f[7]["digest"].update({"digest-value": "A==="}),
+    lambda f: f[7]["digest"].update({"digest-value": "AAA"}),
+    lambda f: f[7]["digest"].update({"digest-value": "AAAA\x00"}),
+    lambda f: f[2].pop("package-name"),
+    lambda f: f[2].update({"extra": 1}),
+    lambda f: f[2].update({"name": ""}),
+    lambda f: f.append(None),
+])
+def test_column_check_refuses_one_bad_record(change) -> None:
+    document = copy.deepcopy(_MANY)
+    change(_files(document))
+    assert not _REFERENCE.is_valid(document)
+    assert _CHECK(document) is False
+
+
+@pytest.mark.parametrize("change", [
+    lambda f: f[3]["meta"].update({"uid": 7.0}),  # an integral float is a JSON integer
+    lambda f: f[4]["digest"].update({"digest-value": "AAAA\n"}),  # `$` allows a final newline
+    lambda f: f.__setitem__(2, dict(reversed(list(f[2].items())))),  # another key order
+])
+def test_valid_records_the_column_check_leaves_to_the_item_check(change) -> None:
+    document = copy.deepcopy(_MANY)
+    change(_files(document))
+    assert _REFERENCE.is_valid(document)
+    assert _CHECK(document) is True
 
 @pytest.mark.parametrize("schema", [
     {"type": "object", "patternProperties": {"a": {}}},
@@ -111,3 +163,32 @@ def test_fast_patterns_on_edges(text: str) -> None:
 
     for pattern, fast in FAST_PATTERNS.items():
         assert fast(text) == (re.search(pattern, text) is not None), (pattern, text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(column=st.lists(st.text(alphabet=_ALPHABET + "\x00", max_size=12) | st.sampled_from(["AAAA", "AA==", "QUJD"]),
+                       min_size=1, max_size=6))
+def test_base64_column_says_yes_only_when_every_item_matches(column: list[str]) -> None:
+    import re
+
+    from verifier._schemacheck import _COLUMN_PATTERNS, BASE64_PATTERN
+
+    each = all(re.search(BASE64_PATTERN, text) for text in column)
+    whole = _COLUMN_PATTERNS[BASE64_PATTERN](column)
+    assert not whole or each, column
+    if each and not any("\n" in text for text in column):
+        assert whole, column  # and it is complete for strings without the trailing newline
+
+
+@settings(max_examples=300, deadline=None)
+@given(column=st.lists(st.text(alphabet="0123456789abcdefA\n", min_size=62, max_size=65), min_size=1, max_size=4))
+def test_sha256_column_says_yes_only_when_every_item_matches(column: list[str]) -> None:
+    import re
+
+    from verifier._schemacheck import _COLUMN_PATTERNS, SHA256_HEX_PATTERN
+
+    each = all(re.search(SHA256_HEX_PATTERN, text) for text in column)
+    whole = _COLUMN_PATTERNS[SHA256_HEX_PATTERN](column)
+    assert not whole or each, column
+    if each and not any("\n" in text for text in column):
+        assert whole, column
