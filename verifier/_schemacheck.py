@@ -21,7 +21,7 @@ from collections.abc import Callable
 from itertools import chain
 from typing import Any
 
-__all__ = ["FAST_PATTERNS", "UnsupportedSchema", "compile_schema"]
+__all__ = ["FAST_PATTERNS", "UnsupportedSchema", "compile_schema", "instance_depth_bound"]
 
 _IGNORED = frozenset({"$schema", "$id", "$defs", "$comment", "title", "description", "format", "default", "examples"})
 _SIMPLE = frozenset({"type", "const", "enum", "pattern", "minLength", "maxLength", "minimum", "maximum"})
@@ -446,3 +446,66 @@ def compile_schema(schema: dict[str, Any]) -> Callable[[Any], bool]:
     namespace = dict(compiler.constants)
     exec(compile("\n".join(compiler.source), "<dossier-schema>", "exec"), namespace)  # noqa: S102 - our own generated code
     return namespace[entry]
+
+
+_SCALAR_TYPES = frozenset({"string", "number", "integer", "boolean", "null"})
+
+
+def instance_depth_bound(schema: dict[str, Any]) -> int | None:
+    """The deepest nesting (as `_strictjson.check_depth` counts it: a scalar 0, `{}` 1) of any
+    instance valid against `schema`, or None when the schema allows any depth.
+
+    A document that passed the schema check therefore needs no separate depth count when the
+    bound is within the policy's limit. An upper bound, not exact: where it cannot tell (no
+    `type`, `not`, a recursive `$ref`), it says unbounded.
+    """
+
+    def bound(node: Any, visiting: frozenset[int]) -> int | None:
+        if node is False:
+            return 0  # nothing is valid: any bound holds
+        if not isinstance(node, dict) or id(node) in visiting:
+            return None  # `true`, `{}` or recursion: any depth
+        visiting = visiting | {id(node)}
+        conjuncts: list[int | None] = []  # an instance satisfies every one: the least bound holds
+        kinds = node.get("type")
+        if kinds is not None:
+            kinds = [kinds] if isinstance(kinds, str) else kinds
+            per_kind: list[int | None] = []
+            for kind in kinds:
+                if kind in _SCALAR_TYPES:
+                    per_kind.append(0)
+                elif kind == "object":
+                    extra = node.get("additionalProperties", True)
+                    members = [bound(sub, visiting) for sub in node.get("properties", {}).values()]
+                    members.append(0 if extra is False else bound(extra, visiting))
+                    per_kind.append(None if None in members else 1 + max(members))
+                elif kind == "array":
+                    items = bound(node.get("items", True), visiting)
+                    per_kind.append(None if items is None else 1 + items)
+                else:
+                    per_kind.append(None)
+            conjuncts.append(None if None in per_kind else max(per_kind))
+        if "const" in node or "enum" in node:
+            values = node["enum"] if "enum" in node else [node["const"]]
+            conjuncts.append(0 if all(not isinstance(value, (dict, list)) for value in values) else None)
+        if "$ref" in node:
+            conjuncts.append(bound(_resolve_local(schema, node["$ref"]), visiting))
+        for sub in node.get("allOf", ()):
+            conjuncts.append(bound(sub, visiting))
+        for keyword in ("oneOf", "anyOf"):  # valid against one branch at least: the largest bound
+            if keyword in node:
+                branches = [bound(sub, visiting) for sub in node[keyword]]
+                conjuncts.append(None if None in branches else max(branches))
+        known = [value for value in conjuncts if value is not None]
+        return min(known) if known else None
+
+    return bound(schema, frozenset())
+
+
+def _resolve_local(root: dict[str, Any], reference: str) -> Any:
+    if not reference.startswith("#/"):
+        return True  # not followed: unbounded
+    node: Any = root
+    for part in reference[2:].split("/"):
+        node = node[part]
+    return node

@@ -271,6 +271,7 @@ def loads_strict(
     depth_id: str = FindingId.ENVELOPE_TOO_DEEP,
     raw: bytes | None = None,
     check_surrogates: bool = True,
+    depth_counted_by_caller: bool = False,
 ) -> Any:
     """Parse one JSON value from `text` (leading/trailing whitespace allowed) or raise JSONProblem.
 
@@ -279,6 +280,11 @@ def loads_strict(
     envelope (few, possibly huge strings: `parse_iterative`).
     `raw` is `text` as UTF-8 when the caller has it. `check_surrogates=False` leaves the lone
     surrogate check to the caller (the envelope checks its few strings itself).
+    `depth_counted_by_caller=True` (signed text only) skips the byte-level depth count, for a
+    caller that bounds the depth after parsing, e.g. by a schema whose valid instances cannot
+    nest deeper (`_schemacheck.instance_depth_bound`), counting only when that does not hold.
+    The C parser itself never recurses without limit: it raises RecursionError at the
+    interpreter's recursion limit, which is reported here as too deep.
     """
     # Two ways to find the brackets outside strings, each faster where it is used: byte
     # operations for texts with many strings, a token walk for big texts with few strings.
@@ -286,7 +292,8 @@ def loads_strict(
         # Many small strings: count the depth with byte operations, then the C parser.
         if raw is None:
             raw = text.encode("utf-8", "surrogatepass")
-        check_depth(brackets_outside_strings(raw), max_depth, depth_id)
+        if not depth_counted_by_caller:
+            check_depth(brackets_outside_strings(raw), max_depth, depth_id)
         start = len(text) - len(text.lstrip(_WHITESPACE))
         parse = partial(_SIGNED_DECODER.raw_decode, text, start)
     else:
@@ -294,6 +301,13 @@ def loads_strict(
     try:
         value, end = parse()
     except JSONProblem:
+        raise
+    except RecursionError:
+        # Deeper than the interpreter allows (about 1,000 levels, less the caller's own stack):
+        # far past any policy limit. Should the count disagree, the stack was nearly full
+        # anyway, and that is the caller's condition to see, not a finding about the input.
+        check_depth(brackets_outside_strings(raw if raw is not None else text.encode("utf-8", "surrogatepass")),
+                    max_depth, depth_id)
         raise
     except json.JSONDecodeError as exc:
         raise JSONProblem(

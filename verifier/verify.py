@@ -22,11 +22,13 @@ root, ...) adds an error, so "could not check" is never trusted.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import hashlib
 import hmac
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -37,7 +39,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 
 import schemas
 
-from ._schemacheck import UnsupportedSchema, compile_schema
+from ._schemacheck import UnsupportedSchema, compile_schema, instance_depth_bound
 from ._strictjson import JSONProblem, brackets_outside_strings, check_depth, loads_strict
 from .chain import explain_chain_failure, fingerprint, is_weak_hash, validate_chain
 from .envelope import MAX_NONCE_BYTES, MIN_NONCE_BYTES, Envelope, parse_envelope, signed_bytes
@@ -144,6 +146,14 @@ def _dossier_is_valid() -> Callable[[Any], bool]:
         return compile_schema(schemas.load("dossier"))
     except UnsupportedSchema:
         return _dossier_validator().is_valid
+
+
+@cache
+def _dossier_depth_bound() -> float:
+    """How deep a dossier valid against the schema can nest (infinite if the schema allows any
+    depth)."""
+    bound = instance_depth_bound(schemas.load("dossier"))
+    return float("inf") if bound is None else bound
 
 
 def _now_utc(at: dt.datetime | None) -> dt.datetime:
@@ -286,11 +296,17 @@ def _check_data(verdict: Verdict, envelope: Envelope, expected_nonce: bytes | No
     start = prefix.end() if prefix else 0
     stripped = data[start:] if start else data
     dossier: Any = None
+    schema_valid = False
     if stripped.startswith("{"):
+        raw = envelope.data_utf8 if envelope.data_utf8 and not start else stripped.encode("utf-8", "surrogatepass")
         try:
             dossier = loads_strict(stripped, max_depth=policy.max_json_depth, signed=True,
-                                   depth_id=FindingId.DOSSIER_TOO_DEEP,
-                                   raw=(envelope.data_utf8 or None) if not start else None)
+                                   depth_id=FindingId.DOSSIER_TOO_DEEP, raw=raw, depth_counted_by_caller=True)
+            # (1, depth) A dossier the schema accepts nests no deeper than the schema allows;
+            # anything else has its brackets counted (before jsonschema walks it for messages).
+            schema_valid = policy.validate_dossier and _dossier_is_valid()(dossier)
+            if not (schema_valid and _dossier_depth_bound() <= policy.max_json_depth):
+                check_depth(brackets_outside_strings(raw), policy.max_json_depth, FindingId.DOSSIER_TOO_DEEP)
         except JSONProblem as problem:
             finding_id = (FindingId.DOSSIER_TOO_DEEP if problem.finding_id == FindingId.DOSSIER_TOO_DEEP
                           else FindingId.DOSSIER_INVALID_JSON)
@@ -335,7 +351,7 @@ def _check_data(verdict: Verdict, envelope: Envelope, expected_nonce: bytes | No
     # (6) schema and failed items
     if policy.validate_dossier:
         # fast yes/no first; jsonschema only to explain a failure
-        errors = [] if _dossier_is_valid()(dossier) else list(_dossier_validator().iter_errors(dossier))
+        errors = [] if schema_valid else list(_dossier_validator().iter_errors(dossier))
         if errors:
             shown = "; ".join(
                 f"/{'/'.join(map(str, error.absolute_path))}: {error.message[:120]}"
@@ -397,6 +413,27 @@ def _check_expiry(verdict: Verdict, when: dt.datetime, policy: Policy) -> None:
                         f"more than {policy.warn_days} days", f"{days} days")
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while one envelope is verified.
+
+    Parsing a 2 MB dossier allocates ~100,000 dicts, lists and strings, all acyclic (a tree)
+    and all kept; the collector would walk them again and again as they accumulate (a third of
+    the parse time, measured with bench/verify.py). Reference counting still frees everything
+    as usual; cycles (an exception's traceback) wait for the next collection. If the caller has
+    the collector off, or another thread paused it, it is left as it is: only a pause this call
+    started is ended here, so threads verifying at once always leave it on.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def verify_envelope(
     raw: bytes,
     *,
@@ -414,6 +451,19 @@ def verify_envelope(
     at. Raises VerifierError only for the caller's own mistakes: no anchors configured at all,
     a naive `at`, an `expected_nonce` of the wrong length. A bad envelope never raises.
     """
+    with _gc_paused():
+        return _verify(raw, trust_store, roots, device, expected_nonce, at, policy)
+
+
+def _verify(
+    raw: bytes,
+    trust_store: TrustStore | None,
+    roots: Sequence[x509.Certificate],
+    device: str | None,
+    expected_nonce: bytes | None,
+    at: dt.datetime | None,
+    policy: Policy | None,
+) -> Verdict:
     policy = policy or DEFAULT_POLICY
     when = _now_utc(at)
     if trust_store is None and not roots:

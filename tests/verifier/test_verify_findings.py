@@ -497,6 +497,24 @@ def _(tmp: Path):
     return dev().envelope(data='{"model-name": ' + "[" * 2000 + "]" * 2000 + "}"), ok_args(dev())
 
 
+@case("dossier-too-deep-for-the-policy", FindingId.DOSSIER_TOO_DEEP, Severity.ERROR, "deeper than 32 levels")
+def _(tmp: Path):
+    # parses (far within the interpreter's limit), fails the schema, and is counted before
+    # jsonschema explains the failure
+    document = dossier("1580")
+    document["version"] = {"result-code": "Success", "version": "[" * 40 + "]" * 40}
+    document["platform"] = {"result-code": "Success", "platform": 1}
+    text = json.dumps(document).replace('"' + "[" * 40 + "]" * 40 + '"', "[" * 40 + "]" * 40)
+    return dev().envelope(data=text), ok_args(dev())
+
+
+@case("dossier-too-deep-unvalidated", FindingId.DOSSIER_TOO_DEEP, Severity.ERROR, "deeper than 32 levels")
+def _(tmp: Path):
+    # without the schema check, nothing bounds the depth but the count
+    return (dev().envelope(data='{"model-name": "m", "nonce": "x", "deep": ' + "[" * 33 + "]" * 33 + "}"),
+            ok_args(dev(), policy=Policy(validate_dossier=False)))
+
+
 @case("dossier-invalid-json", FindingId.DOSSIER_INVALID_JSON, Severity.ERROR, "looks like JSON")
 def _(tmp: Path):
     return dev().envelope(data='{"model-name": NaN}'), ok_args(dev())

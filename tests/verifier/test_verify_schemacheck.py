@@ -192,3 +192,40 @@ def test_sha256_column_says_yes_only_when_every_item_matches(column: list[str]) 
     assert not whole or each, column
     if each and not any("\n" in text for text in column):
         assert whole, column
+
+
+def _depth(value) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+@pytest.mark.parametrize(("schema", "bound"), [
+    ({"type": "string"}, 0),
+    ({"enum": ["a", "b"]}, 0),
+    ({"type": "array", "items": {"type": "integer"}}, 1),
+    ({"type": "object", "additionalProperties": False, "properties": {"a": {"type": "array", "items": {"type": "null"}}}}, 2),
+    ({"type": "object"}, None),  # any member, any depth
+    ({"type": "array"}, None),
+    ({}, None),
+    ({"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object", "additionalProperties": False}}]}, 2),
+    ({"oneOf": [{"type": "string"}, {}]}, None),
+    ({"allOf": [{}, {"type": "string"}]}, 0),
+    ({"$defs": {"n": {"type": "array", "items": {"$ref": "#/$defs/n"}}}, "$ref": "#/$defs/n"}, None),  # recursive
+])
+def test_instance_depth_bound(schema, bound) -> None:
+    from verifier._schemacheck import instance_depth_bound
+
+    assert instance_depth_bound(schema) == bound
+
+
+def test_valid_dossiers_nest_within_the_schema_bound() -> None:
+    from verifier._schemacheck import instance_depth_bound
+
+    limit = instance_depth_bound(_SCHEMA)
+    assert limit is not None
+    for document in (_FULL, _MANY):
+        assert _depth(document) <= limit
+    assert _depth(_FULL) == limit  # the bound is tight for a dossier with every item
