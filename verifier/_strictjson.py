@@ -8,7 +8,6 @@ Unicode), trailing data (two documents, one signature). Each is rejected with it
 from __future__ import annotations
 
 import json
-from json.decoder import scanstring as _scanstring
 import math
 import re
 from functools import partial
@@ -22,6 +21,7 @@ __all__ = [
     "check_depth",
     "find_lone_surrogate",
     "lone_surrogate_problem",
+    "container_depth_within",
     "loads_strict",
 ]
 
@@ -147,120 +147,35 @@ def find_lone_surrogate(value: Any) -> str | None:
 
 
 _WS = re.compile(r"[ \t\n\r]*")
-_NUMBER = re.compile(r"(-?(?:0|[1-9][0-9]*))(\.[0-9]+)?([eE][-+]?[0-9]+)?")
-_LITERALS = (("true", True), ("false", False), ("null", None))
-_NON_FINITE = ("NaN", "Infinity", "-Infinity")
+# The envelope and other unsigned text: every hook (floats too: 1e999 would read as infinity).
+_STRICT_DECODER = json.JSONDecoder(
+    object_pairs_hook=_pairs_no_duplicates, parse_constant=_reject_constant, parse_float=_finite_float
+)
 
 
-def _syntax(text: str, position: int, what: str) -> JSONProblem:
-    line = text.count("\n", 0, position) + 1
-    column = position - (text.rfind("\n", 0, position) + 1) + 1
+def container_depth_within(value: Any, max_depth: int, finding_id: str = FindingId.ENVELOPE_TOO_DEEP) -> None:
+    """Raise JSONProblem if `value` nests deeper than `max_depth` (a scalar is 0, `{}` is 1).
+
+    For parsed text with few containers (an envelope: 6): walks containers only, never the
+    strings, however large."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if type(item) is dict else item if type(item) is list else None
+        if children is None:
+            continue
+        if depth + 1 > max_depth:
+            raise _too_deep(max_depth, finding_id)
+        stack.extend((child, depth + 1) for child in children if type(child) in (dict, list))
+
+
+def _too_deep(max_depth: int, finding_id: str) -> JSONProblem:
     return JSONProblem(
-        FindingId.ENVELOPE_INVALID_JSON,
-        f"not valid JSON: {what} at line {line} column {column}",
-        "one JSON object",
-        repr(text[position : position + 20]),
+        finding_id,
+        f"JSON nests deeper than {max_depth} levels; a device never prints that",
+        f"at most {max_depth} levels",
+        f"more than {max_depth}",
     )
-
-
-def _key(text: str, position: int) -> tuple[str, int]:
-    """Read `"key" :` at `position` (after whitespace); return the key and the value's position."""
-    if text.startswith('"', position):
-        try:
-            key, position = _scanstring(text, position + 1, True)
-        except ValueError:
-            raise _syntax(text, position, "invalid string") from None
-        position = _WS.match(text, position).end()
-        if text.startswith(":", position):
-            return key, _WS.match(text, position + 1).end()
-        raise _syntax(text, position, "expecting ':'")
-    raise _syntax(text, position, "expecting a property name in double quotes")
-
-
-def parse_iterative(text: str, max_depth: int) -> tuple[Any, int]:
-    """Parse one JSON value strictly, without recursion: returns (value, end position).
-
-    For the envelope: few tokens, one possibly huge string. Strings go through the json
-    module's C string scanner (once each, unlike a separate depth pre-scan plus a parse), so
-    the nesting depth is bounded as containers open, duplicate keys and NaN/Infinity are
-    refused as they are read, and no input can make it recurse.
-    """
-    skip, scan, length = _WS.match, _scanstring, len(text)
-    position = skip(text, 0).end()
-    stack: list[list[Any]] = []  # [container, pending key] per open container
-    while True:
-        if position >= length:
-            raise _syntax(text, position, "unexpected end of input")
-        char = text[position]
-        if char == '"':
-            try:
-                value, position = scan(text, position + 1, True)
-            except ValueError:
-                raise _syntax(text, position, "invalid string") from None
-        elif char == "{" or char == "[":
-            if len(stack) >= max_depth:
-                raise JSONProblem(
-                    FindingId.ENVELOPE_TOO_DEEP,
-                    f"JSON nests deeper than {max_depth} levels; a device never prints that",
-                    f"at most {max_depth} levels",
-                    f"more than {max_depth}",
-                )
-            container: Any = {} if char == "{" else []
-            position = skip(text, position + 1).end()
-            if text.startswith("}" if char == "{" else "]", position):
-                value, position = container, position + 1
-            else:
-                key = None
-                if char == "{":
-                    key, position = _key(text, position)
-                stack.append([container, key])
-                continue
-        elif char in "-0123456789" and not text.startswith("-Infinity", position):
-            match = _NUMBER.match(text, position)
-            if match is None:
-                raise _syntax(text, position, "expecting a value")
-            integer, fraction, exponent = match.groups()
-            try:
-                value = _finite_float(match.group()) if fraction or exponent else int(integer)
-            except JSONProblem:
-                raise
-            except ValueError:  # an integer over sys.get_int_max_str_digits() digits
-                raise _syntax(text, position, "number too long") from None
-            position = match.end()
-        else:
-            for word in _NON_FINITE:
-                if text.startswith(word, position):
-                    _reject_constant(word)
-            for word, literal in _LITERALS:
-                if text.startswith(word, position):
-                    value, position = literal, position + len(word)
-                    break
-            else:
-                raise _syntax(text, position, "expecting a value")
-        # a value is complete: attach it, closing every container it completes
-        while True:
-            if not stack:
-                return value, position
-            frame = stack[-1]
-            container = frame[0]
-            is_object = type(container) is dict
-            if is_object:
-                if frame[1] in container:
-                    _pairs_no_duplicates([(frame[1], None), (frame[1], None)])
-                container[frame[1]] = value
-            else:
-                container.append(value)
-            position = skip(text, position).end()
-            if text.startswith(",", position):
-                position = skip(text, position + 1).end()
-                if is_object:
-                    frame[1], position = _key(text, position)
-                break
-            if text.startswith("}" if is_object else "]", position):
-                value, position = container, position + 1
-                stack.pop()
-                continue
-            raise _syntax(text, position, "expecting ',' or a closing bracket")
 
 
 def loads_strict(
@@ -276,8 +191,8 @@ def loads_strict(
     """Parse one JSON value from `text` (leading/trailing whitespace allowed) or raise JSONProblem.
 
     `signed=True` is for text covered by a verified signature (a dossier: many small strings;
-    C parser after a byte-level depth count); otherwise the text is an
-    envelope (few, possibly huge strings: `parse_iterative`).
+    C parser after a byte-level depth count); otherwise the text is an envelope (few
+    containers, possibly huge strings: C parser, then its containers' depth).
     `raw` is `text` as UTF-8 when the caller has it. `check_surrogates=False` leaves the lone
     surrogate check to the caller (the envelope checks its few strings itself).
     `depth_counted_by_caller=True` (signed text only) skips the byte-level depth count, for a
@@ -286,8 +201,8 @@ def loads_strict(
     The C parser itself never recurses without limit: it raises RecursionError at the
     interpreter's recursion limit, which is reported here as too deep.
     """
-    # Two ways to find the brackets outside strings, each faster where it is used: byte
-    # operations for texts with many strings, a token walk for big texts with few strings.
+    # Two ways to bound the depth, each faster where it is used: byte operations before
+    # parsing texts with many strings, a walk of the containers after parsing the others.
     if signed:
         # Many small strings: count the depth with byte operations, then the C parser.
         if raw is None:
@@ -297,7 +212,10 @@ def loads_strict(
         start = len(text) - len(text.lstrip(_WHITESPACE))
         parse = partial(_SIGNED_DECODER.raw_decode, text, start)
     else:
-        parse = partial(parse_iterative, text, max_depth)
+        # Few containers, possibly one huge string: the C parser (it stops at the interpreter's
+        # recursion limit, below), then the depth of the containers it built.
+        start = _WS.match(text, 0).end()
+        parse = partial(_STRICT_DECODER.raw_decode, text, start)
     try:
         value, end = parse()
     except JSONProblem:
@@ -320,6 +238,8 @@ def loads_strict(
         raise JSONProblem(
             FindingId.ENVELOPE_INVALID_JSON, f"not acceptable JSON: {exc}", "one JSON object", "a number too long"
         ) from None
+    if not signed:
+        container_depth_within(value, max_depth, depth_id)
     rest = text[end:]
     if rest.strip(_WHITESPACE):
         offset = end + len(rest) - len(rest.lstrip(_WHITESPACE))

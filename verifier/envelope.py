@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from ._strictjson import _SURROGATE_ESCAPE, JSONProblem, find_lone_surrogate, lone_surrogate_problem, loads_strict
+from ._strictjson import JSONProblem, find_lone_surrogate, lone_surrogate_problem, loads_strict
 from .findings import Finding, FindingId, Severity
 from .policy import DEFAULT_POLICY, MAX_CERTIFICATES, Policy
 
@@ -317,10 +317,8 @@ def parse_envelope(raw: bytes, policy: Policy = DEFAULT_POLICY) -> ParseResult:
                 ders.append(der)
         # Lone surrogates: the few small strings are searched; `data` (possibly megabytes) is
         # checked by encoding it, which the signed bytes need anyway.
-        surrogate = None
-        if _SURROGATE_ESCAPE.search(raw, start):  # else no string can hold one
-            small = [list(document), {key: value for key, value in body.items() if key != "data"}]
-            surrogate = find_lone_surrogate(small)
+        small = [list(document), {key: value for key, value in body.items() if key != "data"}]
+        surrogate = find_lone_surrogate(small)
         data_utf8 = b""
         if surrogate is None:
             try:

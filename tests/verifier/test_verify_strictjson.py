@@ -1,4 +1,4 @@
-"""The envelope's iterative strict parser agrees with the stdlib parser made strict."""
+"""The envelope's strict parser agrees with the stdlib parser made strict the obvious way."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from verifier._strictjson import JSONProblem, brackets_outside_strings, check_depth, parse_iterative
+from verifier._strictjson import JSONProblem, brackets_outside_strings, check_depth, loads_strict
 
 MAX_DEPTH = 8
 
@@ -54,12 +54,9 @@ def _leaves(value):
 
 def _ours(text: str):
     try:
-        value, end = parse_iterative(text, MAX_DEPTH)
+        return loads_strict(text, max_depth=MAX_DEPTH, check_surrogates=False)
     except JSONProblem:
         return None
-    if text[end:].strip(" \t\r\n"):
-        return None
-    return value
 
 
 _values = st.recursive(
@@ -101,3 +98,11 @@ def test_byte_level_depth_count(text: str, depth: int, deep: bool) -> None:
             check_depth(brackets, depth)
     else:
         check_depth(brackets, depth)
+
+
+@pytest.mark.parametrize("text", ["[" * 9 + "]" * 9, '{"a": ' * 9 + "1" + "}" * 9, "[" * 5000 + "]" * 5000])
+def test_too_deep_is_one_finding_however_deep(text: str) -> None:
+    with pytest.raises(JSONProblem) as caught:
+        loads_strict(text, max_depth=MAX_DEPTH)
+    assert caught.value.finding_id == "envelope.too_deep"
+    loads_strict("[" * 8 + "]" * 8, max_depth=MAX_DEPTH)  # exactly the limit is fine
