@@ -131,19 +131,28 @@ _SIGNED_DECODER = json.JSONDecoder(object_pairs_hook=_pairs_no_duplicates, parse
 
 def find_lone_surrogate(value: Any) -> str | None:
     """Return a description of the first lone surrogate in any key or string, else None."""
+    strings: list[str] = []
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, str):
-            match = _SURROGATE.search(item)
-            if match:
-                return f"U+{ord(match.group()):04X} in {item[:40]!r}"
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
+        kind = type(item)
+        if kind is str:
+            strings.append(item)
+        elif kind is dict:
+            strings.extend(item.keys())
             stack.extend(item.values())
-        elif isinstance(item, list):
+        elif kind is list:
             stack.extend(item)
-    return None
+    try:
+        "".join(strings).encode("utf-8")  # one C pass: only a lone surrogate cannot be encoded
+        return None
+    except UnicodeEncodeError:
+        pass
+    for item in strings:
+        match = _SURROGATE.search(item)
+        if match:
+            return f"U+{ord(match.group()):04X} in {item[:40]!r}"
+    return None  # unreachable: encoding failed on one of them
 
 
 _WS = re.compile(r"[ \t\n\r]*")
