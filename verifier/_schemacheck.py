@@ -171,9 +171,13 @@ class _Compiler:
         not_number = "False" if types in (["number"], ["integer"]) else f"type({var}) not in _NUMBER"
         if "const" in schema:
             value = schema["const"]
-            if type(value) not in (str, type(None)):
-                raise UnsupportedSchema("const is supported for strings and null only")
-            tests.append(f"{var} is None" if value is None else f"({is_str} and {var} == {value!r})")
+            if type(value) is int:
+                # JSON Schema equality: 1.0 equals 1, a boolean never equals a number
+                tests.append(f"(type({var}) in _NUMBER and {var} == {value!r})")
+            elif type(value) in (str, type(None)):
+                tests.append(f"{var} is None" if value is None else f"({is_str} and {var} == {value!r})")
+            else:
+                raise UnsupportedSchema("const is supported for strings, integers and null only")
         if "enum" in schema:
             if not all(type(value) is str for value in schema["enum"]):
                 raise UnsupportedSchema("enum is supported for strings only")

@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 
 import schemas
 
+from ._schemacheck import UnsupportedSchema, compile_schema
 from .chain import fingerprint
 from .errors import TrustStoreError
 
@@ -136,6 +137,15 @@ def _validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schemas.load("truststore"))
 
 
+@cache
+def _is_valid() -> Any:
+    """The compiled yes/no schema check (jsonschema then explains a failure)."""
+    try:
+        return compile_schema(schemas.load("truststore"))
+    except UnsupportedSchema:
+        return _validator().is_valid
+
+
 _CERT_CACHE_SIZE = 4096  # one root (and maybe a leaf) per device
 _cert_cache: dict[tuple[str, str], x509.Certificate] = {}
 
@@ -186,6 +196,7 @@ class TrustStore:
         # file -> (identity of the version read, parsed content). Writes replace files (a new
         # inode), so a changed identity means re-read: verifying a batch reads each file once.
         self._files: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+        self._device_files: dict[str, Path] = {}
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -230,24 +241,31 @@ class TrustStore:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _read(self, file: Path) -> dict[str, Any]:
+    def _read(self, file: Path, *, shared: bool = False, missing_ok: bool = False) -> Any:
+        """The file's content, read once per version of the file. A copy the caller may change,
+        or with `shared`, the cached object itself (for readers that only look). With
+        `missing_ok`, None for a file that does not exist."""
         try:
             status = file.stat()
+        except FileNotFoundError:
+            if missing_ok:
+                return None
+            raise TrustStoreError(f"{file}: cannot be read (it does not exist); the store is damaged") from None
         except OSError as exc:
             raise TrustStoreError(f"{file}: cannot be read ({exc.strerror or exc}); the store is damaged") from None
         identity = (status.st_ino, status.st_mtime_ns, status.st_size)
         cached = self._files.get(file)
-        if cached is not None and cached[0] == identity:
-            return copy.deepcopy(cached[1])  # callers may change what they get
-        content = self._read_uncached(file)
-        self._files[file] = (identity, copy.deepcopy(content))
-        return content
+        if cached is None or cached[0] != identity:
+            cached = self._files[file] = (identity, self._read_uncached(file))
+        return cached[1] if shared else copy.deepcopy(cached[1])
 
     def _read_uncached(self, file: Path) -> dict[str, Any]:
         try:
             content = json.loads(file.read_text("utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise TrustStoreError(f"{file}: cannot be read as JSON ({exc}); the store is damaged") from None
+        if _is_valid()(content):
+            return content
         errors = sorted(self._validator.iter_errors(content), key=lambda error: error.path)
         if errors:
             raise TrustStoreError(
@@ -273,16 +291,19 @@ class TrustStore:
             raise
 
     def _device_file(self, device: str) -> Path:
-        if not device or len(device) > 255:
-            raise TrustStoreError(f"device name {device!r} must be 1 to 255 characters")
-        name = device if _SAFE_NAME.fullmatch(device) else "%" + urllib.parse.quote(device, safe="")
-        return self.path / "devices" / f"{name}.json"
+        file = self._device_files.get(device)
+        if file is None:
+            if not device or len(device) > 255:
+                raise TrustStoreError(f"device name {device!r} must be 1 to 255 characters")
+            name = device if _SAFE_NAME.fullmatch(device) else "%" + urllib.parse.quote(device, safe="")
+            file = self._device_files[device] = self.path / "devices" / f"{name}.json"
+        return file
 
-    def _device_record(self, device: str) -> dict[str, Any] | None:
+    def _device_record(self, device: str, *, shared: bool = False) -> dict[str, Any] | None:
         file = self._device_file(device)
-        if not file.exists():
+        record = self._read(file, shared=shared, missing_ok=True)
+        if record is None:
             return None
-        record = self._read(file)
         if record["device"] != device:
             raise TrustStoreError(
                 f"{file}: holds device {record['device']!r}, expected {device!r}; the store is damaged"
@@ -304,7 +325,7 @@ class TrustStore:
         """Every enrolled device name, sorted."""
         names = []
         for file in sorted((self.path / "devices").glob("*.json")):
-            names.append(self._read(file)["device"])
+            names.append(self._read(file, shared=True)["device"])
         return sorted(names)
 
     def __contains__(self, device: str) -> bool:
@@ -312,7 +333,7 @@ class TrustStore:
 
     def root_entries(self, device: str) -> list[RootEntry]:
         """Every root enrolled for `device` (any window); [] if the device is unknown."""
-        record = self._device_record(device)
+        record = self._device_record(device, shared=True)
         if record is None:
             return []
         file = self._device_file(device)
@@ -328,14 +349,14 @@ class TrustStore:
 
     def pinned_leaf(self, device: str) -> x509.Certificate | None:
         """The pinned leaf of `device`, if any (for envelopes signed without include-certificate)."""
-        record = self._device_record(device)
+        record = self._device_record(device, shared=True)
         if record is None or record["pinned_leaf"] is None:
             return None
         return _load_cert(record["pinned_leaf"], self._device_file(device))
 
     def intermediates_for(self, device: str) -> list[x509.Certificate]:
         """Intermediates enrolled for `device` (an enterprise CA's sub-CAs)."""
-        record = self._device_record(device)
+        record = self._device_record(device, shared=True)
         if record is None:
             return []
         return [_load_cert(item, self._device_file(device)) for item in record["intermediates"]]
@@ -345,13 +366,13 @@ class TrustStore:
         file = self.path / "pool.json"
         if not file.exists():
             return []
-        return [_root_entry(item, file) for item in self._read(file)["certificates"]]
+        return [_root_entry(item, file) for item in self._read(file, shared=True)["certificates"]]
 
     def devices_for_root(self, sha256: str) -> list[str]:
         """Devices that have the root with this SHA-256 enrolled directly."""
         found = []
         for file in sorted((self.path / "devices").glob("*.json")):
-            record = self._read(file)
+            record = self._read(file, shared=True)
             if any(item["sha256"] == sha256 for item in record["roots"]):
                 found.append(record["device"])
         return found

@@ -30,7 +30,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import jsonschema
@@ -107,16 +107,7 @@ class Verdict:
         """A JSON-ready dict that validates against schemas/verdict.schema.json."""
 
         def cert(c: x509.Certificate | None) -> dict[str, Any] | None:
-            if c is None:
-                return None
-            return {
-                "sha256": fingerprint(c),
-                "subject": c.subject.rfc4514_string(),
-                "issuer": c.issuer.rfc4514_string(),
-                "serial": format(c.serial_number, "X"),
-                "not_before": c.not_valid_before_utc.isoformat(),
-                "not_after": c.not_valid_after_utc.isoformat(),
-            }
+            return None if c is None else dict(_certificate_json(c))
 
         return {
             "trusted": self.trusted,
@@ -132,6 +123,20 @@ class Verdict:
             "is_dossier": self.dossier is not None,
             "findings": [finding.to_json() for finding in self.findings],
         }
+
+
+@lru_cache(maxsize=4096)
+def _certificate_json(c: x509.Certificate) -> dict[str, Any]:
+    """A certificate as the verdict shows it. Cached: a collector sees the same device
+    certificates at every poll, and formatting names costs more than verifying a signature."""
+    return {
+        "sha256": fingerprint(c),
+        "subject": c.subject.rfc4514_string(),
+        "issuer": c.issuer.rfc4514_string(),
+        "serial": format(c.serial_number, "X"),
+        "not_before": c.not_valid_before_utc.isoformat(),
+        "not_after": c.not_valid_after_utc.isoformat(),
+    }
 
 
 @cache

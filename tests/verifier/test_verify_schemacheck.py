@@ -229,3 +229,14 @@ def test_valid_dossiers_nest_within_the_schema_bound() -> None:
     for document in (_FULL, _MANY):
         assert _depth(document) <= limit
     assert _depth(_FULL) == limit  # the bound is tight for a dossier with every item
+
+
+@pytest.mark.parametrize("value", [1, 1.0, True, 2, "1", None, 0, False])
+def test_integer_const_follows_json_schema_equality(value) -> None:
+    schema = {"type": "object", "properties": {"v": {"const": 1}}, "required": ["v"]}
+    assert compile_schema(schema)({"v": value}) == jsonschema.Draft202012Validator(schema).is_valid({"v": value})
+
+
+def test_the_trust_store_and_metadata_schemas_compile() -> None:
+    for name in ("truststore", "metadata"):
+        compile_schema(schemas.load(name))  # the trust store reads each device file through it
