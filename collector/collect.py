@@ -29,6 +29,8 @@ from typing import Any, TypeVar
 
 from cryptography import x509
 
+from verifier.policy import Policy
+
 from .alerts import AlertSink
 from .errors import CollectorError
 from .inventory import Device
@@ -321,11 +323,16 @@ class Collector:
             started=result.started, received=result.received, duration_s=result.duration_s,
             extra={"port": device.port, "command": command, "items": list(items),
                    "attempts": attempt, "exit_status": result.exit_status},
+            index=False,  # one index write below, with the verdict when there is one
         )
         outcome.bytes, outcome.path, outcome.nonce = record.bytes, record.path, nonce_hex
         outcome.received = record.received
         outcome.duration_s = time.monotonic() - begin
-        self._verify_and_record(device, record, result, nonce_hex, outcome, state)
+        try:
+            self._verify_and_record(device, record, result, nonce_hex, outcome, state)
+        finally:
+            if record.trusted is None:  # no verdict was recorded: index the envelope alone
+                self.store.index(record)
         return outcome
 
     def _backoff(self, attempt: int) -> float:
@@ -430,6 +437,7 @@ class Checked:
 
 
 _TRUST_STORES: dict[str, Any] = {}
+_COLLECTED_POLICY = Policy(require_dossier=True)  # the collector asked for a dossier: text is not one
 
 
 def verify_bytes(raw: bytes, trust_store_path: str | None, device: str, nonce_hex: str,
@@ -437,7 +445,7 @@ def verify_bytes(raw: bytes, trust_store_path: str | None, device: str, nonce_he
     """Verify one envelope with the verifier library, at the time it was received."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from verifier import Policy, TrustStore, VerifierError, verify_envelope
+    from verifier import TrustStore, VerifierError, verify_envelope
 
     trust_store = None
     if trust_store_path is not None:
@@ -447,7 +455,7 @@ def verify_bytes(raw: bytes, trust_store_path: str | None, device: str, nonce_he
     try:
         verdict = verify_envelope(raw, trust_store=trust_store, device=device,
                                   expected_nonce=bytes.fromhex(nonce_hex),
-                                  at=received, policy=Policy(require_dossier=True))
+                                  at=received, policy=_COLLECTED_POLICY)
     except VerifierError as exc:
         return Checked(False, {}, [], [], {}, None, None, {}, refused=str(exc))
     findings = [_finding_json(f) for f in verdict.findings]

@@ -89,6 +89,11 @@ class HostKey:
         return paramiko.PKey.from_type_string(self.key_type, base64.b64decode(self.key_base64))
 
     @property
+    def blob(self) -> bytes:
+        """The public key blob, as the device sends it in the SSH handshake."""
+        return base64.b64decode(self.key_base64)
+
+    @property
     def fingerprint(self) -> str:
         """OpenSSH-style `SHA256:...` fingerprint."""
         return ssh_fingerprint(base64.b64decode(self.key_base64))

@@ -98,6 +98,8 @@ def _check_host_key(transport: paramiko.Transport, known_name: str, pinned: Host
                     name: str) -> None:
     offered = transport.get_remote_server_key()
     blob = offered.asbytes()
+    if pinned is not None and pinned.blob == blob:
+        return  # the public key blob (type name and key) is exactly the pinned one
     offered_line = f"{known_name} {offered.get_name()} {base64.b64encode(blob).decode()}"
     fingerprint = ssh_fingerprint(blob)
     if pinned is None:
@@ -107,14 +109,15 @@ def _check_host_key(transport: paramiko.Transport, known_name: str, pinned: Host
             f"(show crypto key mypubkey), then pin it with `host_key: \"{offered_line}\"` in the "
             "inventory. Unknown keys are never accepted automatically."
         )
-    if pinned.to_pkey().asbytes() != blob:
-        raise HostKeyError(
-            f"{name}: HOST KEY MISMATCH for {known_name}: expected {pinned.key_type} "
-            f"{pinned.fingerprint} (pinned in the inventory), found {offered.get_name()} "
-            f"{fingerprint}. Someone may be intercepting the connection, or the device was "
-            f"re-imaged. Verify on the console; only then replace the pin with "
-            f"`host_key: \"{offered_line}\"`."
-        )
+    if pinned.to_pkey().asbytes() == blob:
+        return  # the same key, pinned in another (non-canonical) encoding
+    raise HostKeyError(
+        f"{name}: HOST KEY MISMATCH for {known_name}: expected {pinned.key_type} "
+        f"{pinned.fingerprint} (pinned in the inventory), found {offered.get_name()} "
+        f"{fingerprint}. Someone may be intercepting the connection, or the device was "
+        f"re-imaged. Verify on the console; only then replace the pin with "
+        f"`host_key: \"{offered_line}\"`."
+    )
 
 
 def _authenticate(transport: paramiko.Transport, username: str, credential: Credential,

@@ -143,9 +143,11 @@ def write_file_atomically(path: Path, data: bytes, *, replace: bool = False, mod
         tmp.unlink(missing_ok=True)
         raise
     os.close(fd)
+    linked = False
     try:
         if replace:
             os.replace(tmp, path)
+            linked = True  # the temporary name is gone
         else:
             try:
                 os.link(tmp, path)
@@ -163,7 +165,8 @@ def write_file_atomically(path: Path, data: bytes, *, replace: bool = False, mod
                     raise StoreError(f"expected {path} not to exist, found it there") from exc
                 os.rename(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        if not linked:
+            tmp.unlink(missing_ok=True)
     if sync and sync_dir:
         _fsync_dir(path.parent)
 
@@ -281,8 +284,13 @@ class Store:
     # --- writing ---------------------------------------------------------------------------
 
     def save(self, *, device: str, host: str, nonce_hex: str, output: bytes, started: datetime,
-             received: datetime, duration_s: float, extra: Mapping[str, Any] | None = None) -> EnvelopeRecord:
-        """Store `output` byte for byte plus its metadata, index it, and return the record."""
+             received: datetime, duration_s: float, extra: Mapping[str, Any] | None = None,
+             index: bool = True) -> EnvelopeRecord:
+        """Store `output` byte for byte plus its metadata, index it, and return the record.
+
+        `index=False` leaves the index row to `save_verdict` (or `index`), so that a verified
+        envelope costs one index write, not two; the caller must then make sure one of them runs
+        (a crash in between is covered: the run marks the index dirty, and it is rebuilt)."""
         from . import __version__
 
         device_dir = self._directory(self.root / check_device_name(device))
@@ -315,9 +323,14 @@ class Store:
                                 received=meta["received"], bytes=len(output), sha256=digest,
                                 host=host, nonce=nonce_hex, started=meta["started"],
                                 duration_s=meta["duration_s"])
+        if index:
+            self.index(record)
+        return record
+
+    def index(self, record: EnvelopeRecord) -> None:
+        """Write `record`'s row in the index (replacing an older one for the same file)."""
         with self._lock:
             self._insert(self._connection(), record)
-        return record
 
     def save_verdict(self, record: EnvelopeRecord, verdict_json: Mapping[str, Any], *,
                      trusted: bool, reasons: list[str], days_leaf: int | None,
