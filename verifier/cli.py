@@ -245,7 +245,7 @@ def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tupl
         store_path = str(_open_store(trust_store).path)
     policy = Policy(allow_dsa=allow_dsa, require_dossier=require_dossier, insecure_skip_nonce=insecure_skip_nonce)
     settings = _Settings(store_path, _load_roots(roots), device, nonce, at, policy, profiles)
-    stdin_bytes = click.get_binary_stream("stdin").read(policy.max_envelope_bytes + 1) if "-" in files else None
+    stdin_bytes = _stdin_bytes().read(policy.max_envelope_bytes + 1) if "-" in files else None
     results = []
     stream = _run(list(files), settings, jobs, stdin_bytes)
     if not as_json and len(files) > _PROGRESS_FROM and sys.stderr.isatty():
@@ -421,3 +421,9 @@ def register(group: click.Group) -> None:
     """Add this package's subcommands to the top-level `dossier` group."""
     group.add_command(verify_command)
     group.add_command(trust_group)
+
+
+def _stdin_bytes() -> Any:
+    """Standard input as bytes (click.get_binary_stream is deprecated in Click 8.2)."""
+    stream = sys.stdin
+    return getattr(stream, "buffer", stream)

@@ -374,23 +374,59 @@ def _check_data(verdict: Verdict, envelope: Envelope, expected_nonce: bytes | No
     verdict.data = data
 
 
+# Parsing attempts from every '{' of signed text may re-read text; past this many characters
+# read (a multiple of the text's length) the text is refused rather than looked into further.
+_EMBEDDED_SCAN_BUDGET = 8
+
+
 def _embedded_dossier(data: str, policy: Policy) -> bool:
-    """Whether a JSON object with `model-name` starts at the first '{' of text that is not a
-    dossier as a whole (e.g. after a BOM, with its key spelled with escapes)."""
+    """Whether a JSON object with `model-name` starts at any '{' of text that is not a dossier
+    as a whole (after a BOM, behind a decoy object, with its key spelled with escapes).
+
+    Every '{' is tried, not only the first: a decoy '{}' or a stray '{' must not hide a dossier
+    after it. Objects found are searched for nested ones too (a dossier inside another object).
+    The depth is bounded first, and the total work is bounded by `_EMBEDDED_SCAN_BUDGET`:
+    text that would cost more to look into is refused rather than passed as plain text.
+    """
     brace = data.find("{")
     if brace < 0:
         return False
     text = data[brace:]
     try:
-        # depth bounded first, as everywhere; whatever follows the object is ignored here
+        # depth bounded first, as everywhere; whatever follows an object is ignored here
         check_depth(brackets_outside_strings(text.encode("utf-8", "surrogatepass")), policy.max_json_depth)
     except JSONProblem:
         return True  # cannot be looked into safely: refuse rather than pass it as plain text
-    try:
-        value, _ = _FIRST_OBJECT.raw_decode(text)
-    except ValueError:  # not JSON at its first '{'
-        return False
-    return isinstance(value, dict) and "model-name" in value
+    budget = _EMBEDDED_SCAN_BUDGET * len(text)
+    position = 0
+    while position >= 0:
+        try:
+            value, end = _FIRST_OBJECT.raw_decode(text, position)
+        except ValueError as exc:  # not JSON from this '{': the parser read up to exc.pos
+            end, after = getattr(exc, "pos", position), position + 1
+        else:
+            if _holds_dossier(value):  # searched at every depth: go on after the object
+                return True
+            after = end
+        budget -= max(end - position, 1)
+        if budget < 0:
+            return True  # too costly to look into: refuse rather than pass it as plain text
+        position = text.find("{", after)
+    return False
+
+
+def _holds_dossier(value: Any) -> bool:
+    """Whether `value` is, or contains at any depth, an object with a `model-name` member."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            if "model-name" in item:
+                return True
+            stack.extend(item.values())
+        elif type(item) is list:
+            stack.extend(item)
+    return False
 
 
 def _check_expiry(verdict: Verdict, when: dt.datetime, policy: Policy) -> None:

@@ -397,17 +397,42 @@ def test_envelope_root_enrolled_for_two_devices_needs_a_device_name(dev: vb.Devi
     assert not result.trusted and "trust.device_ambiguous" in result.ids(), result.ids()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "verifier/verify.py:_embedded_dossier (040f671) looks only at the first '{' of text that is "
-    "not a dossier: with '{}' (or any other small object or a stray '{') before it, a dossier "
-    "whose 'model-name' key is spelled with an escape still passes as plain text "
-    "(data.not_dossier, info) with its differing nonce unchecked. A heuristic cannot close this: "
-    "`utility sign` signs any text. The collector verifies with require_dossier (7cdd771) and "
-    "`dossier verify` does too for an envelope whose metadata says a dossier was asked for "
-    "(782ea76); a library call with the default policy still can. Fix: scan every '{' for an "
-    "object with model-name"))
-@pytest.mark.parametrize("lead", ["x {}\n", "x { y\n"])
+# Closed: _embedded_dossier used to look only at the first '{' of text that is not a dossier,
+# so a decoy '{}' (or a stray '{') hid a dossier whose 'model-name' key is spelled with an
+# escape, and it passed as plain text with its nonce unchecked. Every '{' is tried now.
+@pytest.mark.parametrize("lead", ["x {}\n", "x { y\n", '{"a": 1} {"b": [1, {"c": 2}]} {\n', "}{" * 50])
 def test_dossier_behind_a_decoy_object_is_not_trusted(dev: vb.Device, lead: str) -> None:
     text = json.dumps(vb.dossier("ffff")).replace('"model-name"', '"model\\u002dname"')
     result = verdict(dev, dev.envelope(data=lead + text))
     assert not result.trusted, result.ids()
+
+
+def test_dossier_nested_in_another_object_is_not_trusted(dev: vb.Device) -> None:
+    inner = json.dumps(vb.dossier("ffff")).replace('"model-name"', '"model\\u002dname"')
+    result = verdict(dev, dev.envelope(data='x {"wrapper": [1, ' + inner + "]}\n"))
+    assert not result.trusted, result.ids()
+
+
+@pytest.mark.parametrize("text", [
+    "Cisco IOS XR Software {v7.3.2} {a} {b: c}\n" * 200,
+    'interfaces:\n{"interfaces": [' + ", ".join(['{"name": "Gi0/0/0/%d"}' % i for i in range(500)]) + "]}\n",
+], ids=["braces-in-text", "json-after-a-line"])
+def test_plain_text_with_braces_is_still_plain_text(dev: vb.Device, text: str) -> None:
+    result = verdict(dev, dev.envelope(data=text))
+    assert result.trusted, result.ids()
+    assert "data.not_dossier" in result.ids()
+
+
+def test_text_too_costly_to_look_into_is_refused(dev: vb.Device, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 15 nested starts (within the depth limit), each parsing the whole unterminated list
+    # before it fails: looking into all would read the text 15 times, over the budget of 8
+    import verifier.verify as verify_module
+
+    text = "x " + '{"a": [' * 15 + "1, " * 20000 + "x\n"
+    reads: list[int] = []
+    real = verify_module._FIRST_OBJECT.raw_decode
+    monkeypatch.setattr(verify_module, "_FIRST_OBJECT", type("Spy", (), {
+        "raw_decode": staticmethod(lambda t, p: reads.append(p) or real(t, p))}))
+    result = verdict(dev, dev.envelope(data=text))
+    assert not result.trusted and "dossier.invalid_json" in result.ids(), result.ids()
+    assert len(reads) < 15  # stopped by the budget, not by running out of starts
