@@ -274,18 +274,24 @@ def _check_chain(
     return True
 
 
+def report_nonce_not_given(verdict: Verdict, policy: Policy, *, what: str, sent: str, how: str) -> None:
+    """No expected nonce: freshness is unknown, an error unless the policy's insecure switch.
+    `what` names the signed thing, `sent` the nonce expected, `how` how to pass it."""
+    if policy.insecure_skip_nonce:
+        policy.note_insecure_use()
+        verdict.add(FindingId.NONCE_NOT_CHECKED, Severity.WARNING,
+                    f"no expected nonce given (insecure_skip_nonce): freshness is not checked; "
+                    f"this {what} may be a replay", sent, "none")
+    else:
+        verdict.add(FindingId.NONCE_NOT_CHECKED, Severity.ERROR,
+                    f"no expected nonce given, so freshness is unknown; pass the nonce that was "
+                    f"sent ({how})", sent, "none")
+
+
 def _check_nonce(verdict: Verdict, envelope: Envelope, expected_nonce: bytes | None, policy: Policy) -> None:
     if expected_nonce is None:
-        if policy.insecure_skip_nonce:
-            policy.note_insecure_use()
-            verdict.add(FindingId.NONCE_NOT_CHECKED, Severity.WARNING,
-                        "no expected nonce given (insecure_skip_nonce): freshness is not checked; "
-                        "this envelope may be a replay", "the nonce the collector sent", "none")
-        else:
-            verdict.add(FindingId.NONCE_NOT_CHECKED, Severity.ERROR,
-                        "no expected nonce given, so freshness is unknown; pass the nonce that was "
-                        "sent (--nonce HEX, or the collector's .meta.json)",
-                        "the nonce the collector sent", "none")
+        report_nonce_not_given(verdict, policy, what="envelope", sent="the nonce the collector sent",
+                               how="--nonce HEX, or the collector's .meta.json")
         return
     if not hmac.compare_digest(envelope.nonce, expected_nonce):
         verdict.add(FindingId.NONCE_MISMATCH, Severity.ERROR,

@@ -29,7 +29,7 @@ from ..errors import VerifierError
 from ..findings import FindingId, Severity
 from .findings import ProfileFindingId as PF
 from ..truststore import TrustStore
-from ..verify import Verdict
+from ..verify import Verdict, report_nonce_not_given
 
 __all__ = [
     "Anchors",
@@ -480,17 +480,8 @@ def pem_blocks(lines: Sequence[str], verdict: Verdict) -> list[PemBlock] | None:
 
 def check_nonce_given(verdict: Verdict, nonce: int | None, policy: Any) -> None:
     """No expected nonce: freshness is unknown (an error unless the policy's insecure switch)."""
-    if nonce is not None:
-        return
-    if policy.insecure_skip_nonce:
-        policy.note_insecure_use()
-        verdict.add(FindingId.NONCE_NOT_CHECKED, Severity.WARNING,
-                    "no expected nonce given (insecure_skip_nonce): freshness is not checked; this "
-                    "output may be a replay", "the nonce that was sent", "none")
-    else:
-        verdict.add(FindingId.NONCE_NOT_CHECKED, Severity.ERROR,
-                    "no expected nonce given, so freshness is unknown; pass the nonce that was sent "
-                    "(--nonce)", "the nonce that was sent", "none")
+    if nonce is None:
+        report_nonce_not_given(verdict, policy, what="output", sent="the nonce that was sent", how="--nonce")
 
 
 def certificate_summary(cert: x509.Certificate) -> dict[str, str]:
