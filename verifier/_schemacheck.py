@@ -132,12 +132,7 @@ class _Compiler:
         return name
 
     def resolve(self, reference: str) -> dict[str, Any]:
-        if not reference.startswith("#/"):
-            raise UnsupportedSchema(f"only local $ref is supported, found {reference!r}")
-        node: Any = self.root
-        for part in reference[2:].split("/"):
-            node = node[part]
-        return node
+        return _resolve_local(self.root, reference)
 
     def check(self, schema: Any, var: str) -> str:
         """A boolean expression that is true when `var` is valid against `schema`."""
@@ -493,7 +488,11 @@ def instance_depth_bound(schema: dict[str, Any]) -> int | None:
             values = node["enum"] if "enum" in node else [node["const"]]
             conjuncts.append(0 if all(not isinstance(value, (dict, list)) for value in values) else None)
         if "$ref" in node:
-            conjuncts.append(bound(_resolve_local(schema, node["$ref"]), visiting))
+            try:
+                target = _resolve_local(schema, node["$ref"])
+            except UnsupportedSchema:
+                target = True  # not followed: unbounded
+            conjuncts.append(bound(target, visiting))
         for sub in node.get("allOf", ()):
             conjuncts.append(bound(sub, visiting))
         for keyword in ("oneOf", "anyOf"):  # valid against one branch at least: the largest bound
@@ -507,8 +506,9 @@ def instance_depth_bound(schema: dict[str, Any]) -> int | None:
 
 
 def _resolve_local(root: dict[str, Any], reference: str) -> Any:
+    """The subschema a local `$ref` ("#/a/b") points to; UnsupportedSchema for any other."""
     if not reference.startswith("#/"):
-        return True  # not followed: unbounded
+        raise UnsupportedSchema(f"only local $ref is supported, found {reference!r}")
     node: Any = root
     for part in reference[2:].split("/"):
         node = node[part]
