@@ -128,11 +128,14 @@ def floor_poll(device: Device) -> int:
 
 
 def measure(label: str, work, concurrency: int, polls: int) -> dict[str, float]:
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+    usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     with PeakRss() as memory:
         work()
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    return {"label": label, "devices_per_s": polls / wall, "cpu_ms_per_poll": 1000 * cpu / polls,
+    wall, usage = time.perf_counter() - wall0, resource.getrusage(resource.RUSAGE_SELF)
+    user, system = usage.ru_utime - usage0.ru_utime, usage.ru_stime - usage0.ru_stime
+    switches = (usage.ru_nvcsw + usage.ru_nivcsw) - (usage0.ru_nvcsw + usage0.ru_nivcsw)
+    return {"label": label, "devices_per_s": polls / wall, "cpu_ms_per_poll": 1000 * (user + system) / polls,
+            "sys_ms_per_poll": 1000 * system / polls, "switches_per_poll": switches / polls,
             "wall_s": wall, "mem_kib_per_session": memory.growth / 1024 / concurrency}
 
 
@@ -171,7 +174,8 @@ def main() -> None:
         for candidate in roots:
             enroll_root(trust, candidate, source="tofu")
         print(f"enrolled {len(fleet)} devices", flush=True)
-        header = (f"{'devices':>8} {'who':<10} {'dev/s':>8} {'cpu ms/poll':>12} {'wall s':>8} "
+        header = (f"{'devices':>8} {'who':<10} {'dev/s':>8} {'cpu ms/poll':>12} {'of it sys':>10} "
+                  f"{'ctx sw/poll':>11} {'wall s':>8} "
                   f"{'KiB/session':>12} {'ratio':>6}")
         print(header)
         print("-" * len(header))
@@ -225,7 +229,8 @@ def main() -> None:
             for result in results:
                 ratio = result["devices_per_s"] / results[0]["devices_per_s"]  # vs the floor
                 print(f"{size:>8} {result['label']:<10} {result['devices_per_s']:>8.1f} "
-                      f"{result['cpu_ms_per_poll']:>12.2f} {result['wall_s']:>8.2f} "
+                      f"{result['cpu_ms_per_poll']:>12.2f} {result['sys_ms_per_poll']:>10.2f} "
+                      f"{result['switches_per_poll']:>11.0f} {result['wall_s']:>8.2f} "
                       f"{result['mem_kib_per_session']:>12.0f} "
                       f"{'' if result is results[0] else f'{ratio:.2f}':>6}", flush=True)
         print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")

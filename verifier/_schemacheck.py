@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import operator
 import re
+from json import dumps as _dumps
 from collections.abc import Callable
 from itertools import chain
 from typing import Any
 
-__all__ = ["FAST_PATTERNS", "UnsupportedSchema", "compile_schema", "instance_depth_bound"]
+__all__ = [
+    "FAST_PATTERNS", "UnsupportedSchema", "compile_colon_counter", "compile_schema", "instance_depth_bound",
+    "numbers_within",
+]
 
 _IGNORED = frozenset({"$schema", "$id", "$defs", "$comment", "title", "description", "format", "default", "examples"})
 _SIMPLE = frozenset({"type", "const", "enum", "pattern", "minLength", "maxLength", "minimum", "maximum"})
@@ -102,6 +106,24 @@ _COLUMN_PATTERNS: dict[str, Callable[[list[str]], bool]] = {
 }
 
 
+# Patterns no string matching them can contain a ':' in (colon counts, below).
+_NO_COLON_PATTERNS = frozenset({BASE64_PATTERN, SHA256_HEX_PATTERN})
+# The keywords the compiled check implements (anything else is UnsupportedSchema).
+_OBJECT_AND_COMBINATORS = frozenset({
+    "$ref", "required", "properties", "additionalProperties", "propertyNames", "items",
+    "oneOf", "anyOf", "allOf", "not",
+})
+
+
+_COUNT_COLONS = operator.methodcaller("count", ":")
+
+
+def _colons_of_any(value: Any) -> int:
+    """The ':' characters of `value` written as JSON: one per object member, plus those inside
+    strings (keys and values). The exact definition the compiled counters must agree with."""
+    return _dumps(value).count(":")
+
+
 # Lists at least this long are checked column by column first (see `_Compiler.column`); shorter
 # ones go item by item, which costs less for them.
 COLUMN_MIN_ITEMS = 8
@@ -123,8 +145,13 @@ class _Compiler:
         self.names: dict[int, str] = {}
         self.constants: dict[str, Any] = {
             "_NUMBER": (int, float), "_MISSING": object(), "_chain": chain.from_iterable,
+            "_colons_of_any": _colons_of_any,
         }
         self.columns: dict[int, str] = {}
+        self.counters: dict[int, tuple[str, int | None]] = {}
+        self.colon_columns: dict[int, str] = {}
+        self.branch_counters: dict[int, str] = {}
+        self.counting: set[int] = set()  # schemas whose count is being compiled (recursion)
 
     def constant(self, value: Any) -> str:
         name = f"_c{len(self.constants)}"
@@ -355,10 +382,7 @@ class _Compiler:
                 return self.names[key]
         name = f"_f{len(self.names)}"
         self.names[key] = name  # before compiling the body: recursive schemas refer to it
-        unknown = set(schema) - _IGNORED - _SIMPLE - {
-            "$ref", "required", "properties", "additionalProperties", "propertyNames", "items",
-            "oneOf", "anyOf", "allOf", "not",
-        }
+        unknown = set(schema) - _IGNORED - _SIMPLE - _OBJECT_AND_COMBINATORS
         if unknown:
             raise UnsupportedSchema(f"unsupported keywords {sorted(unknown)}")
         body: list[str] = []
@@ -434,6 +458,198 @@ class _Compiler:
         self.source.append("    return True")
         return name
 
+    # Colon counts. A JSON text holds one ':' per object member plus those inside its strings;
+    # so does the value it parses to, unless a duplicate key made the parser drop members (or
+    # a \u003a escape wrote a colon without one). The verifier compares the two counts instead
+    # of looking at every object's keys while parsing (see `_strictjson.colons_account_for`).
+    # For an instance known to be valid, the schema fixes most of its count: a closed object
+    # with all members required has a fixed number of members, a base64 string has no colon,
+    # a list of such records counts `len(list)` times the record's count. What the schema
+    # does not fix is counted from the instance (`len(v)`, `str.count`, `_colons_of_any`), so
+    # the count is exact for every valid instance, whatever the schema leaves open.
+
+    def colons(self, schema: Any, var: str) -> tuple[str, int | None]:
+        """(expression, constant): an expression for the ':' count of `var`, valid against
+        `schema`, and that count when it is the same for every valid instance (else None)."""
+        schema = self.dereference(schema)
+        if schema is False:
+            return "0", 0  # nothing is valid: never asked
+        if not isinstance(schema, dict) or not set(schema) - _IGNORED:
+            return f"_colons_of_any({var})", None
+        unknown = set(schema) - _IGNORED - _SIMPLE - _OBJECT_AND_COMBINATORS
+        if unknown:
+            raise UnsupportedSchema(f"unsupported keywords {sorted(unknown)}")
+        if "const" in schema or "enum" in schema:
+            values = schema["enum"] if "enum" in schema else [schema["const"]]
+            counts = {_colons_of_any(value) for value in values}
+            if len(counts) == 1:
+                count = counts.pop()
+                return str(count), count
+            return f"_colons_of_any({var})", None
+        structural = {"type", "properties", "additionalProperties", "items", "pattern"} & set(schema)
+        if not structural:
+            # Only combinators (or a $ref with siblings): any schema the instance is valid
+            # against gives the exact count; choose one that fixes the most.
+            if "$ref" in schema:
+                return self.colons(self.resolve(schema["$ref"]), var)
+            if "allOf" in schema and schema["allOf"]:
+                return self.colons(schema["allOf"][0], var)
+            for keyword in ("oneOf", "anyOf"):
+                if keyword in schema and schema[keyword]:
+                    return self.branch_colons(schema, keyword, var)
+            return f"_colons_of_any({var})", None
+        kinds = schema.get("type")
+        kinds = [kinds] if isinstance(kinds, str) else list(kinds) if kinds is not None else None
+        possible = set(kinds) if kinds is not None else {"object", "array", "string", "number"}
+        parts: list[tuple[str, str, int | None]] = []  # (python type test, expression, constant)
+        if "object" in possible:
+            parts.append(("dict", *self.object_colons(schema, var)))
+        if "array" in possible:
+            parts.append(("list", *self.array_colons(schema, var)))
+        if "string" in possible:
+            if schema.get("pattern") in _NO_COLON_PATTERNS:
+                parts.append(("str", "0", 0))
+            else:
+                parts.append(("str", f"{var}.count(':')", None))
+        if not possible & {"object", "array", "string"}:
+            return "0", 0  # numbers, booleans and null have no colon
+        if len(parts) == 1 and possible <= {"object", "array", "string"}:
+            return parts[0][1], parts[0][2]
+        expression = "0"
+        for python_type, part, _ in reversed(parts):
+            expression = f"({part} if type({var}) is {python_type} else {expression})"
+        return expression, None
+
+    def counter_function(self, schema: Any) -> tuple[str, int | None]:
+        """A named function counting colons of instances of `schema` (for map() and recursion)."""
+        key = id(schema)
+        if key in self.counters:
+            return self.counters[key]
+        name = f"_k{len(self.counters)}"
+        self.counters[key] = (name, None)  # before the body: recursive schemas call it
+        expression, constant = self.colons(schema, "v")
+        self.counters[key] = (name, constant)
+        self.source.extend([f"def {name}(v):", f"    return {expression}"])
+        return name, constant
+
+    def branch_colons(self, schema: dict[str, Any], keyword: str, var: str) -> tuple[str, int | None]:
+        """oneOf/anyOf: the instance is valid against at least one branch. The branches after
+        the first are tested with the compiled check; if none holds, the first one does."""
+        branches = schema[keyword]
+        counted = [self.colons(branch, "v") for branch in branches]
+        constants = {constant for _, constant in counted}
+        if len(constants) == 1 and None not in constants:
+            constant = constants.pop()
+            return str(constant), constant
+        key = id(schema)
+        if key not in self.branch_counters:
+            name = self.branch_counters[key] = f"_kb{len(self.branch_counters)}"
+            lines = [f"def {name}(v):"]
+            for branch, (expression, _) in zip(branches[1:], counted[1:]):
+                lines.append(f"    if {self.check(branch, 'v')}: return {expression}")
+            lines.append(f"    return {counted[0][0]}")
+            self.source.extend(lines)
+        return f"{self.branch_counters[key]}({var})", None
+
+    def object_colons(self, schema: dict[str, Any], var: str) -> tuple[str, int | None]:
+        properties = schema.get("properties", {})
+        additional = schema.get("additionalProperties", True)
+        required = frozenset(schema.get("required", ()))
+        members = {name: self.member_colons(sub) for name, sub in properties.items()}
+        if additional is False and required == frozenset(properties) and schema.get("type") == "object":
+            # Exactly these members: a separator each, the colons in their names, their values.
+            fixed = sum(1 + name.count(":") for name in properties)
+            terms = [f"{name}({var}[{member!r}])" for member, (name, constant) in members.items() if constant is None]
+            fixed += sum(constant for _, constant in members.values() if constant is not None)
+            if not terms:
+                return str(fixed), fixed
+            return "(" + " + ".join([str(fixed), *terms]) + ")", None
+        # Members vary: count them and their names' colons from the instance.
+        terms = [f"len({var})", f"''.join({var}).count(':')"]
+        for member, (name, constant) in members.items():
+            if constant == 0:
+                continue
+            value = str(constant) if constant is not None else f"{name}({var}[{member!r}])"
+            terms.append(f"({value} if {member!r} in {var} else 0)")
+        if additional is not False:
+            name, constant = self.member_colons(additional)
+            if constant != 0:
+                known = self.constant(frozenset(properties))
+                terms.append(f"sum([{name}(x) for k, x in {var}.items() if k not in {known}])")
+        return "(" + " + ".join(terms) + ")", None
+
+    def member_colons(self, schema: Any) -> tuple[str, int | None]:
+        """A function name counting one member's or item's colons, and its constant if fixed."""
+        schema = self.dereference(schema)
+        key = id(schema)
+        if key in self.counters:
+            name, constant = self.counters[key]
+            return ("", constant) if constant is not None else (name, None)
+        if key in self.counting:  # a recursive schema: a named function breaks the cycle
+            return self.counter_function(schema)
+        self.counting.add(key)
+        try:
+            expression, constant = self.colons(schema, "v")
+        finally:
+            self.counting.discard(key)
+        if constant is not None:
+            return "", constant
+        if expression == "v.count(':')":
+            return self.constant(_COUNT_COLONS), None  # a C call, also inside map()
+        return self.counter_function(schema)
+
+    def array_colons(self, schema: dict[str, Any], var: str) -> tuple[str, int | None]:
+        items = self.dereference(schema.get("items", True))
+        name, constant = self.member_colons(items)
+        if constant is not None:
+            return (f"{constant} * len({var})" if constant else "0"), (None if constant else 0)
+        column = self.column_colons(items)
+        if column is not None:
+            return f"{column}({var})", None
+        return f"sum(map({name}, {var}))", None
+
+    @staticmethod
+    def _closed_record(schema: Any) -> bool:
+        return (isinstance(schema, dict) and schema.get("type") == "object"
+                and schema.get("additionalProperties") is False and bool(schema.get("properties"))
+                and frozenset(schema.get("required", ())) == frozenset(schema["properties"])
+                and not set(schema) & {"oneOf", "anyOf", "allOf", "$ref"})
+
+    def column_colons(self, schema: Any) -> str | None:
+        """For a list of closed records (a file-system inventory): a function counting the
+        whole list a member column at a time, with C-speed joins instead of a call per record."""
+        if not self._closed_record(schema):
+            return None
+        key = id(schema)
+        if key in self.colon_columns:
+            return self.colon_columns[key]
+        name = f"_kc{len(self.colon_columns)}"
+        self.colon_columns[key] = name
+        properties = schema["properties"]
+        fixed = sum(1 + member.count(":") for member in properties)
+        lines = [f"def {name}(c):", f"    total = {fixed} * len(c)"]
+        for member, sub in properties.items():
+            sub = self.dereference(sub)
+            expression, constant = self.colons(sub, "x")
+            if constant is not None:
+                if constant:
+                    lines.append(f"    total += {constant} * len(c)")
+                continue
+            getter = self.constant(operator.itemgetter(member))
+            if expression == "x.count(':')":
+                lines.append(f"    total += ''.join(map({getter}, c)).count(':')")
+                continue
+            nested = self.column_colons(sub)
+            if nested is not None:
+                lines.append(f"    total += {nested}(list(map({getter}, c)))")
+            else:
+                function, _ = self.counter_function(sub)
+                lines.append(f"    total += sum(map({function}, map({getter}, c)))")
+        lines.append("    return total")
+        self.source.extend(lines)
+        return name
+
+
 
 def compile_schema(schema: dict[str, Any]) -> Callable[[Any], bool]:
     """Compile `schema` into a function returning whether an instance is valid.
@@ -445,6 +661,20 @@ def compile_schema(schema: dict[str, Any]) -> Callable[[Any], bool]:
     namespace = dict(compiler.constants)
     exec(compile("\n".join(compiler.source), "<dossier-schema>", "exec"), namespace)  # noqa: S102 - our own generated code
     return namespace[entry]
+
+
+def compile_colon_counter(schema: dict[str, Any]) -> Callable[[Any], int]:
+    """Compile `schema` into a function returning, for an instance VALID against it, the number
+    of ':' characters the instance holds written as JSON (`json.dumps(v).count(":")`): one per
+    object member plus those inside its strings. For an invalid instance the answer means
+    nothing. Raises UnsupportedSchema where `compile_schema` would.
+    """
+    compiler = _Compiler(schema)
+    expression, _ = compiler.colons(schema, "v")
+    compiler.source.extend(["def _count(v):", f"    return {expression}"])
+    namespace = dict(compiler.constants)
+    exec(compile("\n".join(compiler.source), "<dossier-colons>", "exec"), namespace)  # noqa: S102 - our own generated code
+    return namespace["_count"]
 
 
 _SCALAR_TYPES = frozenset({"string", "number", "integer", "boolean", "null"})
@@ -503,6 +733,56 @@ def instance_depth_bound(schema: dict[str, Any]) -> int | None:
         return min(known) if known else None
 
     return bound(schema, frozenset())
+
+
+def numbers_within(schema: dict[str, Any], low: int, high: int) -> bool:
+    """Whether every number in every instance valid against `schema` lies within [low, high].
+
+    Like `instance_depth_bound`, a sound under-approximation: where it cannot tell (an open
+    object, untyped items, recursion, `not`), it says False.
+    """
+
+    def bounded(node: Any, visiting: frozenset[int]) -> bool:
+        if node is False:
+            return True
+        if not isinstance(node, dict) or id(node) in visiting:
+            return False
+        visiting = visiting | {id(node)}
+        proofs: list[bool] = []  # an instance satisfies every part: one proof is enough
+        if "const" in node or "enum" in node:
+            values = node["enum"] if "enum" in node else [node["const"]]
+            proofs.append(all(type(value) in (str, bool, type(None))
+                              or (type(value) in (int, float) and low <= value <= high) for value in values))
+        kinds = node.get("type")
+        if kinds is not None:
+            kinds = [kinds] if isinstance(kinds, str) else kinds
+            per_kind = []
+            for kind in kinds:
+                if kind in ("number", "integer"):
+                    per_kind.append(low <= node.get("minimum", low - 1) and node.get("maximum", high + 1) <= high)
+                elif kind in ("string", "boolean", "null"):
+                    per_kind.append(True)
+                elif kind == "object":
+                    extra = node.get("additionalProperties", True)
+                    per_kind.append(all(bounded(sub, visiting) for sub in node.get("properties", {}).values())
+                                    and bounded(extra, visiting))
+                elif kind == "array":
+                    per_kind.append(bounded(node.get("items", True), visiting))
+                else:
+                    per_kind.append(False)
+            proofs.append(all(per_kind))
+        if "$ref" in node:
+            try:
+                proofs.append(bounded(_resolve_local(schema, node["$ref"]), visiting))
+            except UnsupportedSchema:
+                pass
+        proofs.extend(bounded(sub, visiting) for sub in node.get("allOf", ()))
+        for keyword in ("oneOf", "anyOf"):
+            if keyword in node:
+                proofs.append(all(bounded(sub, visiting) for sub in node[keyword]))
+        return any(proofs)
+
+    return bounded(schema, frozenset())
 
 
 def _resolve_local(root: dict[str, Any], reference: str) -> Any:

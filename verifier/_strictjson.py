@@ -10,10 +10,15 @@ from __future__ import annotations
 import json
 import math
 import re
-from functools import partial
+from collections.abc import Callable
 from typing import Any
 
 from .findings import FindingId
+
+try:  # an optional speed-up (see loads_strict); `json` alone gives the same answers
+    from orjson import loads as _orjson_loads
+except ImportError:  # pragma: no cover - orjson is a dependency, but a platform may lack a wheel
+    _orjson_loads = None
 
 __all__ = [
     "JSONProblem",
@@ -127,6 +132,13 @@ def _finite_float(text: str) -> float:
 # it costs a third of a large dossier's parse, and 1e999 is valid JSON grammar that the signer
 # chose; NaN/Infinity, which are not JSON, are still refused.
 _SIGNED_DECODER = json.JSONDecoder(object_pairs_hook=_pairs_no_duplicates, parse_constant=_reject_constant)
+# The same without the duplicate-key hook, for a caller that rules duplicates out by counting
+# colons (`loads_strict(vouch=...)`): the C parser builds dicts directly, a third faster.
+_SIGNED_DECODER_UNHOOKED = json.JSONDecoder(parse_constant=_reject_constant)
+# One pass finds both escapes that need a closer look: a surrogate (\uD800-\uDFFF) and a colon
+# (\u003a: a colon in a string that the text's colon count does not see).
+_ESCAPES_OF_INTEREST = re.compile(rb"\\u(?:[dD][89abAB]|003[aA])")
+_COLON_ESCAPE = re.compile(rb"\\u003[aA]")
 
 
 def find_lone_surrogate(value: Any) -> str | None:
@@ -196,6 +208,8 @@ def loads_strict(
     raw: bytes | None = None,
     check_surrogates: bool = True,
     depth_counted_by_caller: bool = False,
+    vouch: Callable[[Any], int | None] | None = None,
+    vouch_bounds_numbers: bool = False,
 ) -> Any:
     """Parse one JSON value from `text` (leading/trailing whitespace allowed) or raise JSONProblem.
 
@@ -209,7 +223,25 @@ def loads_strict(
     nest deeper (`_schemacheck.instance_depth_bound`), counting only when that does not hold.
     The C parser itself never recurses without limit: it raises RecursionError at the
     interpreter's recursion limit, which is reported here as too deep.
+
+    `vouch` (signed text only) rules duplicate keys out without looking at every object while
+    parsing: given the parsed value, it returns the number of ':' the value holds written as
+    JSON (one per member, plus those in strings), or None when it cannot say (the dossier
+    schema's compiled counter, for a schema-valid dossier). The text holds one ':' per member
+    it spells plus those in its strings, and the parser keeps every member unless a key
+    repeats, so with no \\u003a escape equal counts prove there is no duplicate key. When
+    they are not equal or the count is unknown, the text is parsed again with the hook, which
+    names the duplicate (or finds none), and that reading is returned.
+
+    `vouch_bounds_numbers=True` says `vouch` counts only values whose numbers all lie within
+    [-(2**63 - 1), 2**64 - 1] (a schema that bounds them, `_schemacheck.numbers_within`). The
+    text is then read by orjson when it is installed (several times faster than `json`): orjson
+    and `json` read such a text alike (orjson reads only integers past 64 bits differently, as
+    floats, and those fall outside the range, so are never vouched for); anything orjson
+    refuses, and anything not vouched for, is read again by `json` as above.
     """
+    if vouch is not None and not signed:
+        raise ValueError("vouch= is for signed text (a dossier) only")
     # Two ways to bound the depth, each faster where it is used: byte operations before
     # parsing texts with many strings, a walk of the containers after parsing the others.
     if signed:
@@ -219,14 +251,47 @@ def loads_strict(
         if not depth_counted_by_caller:
             check_depth(brackets_outside_strings(raw), max_depth, depth_id)
         start = len(text) - len(text.lstrip(_WHITESPACE))
-        parse = partial(_SIGNED_DECODER.raw_decode, text, start)
+        decoder = _SIGNED_DECODER if vouch is None else _SIGNED_DECODER_UNHOOKED
     else:
         # Few containers, possibly one huge string: the C parser (it stops at the interpreter's
         # recursion limit, below), then the depth of the containers it built.
         start = _WS.match(text, 0).end()
-        parse = partial(_STRICT_DECODER.raw_decode, text, start)
+        decoder = _STRICT_DECODER
+    value: Any = _NOT_READ
+    if vouch is not None and vouch_bounds_numbers and _orjson_loads is not None:
+        try:
+            value = _orjson_loads(text)
+        except ValueError:
+            pass  # not plain JSON to orjson (NaN, 1e999, a lone surrogate, too deep, ...): see below
+    if value is _NOT_READ:
+        value = _parse(decoder, text, start, raw, max_depth, depth_id)
+    if not signed:
+        container_depth_within(value, max_depth, depth_id)
+    escape: re.Match[bytes] | None = None
+    if check_surrogates or vouch is not None:
+        if raw is None:
+            raw = text.encode("utf-8", "surrogatepass")
+        escape = _ESCAPES_OF_INTEREST.search(raw)
+    if vouch is not None:
+        counted = vouch(value)
+        if counted is None or (escape is not None and _COLON_ESCAPE.search(raw)) or text.count(":") != counted:
+            # Not vouched for: the reference reading, with the hook (it names a duplicate key).
+            value = _parse(_SIGNED_DECODER, text, start, raw, max_depth, depth_id)
+    if check_surrogates and escape is not None and _SURROGATE_ESCAPE.search(raw):
+        surrogate = find_lone_surrogate(value)
+        if surrogate is not None:
+            raise lone_surrogate_problem(surrogate)
+    return value
+
+
+_NOT_READ = object()
+
+
+def _parse(decoder: json.JSONDecoder, text: str, start: int, raw: bytes | None, max_depth: int, depth_id: str) -> Any:
+    """One JSON value from `text` at `start` with `decoder`, nothing but whitespace after it;
+    every failure as a JSONProblem."""
     try:
-        value, end = parse()
+        value, end = decoder.raw_decode(text, start)
     except JSONProblem:
         raise
     except RecursionError:
@@ -247,8 +312,6 @@ def loads_strict(
         raise JSONProblem(
             FindingId.ENVELOPE_INVALID_JSON, f"not acceptable JSON: {exc}", "one JSON object", "a number too long"
         ) from None
-    if not signed:
-        container_depth_within(value, max_depth, depth_id)
     rest = text[end:]
     if rest.strip(_WHITESPACE):
         offset = end + len(rest) - len(rest.lstrip(_WHITESPACE))
@@ -259,12 +322,6 @@ def loads_strict(
             "nothing but whitespace after the object",
             repr(text[offset : offset + 20]),
         )
-    if check_surrogates:
-        if raw is None:
-            raw = text.encode("utf-8", "surrogatepass")
-        surrogate = find_lone_surrogate(value) if _SURROGATE_ESCAPE.search(raw) else None
-        if surrogate is not None:
-            raise lone_surrogate_problem(surrogate)
     return value
 
 

@@ -39,7 +39,13 @@ from cryptography.exceptions import UnsupportedAlgorithm
 
 import schemas
 
-from ._schemacheck import UnsupportedSchema, compile_schema, instance_depth_bound
+from ._schemacheck import (
+    UnsupportedSchema,
+    compile_colon_counter,
+    compile_schema,
+    instance_depth_bound,
+    numbers_within,
+)
 from ._strictjson import JSONProblem, brackets_outside_strings, check_depth, loads_strict
 from .chain import explain_chain_failure, fingerprint, is_weak_hash, validate_chain
 from .envelope import MAX_NONCE_BYTES, MIN_NONCE_BYTES, Envelope, parse_envelope, signed_bytes
@@ -151,6 +157,24 @@ def _dossier_is_valid() -> Callable[[Any], bool]:
         return compile_schema(schemas.load("dossier"))
     except UnsupportedSchema:
         return _dossier_validator().is_valid
+
+
+@cache
+def _dossier_colon_counter() -> Callable[[Any], int] | None:
+    """The compiled ':' counter for schema-valid dossiers (see `_schemacheck`), or None if the
+    schema outgrows the compiler (duplicate keys are then found by the per-object hook)."""
+    try:
+        compile_schema(schemas.load("dossier"))  # the counter is only sound beside the compiled check
+        return compile_colon_counter(schemas.load("dossier"))
+    except UnsupportedSchema:
+        return None
+
+
+@cache
+def _dossier_numbers_bounded() -> bool:
+    """Whether every number of a schema-valid dossier lies where orjson and json read numbers
+    alike (see `loads_strict`): the schema bounds them to the uint64 range."""
+    return numbers_within(schemas.load("dossier"), -(2**63 - 1), 2**64 - 1)
 
 
 @cache
@@ -310,12 +334,30 @@ def _check_data(verdict: Verdict, envelope: Envelope, expected_nonce: bytes | No
     schema_valid = False
     if stripped.startswith("{"):
         raw = envelope.data_utf8 if envelope.data_utf8 and not start else stripped.encode("utf-8", "surrogatepass")
+        checked: list[tuple[Any, bool]] = []
+
+        def vouch(value: Any) -> int | None:
+            """The schema check, and for a valid dossier its ':' count (duplicate keys, below)."""
+            valid = _dossier_is_valid()(value)
+            checked.append((value, valid))
+            return counter(value) if valid else None
+
+        counter = _dossier_colon_counter() if policy.validate_dossier else None
         try:
+            # (2, duplicate keys) With the schema check on, a schema-valid dossier's colon count
+            # rules duplicate keys out, and the schema's bounds on numbers let orjson read it
+            # (see loads_strict); any other is read again by `json` with the per-object hook,
+            # which names a duplicate.
             dossier = loads_strict(stripped, max_depth=policy.max_json_depth, signed=True,
-                                   depth_id=FindingId.DOSSIER_TOO_DEEP, raw=raw, depth_counted_by_caller=True)
+                                   depth_id=FindingId.DOSSIER_TOO_DEEP, raw=raw, depth_counted_by_caller=True,
+                                   vouch=vouch if counter is not None else None,
+                                   vouch_bounds_numbers=_dossier_numbers_bounded())
             # (1, depth) A dossier the schema accepts nests no deeper than the schema allows;
             # anything else has its brackets counted (before jsonschema walks it for messages).
-            schema_valid = policy.validate_dossier and _dossier_is_valid()(dossier)
+            if checked and checked[-1][0] is dossier:
+                schema_valid = checked[-1][1]
+            else:  # read again after the check, or not checked while reading
+                schema_valid = policy.validate_dossier and _dossier_is_valid()(dossier)
             if not (schema_valid and _dossier_depth_bound() <= policy.max_json_depth):
                 check_depth(brackets_outside_strings(raw), policy.max_json_depth, FindingId.DOSSIER_TOO_DEEP)
         except JSONProblem as problem:

@@ -436,3 +436,24 @@ def test_text_too_costly_to_look_into_is_refused(dev: vb.Device, monkeypatch: py
     result = verdict(dev, dev.envelope(data=text))
     assert not result.trusted and "dossier.invalid_json" in result.ids(), result.ids()
     assert len(reads) < 15  # stopped by the budget, not by running out of starts
+
+
+# The dossier's duplicate keys are ruled out by counting colons (loads_strict's `vouch`): an
+# escaped colon must not make up for the member a duplicate key drops.
+def test_duplicate_key_hidden_by_an_escaped_colon_is_refused(dev: vb.Device) -> None:
+    text = json.dumps(vb.dossier("1580"))
+    tampered = text.replace('"arch": "x86_64"', '"arch": "x86_64", "arch": "x86\\u003a64"')
+    assert tampered != text
+    result = verdict(dev, dev.envelope(data=tampered))
+    assert not result.trusted and "dossier.invalid_json" in result.ids(), result.ids()
+    assert any("more than once" in finding.message for finding in result.findings)
+
+
+# orjson reads integers past 64 bits as floats: such a dossier is outside the schema's uint64
+# bounds, so it is read by json (exact integers) and reported, never trusted with a rounded value.
+def test_integer_past_64_bits_in_the_dossier_is_a_schema_finding(dev: vb.Device) -> None:
+    text = json.dumps(vb.dossier("1580", files=2))
+    tampered = text.replace('"inode": 100001', '"inode": 123456789012345678901234567890', 1)
+    assert tampered != text
+    result = verdict(dev, dev.envelope(data=tampered))
+    assert not result.trusted and "dossier.schema" in result.ids(), result.ids()

@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 
 import schemas
 from vbuilder import dossier
-from verifier._schemacheck import UnsupportedSchema, compile_schema
+from verifier._schemacheck import UnsupportedSchema, compile_colon_counter, compile_schema, numbers_within
 
 _SCHEMA = schemas.load("dossier")
 _CHECK = compile_schema(_SCHEMA)
+_COLONS = compile_colon_counter(_SCHEMA)
 _REFERENCE = jsonschema.Draft202012Validator(_SCHEMA)
 _FULL = dossier("1580", files=3, extra={
     "reboot-history": {"result-code": "Success", "reboot-history": {"0/RP0/CPU0": [
@@ -240,3 +241,87 @@ def test_integer_const_follows_json_schema_equality(value) -> None:
 def test_the_trust_store_and_metadata_schemas_compile() -> None:
     for name in ("truststore", "metadata"):
         compile_schema(schemas.load(name))  # the trust store reads each device file through it
+
+
+# --- colon counts: for every valid instance, exactly json.dumps(instance).count(":") --------
+
+_COLON_TEXT = st.text(alphabet="ab:/ -0\u00e9\"\\", max_size=8)
+
+
+def _strings(value, prefix=()):
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield from _strings(child, (*prefix, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield from _strings(child, (*prefix, index))
+    elif isinstance(value, str):
+        yield prefix
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32), texts=st.lists(_COLON_TEXT, min_size=1, max_size=6),
+       document=st.sampled_from(["full", "many"]), count=st.integers(0, 2))
+def test_colon_count_of_valid_dossiers_is_exact(seed: int, texts: list[str], document: str, count: int) -> None:
+    """Strings replaced by text with colons (in lists long enough for the column count too),
+    plus random mutations: whenever the check says valid, the count is exact."""
+    rng = random.Random(seed)
+    base = copy.deepcopy(_FULL if document == "full" else _MANY)
+    paths = list(_strings(base))
+    for text in texts:
+        path = rng.choice(paths)
+        parent = base
+        for part in path[:-1]:
+            parent = parent[part]
+        parent[path[-1]] = text
+    mutated = _mutate(base, seed, count) if count else base
+    if _CHECK(mutated):
+        assert _COLONS(mutated) == json.dumps(mutated).count(":"), json.dumps(mutated)[:500]
+
+
+@pytest.mark.parametrize("schema", [
+    {},
+    {"type": ["string", "null", "object"], "properties": {"a:b": {"type": "string"}}},
+    {"type": "object", "properties": {"x": {"enum": ["a", "b:c"]}, "y": {"const": "::"}}},
+    {"type": "array", "items": {"type": "object", "required": ["k"], "additionalProperties": False,
+                                "properties": {"k": {"type": "array"}}}},
+    {"oneOf": [{"type": "string"}, {"type": "object", "additionalProperties": {"type": "array"}}]},
+    {"anyOf": [{"type": "integer"}, {"type": "array", "items": {"anyOf": [{"type": "string"}, {}]}}]},
+    {"allOf": [{"type": "object"}, {"required": ["a"]}]},
+    {"$defs": {"t": {"type": "object", "properties": {"c": {"$ref": "#/$defs/t"}}}}, "$ref": "#/$defs/t"},
+    {"$defs": {"t": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"$ref": "#/$defs/t"}}]}},
+     "$ref": "#/$defs/t"},
+])
+@settings(max_examples=40, deadline=None)
+@given(value=st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _COLON_TEXT,
+    lambda children: st.lists(children, max_size=10) | st.dictionaries(_COLON_TEXT | st.sampled_from(["a", "k", "c", "x", "y", "a:b"]),
+                                                                     children, max_size=4),
+    max_leaves=20))
+def test_colon_count_is_exact_for_any_valid_instance(schema, value) -> None:
+    check, colons = compile_schema(schema), compile_colon_counter(schema)
+    if check(value):
+        assert colons(value) == json.dumps(value).count(":")
+
+
+def test_the_dossier_schema_bounds_every_number() -> None:
+    """What lets the verifier read dossiers with orjson (see loads_strict): no valid dossier
+    holds a number orjson and json read differently."""
+    assert numbers_within(_SCHEMA, -(2**63 - 1), 2**64 - 1)
+
+
+@pytest.mark.parametrize(("schema", "bounded"), [
+    ({"type": "number"}, False),
+    ({"type": "integer", "minimum": 0, "maximum": 10}, True),
+    ({"type": "object", "properties": {"a": {"type": "integer", "minimum": 0, "maximum": 9}}}, False),  # open
+    ({"type": "object", "additionalProperties": False,
+      "properties": {"a": {"type": "integer", "minimum": 0, "maximum": 9}}}, True),
+    ({"type": "array"}, False),
+    ({"type": "array", "items": {"type": "string"}}, True),
+    ({"oneOf": [{"type": "string"}, {"type": "number"}]}, False),
+    ({"allOf": [{}, {"type": "string"}]}, True),
+    ({"const": 12}, True),
+    ({"enum": [1, 2**70]}, False),
+])
+def test_numbers_within(schema, bounded: bool) -> None:
+    assert numbers_within(schema, 0, 2**64 - 1) is bounded

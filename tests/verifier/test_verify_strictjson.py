@@ -106,3 +106,63 @@ def test_too_deep_is_one_finding_however_deep(text: str) -> None:
         loads_strict(text, max_depth=MAX_DEPTH)
     assert caught.value.finding_id == "envelope.too_deep"
     loads_strict("[" * 8 + "]" * 8, max_depth=MAX_DEPTH)  # exactly the limit is fine
+
+
+# --- reading signed text with `vouch` (colon counts instead of the duplicate-key hook) -------
+
+_LIMITS = (-(2**63 - 1), 2**64 - 1)
+
+
+def _oracle(value):
+    """A vouch that keeps loads_strict's contract by brute force: the ':' count of `value` as
+    JSON, or None when a number lies outside the range both parsers read alike."""
+    return None if any(type(leaf) in (int, float) and not _LIMITS[0] <= leaf <= _LIMITS[1]
+                       for leaf in _leaves(value)) else json.dumps(value).count(":")
+
+
+def _signed(text: str, **vouching):
+    try:
+        return ("value", json.dumps(loads_strict(text, max_depth=MAX_DEPTH, signed=True, **vouching)))
+    except JSONProblem as problem:
+        return ("problem", problem.finding_id)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_values, position=st.integers(0, 200), insert=st.sampled_from(
+    ["", ",", "]", "}", '"', "\\", ":", "NaN", "1e999", "-", "0", " ", '"a":1,', '"a":"\\u003a",', '"\\u003A":',
+     "123456789012345678901234567890", "-9223372036854775809", "18446744073709551616", '"\\ud800"']),
+    delete=st.integers(0, 3))
+def test_vouched_reading_agrees_with_the_hooked_reading(value, position: int, insert: str, delete: int) -> None:
+    """Same value (types included) or the same finding as the reference reading with the
+    per-object hook, whichever parser read it (orjson or json) and whatever the counts."""
+    text = json.dumps(value)
+    position %= len(text) + 1
+    text = text[:position] + insert + text[position + delete:]
+    reference = _signed(text)
+    assert _signed(text, vouch=_oracle, vouch_bounds_numbers=True) == reference
+    assert _signed(text, vouch=_oracle) == reference
+
+
+@pytest.mark.parametrize("text", [
+    '{"a": 1, "a": 2}',
+    '{"a": ":", "a": "\\u003a"}',           # an escaped colon must not make up for a lost member
+    '{"b": {"a": 1, "a": 1}, "c": "::"}',
+    '[{"x": [], "x": []}]',
+])
+def test_vouched_reading_still_names_duplicate_keys(text: str) -> None:
+    with pytest.raises(JSONProblem) as caught:
+        loads_strict(text, max_depth=MAX_DEPTH, signed=True, vouch=_oracle, vouch_bounds_numbers=True)
+    assert caught.value.finding_id == "envelope.duplicate_key"
+
+
+def test_big_integers_keep_their_exact_value() -> None:
+    """orjson reads integers past 64 bits as floats; such a text is never vouched for, so the
+    reading returned is json's, with the exact integer."""
+    big = 123456789012345678901234567890
+    value = loads_strict(f'{{"n": {big}}}', max_depth=MAX_DEPTH, signed=True, vouch=_oracle, vouch_bounds_numbers=True)
+    assert value == {"n": big} and type(value["n"]) is int
+
+
+def test_vouch_is_for_signed_text_only() -> None:
+    with pytest.raises(ValueError):
+        loads_strict("{}", max_depth=MAX_DEPTH, vouch=_oracle)
