@@ -335,6 +335,15 @@ class _Compiler:
             return None
         name = f"_r{len(self.columns)}"
         self.columns[key] = name
+        # Numeric members with the same type and bounds (a file's uid, gid, inode, size, mode)
+        # are tested as one chained column: one type set, one min, one max for all of them.
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for index, sub in enumerate(properties.values()):
+            sub = self.dereference(sub)
+            if (isinstance(sub, dict) and set(sub) - _IGNORED <= {"type", "minimum", "maximum"}
+                    and sub.get("type") in ("integer", "number")):
+                groups.setdefault((sub["type"], sub.get("minimum"), sub.get("maximum")), []).append(index)
+        grouped = {index for indexes in groups.values() if len(indexes) > 1 for index in indexes}
         # Every dict has exactly len(names) keys and each name fetches (a missing one raises
         # KeyError): so each dict's keys are exactly the names.
         lines = [
@@ -342,13 +351,30 @@ class _Compiler:
             f"    if set(map(type, c)) != {{dict}} or set(map(len, c)) != {{{len(names)}}}: return False",
             "    try:",
         ]
-        for index, (member_name, member) in enumerate(zip(names, members)):
-            getter = self.constant(operator.itemgetter(member_name))
-            lines.append(f"        columns{index} = list(map({getter}, c))")
-            if member != "True":
-                lines.append(f"        if not {member}: return False")
-        lines.append("    except KeyError:")
-        lines.append("        return False")
+        if len(names) > 1:
+            # One call per record fetches all members, zip transposes them into columns.
+            getter = self.constant(operator.itemgetter(*names))
+            targets = ", ".join(f"columns{index}" for index in range(len(names)))
+            lines.append(f"        {targets}, = zip(*map({getter}, c))")
+        else:
+            getter = self.constant(operator.itemgetter(names[0]))
+            lines.append(f"        columns0 = list(map({getter}, c))")
+        lines.append("    except (KeyError, ValueError):  # a member missing; ValueError: no records")
+        lines.append("        return not c")
+        for index, member in enumerate(members):
+            if member != "True" and index not in grouped:
+                lines.append(f"    if not {member}: return False")
+        for (kind, low, high), indexes in groups.items():
+            if len(indexes) < 2:
+                continue
+            joined = "_chain((" + ", ".join(f"columns{index}" for index in indexes) + ",))"
+            types = self.constant(frozenset({int, float} if kind == "number" else {int}))
+            tests = [f"set(map(type, {joined})) <= {types}"]
+            if low is not None:
+                tests.append(f"min({joined}) >= {low!r}")
+            if high is not None:
+                tests.append(f"max({joined}) <= {high!r}")
+            lines.append(f"    if not ({' and '.join(tests)}): return False")
         lines.append("    return True")
         self.source.extend(lines)
         return name

@@ -104,6 +104,9 @@ def test_mutated_file_lists_agree(seed: int, count: int) -> None:
     lambda f: f[5]["meta"].update({"uid": -1}),
     lambda f: f[5]["meta"].update({"uid": True}),
     lambda f: f[5]["meta"].update({"atime": "1"}),
+    lambda f: f[5]["meta"].update({"size": 2**64}),  # past the uint64 bound
+    lambda f: f[5]["meta"].update({"mtime": -0.5}),
+    lambda f: f[6]["meta"].update({"gid": 1.5}),
     lambda f: f[7]["digest"].update({"digest-value": "AA=A"}),
     lambda f: f[7]["digest"].update({"digest-value": "A==="}),
     lambda f: f[7]["digest"].update({"digest-value": "AAA"}),
@@ -122,6 +125,7 @@ def test_column_check_refuses_one_bad_record(change) -> None:
 
 @pytest.mark.parametrize("change", [
     lambda f: f[3]["meta"].update({"uid": 7.0}),  # an integral float is a JSON integer
+    lambda f: f[3]["meta"].update({"size": 2**64 - 1, "mtime": 2**64 - 1}),  # the bounds are inclusive
     lambda f: f[4]["digest"].update({"digest-value": "AAAA\n"}),  # `$` allows a final newline
     lambda f: f.__setitem__(2, dict(reversed(list(f[2].items())))),  # another key order
 ])
