@@ -218,9 +218,10 @@ def loads_strict(
     containers, possibly huge strings: C parser, then its containers' depth).
     `raw` is `text` as UTF-8 when the caller has it. `check_surrogates=False` leaves the lone
     surrogate check to the caller (the envelope checks its few strings itself).
-    `depth_counted_by_caller=True` (signed text only) skips the byte-level depth count, for a
-    caller that bounds the depth after parsing, e.g. by a schema whose valid instances cannot
-    nest deeper (`_schemacheck.instance_depth_bound`), counting only when that does not hold.
+    `depth_counted_by_caller=True` skips the depth count (bytes before parsing signed text,
+    containers after parsing other text), for a caller that bounds the depth after parsing,
+    e.g. by a schema whose valid instances cannot nest deeper
+    (`_schemacheck.instance_depth_bound`), counting only when that does not hold.
     The C parser itself never recurses without limit: it raises RecursionError at the
     interpreter's recursion limit, which is reported here as too deep.
 
@@ -265,7 +266,7 @@ def loads_strict(
             pass  # not plain JSON to orjson (NaN, 1e999, a lone surrogate, too deep, ...): see below
     if value is _NOT_READ:
         value = _parse(decoder, text, start, raw, max_depth, depth_id)
-    if not signed:
+    if not signed and not depth_counted_by_caller:
         container_depth_within(value, max_depth, depth_id)
     escape: re.Match[bytes] | None = None
     if check_surrogates or vouch is not None:

@@ -18,7 +18,13 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from ._strictjson import JSONProblem, find_lone_surrogate, lone_surrogate_problem, loads_strict
+from ._strictjson import (
+    JSONProblem,
+    container_depth_within,
+    find_lone_surrogate,
+    lone_surrogate_problem,
+    loads_strict,
+)
 from .findings import Finding, FindingId, Severity
 from .policy import DEFAULT_POLICY, MAX_CERTIFICATES, Policy
 
@@ -148,6 +154,9 @@ def _check_members(obj: dict[str, Any], required: tuple[str, ...], known: frozen
 
 _CERT_CACHE_SIZE = 4096  # a device's root and leaf recur in every envelope it signs
 _cert_cache: dict[bytes, x509.Certificate] = {}
+# The same certificates by their base64 text, as envelopes carry them: a repeat is neither
+# decoded nor checked again (the text decoded and checked once gives the same answer).
+_cert_by_text: dict[str, tuple[bytes, x509.Certificate]] = {}
 
 
 def _load_certificate(der: bytes, where: str) -> x509.Certificate:
@@ -232,8 +241,13 @@ def parse_envelope(raw: bytes, policy: Policy = DEFAULT_POLICY) -> ParseResult:
     if problem is not None:
         return problem
     assert text is not None
+    document: Any = None
     try:
-        document = loads_strict(text, max_depth=policy.max_json_depth, check_surrogates=False)
+        # The depth is counted only when the structure below is not the envelope's: a valid
+        # envelope nests exactly five levels, so only other input can be too deep, and that
+        # is reported as too deep before anything else (see `except`).
+        document = loads_strict(text, max_depth=policy.max_json_depth, check_surrogates=False,
+                                depth_counted_by_caller=True)
         if type(document) is not dict:
             raise JSONProblem(
                 FindingId.ENVELOPE_WRONG_TYPE,
@@ -305,7 +319,9 @@ def parse_envelope(raw: bytes, policy: Policy = DEFAULT_POLICY) -> ParseResult:
                     )
                 _check_members(entry, ("name", "value"), frozenset(("name", "value")), item_where)
                 _member(entry, "name", str, item_where)
-                der = _strict_b64(_member(entry, "value", str, item_where), f"{item_where}.value")
+                value = _member(entry, "value", str, item_where)
+                known = _cert_by_text.get(value)
+                der = known[0] if known is not None else _strict_b64(value, f"{item_where}.value")
                 if der in ders:
                     raise JSONProblem(
                         FindingId.ENVELOPE_TOO_MANY_CERTIFICATES,
@@ -313,7 +329,13 @@ def parse_envelope(raw: bytes, policy: Policy = DEFAULT_POLICY) -> ParseResult:
                         "two different certificates: root, leaf",
                         "the same certificate twice",
                     )
-                certificates.append(_load_certificate(der, item_where))
+                if known is not None:
+                    certificates.append(known[1])
+                else:
+                    certificates.append(_load_certificate(der, item_where))
+                    if len(_cert_by_text) >= _CERT_CACHE_SIZE:
+                        _cert_by_text.clear()
+                    _cert_by_text[value] = (der, certificates[-1])
                 ders.append(der)
         # Lone surrogates: the few small strings are searched; `data` (possibly megabytes) is
         # checked by encoding it, which the signed bytes need anyway.
@@ -328,6 +350,11 @@ def parse_envelope(raw: bytes, policy: Policy = DEFAULT_POLICY) -> ParseResult:
         if surrogate is not None:
             raise lone_surrogate_problem(surrogate)
     except JSONProblem as problem:
+        if document is not None and problem.finding_id != FindingId.ENVELOPE_TOO_DEEP:
+            try:
+                container_depth_within(document, policy.max_json_depth)
+            except JSONProblem as too_deep:
+                problem = too_deep
         return _error(problem.finding_id, problem.message, problem.expected, problem.found)
     envelope = Envelope(version, nonce, data, signature, tuple(certificates), tuple(ders), data_utf8)
     return ParseResult(envelope, ())

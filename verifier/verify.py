@@ -477,26 +477,32 @@ def _holds_dossier(value: Any) -> bool:
     return False
 
 
+_EXPIRY_IDS = {
+    "leaf": (FindingId.EXPIRY_LEAF_SOON, FindingId.EXPIRY_LEAF_IMMINENT),
+    "root": (FindingId.EXPIRY_ROOT_SOON, FindingId.EXPIRY_ROOT_IMMINENT),
+}
+
+
+@lru_cache(maxsize=4096)
+def _not_after(cert: x509.Certificate) -> dt.datetime:
+    return cert.not_valid_after_utc  # a new datetime from the DER at every call otherwise
+
+
 def _check_expiry(verdict: Verdict, when: dt.datetime, policy: Policy) -> None:
     for role, cert in (("leaf", verdict.leaf), ("root", verdict.root)):
         if cert is None:
             continue
-        days = (cert.not_valid_after_utc - when) // _ONE_DAY
+        days = (_not_after(cert) - when) // _ONE_DAY
         verdict.days_to_expiry[role] = days
-        if days < 0:
-            continue  # already expired: the chain step reported it as an error
-        soon, imminent = {
-            "leaf": (FindingId.EXPIRY_LEAF_SOON, FindingId.EXPIRY_LEAF_IMMINENT),
-            "root": (FindingId.EXPIRY_ROOT_SOON, FindingId.EXPIRY_ROOT_IMMINENT),
-        }[role]
-        if days > policy.warn_days:
-            continue
+        if days < 0 or days > policy.warn_days:
+            continue  # already expired (the chain step reported it as an error), or not soon
+        soon, imminent = _EXPIRY_IDS[role]
         expires = cert.not_valid_after_utc.isoformat()
         if days <= policy.alert_days:
             verdict.add(imminent, Severity.ALERT,
                         f"the {role} certificate expires in {days} day(s), at {expires}: renew it now",
                         f"more than {policy.alert_days} days", f"{days} days")
-        elif days <= policy.warn_days:
+        else:
             verdict.add(soon, Severity.WARNING,
                         f"the {role} certificate expires in {days} day(s), at {expires}",
                         f"more than {policy.warn_days} days", f"{days} days")
