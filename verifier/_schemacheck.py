@@ -285,7 +285,8 @@ class _Compiler:
             return None if name is None else f"{name}({var})"
         return None
 
-    def simple_column(self, schema: dict[str, Any], var: str) -> str | None:
+    def simple_column(self, schema: dict[str, Any], var: str, *, type_known: bool = False) -> str | None:
+        """`type_known`: the caller has checked every element has the schema's fast type."""
         kind = schema.get("type")
         values = schema["enum"] if "enum" in schema else [schema["const"]] if "const" in schema else None
         if kind is None and values and all(type(value) is str for value in values):
@@ -293,7 +294,7 @@ class _Compiler:
         if not isinstance(kind, str) or kind not in _FAST_TYPE:
             return None  # the untyped and multi-typed cases stay item by item
         types = self.constant(frozenset({int, float} if kind == "number" else {_FAST_TYPE[kind]}))
-        tests = [f"set(map(type, {var})) <= {types}"]  # non-empty, so never vacuous
+        tests = [] if type_known else [f"set(map(type, {var})) <= {types}"]  # non-empty, so never vacuous
         if "const" in schema:
             if kind != "string" or type(schema["const"]) is not str:
                 return None
@@ -321,7 +322,7 @@ class _Compiler:
                 if kind not in ("number", "integer"):
                     return None
                 tests.append(f"{function}({var}) {operator_} {schema[keyword]!r}")
-        return "(" + " and ".join(tests) + ")"
+        return "(" + " and ".join(tests or ["True"]) + ")"
 
     def record_column(self, schema: dict[str, Any]) -> str | None:
         """A function checking a column of closed objects whose members are all required."""
@@ -337,13 +338,24 @@ class _Compiler:
         self.columns[key] = name
         # Numeric members with the same type and bounds (a file's uid, gid, inode, size, mode)
         # are tested as one chained column: one type set, one min, one max for all of them.
+        # String members likewise share one type test; their other tests stay per column.
         groups: dict[tuple[Any, ...], list[int]] = {}
+        strings: list[int] = []
         for index, sub in enumerate(properties.values()):
             sub = self.dereference(sub)
-            if (isinstance(sub, dict) and set(sub) - _IGNORED <= {"type", "minimum", "maximum"}
+            if not isinstance(sub, dict):
+                continue
+            if (set(sub) - _IGNORED <= {"type", "minimum", "maximum"}
                     and sub.get("type") in ("integer", "number")):
                 groups.setdefault((sub["type"], sub.get("minimum"), sub.get("maximum")), []).append(index)
+            elif set(sub) - _IGNORED <= _SIMPLE and sub.get("type") == "string":
+                strings.append(index)
         grouped = {index for indexes in groups.values() if len(indexes) > 1 for index in indexes}
+        if len(strings) > 1:
+            grouped.update(strings)
+            for index in strings:
+                members[index] = self.simple_column(self.dereference(list(properties.values())[index]),
+                                                    f"columns{index}", type_known=True) or "False"
         # Every dict has exactly len(names) keys and each name fetches (a missing one raises
         # KeyError): so each dict's keys are exactly the names.
         lines = [
@@ -361,8 +373,11 @@ class _Compiler:
             lines.append(f"        columns0 = list(map({getter}, c))")
         lines.append("    except (KeyError, ValueError):  # a member missing; ValueError: no records")
         lines.append("        return not c")
+        if len(strings) > 1:
+            joined = "_chain((" + ", ".join(f"columns{index}" for index in strings) + ",))"
+            lines.append(f"    if not set(map(type, {joined})) <= {self.constant(frozenset({str}))}: return False")
         for index, member in enumerate(members):
-            if member != "True" and index not in grouped:
+            if member not in ("True", "(True)") and (index not in grouped or index in strings):
                 lines.append(f"    if not {member}: return False")
         for (kind, low, high), indexes in groups.items():
             if len(indexes) < 2:

@@ -279,6 +279,7 @@ def parse_envelope(raw: bytes, policy: Policy = DEFAULT_POLICY) -> ParseResult:
         signature = _strict_b64(_member(body, "signature", str, where), f"{where}.signature")
         certificates: list[x509.Certificate] = []
         ders: list[bytes] = []
+        names: list[str] = []
         if "certificates" in body:
             holder = _member(body, "certificates", dict, where)
             _check_members(holder, ("certificate",), frozenset(("certificate",)), f"{where}.certificates")
@@ -318,7 +319,7 @@ def parse_envelope(raw: bytes, policy: Policy = DEFAULT_POLICY) -> ParseResult:
                         _type_name(entry),
                     )
                 _check_members(entry, ("name", "value"), frozenset(("name", "value")), item_where)
-                _member(entry, "name", str, item_where)
+                names.append(_member(entry, "name", str, item_where))
                 value = _member(entry, "value", str, item_where)
                 known = _cert_by_text.get(value)
                 der = known[0] if known is not None else _strict_b64(value, f"{item_where}.value")
@@ -337,10 +338,11 @@ def parse_envelope(raw: bytes, policy: Policy = DEFAULT_POLICY) -> ParseResult:
                         _cert_by_text.clear()
                     _cert_by_text[value] = (der, certificates[-1])
                 ders.append(der)
-        # Lone surrogates: the few small strings are searched; `data` (possibly megabytes) is
-        # checked by encoding it, which the signed bytes need anyway.
-        small = [list(document), {key: value for key, value in body.items() if key != "data"}]
-        surrogate = find_lone_surrogate(small)
+        # Lone surrogates: by now every key is one of the envelope's names and the nonce,
+        # signature and certificate values are base64 (ASCII), so only the certificates'
+        # names are searched; `data` (possibly megabytes) is checked by encoding it, which the
+        # signed bytes need anyway.
+        surrogate = find_lone_surrogate(names) if not all(map(str.isascii, names)) else None
         data_utf8 = b""
         if surrogate is None:
             try:
