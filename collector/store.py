@@ -17,6 +17,7 @@ while a run writes; a run that finds it dirty rebuilds it from the files first.
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import re
@@ -24,11 +25,14 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from .errors import StoreError
 
@@ -44,6 +48,7 @@ DIRTY_MARKER = "index.dirty"
 #: Metadata and verdict files are small; anything larger is not ours.
 MAX_SIDECAR_BYTES = 4 * 1024 * 1024
 
+_INSERT = "INSERT OR REPLACE INTO envelopes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS envelopes (
     path TEXT PRIMARY KEY,          -- relative to the store root
@@ -113,6 +118,16 @@ class EnvelopeRecord:
         return asdict(self)
 
 
+_TMP_PREFIX = secrets.token_hex(4)
+_tmp_counter = itertools.count()
+
+
+def _json_file(value: Any) -> bytes:
+    """A sidecar file's bytes: indented, sorted keys, a final newline (orjson: ~20x faster
+    than `json` with indent, the same layout)."""
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS, default=str) + b"\n"
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -129,8 +144,15 @@ def write_file_atomically(path: Path, data: bytes, *, replace: bool = False, mod
     fsync then covers both names); `sync=False` skips fsync entirely (advisory files only).
     Raises StoreError (FileExistsError as cause) when `path` exists and `replace` is false.
     """
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    while True:
+        # Unique within the process by a counter, across processes by a random prefix drawn
+        # once (no random draw per file); O_EXCL catches the impossible collision.
+        tmp = path.parent / f".{path.name}.{_TMP_PREFIX}{next(_tmp_counter)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            break
+        except FileExistsError:
+            continue
     try:
         view = memoryview(data)
         while view:
@@ -187,6 +209,8 @@ class Store:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._made_dirs: set[Path] = set()  # mkdir once per directory, not once per envelope
+        self._held: list[tuple[Any, ...]] = []  # index rows not written yet (batched_index)
+        self._hold_up_to = 0
 
     @classmethod
     def open(cls, root: str | os.PathLike[str], *, create: bool = True) -> Store:
@@ -208,6 +232,50 @@ class Store:
     # --- index -----------------------------------------------------------------------------
 
     def _connection(self) -> sqlite3.Connection:
+        """The index connection (call with `_lock` held); rows held back by `batched_index`
+        are written first, so a reader always sees every envelope saved so far."""
+        db = self._open_connection()
+        if self._held:
+            self._write_held(db)
+        return db
+
+    def _write_held(self, db: sqlite3.Connection) -> None:
+        rows, self._held = self._held, []
+        db.execute("BEGIN")
+        try:
+            db.executemany(_INSERT, rows)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def batched_index(self, rows: int = 64) -> Iterator[None]:
+        """Within the block, index rows are written `rows` at a time, one transaction each
+        (and all that are left at its end), instead of one transaction per envelope. The
+        index is derived data: a crash before they are written is what `recover` repairs
+        (a collection run marks the index dirty first)."""
+        with self._lock:
+            self._hold_up_to = rows
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._hold_up_to = 0
+                if self._held:
+                    self._write_held(self._open_connection())
+
+    def _put_row(self, record: EnvelopeRecord) -> None:
+        """Write (or, within `batched_index`, hold back) `record`'s row; call with `_lock` held."""
+        row = self._row_values(record)
+        if self._hold_up_to:
+            self._held.append(row)
+            if len(self._held) >= self._hold_up_to:
+                self._write_held(self._open_connection())
+            return
+        self._connection().execute(_INSERT, row)
+
+    def _open_connection(self) -> sqlite3.Connection:
         if self._db is None:
             try:
                 self._db = sqlite3.connect(self.root / INDEX_NAME, check_same_thread=False,
@@ -225,6 +293,8 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
+            if self._held:
+                self._write_held(self._open_connection())
             if self._db is not None:
                 self._db.close()
                 self._db = None
@@ -235,14 +305,15 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @staticmethod
+    def _row_values(record: EnvelopeRecord) -> tuple[Any, ...]:
+        return (record.path, record.device, record.host, record.nonce, record.started,
+                record.received, record.bytes, record.sha256, record.duration_s,
+                None if record.trusted is None else int(record.trusted), json.dumps(record.reasons),
+                record.days_leaf, record.days_root, int(record.meta_missing))
+
     def _insert(self, db: sqlite3.Connection, record: EnvelopeRecord) -> None:
-        db.execute(
-            "INSERT OR REPLACE INTO envelopes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (record.path, record.device, record.host, record.nonce, record.started,
-             record.received, record.bytes, record.sha256, record.duration_s,
-             None if record.trusted is None else int(record.trusted), json.dumps(record.reasons),
-             record.days_leaf, record.days_root, int(record.meta_missing)),
-        )
+        db.execute(_INSERT, self._row_values(record))
 
     @staticmethod
     def _row(row: tuple[Any, ...]) -> EnvelopeRecord:
@@ -315,8 +386,7 @@ class Store:
             # Envelope first: if we crash before the metadata exists, the bytes are kept and
             # reindex lists the envelope as missing its metadata rather than losing it.
             write_file_atomically(envelope_path, output, sync_dir=False)
-            write_file_atomically(device_dir / (name + META_SUFFIX),
-                                  json.dumps(meta, indent=2, sort_keys=True).encode() + b"\n")
+            write_file_atomically(device_dir / (name + META_SUFFIX), _json_file(meta))
         except OSError as exc:
             raise StoreError(f"cannot write {envelope_path}: {exc.strerror or exc}") from exc
         record = EnvelopeRecord(path=str(envelope_path.relative_to(self.root)), device=device,
@@ -330,7 +400,7 @@ class Store:
     def index(self, record: EnvelopeRecord) -> None:
         """Write `record`'s row in the index (replacing an older one for the same file)."""
         with self._lock:
-            self._insert(self._connection(), record)
+            self._put_row(record)
 
     def save_verdict(self, record: EnvelopeRecord, verdict_json: Mapping[str, Any], *,
                      trusted: bool, reasons: list[str], days_leaf: int | None,
@@ -342,14 +412,13 @@ class Store:
             # Derived data: the verdict is recomputable from the envelope and its metadata
             # (verification at the received time is deterministic), so no fsync here; a crash
             # can only turn it into "not verified yet", never lose or alter an envelope.
-            write_file_atomically(verdict_path, json.dumps(verdict_json, indent=2, sort_keys=True,
-                                                           default=str).encode() + b"\n", sync=False)
+            write_file_atomically(verdict_path, _json_file(verdict_json), sync=False)
         except OSError as exc:
             raise StoreError(f"cannot write {verdict_path}: {exc.strerror or exc}") from exc
         record.trusted, record.reasons = trusted, reasons
         record.days_leaf, record.days_root = days_leaf, days_root
         with self._lock:
-            self._insert(self._connection(), record)
+            self._put_row(record)
         return record
 
     def _directory(self, path: Path) -> Path:
@@ -415,8 +484,8 @@ class Store:
         directory = self._directory(self.root / "state")
         # Advisory (increments, alert schedule): atomic but not fsynced. Losing the newest
         # state to a power cut costs at most a repeated block or alert, never an envelope.
-        write_file_atomically(directory / f"{check_device_name(device)}.json", json.dumps(state).encode(), replace=True,
-                              sync=False)
+        write_file_atomically(directory / f"{check_device_name(device)}.json", orjson.dumps(state, default=str),
+                              replace=True, sync=False)
 
     def states(self) -> dict[str, dict[str, Any]]:
         directory = self.root / "state"
@@ -451,6 +520,7 @@ class Store:
     def reindex(self) -> int:
         """Rebuild the index from the files (removing leftover temporary files); returns the count."""
         with self._lock:
+            self._held = []  # their files are read below; verdicts too, as written so far
             if self._db is not None:
                 self._db.close()
                 self._db = None

@@ -197,6 +197,8 @@ class TrustStore:
         # inode), so a changed identity means re-read: verifying a batch reads each file once.
         self._files: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
         self._device_files: dict[str, Path] = {}
+        self._frozen = False  # see `frozen`
+        self._absent: set[Path] = set()  # files a frozen view found missing
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -231,6 +233,16 @@ class TrustStore:
             raise TrustStoreError(f"{store.path}: the devices/ folder is missing; the store is damaged")
         return store
 
+    def frozen(self) -> TrustStore:
+        """A read-only view that reads each file at most once and never looks again: one
+        consistent trust store for a whole collection run (changes made meanwhile apply from
+        the next run), without a file-system call per envelope verified."""
+        view = TrustStore(self.path)
+        view._files = dict(self._files)
+        view._frozen = True
+        view._absent = set()
+        return view
+
     # -- files -----------------------------------------------------------------------------
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -245,9 +257,17 @@ class TrustStore:
         """The file's content, read once per version of the file. A copy the caller may change,
         or with `shared`, the cached object itself (for readers that only look). With
         `missing_ok`, None for a file that does not exist."""
+        if self._frozen:
+            cached = self._files.get(file)
+            if cached is not None:
+                return cached[1] if shared else copy.deepcopy(cached[1])
+            if file in self._absent:
+                return None
         try:
             status = file.stat()
         except FileNotFoundError:
+            if self._frozen:
+                self._absent.add(file)
             if missing_ok:
                 return None
             raise TrustStoreError(f"{file}: cannot be read (it does not exist); the store is damaged") from None
@@ -275,6 +295,8 @@ class TrustStore:
         return content
 
     def _write(self, file: Path, content: dict[str, Any]) -> None:
+        if self._frozen:
+            raise TrustStoreError(f"{self.path}: a frozen view (one collection run's) cannot be changed")
         self._validator.validate(content)
         file.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".tmp")
@@ -329,6 +351,8 @@ class TrustStore:
         return sorted(names)
 
     def __contains__(self, device: str) -> bool:
+        if self._frozen:
+            return self._read(self._device_file(device), shared=True, missing_ok=True) is not None
         return self._device_file(device).exists()
 
     def root_entries(self, device: str) -> list[RootEntry]:
@@ -364,9 +388,10 @@ class TrustStore:
     def pool_entries(self) -> list[RootEntry]:
         """The trust pool (CA certificates imported from bundles)."""
         file = self.path / "pool.json"
-        if not file.exists():
+        content = self._read(file, shared=True, missing_ok=True)
+        if content is None:
             return []
-        return [_root_entry(item, file) for item in self._read(file, shared=True)["certificates"]]
+        return [_root_entry(item, file) for item in content["certificates"]]
 
     def devices_for_root(self, sha256: str) -> list[str]:
         """Devices that have the root with this SHA-256 enrolled directly."""

@@ -140,3 +140,17 @@ def test_writes_are_atomic_replacements(tmp_path: Path, device: Device, monkeypa
         store.pin_leaf("r1", device.leaf)
     assert (tmp_path / "s/devices/r1.json").read_bytes() == before
     assert not list((tmp_path / "s").rglob("*.tmp"))
+
+
+def test_a_frozen_view_reads_each_file_once_and_is_read_only(tmp_path: Path, device: Device) -> None:
+    """What a collection run verifies against: the store as it was when the run began."""
+    store = TrustStore.open(tmp_path / "s", create=True)
+    store.add_root("r1", device.root, enrolled_at=NOW)
+    view = store.frozen()
+    assert view.roots_for("r1", NOW) == [device.root] and "r1" in view and "r2" not in view
+    store.add_root("r2", device.root)  # changes made meanwhile apply to the next view
+    store.remove("r1")
+    assert view.roots_for("r1", NOW) == [device.root] and "r2" not in view
+    assert store.frozen().roots_for("r1", NOW) == [] and "r2" in store.frozen()
+    with pytest.raises(TrustStoreError, match="frozen"):
+        view.add_root("r3", device.root)
