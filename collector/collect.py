@@ -51,6 +51,8 @@ FILESYSTEM_ITEM = "filesystem-inventory"
 TRUSTED, UNTRUSTED, FAILED, SKIPPED = "trusted", "untrusted", "failed", "skipped"
 #: Outputs received but not yet stored and verified, per SSH slot, before new sessions wait.
 BACKLOG_PER_SESSION = 2
+#: Device states are written this many at a time (and at the end of a run).
+STATES_WRITTEN_TOGETHER = 64
 
 
 def new_nonce() -> str:
@@ -170,6 +172,7 @@ class Collector:
         # Device states live in memory between polls of this collector (the --interval loop);
         # the file is read once, written after every poll.
         self._states: dict[str, dict[str, Any]] = {}
+        self._unwritten_states: dict[str, dict[str, Any]] = {}
         self._state_lock = threading.Lock()
 
     # --- the run -------------------------------------------------------------------------------
@@ -248,6 +251,7 @@ class Collector:
                         if self.on_outcome:
                             self.on_outcome(outcome)
         finally:
+            self.write_states()
             self.store.mark_clean()
             if self.trust_store_path is not None:
                 _TRUST_STORES.pop(str(self.trust_store_path), None)  # the next run reads it afresh
@@ -281,8 +285,11 @@ class Collector:
     def poll(self, device: Device, run_deadline: float | None = None,
              stop: threading.Event | None = None) -> DeviceOutcome:
         """Collect, store and verify one device, with retries; returns its outcome."""
-        fetched = self._fetch(device, run_deadline, stop)
-        return fetched if isinstance(fetched, DeviceOutcome) else self._finish(fetched)
+        try:
+            fetched = self._fetch(device, run_deadline, stop)
+            return fetched if isinstance(fetched, DeviceOutcome) else self._finish(fetched)
+        finally:
+            self.write_states()
 
     def _fetch(self, device: Device, run_deadline: float | None = None,
                stop: threading.Event | None = None) -> DeviceOutcome | _Fetched:
@@ -450,7 +457,20 @@ class Collector:
             state["last_success_ts"] = round(now, 3)
             state["days_to_expiry"] = outcome.days_to_expiry
         with self._state_lock:
-            self.store.write_state(device.name, state)
+            self._unwritten_states[device.name] = state
+            if len(self._unwritten_states) < STATES_WRITTEN_TOGETHER:
+                return
+        self.write_states()
+
+    def write_states(self) -> None:
+        """Write the device states changed since the last call. States are advisory (see
+        `Store.write_state`) and written a batch at a time, at the latest when a run or a
+        single `poll` ends: a crash loses at most the newest batch (a repeated alert, a
+        larger next inventory), never an envelope."""
+        with self._state_lock:
+            unwritten, self._unwritten_states = self._unwritten_states, {}
+        for name, state in unwritten.items():  # each file replaced atomically
+            self.store.write_state(name, state)
 
 
 @lru_cache(maxsize=4096)
