@@ -358,21 +358,21 @@ class _Compiler:
                                                     f"columns{index}", type_known=True) or "False"
         # Every dict has exactly len(names) keys and each name fetches (a missing one raises
         # KeyError): so each dict's keys are exactly the names.
-        lines = [
-            f"def {name}(c):",
-            f"    if set(map(type, c)) != {{dict}} or set(map(len, c)) != {{{len(names)}}}: return False",
-            "    try:",
-        ]
+        lines = [f"def {name}(c):"]
         if len(names) > 1:
-            # One call per record fetches all members, zip transposes them into columns.
+            # One call per record fetches all members, zip transposes them into columns. Only a
+            # dict has every member by name (KeyError: one missing; TypeError: not an object;
+            # ValueError: no records); then the lengths say no member is extra.
             getter = self.constant(operator.itemgetter(*names))
             targets = ", ".join(f"columns{index}" for index in range(len(names)))
-            lines.append(f"        {targets}, = zip(*map({getter}, c))")
+            lines += ["    try:", f"        {targets}, = zip(*map({getter}, c))",
+                      "    except (KeyError, TypeError, ValueError):", "        return not c",
+                      f"    if set(map(len, c)) != {{{len(names)}}}: return False"]
         else:
             getter = self.constant(operator.itemgetter(names[0]))
-            lines.append(f"        columns0 = list(map({getter}, c))")
-        lines.append("    except (KeyError, ValueError):  # a member missing; ValueError: no records")
-        lines.append("        return not c")
+            lines += [f"    if set(map(type, c)) != {{dict}} or set(map(len, c)) != {{1}}: return False",
+                      "    try:", f"        columns0 = list(map({getter}, c))",
+                      "    except KeyError:", "        return False"]
         if len(strings) > 1:
             joined = "_chain((" + ", ".join(f"columns{index}" for index in strings) + ",))"
             lines.append(f"    if not set(map(type, {joined})) <= {self.constant(frozenset({str}))}: return False")

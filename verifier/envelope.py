@@ -210,7 +210,7 @@ def _frame(raw: bytes, policy: Policy) -> tuple[str | None, int, ParseResult | N
             f"at most {policy.max_envelope_bytes} bytes",
             f"{len(raw)} bytes",
         )
-    if not raw.strip():
+    if not raw or raw.isspace():  # (not raw.strip(): that copies megabytes)
         return None, 0, _error(FindingId.INPUT_EMPTY, "input is empty", "one JSON envelope", "nothing")
     prefix = _DEVICE_PREFIX.match(raw)
     start = prefix.end() if prefix else 0
@@ -224,7 +224,7 @@ def _frame(raw: bytes, policy: Policy) -> tuple[str | None, int, ParseResult | N
             repr(line.decode("utf-8", "replace")),
         )
     try:
-        text = raw[start:].decode("utf-8")
+        text = (raw[start:] if start else raw).decode("utf-8")  # no copy without a prefix
     except UnicodeDecodeError as exc:
         return None, 0, _error(
             FindingId.INPUT_NOT_UTF8,

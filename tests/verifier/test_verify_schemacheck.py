@@ -115,6 +115,9 @@ def test_mutated_file_lists_agree(seed: int, count: int) -> None:
     lambda f: f[2].update({"extra": 1}),
     lambda f: f[2].update({"name": ""}),
     lambda f: f.append(None),
+    lambda f: f.__setitem__(4, list(f[4])),  # the member names, as a list
+    lambda f: f.__setitem__(4, "name"),
+    lambda f: f[6].__setitem__("meta", list(f[6]["meta"].values())),
 ])
 def test_column_check_refuses_one_bad_record(change) -> None:
     document = copy.deepcopy(_MANY)
