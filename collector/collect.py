@@ -193,7 +193,9 @@ class Collector:
             # Fail early if it is damaged; then verify the whole run against this one view of
             # it (each file read once: no file-system call per envelope; changes made during
             # the run apply from the next run).
-            _TRUST_STORES[str(self.trust_store_path)] = TrustStore.open(self.trust_store_path, create=True).frozen()
+            opened = TrustStore.open(self.trust_store_path, create=True)
+            base = _BASE_TRUST_STORES.setdefault(str(self.trust_store_path), opened)  # its cache persists
+            _TRUST_STORES[str(self.trust_store_path)] = base.frozen()
         if self.options.verify and self.options.verify_workers > 0:
             # forkserver: forking a process that already runs paramiko threads is unsafe.
             self._verify_pool = ProcessPoolExecutor(self.options.verify_workers,
@@ -503,6 +505,7 @@ class Checked:
 
 
 _TRUST_STORES: dict[str, Any] = {}
+_BASE_TRUST_STORES: dict[str, Any] = {}  # per trust store: the parsed files, kept across runs
 _COLLECTED_POLICY = Policy(require_dossier=True)  # the collector asked for a dossier: text is not one
 
 

@@ -198,7 +198,7 @@ class TrustStore:
         self._files: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
         self._device_files: dict[str, Path] = {}
         self._frozen = False  # see `frozen`
-        self._absent: set[Path] = set()  # files a frozen view found missing
+        self._seen: dict[Path, Any] = {}  # what a frozen view found at its first look at each file
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -234,13 +234,14 @@ class TrustStore:
         return store
 
     def frozen(self) -> TrustStore:
-        """A read-only view that reads each file at most once and never looks again: one
-        consistent trust store for a whole collection run (changes made meanwhile apply from
-        the next run), without a file-system call per envelope verified."""
+        """A read-only view that looks at each file once (a stat, and a read only if the file
+        changed since this store last read it) and never again: one consistent trust store for
+        a whole collection run (changes made meanwhile apply from the next run), without a
+        file-system call per envelope verified. It shares this store's cache of parsed files,
+        so a collector that runs again and again reads only what changed."""
         view = TrustStore(self.path)
-        view._files = dict(self._files)
+        view._files = self._files
         view._frozen = True
-        view._absent = set()
         return view
 
     # -- files -----------------------------------------------------------------------------
@@ -258,16 +259,22 @@ class TrustStore:
         or with `shared`, the cached object itself (for readers that only look). With
         `missing_ok`, None for a file that does not exist."""
         if self._frozen:
-            cached = self._files.get(file)
-            if cached is not None:
-                return cached[1] if shared else copy.deepcopy(cached[1])
-            if file in self._absent:
-                return None
+            if file not in self._seen:  # first look: as an unfrozen store reads it
+                self._seen[file] = self._read_current(file, missing_ok=missing_ok)
+            content = self._seen[file]
+            if content is None:
+                if missing_ok:
+                    return None
+                raise TrustStoreError(f"{file}: cannot be read (it does not exist); the store is damaged")
+            return content if shared else copy.deepcopy(content)
+        content = self._read_current(file, missing_ok=missing_ok)
+        return content if shared or content is None else copy.deepcopy(content)
+
+    def _read_current(self, file: Path, *, missing_ok: bool) -> Any:
+        """The file's content now (shared, not a copy), re-read only if it changed."""
         try:
             status = file.stat()
         except FileNotFoundError:
-            if self._frozen:
-                self._absent.add(file)
             if missing_ok:
                 return None
             raise TrustStoreError(f"{file}: cannot be read (it does not exist); the store is damaged") from None
@@ -277,7 +284,7 @@ class TrustStore:
         cached = self._files.get(file)
         if cached is None or cached[0] != identity:
             cached = self._files[file] = (identity, self._read_uncached(file))
-        return cached[1] if shared else copy.deepcopy(cached[1])
+        return cached[1]
 
     def _read_uncached(self, file: Path) -> dict[str, Any]:
         try:

@@ -150,6 +150,7 @@ def test_a_frozen_view_reads_each_file_once_and_is_read_only(tmp_path: Path, dev
     assert view.roots_for("r1", NOW) == [device.root] and "r1" in view and "r2" not in view
     store.add_root("r2", device.root)  # changes made meanwhile apply to the next view
     store.remove("r1")
+    assert store.roots_for("r2", NOW) == [device.root] and store.roots_for("r1", NOW) == []
     assert view.roots_for("r1", NOW) == [device.root] and "r2" not in view
     assert store.frozen().roots_for("r1", NOW) == [] and "r2" in store.frozen()
     with pytest.raises(TrustStoreError, match="frozen"):
