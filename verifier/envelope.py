@@ -45,6 +45,7 @@ _DEVICE_PREFIX = re.compile(
 )
 _DER = Encoding.DER
 _ENVELOPE_KEY = "signed-envelope"
+_ENVELOPE_DEPTH = 5  # top, signed-envelope, certificates, certificate list, entry
 _REQUIRED = ("signature_version", "nonce", "data", "signature")
 _KNOWN = frozenset((*_REQUIRED, "certificates"))
 
@@ -247,7 +248,7 @@ def parse_envelope(raw: bytes, policy: Policy = DEFAULT_POLICY) -> ParseResult:
         # envelope nests exactly five levels, so only other input can be too deep, and that
         # is reported as too deep before anything else (see `except`).
         document = loads_strict(text, max_depth=policy.max_json_depth, check_surrogates=False,
-                                depth_counted_by_caller=True)
+                                depth_counted_by_caller=policy.max_json_depth >= _ENVELOPE_DEPTH)
         if type(document) is not dict:
             raise JSONProblem(
                 FindingId.ENVELOPE_WRONG_TYPE,
