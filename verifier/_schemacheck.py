@@ -614,8 +614,11 @@ class _Compiler:
             terms.append(f"({value} if {member!r} in {var} else 0)")
         if additional is not False:
             name, constant = self.member_colons(additional)
-            if constant != 0:
-                known = self.constant(frozenset(properties))
+            known = self.constant(frozenset(properties))
+            if constant is not None:
+                if constant:  # the same count for every other member
+                    terms.append(f"{constant} * len({var}.keys() - {known})")
+            else:
                 terms.append(f"sum([{name}(x) for k, x in {var}.items() if k not in {known}])")
         return "(" + " + ".join(terms) + ")", None
 
@@ -788,6 +791,8 @@ def numbers_within(schema: dict[str, Any], low: int, high: int) -> bool:
             return True
         if not isinstance(node, dict) or id(node) in visiting:
             return False
+        if set(node) - _IGNORED - _SIMPLE - _OBJECT_AND_COMBINATORS:
+            return False  # a keyword not weighed here (patternProperties, prefixItems, ...)
         visiting = visiting | {id(node)}
         proofs: list[bool] = []  # an instance satisfies every part: one proof is enough
         if "const" in node or "enum" in node:
