@@ -170,7 +170,7 @@ class Collector:
         self.on_outcome = on_outcome
         self._verify_pool: ProcessPoolExecutor | None = None
         # Device states live in memory between polls of this collector (the --interval loop);
-        # the file is read once, written after every poll.
+        # the file is read once, written in batches (`write_states`).
         self._states: dict[str, dict[str, Any]] = {}
         self._unwritten_states: dict[str, dict[str, Any]] = {}
         self._state_lock = threading.Lock()
