@@ -512,8 +512,6 @@ _COLLECTED_POLICY = Policy(require_dossier=True)  # the collector asked for a do
 def verify_bytes(raw: bytes, trust_store_path: str | None, device: str, nonce_hex: str,
                  received: datetime) -> Checked:
     """Verify one envelope with the verifier library, at the time it was received."""
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     from verifier import TrustStore, VerifierError, verify_envelope
 
     trust_store = None

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 
 import schemas
 
-from ._schemacheck import UnsupportedSchema, compile_schema
+from ._schemacheck import UnsupportedSchema, compile_schema, ecma_validator
 from .chain import fingerprint
 from .errors import TrustStoreError
 
@@ -134,7 +134,7 @@ class RootEntry:
 
 @cache
 def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(schemas.load("truststore"))
+    return ecma_validator(schemas.load("truststore"))
 
 
 @cache

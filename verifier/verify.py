@@ -43,6 +43,7 @@ from ._schemacheck import (
     UnsupportedSchema,
     compile_colon_counter,
     compile_schema,
+    ecma_validator,
     instance_depth_bound,
     numbers_within,
 )
@@ -147,7 +148,7 @@ def _certificate_json(c: x509.Certificate) -> dict[str, Any]:
 
 @cache
 def _dossier_validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(schemas.load("dossier"))
+    return ecma_validator(schemas.load("dossier"))
 
 
 @cache
@@ -405,11 +406,14 @@ def _check_data(verdict: Verdict, envelope: Envelope, expected_nonce: bytes | No
     if policy.validate_dossier:
         # fast yes/no first; jsonschema only to explain a failure
         errors = [] if schema_valid else list(_dossier_validator().iter_errors(dossier))
-        if errors:
+        if not schema_valid and not errors:  # the two checks disagree: fail closed, say so
+            shown = "the compiled check refused the dossier, jsonschema names no error"
+        elif errors:
             shown = "; ".join(
                 f"/{'/'.join(map(str, error.absolute_path))}: {error.message[:120]}"
                 for error in errors[:MAX_SCHEMA_ERRORS_REPORTED]
             )
+        if not schema_valid:
             verdict.add(FindingId.DOSSIER_SCHEMA, Severity.ERROR,
                         f"the dossier does not match schemas/dossier.schema.json ({len(errors)} "
                         f"error(s)): {shown}", "a dossier as ENVELOPE.md section 2", shown)

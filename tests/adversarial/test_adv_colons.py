@@ -267,13 +267,10 @@ def test_counter_for_constant_count_additional_properties(schema: dict[str, Any]
     assert compile_colon_counter(schema)(instance) == json.dumps(instance).count(":")
 
 
-# Outside the colon count, a near-duplicate found on the way: the schema's `^...$` patterns are
-# run with Python's re.search (jsonschema and the compiled check alike), where `$` also matches
-# before a final "\n". JSON Schema patterns are ECMA-262, where it does not. So node names
-# "0/RP0/CPU0" and "0/RP0/CPU0\n" are two keys both accepted, two reboot histories for one node
-# in a trusted dossier (likewise "model-revision": "2019-08-05\n"). Should be a schema finding
-# (e.g. `\Z`-anchored patterns, or `re.fullmatch` semantics for `$`).
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="pattern '$' admits a trailing newline: node name aliases are trusted")
+# Outside the colon count, a near-duplicate found on the way, fixed: the schema's `^...$` patterns
+# were run with Python's re.search, where `$` also matches before a final "\n" (JSON Schema's
+# ECMA-262 `$` does not), so node names "0/RP0/CPU0" and "0/RP0/CPU0\n" were two keys both
+# accepted: two reboot histories for one node in a trusted dossier.
 def test_node_name_with_trailing_newline_is_not_a_second_node(dev: vb.Device) -> None:
     reboot = [{"no": 1, "time": "t", "cause-code": "c", "reason": "r"}]
     document = vb.dossier("1580", extra={"reboot-history": {"result-code": "Success", "reboot-history": {

@@ -13,12 +13,20 @@ from hypothesis import strategies as st
 
 import schemas
 from vbuilder import dossier
-from verifier._schemacheck import UnsupportedSchema, compile_colon_counter, compile_schema, numbers_within
+from verifier._schemacheck import (
+    UnsupportedSchema,
+    compile_colon_counter,
+    compile_schema,
+    ecma_regex,
+    ecma_validator,
+    numbers_within,
+    pattern_search,
+)
 
 _SCHEMA = schemas.load("dossier")
 _CHECK = compile_schema(_SCHEMA)
 _COLONS = compile_colon_counter(_SCHEMA)
-_REFERENCE = jsonschema.Draft202012Validator(_SCHEMA)
+_REFERENCE = ecma_validator(_SCHEMA)  # jsonschema, with `$` as JSON Schema (ECMA-262) means it
 _FULL = dossier("1580", files=3, extra={
     "reboot-history": {"result-code": "Success", "reboot-history": {"0/RP0/CPU0": [
         {"no": 1, "time": "Mon Jan 1", "cause-code": "0x1", "reason": "User reload"}]}},
@@ -111,6 +119,7 @@ def test_mutated_file_lists_agree(seed: int, count: int) -> None:
     lambda f: f[7]["digest"].update({"digest-value": "A==="}),
     lambda f: f[7]["digest"].update({"digest-value": "AAA"}),
     lambda f: f[7]["digest"].update({"digest-value": "AAAA\x00"}),
+    lambda f: f[7]["digest"].update({"digest-value": "AAAA\n"}),  # JSON Schema's `$` is the end of the text
     lambda f: f[2].pop("package-name"),
     lambda f: f[2].update({"extra": 1}),
     lambda f: f[2].update({"name": ""}),
@@ -129,7 +138,6 @@ def test_column_check_refuses_one_bad_record(change) -> None:
 @pytest.mark.parametrize("change", [
     lambda f: f[3]["meta"].update({"uid": 7.0}),  # an integral float is a JSON integer
     lambda f: f[3]["meta"].update({"size": 2**64 - 1, "mtime": 2**64 - 1}),  # the bounds are inclusive
-    lambda f: f[4]["digest"].update({"digest-value": "AAAA\n"}),  # `$` allows a final newline
     lambda f: f.__setitem__(2, dict(reversed(list(f[2].items())))),  # another key order
 ])
 def test_valid_records_the_column_check_leaves_to_the_item_check(change) -> None:
@@ -154,52 +162,38 @@ _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\n
 @settings(max_examples=500, deadline=None)
 @given(text=st.text(alphabet=_ALPHABET, max_size=12) | st.text(alphabet="0123456789abcdefABC\n ", min_size=60, max_size=66))
 def test_fast_patterns_equal_the_regex(text: str) -> None:
-    import re
-
     from verifier._schemacheck import FAST_PATTERNS
 
     for pattern, fast in FAST_PATTERNS.items():
-        assert fast(text) == (re.search(pattern, text) is not None), (pattern, text)
+        assert fast(text) == (pattern_search(pattern)(text) is not None), (pattern, text)
 
 
 @pytest.mark.parametrize("text", ["", "AAAA", "AA==", "AAA=", "AAAA\n", "A===", "AAAA=", "AA=A", "====", "AAAAAA==",
                                   "ab" * 32, "ab" * 32 + "\n", "AB" * 32, "ab" * 31, "ab" * 32 + "\n\n"])
 def test_fast_patterns_on_edges(text: str) -> None:
-    import re
-
     from verifier._schemacheck import FAST_PATTERNS
 
     for pattern, fast in FAST_PATTERNS.items():
-        assert fast(text) == (re.search(pattern, text) is not None), (pattern, text)
+        assert fast(text) == (pattern_search(pattern)(text) is not None), (pattern, text)
 
 
 @settings(max_examples=500, deadline=None)
 @given(column=st.lists(st.text(alphabet=_ALPHABET + "\x00", max_size=12) | st.sampled_from(["AAAA", "AA==", "QUJD"]),
                        min_size=1, max_size=6))
 def test_base64_column_says_yes_only_when_every_item_matches(column: list[str]) -> None:
-    import re
-
     from verifier._schemacheck import _COLUMN_PATTERNS, BASE64_PATTERN
 
-    each = all(re.search(BASE64_PATTERN, text) for text in column)
-    whole = _COLUMN_PATTERNS[BASE64_PATTERN](column)
-    assert not whole or each, column
-    if each and not any("\n" in text for text in column):
-        assert whole, column  # and it is complete for strings without the trailing newline
+    each = all(pattern_search(BASE64_PATTERN)(text) for text in column)
+    assert _COLUMN_PATTERNS[BASE64_PATTERN](column) == each, column
 
 
 @settings(max_examples=300, deadline=None)
 @given(column=st.lists(st.text(alphabet="0123456789abcdefA\n", min_size=62, max_size=65), min_size=1, max_size=4))
 def test_sha256_column_says_yes_only_when_every_item_matches(column: list[str]) -> None:
-    import re
-
     from verifier._schemacheck import _COLUMN_PATTERNS, SHA256_HEX_PATTERN
 
-    each = all(re.search(SHA256_HEX_PATTERN, text) for text in column)
-    whole = _COLUMN_PATTERNS[SHA256_HEX_PATTERN](column)
-    assert not whole or each, column
-    if each and not any("\n" in text for text in column):
-        assert whole, column
+    each = all(pattern_search(SHA256_HEX_PATTERN)(text) for text in column)
+    assert _COLUMN_PATTERNS[SHA256_HEX_PATTERN](column) == each, column
 
 
 def _depth(value) -> int:
@@ -332,3 +326,12 @@ def test_the_dossier_schema_bounds_every_number() -> None:
 ])
 def test_numbers_within(schema, bounded: bool) -> None:
     assert numbers_within(schema, 0, 2**64 - 1) is bounded
+
+
+@pytest.mark.parametrize(("pattern", "text", "matches"), [
+    ("^a$", "a", True), ("^a$", "a\n", False), ("^[$]$", "$", True), ("^\\$$", "$", True),
+    ("a$|^b", "b\n", True), ("^[^]$]+$", "x]", False), ("^[^]$]+$", "xy", True),
+])
+def test_dollar_is_the_end_of_the_text(pattern: str, text: str, matches: bool) -> None:
+    assert (pattern_search(pattern)(text) is not None) is matches, ecma_regex(pattern)
+    assert ecma_validator({"pattern": pattern}).is_valid(text) is matches
