@@ -112,3 +112,21 @@ def test_prune_keeps_newest_trusted_and_limits(tmp_path: Path) -> None:
     assert not (store.root / (records[0].path + ".meta.json")).exists()
     with pytest.raises(StoreError, match="refusing"):
         store.prune(keep_days=None, keep_last=None)
+
+
+def test_batched_index_rows_are_seen_by_readers_and_written_at_the_end(tmp_path: Path) -> None:
+    """Within `batched_index` rows are held back and written a batch at a time; a reader sees
+    every envelope saved so far all the same, and nothing is lost at the end of the block."""
+    store = Store.open(tmp_path / "store")
+    other = Store.open(tmp_path / "store")  # another connection: sees only what is written
+    with store.batched_index(rows=3):
+        for hours in range(2):
+            save(store, at=T0 + timedelta(hours=hours), nonce=f"{hours:02x}" * 16)
+        assert other.history("xr-0001") == []  # held back: not written yet
+        assert [r.nonce[:2] for r in store.history("xr-0001")] == ["01", "00"]  # a read writes them first
+        for hours in range(2, 6):
+            save(store, at=T0 + timedelta(hours=hours), nonce=f"{hours:02x}" * 16)
+        assert len(other.history("xr-0001")) == 5  # a full batch (3) was written by itself
+    assert len(other.history("xr-0001")) == 6  # and the rest at the end of the block
+    store.close()
+    other.close()
