@@ -14,12 +14,11 @@ For 10 KB and 2 MB dossiers, RSA-2048 and ECDSA P-256 devices:
 
 Targets (issue 3): verifier at >= 0.8 of the floor on one job; 2 jobs >= 1.7x one job.
 The one-job comparison calls floor and verifier in turn and counts CPU time, so both see the
-same machine state; the two-job figure is wall-clock against one job's wall-clock from the same
-round: both in the worker processes, back to back, the median over rounds, printed beside the
-floor's own two-process scaling measured the same way, which shows how much of the second core
-other processes left free. Each round's best is kept, because the machine is shared and noisy. Ratios, not absolute
-numbers, are the result: each ratio is the median over rounds of the ratio measured within a
-round.
+same machine state; the two-job figure is wall-clock against one job's wall-clock, both in the
+worker processes, back to back, printed beside the floor's own two-process scaling measured the
+same way (it shows how much of the second core other processes left free). The machine is
+shared and noisy: ratios, not absolute numbers, are the result, each the median over rounds of
+the ratio measured within a round (the rates shown are each round's best).
 """
 
 from __future__ import annotations
