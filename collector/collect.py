@@ -512,29 +512,44 @@ _COLLECTED_POLICY = Policy(require_dossier=True)  # the collector asked for a do
 def verify_bytes(raw: bytes, trust_store_path: str | None, device: str, nonce_hex: str,
                  received: datetime) -> Checked:
     """Verify one envelope with the verifier library, at the time it was received."""
-    from verifier import TrustStore, VerifierError, verify_envelope
+    from verifier import VerifierError, verify_envelope
 
-    trust_store = None
-    if trust_store_path is not None:
-        trust_store = _TRUST_STORES.get(trust_store_path)
-        if trust_store is None:
-            trust_store = _TRUST_STORES[trust_store_path] = TrustStore.open(Path(trust_store_path))
     try:
-        verdict = verify_envelope(raw, trust_store=trust_store, device=device,
+        verdict = verify_envelope(raw, trust_store=trust_store_for(trust_store_path), device=device,
                                   expected_nonce=bytes.fromhex(nonce_hex),
                                   at=received, policy=_COLLECTED_POLICY)
     except VerifierError as exc:
         return Checked(False, {}, [], [], {}, None, None, {}, refused=str(exc))
+    blocks = _filesystem_blocks(verdict.dossier) if verdict.trusted and verdict.dossier else {}
+    return checked_from(verdict, filesystem_blocks=blocks)
+
+
+def trust_store_for(trust_store_path: str | None) -> Any:
+    """The trust store at `trust_store_path` (None for none): the run's frozen view when a
+    collection run is on, else opened once per process."""
+    if trust_store_path is None:
+        return None
+    trust_store = _TRUST_STORES.get(trust_store_path)
+    if trust_store is None:
+        from verifier import TrustStore
+
+        trust_store = _TRUST_STORES[trust_store_path] = TrustStore.open(Path(trust_store_path))
+    return trust_store
+
+
+def checked_from(verdict: Any, *, filesystem_blocks: dict[str, int]) -> Checked:
+    """What the collector keeps of a verdict (envelope or signed-output profile alike)."""
     findings = [_finding_json(f) for f in verdict.findings]
+    trusted = bool(verdict.trusted)
     return Checked(
-        trusted=bool(verdict.trusted),
+        trusted=trusted,
         verdict_json=verdict.to_json(),
         findings=findings,
         errors=[f for f in findings if f.get("severity") == "error"],
         days_to_expiry=dict(verdict.days_to_expiry or {}),
-        leaf_der=_der(verdict.leaf) if verdict.leaf is not None and verdict.trusted else None,
-        root_der=_der(verdict.root) if verdict.root is not None and verdict.trusted else None,
-        filesystem_blocks=_filesystem_blocks(verdict.dossier) if verdict.trusted and verdict.dossier else {},
+        leaf_der=_der(verdict.leaf) if verdict.leaf is not None and trusted else None,
+        root_der=_der(verdict.root) if verdict.root is not None and trusted else None,
+        filesystem_blocks=filesystem_blocks,
     )
 
 

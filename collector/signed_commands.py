@@ -21,7 +21,6 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .inventory import Device
@@ -136,36 +135,18 @@ def poll_signed_commands(collector: Collector, device: Device, profile: Platform
 def verify_signed_output(raw: bytes, verifier_profile: str, trust_store_path: str | None, device: str,
                          nonce: int, received: datetime, signer: bytes | None) -> Checked:
     """Verify one self-signed output with its verifier profile, at the time it was received."""
-    from cryptography.hazmat.primitives.serialization import Encoding
+    from verifier import VerifierError
 
-    from verifier import TrustStore, VerifierError
-
-    from .collect import _TRUST_STORES, Checked, _finding_json
+    from .collect import Checked, checked_from, trust_store_for
 
     try:
         from verifier.profiles import verify_output
     except ImportError as exc:  # a verifier without profiles cannot judge: never "trusted"
         return Checked(False, {}, [], [], {}, None, None, {},
                        refused=f"this verifier has no profile {verifier_profile!r} ({exc})")
-    trust_store = None
-    if trust_store_path is not None:
-        trust_store = _TRUST_STORES.get(trust_store_path)
-        if trust_store is None:
-            trust_store = _TRUST_STORES[trust_store_path] = TrustStore.open(Path(trust_store_path))
     try:
-        verdict = verify_output(raw, profile=verifier_profile, trust_store=trust_store, device=device,
-                                expected_nonce=nonce, signer=signer, at=received)
+        verdict = verify_output(raw, profile=verifier_profile, trust_store=trust_store_for(trust_store_path),
+                                device=device, expected_nonce=nonce, signer=signer, at=received)
     except VerifierError as exc:
         return Checked(False, {}, [], [], {}, None, None, {}, refused=str(exc))
-    findings = [_finding_json(f) for f in verdict.findings]
-    trusted = bool(verdict.trusted)
-    return Checked(
-        trusted=trusted,
-        verdict_json=verdict.to_json(),
-        findings=findings,
-        errors=[f for f in findings if f.get("severity") == "error"],
-        days_to_expiry=dict(verdict.days_to_expiry or {}),
-        leaf_der=verdict.leaf.public_bytes(Encoding.DER) if verdict.leaf is not None and trusted else None,
-        root_der=verdict.root.public_bytes(Encoding.DER) if verdict.root is not None and trusted else None,
-        filesystem_blocks={},
-    )
+    return checked_from(verdict, filesystem_blocks={})
