@@ -154,20 +154,18 @@ def _check_members(obj: dict[str, Any], required: tuple[str, ...], known: frozen
 
 
 _CERT_CACHE_SIZE = 4096  # a device's root and leaf recur in every envelope it signs
-_cert_cache: dict[bytes, x509.Certificate] = {}
-# The same certificates by their base64 text, as envelopes carry them: a repeat is neither
-# decoded nor checked again (the text decoded and checked once gives the same answer).
+# Certificates by their base64 text, as envelopes carry them: a repeat is neither decoded nor
+# checked again. The text is canonical base64 (`_strict_b64`), so it names one DER exactly, and
+# the same DER checked in full gives the same answer.
 _cert_by_text: dict[str, tuple[bytes, x509.Certificate]] = {}
 
 
-def _load_certificate(der: bytes, where: str) -> x509.Certificate:
-    cached = _cert_cache.get(der)
-    if cached is not None:
-        return cached  # already parsed and checked in full: the same DER gives the same answer
+def _load_certificate(text: str, der: bytes, where: str) -> x509.Certificate:
+    """Parse and check `der` (the decoded `text`) in full, and remember it by its text."""
     cert = _parse_certificate(der, where)
-    if len(_cert_cache) >= _CERT_CACHE_SIZE:
-        _cert_cache.clear()
-    _cert_cache[der] = cert
+    if len(_cert_by_text) >= _CERT_CACHE_SIZE:
+        _cert_by_text.clear()
+    _cert_by_text[text] = (der, cert)
     return cert
 
 
@@ -331,13 +329,7 @@ def parse_envelope(raw: bytes, policy: Policy = DEFAULT_POLICY) -> ParseResult:
                         "two different certificates: root, leaf",
                         "the same certificate twice",
                     )
-                if known is not None:
-                    certificates.append(known[1])
-                else:
-                    certificates.append(_load_certificate(der, item_where))
-                    if len(_cert_by_text) >= _CERT_CACHE_SIZE:
-                        _cert_by_text.clear()
-                    _cert_by_text[value] = (der, certificates[-1])
+                certificates.append(known[1] if known is not None else _load_certificate(value, der, item_where))
                 ders.append(der)
         # Lone surrogates: by now every key is one of the envelope's names and the nonce,
         # signature and certificate values are base64 (ASCII), so only the certificates'
