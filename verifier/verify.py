@@ -152,20 +152,28 @@ def _dossier_validator() -> jsonschema.Draft202012Validator:
 
 
 @cache
-def _dossier_is_valid() -> Callable[[Any], bool]:
-    """The compiled yes/no check (see `_schemacheck`), or jsonschema's if the schema outgrows it."""
+def _dossier_compiled_check() -> Callable[[Any], bool] | None:
+    """The compiled yes/no check (see `_schemacheck`), or None if the schema outgrows it."""
     try:
         return compile_schema(schemas.load("dossier"))
     except UnsupportedSchema:
-        return _dossier_validator().is_valid
+        return None
+
+
+@cache
+def _dossier_is_valid() -> Callable[[Any], bool]:
+    """The compiled check, or jsonschema's if the schema outgrows the compiler."""
+    return _dossier_compiled_check() or _dossier_validator().is_valid
 
 
 @cache
 def _dossier_colon_counter() -> Callable[[Any], int] | None:
     """The compiled ':' counter for schema-valid dossiers (see `_schemacheck`), or None if the
-    schema outgrows the compiler (duplicate keys are then found by the per-object hook)."""
+    schema outgrows the compiler (duplicate keys are then found by the per-object hook). Only
+    sound beside the compiled check, which defines what "valid" means to it."""
+    if _dossier_compiled_check() is None:
+        return None
     try:
-        compile_schema(schemas.load("dossier"))  # the counter is only sound beside the compiled check
         return compile_colon_counter(schemas.load("dossier"))
     except UnsupportedSchema:
         return None
