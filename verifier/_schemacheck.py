@@ -312,6 +312,16 @@ class _Compiler:
     # list (a record with its keys in many orders, an integer written 1.0); the caller then
     # checks item by item, so the answer is always exactly the schema's.
 
+    @staticmethod
+    def _closed_record(schema: Any) -> bool:
+        """A record: a closed object whose members are all required, and no other keyword
+        (what the column forms of the check and of the colon count handle)."""
+        return (isinstance(schema, dict)
+                and set(schema) - _IGNORED <= {"type", "required", "properties", "additionalProperties"}
+                and schema.get("type") == "object" and schema.get("additionalProperties") is False
+                and isinstance(schema.get("properties"), dict) and bool(schema["properties"])
+                and frozenset(schema.get("required", ())) == frozenset(schema["properties"]))
+
     def dereference(self, schema: Any) -> Any:
         while isinstance(schema, dict) and set(schema) - _IGNORED == {"$ref"}:
             schema = self.resolve(schema["$ref"])
@@ -328,11 +338,7 @@ class _Compiler:
         keywords = set(schema) - _IGNORED
         if keywords <= _SIMPLE:
             return self.simple_column(schema, var)
-        properties = schema.get("properties")
-        if (keywords <= {"type", "required", "properties", "additionalProperties"}
-                and schema.get("type") == "object" and schema.get("additionalProperties") is False
-                and isinstance(properties, dict) and properties
-                and frozenset(schema.get("required", ())) == frozenset(properties)):
+        if self._closed_record(schema):
             name = self.record_column(schema)
             return None if name is None else f"{name}({var})"
         if keywords == {"type", "items"} and schema["type"] == "array":
@@ -616,14 +622,15 @@ class _Compiler:
             expression = f"({part} if type({var}) is {python_type} else {expression})"
         return expression, None
 
-    def counter_function(self, schema: Any) -> tuple[str, int | None]:
-        """A named function counting colons of instances of `schema` (for map() and recursion)."""
+    def counter_function(self, schema: Any, counted: tuple[str, int | None] | None = None) -> tuple[str, int | None]:
+        """A named function counting colons of instances of `schema` (for map() and recursion).
+        `counted`: the schema's `colons(schema, "v")`, when the caller has it already."""
         key = id(schema)
         if key in self.counters:
             return self.counters[key]
         name = f"_k{len(self.counters)}"
         self.counters[key] = (name, None)  # before the body: recursive schemas call it
-        expression, constant = self.colons(schema, "v")
+        expression, constant = counted if counted is not None else self.colons(schema, "v")
         self.counters[key] = (name, constant)
         self.source.extend([f"def {name}(v):", f"    return {expression}"])
         return name, constant
@@ -695,7 +702,7 @@ class _Compiler:
             return "", constant
         if expression == "v.count(':')":
             return self.constant(_COUNT_COLONS), None  # a C call, also inside map()
-        return self.counter_function(schema)
+        return self.counter_function(schema, (expression, constant))
 
     def array_colons(self, schema: dict[str, Any], var: str) -> tuple[str, int | None]:
         items = self.dereference(schema.get("items", True))
@@ -707,12 +714,6 @@ class _Compiler:
             return f"{column}({var})", None
         return f"sum(map({name}, {var}))", None
 
-    @staticmethod
-    def _closed_record(schema: Any) -> bool:
-        return (isinstance(schema, dict) and schema.get("type") == "object"
-                and schema.get("additionalProperties") is False and bool(schema.get("properties"))
-                and frozenset(schema.get("required", ())) == frozenset(schema["properties"])
-                and not set(schema) & {"oneOf", "anyOf", "allOf", "$ref"})
 
     def column_colons(self, schema: Any) -> str | None:
         """For a list of closed records (a file-system inventory): a function counting the
