@@ -260,24 +260,23 @@ class TrustStore:
         `missing_ok`, None for a file that does not exist."""
         if self._frozen:
             if file not in self._seen:  # first look: as an unfrozen store reads it
-                self._seen[file] = self._read_current(file, missing_ok=missing_ok)
+                self._seen[file] = self._read_current(file)
             content = self._seen[file]
-            if content is None:
-                if missing_ok:
-                    return None
-                raise TrustStoreError(f"{file}: cannot be read (it does not exist); the store is damaged")
-            return content if shared else copy.deepcopy(content)
-        content = self._read_current(file, missing_ok=missing_ok)
-        return content if shared or content is None else copy.deepcopy(content)
+        else:
+            content = self._read_current(file)
+        if content is None:
+            if missing_ok:
+                return None
+            raise TrustStoreError(f"{file}: cannot be read (it does not exist); the store is damaged")
+        return content if shared else copy.deepcopy(content)
 
-    def _read_current(self, file: Path, *, missing_ok: bool) -> Any:
-        """The file's content now (shared, not a copy), re-read only if it changed."""
+    def _read_current(self, file: Path) -> Any:
+        """The file's content now (shared, not a copy; None if it does not exist), re-read only
+        if it changed."""
         try:
             status = file.stat()
         except FileNotFoundError:
-            if missing_ok:
-                return None
-            raise TrustStoreError(f"{file}: cannot be read (it does not exist); the store is damaged") from None
+            return None
         except OSError as exc:
             raise TrustStoreError(f"{file}: cannot be read ({exc.strerror or exc}); the store is damaged") from None
         identity = (status.st_ino, status.st_mtime_ns, status.st_size)
