@@ -284,15 +284,9 @@ def _check_chain(
                     "considered, to bound path-building time",
                     f"at most {policy.max_intermediates}", str(len(intermediates)))
         return False
-    try:
-        chain = validate_chain(leaf, anchors, intermediates, when, policy=policy)
-    except ChainError as exc:
-        reasons = explain_chain_failure(leaf, anchors, intermediates, when, policy)
-        for finding_id, message, expected, found in reasons:
-            verdict.add(finding_id, Severity.ERROR, message, expected, found)
-        if not reasons:
-            verdict.add(FindingId.CHAIN_INVALID, Severity.ERROR, str(exc),
-                        "a chain from the leaf to an enrolled root", "no valid chain")
+    chain = validate_or_report(verdict, leaf, anchors, intermediates, when, policy,
+                               expected="a chain from the leaf to an enrolled root")
+    if chain is None:
         return False
     verdict.root = chain[-1]
     weak = is_weak_hash(verdict.root)
@@ -305,6 +299,30 @@ def _check_chain(
                     "the device signs with a new leaf under the same enrolled root (key rotation)",
                     fingerprint(pinned), fingerprint(leaf))
     return True
+
+
+def validate_or_report(
+    verdict: Verdict,
+    leaf: x509.Certificate,
+    anchors: Sequence[x509.Certificate],
+    intermediates: Sequence[x509.Certificate],
+    when: dt.datetime,
+    policy: Policy,
+    *,
+    expected: str,
+    prefix: str = "",
+) -> list[x509.Certificate] | None:
+    """`validate_chain`, or None with each reason it failed added to `verdict` as an error
+    (`prefix` before each message; `expected` when no reason can be named)."""
+    try:
+        return validate_chain(leaf, anchors, intermediates, when, policy=policy)
+    except ChainError as exc:
+        reasons = explain_chain_failure(leaf, anchors, intermediates, when, policy)
+        for finding_id, message, expected_value, found in reasons:
+            verdict.add(finding_id, Severity.ERROR, prefix + message, expected_value, found)
+        if not reasons:
+            verdict.add(FindingId.CHAIN_INVALID, Severity.ERROR, prefix + str(exc), expected, "no valid chain")
+        return None
 
 
 def report_nonce_not_given(verdict: Verdict, policy: Policy, *, what: str, sent: str, how: str) -> None:

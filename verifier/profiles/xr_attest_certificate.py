@@ -24,11 +24,12 @@ from typing import Any
 from cryptography import x509
 
 from .._strictjson import JSONProblem, loads_strict
-from ..chain import explain_chain_failure, fingerprint, validate_chain
-from ..errors import ChainError, SignatureError
+from ..chain import fingerprint
+from ..errors import SignatureError
 from ..findings import FindingId, Severity
 from ..policy import Policy
 from ..signature import KeyPolicyError, algorithm_name, check_key_policy, verify_signature
+from ..verify import validate_or_report
 from ._common import (
     MAX_U32,
     Anchors,
@@ -188,15 +189,9 @@ def _two_tier(verdict: ProfileVerdict, leaf: x509.Certificate, roots: list[x509.
                         f"node {where}: the listed root is not an enrolled/pinned anchor",
                         " or ".join(sorted(fingerprint(c) for c in trusted)) or "an anchor", fingerprint(root))
             return False
-    try:
-        chain = validate_chain(leaf, trusted, subs, when, policy=policy)
-    except ChainError as exc:
-        reasons = explain_chain_failure(leaf, trusted, subs, when, policy)
-        for finding_id, message, expected, found in reasons:
-            verdict.add(finding_id, Severity.ERROR, f"node {where}: {message}", expected, found)
-        if not reasons:
-            verdict.add(FindingId.CHAIN_INVALID, Severity.ERROR, f"node {where}: {exc}",
-                        "a chain to an anchor", "no valid chain")
+    chain = validate_or_report(verdict, leaf, trusted, subs, when, policy,
+                               expected="a chain to an anchor", prefix=f"node {where}: ")
+    if chain is None:
         return False
     verdict.root = chain[-1]
     return True
