@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 import schemas
 from collector.errors import StoreError
+from collector import store as store_module
 from collector.store import Store, write_file_atomically
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -46,6 +48,57 @@ def test_existing_file_is_never_overwritten(tmp_path: Path) -> None:
     save(store)
     with pytest.raises(StoreError):
         save(store)  # same device, time and nonce prefix: same name
+
+
+@pytest.fixture(params=["unnamed", "named"])
+def temp_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with Linux's unnamed temporary files (O_TMPFILE) and with named ones (the
+    fallback where the file system or the platform has no O_TMPFILE)."""
+    if request.param == "named":
+        monkeypatch.setattr(store_module, "_O_TMPFILE", None)
+    elif store_module._O_TMPFILE is None:
+        pytest.skip("no O_TMPFILE on this platform")
+    return request.param
+
+
+def test_atomic_write_never_overwrites_and_leaves_no_temporary(tmp_path: Path, temp_kind: str) -> None:
+    target = tmp_path / "envelope"
+    write_file_atomically(target, b"first", sync_dir=False)
+    assert target.read_bytes() == b"first" and (target.stat().st_mode & 0o777) == 0o644
+    with pytest.raises(StoreError, match="never overwrites") as caught:
+        write_file_atomically(target, b"second")
+    assert isinstance(caught.value.__cause__, FileExistsError)
+    assert target.read_bytes() == b"first"
+    write_file_atomically(target, b"replaced", replace=True, sync=False)
+    assert target.read_bytes() == b"replaced"
+    big = bytes(range(256)) * 40_000  # several writes' worth
+    write_file_atomically(tmp_path / "big", big)
+    assert (tmp_path / "big").read_bytes() == big
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big", "envelope"]
+    with pytest.raises(FileNotFoundError):
+        write_file_atomically(tmp_path / "missing-dir" / "f", b"x")
+
+
+def test_unnamed_temporaries_fall_back_when_linking_from_proc_fails(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """No /proc (a container without it): the first write notices, and every write from then on
+    uses named temporaries; nothing is lost or left behind."""
+    if store_module._O_TMPFILE is None:
+        pytest.skip("no O_TMPFILE on this platform")
+    real_link = os.link
+
+    def link(src: str, dst: object, **kwargs: object) -> None:
+        if str(src).startswith("/proc/self/fd/"):
+            raise FileNotFoundError(2, "No such file or directory", src)
+        real_link(src, dst, **kwargs)
+
+    monkeypatch.setattr(store_module.os, "link", link)
+    monkeypatch.setattr(store_module, "_O_TMPFILE", store_module._O_TMPFILE)  # restored afterwards
+    write_file_atomically(tmp_path / "a", b"one")
+    assert store_module._O_TMPFILE is None
+    write_file_atomically(tmp_path / "b", b"two")
+    assert (tmp_path / "a").read_bytes() == b"one" and (tmp_path / "b").read_bytes() == b"two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
 
 
 def test_latest_and_history(tmp_path: Path) -> None:
