@@ -80,10 +80,11 @@ class CollectOptions:
     #: A `collector.insights.Policy`: appraise each stored envelope as it is collected.
     policy: Any = None
     #: Threads that store and verify what the sessions fetched. Their work is CPU under the
-    #: GIL except for fsync waits, so a few suffice (some compute while others wait on the
-    #: disk); one per session only contends for the GIL with the session threads (measured
-    #: with bench/collect.py: 16 finishers cost ~25-40% more CPU per poll than 2 to 4).
-    finish_workers: int = 4
+    #: GIL except for fsync waits, so two suffice (one computes while the other waits on the
+    #: disk); more only contend for the GIL with the session threads (measured with
+    #: bench/collect.py at 100 devices: 16 cost ~25-40% more CPU per poll than 2 to 4; 2 were
+    #: 3-10% faster than 4 in each of four paired runs).
+    finish_workers: int = 2
 
 
 @dataclass
