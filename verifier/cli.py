@@ -122,10 +122,23 @@ def _run(files: Sequence[str], settings: _Settings, jobs: int, stdin_bytes: byte
         yield from pool.map(_verify_one, files, chunksize=chunk)
 
 
+# Info findings an operator acts on, by id -> what the table says: shown for trusted envelopes
+# (an untrusted one is explained by its errors). Other info findings stay in --json only.
+_OPERATOR_INFO = {
+    "chain.leaf_rotated": "key rotation",
+    "data.not_dossier": "signed text, not a dossier",
+}
+
+
 def _reasons(result: dict[str, Any]) -> str:
+    """The table's reasons column: error, alert and warning ids; for a trusted envelope also
+    the info findings in `_OPERATOR_INFO`, e.g. "key rotation (chain.leaf_rotated)"."""
     if "error" in result:
         return result["error"]
     shown = [f"{f['id']}" for f in result["findings"] if f["severity"] in ("error", "alert", "warning")]
+    if result["trusted"]:
+        shown += [f"{_OPERATOR_INFO[f['id']]} ({f['id']})" for f in result["findings"]
+                  if f["severity"] == "info" and f["id"] in _OPERATOR_INFO]
     return ", ".join(shown) or "-"
 
 
@@ -350,10 +363,14 @@ def trust_add(device: str, root_pem: Path | None, trust_store: Path, valid_from:
 @_store_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def trust_list(trust_store: Path, as_json: bool) -> None:
-    """List enrolled devices and their roots."""
+    """List enrolled devices and their roots. A damaged store (a certificate that does not match
+    its recorded SHA-256, ...) is an input error (exit 2), as it is for `dossier verify`."""
     try:
         store = _open_store(trust_store)
-        records = [store.describe(name) for name in store.devices()]
+        records = []
+        for name in store.devices():
+            store.check(name)  # what is listed is what verification would load
+            records.append(store.describe(name))
         pool = [entry.to_json() for entry in store.pool_entries()]
     except VerifierError as exc:
         _fail(str(exc))

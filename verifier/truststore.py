@@ -415,6 +415,18 @@ class TrustStore:
             raise TrustStoreError(f"device {device!r} is not in the trust store at {self.path}")
         return record
 
+    def check(self, device: str) -> None:
+        """Load every certificate enrolled for `device` (roots, pinned leaf, intermediates) as
+        verification does, each checked against its recorded SHA-256. Raises TrustStoreError
+        naming the file if one is damaged, or if the device is unknown."""
+        record = self._device_record(device, shared=True)
+        if record is None:
+            raise TrustStoreError(f"device {device!r} is not in the trust store at {self.path}")
+        file = self._device_file(device)
+        pinned = [record["pinned_leaf"]] if record["pinned_leaf"] is not None else []
+        for item in [*record["roots"], *record["intermediates"], *pinned]:
+            _load_cert(item, file)
+
     # -- writing ---------------------------------------------------------------------------
     def add_root(
         self,

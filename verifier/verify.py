@@ -579,7 +579,8 @@ def verify_envelope(
     Anchors come from `trust_store` (for `device`, or the device whose enrolled root the
     envelope carries) or from `roots`. `at` (aware; default now) is the time validity is judged
     at. Raises VerifierError only for the caller's own mistakes: no anchors configured at all,
-    a naive `at`, an `expected_nonce` of the wrong length. A bad envelope never raises.
+    a naive `at`, an `expected_nonce` that is not bytes or of the wrong length. A bad envelope
+    never raises.
     """
     if len(raw) < _GC_PAUSE_FROM_BYTES:
         return _verify(raw, trust_store, roots, device, expected_nonce, at, policy)
@@ -605,11 +606,18 @@ def _verify(
         )
     if trust_store is not None and roots:
         raise VerifierError("pass trust_store= or roots=, not both")
-    if expected_nonce is not None and not MIN_NONCE_BYTES <= len(expected_nonce) <= MAX_NONCE_BYTES:
-        raise VerifierError(
-            f"expected_nonce is {len(expected_nonce)} bytes; a nonce is {MIN_NONCE_BYTES} to "
-            f"{MAX_NONCE_BYTES} bytes"
-        )
+    if expected_nonce is not None:
+        if not isinstance(expected_nonce, (bytes, bytearray, memoryview)):
+            raise VerifierError(
+                "expected_nonce must be bytes (the nonce's raw bytes; use bytes.fromhex for hex "
+                f"text), found {type(expected_nonce).__name__}"
+            )
+        expected_nonce = bytes(expected_nonce)  # one type from here on (hmac, .hex(), ==)
+        if not MIN_NONCE_BYTES <= len(expected_nonce) <= MAX_NONCE_BYTES:
+            raise VerifierError(
+                f"expected_nonce is {len(expected_nonce)} bytes; a nonce is {MIN_NONCE_BYTES} to "
+                f"{MAX_NONCE_BYTES} bytes"
+            )
     verdict = Verdict(device=device, verified_at=when, envelope_sha256=hashlib.sha256(raw).hexdigest())
     # (1) (2) bounds, framing, strict JSON, base64, DER
     parsed = parse_envelope(raw, policy)

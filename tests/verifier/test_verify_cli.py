@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,13 @@ from dossier_cli.main import cli
 from vbuilder import DAY, NOW, Device, make_leaf
 
 PROJECT = Path(__file__).resolve().parents[2]
+SAMPLES = PROJECT / "samples"
+
+
+def _runner() -> CliRunner:
+    """A runner with a wide terminal: rich folds table cells to fit the width (80 columns when
+    there is no terminal), which would split a long temporary path the tests look for."""
+    return CliRunner(env={"COLUMNS": "1000"})
 
 
 @pytest.fixture
@@ -34,7 +42,7 @@ def files(tmp_path: Path, device: Device) -> dict[str, Path]:
 
 def _store(tmp_path: Path, root: Path, device: str = "r1") -> Path:
     store = tmp_path / "store"
-    result = CliRunner().invoke(cli, ["trust", "add", device, str(root), "--trust-store", str(store)])
+    result = _runner().invoke(cli, ["trust", "add", device, str(root), "--trust-store", str(store)])
     assert result.exit_code == 0, result.output
     return store
 
@@ -53,21 +61,65 @@ def _collected(tmp_path: Path, device: Device, name: str, *, received: dt.dateti
 
 
 def test_help_explains_exit_codes() -> None:
-    result = CliRunner().invoke(cli, ["verify", "--help"])
+    result = _runner().invoke(cli, ["verify", "--help"])
     assert result.exit_code == 0
     assert "Exit codes" in result.output and "0  every envelope is trusted" in result.output
-    assert CliRunner().invoke(cli, ["trust", "--help"]).exit_code == 0
+    assert _runner().invoke(cli, ["trust", "--help"]).exit_code == 0
 
 
 def test_trusted_envelope_exits_0_with_a_table(files) -> None:
-    result = CliRunner().invoke(cli, ["verify", str(files["good"]), "--root", str(files["root"]),
+    result = _runner().invoke(cli, ["verify", str(files["good"]), "--root", str(files["root"]),
                                       "--nonce", "1580", "--at", NOW.isoformat()])
     assert result.exit_code == 0, result.output
     assert "TRUSTED" in result.output and "good.envelope" in result.output
 
 
+def test_table_shows_a_long_path_whole(tmp_path: Path, files) -> None:
+    """Table cells are asserted on by substring: the test terminal is wide enough that a long
+    temporary path is never folded (it was at 80 columns, depending on --basetemp)."""
+    folder = tmp_path / ("a-long-folder-name-" * 8)
+    folder.mkdir()
+    envelope = folder / "good.envelope"
+    envelope.write_bytes(files["good"].read_bytes())
+    result = _runner().invoke(cli, ["verify", str(envelope), "--root", str(files["root"]),
+                                    "--nonce", "1580", "--at", NOW.isoformat()])
+    assert result.exit_code == 0, result.output
+    assert str(envelope) in result.output
+
+
+def test_table_shows_a_key_rotation_of_a_trusted_envelope(tmp_path: Path) -> None:
+    """A leaf re-keyed under the enrolled root verifies and is reported as a key rotation (an
+    info finding): the table says so instead of '-'; the verdict and the JSON are unchanged."""
+    store = tmp_path / "trust-store"
+    shutil.copytree(SAMPLES / "trust-store", store)
+    args = ["verify", str(SAMPLES / "envelopes/leaf-rekeyed.envelope"), "--trust-store", str(store),
+            "--at", "received"]
+    table = _runner().invoke(cli, args)
+    assert table.exit_code == 0, table.output
+    assert "TRUSTED" in table.output and "NOT TRUSTED" not in table.output
+    assert "key rotation (chain.leaf_rotated)" in table.output
+    as_json = _runner().invoke(cli, [*args, "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    line = json.loads(as_json.output)
+    assert line["trusted"] is True
+    assert [(f["id"], f["severity"]) for f in line["findings"]] == [("chain.leaf_rotated", "info")]
+    plain = _runner().invoke(cli, ["verify", str(SAMPLES / "envelopes/valid.envelope"), "--trust-store",
+                                   str(store), "--at", "received"])
+    assert plain.exit_code == 0, plain.output
+    assert "key rotation" not in plain.output and "chain.leaf_rotated" not in plain.output
+
+
+def test_table_shows_signed_text_that_is_not_a_dossier(files, device: Device) -> None:
+    text = files["good"].with_name("text.envelope")
+    text.write_bytes(device.envelope(data="hello"))
+    result = _runner().invoke(cli, ["verify", str(text), "--root", str(files["root"]), "--nonce", "1580",
+                                    "--at", NOW.isoformat()])
+    assert result.exit_code == 0, result.output
+    assert "signed text, not a dossier (data.not_dossier)" in result.output
+
+
 def test_untrusted_envelope_exits_1_and_json_lists_findings(files) -> None:
-    result = CliRunner().invoke(cli, ["verify", str(files["good"]), str(files["bad"]), "--root", str(files["root"]),
+    result = _runner().invoke(cli, ["verify", str(files["good"]), str(files["bad"]), "--root", str(files["root"]),
                                       "--nonce", "1580", "--at", NOW.isoformat(), "--json"])
     assert result.exit_code == 1, result.output
     lines = [json.loads(line) for line in result.output.splitlines()]
@@ -79,10 +131,10 @@ def test_untrusted_envelope_exits_1_and_json_lists_findings(files) -> None:
 
 def test_missing_nonce_is_not_trusted_unless_insecure(files) -> None:
     args = ["verify", str(files["good"]), "--root", str(files["root"]), "--at", NOW.isoformat(), "--json"]
-    result = CliRunner().invoke(cli, args)
+    result = _runner().invoke(cli, args)
     assert result.exit_code == 1
     assert "nonce.not_checked" in result.output
-    result = CliRunner().invoke(cli, [*args, "--insecure-skip-nonce"])
+    result = _runner().invoke(cli, [*args, "--insecure-skip-nonce"])
     assert result.exit_code == 0
     assert "WARNING" in result.output  # the danger is said every time
 
@@ -93,11 +145,11 @@ def test_stored_envelope_uses_its_metadata_and_received_time(tmp_path: Path, fil
     old = Device("p256", "p256", root=device.root, leaf=expired_leaf)
     stored = _collected(tmp_path, old, "old", received=NOW - 5 * DAY, nonce=bytes.fromhex("a1b2"))
     base = ["verify", str(stored), "--trust-store", str(store), "--json"]
-    at_received = CliRunner().invoke(cli, [*base, "--at", "received"])
+    at_received = _runner().invoke(cli, [*base, "--at", "received"])
     assert at_received.exit_code == 0, at_received.output
     line = json.loads(at_received.output)
     assert line["device"] == "r1" and line["nonce"] == "a1b2"
-    today = CliRunner().invoke(cli, [*base, "--at", NOW.isoformat()])
+    today = _runner().invoke(cli, [*base, "--at", NOW.isoformat()])
     assert today.exit_code == 1 and "chain.leaf_expired" in today.output
 
 
@@ -105,7 +157,7 @@ def test_metadata_that_disagrees_with_the_file_is_an_input_error(tmp_path: Path,
     store = _store(tmp_path, files["root"])
     stored = _collected(tmp_path, device, "x", received=NOW)
     stored.write_bytes(stored.read_bytes() + b" ")
-    result = CliRunner().invoke(cli, ["verify", str(stored), "--trust-store", str(store), "--json"])
+    result = _runner().invoke(cli, ["verify", str(stored), "--trust-store", str(store), "--json"])
     assert result.exit_code == 2
     assert "records" in json.loads(result.output)["error"]
 
@@ -113,7 +165,7 @@ def test_metadata_that_disagrees_with_the_file_is_an_input_error(tmp_path: Path,
 def test_conflicting_nonce_is_an_input_error(tmp_path: Path, files, device: Device) -> None:
     store = _store(tmp_path, files["root"])
     stored = _collected(tmp_path, device, "x", received=NOW)
-    result = CliRunner().invoke(cli, ["verify", str(stored), "--trust-store", str(store), "--nonce", "ffff"])
+    result = _runner().invoke(cli, ["verify", str(stored), "--trust-store", str(store), "--nonce", "ffff"])
     assert result.exit_code == 2 and "differs" in result.output
 
 
@@ -131,14 +183,14 @@ def test_conflicting_nonce_is_an_input_error(tmp_path: Path, files, device: Devi
 )
 def test_usage_and_input_errors_exit_2(tmp_path: Path, files, args: list[str], message: str) -> None:
     values = {"root": str(files["root"]), "good": str(files["good"]), "tmp": str(tmp_path)}
-    result = CliRunner().invoke(cli, [arg.format(**values) for arg in args])
+    result = _runner().invoke(cli, [arg.format(**values) for arg in args])
     assert result.exit_code == 2, result.output
     assert message in result.output
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_stdin(files, jobs: str) -> None:
-    result = CliRunner().invoke(cli, ["verify", "-", str(files["good"]), "--root", str(files["root"]),
+    result = _runner().invoke(cli, ["verify", "-", str(files["good"]), "--root", str(files["root"]),
                                       "--nonce", "1580", "--at", NOW.isoformat(), "--json", "--jobs", jobs],
                                 input=files["good"].read_bytes())
     assert result.exit_code == 0, result.output
@@ -148,8 +200,8 @@ def test_stdin(files, jobs: str) -> None:
 def test_jobs_gives_the_same_answers_in_order(tmp_path: Path, files) -> None:
     paths = [str(files["good"]), str(files["bad"])] * 3
     args = ["verify", *paths, "--root", str(files["root"]), "--nonce", "1580", "--at", NOW.isoformat(), "--json"]
-    one = CliRunner().invoke(cli, args)
-    two = CliRunner().invoke(cli, [*args, "--jobs", "2"])
+    one = _runner().invoke(cli, args)
+    two = _runner().invoke(cli, [*args, "--jobs", "2"])
     assert one.exit_code == two.exit_code == 1
     strip = lambda out: [(x["file"], x["trusted"], [f["id"] for f in x["findings"]]) for x in map(json.loads, out.splitlines())]
     assert strip(one.output) == strip(two.output)
@@ -157,7 +209,7 @@ def test_jobs_gives_the_same_answers_in_order(tmp_path: Path, files) -> None:
 
 def test_trust_commands(tmp_path: Path, files, device: Device) -> None:
     store = _store(tmp_path, files["root"])
-    runner = CliRunner()
+    runner = _runner()
     listed = runner.invoke(cli, ["trust", "list", "--trust-store", str(store), "--json"])
     assert listed.exit_code == 0
     assert json.loads(listed.output)["devices"][0]["device"] == "r1"
@@ -178,10 +230,50 @@ def test_trust_commands(tmp_path: Path, files, device: Device) -> None:
 def test_damaged_store_exits_2(tmp_path: Path, files) -> None:
     store = _store(tmp_path, files["root"])
     (store / "devices/r1.json").write_text("{")
-    result = CliRunner().invoke(cli, ["verify", str(files["good"]), "--trust-store", str(store), "--device", "r1",
+    result = _runner().invoke(cli, ["verify", str(files["good"]), "--trust-store", str(store), "--device", "r1",
                                       "--nonce", "1580", "--json"])
     assert result.exit_code == 2, result.output
     assert "damaged" in result.output
+
+
+def _trust_store_with_leaf(tmp_path: Path, files, device: Device) -> Path:
+    store = _store(tmp_path, files["root"])
+    leaf = tmp_path / "leaf.pem"
+    leaf.write_bytes(device.leaf.public_bytes(Encoding.PEM))
+    pinned = _runner().invoke(cli, ["trust", "add", "r1", str(files["root"]), "--pin-leaf", str(leaf),
+                                    "--trust-store", str(store)])
+    assert pinned.exit_code == 0, pinned.output
+    return store
+
+
+@pytest.mark.parametrize("which", ["root", "pinned leaf"])
+@pytest.mark.parametrize("as_json", [False, True])
+def test_trust_list_reports_a_certificate_that_does_not_match_its_sha256(
+    tmp_path: Path, files, device: Device, which: str, as_json: bool
+) -> None:
+    """`trust list` loads every certificate as verification does: one hex digit changed in a
+    recorded SHA-256 is a damaged store (exit 2, the file, found and recorded), never listed."""
+    store = _trust_store_with_leaf(tmp_path, files, device)
+    listed = _runner().invoke(cli, ["trust", "list", "--trust-store", str(store)])
+    assert listed.exit_code == 0, listed.output
+    device_file = store / "devices/r1.json"
+    record = json.loads(device_file.read_text())
+    item = record["roots"][0] if which == "root" else record["pinned_leaf"]
+    actual = item["sha256"]
+    edited = f"{(int(actual[0], 16) + 1) % 16:x}" + actual[1:]
+    item["sha256"] = edited
+    device_file.write_text(json.dumps(record))
+    result = _runner().invoke(cli, ["trust", "list", "--trust-store", str(store), *(["--json"] if as_json else [])])
+    assert result.exit_code == 2, result.output
+    assert f"{device_file}: stored certificate's SHA-256 is {actual}, but the store records {edited}" in result.output
+    assert "damaged" in result.output
+    if as_json:
+        assert "{" not in result.output  # no listing of a damaged store
+    else:
+        assert "pinned leaf" not in result.output  # no table
+    verified = _runner().invoke(cli, ["verify", str(files["good"]), "--trust-store", str(store), "--device", "r1",
+                                      "--nonce", "1580", "--at", NOW.isoformat(), "--json"])
+    assert verified.exit_code == 2 and "the store records" in verified.output  # the same report
 
 
 def test_end_to_end_subprocess(tmp_path: Path, files) -> None:
@@ -198,15 +290,15 @@ def test_metadata_that_contradicts_the_collector_file_name_is_an_input_error(tmp
     folder.mkdir()
     good = _collected(folder, device, "20260601T120000.000000Z-1580", received=NOW)
     args = ["--root", str(files["root"]), "--at", NOW.isoformat(), "--json"]
-    assert CliRunner().invoke(cli, ["verify", str(good), *args]).exit_code == 0
+    assert _runner().invoke(cli, ["verify", str(good), *args]).exit_code == 0
     replayed = _collected(folder, device, "20260601T120000.000000Z-deadbeef", received=NOW)
-    result = CliRunner().invoke(cli, ["verify", str(replayed), *args])
+    result = _runner().invoke(cli, ["verify", str(replayed), *args])
     assert result.exit_code == 2 and "file name says nonce deadbeef" in result.output
     moved_in_time = _collected(folder, device, "20260601T120000.000000Z-1580", received=NOW - DAY)
-    result = CliRunner().invoke(cli, ["verify", str(moved_in_time), *args])
+    result = _runner().invoke(cli, ["verify", str(moved_in_time), *args])
     assert result.exit_code == 2 and "received at" in result.output
     other = tmp_path / "r2"
     other.mkdir()
     moved = _collected(other, device, "20260601T120000.000000Z-1580", received=NOW)
-    result = CliRunner().invoke(cli, ["verify", str(moved), *args])
+    result = _runner().invoke(cli, ["verify", str(moved), *args])
     assert result.exit_code == 2 and "device folder 'r2'" in result.output

@@ -13,8 +13,9 @@ import pytest
 
 import schemas
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
-from vbuilder import DAY, NOW, Device, b64, der, dossier, ku, make_leaf, make_root, resign_sha1
+from vbuilder import DAY, NOW, Device, b64, der, dossier, ku, make_leaf, make_root, resign_sha1, resign_weak
 from verifier import FindingId, Policy, Severity, TrustStore, verify_envelope
 
 Case = Callable[[Path], tuple[bytes, dict[str, Any]]]
@@ -350,6 +351,14 @@ def _(tmp: Path):
 def _(tmp: Path):
     d = dev("rsa", "rsa2048", "rsa2048")
     leaf = resign_sha1(d.leaf, "rsa2048")
+    return Device("rsa2048", "rsa2048", root=d.root, leaf=leaf).envelope(), ok_args(d)
+
+
+@case("chain-leaf-md5", FindingId.CHAIN_WEAK_SIGNATURE_ALGORITHM, Severity.ERROR, "signed with MD5")
+def _(tmp: Path):
+    d = dev("rsa", "rsa2048", "rsa2048")
+    leaf = resign_weak(d.leaf, "rsa2048", hashes.MD5())
+    assert isinstance(leaf.signature_hash_algorithm, hashes.MD5)
     return Device("rsa2048", "rsa2048", root=d.root, leaf=leaf).envelope(), ok_args(d)
 
 

@@ -171,6 +171,26 @@ def test_caller_mistakes_raise_the_one_root(device: Device) -> None:
         verify_envelope(raw, roots=[device.root], expected_nonce=b"x" * 65)
 
 
+@pytest.mark.parametrize("nonce", ["1580", "\x15\x80", 0x1580, [0x15, 0x80]], ids=["hex-str", "str", "int", "list"])
+def test_expected_nonce_that_is_not_bytes_raises_the_one_root(device: Device, nonce: object) -> None:
+    """A nonce of the wrong type is the caller's mistake: a VerifierError that says what was
+    expected and what was found, never a bare TypeError from deep inside."""
+    with pytest.raises(VerifierError) as raised:
+        verify_envelope(device.envelope(), roots=[device.root], expected_nonce=nonce, at=NOW)
+    message = str(raised.value)
+    assert "expected_nonce must be bytes" in message and "bytes.fromhex" in message
+    assert message.endswith(f"found {type(nonce).__name__}")
+    assert not isinstance(raised.value, TypeError)
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+def test_expected_nonce_may_be_any_bytes_like(device: Device, kind: type) -> None:
+    verdict = verify_envelope(device.envelope(), roots=[device.root], expected_nonce=kind(device.nonce), at=NOW)
+    assert verdict.trusted, verdict.ids()
+    other = verify_envelope(device.envelope(), roots=[device.root], expected_nonce=kind(b"\x15\x81"), at=NOW)
+    assert FindingId.NONCE_MISMATCH in other.ids() and not other.trusted
+
+
 def test_dossier_with_every_item_and_a_large_inventory_verifies(rsa_device: Device) -> None:
     document = dossier("1580", files=200)
     verdict = verify_envelope(rsa_device.envelope(document=document), roots=[rsa_device.root],

@@ -203,16 +203,25 @@ class Device:
 
 _SHA256_RSA_OID = bytes.fromhex("06092a864886f70d01010b")  # sha256WithRSAEncryption
 _SHA1_RSA_OID = bytes.fromhex("06092a864886f70d010105")  # sha1WithRSAEncryption: same length
+_MD5_RSA_OID = bytes.fromhex("06092a864886f70d010104")  # md5WithRSAEncryption: same length
+_WEAK_RSA_OIDS = {"sha1": _SHA1_RSA_OID, "md5": _MD5_RSA_OID}
+
+
+def resign_weak(cert: x509.Certificate, issuer_kind: str, digest: Any) -> x509.Certificate:
+    """Re-sign an RSA-signed certificate with SHA-1 or MD5 (`digest`, e.g. hashes.MD5();
+    cryptography no longer signs certificates with them): swap the equal-length algorithm OIDs
+    in the DER and replace the signature."""
+    assert issuer_kind.startswith("rsa")
+    weak_oid = _WEAK_RSA_OIDS[digest.name]
+    original = der(cert)
+    tbs = cert.tbs_certificate_bytes
+    new_tbs = tbs.replace(_SHA256_RSA_OID, weak_oid, 1)
+    new_signature = key(issuer_kind).sign(new_tbs, padding.PKCS1v15(), digest)
+    rest = original.replace(tbs, new_tbs, 1).replace(cert.signature, new_signature, 1)
+    head, tail = rest.split(new_tbs, 1)
+    return x509.load_der_x509_certificate(head + new_tbs + tail.replace(_SHA256_RSA_OID, weak_oid, 1))
 
 
 def resign_sha1(cert: x509.Certificate, issuer_kind: str) -> x509.Certificate:
-    """Re-sign an RSA-signed certificate with SHA-1 (cryptography no longer signs with SHA-1):
-    swap the equal-length algorithm OIDs in the DER and replace the signature."""
-    assert issuer_kind.startswith("rsa")
-    original = der(cert)
-    tbs = cert.tbs_certificate_bytes
-    new_tbs = tbs.replace(_SHA256_RSA_OID, _SHA1_RSA_OID, 1)
-    new_signature = key(issuer_kind).sign(new_tbs, padding.PKCS1v15(), hashes.SHA1())
-    rest = original.replace(tbs, new_tbs, 1).replace(cert.signature, new_signature, 1)
-    head, tail = rest.split(new_tbs, 1)
-    return x509.load_der_x509_certificate(head + new_tbs + tail.replace(_SHA256_RSA_OID, _SHA1_RSA_OID, 1))
+    """Re-sign an RSA-signed certificate with SHA-1 (see `resign_weak`)."""
+    return resign_weak(cert, issuer_kind, hashes.SHA1())
