@@ -45,6 +45,12 @@ class ConnectError(CollectorError):
     reason = "ssh.connect_failed"
 
 
+class ConnectionLostError(ConnectError):
+    """The connection was cut after the command started: mid-output, or before its exit status."""
+
+    reason = "ssh.connection_lost"
+
+
 class RateLimitedError(ConnectError):
     """The device refused the SSH session, as `ssh server rate-limit` does."""
 

@@ -21,6 +21,7 @@ from .errors import (
     AuthError,
     CollectorError,
     ConnectError,
+    ConnectionLostError,
     DeadlineError,
     HostKeyError,
     OutputTooLargeError,
@@ -384,7 +385,7 @@ def _exec(transport: paramiko.Transport, command: str, device: Device, deadlines
     channel.status_event.wait(min(EXIT_STATUS_GRACE_S, max(0.0, deadlines.device_deadline - time.monotonic())))
     exit_status: int | None = channel.exit_status if channel.status_event.is_set() else None
     if exit_status == -1 or (exit_status is None and not transport.is_active()):
-        raise ConnectError(
+        raise ConnectionLostError(
             f"{device.name}: the session ended after {total} bytes without an exit status: "
             "the connection was cut mid-output"
         )

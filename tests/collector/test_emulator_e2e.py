@@ -22,6 +22,7 @@ from collector.enroll import enroll_root, fetch_root
 from collector.inventory import Timeouts, load_inventory
 from collector.store import Store
 from dossier_cli.main import cli
+from verifier import TrustStore
 from emulator.faults import Fault
 from emulator.fleet import Fleet
 
@@ -29,7 +30,7 @@ from emulator.fleet import Fleet
 # SSH reason; content faults are stored envelopes with the verifier's finding.
 EXPECTED = {
     Fault.SLOW_OUTPUT: ("failed", "ssh.timeout"),
-    Fault.DROP_MID_OUTPUT: ("failed", "ssh.connect_failed"),
+    Fault.DROP_MID_OUTPUT: ("failed", "ssh.connection_lost"),
     Fault.AUTH_FAILURE: ("failed", "ssh.auth_failed"),
     Fault.RATE_LIMIT: ("failed", "ssh.rate_limited"),
     Fault.NOT_JSON: ("untrusted", "envelope.invalid_json"),
@@ -88,6 +89,7 @@ def test_host_key_mismatch_against_the_emulator(tmp_path: Path) -> None:
         # Point the inventory at the second device: same name, other host key.
         text = inventory.read_text().replace(f"port: {first.devices[0].port}", f"port: {second.devices[0].port}")
         inventory.write_text(text.replace(f"]:{first.devices[0].port} ", f"]:{second.devices[0].port} "))
+        TrustStore.open(tmp_path / "t", create=True)
         result = CliRunner().invoke(cli, ["collect", "-i", str(inventory), "--store", str(tmp_path / "s"),
                                           "--trust-store", str(tmp_path / "t"), "--json"])
     assert result.exit_code == 1
