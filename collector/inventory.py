@@ -4,7 +4,8 @@ Settings resolve device > its groups (in the order listed, first wins) > `defaul
 `timeouts` mapping merges key by key. The file is checked against
 `schemas/inventory.schema.json`; every mistake is reported with file, line and field.
 Credentials are references (environment variable, password file, key file, agent) and are
-read only when a connection needs them.
+read only when a connection needs them; a relative file path is relative to the inventory
+file's folder.
 """
 
 from __future__ import annotations
@@ -217,6 +218,13 @@ class Inventory:
         if not names and not groups:
             return list(self.devices)
         known = {d.name for d in self.devices}
+        known_groups = {group for d in self.devices for group in d.groups}
+        unknown_groups = sorted(groups - known_groups)
+        if unknown_groups:
+            raise InventoryError(
+                f"{self.path}: expected group names the inventory's devices belong to, found unknown "
+                f"{', '.join(unknown_groups)}; groups in use: {', '.join(sorted(known_groups)) or 'none'}"
+            )
         unknown = sorted(names - known)
         if unknown:
             raise InventoryError(
@@ -353,17 +361,35 @@ def _expected(error: jsonschema.ValidationError) -> str:
         return f"a value of type {schema['type']}"
     if error.validator == "pattern":
         return f"text matching {schema['pattern']}"
+    bounds = {"minimum": "a number >= {}", "maximum": "a number <= {}",
+              "exclusiveMinimum": "a number > {}", "exclusiveMaximum": "a number < {}",
+              "minLength": "text of at least {} character(s)", "maxLength": "text of at most {} characters",
+              "minItems": "at least {} item(s)", "maxItems": "at most {} items",
+              "minProperties": "at least {} field(s)", "const": "{!r}"}
+    if error.validator in bounds:
+        return bounds[error.validator].format(error.validator_value)
+    if error.validator == "uniqueItems":
+        return "no repeated items"
+    if error.validator in ("oneOf", "anyOf"):
+        return "one of the forms the schema allows for this field"
     return error.message
 
 
-def _credential(raw: Mapping[str, Any], where: str) -> Credential:
+def _credential(raw: Mapping[str, Any], where: str, base: Path) -> Credential:
+    """The credential reference; a relative file path is relative to the inventory file's folder
+    (`base`), not to wherever the collector happens to run (cron starts in $HOME)."""
     if "password_env" in raw:
         return Credential("password_env", raw["password_env"], where=where)
     if "password_file" in raw:
-        return Credential("password_file", raw["password_file"], where=where)
+        return Credential("password_file", _beside(raw["password_file"], base), where=where)
     if "key_file" in raw:
-        return Credential("key_file", raw["key_file"], raw.get("passphrase_env"), where=where)
+        return Credential("key_file", _beside(raw["key_file"], base), raw.get("passphrase_env"), where=where)
     return Credential("agent", where=where)
+
+
+def _beside(reference: str, base: Path) -> str:
+    """`reference` (~ expanded) if absolute, else joined to `base`."""
+    return str(base / Path(reference).expanduser())
 
 
 def load_inventory(path: str | os.PathLike[str]) -> Inventory:
@@ -444,7 +470,7 @@ def _resolve(document: dict[str, Any], marked: _Marked, path: Path) -> tuple[lis
             try:
                 jump_host = JumpHost(
                     host=jump["host"], port=jump.get("port", 22), username=jump["username"],
-                    credential=_credential(jump["credential"], where),
+                    credential=_credential(jump["credential"], where, path.parent),
                     host_key=HostKey.parse(jump["host_key"]),
                 )
             except ValueError as exc:
@@ -456,7 +482,7 @@ def _resolve(document: dict[str, Any], marked: _Marked, path: Path) -> tuple[lis
                 host=pick("host"),
                 port=pick("port", 22),
                 username=pick("username"),
-                credential=_credential(pick("credential"), where),
+                credential=_credential(pick("credential"), where, path.parent),
                 host_key=host_key,
                 platform=pick("platform", "iosxr"),
                 items=tuple(pick("items", DEFAULT_ITEMS)),

@@ -59,7 +59,8 @@ class EmulatedDevice:
             "host": self.host,
             "port": self.port,
             "username": self.username,
-            "credential": {"password_file": str(self.password_file)},
+            # Absolute: the inventory must load as is from any folder (cron starts in $HOME).
+            "credential": {"password_file": str(Path(self.password_file).absolute())},
             "host_key": self.host_key_line,
             "platform": self.platform,
         }
