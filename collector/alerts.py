@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import math
+import os
 import socket
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -86,6 +88,14 @@ class AlertSink:
     @staticmethod
     def _handler(address: str, facility: int) -> logging.Handler:
         if address.startswith("/"):
+            # SysLogHandler accepts a path it cannot connect to and then prints a traceback at
+            # every alert (each one lost): refuse it now instead.
+            try:
+                is_socket = stat.S_ISSOCK(os.stat(address).st_mode)
+            except OSError as exc:
+                raise ValueError(f"expected a syslog socket at {address}, found none ({exc.strerror})") from exc
+            if not is_socket:
+                raise ValueError(f"expected a syslog socket at {address}, found a file that is not a socket")
             return logging.handlers.SysLogHandler(address=address, facility=facility)
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import signal
 import sys
@@ -25,9 +26,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .alerts import AlertSink, write_metrics
-from .collect import TRUSTED, CollectOptions, Collector, DeviceOutcome, RunSummary
-from .enroll import EnrollResult, RootCandidate, enroll_root, fetch_root
-from .errors import CollectorError, InventoryError, LockError, StoreError
+from .collect import TRUSTED, CollectOptions, Collector, DeviceOutcome, RunSummary, check_trust_store
+from .enroll import EnrollResult, RootCandidate, enroll_root, fetch_root, normalise_fingerprint
+from .errors import CollectorError, EnrollError, InventoryError, LockError, StoreError
 from .inventory import Device, load_inventory
 from .lock import RunLock
 from .provision import PROVISION_KEY_TYPES, provision_device
@@ -160,11 +161,17 @@ def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Pa
     Exit codes:
       0  every device collected and trusted
       1  a device failed or its envelope is not trusted (or another run holds the lock)
-      2  configuration error (inventory, store, trust store, options)
+      2  configuration error (inventory, store, trust store, options); nothing is polled,
+         except for a device credential that cannot be read: the other devices are polled
     """
     with _errors_to_exit_codes():
         inventory = load_inventory(inventory_path)
         selected = inventory.select(devices, groups)
+        if metrics_file is not None:
+            _check_writable_folder(metrics_file, "--metrics-file")
+        # Before any device is polled: a damaged trust store (or none at all) is a
+        # configuration error, not a fleet of untrusted devices.
+        check_trust_store(trust_store_path, [device.name for device in selected])
         try:
             alerts = AlertSink(syslog_address)
         except (ValueError, OSError) as exc:
@@ -193,6 +200,10 @@ def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Pa
                         write_metrics(metrics_file, store.states())
                     _print_summary(summary, as_json=as_json)
                     code = summary.exit_code
+                    if any((o.reason or "").startswith("inventory.") for o in summary.outcomes):
+                        # A device's credential could not be read: the others were polled, but
+                        # the inventory needs fixing (its message says what to do).
+                        code = EXIT_USAGE
                 else:
                     code = EXIT_FAILED
                 if interval is None or stop.is_set():
@@ -204,6 +215,17 @@ def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Pa
             alerts.close()
             store.close()
         raise _Exit(code)
+
+
+def _check_writable_folder(path: Path, option: str) -> None:
+    """Refuse before polling a file that could not be written afterwards."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise click.BadParameter(f"expected an existing folder for {path}, found no folder {folder}",
+                                 param_hint=option)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"expected a folder this user can write for {path}, found {folder} "
+                                 "not writable", param_hint=option)
 
 
 def _install_stop_handlers(stop: threading.Event) -> dict[int, Any]:
@@ -340,6 +362,11 @@ def enroll_command(inventory_path: Path, trust_store_path: Path, devices: tuple[
     with _errors_to_exit_codes():
         if expect_fingerprint and tofu:
             raise click.UsageError("--expect-fingerprint and --trust-on-first-use contradict each other")
+        if expect_fingerprint:
+            try:  # before any connection: a typo must not provision a device and then fail
+                normalise_fingerprint(expect_fingerprint)
+            except EnrollError as exc:
+                raise click.BadParameter(str(exc), param_hint="--expect-fingerprint") from exc
         inventory = load_inventory(inventory_path)
         selected = inventory.select(devices, groups)
         if expect_fingerprint and len(selected) != 1:
@@ -404,7 +431,9 @@ def enroll_command(inventory_path: Path, trust_store_path: Path, devices: tuple[
                     results.append({"device": device.name, "action": "failed", "reason": exc.reason,
                                     "message": str(exc)})
                     if not as_json:
-                        click.echo(f"error: {exc}", err=True)
+                        message = str(exc)
+                        named = message if message.startswith(f"{device.name}:") else f"{device.name}: {message}"
+                        click.echo(f"error: {named}", err=True)
         finally:
             pool.shutdown(cancel_futures=True)
         if as_json:

@@ -525,6 +525,27 @@ def verify_bytes(raw: bytes, trust_store_path: str | None, device: str, nonce_he
     return checked_from(verdict, filesystem_blocks=blocks)
 
 
+def check_trust_store(trust_store_path: Path, devices: Sequence[str]) -> None:
+    """Before a run: the trust store exists and what it holds for `devices` reads back intact
+    (each file valid, each certificate matching its recorded SHA-256). Raises the verifier's
+    TrustStoreError naming the file otherwise. The files read stay cached for the runs that
+    follow in this process (each run then only looks at whether they changed)."""
+    from verifier import TrustStore
+    from verifier.errors import TrustStoreError
+
+    if not Path(trust_store_path).is_dir():
+        raise TrustStoreError(
+            f"expected a trust store at {trust_store_path}, found none; enroll the devices first "
+            "(`dossier enroll`, or `dossier trust add DEVICE ROOT.pem`), or name the right one "
+            "with --trust-store")
+    opened = TrustStore.open(Path(trust_store_path))
+    base = _BASE_TRUST_STORES.setdefault(str(trust_store_path), opened)
+    for device in devices:
+        if device in base:  # one not enrolled is not damage: its envelopes come out untrusted
+            base.check(device)
+    base.pool_entries()
+
+
 def trust_store_for(trust_store_path: str | None) -> Any:
     """The trust store at `trust_store_path` (None for none): the run's frozen view when a
     collection run is on, else opened once per process."""

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from collector.errors import StoreError
 from collector.store import Store
 from dossier_cli.main import cli
+from verifier import TrustStore
 from emulator.faults import Fault
 from emulator.fleet import Fleet
 
@@ -218,6 +219,7 @@ def test_wrong_host_key_stores_nothing(fleet: Fleet, tmp_path: Path) -> None:
         where, kind, blob = entry["host_key"].split()
         entry["host_key"] = f"[127.0.0.1]:{entry['port']} {kind} {blob}"
     inventory.write_text(yaml.safe_dump(document))
+    TrustStore.open(tmp_path / "t", create=True)
     result = CliRunner().invoke(cli, ["collect", "-i", str(inventory), "--store", str(tmp_path / "s"),
                                       "--trust-store", str(tmp_path / "t"), "--json"])
     assert result.exit_code == 1, result.output

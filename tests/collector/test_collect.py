@@ -22,6 +22,7 @@ from collector.store import Store
 from collector_fakes import (FakeDevice, FakeFleet, data_changed_handler, dossier_handler,
                              filesystem_handler, make_pki, stale_nonce_handler)
 from dossier_cli.main import cli
+from verifier import TrustStore
 
 
 def setup(tmp_path: Path, fakes: list[FakeDevice]) -> tuple[Path, Path, Path]:
@@ -168,6 +169,7 @@ def test_overlapping_run_is_refused(tmp_path: Path, pki) -> None:
     with FakeFleet(fakes) as fleet:
         fleet.write_inventory(inventory, password_dir=tmp_path / "pw")
         Store.open(store_dir).close()
+        TrustStore.open(trust, create=True)  # a configured store: the lock is what refuses
         with RunLock(store_dir / "collect.lock"):
             result = CliRunner().invoke(cli, ["collect", "-i", str(inventory), "--store", str(store_dir),
                                               "--trust-store", str(trust)])
@@ -186,6 +188,7 @@ def test_host_key_mismatch_is_refused_with_a_clear_message(tmp_path: Path, pki) 
         impostor = _ed25519()
         text = inventory.read_text().replace(fakes[0].host_key.get_base64(), impostor.get_base64())
         inventory.write_text(text)
+        TrustStore.open(trust, create=True)
         result = CliRunner().invoke(cli, ["collect", "-i", str(inventory), "--store", str(store_dir),
                                           "--trust-store", str(trust), "--json"])
     assert result.exit_code == 1
