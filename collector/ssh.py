@@ -180,7 +180,8 @@ def _start_transport(sock: socket.socket | paramiko.Channel, deadlines: _Deadlin
             # sending its SSH banner: that is the signature we can see from here.
             raise RateLimitedError(
                 f"{name}: {known_name} closed the connection before its SSH banner, as a device "
-                f"over `ssh server rate-limit` does ({text}); retried with backoff") from exc
+                f"over `ssh server rate-limit` does, or a server refusing more sessions or this "
+                f"client ({text}); retried with backoff") from exc
         if "timeout" in text.lower() or "timed out" in text.lower():
             raise DeadlineError(f"{name}: SSH handshake with {known_name} timed out ({timeout:g} s)") from exc
         raise ConnectError(f"{name}: SSH handshake with {known_name} failed: {text or type(exc).__name__}; "

@@ -304,8 +304,11 @@ def _print_table(results: list[dict[str, Any]]) -> None:
 
 
 # -- trust store commands ---------------------------------------------------------------------
-_store_option = click.option("--trust-store", "trust_store", required=True, type=click.Path(path_type=Path),
-                             envvar="DOSSIER_TRUST_STORE", help="Trust store directory (or $DOSSIER_TRUST_STORE).")
+#: The same default as `dossier collect` and `dossier enroll` (collector/cli.py).
+DEFAULT_TRUST_STORE = "state/truststore"
+_store_option = click.option("--trust-store", "trust_store", default=DEFAULT_TRUST_STORE, show_default=True,
+                             type=click.Path(path_type=Path), envvar="DOSSIER_TRUST_STORE", show_envvar=True,
+                             help="Trust store directory.")
 
 
 @click.group("trust")

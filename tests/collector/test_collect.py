@@ -451,3 +451,16 @@ def test_store_history_lists_a_device_newest_first(tmp_path: Path, pki) -> None:
     table = CliRunner().invoke(cli, ["store", "history", "r1", "--store", str(store_dir)])
     assert table.exit_code == 0 and "untrusted" in table.stdout
     assert CliRunner().invoke(cli, ["store", "history", "nope", "--store", str(store_dir)]).exit_code == 2
+
+
+def test_backoff_grows_exponentially_with_equal_jitter(tmp_path: Path) -> None:
+    """Half of each delay is fixed, half random; the ceiling doubles per attempt up to the max."""
+    import random
+
+    collector = Collector(Store.open(tmp_path / "store"), trust_store_path=None,
+                          options=CollectOptions(backoff_base_s=0.5, backoff_max_s=8.0), rng=random.Random(7))
+    for attempt, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 8.0), (6, 8.0), (9, 8.0)]:
+        delays = [collector._backoff(attempt) for _ in range(400)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays), (attempt, min(delays), max(delays))
+        # jittered: spread over the random half, not one value (devices do not retry in step)
+        assert max(delays) - min(delays) > 0.4 * ceiling / 2
