@@ -178,11 +178,12 @@ def _write_unnamed(path: Path, data: bytes, mode: int, sync: bool) -> bool:
             raise StoreError(f"expected {path} not to exist, found it there; the store never "
                              "overwrites a stored file") from exc
         except OSError as exc:
-            if exc.errno not in (errno.ENOENT, errno.EXDEV, errno.EPERM, errno.ENOTSUP):
+            if exc.errno not in (errno.ENOENT, errno.EXDEV, errno.EPERM, errno.EACCES, errno.ENOTSUP):
                 raise
             if not path.parent.is_dir():
                 raise
-            _O_TMPFILE = None  # no /proc here, or links refused: name temporaries instead
+            # No /proc here, or linking from it refused (a security module): name temporaries.
+            _O_TMPFILE = None
             return False
     finally:
         os.close(fd)
@@ -243,7 +244,7 @@ def write_file_atomically(path: Path, data: bytes, *, replace: bool = False, mod
                     raise
                 # File systems without hard links: rename after an existence check. The run
                 # lock keeps other collectors out, so the window is ours alone.
-                if path.exists():
+                if os.path.lexists(path):  # any entry, even a dangling symlink: never replaced
                     raise StoreError(f"expected {path} not to exist, found it there") from exc
                 os.rename(tmp, path)
     finally:

@@ -313,10 +313,6 @@ def test_linking_from_proc_refused_falls_back_without_loss(tmp_path: Path, monke
 
 
 @pytest.mark.skipif(not HAVE_TMPFILE, reason="no O_TMPFILE on this platform")
-@pytest.mark.xfail(strict=True, reason=(
-    "_write_unnamed falls back only for ENOENT/EXDEV/EPERM/ENOTSUP from linkat on /proc/self/fd; "
-    "an LSM or a /proc that denies it with EACCES makes write_file_atomically raise "
-    "PermissionError although the named-temporary path would work"))
 def test_linking_from_proc_denied_with_eacces_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real_link = os.link
 
@@ -354,10 +350,6 @@ def test_the_folder_removed_between_open_and_link_is_an_error_not_a_fallback(
     assert not folder.exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "on a file system without hard links (link -> EPERM) the named path checks path.exists(), "
-    "which follows symlinks, and then os.rename()s over a dangling symlink at the final name: "
-    "an existing directory entry is replaced although replace=False"))
 def test_without_hard_links_a_dangling_symlink_is_not_renamed_over(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     def link(src: object, dst: object, **kwargs: object) -> None:
