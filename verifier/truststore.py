@@ -58,8 +58,21 @@ def _iso(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.UTC).isoformat()
 
 
-def _parse_time(value: str | None) -> dt.datetime | None:
-    return None if value is None else dt.datetime.fromisoformat(value)
+def _parse_time(value: str | None, where: Path | None = None, field: str = "time") -> dt.datetime | None:
+    """An ISO-8601 time with a time zone, as the store writes them; TrustStoreError naming the
+    file otherwise (the schema's `date-time` format is not enforced by the compiled check)."""
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise TrustStoreError(
+            f"{where}: {field}: expected an ISO-8601 time with a time zone (as the store writes, "
+            f"e.g. 2026-01-01T00:00:00+00:00), found {value!r}; the store is damaged or was edited"
+        )
+    return parsed
 
 
 def _pem(cert: x509.Certificate) -> str:
@@ -179,10 +192,10 @@ def _root_entry(record: dict[str, Any], where: Path) -> RootEntry:
     return RootEntry(
         certificate=_load_cert(record, where),
         sha256=record["sha256"],
-        enrolled_at=dt.datetime.fromisoformat(record["enrolled_at"]),
+        enrolled_at=_parse_time(record["enrolled_at"], where, "enrolled_at"),
         source=record["source"],
-        valid_from=_parse_time(record.get("valid_from")),
-        valid_until=_parse_time(record.get("valid_until")),
+        valid_from=_parse_time(record.get("valid_from"), where, "valid_from"),
+        valid_until=_parse_time(record.get("valid_until"), where, "valid_until"),
     )
 
 
@@ -423,8 +436,10 @@ class TrustStore:
         if record is None:
             raise TrustStoreError(f"device {device!r} is not in the trust store at {self.path}")
         file = self._device_file(device)
+        for item in record["roots"]:
+            _root_entry(item, file)  # its certificate and its times
         pinned = [record["pinned_leaf"]] if record["pinned_leaf"] is not None else []
-        for item in [*record["roots"], *record["intermediates"], *pinned]:
+        for item in [*record["intermediates"], *pinned]:
             _load_cert(item, file)
 
     # -- writing ---------------------------------------------------------------------------
