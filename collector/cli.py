@@ -358,6 +358,13 @@ def enroll_command(inventory_path: Path, trust_store_path: Path, devices: tuple[
     Like `crypto ca authenticate`: the root is shown with its subject, validity and SHA-256 and
     SHA-1 fingerprints, and stored only after you confirm it interactively, or it matches
     --expect-fingerprint, or you pass --trust-on-first-use.
+
+    \b
+    Exit codes:
+      0  every selected device enrolled
+      1  a device could not be reached or verified, or was declined
+      2  usage or configuration error; a device whose credential cannot be read fails alone
+         (the others are enrolled) and makes the exit code 2
     """
     with _errors_to_exit_codes():
         if expect_fingerprint and tofu:
@@ -379,7 +386,7 @@ def enroll_command(inventory_path: Path, trust_store_path: Path, devices: tuple[
                 "no confirmation possible: stdin is not a terminal. Pass --expect-fingerprint "
                 "HEX (checked out of band) or, knowingly, --trust-on-first-use")
         results: list[dict[str, Any]] = []
-        failed = False
+        failed = misconfigured = False
 
         def fetch(device: Device) -> tuple[Device, list[str] | None, RootCandidate | None, CollectorError | None]:
             try:
@@ -387,9 +394,9 @@ def enroll_command(inventory_path: Path, trust_store_path: Path, devices: tuple[
                 if provision:
                     changes = provision_device(device, key_type=provision_key_type)
                 return device, changes, fetch_root(device), None
-            except (InventoryError, StoreError):
+            except StoreError:
                 raise
-            except CollectorError as exc:
+            except CollectorError as exc:  # incl. this device's unreadable credential
                 return device, None, None, exc
 
         # Fetching is the slow part and needs no operator: do it in parallel unless each
@@ -424,10 +431,11 @@ def enroll_command(inventory_path: Path, trust_store_path: Path, devices: tuple[
                     results.append(entry)
                     if not as_json:
                         click.echo(_enrolled_line(result))
-                except (InventoryError, StoreError):
+                except StoreError:
                     raise
                 except CollectorError as exc:
                     failed = True
+                    misconfigured = misconfigured or isinstance(exc, InventoryError)
                     results.append({"device": device.name, "action": "failed", "reason": exc.reason,
                                     "message": str(exc)})
                     if not as_json:
@@ -438,7 +446,7 @@ def enroll_command(inventory_path: Path, trust_store_path: Path, devices: tuple[
             pool.shutdown(cancel_futures=True)
         if as_json:
             click.echo(json.dumps({"trust_store": str(trust_store_path), "devices": results}, indent=2))
-        raise _Exit(EXIT_FAILED if failed else EXIT_OK)
+        raise _Exit(EXIT_USAGE if misconfigured else EXIT_FAILED if failed else EXIT_OK)
 
 
 def _show_candidate(candidate: RootCandidate) -> None:

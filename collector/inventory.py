@@ -145,6 +145,11 @@ class Credential:
                     f"{self.where}: credential: cannot read password file {path}: "
                     f"{exc.strerror}"
                 ) from exc
+            except UnicodeDecodeError as exc:
+                raise InventoryError(
+                    f"{self.where}: credential: expected password file {path} to hold UTF-8 "
+                    f"text, found byte {exc.object[exc.start]:#04x} at offset {exc.start}"
+                ) from None
         raise InventoryError(f"{self.where}: credential of kind {self.kind} has no password")
 
     def private_key(self) -> paramiko.PKey:
@@ -165,9 +170,14 @@ class Credential:
             raise InventoryError(
                 f"{self.where}: credential: key file {path} does not exist"
             ) from exc
-        except (paramiko.SSHException, ValueError, OSError) as exc:
+        except (paramiko.SSHException, ValueError, OSError, TypeError) as exc:
+            # TypeError: paramiko's "password (not) given but private key is (not) encrypted".
+            hint = ""
+            if isinstance(exc, TypeError):
+                hint = ("; name the variable holding its passphrase with passphrase_env"
+                        if passphrase is None else "; remove passphrase_env, the key is not encrypted")
             raise InventoryError(
-                f"{self.where}: credential: cannot load key file {path}: {exc}"
+                f"{self.where}: credential: cannot load key file {path}: {exc}{hint}"
             ) from exc
 
 
@@ -323,11 +333,26 @@ def _schema_problems(document: Any, marked: _Marked) -> list[str]:
     problems = []
     for error in sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.path))):
         if error.context:  # oneOf: report the branch that came closest, not the whole union
-            error = jsonschema.exceptions.best_match(error.context)
+            error = _closest_branch(error)
         path = tuple(error.absolute_path)
         line = _nearest_line(marked, path)
         problems.append(f"{marked.source}:{line}: {_dotted(path)}: {_explain(error)}")
     return problems
+
+
+def _closest_branch(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """The error to report from a failed oneOf/anyOf: the branch whose fields the value has (a
+    credential `{password_file: ''}` is a password_file with a bad value, not an unexpected
+    field of another form), else jsonschema's best match."""
+    by_branch: dict[Any, list[jsonschema.ValidationError]] = {}
+    for sub in error.context or ():
+        by_branch.setdefault(sub.relative_schema_path[0] if sub.relative_schema_path else None, []).append(sub)
+    shaped = [errors for errors in by_branch.values()
+              if not any(e.validator in ("required", "additionalProperties") and not e.relative_path
+                         for e in errors)]
+    if len(shaped) == 1:
+        return jsonschema.exceptions.best_match(shaped[0]) or shaped[0][0]
+    return jsonschema.exceptions.best_match(error.context) or error
 
 
 def _nearest_line(marked: _Marked, path: tuple[Any, ...]) -> int:
@@ -370,6 +395,8 @@ def _expected(error: jsonschema.ValidationError) -> str:
         return bounds[error.validator].format(error.validator_value)
     if error.validator == "uniqueItems":
         return "no repeated items"
+    if error.validator == "not" and isinstance(error.validator_value, dict) and "const" in error.validator_value:
+        return f"a value other than {error.validator_value['const']!r} (reserved)"
     if error.validator in ("oneOf", "anyOf"):
         return "one of the forms the schema allows for this field"
     return error.message
@@ -381,15 +408,23 @@ def _credential(raw: Mapping[str, Any], where: str, base: Path) -> Credential:
     if "password_env" in raw:
         return Credential("password_env", raw["password_env"], where=where)
     if "password_file" in raw:
-        return Credential("password_file", _beside(raw["password_file"], base), where=where)
+        return Credential("password_file", _beside(raw["password_file"], base, where), where=where)
     if "key_file" in raw:
-        return Credential("key_file", _beside(raw["key_file"], base), raw.get("passphrase_env"), where=where)
+        return Credential("key_file", _beside(raw["key_file"], base, where), raw.get("passphrase_env"),
+                          where=where)
     return Credential("agent", where=where)
 
 
-def _beside(reference: str, base: Path) -> str:
+def _beside(reference: str, base: Path, where: str) -> str:
     """`reference` (~ expanded) if absolute, else joined to `base`."""
-    return str(base / Path(reference).expanduser())
+    try:
+        expanded = Path(reference).expanduser()
+    except RuntimeError:  # ~user of a user this machine does not know
+        raise InventoryError(
+            f"{where}: credential: expected a path whose ~user exists on this machine, found "
+            f"{reference!r}"
+        ) from None
+    return str(base / expanded)
 
 
 def load_inventory(path: str | os.PathLike[str]) -> Inventory:
