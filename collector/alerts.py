@@ -70,6 +70,21 @@ class SentAlert:
     message: str
 
 
+def _check_listening(path: str) -> None:
+    """Connect to the socket as SysLogHandler will (datagram, else stream); ValueError if no
+    syslog daemon listens there (stopped, or a container's leftover /dev/log)."""
+    problems = []
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_UNIX, kind) as probe:
+            try:
+                probe.connect(path)
+                return
+            except OSError as exc:
+                problems.append(exc.strerror or str(exc))
+    raise ValueError(f"expected a syslog daemon listening at {path}, found a socket nobody listens on "
+                     f"({'; '.join(problems)})")
+
+
 class AlertSink:
     """Sends alerts to syslog (when configured) and keeps them in `sent` for summaries and tests."""
 
@@ -96,6 +111,7 @@ class AlertSink:
                 raise ValueError(f"expected a syslog socket at {address}, found none ({exc.strerror})") from exc
             if not is_socket:
                 raise ValueError(f"expected a syslog socket at {address}, found a file that is not a socket")
+            _check_listening(address)
             return logging.handlers.SysLogHandler(address=address, facility=facility)
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit():

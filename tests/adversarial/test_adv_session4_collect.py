@@ -185,11 +185,6 @@ def test_a_device_not_enrolled_is_polled_and_untrusted_not_a_configuration_error
         assert statuses == {"r1": "trusted", "r2": "untrusted"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "check_trust_store loads certificates only; a root whose enrolled_at is not an ISO time "
-    "passes it (the schema's format: date-time is an annotation), the devices are polled and "
-    "the run then crashes with ValueError('Invalid isoformat string') from "
-    "truststore._root_entry instead of exiting 2 before polling"))
 def test_a_root_with_a_damaged_enrolled_at_is_refused_before_polling(tmp_path: Path, pki: DevicePki) -> None:
     fakes = fakes_for(pki)
     with FakeFleet(fakes) as fleet:
@@ -200,10 +195,6 @@ def test_a_root_with_a_damaged_enrolled_at_is_refused_before_polling(tmp_path: P
         assert setup.polled() == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a root window bound without a time zone (valid_from '2020-01-01T00:00:00') passes "
-    "check_trust_store and the schema; verification then compares naive and aware datetimes and "
-    "the whole collect run crashes with TypeError after polling, instead of exit 2 before it"))
 def test_a_root_window_without_time_zone_is_refused_before_polling(tmp_path: Path, pki: DevicePki) -> None:
     fakes = fakes_for(pki)
     with FakeFleet(fakes) as fleet:
@@ -240,11 +231,6 @@ def test_metrics_and_syslog_targets_that_cannot_work_are_refused_before_polling(
     assert not setup.store.exists() and (tmp_path / "plain").read_text() == "x"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "AlertSink._handler checks only S_ISSOCK; a socket file nobody listens on (syslog daemon "
-    "stopped, a container's dangling /dev/log) is accepted -- SysLogHandler ignores the failed "
-    "connect -- and then every alert prints a '--- Logging error ---' traceback with "
-    "ConnectionRefusedError and is lost, the very case the new check's comment sets out to refuse"))
 def test_a_syslog_socket_nobody_listens_on_is_refused_before_polling(tmp_path: Path, pki: DevicePki) -> None:
     from collector_fakes import stale_nonce_handler
 
@@ -372,11 +358,6 @@ devices:
     assert str(tmp_path / "conf" / "pw" / "bastion.password") in outcome["message"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Credential.private_key catches SSHException/ValueError/OSError only; paramiko raises "
-    "TypeError('Key is password-protected, but password was not provided.') for an encrypted "
-    "key_file without passphrase_env, which escapes the device's poll: the whole `dossier "
-    "collect` run crashes (traceback, exit 1) instead of failing that device alone with exit 2"))
 def test_an_encrypted_key_without_passphrase_env_fails_its_device_alone(tmp_path: Path, pki: DevicePki) -> None:
     fakes = fakes_for(pki)
     with FakeFleet(fakes) as fleet:
@@ -389,10 +370,6 @@ def test_an_encrypted_key_without_passphrase_env_fails_its_device_alone(tmp_path
     assert outcomes["r1"]["status"] == "trusted" and outcomes["r2"]["reason"].startswith("inventory.")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a passphrase_env set for a key_file that is not encrypted makes paramiko raise "
-    "TypeError('Password was given but private key is not encrypted.'), uncaught by "
-    "Credential.private_key: the whole collect run crashes instead of failing that device alone"))
 def test_a_passphrase_for_an_unencrypted_key_fails_its_device_alone(tmp_path: Path, pki: DevicePki,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     fakes = fakes_for(pki)
@@ -407,10 +384,6 @@ def test_a_passphrase_for_an_unencrypted_key_fails_its_device_alone(tmp_path: Pa
     assert outcomes["r1"]["status"] == "trusted"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Credential.password reads the file with read_text('utf-8') and catches only OSError: a "
-    "password file that is not UTF-8 raises UnicodeDecodeError out of the poll and the whole "
-    "collect run crashes instead of failing that device alone with exit 2"))
 def test_a_password_file_that_is_not_utf8_fails_its_device_alone(tmp_path: Path, pki: DevicePki) -> None:
     fakes = fakes_for(pki)
     with FakeFleet(fakes) as fleet:
@@ -476,10 +449,6 @@ def test_enroll_error_lines_name_each_device_once(tmp_path: Path, pki: DevicePki
     assert "r1: enrolled" in result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "enroll re-raises a device's InventoryError (unset password_env, missing password_file) "
-    "to the top: the error line is 'error: <inventory>:<line>: credential: ...' without the "
-    "device's name, and the devices after it are not enrolled"))
 def test_enroll_names_the_device_whose_credential_cannot_be_read(tmp_path: Path, pki: DevicePki,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     fakes = fakes_for(pki, 3)

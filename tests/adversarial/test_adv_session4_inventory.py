@@ -130,10 +130,6 @@ def test_a_missing_relative_file_is_named_by_its_resolved_path(tmp_path: Path) -
     assert f"{inventory}:2: credential: cannot read password file {tmp_path / 'conf' / 'nothere'}" in str(caught.value)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "_beside calls Path.expanduser(), which raises RuntimeError('Could not determine home "
-    "directory.') for ~unknownuser/...: load_inventory (and `dossier collect`) crash with a "
-    "traceback instead of an InventoryError / exit 2 naming the file and line"))
 def test_tilde_of_an_unknown_user_is_an_inventory_error(tmp_path: Path) -> None:
     inventory = write(tmp_path / "inv.yaml", one_device("{password_file: ~no_such_user_adv4/pw}"))
     result = CliRunner().invoke(cli, ["collect", "-i", str(inventory), "--store", str(tmp_path / "s"),
@@ -233,11 +229,6 @@ def test_empty_strings_and_empty_fleet_are_explained(tmp_path: Path) -> None:
         load_inventory(inventory)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a bad value inside a credential (empty password_file/key_file, password_env not a variable "
-    "name, agent: false) is reported through oneOf's best_match as the wrong branch: "
-    "'unexpected field(s) password_file; expected one of: password_env' -- the field is allowed, "
-    "its value is what is wrong (e.g. expected text of at least 1 character(s), found '')"))
 @pytest.mark.parametrize(("credential", "field"), [
     ("{password_file: ''}", "password_file"),
     ("{key_file: ''}", "key_file"),
@@ -254,10 +245,6 @@ def test_a_bad_value_inside_a_credential_is_not_called_an_unexpected_field(tmp_p
     assert f"unexpected field(s) {field}" not in message, message
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the reserved name `state` (schema `not: {const: state}`) falls through _expected to "
-    "jsonschema's raw text: \"expected 'state' should not be valid under {'const': 'state'}, "
-    "found 'state'\""))
 def test_the_reserved_device_name_state_is_explained_plainly(tmp_path: Path) -> None:
     inventory = write(tmp_path / "inv.yaml", "devices:\n  - name: state\n    host: h\n    username: u\n"
                       "    credential: {password_env: PW}\n")
