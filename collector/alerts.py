@@ -14,6 +14,8 @@ import math
 import os
 import socket
 import stat
+import sys
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -70,6 +72,22 @@ class SentAlert:
     message: str
 
 
+class _SysLogHandler(logging.handlers.SysLogHandler):
+    """SysLogHandler that remembers a failed send (so the caller can try the alert again later)
+    and says so in one line on stderr, not a traceback per alert."""
+
+    failed = False
+    _warned = False
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        self.failed = True
+        if not self._warned:
+            self._warned = True
+            error = sys.exc_info()[1]
+            sys.stderr.write(f"warning: syslog send failed ({error}); the alert is kept to be sent "
+                             "again at the next poll\n")
+
+
 def _check_listening(path: str) -> None:
     """Connect to the socket as SysLogHandler will (datagram, else stream); ValueError if no
     syslog daemon listens there (stopped, or a container's leftover /dev/log)."""
@@ -91,6 +109,7 @@ class AlertSink:
     def __init__(self, address: str | None = None, *, facility: int = logging.handlers.SysLogHandler.LOG_LOCAL0) -> None:
         self.sent: list[SentAlert] = []
         self._logger: logging.Logger | None = None
+        self._sending = threading.Lock()
         if address:
             handler = self._handler(address, facility)
             handler.setFormatter(logging.Formatter("dossier-collect: %(message)s"))
@@ -112,12 +131,12 @@ class AlertSink:
             if not is_socket:
                 raise ValueError(f"expected a syslog socket at {address}, found a file that is not a socket")
             _check_listening(address)
-            return logging.handlers.SysLogHandler(address=address, facility=facility)
+            return _SysLogHandler(address=address, facility=facility)
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"expected a syslog address HOST:PORT (UDP) or a socket path, found {address!r}")
-        return logging.handlers.SysLogHandler(address=(host.strip("[]"), int(port)),
-                                              facility=facility, socktype=socket.SOCK_DGRAM)
+        return _SysLogHandler(address=(host.strip("[]"), int(port)), facility=facility,
+                              socktype=socket.SOCK_DGRAM)
 
     def close(self) -> None:
         if self._logger is not None:
@@ -125,13 +144,21 @@ class AlertSink:
                 handler.close()
                 self._logger.removeHandler(handler)
 
-    def send(self, severity: int, message: str) -> None:
-        self.sent.append(SentAlert(severity, message))
+    def send(self, severity: int, message: str) -> bool:
+        """Send one alert; False if syslog is configured and refused it (it is not in `sent`)."""
         if self._logger is not None:
             # Map syslog severities onto logging levels the SysLogHandler maps back.
             level = {1: logging.CRITICAL, 2: logging.CRITICAL, 3: logging.ERROR,
                      4: logging.WARNING}.get(severity, logging.INFO)
-            self._logger.log(level, message)
+            handlers = [h for h in self._logger.handlers if isinstance(h, _SysLogHandler)]
+            with self._sending:  # one alert at a time: each sees its own failure flag
+                for handler in handlers:
+                    handler.failed = False
+                self._logger.log(level, message)
+                if any(handler.failed for handler in handlers):
+                    return False
+        self.sent.append(SentAlert(severity, message))
+        return True
 
     def untrusted(self, device: str, reasons: Iterable[str], path: str | None) -> None:
         self.send(3, f"%DOSSIER-3-ENVELOPE_UNTRUSTED : Device= {device}, Reasons= "
@@ -161,18 +188,19 @@ class AlertSink:
         sent_slots: dict[str, str] = state.setdefault("expiry_alerts", {})
         if sent_slots.get(key) == slot:
             return False
-        sent_slots[key] = slot
         details = (f"Device= {device}, Trustpoint Name= system-trustpoint, Certificate Type= "
                    f"{'CA' if kind == 'root' else 'ID'}, Serial Number= {_serial(cert)}, Issuer Name= "
                    f"{cert.issuer.rfc4514_string()}, Subject name= {cert.subject.rfc4514_string()}, "
                    f"Time Left= {_time_left(cert, now)}")
         if days_left <= LAST_WEEK_DAYS:
-            self.send(1, "%SECURITY-CEPKI-1-CERT_EXPIRING_ALERT : Certificate expiring WITHIN A "
-                         f"WEEK. {details}")
+            sent = self.send(1, "%SECURITY-CEPKI-1-CERT_EXPIRING_ALERT : Certificate expiring WITHIN A "
+                                f"WEEK. {details}")
         else:
-            self.send(4, f"%SECURITY-CEPKI-4-CERT_EXPIRING_WARNING : Certificate expiring in "
-                         f"{days_left} days. {details}")
-        return True
+            sent = self.send(4, f"%SECURITY-CEPKI-4-CERT_EXPIRING_WARNING : Certificate expiring in "
+                                f"{days_left} days. {details}")
+        if sent:  # not sent (syslog refused it): due again at the next poll
+            sent_slots[key] = slot
+        return sent
 
 
 # --- Prometheus textfile ----------------------------------------------------------------------

@@ -298,6 +298,38 @@ def test_expiry_alert_once_per_interval_not_per_poll(pki) -> None:
     assert "Serial Number= 0B:63" in sink.sent[-1].message and sink.sent[-1].severity == 1
 
 
+def test_an_expiry_notice_syslog_refused_is_sent_again_at_the_next_poll(tmp_path: Path, pki, capsys) -> None:
+    """The daemon stops between polls: the notice is not recorded as sent (one warning line,
+    no traceback), and goes out once the daemon is back."""
+    path = str(tmp_path / "log.sock")
+
+    def listen() -> socket.socket:
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        server.bind(path)
+        server.settimeout(5)
+        return server
+
+    server = listen()
+    sink = AlertSink(path)
+    state: dict = {}
+    when = pki.leaf.not_valid_after_utc - timedelta(days=30)
+    server.close()
+    (tmp_path / "log.sock").unlink()  # the daemon went away
+    assert sink.expiry("r1", "leaf", pki.leaf, state, now=when) is False
+    assert sink.expiry("r1", "leaf", pki.leaf, state, now=when) is False
+    assert sink.sent == [] and state.get("expiry_alerts") == {}
+    err = capsys.readouterr().err
+    assert err.count("warning: syslog send failed") == 1 and "Traceback" not in err
+    server = listen()  # back
+    try:
+        assert sink.expiry("r1", "leaf", pki.leaf, state, now=when) is True
+        assert b"CERT_EXPIRING_WARNING" in server.recv(4096)
+        assert sink.expiry("r1", "leaf", pki.leaf, state, now=when) is False  # once per interval
+    finally:
+        server.close()
+        sink.close()
+
+
 def test_metrics_text_is_prometheus_textfile() -> None:
     text = render_metrics({'r"1': {"last_status": "failed", "last_poll_ts": 1.5, "days_to_expiry": {"leaf": 3}}},
                           now=datetime(2026, 1, 1, tzinfo=UTC))
