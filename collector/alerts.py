@@ -8,6 +8,7 @@ certificate, however often the device is polled; the last slot sent lives in the
 
 from __future__ import annotations
 
+import errno
 import logging
 import logging.handlers
 import math
@@ -73,8 +74,8 @@ class SentAlert:
 
 
 class _SysLogHandler(logging.handlers.SysLogHandler):
-    """SysLogHandler that remembers a failed send (so the caller can try the alert again later)
-    and says so in one line on stderr, not a traceback per alert."""
+    """SysLogHandler that remembers a failed send (so the caller knows the alert did not go out)
+    and says so in one line on stderr per outage, not a traceback per alert."""
 
     failed = False
     _warned = False
@@ -84,23 +85,32 @@ class _SysLogHandler(logging.handlers.SysLogHandler):
         if not self._warned:
             self._warned = True
             error = sys.exc_info()[1]
-            sys.stderr.write(f"warning: syslog send failed ({error}); the alert is kept to be sent "
-                             "again at the next poll\n")
+            sys.stderr.write(f"warning: syslog send failed ({error}); alerts are not delivered until "
+                             "it is back (certificate-expiry notices are sent at a later poll)\n")
+
+    def sent_ok(self) -> None:
+        self._warned = False  # the next outage is reported again
 
 
 def _check_listening(path: str) -> None:
-    """Connect to the socket as SysLogHandler will (datagram, else stream); ValueError if no
-    syslog daemon listens there (stopped, or a container's leftover /dev/log)."""
-    problems = []
+    """Connect to the socket as SysLogHandler will (datagram, else stream). A socket this user
+    may not write to is a configuration error (ValueError); one nobody listens on (the daemon
+    restarting, a container's leftover /dev/log) only a warning: collecting is the main job, and
+    expiry notices are sent once the daemon is back."""
+    problems: list[OSError] = []
     for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
         with socket.socket(socket.AF_UNIX, kind) as probe:
             try:
                 probe.connect(path)
                 return
             except OSError as exc:
-                problems.append(exc.strerror or str(exc))
-    raise ValueError(f"expected a syslog daemon listening at {path}, found a socket nobody listens on "
-                     f"({'; '.join(problems)})")
+                problems.append(exc)
+    if any(exc.errno in (errno.EACCES, errno.EPERM) for exc in problems):
+        raise ValueError(f"expected a syslog socket this user may write to at {path}, found it "
+                         "refused (permission denied)")
+    reasons = "; ".join(exc.strerror or str(exc) for exc in problems)
+    sys.stderr.write(f"warning: no syslog daemon listens at {path} ({reasons}); collecting anyway, "
+                     "alerts are not delivered until it is back\n")
 
 
 class AlertSink:
@@ -122,8 +132,8 @@ class AlertSink:
     @staticmethod
     def _handler(address: str, facility: int) -> logging.Handler:
         if address.startswith("/"):
-            # SysLogHandler accepts a path it cannot connect to and then prints a traceback at
-            # every alert (each one lost): refuse it now instead.
+            # SysLogHandler accepts any path and then prints a traceback at every alert (each one
+            # lost): refuse a path that is no socket now; warn if nobody listens (_check_listening).
             try:
                 is_socket = stat.S_ISSOCK(os.stat(address).st_mode)
             except OSError as exc:
@@ -157,6 +167,8 @@ class AlertSink:
                 self._logger.log(level, message)
                 if any(handler.failed for handler in handlers):
                     return False
+                for handler in handlers:
+                    handler.sent_ok()
         self.sent.append(SentAlert(severity, message))
         return True
 

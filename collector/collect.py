@@ -34,7 +34,7 @@ from cryptography import x509
 from verifier.policy import Policy
 
 from .alerts import AlertSink
-from .errors import CollectorError
+from .errors import CollectorError, InventoryError
 from .inventory import Device
 from .platforms import profile_for
 from .ssh import CommandResult, run_command
@@ -301,6 +301,14 @@ class Collector:
         deadline = begin + device.timeouts.device
         if run_deadline is not None:
             deadline = min(deadline, run_deadline)
+        try:  # a credential that cannot be used fails the device before any connection
+            for credential in (device.credential, *((device.jump_host.credential,) if device.jump_host else ())):
+                credential.check()
+        except InventoryError as exc:
+            outcome = DeviceOutcome(device=device.name, host=device.host, status=FAILED, reason=exc.reason,
+                                    message=str(exc), duration_s=time.monotonic() - begin)
+            self._record_failure(device, outcome, self._read_state(device.name))
+            return outcome
         profile = profile_for(device.platform)
         if profile.signed_commands:  # IOS XE: the device signs its own commands, no dossier
             from .signed_commands import poll_signed_commands

@@ -117,9 +117,36 @@ class Credential:
     reference: str | None = None
     passphrase_env: str | None = None
     where: str = ""
+    #: Why the reference cannot be used (e.g. a ~user this machine does not know): reported when
+    #: the credential is needed, so that only its device fails.
+    problem: str | None = None
+
+    def _usable(self) -> None:
+        if self.problem is not None:
+            raise InventoryError(f"{self.where}: credential: {self.problem}")
+
+    def check(self) -> None:
+        """Raise InventoryError now if the credential cannot be used (before connecting with it):
+        an unknown ~user, an unset variable, a password file that cannot be read, a key file
+        that does not exist or cannot be read, an unset passphrase variable. Keys are not
+        decrypted here (that is the connection's work)."""
+        self._usable()
+        if self.kind in ("password_env", "password_file"):
+            self.password()
+            return
+        if self.kind == "key_file":
+            path = Path(self.reference or "")
+            if not os.access(path, os.R_OK):
+                raise InventoryError(f"{self.where}: credential: expected a readable key file at {path}, "
+                                     f"found {'one this user cannot read' if path.exists() else 'none'}")
+            if self.passphrase_env and self.passphrase_env not in os.environ:
+                raise InventoryError(
+                    f"{self.where}: credential: expected environment variable "
+                    f"{self.passphrase_env} to hold the key passphrase, found it unset")
 
     def password(self) -> str:
         """Read the password now; raises InventoryError naming the reference when it is missing."""
+        self._usable()
         if self.kind == "password_env":
             value = os.environ.get(self.reference or "")
             if value is None:
@@ -145,15 +172,17 @@ class Credential:
                     f"{self.where}: credential: cannot read password file {path}: "
                     f"{exc.strerror}"
                 ) from exc
-            except UnicodeDecodeError as exc:
+            except UnicodeDecodeError:
+                # Neither the byte nor its offset: both are part of the secret.
                 raise InventoryError(
                     f"{self.where}: credential: expected password file {path} to hold UTF-8 "
-                    f"text, found byte {exc.object[exc.start]:#04x} at offset {exc.start}"
+                    "text, found bytes that are not UTF-8"
                 ) from None
         raise InventoryError(f"{self.where}: credential of kind {self.kind} has no password")
 
     def private_key(self) -> paramiko.PKey:
         """Load the key file (passphrase from its environment variable, if named)."""
+        self._usable()
         passphrase = None
         if self.passphrase_env:
             passphrase = os.environ.get(self.passphrase_env)
@@ -341,15 +370,15 @@ def _schema_problems(document: Any, marked: _Marked) -> list[str]:
 
 
 def _closest_branch(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
-    """The error to report from a failed oneOf/anyOf: the branch whose fields the value has (a
-    credential `{password_file: ''}` is a password_file with a bad value, not an unexpected
-    field of another form), else jsonschema's best match."""
+    """The error to report from a failed oneOf/anyOf: the one branch whose required fields the
+    value has (a credential `{password_file: ''}` is a password_file with a bad value, and
+    `{key_file: k, passphrase: x}` a key_file with an unexpected field, not an unexpected field
+    of another form), else jsonschema's best match."""
     by_branch: dict[Any, list[jsonschema.ValidationError]] = {}
     for sub in error.context or ():
         by_branch.setdefault(sub.relative_schema_path[0] if sub.relative_schema_path else None, []).append(sub)
     shaped = [errors for errors in by_branch.values()
-              if not any(e.validator in ("required", "additionalProperties") and not e.relative_path
-                         for e in errors)]
+              if not any(e.validator == "required" and not e.relative_path for e in errors)]
     if len(shaped) == 1:
         return jsonschema.exceptions.best_match(shaped[0]) or shaped[0][0]
     return jsonschema.exceptions.best_match(error.context) or error
@@ -407,24 +436,21 @@ def _credential(raw: Mapping[str, Any], where: str, base: Path) -> Credential:
     (`base`), not to wherever the collector happens to run (cron starts in $HOME)."""
     if "password_env" in raw:
         return Credential("password_env", raw["password_env"], where=where)
-    if "password_file" in raw:
-        return Credential("password_file", _beside(raw["password_file"], base, where), where=where)
-    if "key_file" in raw:
-        return Credential("key_file", _beside(raw["key_file"], base, where), raw.get("passphrase_env"),
-                          where=where)
+    for kind in ("password_file", "key_file"):
+        if kind in raw:
+            try:
+                path = _beside(raw[kind], base)
+            except RuntimeError:  # ~user of a user this machine does not know
+                return Credential(kind, raw[kind], raw.get("passphrase_env"), where=where,
+                                  problem=f"expected a path whose ~user exists on this machine, "
+                                          f"found {raw[kind]!r}")
+            return Credential(kind, path, raw.get("passphrase_env"), where=where)
     return Credential("agent", where=where)
 
 
-def _beside(reference: str, base: Path, where: str) -> str:
+def _beside(reference: str, base: Path) -> str:
     """`reference` (~ expanded) if absolute, else joined to `base`."""
-    try:
-        expanded = Path(reference).expanduser()
-    except RuntimeError:  # ~user of a user this machine does not know
-        raise InventoryError(
-            f"{where}: credential: expected a path whose ~user exists on this machine, found "
-            f"{reference!r}"
-        ) from None
-    return str(base / expanded)
+    return str(base / Path(reference).expanduser())
 
 
 def load_inventory(path: str | os.PathLike[str]) -> Inventory:

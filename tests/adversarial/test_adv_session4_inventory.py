@@ -4,6 +4,7 @@ unknown --group refused; plainer schema messages "file:line: field: expected ...
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 from collector.errors import InventoryError
 from collector.inventory import load_inventory
 from dossier_cli.main import cli
+from verifier import TrustStore
 
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 
@@ -130,13 +132,25 @@ def test_a_missing_relative_file_is_named_by_its_resolved_path(tmp_path: Path) -
     assert f"{inventory}:2: credential: cannot read password file {tmp_path / 'conf' / 'nothere'}" in str(caught.value)
 
 
-def test_tilde_of_an_unknown_user_is_an_inventory_error(tmp_path: Path) -> None:
+def test_tilde_of_an_unknown_user_fails_its_device_with_an_inventory_error(tmp_path: Path) -> None:
+    """Like any credential that cannot be read: the inventory loads (other problems are still
+    all listed), that device fails with the file, line and user named, the run exits 2."""
     inventory = write(tmp_path / "inv.yaml", one_device("{password_file: ~no_such_user_adv4/pw}"))
+    device = load_inventory(inventory).devices[0]
+    with pytest.raises(InventoryError) as caught:
+        device.credential.password()
+    assert f"{inventory}:2: credential: expected a path whose ~user exists on this machine, found " \
+           "'~no_such_user_adv4/pw'" in str(caught.value)
+    TrustStore.open(tmp_path / "t", create=True)
     result = CliRunner().invoke(cli, ["collect", "-i", str(inventory), "--store", str(tmp_path / "s"),
-                                      "--trust-store", str(tmp_path / "t")])
+                                      "--trust-store", str(tmp_path / "t"), "--json"])
     assert result.exit_code == 2, repr(result.exception)
-    assert f"{inventory}:" in result.stderr and "no_such_user_adv4" in result.stderr
-    assert not (tmp_path / "s").exists()
+    outcome = json.loads(result.stdout)["devices"][0]
+    assert outcome["reason"] == "inventory.invalid" and "no_such_user_adv4" in outcome["message"]
+    both = write(tmp_path / "both.yaml", one_device("{password_file: ~no_such_user_adv4/pw}",
+                                                    "    groups: [nosuchgroup]\n"))
+    with pytest.raises(InventoryError, match="nosuchgroup"):  # not hidden by the ~user
+        load_inventory(both)
 
 
 # --- --group -------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from collector.enroll import enroll_root, fetch_root
+from collector.errors import InventoryError
 from collector.inventory import load_inventory
 from collector_fakes import FakeDevice, FakeFleet, dossier_handler, reply
 from dossier_cli.main import cli
@@ -120,6 +121,7 @@ def test_an_unreadable_credential_fails_its_device_and_the_run_exits_2(tmp_path:
     assert outcomes["r1"]["status"] == "trusted"  # the others are still polled
     assert outcomes["r2"]["reason"] == "inventory.invalid"
     assert "DOSSIER_TEST_UNSET" in outcomes["r2"]["message"]
+    assert outcomes["r2"]["attempts"] == 0  # found before connecting, never retried
 
 
 def test_relative_credential_paths_are_relative_to_the_inventory(tmp_path: Path, pki) -> None:
@@ -200,3 +202,28 @@ def test_inventory_bounds_are_explained_plainly(tmp_path: Path) -> None:
     assert "devices[0].timeouts.connect: expected a number >= 0, found -1" in result.stderr or \
         "devices[0].timeouts.connect: expected a number > 0, found -1" in result.stderr
     assert "is greater than the maximum" not in result.stderr
+
+
+def test_an_extra_field_in_a_credential_is_named_in_its_own_form(tmp_path: Path) -> None:
+    bad = tmp_path / "inv.yaml"
+    bad.write_text("devices:\n  - name: r1\n    host: 10.0.0.1\n    username: u\n"
+                   "    credential: {key_file: k, passphrase: x}\n")
+    result = CliRunner().invoke(cli, ["collect", "-i", str(bad), "--store", str(tmp_path / "s")])
+    assert result.exit_code == 2
+    assert "credential: unexpected field(s) passphrase; expected one of: key_file, passphrase_env" in result.stderr
+
+
+def test_a_password_file_that_is_not_utf8_is_reported_without_its_bytes(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_bytes("pässwörd".encode("latin-1"))
+    secret.chmod(0o600)
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text(f"devices:\n  - name: r1\n    host: 10.0.0.1\n    username: u\n"
+                         f"    credential: {{password_file: {secret}}}\n")
+    device = load_inventory(inventory).devices[0]
+    try:
+        device.credential.password()
+    except InventoryError as exc:
+        message = str(exc)
+    assert message.endswith(f"expected password file {secret} to hold UTF-8 text, found bytes that are not UTF-8")
+    assert "0xe4" not in message and "offset" not in message  # nothing of the secret
