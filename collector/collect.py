@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from cryptography import x509
 
+from verifier.chain import per_certificate
 from verifier.policy import Policy
 
 from .alerts import AlertSink
@@ -484,7 +485,7 @@ class Collector:
             self.store.write_state(name, state)
 
 
-@lru_cache(maxsize=4096)
+@per_certificate  # by identity: hashing a Certificate costs more than the lookup saves
 def _der(cert: x509.Certificate) -> bytes:
     """A certificate's DER, encoded once (the same certificates recur at every poll)."""
     from cryptography.hazmat.primitives.serialization import Encoding

@@ -30,7 +30,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import cache
 from typing import Any
 
 import jsonschema
@@ -48,7 +48,7 @@ from ._schemacheck import (
     numbers_within,
 )
 from ._strictjson import JSONProblem, brackets_outside_strings, check_depth, loads_strict
-from .chain import explain_chain_failure, fingerprint, is_weak_hash, validate_chain
+from .chain import explain_chain_failure, fingerprint, is_weak_hash, per_certificate, validate_chain
 from .envelope import MAX_NONCE_BYTES, MIN_NONCE_BYTES, Envelope, parse_envelope, signed_bytes
 from .errors import ChainError, SignatureError, VerifierError
 from .findings import Finding, FindingId, Severity
@@ -132,7 +132,7 @@ class Verdict:
         }
 
 
-@lru_cache(maxsize=4096)
+@per_certificate
 def _certificate_json(c: x509.Certificate) -> dict[str, Any]:
     """A certificate as the verdict shows it. Cached: a collector sees the same device
     certificates at every poll, and formatting names costs more than verifying a signature."""
@@ -513,7 +513,7 @@ _EXPIRY_IDS = {
 }
 
 
-@lru_cache(maxsize=4096)
+@per_certificate
 def _not_after(cert: x509.Certificate) -> dt.datetime:
     return cert.not_valid_after_utc  # a new datetime from the DER at every call otherwise
 

@@ -221,3 +221,26 @@ def test_validate_chain_contract(device: Device) -> None:
     other = Device("p256#7", "p256")
     with pytest.raises(ChainError):
         validate_chain(device.leaf, [other.root], at=NOW)
+
+
+def test_per_certificate_memoizes_by_identity_and_never_confuses_certificates() -> None:
+    """The certificate caches key on the object (hashing a Certificate hashes its DER): the same
+    object is computed once; an equal certificate parsed again, or another certificate, gets its
+    own correct answer."""
+    from cryptography import x509
+
+    from verifier.chain import per_certificate
+    from vbuilder import der, make_root
+
+    calls: list[x509.Certificate] = []
+
+    @per_certificate
+    def serial(cert: x509.Certificate) -> int:
+        calls.append(cert)
+        return cert.serial_number
+
+    first, second = make_root("p256"), make_root("rsa2048")
+    again = x509.load_der_x509_certificate(der(first))  # equal, another object
+    assert [serial(first), serial(first), serial(second), serial(again)] == [
+        first.serial_number, first.serial_number, second.serial_number, first.serial_number]
+    assert calls == [first, second, again]
