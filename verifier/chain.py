@@ -37,7 +37,7 @@ from .findings import FindingId
 from .policy import DEFAULT_POLICY, Policy
 from .signature import KeyPolicyError, check_key_policy
 
-__all__ = ["explain_chain_failure", "fingerprint", "is_weak_hash", "validate_chain"]
+__all__ = ["explain_chain_failure", "fingerprint", "is_weak_hash", "per_certificate", "validate_chain"]
 
 _WEAK_HASHES = (hashes.SHA1, hashes.MD5)
 _CACHE_SIZE = 4096  # one entry per (leaf, roots) pair: a fleet of thousands of devices fits
