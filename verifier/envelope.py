@@ -179,10 +179,11 @@ def _parse_certificate(der: bytes, where: str) -> x509.Certificate:
         cert.not_valid_before_utc, cert.not_valid_after_utc  # noqa: B018
         cert.signature_hash_algorithm  # noqa: B018
         cert.public_key()
-    # KeyError: cryptography 48 raises it for some malformed name attribute tags, and
-    # x509.InvalidVersion (not a ValueError) for a version field other than v1/v3; both found
-    # by the property tests.
-    except (ValueError, KeyError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
+    # KeyError: cryptography 48 raises it for some malformed name attribute tags,
+    # x509.InvalidVersion (not a ValueError) for a version field other than v1/v3, and TypeError
+    # for a name attribute of BIT STRING type under another OID than x500UniqueIdentifier
+    # ("oid must be X500_UNIQUE_IDENTIFIER for BitString type"): all found by the property tests.
+    except (ValueError, KeyError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
         raise JSONProblem(
             FindingId.ENVELOPE_BAD_CERTIFICATE,
             f"{where} is not a valid DER X.509 certificate ({exc})",
