@@ -177,7 +177,10 @@ def _load_cert(record: dict[str, Any], where: Path) -> x509.Certificate:
 def _load_cert_uncached(record: dict[str, Any], where: Path) -> x509.Certificate:
     try:
         cert = x509.load_pem_x509_certificate(record["pem"].encode("ascii"))
-    except ValueError as exc:
+        # Parsed lazily: read the names and dates now, so that a malformed one is reported as
+        # damage here (TypeError for a BIT STRING name attribute, as in envelope.py).
+        cert.subject, cert.issuer, cert.not_valid_before_utc, cert.not_valid_after_utc  # noqa: B018
+    except (ValueError, TypeError, KeyError, x509.InvalidVersion) as exc:
         raise TrustStoreError(f"{where}: a stored certificate is not valid PEM ({exc})") from None
     actual = fingerprint(cert)
     if actual != record["sha256"]:

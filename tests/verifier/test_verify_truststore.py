@@ -155,3 +155,34 @@ def test_a_frozen_view_reads_each_file_once_and_is_read_only(tmp_path: Path, dev
     assert store.frozen().roots_for("r1", NOW) == [] and "r2" in store.frozen()
     with pytest.raises(TrustStoreError, match="frozen"):
         view.add_root("r3", device.root)
+
+
+def test_a_stored_root_with_a_malformed_name_is_reported_as_damage(tmp_path: Path) -> None:
+    """A root whose name attribute is a BIT STRING under another OID parses lazily and made
+    cryptography raise TypeError on first use: it is damage, reported with the file."""
+    import base64
+    import hashlib
+    import warnings
+
+    from cryptography import x509
+
+    device = Device("p256", "p256")  # the root of test_verify_properties, where the flip was found
+    store = TrustStore.open(tmp_path / "ts", create=True)
+    store.add_root("r1", device.root, enrolled_at=NOW, source="collector")
+    broken = bytearray(device.root.public_bytes(Encoding.DER))
+    broken[73] ^= 1 << 4  # the flip the envelope property test found (name attribute type)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(TypeError):
+            parsed = x509.load_der_x509_certificate(bytes(broken))
+            parsed.subject, parsed.issuer  # noqa: B018 - what used to escape
+    pem = "-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(bytes(broken)).decode() + "-----END CERTIFICATE-----\n"
+    file = tmp_path / "ts" / "devices" / "r1.json"
+    record = json.loads(file.read_text())
+    record["roots"][0].update(pem=pem, sha256=hashlib.sha256(bytes(broken)).hexdigest())
+    file.write_text(json.dumps(record))
+    fresh = TrustStore.open(tmp_path / "ts")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(TrustStoreError, match=f"{file}: a stored certificate is not valid PEM"):
+            fresh.check("r1")
