@@ -37,7 +37,8 @@ from .findings import FindingId
 from .policy import DEFAULT_POLICY, Policy
 from .signature import KeyPolicyError, check_key_policy
 
-__all__ = ["explain_chain_failure", "fingerprint", "is_weak_hash", "per_certificate", "validate_chain"]
+__all__ = ["explain_chain_failure", "fingerprint", "is_weak_hash", "load_der_certificate", "per_certificate",
+           "validate_chain"]
 
 _WEAK_HASHES = (hashes.SHA1, hashes.MD5)
 _CACHE_SIZE = 4096  # one entry per (leaf, roots) pair: a fleet of thousands of devices fits
@@ -46,6 +47,22 @@ _cache_lock = threading.Lock()
 
 
 T = TypeVar("T")
+
+
+def load_der_certificate(der: bytes) -> x509.Certificate:
+    """`x509.load_der_x509_certificate`, with the names and the validity read at once.
+
+    cryptography parses them lazily and, for some malformed ones, raises on first use what is
+    not a ValueError: TypeError for a name attribute of BIT STRING type under another OID than
+    x500UniqueIdentifier, KeyError for some attribute tags, x509.InvalidVersion for the version
+    (all found by the property tests). Here each of them is a ValueError, raised at load time.
+    """
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        cert.subject, cert.issuer, cert.not_valid_before_utc, cert.not_valid_after_utc  # noqa: B018
+    except (ValueError, TypeError, KeyError, x509.InvalidVersion) as exc:
+        raise ValueError(f"not a valid DER X.509 certificate ({exc})") from None
+    return cert
 
 
 def per_certificate(function: Callable[[x509.Certificate], T]) -> Callable[[x509.Certificate], T]:

@@ -244,3 +244,20 @@ def test_per_certificate_memoizes_by_identity_and_never_confuses_certificates() 
     assert [serial(first), serial(first), serial(second), serial(again)] == [
         first.serial_number, first.serial_number, second.serial_number, first.serial_number]
     assert calls == [first, second, again]
+
+
+def test_load_der_certificate_reports_a_malformed_name_as_a_value_error() -> None:
+    """The loader the signed-output profiles use: the BIT STRING name attribute that made
+    cryptography raise TypeError on first use is a ValueError at load time."""
+    import warnings
+
+    from verifier.chain import load_der_certificate
+    from vbuilder import der, make_root
+
+    broken = bytearray(der(make_root("p256")))
+    broken[73] ^= 1 << 4  # the issuer's attribute type (offsets are fixed: names, serial, dates)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="not a valid DER X.509 certificate"):
+            load_der_certificate(bytes(broken))
+    assert load_der_certificate(der(make_root("p256"))).subject is not None

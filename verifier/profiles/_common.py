@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from ..chain import fingerprint
+from ..chain import fingerprint, load_der_certificate
 from ..errors import VerifierError
 from ..findings import FindingId, Severity
 from .findings import ProfileFindingId as PF
@@ -467,7 +467,7 @@ def pem_blocks(lines: Sequence[str], verdict: Verdict) -> list[PemBlock] | None:
             return None
         try:
             der = decode_base64_der("\n".join(body))
-            cert = x509.load_der_x509_certificate(der)
+            cert = load_der_certificate(der)
         except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is not a ValueError
             verdict.add(PF.OUTPUT_BAD_CERTIFICATE, Severity.ERROR,
                         f"the certificate on lines {start + 1}-{index + 1} cannot be read ({exc})",

@@ -26,6 +26,7 @@ from typing import Any
 from cryptography import x509
 
 from .._strictjson import JSONProblem, loads_strict
+from ..chain import load_der_certificate
 from ..findings import FindingId, Severity
 from ..policy import Policy
 from ._common import (
@@ -255,7 +256,7 @@ def _parts_from_tree(location: Any, verdict: ProfileVerdict) -> list[V2Part]:
             for item in _as_list(node.get("trust-chain")):
                 try:
                     der = decode_base64_der(str(item.get("value", "")))
-                    part.certificates.append((str(item.get("name", "")), x509.load_der_x509_certificate(der), der))
+                    part.certificates.append((str(item.get("name", "")), load_der_certificate(der), der))
                 except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is not a ValueError
                     verdict.add(PF.OUTPUT_BAD_CERTIFICATE, Severity.ERROR,
                                 f"the certificate {item.get('name')!r} at {key} cannot be read ({exc})",

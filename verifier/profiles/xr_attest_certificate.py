@@ -24,7 +24,7 @@ from typing import Any
 from cryptography import x509
 
 from .._strictjson import JSONProblem, loads_strict
-from ..chain import fingerprint
+from ..chain import fingerprint, load_der_certificate
 from ..errors import SignatureError
 from ..findings import FindingId, Severity
 from ..policy import Policy
@@ -136,7 +136,7 @@ def _verify_node(verdict: ProfileVerdict, node: dict[str, Any], anchors: Anchors
         if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version <= MAX_U32:
             raise ValueError(f"signature_version must be a 32-bit integer, found {version!r}")
         ders = [_b64(value) for value in _certificate_values(node)]
-        certs = [x509.load_der_x509_certificate(der) for der in ders]
+        certs = [load_der_certificate(der) for der in ders]
     except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is not a ValueError
         verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"node {where}: {exc}",
                     "base64 nonce/signature/certificates and an integer signature_version", str(exc)[:80])
