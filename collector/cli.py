@@ -25,6 +25,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from verifier.cli import DEFAULT_TRUST_STORE  # one default for every command
+
 from .alerts import AlertSink, write_metrics
 from .collect import TRUSTED, CollectOptions, Collector, DeviceOutcome, RunSummary, check_trust_store
 from .enroll import EnrollResult, RootCandidate, enroll_root, fetch_root, normalise_fingerprint
@@ -38,7 +40,6 @@ __all__ = ["register"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_STORE = "state/store"
-DEFAULT_TRUST_STORE = "state/truststore"
 #: `--interval` sleeps interval x (1 +/- this), so a fleet of collectors does not poll in step.
 INTERVAL_JITTER = 0.1
 

@@ -37,8 +37,8 @@ from .findings import FindingId
 from .policy import DEFAULT_POLICY, Policy
 from .signature import KeyPolicyError, check_key_policy
 
-__all__ = ["explain_chain_failure", "fingerprint", "is_weak_hash", "load_der_certificate", "per_certificate",
-           "validate_chain"]
+__all__ = ["CERTIFICATE_ERRORS", "explain_chain_failure", "fingerprint", "is_weak_hash", "load_der_certificate",
+           "per_certificate", "read_now", "validate_chain"]
 
 _WEAK_HASHES = (hashes.SHA1, hashes.MD5)
 _CACHE_SIZE = 4096  # one entry per (leaf, roots) pair: a fleet of thousands of devices fits
@@ -49,20 +49,27 @@ _cache_lock = threading.Lock()
 T = TypeVar("T")
 
 
-def load_der_certificate(der: bytes) -> x509.Certificate:
-    """`x509.load_der_x509_certificate`, with the names and the validity read at once.
+#: What cryptography raises for a malformed certificate, when loading it or at the first use of
+#: a part it parses lazily: TypeError for a name attribute of BIT STRING type under another OID
+#: than x500UniqueIdentifier, KeyError for some attribute tags, x509.InvalidVersion (not a
+#: ValueError) for the version; all found by the property tests.
+CERTIFICATE_ERRORS = (ValueError, TypeError, KeyError, x509.InvalidVersion)
 
-    cryptography parses them lazily and, for some malformed ones, raises on first use what is
-    not a ValueError: TypeError for a name attribute of BIT STRING type under another OID than
-    x500UniqueIdentifier, KeyError for some attribute tags, x509.InvalidVersion for the version
-    (all found by the property tests). Here each of them is a ValueError, raised at load time.
-    """
-    try:
-        cert = x509.load_der_x509_certificate(der)
-        cert.subject, cert.issuer, cert.not_valid_before_utc, cert.not_valid_after_utc  # noqa: B018
-    except (ValueError, TypeError, KeyError, x509.InvalidVersion) as exc:
-        raise ValueError(f"not a valid DER X.509 certificate ({exc})") from None
+
+def read_now(cert: x509.Certificate) -> x509.Certificate:
+    """Read the lazily parsed names and validity of `cert` now (raising one of
+    CERTIFICATE_ERRORS if malformed) rather than wherever they are first used; returns it."""
+    cert.subject, cert.issuer, cert.not_valid_before_utc, cert.not_valid_after_utc  # noqa: B018
     return cert
+
+
+def load_der_certificate(der: bytes) -> x509.Certificate:
+    """`x509.load_der_x509_certificate` with `read_now`; any of CERTIFICATE_ERRORS becomes a
+    ValueError, raised at load time."""
+    try:
+        return read_now(x509.load_der_x509_certificate(der))
+    except CERTIFICATE_ERRORS as exc:
+        raise ValueError(f"not a valid DER X.509 certificate ({exc})") from None
 
 
 def per_certificate(function: Callable[[x509.Certificate], T]) -> Callable[[x509.Certificate], T]:

@@ -304,7 +304,7 @@ def _print_table(results: list[dict[str, Any]]) -> None:
 
 
 # -- trust store commands ---------------------------------------------------------------------
-#: The same default as `dossier collect` and `dossier enroll` (collector/cli.py).
+#: The trust store every command uses by default (`dossier collect` and `enroll` import it).
 DEFAULT_TRUST_STORE = "state/truststore"
 _store_option = click.option("--trust-store", "trust_store", default=DEFAULT_TRUST_STORE, show_default=True,
                              type=click.Path(path_type=Path), envvar="DOSSIER_TRUST_STORE", show_envvar=True,

@@ -25,6 +25,7 @@ from ._strictjson import (
     lone_surrogate_problem,
     loads_strict,
 )
+from .chain import CERTIFICATE_ERRORS, read_now
 from .findings import Finding, FindingId, Severity
 from .policy import DEFAULT_POLICY, MAX_CERTIFICATES, Policy
 
@@ -171,19 +172,13 @@ def _load_certificate(text: str, der: bytes, where: str) -> x509.Certificate:
 
 def _parse_certificate(der: bytes, where: str) -> x509.Certificate:
     try:
-        cert = x509.load_der_x509_certificate(der)
         # Every part is parsed lazily: parse the ones the verifier reads now, so a malformed
         # part is reported as a bad certificate here rather than raising later.
+        cert = read_now(x509.load_der_x509_certificate(der))
         cert.extensions  # noqa: B018
-        cert.subject, cert.issuer  # noqa: B018
-        cert.not_valid_before_utc, cert.not_valid_after_utc  # noqa: B018
         cert.signature_hash_algorithm  # noqa: B018
         cert.public_key()
-    # KeyError: cryptography 48 raises it for some malformed name attribute tags,
-    # x509.InvalidVersion (not a ValueError) for a version field other than v1/v3, and TypeError
-    # for a name attribute of BIT STRING type under another OID than x500UniqueIdentifier
-    # ("oid must be X500_UNIQUE_IDENTIFIER for BitString type"): all found by the property tests.
-    except (ValueError, KeyError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
+    except (*CERTIFICATE_ERRORS, UnsupportedAlgorithm) as exc:
         raise JSONProblem(
             FindingId.ENVELOPE_BAD_CERTIFICATE,
             f"{where} is not a valid DER X.509 certificate ({exc})",

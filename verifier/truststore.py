@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 import schemas
 
 from ._schemacheck import UnsupportedSchema, compile_schema, ecma_validator
-from .chain import fingerprint
+from .chain import CERTIFICATE_ERRORS, fingerprint, read_now
 from .errors import TrustStoreError
 
 __all__ = ["RootEntry", "TrustStore", "parse_bundle"]
@@ -176,11 +176,9 @@ def _load_cert(record: dict[str, Any], where: Path) -> x509.Certificate:
 
 def _load_cert_uncached(record: dict[str, Any], where: Path) -> x509.Certificate:
     try:
-        cert = x509.load_pem_x509_certificate(record["pem"].encode("ascii"))
-        # Parsed lazily: read the names and dates now, so that a malformed one is reported as
-        # damage here (TypeError for a BIT STRING name attribute, as in envelope.py).
-        cert.subject, cert.issuer, cert.not_valid_before_utc, cert.not_valid_after_utc  # noqa: B018
-    except (ValueError, TypeError, KeyError, x509.InvalidVersion) as exc:
+        # Names and dates read now: a malformed one is damage reported here, not a crash later.
+        cert = read_now(x509.load_pem_x509_certificate(record["pem"].encode("ascii")))
+    except CERTIFICATE_ERRORS as exc:
         raise TrustStoreError(f"{where}: a stored certificate is not valid PEM ({exc})") from None
     actual = fingerprint(cert)
     if actual != record["sha256"]:

@@ -468,7 +468,7 @@ def pem_blocks(lines: Sequence[str], verdict: Verdict) -> list[PemBlock] | None:
         try:
             der = decode_base64_der("\n".join(body))
             cert = load_der_certificate(der)
-        except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is not a ValueError
+        except ValueError as exc:  # load_der_certificate: every malformed certificate is one
             verdict.add(PF.OUTPUT_BAD_CERTIFICATE, Severity.ERROR,
                         f"the certificate on lines {start + 1}-{index + 1} cannot be read ({exc})",
                         "a base64 DER X.509 certificate", str(exc)[:120])

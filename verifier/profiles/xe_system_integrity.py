@@ -257,7 +257,7 @@ def _parts_from_tree(location: Any, verdict: ProfileVerdict) -> list[V2Part]:
                 try:
                     der = decode_base64_der(str(item.get("value", "")))
                     part.certificates.append((str(item.get("name", "")), load_der_certificate(der), der))
-                except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is not a ValueError
+                except ValueError as exc:  # load_der_certificate: every malformed certificate is one
                     verdict.add(PF.OUTPUT_BAD_CERTIFICATE, Severity.ERROR,
                                 f"the certificate {item.get('name')!r} at {key} cannot be read ({exc})",
                                 "base64 DER", str(exc)[:80])
