@@ -3,18 +3,24 @@
     python3 bench/collect.py                     # fleets of 10, 100 and 1,000 devices
     python3 bench/collect.py --sizes 10,100 --concurrency 16 --emulators 2
 
-For each fleet size it polls every device twice, side by side against the same emulator
-processes:
+For each fleet size it polls every device with each variant, side by side against the same
+emulator processes:
   * floor: a bare paramiko loop (SSHClient, TCP_NODELAY socket, auto-added host keys, one exec,
-    read to EOF) running the very same dossier command with a fresh nonce;
-  * collector: `Collector.run` (strict host keys, deadlines, retries, byte-exact atomic store,
-    metadata, SQLite index, verification against the trust store).
+    read to EOF) running the very same dossier command with a fresh nonce, with paramiko's own
+    algorithm order (aes128-ctr + hmac-sha2-256);
+  * floor+gcm: the same loop offering AES-GCM first, as the collector does (for comparison:
+    how much of the collector's standing is its cipher choice);
+  * collect: `Collector.run` as `dossier collect` runs it (strict host keys, deadlines, retries,
+    byte-exact atomic store, metadata, SQLite index, verification against the trust store in
+    a helper process when there are two cores or more);
+  * in-thread: the same, verifying in the collector's own threads (`--verify-workers 0`);
+  * no-verify: the same without verification.
 and prints devices per second (each variant's best round), CPU milliseconds per poll of this
-process (and how much of it is system time), context switches per poll, the emulators' CPU per
-poll, the ratio to the floor (the median over rounds of the variant against the floor measured
-just before it; target: collector >= 0.8 x floor), and the peak memory growth per concurrent
-session. The emulator state is cached under --state-dir so reruns do
-not rebuild a thousand devices.
+process plus the collector's verification helper (and how much of it is system time, and the
+helper's share), context switches per poll, the emulators' CPU per poll, the ratio to the floor
+(the median over rounds of the variant against the floor of its round; target: collect >=
+0.8 x floor), and the peak memory growth per concurrent session. The emulator state is cached
+under --state-dir so reruns do not rebuild a thousand devices.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import paramiko
 
@@ -42,7 +49,9 @@ from collector.collect import CollectOptions, Collector, new_nonce  # noqa: E402
 from collector.enroll import enroll_root, fetch_root  # noqa: E402
 from collector.inventory import Device, load_inventory  # noqa: E402
 from collector.platforms import IOSXR  # noqa: E402
+from collector.ssh import PREFERRED_CIPHERS  # noqa: E402
 from collector.store import Store  # noqa: E402
+from collector import verify_worker  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -112,18 +121,23 @@ def rename(devices: list[Device], index: int) -> list[Device]:
     return [dataclasses.replace(d, name=f"e{index}-{d.name}") for d in devices]
 
 
-def floor_poll(device: Device) -> int:
-    """The bare paramiko loop: what any paramiko-based collector must at least spend."""
+def floor_poll(device: Device, ciphers: tuple[str, ...] | None = None) -> int:
+    """The bare paramiko loop: what any paramiko-based collector must at least spend.
+    `ciphers`: offer these first (paramiko's own order otherwise)."""
     nonce = new_nonce()
     command = IOSXR.dossier_command(device.items, nonce)
     sock = socket.create_connection((device.host, device.port), timeout=10)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    disabled = None
+    if ciphers:  # SSHClient has no preference setting: drop those it would offer before them
+        order = paramiko.Transport._preferred_ciphers
+        disabled = {"ciphers": [c for c in order[:min(order.index(c) for c in ciphers)]]}
     try:
         client.connect(device.host, device.port, username=device.username,
                        password=device.credential.password(), sock=sock, look_for_keys=False,
-                       allow_agent=False, timeout=10)
+                       allow_agent=False, timeout=10, disabled_algorithms=disabled)
         _, stdout, _ = client.exec_command(command)
         return len(stdout.read())
     finally:
@@ -133,18 +147,34 @@ def floor_poll(device: Device) -> int:
 _EMULATOR_PIDS: list[int] = []
 
 
-def emulator_cpu_s() -> float:
-    """CPU seconds used so far by the emulator processes (utime + stime from /proc)."""
+def processes_cpu_s(pids: list[int]) -> float:
+    """CPU seconds used so far by these processes (utime + stime from /proc; gone ones: 0)."""
     total = 0
-    for pid in _EMULATOR_PIDS:
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
         total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def emulator_cpu_s() -> float:
+    """CPU seconds used so far by the emulator processes."""
+    return processes_cpu_s(_EMULATOR_PIDS)
+
+
+def helper_pids() -> list[int]:
+    """The collector's verification helper processes (collector.verify_worker), if started."""
+    shared = verify_worker._SHARED
+    return shared.pids() if shared is not None else []
+
+
 def measure(label: str, work, concurrency: int, polls: int) -> dict[str, float]:
     emulator0 = emulator_cpu_s()
+    helpers = helper_pids()  # a helper started by this run is counted from its start (0 before)
+    helper0 = processes_cpu_s(helpers)
     usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     with PeakRss() as memory:
         work()
@@ -152,8 +182,11 @@ def measure(label: str, work, concurrency: int, polls: int) -> dict[str, float]:
     user, system = usage.ru_utime - usage0.ru_utime, usage.ru_stime - usage0.ru_stime
     switches = (usage.ru_nvcsw + usage.ru_nivcsw) - (usage0.ru_nvcsw + usage0.ru_nivcsw)
     emulator = emulator_cpu_s() - emulator0
-    return {"label": label, "devices_per_s": polls / wall, "cpu_ms_per_poll": 1000 * (user + system) / polls,
-            "sys_ms_per_poll": 1000 * system / polls, "switches_per_poll": switches / polls,
+    helper = processes_cpu_s(sorted(set(helpers) | set(helper_pids()))) - helper0
+    return {"label": label, "devices_per_s": polls / wall,
+            "cpu_ms_per_poll": 1000 * (user + system + helper) / polls,
+            "sys_ms_per_poll": 1000 * system / polls, "helper_ms_per_poll": 1000 * helper / polls,
+            "switches_per_poll": switches / polls,
             "emulator_ms_per_poll": 1000 * emulator / polls,
             "wall_s": wall, "mem_kib_per_session": memory.growth / 1024 / concurrency}
 
@@ -164,8 +197,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--emulators", type=int, default=2, help="emulator processes")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best of each is shown")
-    parser.add_argument("--verify-workers", type=int, default=0,
-                        help="also measure the collector verifying in N worker processes (0: skip)")
+    parser.add_argument("--verify-workers", type=int, default=None,
+                        help="verification helper processes for the `collect` variant (default: the "
+                             "collector's default, one when two cores or more)")
     parser.add_argument("--files", type=int, default=50, help="file-system inventory size per device")
     parser.add_argument("--state-dir", type=Path, default=Path(tempfile.gettempdir()) / "dossier-bench-collect")
     args = parser.parse_args()
@@ -194,7 +228,7 @@ def main() -> None:
         for candidate in roots:
             enroll_root(trust, candidate, source="tofu")
         print(f"enrolled {len(fleet)} devices", flush=True)
-        header = (f"{'devices':>8} {'who':<10} {'dev/s':>8} {'cpu ms/poll':>12} {'of it sys':>10} "
+        header = (f"{'devices':>8} {'who':<10} {'dev/s':>8} {'cpu ms/poll':>12} {'of it sys':>10} {'helper':>7} "
                   f"{'ctx sw/poll':>11} {'emu ms/poll':>11} {'wall s':>8} "
                   f"{'KiB/session':>12} {'ratio':>6}")
         print(header)
@@ -205,31 +239,37 @@ def main() -> None:
 
             floor_failures: list[str] = []
 
-            def one_floor_poll(device: Device) -> None:
+            def one_floor_poll(device: Device, ciphers: tuple[str, ...] | None = None) -> None:
                 try:
-                    floor_poll(device)
+                    floor_poll(device, ciphers)
                 except (paramiko.SSHException, OSError, EOFError) as exc:  # count, do not stop the floor
                     floor_failures.append(f"{device.name}: {type(exc).__name__}: {exc}")
 
-            def floor() -> None:
+            def floor(ciphers: tuple[str, ...] | None = None) -> None:
                 with ThreadPoolExecutor(concurrency) as pool:
-                    list(pool.map(one_floor_poll, devices))
+                    list(pool.map(lambda device: one_floor_poll(device, ciphers), devices))
 
-            variants = [("floor", None), ("collect", CollectOptions(concurrency=concurrency, retries=0)),
-                        ("no-verify", CollectOptions(concurrency=concurrency, retries=0, verify=False))]
-            if args.verify_workers:
-                variants.insert(2, ("collect+pv", CollectOptions(concurrency=concurrency, retries=0,
-                                                                 verify_workers=args.verify_workers)))
+            options = dict(concurrency=concurrency, retries=0)
+            variants: list[tuple[str, Any]] = [
+                ("floor", None),
+                ("floor+gcm", PREFERRED_CIPHERS),
+                ("collect", CollectOptions(**options, verify_workers=args.verify_workers)),
+                ("in-thread", CollectOptions(**options, verify_workers=0)),
+                ("no-verify", CollectOptions(**options, verify=False)),
+            ]
             best: dict[str, dict[str, float]] = {}
             ratios: dict[str, list[float]] = {label: [] for label, _ in variants}
             # Alternate the variants for several rounds: the machine is shared and noisy, and the
             # emulators warm up, so a single ordered pass would favour whichever ran at the quiet
-            # moment. Each variant's best round is shown; the ratio is the median over rounds of
-            # the variant against the floor measured just before it in the same round.
+            # moment. Each round measures the floor first, then the others in an order rotated
+            # from round to round; each variant's best round is shown; the ratio is the median
+            # over rounds of the variant against the floor of its round.
             for round_index in range(args.rounds):
-                for label, options in variants:
-                    if options is None:
-                        result = measure(label, floor, concurrency, size)
+                others = variants[1:]
+                shift = round_index % len(others)
+                for label, options in [variants[0], *others[shift:], *others[:shift]]:
+                    if options is None or isinstance(options, tuple):
+                        result = measure(label, lambda: floor(options), concurrency, size)
                     else:
                         store = Store.open(work_dir / f"store-{size}-{label}-{round_index}")
                         collector = Collector(store, trust_store_path=trust, options=options)
@@ -244,7 +284,7 @@ def main() -> None:
                         store.close()
                     if label not in best or result["devices_per_s"] > best[label]["devices_per_s"]:
                         best[label] = result
-                    if options is None:
+                    if label == "floor":
                         floor_rate = result["devices_per_s"]
                     ratios[label].append(result["devices_per_s"] / floor_rate)
             results = [best[label] for label, _ in variants]
@@ -255,6 +295,7 @@ def main() -> None:
                 ratio = statistics.median(ratios[result["label"]])  # vs the floor, round by round
                 print(f"{size:>8} {result['label']:<10} {result['devices_per_s']:>8.1f} "
                       f"{result['cpu_ms_per_poll']:>12.2f} {result['sys_ms_per_poll']:>10.2f} "
+                      f"{result['helper_ms_per_poll']:>7.2f} "
                       f"{result['switches_per_poll']:>11.0f} {result['emulator_ms_per_poll']:>11.2f} "
                       f"{result['wall_s']:>8.2f} "
                       f"{result['mem_kib_per_session']:>12.0f} "

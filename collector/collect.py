@@ -15,14 +15,14 @@ device's failure never stops the others.
 
 from __future__ import annotations
 
-import multiprocessing
+import logging
 import queue
 import random
 import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -31,29 +31,36 @@ from typing import Any, TypeVar
 
 from cryptography import x509
 
-from verifier.chain import per_certificate
-from verifier.policy import Policy
-
 from .alerts import AlertSink
 from .errors import CollectorError, InventoryError
 from .inventory import Device
 from .platforms import profile_for
 from .ssh import CommandResult, run_command
 from .store import EnvelopeRecord, Store
+from .verifying import (
+    _BASE_TRUST_STORES,
+    FILESYSTEM_ITEM,
+    Checked,
+    freeze_trust_store,
+    release_trust_store,
+    verify_bytes,
+)
+from .verify_worker import VerifyWorkers, auto_worker_count, shared_workers
 
 __all__ = ["NONCE_BYTES", "CollectOptions", "Collector", "DeviceOutcome", "RunSummary", "new_nonce"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 #: ENVELOPE.md allows 1-64 bytes; 16 bytes from a CSPRNG never repeat in practice.
 NONCE_BYTES = 16
-FILESYSTEM_ITEM = "filesystem-inventory"
 
 TRUSTED, UNTRUSTED, FAILED, SKIPPED = "trusted", "untrusted", "failed", "skipped"
 #: Outputs received but not yet stored and verified, per SSH slot, before new sessions wait.
 BACKLOG_PER_SESSION = 2
-#: Device states are written this many at a time (and at the end of a run).
-STATES_WRITTEN_TOGETHER = 64
+#: Device states (one file for the fleet) are written at most this often during a run, and at
+#: its end.
+STATES_WRITE_INTERVAL_S = 5.0
 
 
 def new_nonce() -> str:
@@ -75,9 +82,11 @@ class CollectOptions:
     #: Override the inventory's items for every device.
     items: tuple[str, ...] | None = None
     verify: bool = True
-    #: Verify in this many worker processes (0: in the polling threads). Polling and verifying
-    #: in one process compete for the GIL (PERFORMANCE.md); workers use the other cores.
-    verify_workers: int = 0
+    #: Verify in this many helper processes (`collector.verify_worker`; 0: in the collector's
+    #: own threads; None: one when this process may use two cores or more). Polling and
+    #: verifying in one process compete for the GIL (PERFORMANCE.md); a helper verifies on
+    #: another core, started once per process and kept for later runs.
+    verify_workers: int | None = None
     #: A `collector.insights.Policy`: appraise each stored envelope as it is collected.
     policy: Any = None
     #: Threads that store and verify what the sessions fetched. Their work is CPU under the
@@ -170,12 +179,15 @@ class Collector:
         self.alerts = alerts or AlertSink()
         self.rng = rng or random.SystemRandom()
         self.on_outcome = on_outcome
-        self._verify_pool: ProcessPoolExecutor | None = None
+        self._workers: VerifyWorkers | None = None
         # Device states live in memory between polls of this collector (the --interval loop);
-        # the file is read once, written in batches (`write_states`).
+        # the file is read at the first poll, written every few seconds (`write_states`).
         self._states: dict[str, dict[str, Any]] = {}
-        self._unwritten_states: dict[str, dict[str, Any]] = {}
+        self._states_loaded = False
+        self._states_changed = False
+        self._states_written = time.monotonic()
         self._state_lock = threading.Lock()
+        self._state_write_lock = threading.Lock()
 
     # --- the run -------------------------------------------------------------------------------
 
@@ -196,12 +208,12 @@ class Collector:
             # it (each file read once: no file-system call per envelope; changes made during
             # the run apply from the next run).
             opened = TrustStore.open(self.trust_store_path, create=True)
-            base = _BASE_TRUST_STORES.setdefault(str(self.trust_store_path), opened)  # its cache persists
-            _TRUST_STORES[str(self.trust_store_path)] = base.frozen()
-        if self.options.verify and self.options.verify_workers > 0:
-            # forkserver: forking a process that already runs paramiko threads is unsafe.
-            self._verify_pool = ProcessPoolExecutor(self.options.verify_workers,
-                                                    mp_context=multiprocessing.get_context("forkserver"))
+            freeze_trust_store(str(self.trust_store_path), opened=opened)  # the parsed files persist
+        workers = self.options.verify_workers
+        workers = auto_worker_count() if workers is None else workers
+        if self.options.verify and workers > 0:
+            self._workers = shared_workers(workers)  # kept for later runs of this process
+            self._workers.begin_run()
         self.store.recover()
         self.store.mark_dirty()
         outcomes: dict[str, DeviceOutcome] = {}
@@ -258,20 +270,26 @@ class Collector:
             self.write_states()
             self.store.mark_clean()
             if self.trust_store_path is not None:
-                _TRUST_STORES.pop(str(self.trust_store_path), None)  # the next run reads it afresh
-            if self._verify_pool is not None:
-                self._verify_pool.shutdown()
-                self._verify_pool = None
+                release_trust_store(str(self.trust_store_path))  # the next run takes a fresh view
+            self._workers = None
         ordered = [outcomes[d.name] for d in devices if d.name in outcomes]
         return RunSummary(started=started, finished=_iso_now(), store=str(self.store.root),
                           outcomes=ordered)
+
+    def verify_call(self, function: Callable[..., Checked], args: tuple[Any, ...]) -> Checked:
+        """`function(*args)` (a `collector.verifying` function) in a verification helper when
+        this run has them, else in this thread."""
+        if self._workers is None:
+            return function(*args)
+        return self._workers.call(function, args, trust_store_path=(
+            str(self.trust_store_path) if self.trust_store_path is not None else None))
 
     def _finishers(self, concurrency: int) -> int:
         """Store+verify threads: `finish_workers`, or one per verification process, so that
         every process has an envelope to verify."""
         wanted = self.options.finish_workers
-        if self._verify_pool is not None:
-            wanted = max(wanted, self.options.verify_workers)
+        if self._workers is not None:
+            wanted = max(wanted, self._workers.count)
         return max(1, min(wanted, concurrency))
 
     def _skipped(self, device: Device, stopping: bool) -> DeviceOutcome:
@@ -400,8 +418,7 @@ class Collector:
             return
         args = (result.output, str(self.trust_store_path) if self.trust_store_path else None,
                 device.name, nonce_hex, result.received)
-        checked = (self._verify_pool.submit(verify_bytes, *args).result() if self._verify_pool
-                   else verify_bytes(*args))
+        checked = self.verify_call(verify_bytes, args)
         if checked.refused is not None:
             # The verifier refused to judge (e.g. no trust anchors configured): never "trusted".
             outcome.status, outcome.reason, outcome.message = UNTRUSTED, "verify.error", checked.refused
@@ -439,16 +456,16 @@ class Collector:
     # --- state ---------------------------------------------------------------------------------
 
     def _read_state(self, device: str) -> dict[str, Any]:
-        if device in self._states:
-            return self._states[device]
-        try:
-            state = self._states[device] = self.store.read_state(device)
-            return state
-        except CollectorError:
-            # A damaged state file costs only increments and alert history; start afresh and
-            # the next write replaces it.
-            state = self._states[device] = {}
-            return state
+        with self._state_lock:
+            if not self._states_loaded:
+                self._states_loaded = True
+                try:
+                    self._states.update(self.store.states())
+                except CollectorError as exc:
+                    # A damaged state file costs only increments and alert history: start
+                    # afresh, and the next write replaces it.
+                    log.warning("%s", exc)
+            return self._states.setdefault(device, {})
 
     def _record_failure(self, device: Device, outcome: DeviceOutcome, state: dict[str, Any]) -> None:
         self.alerts.failed(device.name, outcome.reason or "unknown", outcome.message or "")
@@ -469,69 +486,36 @@ class Collector:
             state["last_success_ts"] = round(now, 3)
             state["days_to_expiry"] = outcome.days_to_expiry
         with self._state_lock:
-            self._unwritten_states[device.name] = state
-            if len(self._unwritten_states) < STATES_WRITTEN_TOGETHER:
+            self._states[device.name] = state
+            self._states_changed = True
+            if time.monotonic() - self._states_written < STATES_WRITE_INTERVAL_S:
                 return
         self.write_states()
 
     def write_states(self) -> None:
-        """Write the device states changed since the last call. States are advisory (see
-        `Store.write_state`) and written a batch at a time, at the latest when a run or a
-        single `poll` ends: a crash loses at most the newest batch (a repeated alert, a
-        larger next inventory), never an envelope."""
-        with self._state_lock:
-            unwritten, self._unwritten_states = self._unwritten_states, {}
-        for name, state in unwritten.items():  # each file replaced atomically
-            self.store.write_state(name, state)
-
-
-@per_certificate  # by identity: hashing a Certificate costs more than the lookup saves
-def _der(cert: x509.Certificate) -> bytes:
-    """A certificate's DER, encoded once (the same certificates recur at every poll)."""
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return cert.public_bytes(Encoding.DER)
+        """Write the device states if any changed since the last call. States are advisory
+        (see `Store.write_states`) and written every few seconds and when a run or a single
+        `poll` ends: a crash loses at most the last seconds' changes (a repeated alert, a larger
+        next inventory), never an envelope."""
+        with self._state_write_lock:
+            with self._state_lock:
+                if not self._states_changed:
+                    return
+                self._states_changed = False
+                self._states_written = time.monotonic()
+                states = {name: state for name, state in self._states.items() if state}
+            try:
+                self.store.write_states(states)  # the states are serialized under the GIL
+            except BaseException:
+                with self._state_lock:
+                    self._states_changed = True
+                raise
 
 
 @lru_cache(maxsize=4096)
 def _certificate(der: bytes) -> x509.Certificate:
     """A device's certificate, parsed once (it recurs at every poll)."""
     return x509.load_der_x509_certificate(der)
-
-
-@dataclass
-class Checked:
-    """What the collector keeps from a verdict; small and picklable (crosses process pools)."""
-
-    trusted: bool
-    verdict_json: dict[str, Any]
-    findings: list[dict[str, Any]]
-    errors: list[dict[str, Any]]
-    days_to_expiry: dict[str, int]
-    leaf_der: bytes | None
-    root_der: bytes | None
-    filesystem_blocks: dict[str, int]
-    refused: str | None = None
-
-
-_TRUST_STORES: dict[str, Any] = {}
-_BASE_TRUST_STORES: dict[str, Any] = {}  # per trust store: the parsed files, kept across runs
-_COLLECTED_POLICY = Policy(require_dossier=True)  # the collector asked for a dossier: text is not one
-
-
-def verify_bytes(raw: bytes, trust_store_path: str | None, device: str, nonce_hex: str,
-                 received: datetime) -> Checked:
-    """Verify one envelope with the verifier library, at the time it was received."""
-    from verifier import VerifierError, verify_envelope
-
-    try:
-        verdict = verify_envelope(raw, trust_store=trust_store_for(trust_store_path), device=device,
-                                  expected_nonce=bytes.fromhex(nonce_hex),
-                                  at=received, policy=_COLLECTED_POLICY)
-    except VerifierError as exc:
-        return Checked(False, {}, [], [], {}, None, None, {}, refused=str(exc))
-    blocks = _filesystem_blocks(verdict.dossier) if verdict.trusted and verdict.dossier else {}
-    return checked_from(verdict, filesystem_blocks=blocks)
 
 
 def check_trust_store(trust_store_path: Path, devices: Sequence[str]) -> None:
@@ -548,46 +532,11 @@ def check_trust_store(trust_store_path: Path, devices: Sequence[str]) -> None:
             "(`dossier enroll`, or `dossier trust add DEVICE ROOT.pem`), or name the right one "
             "with --trust-store")
     opened = TrustStore.open(Path(trust_store_path))
-    base = _BASE_TRUST_STORES.setdefault(str(trust_store_path), opened)
+    base = _BASE_TRUST_STORES.setdefault(str(trust_store_path), opened)  # kept for the runs
     for device in devices:
         if device in base:  # one not enrolled is not damage: its envelopes come out untrusted
             base.check(device)
     base.pool_entries()
-
-
-def trust_store_for(trust_store_path: str | None) -> Any:
-    """The trust store at `trust_store_path` (None for none): the run's frozen view when a
-    collection run is on, else opened once per process."""
-    if trust_store_path is None:
-        return None
-    trust_store = _TRUST_STORES.get(trust_store_path)
-    if trust_store is None:
-        from verifier import TrustStore
-
-        trust_store = _TRUST_STORES[trust_store_path] = TrustStore.open(Path(trust_store_path))
-    return trust_store
-
-
-def checked_from(verdict: Any, *, filesystem_blocks: dict[str, int]) -> Checked:
-    """What the collector keeps of a verdict (envelope or signed-output profile alike)."""
-    findings = [_finding_json(f) for f in verdict.findings]
-    trusted = bool(verdict.trusted)
-    return Checked(
-        trusted=trusted,
-        verdict_json=verdict.to_json(),
-        findings=findings,
-        errors=[f for f in findings if f.get("severity") == "error"],
-        days_to_expiry=dict(verdict.days_to_expiry or {}),
-        leaf_der=_der(verdict.leaf) if verdict.leaf is not None and trusted else None,
-        root_der=_der(verdict.root) if verdict.root is not None and trusted else None,
-        filesystem_blocks=filesystem_blocks,
-    )
-
-
-def _finding_json(finding: Any) -> dict[str, Any]:
-    if hasattr(finding, "to_json"):
-        return finding.to_json()
-    return {"id": str(finding.id), "severity": str(finding.severity), "message": finding.message}
 
 
 def _filesystem_options(state: Mapping[str, Any]) -> dict[str, dict[str, int]] | None:
@@ -596,21 +545,3 @@ def _filesystem_options(state: Mapping[str, Any]) -> dict[str, dict[str, int]] |
     if not blocks:
         return None
     return {node: {"block_start": int(last) + 1} for node, last in sorted(blocks.items())}
-
-
-def _filesystem_blocks(dossier: Mapping[str, Any]) -> dict[str, int]:
-    """The newest snapshot block per node in a verified dossier ({} when it has none)."""
-    item = dossier.get(FILESYSTEM_ITEM)
-    if not isinstance(item, Mapping) or item.get("result-code") != "Success":
-        return {}
-    nodes = item.get(FILESYSTEM_ITEM)
-    if not isinstance(nodes, Mapping):
-        return {}
-    blocks: dict[str, int] = {}
-    for node, content in nodes.items():
-        snapshots = content.get("snapshots") if isinstance(content, Mapping) else None
-        numbers = [s.get("snapshot-block-no") for s in snapshots or [] if isinstance(s, Mapping)]
-        numbers = [n for n in numbers if isinstance(n, int)]
-        if numbers:
-            blocks[node] = max(numbers)
-    return blocks

@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 from .inventory import Device
 from .platforms import PlatformProfile, SignedCommand
 from .ssh import DeviceSession
+from .verifying import verify_signed_output
 
 if TYPE_CHECKING:
-    from .collect import Checked, Collector, DeviceOutcome
+    from .collect import Collector, DeviceOutcome
 
 __all__ = ["XE_NONCE_MAX", "new_decimal_nonce", "poll_signed_commands", "verify_signed_output"]
 
@@ -106,8 +107,7 @@ def poll_signed_commands(collector: Collector, device: Device, profile: Platform
     for run, record in zip(runs, records):
         signer = outputs.get(run.step.signer_from) if run.step.signer_from else None
         args = (run.output, run.step.verifier_profile, trust_store, device.name, run.nonce, run.received, signer)
-        pool = collector._verify_pool
-        checked = pool.submit(verify_signed_output, *args).result() if pool else verify_signed_output(*args)
+        checked = collector.verify_call(verify_signed_output, args)
         if checked.refused is not None:
             # The verifier refused to judge (no anchors, unreadable signer): never "trusted".
             failure = ("verify.error", f"{run.step.name}: {checked.refused}", ["verify.error"])
@@ -130,23 +130,3 @@ def poll_signed_commands(collector: Collector, device: Device, profile: Platform
     outcome.status = TRUSTED if all_trusted else UNTRUSTED
     collector._write_poll_state(device, outcome, state, trusted=all_trusted)
     return outcome
-
-
-def verify_signed_output(raw: bytes, verifier_profile: str, trust_store_path: str | None, device: str,
-                         nonce: int, received: datetime, signer: bytes | None) -> Checked:
-    """Verify one self-signed output with its verifier profile, at the time it was received."""
-    from verifier import VerifierError
-
-    from .collect import Checked, checked_from, trust_store_for
-
-    try:
-        from verifier.profiles import verify_output
-    except ImportError as exc:  # a verifier without profiles cannot judge: never "trusted"
-        return Checked(False, {}, [], [], {}, None, None, {},
-                       refused=f"this verifier has no profile {verifier_profile!r} ({exc})")
-    try:
-        verdict = verify_output(raw, profile=verifier_profile, trust_store=trust_store_for(trust_store_path),
-                                device=device, expected_nonce=nonce, signer=signer, at=received)
-    except VerifierError as exc:
-        return Checked(False, {}, [], [], {}, None, None, {}, refused=str(exc))
-    return checked_from(verdict, filesystem_blocks={})

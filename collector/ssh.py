@@ -29,7 +29,7 @@ from .errors import (
 )
 from .inventory import Credential, Device, HostKey, JumpHost, ssh_fingerprint
 
-__all__ = ["MAX_OUTPUT_BYTES", "CommandResult", "DeviceSession", "run_command"]
+__all__ = ["MAX_OUTPUT_BYTES", "PREFERRED_CIPHERS", "CommandResult", "DeviceSession", "prefer_ciphers", "run_command"]
 
 #: Big file-system inventories are several MB; the verifier's default bound is 64 MiB, so more
 #: than this cannot verify anyway and would only exhaust memory.
@@ -39,6 +39,12 @@ RECV_CHUNK_BYTES = 256 * 1024
 #: After EOF a well-behaved server has sent exit-status; wait this long for it before deciding
 #: the session was cut.
 EXIT_STATUS_GRACE_S = 2.0
+#: Ciphers offered first, before paramiko's own order (which starts with aes128-ctr +
+#: hmac-sha2-256, encrypt-and-MAC): AES-GCM is an AEAD, so no separate MAC per packet. IOS XR
+#: (`ssh server algorithms cipher`) and OpenSSH offer both; a device that offers neither
+#: still gets paramiko's usual list after these. It also costs less: a poll of the emulator
+#: takes ~15% less client CPU and ~4% less server CPU than with aes128-ctr (bench/collect.py).
+PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,13 @@ def _open_socket(host: str, port: int, timeout: float, name: str) -> socket.sock
     # paramiko leaves Nagle on, which stalls each handshake ~45 ms (PERFORMANCE.md).
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
+
+
+def prefer_ciphers(transport: paramiko.Transport) -> None:
+    """Offer `PREFERRED_CIPHERS` first (those this paramiko has), then paramiko's own order."""
+    options = transport.get_security_options()
+    first = tuple(c for c in PREFERRED_CIPHERS if c in options.ciphers)
+    options.ciphers = first + tuple(c for c in options.ciphers if c not in first)
 
 
 def _prefer_pinned_key_type(transport: paramiko.Transport, pinned: HostKey | None) -> None:
@@ -165,6 +178,7 @@ def _closed_before_banner(exc: paramiko.SSHException) -> bool:
 def _start_transport(sock: socket.socket | paramiko.Channel, deadlines: _Deadlines,
                      known_name: str, pinned: HostKey | None, name: str) -> paramiko.Transport:
     transport = paramiko.Transport(sock)
+    prefer_ciphers(transport)
     _prefer_pinned_key_type(transport, pinned)
     timeout = deadlines.budget(deadlines.timeouts.connect, "the SSH handshake")
     transport.banner_timeout = timeout

@@ -5,7 +5,8 @@ Layout under the store root:
     <device>/<received UTC>-<nonce prefix>.envelope            exactly what the device printed
     <device>/<...>.envelope.meta.json                          schemas/metadata.schema.json
     <device>/<...>.envelope.verdict.json                       the verifier's verdict.to_json()
-    state/<device>.json                                        last poll, increments, alerts
+    state/_devices.json                                        every device's last poll,
+                                                               increments, alerts sent
     index.sqlite                                               rebuildable from the files
 
 Crash safety: each file is written to a temporary file (unnamed where Linux's O_TMPFILE works),
@@ -85,6 +86,9 @@ CREATE INDEX IF NOT EXISTS appraisals_by_device ON appraisals (device, received)
 # names the store itself uses at its top level.
 DEVICE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 RESERVED_NAMES = frozenset({"state"})
+#: The device states, one file for the fleet (a name no device can have: it starts with '_').
+DEVICE_STATES_NAME = "_devices.json"
+DEVICE_STATES_FORMAT = "trust-dossier/device-states/1"
 
 
 def check_device_name(device: str) -> str:
@@ -531,28 +535,42 @@ class Store:
 
     # --- per-device state (not derived from envelopes, so it survives reindex) -----------
 
-    def read_state(self, device: str) -> dict[str, Any]:
-        path = self.root / "state" / f"{check_device_name(device)}.json"
-        try:
-            return json.loads(path.read_text("utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"state file {path} is unreadable ({exc}); delete it to start the "
-                             "device's increments and alert schedule afresh") from exc
-
-    def write_state(self, device: str, state: Mapping[str, Any]) -> None:
-        directory = self._directory(self.root / "state")
-        # Advisory (increments, alert schedule): atomic but not fsynced. Losing the newest
-        # state to a power cut costs at most a repeated block or alert, never an envelope.
-        write_file_atomically(directory / f"{check_device_name(device)}.json", orjson.dumps(state, default=str),
-                              replace=True, sync=False)
-
     def states(self) -> dict[str, dict[str, Any]]:
+        """Every device's state: `state/_devices.json`, over the one-file-per-device states
+        (`state/<device>.json`) that stores written before it may hold. Raises StoreError when
+        a state file cannot be read."""
         directory = self.root / "state"
         if not directory.is_dir():
             return {}
-        return {path.stem: self.read_state(path.stem) for path in sorted(directory.glob("*.json"))}
+        states = {path.stem: _read_state_file(path) for path in sorted(directory.glob("*.json"))
+                  if path.name != DEVICE_STATES_NAME and DEVICE_NAME_RE.fullmatch(path.stem)}
+        combined = directory / DEVICE_STATES_NAME
+        if combined.exists():
+            document = _read_state_file(combined)
+            devices = document.get("devices") if document.get("format") == DEVICE_STATES_FORMAT else None
+            if not isinstance(devices, dict) or not all(isinstance(v, dict) for v in devices.values()):
+                raise StoreError(f"state file {combined} is not a {DEVICE_STATES_FORMAT} document; "
+                                 "delete it to start the increments and alert schedules afresh")
+            states.update(devices)
+        return states
+
+    def read_state(self, device: str) -> dict[str, Any]:
+        """One device's state ({} when it has none); see `states`."""
+        check_device_name(device)
+        return self.states().get(device, {})
+
+    def write_states(self, states: Mapping[str, Mapping[str, Any]]) -> None:
+        """Replace the device states with `states` (every device's, in one file: one file
+        written per batch of polls, not one per poll). Advisory (increments, alert schedule):
+        atomic but not fsynced. Losing the newest states to a power cut costs at most a
+        repeated block or alert, never an envelope."""
+        for device in states:
+            check_device_name(device)
+        directory = self._directory(self.root / "state")
+        document = {"format": DEVICE_STATES_FORMAT, "devices": states}
+        write_file_atomically(directory / DEVICE_STATES_NAME,
+                              orjson.dumps(document, option=orjson.OPT_SORT_KEYS, default=str),
+                              replace=True, sync=False)
 
     # --- crash recovery ----------------------------------------------------------------------
 
@@ -685,6 +703,18 @@ class Store:
                     self._connection().execute("DELETE FROM envelopes WHERE path = ?", (record.path,))
                     self._connection().execute("DELETE FROM appraisals WHERE path = ?", (record.path,))
         return doomed
+
+
+def _read_state_file(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"state file {path} is unreadable ({exc}); delete it to start the "
+                         "increments and alert schedules afresh") from exc
+    if not isinstance(value, dict):
+        raise StoreError(f"state file {path}: expected a JSON object, found {type(value).__name__}; "
+                         "delete it to start the increments and alert schedules afresh")
+    return value
 
 
 def _read_sidecar(path: Path) -> dict[str, Any] | None:

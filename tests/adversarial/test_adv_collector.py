@@ -260,7 +260,7 @@ def test_prune_keeps_the_newest_trusted_even_when_its_verdict_file_was_lost(tmp_
 # False), so a signed envelope that was not a dossier was recorded as trusted.
 def test_collector_does_not_trust_a_signed_envelope_that_is_not_a_dossier(tmp_path: Path) -> None:
     import vbuilder as vb
-    from collector.collect import verify_bytes
+    from collector.verifying import verify_bytes
     from verifier.truststore import TrustStore
     device = vb.Device("p256#adv-c", "p256#adv-cl")
     TrustStore.open(tmp_path / "ts", create=True).add_root("r1", device.root)

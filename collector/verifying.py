@@ -1,0 +1,160 @@
+"""Verification as the collector uses it: the verifier library on one output, reduced to what
+the collector keeps (`Checked`), against one view of the trust store per run.
+
+Kept apart from the polling code (no paramiko here) so that a verification worker process
+(`collector.verify_worker`) imports only this and the verifier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from verifier.chain import per_certificate
+from verifier.policy import Policy
+
+__all__ = ["FILESYSTEM_ITEM", "Checked", "checked_from", "freeze_trust_store", "release_trust_store",
+           "trust_store_for", "verify_bytes", "verify_signed_output"]
+
+FILESYSTEM_ITEM = "filesystem-inventory"
+
+
+@dataclass
+class Checked:
+    """What the collector keeps from a verdict; small and picklable (crosses processes)."""
+
+    trusted: bool
+    verdict_json: dict[str, Any]
+    findings: list[dict[str, Any]]
+    errors: list[dict[str, Any]]
+    days_to_expiry: dict[str, int]
+    leaf_der: bytes | None
+    root_der: bytes | None
+    filesystem_blocks: dict[str, int]
+    refused: str | None = None
+
+
+_TRUST_STORES: dict[str, Any] = {}
+_BASE_TRUST_STORES: dict[str, Any] = {}  # per trust store: the parsed files, kept across runs
+_COLLECTED_POLICY = Policy(require_dossier=True)  # the collector asked for a dossier: text is not one
+
+
+def freeze_trust_store(trust_store_path: str, *, opened: Any = None) -> Any:
+    """Take this process's view of the trust store for a run: each file read once (only files
+    that changed since the last run are read again), no file-system call per envelope;
+    changes made during the run apply from the next run. `opened`: the store just opened
+    there (kept as the base when this process has none yet). Raises TrustStoreError if
+    damaged."""
+    base = _BASE_TRUST_STORES.get(trust_store_path)
+    if base is None:
+        if opened is None:
+            from verifier import TrustStore
+
+            opened = TrustStore.open(Path(trust_store_path))
+        base = _BASE_TRUST_STORES[trust_store_path] = opened
+    frozen = _TRUST_STORES[trust_store_path] = base.frozen()
+    return frozen
+
+
+def release_trust_store(trust_store_path: str) -> None:
+    """End of a run: the next one takes a fresh view."""
+    _TRUST_STORES.pop(trust_store_path, None)
+
+
+def trust_store_for(trust_store_path: str | None) -> Any:
+    """The trust store at `trust_store_path` (None for none): the run's frozen view when a
+    collection run is on, else opened once per process."""
+    if trust_store_path is None:
+        return None
+    trust_store = _TRUST_STORES.get(trust_store_path)
+    if trust_store is None:
+        from verifier import TrustStore
+
+        trust_store = _TRUST_STORES[trust_store_path] = TrustStore.open(Path(trust_store_path))
+    return trust_store
+
+
+def verify_bytes(raw: bytes, trust_store_path: str | None, device: str, nonce_hex: str,
+                 received: datetime) -> Checked:
+    """Verify one envelope with the verifier library, at the time it was received."""
+    from verifier import VerifierError, verify_envelope
+
+    try:
+        verdict = verify_envelope(raw, trust_store=trust_store_for(trust_store_path), device=device,
+                                  expected_nonce=bytes.fromhex(nonce_hex),
+                                  at=received, policy=_COLLECTED_POLICY)
+    except VerifierError as exc:
+        return Checked(False, {}, [], [], {}, None, None, {}, refused=str(exc))
+    blocks = _filesystem_blocks(verdict.dossier) if verdict.trusted and verdict.dossier else {}
+    return checked_from(verdict, filesystem_blocks=blocks)
+
+
+def verify_signed_output(raw: bytes, verifier_profile: str, trust_store_path: str | None, device: str,
+                         nonce: int, received: datetime, signer: bytes | None) -> Checked:
+    """Verify one self-signed output with its verifier profile, at the time it was received."""
+    from verifier import VerifierError
+
+    try:
+        from verifier.profiles import verify_output
+    except ImportError as exc:  # a verifier without profiles cannot judge: never "trusted"
+        return Checked(False, {}, [], [], {}, None, None, {},
+                       refused=f"this verifier has no profile {verifier_profile!r} ({exc})")
+    try:
+        verdict = verify_output(raw, profile=verifier_profile, trust_store=trust_store_for(trust_store_path),
+                                device=device, expected_nonce=nonce, signer=signer, at=received)
+    except VerifierError as exc:
+        return Checked(False, {}, [], [], {}, None, None, {}, refused=str(exc))
+    return checked_from(verdict, filesystem_blocks={})
+
+
+def checked_from(verdict: Any, *, filesystem_blocks: dict[str, int]) -> Checked:
+    """What the collector keeps of a verdict (envelope or signed-output profile alike)."""
+    findings = [_finding_json(f) for f in verdict.findings]
+    trusted = bool(verdict.trusted)
+    return Checked(
+        trusted=trusted,
+        verdict_json=verdict.to_json(),
+        findings=findings,
+        errors=[f for f in findings if f.get("severity") == "error"],
+        days_to_expiry=dict(verdict.days_to_expiry or {}),
+        leaf_der=_der(verdict.leaf) if verdict.leaf is not None and trusted else None,
+        root_der=_der(verdict.root) if verdict.root is not None and trusted else None,
+        filesystem_blocks=filesystem_blocks,
+    )
+
+
+def _finding_json(finding: Any) -> dict[str, Any]:
+    if hasattr(finding, "to_json"):
+        return finding.to_json()
+    return {"id": str(finding.id), "severity": str(finding.severity), "message": finding.message}
+
+
+def _filesystem_blocks(dossier: Mapping[str, Any]) -> dict[str, int]:
+    """The newest snapshot block per node in a verified dossier ({} when it has none)."""
+    item = dossier.get(FILESYSTEM_ITEM)
+    if not isinstance(item, Mapping) or item.get("result-code") != "Success":
+        return {}
+    nodes = item.get(FILESYSTEM_ITEM)
+    if not isinstance(nodes, Mapping):
+        return {}
+    blocks: dict[str, int] = {}
+    for node, content in nodes.items():
+        snapshots = content.get("snapshots") if isinstance(content, Mapping) else None
+        numbers = [s.get("snapshot-block-no") for s in snapshots or [] if isinstance(s, Mapping)]
+        numbers = [n for n in numbers if isinstance(n, int)]
+        if numbers:
+            blocks[node] = max(numbers)
+    return blocks
+
+
+@per_certificate  # by identity: hashing a Certificate costs more than the lookup saves
+def _der(cert: x509.Certificate) -> bytes:
+    """A certificate's DER, encoded once (the same certificates recur at every poll)."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return cert.public_bytes(Encoding.DER)
