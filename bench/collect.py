@@ -12,7 +12,8 @@ emulator processes:
     how much of the collector's standing is its cipher choice);
   * collect: `Collector.run` as `dossier collect` runs it (strict host keys, deadlines, retries,
     byte-exact atomic store, metadata, SQLite index, verification against the trust store in
-    a helper process when there are two cores or more);
+    a helper process when there are two cores or more), into one store per variant that every
+    round adds to, as a cron job does;
   * in-thread: the same, verifying in the collector's own threads (`--verify-workers 0`);
   * no-verify: the same without verification.
 and prints devices per second (each variant's best round), CPU milliseconds per poll of this
@@ -271,7 +272,9 @@ def main() -> None:
                     if options is None or isinstance(options, tuple):
                         result = measure(label, lambda: floor(options), concurrency, size)
                     else:
-                        store = Store.open(work_dir / f"store-{size}-{label}-{round_index}")
+                        # One store per variant, reused round after round as a cron job reuses
+                        # its store (device folders exist after the first run).
+                        store = Store.open(work_dir / f"store-{size}-{label}")
                         collector = Collector(store, trust_store_path=trust, options=options)
                         outcome: list = []
                         result = measure(label, lambda: outcome.append(collector.run(devices)), concurrency, size)

@@ -128,9 +128,10 @@ def _stderr_console() -> Console:
 @click.option("--retries", type=click.IntRange(0, 10), default=2, show_default=True,
               help="Extra attempts per device on transient failures (refused, reset, timeout, "
                    "rate-limited); never on authentication or host-key failures.")
-@click.option("--verify-workers", type=click.IntRange(0, 64), default=0, show_default=True,
-              help="Verify in this many worker processes (0: in the polling threads). Helps "
-                   "when verification, not SSH, is the bottleneck and cores are free.")
+@click.option("--verify-workers", type=click.IntRange(0, 64), default=None,
+              help="Verify in this many helper processes (0: in the polling threads). Default: "
+                   "one when this machine has two cores or more and the run polls 32 devices or "
+                   "more (a helper takes ~0.5 s of CPU to start), else none.")
 @click.option("--once", "mode", flag_value="once", default=True, help="Poll once and exit (default; for cron).")
 @click.option("--interval", type=click.FloatRange(min=1), default=None,
               help="Poll every SECONDS (with jitter) until SIGTERM/SIGINT, which lets in-flight "
@@ -149,7 +150,7 @@ def _stderr_console() -> Console:
               help="Progress bar and table (default: when stderr is a terminal; plain log lines otherwise).")
 def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Path,
                     devices: tuple[str, ...], groups: tuple[str, ...], concurrency: int,
-                    run_deadline: float | None, retries: int, verify_workers: int, mode: str, interval: float | None,
+                    run_deadline: float | None, retries: int, verify_workers: int | None, mode: str, interval: float | None,
                     metrics_file: Path | None, syslog_address: str | None, policy_path: Path | None,
                     as_json: bool, progress: bool | None) -> None:
     """Poll devices for fresh signed dossiers, store them byte for byte, and verify each at once.
@@ -198,7 +199,7 @@ def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Pa
                                    show_progress=show_progress and not as_json, looping=interval is not None)
                 if summary is not None:
                     if metrics_file is not None:
-                        write_metrics(metrics_file, store.states())
+                        write_metrics(metrics_file, readable_states(store))
                     _print_summary(summary, as_json=as_json)
                     code = summary.exit_code
                     if any((o.reason or "").startswith("inventory.") for o in summary.outcomes):
@@ -510,9 +511,15 @@ _APPRAISAL_MARKUP = {"affirming": "[green]affirming[/]", "warning": "[yellow]war
                      "contraindicated": "[bold red]contraindicated[/]"}
 
 
+def readable_states(store: Store) -> dict[str, dict[str, Any]]:
+    """The device states, a damaged state file reported as a warning (its devices show no
+    state) rather than stopping the command: states are advisory."""
+    return store.states(on_damage=lambda exc: log.warning("%s", exc))
+
+
 def fleet_status(store: Store) -> list[dict[str, Any]]:
     """One row per device from the index and the device states."""
-    latest, trusted, states = store.latest(), store.latest_trusted(), store.states()
+    latest, trusted, states = store.latest(), store.latest_trusted(), readable_states(store)
     appraised = {path: status for _, _, path, status in store.appraisal_statuses()}
     rows = []
     for device in sorted(set(latest) | set(states)):

@@ -36,7 +36,7 @@ from .errors import CollectorError, InventoryError
 from .inventory import Device
 from .platforms import profile_for
 from .ssh import CommandResult, run_command
-from .store import EnvelopeRecord, Store
+from .store import EnvelopeRecord, Store, StoredVerdict
 from .verifying import (
     _BASE_TRUST_STORES,
     FILESYSTEM_ITEM,
@@ -45,7 +45,7 @@ from .verifying import (
     release_trust_store,
     verify_bytes,
 )
-from .verify_worker import VerifyWorkers, auto_worker_count, shared_workers
+from .verify_worker import VerifyWorkers, auto_worker_count, has_shared_workers, shared_workers
 
 __all__ = ["NONCE_BYTES", "CollectOptions", "Collector", "DeviceOutcome", "RunSummary", "new_nonce"]
 
@@ -58,6 +58,8 @@ NONCE_BYTES = 16
 TRUSTED, UNTRUSTED, FAILED, SKIPPED = "trusted", "untrusted", "failed", "skipped"
 #: Outputs received but not yet stored and verified, per SSH slot, before new sessions wait.
 BACKLOG_PER_SESSION = 2
+#: Runs of at least this many devices start a verification helper (`verify_workers=None`).
+HELPER_MIN_DEVICES = 32
 #: Device states (one file for the fleet) are written at most this often during a run, and at
 #: its end.
 STATES_WRITE_INTERVAL_S = 5.0
@@ -83,9 +85,10 @@ class CollectOptions:
     items: tuple[str, ...] | None = None
     verify: bool = True
     #: Verify in this many helper processes (`collector.verify_worker`; 0: in the collector's
-    #: own threads; None: one when this process may use two cores or more). Polling and
-    #: verifying in one process compete for the GIL (PERFORMANCE.md); a helper verifies on
-    #: another core, started once per process and kept for later runs.
+    #: own threads; None: one when this process may use two cores or more and the run has
+    #: HELPER_MIN_DEVICES devices or a helper is running already). Polling and verifying in one
+    #: process compete for the GIL (PERFORMANCE.md); a helper verifies on another core,
+    #: started once per process and kept for later runs.
     verify_workers: int | None = None
     #: A `collector.insights.Policy`: appraise each stored envelope as it is collected.
     policy: Any = None
@@ -210,7 +213,11 @@ class Collector:
             opened = TrustStore.open(self.trust_store_path, create=True)
             freeze_trust_store(str(self.trust_store_path), opened=opened)  # the parsed files persist
         workers = self.options.verify_workers
-        workers = auto_worker_count() if workers is None else workers
+        if workers is None:
+            # A helper costs ~0.3-0.5 s of CPU to start: worth it for a run of many devices,
+            # or when this process has one already; a small cron run verifies in-thread.
+            workers = (auto_worker_count() if len(devices) >= HELPER_MIN_DEVICES or has_shared_workers()
+                       else 0)
         if self.options.verify and workers > 0:
             self._workers = shared_workers(workers)  # kept for later runs of this process
             self._workers.begin_run()
@@ -387,21 +394,33 @@ class Collector:
         device, outcome, result, nonce_hex = fetched.device, fetched.outcome, fetched.result, fetched.nonce_hex
         command, items, attempt, state, begin = (fetched.command, fetched.items, fetched.attempt,
                                                  fetched.state, fetched.begin)
+        checked: list[Checked] = []
+
+        def check(record: EnvelopeRecord) -> StoredVerdict | None:
+            """Between storing the envelope and writing its metadata: the verdict goes in it."""
+            if not self.options.verify:
+                return None
+            args = (result.output, str(self.trust_store_path) if self.trust_store_path else None,
+                    device.name, nonce_hex, result.received)
+            checked.append(self.verify_call(verify_bytes, args))
+            if checked[0].refused is not None:
+                return None  # the verifier refused to judge: no verdict to record
+            days = checked[0].days_to_expiry
+            return StoredVerdict(checked[0].verdict_json, checked[0].trusted,
+                                 [finding["id"] for finding in checked[0].errors],
+                                 days.get("leaf"), days.get("root"))
+
         record = self.store.save(
             device=device.name, host=device.host, nonce_hex=nonce_hex, output=result.output,
             started=result.started, received=result.received, duration_s=result.duration_s,
             extra={"port": device.port, "command": command, "items": list(items),
                    "attempts": attempt, "exit_status": result.exit_status},
-            index=False,  # one index write below, with the verdict when there is one
+            check=check,
         )
         outcome.bytes, outcome.path, outcome.nonce = record.bytes, record.path, nonce_hex
         outcome.received = record.received
         outcome.duration_s = time.monotonic() - begin
-        try:
-            self._verify_and_record(device, record, result, nonce_hex, outcome, state)
-        finally:
-            if record.trusted is None:  # no verdict was recorded: index the envelope alone
-                self.store.index(record)
+        self._record_verdict(device, record, checked[0] if checked else None, outcome, state)
         return outcome
 
     def _backoff(self, attempt: int) -> float:
@@ -409,26 +428,22 @@ class Collector:
         ceiling = min(self.options.backoff_max_s, self.options.backoff_base_s * 2 ** (attempt - 1))
         return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
 
-    def _verify_and_record(self, device: Device, record: EnvelopeRecord, result: CommandResult,
-                           nonce_hex: str, outcome: DeviceOutcome, state: dict[str, Any]) -> None:
-        if not self.options.verify:
+    def _record_verdict(self, device: Device, record: EnvelopeRecord, checked: Checked | None,
+                        outcome: DeviceOutcome, state: dict[str, Any]) -> None:
+        """The outcome, alerts and state from the verdict stored with `record` (`_finish`)."""
+        if checked is None:
             outcome.status = UNTRUSTED
             outcome.reason, outcome.message = "verify.skipped", "verification was turned off (--no-verify)"
             self._write_poll_state(device, outcome, state, trusted=False)
             return
-        args = (result.output, str(self.trust_store_path) if self.trust_store_path else None,
-                device.name, nonce_hex, result.received)
-        checked = self.verify_call(verify_bytes, args)
         if checked.refused is not None:
             # The verifier refused to judge (e.g. no trust anchors configured): never "trusted".
             outcome.status, outcome.reason, outcome.message = UNTRUSTED, "verify.error", checked.refused
             self.alerts.untrusted(device.name, [outcome.reason], record.path)
             self._write_poll_state(device, outcome, state, trusted=False)
             return
-        reasons = [finding["id"] for finding in checked.errors]
+        reasons = record.reasons
         days = checked.days_to_expiry
-        self.store.save_verdict(record, checked.verdict_json, trusted=checked.trusted,
-                                reasons=reasons, days_leaf=days.get("leaf"), days_root=days.get("root"))
         outcome.findings = checked.findings
         outcome.days_to_expiry = days
         if checked.trusted:
@@ -459,12 +474,9 @@ class Collector:
         with self._state_lock:
             if not self._states_loaded:
                 self._states_loaded = True
-                try:
-                    self._states.update(self.store.states())
-                except CollectorError as exc:
-                    # A damaged state file costs only increments and alert history: start
-                    # afresh, and the next write replaces it.
-                    log.warning("%s", exc)
+                # A damaged state file costs only increments and alert history: its devices
+                # start afresh, and the next write records them in the combined file.
+                self._states.update(self.store.states(on_damage=lambda exc: log.warning("%s", exc)))
             return self._states.setdefault(device, {})
 
     def _record_failure(self, device: Device, outcome: DeviceOutcome, state: dict[str, Any]) -> None:

@@ -3,8 +3,10 @@
 Layout under the store root:
 
     <device>/<received UTC>-<nonce prefix>.envelope            exactly what the device printed
-    <device>/<...>.envelope.meta.json                          schemas/metadata.schema.json
-    <device>/<...>.envelope.verdict.json                       the verifier's verdict.to_json()
+    <device>/<...>.envelope.meta.json                          schemas/metadata.schema.json, with
+                                                               the verdict at collection
+    <device>/<...>.envelope.verdict.json                       a verdict recorded later (signed
+                                                               command outputs; older stores)
     state/_devices.json                                        every device's last poll,
                                                                increments, alerts sent
     index.sqlite                                               rebuildable from the files
@@ -27,7 +29,7 @@ import secrets
 import sqlite3
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,7 +41,7 @@ import orjson
 
 from .errors import StoreError
 
-__all__ = ["METADATA_FORMAT", "EnvelopeRecord", "Store", "write_file_atomically"]
+__all__ = ["METADATA_FORMAT", "EnvelopeRecord", "Store", "StoredVerdict", "write_file_atomically"]
 
 METADATA_FORMAT = "trust-dossier/envelope-metadata/1"
 ENVELOPE_SUFFIX = ".envelope"
@@ -99,6 +101,17 @@ def check_device_name(device: str) -> str:
             f"starting with a letter or digit, and not one of {sorted(RESERVED_NAMES)}"
         )
     return device
+
+
+@dataclass(frozen=True)
+class StoredVerdict:
+    """A verdict as the store records it: the verifier's JSON and the index's summary of it."""
+
+    verdict_json: Mapping[str, Any]
+    trusted: bool
+    reasons: list[str]
+    days_leaf: int | None
+    days_root: int | None
 
 
 @dataclass
@@ -421,9 +434,14 @@ class Store:
 
     def save(self, *, device: str, host: str, nonce_hex: str, output: bytes, started: datetime,
              received: datetime, duration_s: float, extra: Mapping[str, Any] | None = None,
-             index: bool = True) -> EnvelopeRecord:
+             index: bool = True,
+             check: Callable[[EnvelopeRecord], StoredVerdict | None] | None = None) -> EnvelopeRecord:
         """Store `output` byte for byte plus its metadata, index it, and return the record.
 
+        `check` (the collector's verification) is called once the envelope is stored and
+        before its metadata is written; the verdict it returns goes into the metadata file
+        (one file, not two, per envelope) and the index row. If it raises, the metadata is
+        written without a verdict and the exception goes on.
         `index=False` leaves the index row to `save_verdict` (or `index`), so that a verified
         envelope costs one index write, not two; the caller must then make sure one of them runs
         (a crash in between is covered: the run marks the index dirty, and it is rebuilt)."""
@@ -447,20 +465,43 @@ class Store:
             "collector_version": __version__,
             **(extra or {}),
         }
-        try:
-            # Envelope first: if we crash before the metadata exists, the bytes are kept and
-            # reindex lists the envelope as missing its metadata rather than losing it.
-            write_file_atomically(envelope_path, output, sync_dir=False)
-            write_file_atomically(device_dir / (name + META_SUFFIX), _json_file(meta))
-        except OSError as exc:
-            raise StoreError(f"cannot write {envelope_path}: {exc.strerror or exc}") from exc
         record = EnvelopeRecord(path=str(envelope_path.relative_to(self.root)), device=device,
                                 received=meta["received"], bytes=len(output), sha256=digest,
                                 host=host, nonce=nonce_hex, started=meta["started"],
                                 duration_s=meta["duration_s"])
+        try:
+            # Envelope first: if we crash before the metadata exists, the bytes are kept and
+            # reindex lists the envelope as missing its metadata rather than losing it.
+            write_file_atomically(envelope_path, output, sync_dir=False)
+        except OSError as exc:
+            raise StoreError(f"cannot write {envelope_path}: {exc.strerror or exc}") from exc
+        verdict: StoredVerdict | None = None
+        try:
+            verdict = check(record) if check is not None else None
+        finally:
+            if verdict is not None:
+                meta["verdict"] = verdict.verdict_json
+            meta_path = device_dir / (name + META_SUFFIX)
+            try:
+                write_file_atomically(meta_path, _json_file(meta))  # and the directory: both names
+            except OSError as exc:
+                raise StoreError(f"cannot write {meta_path}: {exc.strerror or exc}") from exc
+        if verdict is not None:
+            record.trusted, record.reasons = verdict.trusted, verdict.reasons
+            record.days_leaf, record.days_root = verdict.days_leaf, verdict.days_root
         if index:
             self.index(record)
         return record
+
+    def verdict(self, record: EnvelopeRecord) -> dict[str, Any] | None:
+        """The verdict recorded for `record` at collection (in its metadata, or the separate
+        verdict file older collectors and signed-command outputs have); None if none was."""
+        path = self.root / record.path
+        base = path.name[: -len(ENVELOPE_SUFFIX)]
+        meta = _read_sidecar(path.with_name(base + META_SUFFIX))
+        if meta is not None and isinstance(meta.get("verdict"), dict):
+            return meta["verdict"]  # type: ignore[no-any-return]
+        return _read_sidecar(path.with_name(base + VERDICT_SUFFIX))
 
     def index(self, record: EnvelopeRecord) -> None:
         """Write `record`'s row in the index (replacing an older one for the same file)."""
@@ -535,23 +576,37 @@ class Store:
 
     # --- per-device state (not derived from envelopes, so it survives reindex) -----------
 
-    def states(self) -> dict[str, dict[str, Any]]:
-        """Every device's state: `state/_devices.json`, over the one-file-per-device states
-        (`state/<device>.json`) that stores written before it may hold. Raises StoreError when
-        a state file cannot be read."""
+    def states(self, *, on_damage: Callable[[StoreError], None] | None = None) -> dict[str, dict[str, Any]]:
+        """Every device's state: `state/_devices.json`, and for devices it does not hold, the
+        one-file-per-device states (`state/<device>.json`) that stores written before it may
+        have. A state file that cannot be read raises StoreError naming it, or with
+        `on_damage`, is reported to it and skipped (its devices start afresh)."""
         directory = self.root / "state"
         if not directory.is_dir():
             return {}
-        states = {path.stem: _read_state_file(path) for path in sorted(directory.glob("*.json"))
-                  if path.name != DEVICE_STATES_NAME and DEVICE_NAME_RE.fullmatch(path.stem)}
+        states: dict[str, dict[str, Any]] = {}
         combined = directory / DEVICE_STATES_NAME
-        if combined.exists():
-            document = _read_state_file(combined)
-            devices = document.get("devices") if document.get("format") == DEVICE_STATES_FORMAT else None
-            if not isinstance(devices, dict) or not all(isinstance(v, dict) for v in devices.values()):
-                raise StoreError(f"state file {combined} is not a {DEVICE_STATES_FORMAT} document; "
-                                 "delete it to start the increments and alert schedules afresh")
-            states.update(devices)
+        try:
+            if combined.exists():
+                document = _read_state_file(combined)
+                devices = document.get("devices") if document.get("format") == DEVICE_STATES_FORMAT else None
+                if not isinstance(devices, dict) or not all(isinstance(v, dict) for v in devices.values()):
+                    raise StoreError(f"state file {combined} is not a {DEVICE_STATES_FORMAT} document; "
+                                     "delete it to start the increments and alert schedules afresh")
+                states.update(devices)
+        except StoreError as exc:
+            if on_damage is None:
+                raise
+            on_damage(exc)
+        for path in sorted(directory.glob("*.json")):
+            if path.stem in states or not DEVICE_NAME_RE.fullmatch(path.stem):
+                continue  # superseded by the combined file, or not a device's
+            try:
+                states[path.stem] = _read_state_file(path)
+            except StoreError as exc:
+                if on_damage is None:
+                    raise
+                on_damage(exc)
         return states
 
     def read_state(self, device: str) -> dict[str, Any]:
@@ -630,7 +685,10 @@ class Store:
     def _record_from_files(self, path: Path) -> EnvelopeRecord:
         base = path.name[: -len(ENVELOPE_SUFFIX)]
         meta = _read_sidecar(path.with_name(base + META_SUFFIX))
-        verdict = _read_sidecar(path.with_name(base + VERDICT_SUFFIX))
+        if meta is not None and isinstance(meta.get("verdict"), dict):
+            verdict: dict[str, Any] | None = meta["verdict"]
+        else:
+            verdict = _read_sidecar(path.with_name(base + VERDICT_SUFFIX))
         data = path.read_bytes()
         relative = str(path.relative_to(self.root))
         if meta is None:

@@ -36,7 +36,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["VerifyWorkers", "auto_worker_count", "serve", "shared_workers"]
+__all__ = ["VerifyWorkers", "auto_worker_count", "has_shared_workers", "serve", "shared_workers"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -60,6 +60,12 @@ def auto_worker_count() -> int:
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
     return 1 if cores >= 2 else 0
+
+
+def _verifying() -> Any:
+    from . import verifying
+
+    return verifying
 
 
 class _WorkerGone(Exception):
@@ -142,9 +148,9 @@ class VerifyWorkers:
 
     def call(self, function: Callable[..., T], args: tuple[Any, ...], *, trust_store_path: str | None) -> T:
         """`function(*args)` in a helper (in this thread when none is ready or it fails)."""
-        name = function.__name__
-        if name not in _FUNCTIONS:
-            raise ValueError(f"expected one of {', '.join(_FUNCTIONS)}, found {name}")
+        name = getattr(function, "__name__", None)
+        if name not in _FUNCTIONS or function is not getattr(_verifying(), name):
+            raise ValueError(f"expected collector.verifying's {' or '.join(_FUNCTIONS)}, found {function!r}")
         worker, run = self._take()
         if worker is None:
             return function(*args)
@@ -153,6 +159,9 @@ class VerifyWorkers:
         except _WorkerGone as exc:
             self._lost(worker, f"a verification helper process stopped answering ({exc})")
             return function(*args)
+        except BaseException:
+            self._give_back(worker)  # e.g. arguments that do not pickle: the helper is fine
+            raise
         self._give_back(worker)
         if not ok:
             # Never a verdict from a failed helper: run it here, where it raises (or not) as
@@ -239,6 +248,11 @@ def shared_workers(count: int) -> VerifyWorkers:
 _atexit_registered = False
 
 
+def has_shared_workers() -> bool:
+    """Whether this process has started its helpers already."""
+    return _SHARED is not None
+
+
 def _register_atexit() -> None:
     global _atexit_registered
     import atexit
@@ -267,7 +281,10 @@ def serve() -> None:
     from . import verifying
 
     functions = {name: getattr(verifying, name) for name in _FUNCTIONS}
-    connection.send_bytes(_READY)
+    try:
+        connection.send_bytes(_READY)
+    except OSError:
+        return  # the collector ended before this helper was ready: nothing to do
     views: dict[str, int] = {}  # trust store -> the run whose view this process holds
     while True:
         try:

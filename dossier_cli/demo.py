@@ -165,7 +165,7 @@ def _show(summary: RunSummary, description: dict[str, Any]) -> None:
     first = next((o for o in summary.outcomes if o.path), None)
     console.print("\nWhere the files went:")
     console.print(f"  envelopes (byte for byte) : {description['store']}/<device>/*.envelope")
-    console.print("  beside each              : .meta.json (nonce, times, sha256), .verdict.json")
+    console.print("  beside each              : .meta.json (nonce, times, sha256, the verdict)")
     console.print(f"  trust store (roots)      : {description['trust_store']}")
     console.print(f"  inventory                : {description['inventory']}")
     console.print(f"  metrics (Prometheus)     : {description['metrics']}")

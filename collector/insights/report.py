@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import json
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..store import ENVELOPE_SUFFIX, VERDICT_SUFFIX, EnvelopeRecord, Store
+from ..store import EnvelopeRecord, Store
 from .findings import Category, DriftId, Finding
 from .history import replay
 
@@ -41,6 +41,8 @@ _COLOR = {"affirming": "#2e7d32", "warning": "#ef8f00", "contraindicated": "#c62
 _KIND_COLOR = {"files": "#5c6bc0", "packages": "#26a69a", "reboots": "#8d6e63", "commits": "#ab47bc",
                "hardware": "#78909c", "boot": "#ec407a", "certificates": "#ffa726"}
 
+log = logging.getLogger(__name__)
+
 
 def _counts(drift: Sequence[Finding]) -> dict[str, int]:
     counts = dict.fromkeys(CHANGE_KINDS, 0)
@@ -56,10 +58,8 @@ def _expiry_days(store: Store, record: EnvelopeRecord | None, now: dt.datetime) 
     days: dict[str, int | None] = {"leaf": None, "root": None}
     if record is None:
         return days
-    path = store.root / record.path
-    try:
-        verdict = json.loads(path.with_name(path.name[: -len(ENVELOPE_SUFFIX)] + VERDICT_SUFFIX).read_text("utf-8"))
-    except (OSError, ValueError):
+    verdict = store.verdict(record)
+    if verdict is None:
         return {"leaf": record.days_leaf, "root": record.days_root}
     for role in ("leaf", "root"):
         cert = verdict.get(role) if isinstance(verdict, dict) else None
@@ -74,7 +74,8 @@ def _expiry_days(store: Store, record: EnvelopeRecord | None, now: dt.datetime) 
 def build_report(store: Store, *, now: dt.datetime | None = None) -> dict[str, Any]:
     """The report's data: one entry per device with its table row and its timeline."""
     now = now or dt.datetime.now(dt.UTC)
-    latest, latest_trusted, states = store.latest(), store.latest_trusted(), store.states()
+    latest, latest_trusted = store.latest(), store.latest_trusted()
+    states = store.states(on_damage=lambda exc: log.warning("%s", exc))  # advisory: warn, go on
     statuses = {path: status for _, _, path, status in store.appraisal_statuses()}
     devices = []
     for name in sorted(set(latest) | set(states)):

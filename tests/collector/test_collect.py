@@ -104,8 +104,11 @@ def test_fresh_nonce_on_both_commands_and_metadata(tmp_path: Path, pki) -> None:
     jsonschema.validate(meta, schemas.load("metadata"))
     assert meta["nonce"] == outcome.nonce and meta["device"] == "r1" and meta["host"] == "127.0.0.1"
     assert meta["bytes"] == len(envelope.read_bytes())
-    verdict = json.loads(envelope.with_name(envelope.name + ".verdict.json").read_text())
-    assert verdict["trusted"] is True
+    assert meta["verdict"]["trusted"] is True  # the verdict at collection, in the metadata
+    assert not envelope.with_name(envelope.name + ".verdict.json").exists()
+    states = json.loads((store_dir / "state" / "_devices.json").read_text())
+    jsonschema.validate(states, schemas.load("device-states"))
+    assert states["devices"]["r1"]["last_status"] == "trusted"
     assert len(store.history("r1")) == 2
 
 
