@@ -478,19 +478,18 @@ class Store:
         verdict: StoredVerdict | None = None
         try:
             verdict = check(record) if check is not None else None
-        finally:
+        finally:  # the metadata and the index row are written even if `check` raised
             if verdict is not None:
                 meta["verdict"] = verdict.verdict_json
+                record.trusted, record.reasons = verdict.trusted, verdict.reasons
+                record.days_leaf, record.days_root = verdict.days_leaf, verdict.days_root
             meta_path = device_dir / (name + META_SUFFIX)
             try:
                 write_file_atomically(meta_path, _json_file(meta))  # and the directory: both names
             except OSError as exc:
                 raise StoreError(f"cannot write {meta_path}: {exc.strerror or exc}") from exc
-        if verdict is not None:
-            record.trusted, record.reasons = verdict.trusted, verdict.reasons
-            record.days_leaf, record.days_root = verdict.days_leaf, verdict.days_root
-        if index:
-            self.index(record)
+            if index:
+                self.index(record)
         return record
 
     def verdict(self, record: EnvelopeRecord) -> dict[str, Any] | None:

@@ -183,3 +183,59 @@ def test_batched_index_rows_are_seen_by_readers_and_written_at_the_end(tmp_path:
     assert len(other.history("xr-0001")) == 6  # and the rest at the end of the block
     store.close()
     other.close()
+
+
+# --- the verdict at collection, in the metadata -------------------------------------------------
+
+VERDICT_JSON = {"trusted": False, "findings": [{"id": "nonce.mismatch", "severity": "error", "message": "m"}],
+                "days_to_expiry": {"leaf": 30, "root": 300}}
+
+
+def test_check_runs_between_the_envelope_and_its_metadata_and_its_verdict_goes_into_both(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s")
+    seen: list[tuple[bool, bool]] = []
+
+    def check(record: store_module.EnvelopeRecord) -> store_module.StoredVerdict:
+        envelope = tmp_path / "s" / record.path
+        seen.append((envelope.exists(), envelope.with_name(envelope.name + ".meta.json").exists()))
+        return store_module.StoredVerdict(VERDICT_JSON, False, ["nonce.mismatch"], 30, 300)
+
+    record = store.save(device="xr-0001", host="h", nonce_hex="00" * 16, output=b"{}", started=T0,
+                        received=T0, duration_s=0.1, check=check)
+    assert seen == [(True, False)]  # stored first, metadata after
+    envelope = tmp_path / "s" / record.path
+    meta = json.loads(envelope.with_name(envelope.name + ".meta.json").read_text())
+    jsonschema.validate(meta, schemas.load("metadata"))
+    assert meta["verdict"] == VERDICT_JSON and store.verdict(record) == VERDICT_JSON
+    assert not envelope.with_name(envelope.name + ".verdict.json").exists()
+    summary = (False, ["nonce.mismatch"], 30, 300)
+    indexed = store.latest()["xr-0001"]
+    assert (indexed.trusted, indexed.reasons, indexed.days_leaf, indexed.days_root) == summary
+    store.reindex()  # from the metadata file
+    indexed = store.latest()["xr-0001"]
+    assert (indexed.trusted, indexed.reasons, indexed.days_leaf, indexed.days_root) == summary
+
+
+def test_a_check_that_raises_leaves_the_envelope_its_metadata_and_its_index_row(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s")
+
+    def check(record: store_module.EnvelopeRecord) -> None:
+        raise RuntimeError("verifier bug")
+
+    with pytest.raises(RuntimeError, match="verifier bug"):
+        store.save(device="xr-0001", host="h", nonce_hex="00" * 16, output=b"{}", started=T0,
+                   received=T0, duration_s=0.1, check=check)
+    record = store.latest()["xr-0001"]
+    assert record.trusted is None and not record.meta_missing
+    meta = json.loads((tmp_path / "s" / (record.path + ".meta.json")).read_text())
+    assert "verdict" not in meta and store.verdict(record) is None
+
+
+def test_a_verdict_file_of_an_older_store_is_still_read(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s")
+    record = save(store)
+    store.save_verdict(record, VERDICT_JSON, trusted=False, reasons=["nonce.mismatch"], days_leaf=30,
+                       days_root=300)  # the separate file (signed-command outputs, older stores)
+    assert store.verdict(record) == VERDICT_JSON
+    store.reindex()
+    assert store.latest()["xr-0001"].reasons == ["nonce.mismatch"]
