@@ -19,8 +19,9 @@ emulator processes:
 and prints devices per second (each variant's best round), CPU milliseconds per poll of this
 process plus the collector's verification helper (and how much of it is system time, and the
 helper's share), context switches per poll, the emulators' CPU per poll, the ratio to the floor
-(the median over rounds of the variant against the floor of its round; target: collect >=
-0.8 x floor), and the peak memory growth per concurrent session. The emulator state is cached
+(the median over rounds of the variant against the floor of its round, and the quartiles of
+those per-round ratios: the spread this shared machine gives; target: collect >= 0.8 x floor),
+and the peak memory growth per concurrent session. The emulator state is cached
 under --state-dir so reruns do not rebuild a thousand devices.
 """
 
@@ -197,7 +198,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="10,100,1000")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--emulators", type=int, default=2, help="emulator processes")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best of each is shown")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="alternating rounds per fleet size (default: about 20 s of polling per "
+                             "variant and size, at least 3: 10 devices 15, 100 devices 7, 1,000 "
+                             "devices 3); the best of each is shown, the ratio is their median")
     parser.add_argument("--verify-workers", type=int, default=None,
                         help="verification helper processes for the `collect` variant (default: the "
                              "collector's default, one when two cores or more)")
@@ -231,7 +235,7 @@ def main() -> None:
         print(f"enrolled {len(fleet)} devices", flush=True)
         header = (f"{'devices':>8} {'who':<10} {'dev/s':>8} {'cpu ms/poll':>12} {'of it sys':>10} {'helper':>7} "
                   f"{'ctx sw/poll':>11} {'emu ms/poll':>11} {'wall s':>8} "
-                  f"{'KiB/session':>12} {'ratio':>6}")
+                  f"{'KiB/session':>12} {'ratio':>6} {'quartiles':>10}")
         print(header)
         print("-" * len(header))
         for size in sizes:
@@ -265,7 +269,8 @@ def main() -> None:
             # moment. Each round measures the floor first, then the others in an order rotated
             # from round to round; each variant's best round is shown; the ratio is the median
             # over rounds of the variant against the floor of its round.
-            for round_index in range(args.rounds):
+            rounds = args.rounds or max(3, min(15, round(700 / size)))
+            for round_index in range(rounds):
                 others = variants[1:]
                 shift = round_index % len(others)
                 for label, options in [variants[0], *others[shift:], *others[:shift]]:
@@ -295,14 +300,18 @@ def main() -> None:
                 print(f"warning: the bare paramiko floor failed {len(floor_failures)} polls at size {size}, "
                       f"e.g. {floor_failures[0]}", flush=True)
             for result in results:
-                ratio = statistics.median(ratios[result["label"]])  # vs the floor, round by round
+                per_round = ratios[result["label"]]
+                ratio = statistics.median(per_round)  # vs the floor, round by round
+                low, _, high = statistics.quantiles(per_round, n=4) if len(per_round) > 1 else (ratio,) * 3
                 print(f"{size:>8} {result['label']:<10} {result['devices_per_s']:>8.1f} "
                       f"{result['cpu_ms_per_poll']:>12.2f} {result['sys_ms_per_poll']:>10.2f} "
                       f"{result['helper_ms_per_poll']:>7.2f} "
                       f"{result['switches_per_poll']:>11.0f} {result['emulator_ms_per_poll']:>11.2f} "
                       f"{result['wall_s']:>8.2f} "
                       f"{result['mem_kib_per_session']:>12.0f} "
-                      f"{'' if result is results[0] else f'{ratio:.2f}':>6}", flush=True)
+                      f"{'' if result is results[0] else f'{ratio:.2f}':>6} "
+                      f"{'' if result is results[0] else f'{low:.2f}-{high:.2f}':>10}", flush=True)
+            print(f"{'':>8} ({rounds} rounds)", flush=True)
         print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     finally:
         for proc in procs:

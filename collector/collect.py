@@ -65,6 +65,18 @@ HELPER_MIN_DEVICES = 32
 STATES_WRITE_INTERVAL_S = 5.0
 
 
+def helper_count(options: CollectOptions, devices: int) -> int:
+    """Verification helpers for a run of `devices` devices: `options.verify_workers`, or when
+    that is None, one on a machine with two cores or more if the run has HELPER_MIN_DEVICES
+    devices or this process has a helper already (one costs ~0.3-0.5 s of CPU to start: not
+    worth it for a small cron run, which verifies in-thread); none without verification."""
+    if not options.verify:
+        return 0
+    if options.verify_workers is not None:
+        return options.verify_workers
+    return auto_worker_count() if devices >= HELPER_MIN_DEVICES or has_shared_workers() else 0
+
+
 def new_nonce() -> str:
     """A fresh nonce as lower-case hex, from the OS CSPRNG."""
     return secrets.token_bytes(NONCE_BYTES).hex()
@@ -212,13 +224,8 @@ class Collector:
             # the run apply from the next run).
             opened = TrustStore.open(self.trust_store_path, create=True)
             freeze_trust_store(str(self.trust_store_path), opened=opened)  # the parsed files persist
-        workers = self.options.verify_workers
-        if workers is None:
-            # A helper costs ~0.3-0.5 s of CPU to start: worth it for a run of many devices,
-            # or when this process has one already; a small cron run verifies in-thread.
-            workers = (auto_worker_count() if len(devices) >= HELPER_MIN_DEVICES or has_shared_workers()
-                       else 0)
-        if self.options.verify and workers > 0:
+        workers = helper_count(self.options, len(devices))
+        if workers > 0:
             self._workers = shared_workers(workers)  # kept for later runs of this process
             self._workers.begin_run()
         self.store.recover()

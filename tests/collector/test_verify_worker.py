@@ -491,3 +491,21 @@ def test_arguments_that_do_not_pickle_fail_the_call_and_leave_the_helper_usable(
     with pytest.raises(Exception):  # pickle's error for a lambda: raised here, not a verdict
         workers.call(verify_bytes, (*args[:-1], lambda: None), trust_store_path=str(material.trust_store))
     assert workers.call(verify_bytes, args, trust_store_path=str(material.trust_store)).trusted
+
+
+def test_how_many_helpers_a_run_gets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from collector import collect as collect_module
+
+    monkeypatch.setattr(collect_module, "auto_worker_count", lambda: 1)  # as on a 2-core machine
+    monkeypatch.setattr(collect_module, "has_shared_workers", lambda: False)  # a fresh process
+    count = collect_module.helper_count
+    small, large = collect_module.HELPER_MIN_DEVICES - 1, collect_module.HELPER_MIN_DEVICES
+    assert count(CollectOptions(), small) == 0  # a small cron run: starting one costs more than it saves
+    assert count(CollectOptions(), large) == 1
+    assert count(CollectOptions(verify_workers=0), large) == 0
+    assert count(CollectOptions(verify_workers=2), 1) == 2
+    assert count(CollectOptions(verify=False, verify_workers=2), large) == 0
+    monkeypatch.setattr(collect_module, "has_shared_workers", lambda: True)  # started by an earlier run
+    assert count(CollectOptions(), small) == 1
+    monkeypatch.setattr(collect_module, "auto_worker_count", lambda: 0)  # one core
+    assert count(CollectOptions(), large) == 0
