@@ -282,6 +282,7 @@ class Collector:
                             self.on_outcome(outcome)
         finally:
             self.write_states()
+            self.store.sync()  # every stored name durable before the run counts as finished
             self.store.mark_clean()
             if self.trust_store_path is not None:
                 release_trust_store(str(self.trust_store_path))  # the next run takes a fresh view
@@ -326,6 +327,7 @@ class Collector:
             return fetched if isinstance(fetched, DeviceOutcome) else self._finish(fetched)
         finally:
             self.write_states()
+            self.store.sync()
 
     def _fetch(self, device: Device, run_deadline: float | None = None,
                stop: threading.Event | None = None) -> DeviceOutcome | _Fetched:

@@ -239,3 +239,29 @@ def test_a_verdict_file_of_an_older_store_is_still_read(tmp_path: Path) -> None:
     assert store.verdict(record) == VERDICT_JSON
     store.reindex()
     assert store.latest()["xr-0001"].reasons == ["nonce.mismatch"]
+
+
+# --- names made durable in the background --------------------------------------------------------
+
+def test_sync_returns_once_the_names_are_synced_and_reports_a_failure(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s")
+    records = [save(store, device=f"xr-{i:04d}") for i in range(1, 6)]  # five folders: one syncfs
+    store.sync()
+    assert all((tmp_path / "s" / r.path).exists() for r in records)
+    store._names.add(tmp_path / "s" / "gone")  # a folder that cannot be opened any more
+    with pytest.raises(StoreError, match="cannot make the names of stored files durable"):
+        store.sync()
+    store.sync()  # reported once; later names go on being synced
+    save(store, device="xr-0009")
+    store.close()  # waits too
+
+
+def test_directories_are_synced_one_by_one_or_with_one_syncfs(tmp_path: Path) -> None:
+    folders = set()
+    for i in range(3):
+        (tmp_path / f"d{i}").mkdir()
+        folders.add(tmp_path / f"d{i}")
+    store_module._sync_directories({tmp_path / "d0"})
+    store_module._sync_directories(folders)
+    with pytest.raises(FileNotFoundError):
+        store_module._sync_directories({tmp_path / "missing"})
