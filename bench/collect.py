@@ -8,17 +8,20 @@ emulator processes:
   * floor: a bare paramiko loop (SSHClient, TCP_NODELAY socket, auto-added host keys, one exec,
     read to EOF) running the very same dossier command with a fresh nonce, with paramiko's own
     algorithm order (aes128-ctr + hmac-sha2-256);
-  * floor+gcm: the same loop offering AES-GCM first, as the collector does (for comparison:
-    how much of the collector's standing is its cipher choice);
+  * floor+gcm: the same loop offering only AES-GCM (SSHClient has no preference setting: the
+    ciphers paramiko ranks before it are disabled), the cipher the collector negotiates with
+    the emulator (for comparison: how much of the collector's standing is its cipher choice);
   * collect: `Collector.run` as `dossier collect` runs it (strict host keys, deadlines, retries,
     byte-exact atomic store, metadata, SQLite index, verification against the trust store in
-    a helper process when there are two cores or more), into one store per variant that every
-    round adds to, as a cron job does;
+    a helper process when there are two cores or more and the run has 32 devices or more, or
+    this process started a helper already: fleet sizes are measured in increasing order, so
+    10 devices verify in-thread), into one store per variant that every round adds to, as a
+    cron job does;
   * in-thread: the same, verifying in the collector's own threads (`--verify-workers 0`);
   * no-verify: the same without verification.
 and prints devices per second (each variant's best round), CPU milliseconds per poll of this
-process plus the collector's verification helper (and how much of it is system time, and the
-helper's share), context switches per poll, the emulators' CPU per poll, the ratio to the floor
+process plus the collector's verification helper (and how much of this process's is system
+time, and the helper's share), context switches per poll, the emulators' CPU per poll, the ratio to the floor
 (the median over rounds of the variant against the floor of its round, and the quartiles of
 those per-round ratios: the spread this shared machine gives; target: collect >= 0.8 x floor),
 and the peak memory growth per concurrent session. The emulator state is cached
@@ -169,8 +172,7 @@ def emulator_cpu_s() -> float:
 
 def helper_pids() -> list[int]:
     """The collector's verification helper processes (collector.verify_worker), if started."""
-    shared = verify_worker._SHARED
-    return shared.pids() if shared is not None else []
+    return [pid for workers in list(verify_worker._SHARED.values()) for pid in workers.pids()]
 
 
 def measure(label: str, work, concurrency: int, polls: int) -> dict[str, float]:

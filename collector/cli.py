@@ -131,7 +131,8 @@ def _stderr_console() -> Console:
 @click.option("--verify-workers", type=click.IntRange(0, 64), default=None,
               help="Verify in this many helper processes (0: in the polling threads). Default: "
                    "one when this machine has two cores or more and the run polls 32 devices or "
-                   "more (a helper takes ~0.5 s of CPU to start), else none.")
+                   "more or an earlier run of this process started one (a helper takes ~0.5 s "
+                   "of CPU to start), else none.")
 @click.option("--once", "mode", flag_value="once", default=True, help="Poll once and exit (default; for cron).")
 @click.option("--interval", type=click.FloatRange(min=1), default=None,
               help="Poll every SECONDS (with jitter) until SIGTERM/SIGINT, which lets in-flight "
@@ -156,8 +157,8 @@ def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Pa
     """Poll devices for fresh signed dossiers, store them byte for byte, and verify each at once.
 
     Each device gets a new 16-byte nonce from the OS CSPRNG on both the dossier and `utility
-    sign`. Envelopes go to STORE/<device>/ with a .meta.json and .verdict.json beside them. A
-    lock in the store refuses an overlapping run.
+    sign`. Envelopes go to STORE/<device>/ with a .meta.json beside each (nonce, times, and the
+    verdict). A lock in the store refuses an overlapping run.
 
     \b
     Exit codes:

@@ -4,9 +4,10 @@ For each device (in a bounded worker pool):
   (1) draw a 16-byte nonce from the OS CSPRNG; the same hex goes on the dossier and on
       `utility sign`, and a retry draws a new one (a nonce is never sent twice);
   (2) run the command over an SSH exec channel with connect / auth / command / device deadlines;
-  (3) store the output byte for byte with its metadata (atomic, never overwriting);
+  (3) store the output byte for byte (atomic, never overwriting);
   (4) verify it with the verifier library against the trust store and the nonce sent, at the
-      time it was received, and store the verdict beside it;
+      time it was received (in a helper process for large runs, `collector.verify_worker`), and
+      write its metadata file with the verdict in it;
   (5) update the device's state: increments, alert schedule, last success.
 Transient failures (refused, reset, timeout, rate-limited) are retried with exponential backoff
 and jitter inside the device's deadline; authentication and host-key failures never are. One
@@ -203,6 +204,7 @@ class Collector:
         self._states_written = time.monotonic()
         self._state_lock = threading.Lock()
         self._state_write_lock = threading.Lock()
+        self._state_write_failed = False
 
     # --- the run -------------------------------------------------------------------------------
 
@@ -458,9 +460,11 @@ class Collector:
         if checked.trusted:
             outcome.status = TRUSTED
             if checked.filesystem_blocks:
-                blocks = dict(state.get("filesystem_blocks") or {})
+                known = state.get("filesystem_blocks")
+                blocks = {node: last for node, last in (known.items() if isinstance(known, Mapping) else ())
+                          if type(last) is int}
                 for node, block in checked.filesystem_blocks.items():
-                    blocks[node] = max(block, int(blocks.get(node, -1)))
+                    blocks[node] = max(block, blocks.get(node, -1))
                 state["filesystem_blocks"] = blocks
             for kind, der in (("leaf", checked.leaf_der), ("root", checked.root_der)):
                 if der is not None:
@@ -527,10 +531,19 @@ class Collector:
                 states = {name: state for name, state in self._states.items() if state}
             try:
                 self.store.write_states(states)  # the states are serialized under the GIL
+            except CollectorError as exc:
+                # Advisory: a run goes on without them (tried again at the next write).
+                with self._state_lock:
+                    self._states_changed = True
+                if not self._state_write_failed:
+                    log.warning("%s; collecting goes on, the states are written when it can be", exc)
+                self._state_write_failed = True
+                return
             except BaseException:
                 with self._state_lock:
                     self._states_changed = True
                 raise
+            self._state_write_failed = False
 
 
 @lru_cache(maxsize=4096)
@@ -562,7 +575,10 @@ def check_trust_store(trust_store_path: Path, devices: Sequence[str]) -> None:
 
 def _filesystem_options(state: Mapping[str, Any]) -> dict[str, dict[str, int]] | None:
     """Ask only for blocks newer than the last one collected, per node."""
-    blocks = state.get("filesystem_blocks") or {}
-    if not blocks:
+    blocks = state.get("filesystem_blocks")
+    if not isinstance(blocks, Mapping):
         return None
-    return {node: {"block_start": int(last) + 1} for node, last in sorted(blocks.items())}
+    # A hand-edited state may hold anything: a node without a whole block number is asked afresh.
+    wanted = {str(node): {"block_start": last + 1} for node, last in sorted(blocks.items(), key=str)
+              if type(last) is int and last >= 0}
+    return wanted or None

@@ -53,6 +53,10 @@ INDEX_NAME = "index.sqlite"
 DIRTY_MARKER = "index.dirty"
 #: Metadata and verdict files are small; anything larger is not ours.
 MAX_SIDECAR_BYTES = 4 * 1024 * 1024
+#: A metadata file with the verdict in it stays under this; a larger verdict (its findings quote
+#: device output) goes to its own `.envelope.verdict.json`. `dossier verify` reads metadata files
+#: of up to 1 MiB.
+MAX_METADATA_WITH_VERDICT = 256 * 1024
 
 _INSERT = "INSERT OR REPLACE INTO envelopes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 _SCHEMA = """
@@ -94,9 +98,13 @@ DEVICE_STATES_NAME = "_devices.json"
 DEVICE_STATES_FORMAT = "trust-dossier/device-states/1"
 
 
+def _is_device_name(device: object) -> bool:
+    return isinstance(device, str) and bool(DEVICE_NAME_RE.fullmatch(device)) and device not in RESERVED_NAMES
+
+
 def check_device_name(device: str) -> str:
     """Return `device` if it can name a folder of the store; raise StoreError otherwise."""
-    if not isinstance(device, str) or not DEVICE_NAME_RE.fullmatch(device) or device in RESERVED_NAMES:
+    if not _is_device_name(device):
         raise StoreError(
             f"invalid device name {device!r}: expected 1 to 63 letters, digits, '.', '_' or '-', "
             f"starting with a letter or digit, and not one of {sorted(RESERVED_NAMES)}"
@@ -334,6 +342,7 @@ class _NameSyncer:
         self._syncing = 0
         self._error: OSError | None = None
         self._thread: threading.Thread | None = None
+        self._closing = False
 
     def add(self, directory: Path) -> None:
         with self._cond:
@@ -353,11 +362,21 @@ class _NameSyncer:
                              "check the disk: the files were written, their directory entries may "
                              "not survive a power cut") from error
 
+    def close(self) -> None:
+        """`wait`, then let the thread end now rather than after its idle time."""
+        self.wait()
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+
     def _run(self) -> None:
         while True:
             with self._cond:
-                if not self._pending and not self._cond.wait_for(lambda: self._pending, timeout=5.0):
-                    self._thread = None  # idle: the next `add` starts another
+                if not self._pending:
+                    self._cond.wait_for(lambda: self._pending or self._closing, timeout=5.0)
+                if not self._pending:  # idle for a while, or closed
+                    self._thread = None  # the next `add` starts another
+                    self._closing = False
                     return
                 batch, self._pending = self._pending, set()
                 self._syncing += 1
@@ -470,7 +489,7 @@ class Store:
         self._names.wait()
 
     def close(self) -> None:
-        self._names.wait()
+        self._names.close()
         with self._lock:
             if self._held:
                 self._write_held(self._open_connection())
@@ -580,16 +599,26 @@ class Store:
         try:
             verdict = check(record) if check is not None else None
         finally:  # the metadata and the index row are written even if `check` raised
+            meta_path = device_dir / (name + META_SUFFIX)
+            separate: bytes | None = None
             if verdict is not None:
                 meta["verdict"] = verdict.verdict_json
                 record.trusted, record.reasons = verdict.trusted, verdict.reasons
                 record.days_leaf, record.days_root = verdict.days_leaf, verdict.days_root
-            meta_path = device_dir / (name + META_SUFFIX)
+            meta_bytes = _json_file(meta)
+            if verdict is not None and len(meta_bytes) > MAX_METADATA_WITH_VERDICT:
+                # Findings quote what the device printed: a verdict that large goes to its own
+                # file, so that the metadata stays small enough for every reader of it.
+                del meta["verdict"]
+                meta_bytes, separate = _json_file(meta), _json_file(verdict.verdict_json)
             try:
-                write_file_atomically(meta_path, _json_file(meta), sync_dir=False)
+                write_file_atomically(meta_path, meta_bytes, sync_dir=False)
+                if separate is not None:
+                    write_file_atomically(device_dir / (name + VERDICT_SUFFIX), separate, sync=False,
+                                          sync_dir=False)
             except OSError as exc:
                 raise StoreError(f"cannot write {meta_path}: {exc.strerror or exc}") from exc
-            self._names.add(device_dir)  # both names made durable in the background (`sync`)
+            self._names.add(device_dir)  # the names made durable in the background (`sync`)
             if index:
                 self.index(record)
         return record
@@ -690,17 +719,29 @@ class Store:
         try:
             if combined.exists():
                 document = _read_state_file(combined)
-                devices = document.get("devices") if document.get("format") == DEVICE_STATES_FORMAT else None
-                if not isinstance(devices, dict) or not all(isinstance(v, dict) for v in devices.values()):
-                    raise StoreError(f"state file {combined} is not a {DEVICE_STATES_FORMAT} document; "
-                                     "delete it to start the increments and alert schedules afresh")
-                states.update(devices)
+                if document.get("format") != DEVICE_STATES_FORMAT or not isinstance(document.get("devices"), dict):
+                    raise StoreError(
+                        f"state file {combined}: expected a {DEVICE_STATES_FORMAT} document with a "
+                        f"'devices' object, found format {document.get('format')!r} and devices of type "
+                        f"{type(document.get('devices')).__name__}; delete it to start the increments "
+                        "and alert schedules afresh")
+                for device, state in document["devices"].items():
+                    if not isinstance(state, dict) or not _is_device_name(device):
+                        problem = StoreError(
+                            f"state file {combined}: expected each entry of 'devices' to be a device "
+                            f"name with an object, found {device!r} with {type(state).__name__}; that "
+                            "entry is ignored (the file is rewritten without it)")
+                        if on_damage is None:
+                            raise problem
+                        on_damage(problem)
+                        continue
+                    states[device] = state
         except StoreError as exc:
             if on_damage is None:
                 raise
             on_damage(exc)
         for path in sorted(directory.glob("*.json")):
-            if path.stem in states or not DEVICE_NAME_RE.fullmatch(path.stem):
+            if path.stem in states or not _is_device_name(path.stem):
                 continue  # superseded by the combined file, or not a device's
             try:
                 states[path.stem] = _read_state_file(path)
@@ -724,9 +765,12 @@ class Store:
             check_device_name(device)
         directory = self._directory(self.root / "state")
         document = {"format": DEVICE_STATES_FORMAT, "devices": states}
-        write_file_atomically(directory / DEVICE_STATES_NAME,
-                              orjson.dumps(document, option=orjson.OPT_SORT_KEYS, default=str),
-                              replace=True, sync=False)
+        path = directory / DEVICE_STATES_NAME
+        try:
+            write_file_atomically(path, orjson.dumps(document, option=orjson.OPT_SORT_KEYS, default=str),
+                                  replace=True, sync=False)
+        except OSError as exc:
+            raise StoreError(f"cannot write the device states to {path}: {exc.strerror or exc}") from exc
 
     # --- crash recovery ----------------------------------------------------------------------
 

@@ -2,23 +2,28 @@
 
 Why: polling runs dozens of threads under one GIL (SSH sessions and paramiko's transport
 threads), so everything else the collector does per envelope slows the polling down; verifying
-an envelope is the biggest such part (PERFORMANCE.md: "verify in a process pool"). A helper
-process does it on another core.
+an envelope is the biggest such part. A helper process does it on another core.
 
-How: each helper is a plain child process (`python -c`, no fork of this threaded process),
+How: each helper is a plain child process (`python -P -c`, no fork of this threaded process),
 started at the first run that wants it and kept for every later run of this process (the
 `--interval` loop, a long-lived caller), spoken to over a socket pair with pickled calls of the
 functions in `collector.verifying` and nothing else, one call at a time. Each run gets a fresh
 view of the trust store in the helper too (the run's number travels with each call).
+
+- It imports the very verifier and collector this process runs: `-P` keeps the working
+  directory off its import path, the folder holding this package goes first on PYTHONPATH, and
+  its ready message names the files it imported, which must be this process's (else it is not
+  used). Its environment is the few variables Python needs, not the collector's (which may hold
+  device passwords).
 
 - It says when it is ready; until then (the first ~0.3 s of a process) outputs are verified in
   the calling thread, so a small cron run never waits for it to start.
 - It runs in its own session: Ctrl-C on the terminal stops the collector, which finishes what
   is in flight with the helper still there. It exits when the collector's end of the socket
   closes, including when the collector is killed.
-- If it cannot start, dies, or a call fails in it, the call runs in the calling thread instead
-  (a warning is logged once): verification is never skipped, and a failure in the helper never
-  turns into a verdict.
+- If it cannot start, dies, stops answering (no reply within REPLY_TIMEOUT_S: it is killed),
+  or a call fails in it, the call runs in the calling thread instead (a warning is logged
+  once): verification is never skipped, and a failure in the helper never turns into a verdict.
 """
 
 from __future__ import annotations
@@ -46,6 +51,13 @@ T = TypeVar("T")
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 _BOOT = "from collector.verify_worker import serve; serve()"
 _READY = b"ready"
+#: A helper that has not answered a call after this long is taken for hung and killed (verifying
+#: the largest envelope the verifier accepts, 64 MiB, takes a few seconds).
+REPLY_TIMEOUT_S = 120.0
+#: The environment a helper gets: what Python and its libraries need, nothing of the collector's.
+_ENVIRONMENT = ("PATH", "HOME", "TMPDIR", "LANG", "LANGUAGE", "SYSTEMROOT", "VIRTUAL_ENV",
+                "PYTHONHOME", "PYTHONUSERBASE", "PYTHONNOUSERSITE", "PYTHONHASHSEED",
+                "SSL_CERT_FILE", "SSL_CERT_DIR", "OPENSSL_CONF", "OPENSSL_MODULES")
 #: What a helper may be asked to run.
 _FUNCTIONS = ("verify_bytes", "verify_signed_output")
 
@@ -68,6 +80,19 @@ def _verifying() -> Any:
     return verifying
 
 
+def _identity() -> bytes:
+    """Which verifier and collector this process imports (compared with the helper's)."""
+    import verifier
+
+    return f"{_READY.decode()} {Path(verifier.__file__).resolve()} {Path(__file__).resolve()}".encode()
+
+
+def _environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in _ENVIRONMENT or k.startswith("LC_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, os.environ.get("PYTHONPATH")) if p)
+    return env
+
+
 class _WorkerGone(Exception):
     """The helper process cannot be talked to any more."""
 
@@ -75,12 +100,10 @@ class _WorkerGone(Exception):
 class _Worker:
     def __init__(self) -> None:
         ours, theirs = socket.socketpair()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", _BOOT], stdin=theirs, stdout=subprocess.DEVNULL, env=env,
-                start_new_session=True)
+                [sys.executable, "-P", "-c", _BOOT], stdin=theirs, stdout=subprocess.DEVNULL,
+                env=_environment(), start_new_session=True)
         except BaseException:
             ours.close()
             raise
@@ -88,30 +111,51 @@ class _Worker:
             theirs.close()
         self.connection = Connection(ours.detach())
         self.ready = False
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+    def _status(self) -> str:
+        code = self.process.poll()
+        return "still running" if code is None else f"exit status {code}"
 
     def poll_ready(self) -> bool:
-        """True once the helper has said it is ready; raises _WorkerGone if it died first."""
+        """True once the helper has said it is ready; raises _WorkerGone if it died first or
+        imported another verifier than this process."""
         if not self.ready:
             try:
                 if self.connection.poll(0):
-                    if self.connection.recv_bytes() != _READY:
-                        raise _WorkerGone("it answered something else than ready")
+                    said = self.connection.recv_bytes()
+                    if said != _identity():
+                        raise _WorkerGone(f"expected it to say {_identity()!r}, found {said[:300]!r}")
                     self.ready = True
                 elif self.process.poll() is not None:
-                    raise _WorkerGone(f"it exited with status {self.process.returncode} while starting")
+                    raise _WorkerGone(f"it ended while starting ({self._status()})")
             except (EOFError, OSError) as exc:
-                raise _WorkerGone(f"it closed its end while starting ({exc or type(exc).__name__})") from exc
+                raise _WorkerGone(f"it closed its end while starting ({type(exc).__name__}: {exc}; "
+                                  f"{self._status()})") from exc
         return self.ready
 
-    def call(self, run: int, trust_store_path: str | None, name: str, args: tuple[Any, ...]) -> tuple[bool, Any]:
+    def call(self, payload: bytes) -> tuple[bool, Any]:
+        """Send one pickled call and read its reply; any failure after sending means this
+        helper can no longer be trusted to answer in step: _WorkerGone (the caller kills it)."""
         try:
-            self.connection.send_bytes(pickle.dumps((run, trust_store_path, name, args), pickle.HIGHEST_PROTOCOL))
-            return pickle.loads(self.connection.recv_bytes())
-        except (EOFError, OSError) as exc:
-            raise _WorkerGone(f"{type(exc).__name__}: {exc}") from exc
+            self.connection.send_bytes(payload)
+            if not self.connection.poll(REPLY_TIMEOUT_S):
+                raise _WorkerGone(f"no answer within {REPLY_TIMEOUT_S:g} s ({self._status()})")
+            return pickle.loads(self.connection.recv_bytes())  # type: ignore[no-any-return]
+        except _WorkerGone:
+            raise
+        except BaseException as exc:
+            raise _WorkerGone(f"{type(exc).__name__}: {exc} ({self._status()})") from exc
 
-    def close(self) -> None:
-        self.connection.close()  # the helper reads end of file and exits
+    def close(self, *, kill: bool = False) -> None:
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+            if kill:
+                self.process.kill()
+            self.connection.close()  # the helper reads end of file and exits
         try:
             self.process.wait(5)
         except subprocess.TimeoutExpired:
@@ -155,13 +199,17 @@ class VerifyWorkers:
         if worker is None:
             return function(*args)
         try:
-            ok, value = worker.call(run, trust_store_path, name, args)
+            payload = pickle.dumps((run, trust_store_path, name, args), pickle.HIGHEST_PROTOCOL)
+        except BaseException:
+            self._give_back(worker)  # arguments that do not pickle: nothing was sent
+            raise
+        try:
+            ok, value = worker.call(payload)
         except _WorkerGone as exc:
             self._lost(worker, f"a verification helper process stopped answering ({exc})")
+            if isinstance(exc.__cause__, (KeyboardInterrupt, SystemExit)):
+                raise exc.__cause__ from None
             return function(*args)
-        except BaseException:
-            self._give_back(worker)  # e.g. arguments that do not pickle: the helper is fine
-            raise
         self._give_back(worker)
         if not ok:
             # Never a verdict from a failed helper: run it here, where it raises (or not) as
@@ -190,7 +238,10 @@ class VerifyWorkers:
                     return worker, self._run
                 if not self._busy:
                     return None, self._run  # none ready yet (or none left): verify here
-                self._cond.wait()  # every ready helper is busy: wait for one
+                # Every ready helper is busy: wait for one (a busy one answers, or is killed,
+                # within REPLY_TIMEOUT_S).
+                if not self._cond.wait(REPLY_TIMEOUT_S + 10):
+                    return None, self._run
 
     def _promote(self) -> None:
         starting = []
@@ -219,7 +270,7 @@ class VerifyWorkers:
             self._busy.discard(worker)
             self._cond.notify_all()
         self._warn(message + "; verifying in the collector's own threads")
-        worker.close()
+        worker.close(kill=True)
 
     def _warn(self, message: str) -> None:
         if not self._warned:
@@ -227,46 +278,35 @@ class VerifyWorkers:
             log.warning("%s", message)
 
 
-_SHARED: VerifyWorkers | None = None
+_SHARED: dict[int, VerifyWorkers] = {}
 _SHARED_LOCK = threading.Lock()
 
 
 def shared_workers(count: int) -> VerifyWorkers:
-    """This process's helpers (started on first use, `count` of them, kept until exit)."""
-    global _SHARED
+    """This process's `count` helpers (started on first use, kept until exit; a run asking
+    for another count gets another set, never one closed under a run still using it)."""
     with _SHARED_LOCK:
-        if _SHARED is not None and _SHARED.count != count:
-            _SHARED.close()
-            _SHARED = None
-        if _SHARED is None:
-            _SHARED = VerifyWorkers(count)
-            if not _atexit_registered:
-                _register_atexit()
-        return _SHARED
+        workers = _SHARED.get(count)
+        if workers is None:
+            if not _SHARED:
+                import atexit
 
-
-_atexit_registered = False
+                atexit.register(_close_shared)
+            workers = _SHARED[count] = VerifyWorkers(count)
+        return workers
 
 
 def has_shared_workers() -> bool:
-    """Whether this process has started its helpers already."""
-    return _SHARED is not None
-
-
-def _register_atexit() -> None:
-    global _atexit_registered
-    import atexit
-
-    atexit.register(_close_shared)
-    _atexit_registered = True
+    """Whether this process has started helpers already."""
+    return bool(_SHARED)
 
 
 def _close_shared() -> None:
-    global _SHARED
     with _SHARED_LOCK:
-        shared, _SHARED = _SHARED, None
-    if shared is not None:
-        shared.close()
+        shared = list(_SHARED.values())
+        _SHARED.clear()
+    for workers in shared:
+        workers.close()
 
 
 # --- the helper's side -----------------------------------------------------------------------
@@ -282,7 +322,7 @@ def serve() -> None:
 
     functions = {name: getattr(verifying, name) for name in _FUNCTIONS}
     try:
-        connection.send_bytes(_READY)
+        connection.send_bytes(_identity())
     except OSError:
         return  # the collector ended before this helper was ready: nothing to do
     views: dict[str, int] = {}  # trust store -> the run whose view this process holds

@@ -294,3 +294,35 @@ def test_status_and_the_report_warn_about_a_damaged_state_file_and_go_on(
     assert [row["device"] for row in json.loads(status.stdout)["devices"]] == [rig.devices[0].name]  # the index
     assert report.exit_code == 0, report.output
     assert any(DEVICE_STATES_NAME in r.getMessage() for r in caplog.records)
+
+
+def test_entries_a_store_cannot_hold_are_skipped_with_a_warning_and_the_run_goes_on(
+        tmp_path: Path, rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    store_dir = tmp_path / "store"
+    path = store_dir / "state" / DEVICE_STATES_NAME
+    path.parent.mkdir(parents=True)
+    first = rig.devices[0].name
+    path.write_text(json.dumps({"format": DEVICE_STATES_FORMAT, "devices": {
+        "old box": {"last_status": "trusted"}, "state": {}, first: "not an object",
+        rig.devices[1].name: {"filesystem_blocks": {"0/RP0/CPU0": "seven"}}}}))  # hand-edited
+    with pytest.raises(StoreError, match="'old box'"):
+        Store.open(store_dir).states()
+    caplog.set_level(logging.WARNING, logger="collector.collect")
+    for _ in range(2):  # and the next run reads what this one wrote
+        summary = collector_for(Store.open(store_dir), rig, items=FS_ITEMS).run(rig.devices)
+        assert summary.exit_code == 0, [(o.device, o.reason, o.message) for o in summary.outcomes]
+    assert any("'old box'" in r.getMessage() and str(path) in r.getMessage() for r in caplog.records)
+    assert sorted(combined(store_dir)["devices"]) == sorted(d.name for d in rig.devices)
+    assert not (store_dir / "index.dirty").exists()
+
+
+def test_a_state_file_that_cannot_be_written_does_not_stop_the_run(
+        tmp_path: Path, rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    store_dir = tmp_path / "store"
+    (store_dir / "state" / DEVICE_STATES_NAME).mkdir(parents=True)  # in the way of the file
+    caplog.set_level(logging.WARNING, logger="collector.collect")
+    summary = collector_for(Store.open(store_dir), rig).run(rig.devices)
+    assert summary.exit_code == 0
+    assert {o.status for o in summary.outcomes} == {"trusted"}
+    assert any("cannot write the device states" in r.getMessage() for r in caplog.records)
+    assert not (store_dir / "index.dirty").exists()

@@ -265,3 +265,18 @@ def test_directories_are_synced_one_by_one_or_with_one_syncfs(tmp_path: Path) ->
     store_module._sync_directories(folders)
     with pytest.raises(FileNotFoundError):
         store_module._sync_directories({tmp_path / "missing"})
+
+
+def test_a_verdict_too_large_for_the_metadata_goes_to_its_own_file(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s")
+    huge = {**VERDICT_JSON, "findings": [{"id": "nonce.mismatch", "severity": "error",
+                                          "message": "m", "found": "x" * (store_module.MAX_METADATA_WITH_VERDICT + 1)}]}
+    record = store.save(device="xr-0001", host="h", nonce_hex="00" * 16, output=b"{}", started=T0,
+                        received=T0, duration_s=0.1,
+                        check=lambda r: store_module.StoredVerdict(huge, False, ["nonce.mismatch"], None, None))
+    envelope = tmp_path / "s" / record.path
+    meta = json.loads(envelope.with_name(envelope.name + ".meta.json").read_text())
+    assert "verdict" not in meta and meta["nonce"] == "00" * 16  # small, with what readers need
+    assert envelope.stat().st_size == 2 and store.verdict(record) == huge
+    store.reindex()
+    assert store.latest()["xr-0001"].reasons == ["nonce.mismatch"]

@@ -21,7 +21,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -468,20 +468,25 @@ def test_collector_run_verifies_xe_signed_outputs_in_a_helper(tmp_path: Path,
     assert worker_warnings(caplog) == []
 
 
-def test_shared_workers_is_one_pool_per_process_replaced_when_the_count_changes() -> None:
+def test_shared_workers_is_one_set_per_count_and_never_closes_one_in_use(material: Material) -> None:
     cores = len(os.sched_getaffinity(0))
     assert auto_worker_count() == (1 if cores >= 2 else 0)
     pool = shared_workers(1)
     assert shared_workers(1) is pool and pool.count == 1
     wait_ready(pool)
     old = pool.pids()
+    bigger = shared_workers(2)  # another run of this process asks for two
     try:
-        bigger = shared_workers(2)
         assert bigger is not pool and bigger.count == 2 and len(bigger.pids()) == 2
-        assert pool.pids() == [] and all(gone(pid) for pid in old)  # the old one was closed
+        assert pool.pids() == old and not any(gone(pid) for pid in old)  # still serving its run
+        args = material.good.args(material.trust_store)
+        assert pool.call(verify_bytes, args, trust_store_path=str(material.trust_store)).trusted
     finally:
-        restored = shared_workers(1)  # what the other tests of this process expect
-    assert restored.count == 1 and len(restored.pids()) == 1
+        bigger.close()
+        from collector import verify_worker
+
+        verify_worker._SHARED.pop(2, None)  # leave the process as the other tests expect it
+    assert shared_workers(1) is pool
 
 
 def test_arguments_that_do_not_pickle_fail_the_call_and_leave_the_helper_usable(
@@ -509,3 +514,50 @@ def test_how_many_helpers_a_run_gets(monkeypatch: pytest.MonkeyPatch) -> None:
     assert count(CollectOptions(), small) == 1
     monkeypatch.setattr(collect_module, "auto_worker_count", lambda: 0)  # one core
     assert count(CollectOptions(), large) == 0
+
+
+def test_a_verifier_in_the_working_directory_is_not_what_the_helper_imports(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """`python -c` would import ./verifier before the real one: a planted stand-in that trusts
+    everything must not be what verifies (the helper runs with -P, and says what it imported)."""
+    planted = tmp_path / "verifier"
+    planted.mkdir()
+    (planted / "__init__.py").write_text(textwrap.dedent("""
+        class VerifierError(Exception): ...
+        class Verdict:
+            trusted = True
+    """))
+    (planted / "chain.py").write_text("def per_certificate(f):\n    return f\n")
+    (planted / "policy.py").write_text("class Policy:\n    def __init__(self, **k): ...\n")
+    monkeypatch.chdir(tmp_path)
+    args = (b"not an envelope at all", None, "r1", "00" * 16, datetime.now(UTC))
+    pool = VerifyWorkers(1)
+    try:
+        wait_ready(pool)
+        with caplog.at_level(logging.WARNING):
+            checked = pool.call(verify_bytes, args, trust_store_path=None)
+        assert not checked.trusted and checked.refused  # the real verifier: no trust anchors
+        assert worker_warnings(caplog) == []  # and it answered from the helper
+    finally:
+        pool.close()
+
+
+def test_a_helper_that_stops_answering_is_killed_and_the_call_runs_here(
+        material: Material, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from collector import verify_worker
+
+    monkeypatch.setattr(verify_worker, "REPLY_TIMEOUT_S", 0.5)
+    pool = VerifyWorkers(1)
+    try:
+        wait_ready(pool)
+        pid = pool.pids()[0]
+        os.kill(pid, signal.SIGSTOP)  # hung: alive, never answering
+        with caplog.at_level(logging.WARNING):
+            checked = pool.call(verify_bytes, material.good.args(material.trust_store),
+                                trust_store_path=str(material.trust_store))
+        assert checked.trusted  # verified here instead
+        assert any("no answer within 0.5 s" in message for message in worker_warnings(caplog))
+        wait_for(lambda: gone(pid), "the hung helper to be killed")
+        assert pool.pids() == []
+    finally:
+        pool.close()
