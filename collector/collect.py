@@ -20,6 +20,7 @@ import logging
 import queue
 import random
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -283,15 +284,27 @@ class Collector:
                         if self.on_outcome:
                             self.on_outcome(outcome)
         finally:
-            self.write_states()
-            self.store.sync()  # every stored name durable before the run counts as finished
-            self.store.mark_clean()
-            if self.trust_store_path is not None:
-                release_trust_store(str(self.trust_store_path))  # the next run takes a fresh view
-            self._workers = None
+            try:
+                self.write_states()
+                self._sync_store(failing=sys.exc_info()[1] is not None)
+                self.store.mark_clean()  # only once every stored name is durable
+            finally:
+                if self.trust_store_path is not None:
+                    release_trust_store(str(self.trust_store_path))  # the next run takes a fresh view
+                self._workers = None
         ordered = [outcomes[d.name] for d in devices if d.name in outcomes]
         return RunSummary(started=started, finished=_iso_now(), store=str(self.store.root),
                           outcomes=ordered)
+
+    def _sync_store(self, *, failing: bool) -> None:
+        """Wait until every stored name is durable. While another exception is on its way out
+        (an interrupt, a bug), a sync failure is logged, not raised over it."""
+        try:
+            self.store.sync()
+        except CollectorError as exc:
+            if not failing:
+                raise
+            log.error("%s", exc)
 
     def verify_call(self, function: Callable[..., Checked], args: tuple[Any, ...]) -> Checked:
         """`function(*args)` (a `collector.verifying` function) in a verification helper when
@@ -329,7 +342,7 @@ class Collector:
             return fetched if isinstance(fetched, DeviceOutcome) else self._finish(fetched)
         finally:
             self.write_states()
-            self.store.sync()
+            self._sync_store(failing=sys.exc_info()[1] is not None)
 
     def _fetch(self, device: Device, run_deadline: float | None = None,
                stop: threading.Event | None = None) -> DeviceOutcome | _Fetched:

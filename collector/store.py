@@ -288,41 +288,20 @@ def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def _syncfs_call() -> Any:
-    """libc's syncfs (Linux), or None where there is none."""
-    try:
-        import ctypes
-
-        function = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int]
-    return function
-
-
-_SYNCFS: Any = _syncfs_call() if sys.platform.startswith("linux") else None
-
-
 def _sync_directories(directories: set[Path]) -> None:
-    """Make the names in `directories` durable: fsync each, or where there are several on one
-    file system and Linux has syncfs, one syncfs for them all."""
-    by_device: dict[int, list[int]] = {}
-    opened: list[int] = []
-    try:
-        for directory in directories:
+    """fsync each of `directories` (every one tried; the first failure raised after)."""
+    failure: Exception | None = None
+    for directory in directories:
+        try:
             fd = os.open(directory, os.O_RDONLY)
-            opened.append(fd)
-            by_device.setdefault(os.fstat(fd).st_dev, []).append(fd)
-        for fds in by_device.values():
-            if len(fds) > 1 and _SYNCFS is not None:
-                if _SYNCFS(fds[0]) == 0:
-                    continue
-                # a failed syncfs (EIO, ...): fsync each below, which reports the error
-            for fd in fds:
+            try:
                 os.fsync(fd)
-    finally:
-        for fd in opened:
-            os.close(fd)
+            finally:
+                os.close(fd)
+        except (OSError, ValueError) as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
 
 
 class _NameSyncer:
@@ -331,36 +310,54 @@ class _NameSyncer:
     A file's data is fsynced before it gets its name (`write_file_atomically`); the directory
     holding the new name must be fsynced too, or a power cut may lose the name. That directory
     fsync cost the storing thread ~1-8 ms of waiting on this machine's disk (a third of a
-    stored envelope's wall time, the most of any step). Here a thread takes the directories
-    handed over since its last pass and syncs them together (one syncfs where Linux has it).
-    `wait` returns once every name handed over before it is durable, or raises the first error.
+    stored envelope's wall time, the most of any step). Here a thread fsyncs the directories
+    handed over (each once per pass, however many names it got). `wait` returns once every
+    name handed over before the call is durable, or raises the first failure; with no thread
+    (none could be started, or it ended), the waiting thread syncs them itself.
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._pending: set[Path] = set()
-        self._syncing = 0
-        self._error: OSError | None = None
+        self._added = 0  # names handed over so far (a sequence number)
+        self._done = 0  # every name up to this number is synced (or its sync failed)
+        self._syncing = False  # one pass at a time
+        self._error: Exception | None = None
         self._thread: threading.Thread | None = None
         self._closing = False
 
     def add(self, directory: Path) -> None:
         with self._cond:
+            self._added += 1
             self._pending.add(directory)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="store-sync", daemon=True)
-                self._thread.start()
+            if self._thread is None or not self._thread.is_alive():
+                thread = threading.Thread(target=self._run, name="store-sync", daemon=True)
+                try:
+                    thread.start()
+                    self._thread = thread
+                except RuntimeError:  # no thread now (a limit): `wait` syncs them itself
+                    self._thread = None
             self._cond.notify_all()
 
     def wait(self) -> None:
         with self._cond:
-            while self._pending or self._syncing:
-                self._cond.wait()
+            target = self._added
+            while self._done < target:
+                if self._syncing or (self._thread is not None and self._thread.is_alive()):
+                    self._cond.wait(0.5)
+                    continue
+                batch, upto = self._take()
+                self._cond.release()
+                try:
+                    self._sync(batch, upto)
+                finally:
+                    self._cond.acquire()
             error, self._error = self._error, None
         if error is not None:
-            raise StoreError(f"cannot make the names of stored files durable ({error.strerror or error}); "
-                             "check the disk: the files were written, their directory entries may "
-                             "not survive a power cut") from error
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+            raise StoreError(f"cannot make the names of stored files durable ({reason}); check the "
+                             "disk: the files were written, their directory entries may not survive "
+                             "a power cut") from error
 
     def close(self) -> None:
         """`wait`, then let the thread end now rather than after its idle time."""
@@ -369,26 +366,43 @@ class _NameSyncer:
             self._closing = True
             self._cond.notify_all()
 
-    def _run(self) -> None:
-        while True:
+    def _take(self) -> tuple[set[Path], int]:
+        """Under the lock: everything handed over so far, as one pass."""
+        batch, self._pending = self._pending, set()
+        self._syncing = True
+        return batch, self._added
+
+    def _sync(self, batch: set[Path], upto: int) -> None:
+        failure: Exception | None = None
+        try:
+            _sync_directories(batch)
+        except Exception as exc:  # recorded for `wait`, never lost with this thread
+            failure = exc
+        finally:
             with self._cond:
-                if not self._pending:
-                    self._cond.wait_for(lambda: self._pending or self._closing, timeout=5.0)
-                if not self._pending:  # idle for a while, or closed
+                self._done = max(self._done, upto)
+                self._syncing = False
+                if failure is not None and self._error is None:
+                    self._error = failure
+                self._cond.notify_all()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    ready = lambda: (self._pending and not self._syncing) or self._closing  # noqa: E731
+                    if not ready():
+                        self._cond.wait_for(ready, timeout=5.0)
+                    if not self._pending or self._syncing:  # idle for a while, or closed
+                        return
+                    batch, upto = self._take()
+                self._sync(batch, upto)
+        finally:
+            with self._cond:
+                if self._thread is threading.current_thread():
                     self._thread = None  # the next `add` starts another
-                    self._closing = False
-                    return
-                batch, self._pending = self._pending, set()
-                self._syncing += 1
-            try:
-                _sync_directories(batch)
-            except OSError as exc:
-                with self._cond:
-                    self._error = self._error or exc
-            finally:
-                with self._cond:
-                    self._syncing -= 1
-                    self._cond.notify_all()
+                self._closing = False
+                self._cond.notify_all()
 
 
 class Store:
@@ -595,6 +609,7 @@ class Store:
             write_file_atomically(envelope_path, output, sync_dir=False)
         except OSError as exc:
             raise StoreError(f"cannot write {envelope_path}: {exc.strerror or exc}") from exc
+        self._names.add(device_dir)  # its name made durable in the background (`sync`)
         verdict: StoredVerdict | None = None
         try:
             verdict = check(record) if check is not None else None
@@ -611,14 +626,15 @@ class Store:
                 # file, so that the metadata stays small enough for every reader of it.
                 del meta["verdict"]
                 meta_bytes, separate = _json_file(meta), _json_file(verdict.verdict_json)
-            try:
-                write_file_atomically(meta_path, meta_bytes, sync_dir=False)
-                if separate is not None:
-                    write_file_atomically(device_dir / (name + VERDICT_SUFFIX), separate, sync=False,
-                                          sync_dir=False)
-            except OSError as exc:
-                raise StoreError(f"cannot write {meta_path}: {exc.strerror or exc}") from exc
-            self._names.add(device_dir)  # the names made durable in the background (`sync`)
+            for path, data, sync in ((meta_path, meta_bytes, True),
+                                     (device_dir / (name + VERDICT_SUFFIX), separate, False)):
+                if data is None:
+                    continue
+                try:
+                    write_file_atomically(path, data, sync=sync, sync_dir=False)
+                except OSError as exc:
+                    raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
+                self._names.add(device_dir)
             if index:
                 self.index(record)
         return record
@@ -660,7 +676,11 @@ class Store:
     def _directory(self, path: Path) -> Path:
         if path not in self._made_dirs:
             try:
-                path.mkdir(exist_ok=True)
+                path.mkdir()
+                self._names.add(path.parent)  # the new folder's own name, durable with the rest
+            except FileExistsError as exc:
+                if not path.is_dir():
+                    raise StoreError(f"cannot create {path}: expected a folder there, found a file") from exc
             except OSError as exc:
                 raise StoreError(f"cannot create {path}: {exc.strerror}") from exc
             self._made_dirs.add(path)

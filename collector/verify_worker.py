@@ -56,8 +56,9 @@ _READY = b"ready"
 REPLY_TIMEOUT_S = 120.0
 #: The environment a helper gets: what Python and its libraries need, nothing of the collector's.
 _ENVIRONMENT = ("PATH", "HOME", "TMPDIR", "LANG", "LANGUAGE", "SYSTEMROOT", "VIRTUAL_ENV",
-                "PYTHONHOME", "PYTHONUSERBASE", "PYTHONNOUSERSITE", "PYTHONHASHSEED",
-                "SSL_CERT_FILE", "SSL_CERT_DIR", "OPENSSL_CONF", "OPENSSL_MODULES")
+                "LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH", "PYTHONHOME", "PYTHONPLATLIBDIR",
+                "PYTHONUSERBASE", "PYTHONNOUSERSITE", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE",
+                "PYTHONPYCACHEPREFIX", "SSL_CERT_FILE", "SSL_CERT_DIR", "OPENSSL_CONF", "OPENSSL_MODULES")
 #: What a helper may be asked to run.
 _FUNCTIONS = ("verify_bytes", "verify_signed_output")
 
@@ -182,9 +183,18 @@ class VerifyWorkers:
                            "collector's own threads")
 
     def begin_run(self) -> None:
-        """A new run: helpers take a fresh view of the trust store at their next call."""
+        """A new run: helpers take a fresh view of the trust store at their next call, and
+        helpers lost in earlier runs are started again."""
         with self._cond:
             self._run += 1
+            missing = self.count - len(self._starting) - len(self._idle) - len(self._busy)
+            for _ in range(max(0, missing)):
+                try:
+                    self._starting.append(_Worker())
+                except OSError as exc:
+                    self._warn(f"cannot start a verification helper process ({exc}); verifying in "
+                               "the collector's own threads")
+                    break
 
     def pids(self) -> list[int]:
         with self._cond:
@@ -210,6 +220,9 @@ class VerifyWorkers:
             if isinstance(exc.__cause__, (KeyboardInterrupt, SystemExit)):
                 raise exc.__cause__ from None
             return function(*args)
+        except BaseException:  # only between the reply and here (an interrupt): it is in step
+            self._give_back(worker)
+            raise
         self._give_back(worker)
         if not ok:
             # Never a verdict from a failed helper: run it here, where it raises (or not) as
@@ -253,7 +266,7 @@ class VerifyWorkers:
             except _WorkerGone as exc:
                 self._warn(f"a verification helper process did not start ({exc}); verifying in "
                            "the collector's own threads")
-                worker.close()
+                threading.Thread(target=worker.close, kwargs={"kill": True}, daemon=True).start()
                 continue
             starting.append(worker)
         self._starting = starting

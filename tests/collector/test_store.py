@@ -256,27 +256,58 @@ def test_sync_returns_once_the_names_are_synced_and_reports_a_failure(tmp_path: 
     store.close()  # waits too
 
 
-def test_directories_are_synced_one_by_one_or_with_one_syncfs(tmp_path: Path) -> None:
+def test_directories_are_synced_each_and_every_failure_is_reported(tmp_path: Path) -> None:
     folders = set()
     for i in range(3):
         (tmp_path / f"d{i}").mkdir()
         folders.add(tmp_path / f"d{i}")
-    store_module._sync_directories({tmp_path / "d0"})
     store_module._sync_directories(folders)
     with pytest.raises(FileNotFoundError):
-        store_module._sync_directories({tmp_path / "missing"})
+        store_module._sync_directories(folders | {tmp_path / "missing"})  # the others still synced
+    with pytest.raises(ValueError):
+        store_module._sync_directories({Path("bad\0name")})
 
 
-def test_a_verdict_too_large_for_the_metadata_goes_to_its_own_file(tmp_path: Path) -> None:
+def test_names_are_synced_even_when_no_thread_can_be_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
     store = Store.open(tmp_path / "s")
-    huge = {**VERDICT_JSON, "findings": [{"id": "nonce.mismatch", "severity": "error",
-                                          "message": "m", "found": "x" * (store_module.MAX_METADATA_WITH_VERDICT + 1)}]}
-    record = store.save(device="xr-0001", host="h", nonce_hex="00" * 16, output=b"{}", started=T0,
-                        received=T0, duration_s=0.1,
-                        check=lambda r: store_module.StoredVerdict(huge, False, ["nonce.mismatch"], None, None))
-    envelope = tmp_path / "s" / record.path
-    meta = json.loads(envelope.with_name(envelope.name + ".meta.json").read_text())
-    assert "verdict" not in meta and meta["nonce"] == "00" * 16  # small, with what readers need
-    assert envelope.stat().st_size == 2 and store.verdict(record) == huge
-    store.reindex()
-    assert store.latest()["xr-0001"].reasons == ["nonce.mismatch"]
+    with monkeypatch.context() as patched:
+        patched.setattr(threading.Thread, "start", refuse)
+        record = save(store)
+        store.sync()  # the waiting thread syncs them itself instead of waiting forever
+    assert (tmp_path / "s" / record.path).exists()
+    store.close()
+
+
+def test_a_failure_that_is_not_an_os_error_does_not_stop_the_syncing(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s")
+    store._names.add(Path("bad\0name"))  # os.open raises ValueError
+    with pytest.raises(StoreError, match="cannot make the names"):
+        store.sync()
+    save(store)
+    store.sync()  # the next names are synced again
+    store.close()
+
+
+def test_an_envelope_whose_metadata_cannot_be_written_still_gets_its_name_synced(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store.open(tmp_path / "s")
+    handed: list[Path] = []
+    real_add = store._names.add
+    monkeypatch.setattr(store._names, "add", lambda d: (handed.append(d), real_add(d)))
+    real_write = store_module.write_file_atomically
+
+    def full_disk(path: Path, data: bytes, **kw: object) -> None:
+        if str(path).endswith(".meta.json"):
+            raise OSError(28, "No space left on device")
+        real_write(path, data, **kw)
+
+    monkeypatch.setattr(store_module, "write_file_atomically", full_disk)
+    with pytest.raises(StoreError, match=r"\.meta\.json: No space left"):
+        save(store)
+    assert tmp_path / "s" / "xr-0001" in handed
+    store.sync()

@@ -561,3 +561,21 @@ def test_a_helper_that_stops_answering_is_killed_and_the_call_runs_here(
         assert pool.pids() == []
     finally:
         pool.close()
+
+
+def test_a_helper_lost_in_one_run_is_started_again_at_the_next(material: Material) -> None:
+    pool = VerifyWorkers(1)
+    try:
+        wait_ready(pool)
+        first = pool.pids()[0]
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: gone(first), "the helper to die")
+        args = material.good.args(material.trust_store)
+        assert pool.call(verify_bytes, args, trust_store_path=str(material.trust_store)).trusted  # here
+        assert pool.pids() == []
+        pool.begin_run()  # the next run (an --interval loop)
+        wait_ready(pool)
+        assert len(pool.pids()) == 1 and pool.pids()[0] != first
+        assert pool.call(verify_bytes, args, trust_store_path=str(material.trust_store)).trusted
+    finally:
+        pool.close()
