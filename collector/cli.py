@@ -200,7 +200,7 @@ def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Pa
                                    show_progress=show_progress and not as_json, looping=interval is not None)
                 if summary is not None:
                     if metrics_file is not None:
-                        write_metrics(metrics_file, readable_states(store))
+                        write_metrics(metrics_file, store.readable_states())
                     _print_summary(summary, as_json=as_json)
                     code = summary.exit_code
                     if any((o.reason or "").startswith("inventory.") for o in summary.outcomes):
@@ -512,15 +512,9 @@ _APPRAISAL_MARKUP = {"affirming": "[green]affirming[/]", "warning": "[yellow]war
                      "contraindicated": "[bold red]contraindicated[/]"}
 
 
-def readable_states(store: Store) -> dict[str, dict[str, Any]]:
-    """The device states, a damaged state file reported as a warning (its devices show no
-    state) rather than stopping the command: states are advisory."""
-    return store.states(on_damage=lambda exc: log.warning("%s", exc))
-
-
 def fleet_status(store: Store) -> list[dict[str, Any]]:
     """One row per device from the index and the device states."""
-    latest, trusted, states = store.latest(), store.latest_trusted(), readable_states(store)
+    latest, trusted, states = store.latest(), store.latest_trusted(), store.readable_states()
     appraised = {path: status for _, _, path, status in store.appraisal_statuses()}
     rows = []
     for device in sorted(set(latest) | set(states)):

@@ -45,6 +45,7 @@ from .verifying import (
     Checked,
     freeze_trust_store,
     release_trust_store,
+    stored_verdict,
     verify_bytes,
 )
 from .verify_worker import VerifyWorkers, auto_worker_count, has_shared_workers, shared_workers
@@ -311,8 +312,12 @@ class Collector:
         this run has them, else in this thread."""
         if self._workers is None:
             return function(*args)
-        return self._workers.call(function, args, trust_store_path=(
-            str(self.trust_store_path) if self.trust_store_path is not None else None))
+        return self._workers.call(function, args, trust_store_path=self.trust_store_arg)
+
+    @property
+    def trust_store_arg(self) -> str | None:
+        """The trust store's path as the verification functions take it."""
+        return str(self.trust_store_path) if self.trust_store_path is not None else None
 
     def _finishers(self, concurrency: int) -> int:
         """Store+verify threads: `finish_workers`, or one per verification process, so that
@@ -418,21 +423,16 @@ class Collector:
         device, outcome, result, nonce_hex = fetched.device, fetched.outcome, fetched.result, fetched.nonce_hex
         command, items, attempt, state, begin = (fetched.command, fetched.items, fetched.attempt,
                                                  fetched.state, fetched.begin)
-        checked: list[Checked] = []
+        checked: Checked | None = None
 
         def check(record: EnvelopeRecord) -> StoredVerdict | None:
             """Between storing the envelope and writing its metadata: the verdict goes in it."""
+            nonlocal checked
             if not self.options.verify:
                 return None
-            args = (result.output, str(self.trust_store_path) if self.trust_store_path else None,
-                    device.name, nonce_hex, result.received)
-            checked.append(self.verify_call(verify_bytes, args))
-            if checked[0].refused is not None:
-                return None  # the verifier refused to judge: no verdict to record
-            days = checked[0].days_to_expiry
-            return StoredVerdict(checked[0].verdict_json, checked[0].trusted,
-                                 [finding["id"] for finding in checked[0].errors],
-                                 days.get("leaf"), days.get("root"))
+            checked = self.verify_call(verify_bytes, (result.output, self.trust_store_arg, device.name,
+                                                      nonce_hex, result.received))
+            return stored_verdict(checked)  # None when the verifier refused to judge
 
         record = self.store.save(
             device=device.name, host=device.host, nonce_hex=nonce_hex, output=result.output,
@@ -444,7 +444,7 @@ class Collector:
         outcome.bytes, outcome.path, outcome.nonce = record.bytes, record.path, nonce_hex
         outcome.received = record.received
         outcome.duration_s = time.monotonic() - begin
-        self._record_verdict(device, record, checked[0] if checked else None, outcome, state)
+        self._record_verdict(device, record, checked, outcome, state)
         return outcome
 
     def _backoff(self, attempt: int) -> float:
@@ -502,7 +502,7 @@ class Collector:
                 self._states_loaded = True
                 # A damaged state file costs only increments and alert history: its devices
                 # start afresh, and the next write records them in the combined file.
-                self._states.update(self.store.states(on_damage=lambda exc: log.warning("%s", exc)))
+                self._states.update(self.store.readable_states())
             return self._states.setdefault(device, {})
 
     def _record_failure(self, device: Device, outcome: DeviceOutcome, state: dict[str, Any]) -> None:

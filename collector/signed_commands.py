@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from .inventory import Device
 from .platforms import PlatformProfile, SignedCommand
 from .ssh import DeviceSession
-from .verifying import verify_signed_output
+from .verifying import stored_verdict, verify_signed_output
 
 if TYPE_CHECKING:
     from .collect import Collector, DeviceOutcome
@@ -102,20 +102,20 @@ def poll_signed_commands(collector: Collector, device: Device, profile: Platform
         collector._write_poll_state(device, outcome, state, trusted=False)
         return outcome
     outputs = {run.step.name: run.output for run in runs}
-    trust_store = str(collector.trust_store_path) if collector.trust_store_path else None
     all_trusted = True
     for run, record in zip(runs, records):
         signer = outputs.get(run.step.signer_from) if run.step.signer_from else None
-        args = (run.output, run.step.verifier_profile, trust_store, device.name, run.nonce, run.received, signer)
+        args = (run.output, run.step.verifier_profile, collector.trust_store_arg, device.name, run.nonce,
+                run.received, signer)
         checked = collector.verify_call(verify_signed_output, args)
         if checked.refused is not None:
             # The verifier refused to judge (no anchors, unreadable signer): never "trusted".
             failure = ("verify.error", f"{run.step.name}: {checked.refused}", ["verify.error"])
         else:
-            reasons = [finding["id"] for finding in checked.errors]
-            days = checked.days_to_expiry
-            collector.store.save_verdict(record, checked.verdict_json, trusted=checked.trusted, reasons=reasons,
-                                         days_leaf=days.get("leaf"), days_root=days.get("root"))
+            verdict = stored_verdict(checked)
+            reasons, days = verdict.reasons, checked.days_to_expiry
+            collector.store.save_verdict(record, verdict.verdict_json, trusted=verdict.trusted, reasons=reasons,
+                                         days_leaf=verdict.days_leaf, days_root=verdict.days_root)
             outcome.findings += [{**finding, "output": run.step.name} for finding in checked.findings]
             outcome.days_to_expiry = outcome.days_to_expiry or days
             if checked.trusted:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import errno
 import itertools
 import json
+import logging
 import os
 import re
 import secrets
@@ -41,6 +42,8 @@ from typing import Any
 import orjson
 
 from .errors import StoreError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["METADATA_FORMAT", "EnvelopeRecord", "Store", "StoredVerdict", "write_file_atomically"]
 
@@ -121,6 +124,11 @@ class StoredVerdict:
     reasons: list[str]
     days_leaf: int | None
     days_root: int | None
+
+    def apply_to(self, record: EnvelopeRecord) -> None:
+        """Put the index's summary of this verdict on `record`."""
+        record.trusted, record.reasons = self.trusted, self.reasons
+        record.days_leaf, record.days_root = self.days_leaf, self.days_root
 
 
 @dataclass
@@ -293,11 +301,7 @@ def _sync_directories(directories: set[Path]) -> None:
     failure: Exception | None = None
     for directory in directories:
         try:
-            fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsync_dir(directory)
         except (OSError, ValueError) as exc:
             failure = failure or exc
     if failure is not None:
@@ -618,8 +622,7 @@ class Store:
             separate: bytes | None = None
             if verdict is not None:
                 meta["verdict"] = verdict.verdict_json
-                record.trusted, record.reasons = verdict.trusted, verdict.reasons
-                record.days_leaf, record.days_root = verdict.days_leaf, verdict.days_root
+                verdict.apply_to(record)
             meta_bytes = _json_file(meta)
             if verdict is not None and len(meta_bytes) > MAX_METADATA_WITH_VERDICT:
                 # Findings quote what the device printed: a verdict that large goes to its own
@@ -644,10 +647,8 @@ class Store:
         verdict file older collectors and signed-command outputs have); None if none was."""
         path = self.root / record.path
         base = path.name[: -len(ENVELOPE_SUFFIX)]
-        meta = _read_sidecar(path.with_name(base + META_SUFFIX))
-        if meta is not None and isinstance(meta.get("verdict"), dict):
-            return meta["verdict"]  # type: ignore[no-any-return]
-        return _read_sidecar(path.with_name(base + VERDICT_SUFFIX))
+        return _collected_verdict(_read_sidecar(path.with_name(base + META_SUFFIX)),
+                                  path.with_name(base + VERDICT_SUFFIX))
 
     def index(self, record: EnvelopeRecord) -> None:
         """Write `record`'s row in the index (replacing an older one for the same file)."""
@@ -667,8 +668,7 @@ class Store:
             write_file_atomically(verdict_path, _json_file(verdict_json), sync=False)
         except OSError as exc:
             raise StoreError(f"cannot write {verdict_path}: {exc.strerror or exc}") from exc
-        record.trusted, record.reasons = trusted, reasons
-        record.days_leaf, record.days_root = days_leaf, days_root
+        StoredVerdict(verdict_json, trusted, reasons, days_leaf, days_root).apply_to(record)
         with self._lock:
             self._put_row(record)
         return record
@@ -735,6 +735,12 @@ class Store:
         if not directory.is_dir():
             return {}
         states: dict[str, dict[str, Any]] = {}
+
+        def damaged(problem: StoreError) -> None:
+            if on_damage is None:
+                raise problem
+            on_damage(problem)
+
         combined = directory / DEVICE_STATES_NAME
         try:
             if combined.exists():
@@ -746,30 +752,28 @@ class Store:
                         f"{type(document.get('devices')).__name__}; delete it to start the increments "
                         "and alert schedules afresh")
                 for device, state in document["devices"].items():
-                    if not isinstance(state, dict) or not _is_device_name(device):
-                        problem = StoreError(
+                    if isinstance(state, dict) and _is_device_name(device):
+                        states[device] = state
+                    else:
+                        damaged(StoreError(
                             f"state file {combined}: expected each entry of 'devices' to be a device "
                             f"name with an object, found {device!r} with {type(state).__name__}; that "
-                            "entry is ignored (the file is rewritten without it)")
-                        if on_damage is None:
-                            raise problem
-                        on_damage(problem)
-                        continue
-                    states[device] = state
+                            "entry is ignored (the file is rewritten without it)"))
         except StoreError as exc:
-            if on_damage is None:
-                raise
-            on_damage(exc)
+            damaged(exc)
         for path in sorted(directory.glob("*.json")):
             if path.stem in states or not _is_device_name(path.stem):
                 continue  # superseded by the combined file, or not a device's
             try:
                 states[path.stem] = _read_state_file(path)
             except StoreError as exc:
-                if on_damage is None:
-                    raise
-                on_damage(exc)
+                damaged(exc)
         return states
+
+    def readable_states(self) -> dict[str, dict[str, Any]]:
+        """`states`, with a damaged state file logged as a warning and skipped (its devices
+        start afresh, or show no state) rather than stopping the caller: states are advisory."""
+        return self.states(on_damage=lambda exc: log.warning("%s", exc))
 
     def read_state(self, device: str) -> dict[str, Any]:
         """One device's state ({} when it has none); see `states`."""
@@ -850,10 +854,7 @@ class Store:
     def _record_from_files(self, path: Path) -> EnvelopeRecord:
         base = path.name[: -len(ENVELOPE_SUFFIX)]
         meta = _read_sidecar(path.with_name(base + META_SUFFIX))
-        if meta is not None and isinstance(meta.get("verdict"), dict):
-            verdict: dict[str, Any] | None = meta["verdict"]
-        else:
-            verdict = _read_sidecar(path.with_name(base + VERDICT_SUFFIX))
+        verdict = _collected_verdict(meta, path.with_name(base + VERDICT_SUFFIX))
         data = path.read_bytes()
         relative = str(path.relative_to(self.root))
         if meta is None:
@@ -938,6 +939,13 @@ def _read_state_file(path: Path) -> dict[str, Any]:
         raise StoreError(f"state file {path}: expected a JSON object, found {type(value).__name__}; "
                          "delete it to start the increments and alert schedules afresh")
     return value
+
+
+def _collected_verdict(meta: dict[str, Any] | None, verdict_path: Path) -> dict[str, Any] | None:
+    """The verdict at collection: in the metadata, else in the separate verdict file."""
+    if meta is not None and isinstance(meta.get("verdict"), dict):
+        return meta["verdict"]  # type: ignore[no-any-return]
+    return _read_sidecar(verdict_path)
 
 
 def _read_sidecar(path: Path) -> dict[str, Any] | None:

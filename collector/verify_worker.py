@@ -175,26 +175,14 @@ class VerifyWorkers:
         self._busy: set[_Worker] = set()
         self._run = 0
         self._warned = False
-        for _ in range(count):
-            try:
-                self._starting.append(_Worker())
-            except OSError as exc:
-                self._warn(f"cannot start a verification helper process ({exc}); verifying in the "
-                           "collector's own threads")
+        self._start(count)
 
     def begin_run(self) -> None:
         """A new run: helpers take a fresh view of the trust store at their next call, and
         helpers lost in earlier runs are started again."""
         with self._cond:
             self._run += 1
-            missing = self.count - len(self._starting) - len(self._idle) - len(self._busy)
-            for _ in range(max(0, missing)):
-                try:
-                    self._starting.append(_Worker())
-                except OSError as exc:
-                    self._warn(f"cannot start a verification helper process ({exc}); verifying in "
-                               "the collector's own threads")
-                    break
+            self._start(self.count - len(self._starting) - len(self._idle) - len(self._busy))
 
     def pids(self) -> list[int]:
         with self._cond:
@@ -240,6 +228,15 @@ class VerifyWorkers:
             worker.close()
 
     # --- internals ------------------------------------------------------------------------
+
+    def _start(self, count: int) -> None:
+        for _ in range(count):
+            try:
+                self._starting.append(_Worker())
+            except OSError as exc:
+                self._warn(f"cannot start a verification helper process ({exc}); verifying in the "
+                           "collector's own threads")
+                return
 
     def _take(self) -> tuple[_Worker | None, int]:
         with self._cond:

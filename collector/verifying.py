@@ -19,7 +19,7 @@ from verifier.chain import per_certificate
 from verifier.policy import Policy
 
 __all__ = ["FILESYSTEM_ITEM", "Checked", "checked_from", "freeze_trust_store", "release_trust_store",
-           "trust_store_for", "verify_bytes", "verify_signed_output"]
+           "stored_verdict", "trust_store_for", "verify_bytes", "verify_signed_output"]
 
 FILESYSTEM_ITEM = "filesystem-inventory"
 
@@ -110,6 +110,18 @@ def verify_signed_output(raw: bytes, verifier_profile: str, trust_store_path: st
     except VerifierError as exc:
         return Checked(False, {}, [], [], {}, None, None, {}, refused=str(exc))
     return checked_from(verdict, filesystem_blocks={})
+
+
+def stored_verdict(checked: Checked) -> Any:
+    """What the store records of `checked` (a `collector.store.StoredVerdict`: the verdict JSON
+    and the index's summary), or None when the verifier refused to judge (nothing to record)."""
+    from .store import StoredVerdict
+
+    if checked.refused is not None:
+        return None
+    days = checked.days_to_expiry
+    return StoredVerdict(checked.verdict_json, checked.trusted, [finding["id"] for finding in checked.errors],
+                         days.get("leaf"), days.get("root"))
 
 
 def checked_from(verdict: Any, *, filesystem_blocks: dict[str, int]) -> Checked:

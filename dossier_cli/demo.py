@@ -97,7 +97,7 @@ def run_demo(out: Path, devices: int = 5, *, say: Any = print) -> tuple[RunSumma
             with RunLock(store.root / "collect.lock"):
                 summary = Collector(store, trust_store_path=trust_path, alerts=alerts,
                                     options=CollectOptions(concurrency=8)).run(inventory.devices)
-            write_metrics(metrics_path, store.states(on_damage=lambda exc: logging.getLogger("collector").warning("%s", exc)))
+            write_metrics(metrics_path, store.readable_states())
         finally:
             store.close()
     as_expected = all(

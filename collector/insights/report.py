@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -41,9 +40,6 @@ _COLOR = {"affirming": "#2e7d32", "warning": "#ef8f00", "contraindicated": "#c62
 _KIND_COLOR = {"files": "#5c6bc0", "packages": "#26a69a", "reboots": "#8d6e63", "commits": "#ab47bc",
                "hardware": "#78909c", "boot": "#ec407a", "certificates": "#ffa726"}
 
-log = logging.getLogger(__name__)
-
-
 def _counts(drift: Sequence[Finding]) -> dict[str, int]:
     counts = dict.fromkeys(CHANGE_KINDS, 0)
     for finding in drift:
@@ -74,8 +70,7 @@ def _expiry_days(store: Store, record: EnvelopeRecord | None, now: dt.datetime) 
 def build_report(store: Store, *, now: dt.datetime | None = None) -> dict[str, Any]:
     """The report's data: one entry per device with its table row and its timeline."""
     now = now or dt.datetime.now(dt.UTC)
-    latest, latest_trusted = store.latest(), store.latest_trusted()
-    states = store.states(on_damage=lambda exc: log.warning("%s", exc))  # advisory: warn, go on
+    latest, latest_trusted, states = store.latest(), store.latest_trusted(), store.readable_states()
     statuses = {path: status for _, _, path, status in store.appraisal_statuses()}
     devices = []
     for name in sorted(set(latest) | set(states)):

@@ -192,6 +192,8 @@ class FakeFleet:
 
     def __init__(self, devices: list[FakeDevice]) -> None:
         self.devices = devices
+        #: (server->client, client->server) cipher of each connection served
+        self.negotiated: list[tuple[str | None, str | None]] = []
         self._sockets: list[socket.socket] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -230,12 +232,18 @@ class FakeFleet:
                 continue
             threading.Thread(target=self._serve, args=(conn, device), daemon=True).start()
 
-    def _serve(self, conn: socket.socket, device: FakeDevice) -> None:
+    def _transport(self, conn: socket.socket, device: FakeDevice) -> paramiko.Transport:
+        """The server side of one connection (a subclass may restrict its algorithms)."""
         transport = paramiko.Transport(conn)
         transport.add_server_key(device.host_key)
+        return transport
+
+    def _serve(self, conn: socket.socket, device: FakeDevice) -> None:
+        transport = self._transport(conn, device)
         server = _Server(device)
         try:
             transport.start_server(server=server)
+            self.negotiated.append((transport.local_cipher, transport.remote_cipher))
             channel = transport.accept(10)
             if channel is not None and channel.get_id() in server.destinations:
                 destination = server.destinations[channel.get_id()]

@@ -8,7 +8,6 @@ import dataclasses
 import socket
 import struct
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from collector.errors import CollectorError
 from collector.inventory import Device, load_inventory
 from collector.ssh import PREFERRED_CIPHERS, DeviceSession, prefer_ciphers, run_command
-from collector_fakes import FakeDevice, FakeFleet, _Server, reply
+from collector_fakes import FakeDevice, FakeFleet, reply
 from emulator.fleet import Fleet
 
 GCM = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
@@ -151,32 +150,12 @@ def test_the_client_offers_gcm_first_then_paramikos_ciphers_on_the_wire(emulated
 
 class NoGcmFleet(FakeFleet):
     """FakeFleet whose servers offer only AES-CTR (no GCM): like an old device or a locked-down
-    `ssh server algorithms cipher` list. Records what each connection negotiated."""
+    `ssh server algorithms cipher` list (FakeFleet records what each connection negotiated)."""
 
-    def __init__(self, devices: list[FakeDevice]) -> None:
-        super().__init__(devices)
-        self.negotiated: list[tuple[str | None, str | None]] = []
-
-    def _serve(self, conn: socket.socket, device: FakeDevice) -> None:
-        transport = paramiko.Transport(conn)
+    def _transport(self, conn: socket.socket, device: FakeDevice) -> paramiko.Transport:
+        transport = super()._transport(conn, device)
         transport.get_security_options().ciphers = NO_GCM
-        transport.add_server_key(device.host_key)
-        server = _Server(device)
-        try:
-            transport.start_server(server=server)
-            self.negotiated.append((transport.local_cipher, transport.remote_cipher))
-            channel = transport.accept(10)
-            if channel is None or not server.exec_event.wait(10):
-                return
-            device.commands.append(server.command or "")
-            device.handler(server.command or "", channel)
-        except (paramiko.SSHException, EOFError, OSError):
-            return
-        finally:
-            deadline = time.monotonic() + 5  # let the client read everything first
-            while transport.is_active() and time.monotonic() < deadline and not self._stop.is_set():
-                time.sleep(0.01)
-            transport.close()
+        return transport
 
 
 def test_a_server_without_gcm_still_works(tmp_path: Path) -> None:
