@@ -38,6 +38,7 @@ from .errors import CollectorError, InventoryError
 from .inventory import Device
 from .platforms import profile_for
 from .ssh import CommandResult, run_command
+from .errors import StoreError
 from .store import EnvelopeRecord, Store, StoredVerdict
 from .verifying import (
     _BASE_TRUST_STORES,
@@ -46,7 +47,7 @@ from .verifying import (
     freeze_trust_store,
     release_trust_store,
     stored_verdict,
-    verify_bytes,
+    verify_many,
 )
 from .verify_worker import VerifyWorkers, auto_worker_count, has_shared_workers, shared_workers
 
@@ -61,6 +62,8 @@ NONCE_BYTES = 16
 TRUSTED, UNTRUSTED, FAILED, SKIPPED = "trusted", "untrusted", "failed", "skipped"
 #: Outputs received but not yet stored and verified, per SSH slot, before new sessions wait.
 BACKLOG_PER_SESSION = 2
+#: Outputs stored and verified together at most (`Store.save_many`, one helper call).
+MAX_BATCH = 16
 #: Runs of at least this many devices start a verification helper (`verify_workers=None`).
 HELPER_MIN_DEVICES = 32
 #: Device states (one file for the fleet) are written at most this often during a run, and at
@@ -243,15 +246,15 @@ class Collector:
             # Outputs waiting for their turn are bounded (memory) by BACKLOG_PER_SESSION.
             # Index rows are written a batch at a time (the run marked the index dirty above,
             # so a crash before a batch is written is repaired by the next run's reindex).
+            # Futures report themselves here when done: one queue operation per completion
+            # (concurrent.futures.wait would lock and unlock every pending future each time).
+            completed: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
             with self.store.batched_index(), \
                  ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="collect") as sessions, \
-                 ThreadPoolExecutor(max_workers=self._finishers(concurrency), thread_name_prefix="store") as finishers:
+                 _Finishers(self._finish_many, self._finishers(concurrency), completed) as finishers:
                 fetching: dict[Future[Any], Device] = {}
                 finishing: dict[Future[DeviceOutcome], Device] = {}
                 backlog = BACKLOG_PER_SESSION * concurrency
-                # Futures report themselves here when done: one queue operation per completion
-                # (concurrent.futures.wait would lock and unlock every pending future each time).
-                completed: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
                 while pending or fetching or finishing:
                     # Submit only as slots free up, so a stop or the run deadline keeps the
                     # devices not yet started from starting (in-flight ones finish).
@@ -273,9 +276,7 @@ class Collector:
                             device = fetching.pop(future)
                             fetched = future.result()
                             if not isinstance(fetched, DeviceOutcome):
-                                finishing_future = finishers.submit(self._finish, fetched)
-                                finishing[finishing_future] = device
-                                finishing_future.add_done_callback(completed.put)
+                                finishing[finishers.submit(fetched)] = device
                                 continue
                             outcome = fetched
                         else:
@@ -420,32 +421,46 @@ class Collector:
 
     def _finish(self, fetched: _Fetched) -> DeviceOutcome:
         """Store the output byte for byte, verify it, record the verdict and the state."""
-        device, outcome, result, nonce_hex = fetched.device, fetched.outcome, fetched.result, fetched.nonce_hex
-        command, items, attempt, state, begin = (fetched.command, fetched.items, fetched.attempt,
-                                                 fetched.state, fetched.begin)
-        checked: Checked | None = None
-
-        def check(record: EnvelopeRecord) -> StoredVerdict | None:
-            """Between storing the envelope and writing its metadata: the verdict goes in it."""
-            nonlocal checked
-            if not self.options.verify:
-                return None
-            checked = self.verify_call(verify_bytes, (result.output, self.trust_store_arg, device.name,
-                                                      nonce_hex, result.received))
-            return stored_verdict(checked)  # None when the verifier refused to judge
-
-        record = self.store.save(
-            device=device.name, host=device.host, nonce_hex=nonce_hex, output=result.output,
-            started=result.started, received=result.received, duration_s=result.duration_s,
-            extra={"port": device.port, "command": command, "items": list(items),
-                   "attempts": attempt, "exit_status": result.exit_status},
-            check=check,
-        )
-        outcome.bytes, outcome.path, outcome.nonce = record.bytes, record.path, nonce_hex
-        outcome.received = record.received
-        outcome.duration_s = time.monotonic() - begin
-        self._record_verdict(device, record, checked, outcome, state)
+        outcome = self._finish_many([fetched])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
         return outcome
+
+    def _finish_many(self, batch: list[_Fetched]) -> list[DeviceOutcome | StoreError]:
+        """`_finish` for outputs that came in together: stored together (one syncfs for all
+        their files, `Store.save_many`) and verified back to back (one helper call). Returns,
+        per output, its outcome or the StoreError that kept it from being stored."""
+        checked: list[Checked | None] = [None] * len(batch)
+
+        def check(records: list[EnvelopeRecord | None]) -> list[StoredVerdict | None]:
+            """Between storing the envelopes and writing their metadata: the verdicts go in it."""
+            if not self.options.verify:
+                return [None] * len(records)
+            wanted = [position for position, record in enumerate(records) if record is not None]
+            calls = [(batch[p].result.output, self.trust_store_arg, batch[p].device.name, batch[p].nonce_hex,
+                      batch[p].result.received) for p in wanted]
+            for position, one in zip(wanted, self.verify_call(verify_many, (calls,)), strict=True):
+                checked[position] = one
+            return [stored_verdict(one) if one is not None else None for one in checked]  # None: refused
+
+        records = self.store.save_many([
+            {"device": f.device.name, "host": f.device.host, "nonce_hex": f.nonce_hex, "output": f.result.output,
+             "started": f.result.started, "received": f.result.received, "duration_s": f.result.duration_s,
+             "extra": {"port": f.device.port, "command": f.command, "items": list(f.items),
+                       "attempts": f.attempt, "exit_status": f.result.exit_status}}
+            for f in batch], check=check)
+        outcomes: list[DeviceOutcome | StoreError] = []
+        for fetched, record, one in zip(batch, records, checked, strict=True):
+            if isinstance(record, StoreError):
+                outcomes.append(record)
+                continue
+            outcome = fetched.outcome
+            outcome.bytes, outcome.path, outcome.nonce = record.bytes, record.path, fetched.nonce_hex
+            outcome.received = record.received
+            outcome.duration_s = time.monotonic() - fetched.begin
+            self._record_verdict(fetched.device, record, one, outcome, fetched.state)
+            outcomes.append(outcome)
+        return outcomes
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with 'equal jitter': half fixed, half random."""
@@ -557,6 +572,62 @@ class Collector:
                     self._states_changed = True
                 raise
             self._state_write_failed = False
+
+
+class _Finishers:
+    """Threads that store and verify outputs a batch at a time: each takes every output waiting
+    (up to MAX_BATCH) and hands them to `finish_many` together; each output's future completes
+    with its outcome (or the StoreError that kept it from being stored) and is put on
+    `completed`."""
+
+    def __init__(self, finish_many: Callable[[list[_Fetched]], list[DeviceOutcome | StoreError]], count: int,
+                 completed: queue.SimpleQueue[Future[Any]]) -> None:
+        self._finish_many = finish_many
+        self._completed = completed
+        self._waiting: queue.SimpleQueue[tuple[_Fetched, Future[DeviceOutcome]] | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._serve, name=f"store-{n}", daemon=True) for n in range(count)]
+        for thread in self._threads:
+            thread.start()
+
+    def __enter__(self) -> _Finishers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for _ in self._threads:
+            self._waiting.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def submit(self, fetched: _Fetched) -> Future[DeviceOutcome]:
+        future: Future[DeviceOutcome] = Future()
+        future.add_done_callback(self._completed.put)
+        self._waiting.put((fetched, future))
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            first = self._waiting.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    more = self._waiting.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._waiting.put(None)  # for this thread's next turn
+                    break
+                batch.append(more)
+            try:
+                outcomes: list[Any] = self._finish_many([fetched for fetched, _ in batch])
+            except BaseException as exc:  # e.g. a bug in verification: the run raises it
+                outcomes = [exc] * len(batch)
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
 
 
 @lru_cache(maxsize=4096)

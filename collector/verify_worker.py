@@ -60,7 +60,7 @@ _ENVIRONMENT = ("PATH", "HOME", "TMPDIR", "LANG", "LANGUAGE", "SYSTEMROOT", "VIR
                 "PYTHONUSERBASE", "PYTHONNOUSERSITE", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE",
                 "PYTHONPYCACHEPREFIX", "SSL_CERT_FILE", "SSL_CERT_DIR", "OPENSSL_CONF", "OPENSSL_MODULES")
 #: What a helper may be asked to run.
-_FUNCTIONS = ("verify_bytes", "verify_signed_output")
+_FUNCTIONS = ("verify_bytes", "verify_many", "verify_signed_output")
 
 
 def auto_worker_count() -> int:

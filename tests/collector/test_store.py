@@ -243,11 +243,30 @@ def test_a_verdict_file_of_an_older_store_is_still_read(tmp_path: Path) -> None:
 
 # --- names made durable in the background --------------------------------------------------------
 
-def test_sync_returns_once_the_names_are_synced_and_reports_a_failure(tmp_path: Path) -> None:
+@pytest.fixture(params=["syncfs", "folders"])
+def sync_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with stores that make names durable with syncfs (where the file system
+    allows) and with a fsync per folder (elsewhere)."""
+    if request.param == "folders":
+        monkeypatch.setattr(store_module._BatchSync, "usable", classmethod(lambda cls, root: False))
+    elif not store_module._BatchSync.usable(Path(os.environ.get("TMPDIR", "/tmp"))):
+        pytest.skip("no syncfs for the temporary folder's file system here")
+    return request.param
+
+
+def failing_syncfs(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the store's syncfs report a write-back failure (then each folder is fsynced)."""
+    if store._batch is not None:
+        monkeypatch.setattr(store._batch, "_syncfs", lambda fd: -1)
+
+
+def test_sync_returns_once_the_names_are_synced_and_reports_a_failure(
+        tmp_path: Path, sync_kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store.open(tmp_path / "s")
-    records = [save(store, device=f"xr-{i:04d}") for i in range(1, 6)]  # five folders: one syncfs
+    records = [save(store, device=f"xr-{i:04d}") for i in range(1, 6)]  # five folders
     store.sync()
     assert all((tmp_path / "s" / r.path).exists() for r in records)
+    failing_syncfs(store, monkeypatch)  # syncfs cannot vouch for anything: each folder then
     store._names.add(tmp_path / "s" / "gone")  # a folder that cannot be opened any more
     with pytest.raises(StoreError, match="cannot make the names of stored files durable"):
         store.sync()
@@ -268,7 +287,8 @@ def test_directories_are_synced_each_and_every_failure_is_reported(tmp_path: Pat
         store_module._sync_directories({Path("bad\0name")})
 
 
-def test_names_are_synced_even_when_no_thread_can_be_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_names_are_synced_even_when_no_thread_can_be_started(tmp_path: Path, sync_kind: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
     def refuse(self: threading.Thread) -> None:
@@ -283,8 +303,10 @@ def test_names_are_synced_even_when_no_thread_can_be_started(tmp_path: Path, mon
     store.close()
 
 
-def test_a_failure_that_is_not_an_os_error_does_not_stop_the_syncing(tmp_path: Path) -> None:
+def test_a_failure_that_is_not_an_os_error_does_not_stop_the_syncing(
+        tmp_path: Path, sync_kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store.open(tmp_path / "s")
+    failing_syncfs(store, monkeypatch)
     store._names.add(Path("bad\0name"))  # os.open raises ValueError
     with pytest.raises(StoreError, match="cannot make the names"):
         store.sync()
@@ -311,3 +333,115 @@ def test_an_envelope_whose_metadata_cannot_be_written_still_gets_its_name_synced
         save(store)
     assert tmp_path / "s" / "xr-0001" in handed
     store.sync()
+
+
+# --- several envelopes at once (the collector's batches) ----------------------------------------
+
+def entry(device: str = "xr-0001", *, nonce: str = "00112233" * 4, output: bytes = b"{}\n") -> dict:
+    return {"device": device, "host": "127.0.0.1", "nonce_hex": nonce, "output": output,
+            "started": T0 - timedelta(seconds=1), "received": T0, "duration_s": 1.0, "extra": {"port": 22}}
+
+
+def verdict(trusted: bool) -> store_module.StoredVerdict:
+    verdict_json = {**VERDICT_JSON, "trusted": trusted, "findings": [] if trusted else VERDICT_JSON["findings"]}
+    return store_module.StoredVerdict(verdict_json, trusted, [] if trusted else ["nonce.mismatch"], 30, 300)
+
+
+@pytest.mark.parametrize("kind", ["syncfs", "one by one", "named temporaries"])
+def test_save_many_stores_each_envelope_with_its_verdict_and_indexes_it(
+        tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if kind != "syncfs":
+        monkeypatch.setattr(store_module._BatchSync, "usable", classmethod(lambda cls, root: False))
+    if kind == "named temporaries":
+        monkeypatch.setattr(store_module, "_O_TMPFILE", None)
+    store = Store.open(tmp_path / "s")
+    assert (store._batch is not None) == (kind == "syncfs" and store_module._BatchSync.usable(tmp_path))
+    seen: list = []
+
+    def check(records: list) -> list:
+        seen.append(records)
+        # Every envelope is stored (named, complete) before it is verified.
+        assert all((store.root / r.path).read_bytes() == b"{\"n\": %d}" % int(r.device[3:]) for r in records)
+        return [verdict(r.device != "xr-0001") for r in records]
+
+    entries = [entry(f"xr-{i:04d}", output=b"{\"n\": %d}" % i) for i in range(3)]
+    records = store.save_many(entries, check=check)
+    assert len(seen) == (1 if kind == "syncfs" else 3)  # one call for the batch (else one each)
+    assert [r.trusted for r in records] == [True, False, True]
+    for i, record in enumerate(records):
+        meta = json.loads((store.root / (record.path + ".meta.json")).read_text())
+        jsonschema.validate(meta, schemas.load("metadata"))
+        assert meta["verdict"]["trusted"] == (i != 1) and meta["device"] == f"xr-{i:04d}"
+    assert {d: r.trusted for d, r in store.latest().items()} == {"xr-0000": True, "xr-0001": False, "xr-0002": True}
+    store.sync()
+    store.close()
+    assert not list(store.root.rglob("*.tmp"))
+
+
+def test_save_many_syncs_once_per_step_not_once_per_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store.open(tmp_path / "s")
+    if store._batch is None:
+        pytest.skip("no syncfs for this file system here")
+    calls: list[str] = []
+    real_syncfs = store._batch._syncfs
+    monkeypatch.setattr(store._batch, "_syncfs", lambda fd: (calls.append("syncfs"), real_syncfs(fd))[1])
+    monkeypatch.setattr(store_module.os, "fsync", lambda fd: calls.append("fsync"))
+    store.save_many([entry(f"xr-{i:04d}") for i in range(8)],
+                    check=lambda records: [verdict(True)] * len(records))
+    assert calls == ["syncfs", "syncfs"]  # the envelopes, then their metadata
+    store.sync()  # the names: one more
+    assert calls == ["syncfs"] * 3
+
+
+def test_save_many_fsyncs_each_file_when_syncfs_reports_a_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store.open(tmp_path / "s")
+    if store._batch is None:
+        pytest.skip("no syncfs for this file system here")
+    failing_syncfs(store, monkeypatch)
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        if len(synced) == 2:  # the second envelope's data could not be written
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(store_module.os, "fsync", fsync)
+    results = store.save_many([entry(f"xr-{i:04d}") for i in range(3)],
+                              check=lambda records: [verdict(True) if r else None for r in records])
+    assert isinstance(results[1], StoreError) and "Input/output error" in str(results[1])
+    assert "xr-0001" in str(results[1])
+    assert not (store.root / "xr-0001").exists() or not list((store.root / "xr-0001").iterdir())  # never named
+    assert [type(r).__name__ for r in results] == ["EnvelopeRecord", "StoreError", "EnvelopeRecord"]
+    assert set(store.latest()) == {"xr-0000", "xr-0002"}
+
+
+def test_save_many_keeps_what_was_stored_when_one_envelope_exists_already(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s")
+    first = store.save_many([entry("xr-0001", output=b"original")])[0]
+    results = store.save_many([entry("xr-0001", output=b"again"), entry("xr-0002")])
+    assert isinstance(results[0], StoreError) and "never overwrites" in str(results[0])
+    assert (store.root / first.path).read_bytes() == b"original"
+    assert results[1].device == "xr-0002" and (store.root / results[1].path).exists()
+
+
+def test_save_many_writes_the_metadata_and_raises_when_the_check_fails(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s")
+
+    def check(records: list) -> list:
+        raise RuntimeError("verifier bug")
+
+    with pytest.raises(RuntimeError, match="verifier bug"):
+        store.save_many([entry("xr-0001"), entry("xr-0002")], check=check)
+    latest = store.latest()
+    assert set(latest) == {"xr-0001", "xr-0002"}
+    assert all(r.trusted is None and not r.meta_missing for r in latest.values())
+
+
+def test_save_many_reports_a_bad_device_name_for_its_entry_only(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s")
+    results = store.save_many([entry("../escape"), entry("xr-0002")])
+    assert isinstance(results[0], StoreError) and "invalid device name '../escape'" in str(results[0])
+    assert results[1].device == "xr-0002"
