@@ -12,11 +12,13 @@ Layout under the store root:
     index.sqlite                                               rebuildable from the files
 
 Crash safety: each file is written to a temporary file (unnamed where Linux's O_TMPFILE works),
-fsynced, then hard-linked to its final name (a link never replaces an existing file, unlike
-rename) and the directory fsynced: an envelope's and its metadata's folder by a background
-thread (`Store.sync` waits for it; a run ends only after it), other files' at once. A crash
-leaves at most a `.*.tmp` file, which `reindex` removes. The index is marked dirty while a run
-writes; a run that finds it dirty rebuilds it from the files first.
+made durable, then hard-linked to its final name (a link never replaces an existing file, unlike
+rename), and the name made durable too before a run ends (`Store.sync`). Durable means a fsync
+of the file and of its folder (the folders of envelopes and metadata by a background thread),
+or, where the file system takes it (`_BatchSync`), one syncfs for a whole batch of files
+(`Store.save_many`), which also makes the names of the batch before it durable. A crash leaves
+at most a `.*.tmp` file, which `reindex` removes. The index is marked dirty while a run writes;
+a run that finds it dirty rebuilds it from the files first.
 """
 
 from __future__ import annotations
