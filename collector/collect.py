@@ -62,8 +62,10 @@ NONCE_BYTES = 16
 TRUSTED, UNTRUSTED, FAILED, SKIPPED = "trusted", "untrusted", "failed", "skipped"
 #: Outputs received but not yet stored and verified, per SSH slot, before new sessions wait.
 BACKLOG_PER_SESSION = 2
-#: Outputs stored and verified together at most (`Store.save_many`, one helper call).
+#: Outputs stored and verified together at most (`Store.save_many`, one helper call), and
+#: their bytes (a batch takes outputs until it holds this much; one output may hold more).
 MAX_BATCH = 16
+MAX_BATCH_BYTES = 16 * 1024 * 1024
 #: Runs of at least this many devices start a verification helper (`verify_workers=None`).
 HELPER_MIN_DEVICES = 32
 #: Device states (one file for the fleet) are written at most this often during a run, and at
@@ -576,9 +578,10 @@ class Collector:
 
 class _Finishers:
     """Threads that store and verify outputs a batch at a time: each takes every output waiting
-    (up to MAX_BATCH) and hands them to `finish_many` together; each output's future completes
-    with its outcome (or the StoreError that kept it from being stored) and is put on
-    `completed`."""
+    (up to MAX_BATCH outputs or MAX_BATCH_BYTES) and hands them to `finish_many` together; each
+    output's future completes with its outcome (or the StoreError that kept it from being
+    stored) and is put on `completed`. Outputs arriving one by one are finished one by one:
+    a batch never waits for more."""
 
     def __init__(self, finish_many: Callable[[list[_Fetched]], list[DeviceOutcome | StoreError]], count: int,
                  completed: queue.SimpleQueue[Future[Any]]) -> None:
@@ -610,7 +613,8 @@ class _Finishers:
             if first is None:
                 return
             batch = [first]
-            while len(batch) < MAX_BATCH:
+            size = len(first[0].result.output)
+            while len(batch) < MAX_BATCH and size < MAX_BATCH_BYTES:
                 try:
                     more = self._waiting.get_nowait()
                 except queue.Empty:
@@ -619,6 +623,7 @@ class _Finishers:
                     self._waiting.put(None)  # for this thread's next turn
                     break
                 batch.append(more)
+                size += len(more[0].result.output)
             try:
                 outcomes: list[Any] = self._finish_many([fetched for fetched, _ in batch])
             except BaseException as exc:  # e.g. a bug in verification: the run raises it
