@@ -15,8 +15,9 @@ emulator processes:
     byte-exact atomic store, metadata, SQLite index, verification against the trust store in
     a helper process when there are two cores or more and the run has 32 devices or more, or
     this process started a helper already: fleet sizes are measured in increasing order, so
-    10 devices verify in-thread), into one store per variant that every round adds to, as a
-    cron job does;
+    10 devices verify in-thread; outputs that come in together are stored and verified
+    together, one syncfs a step where the file system allows), into one store per variant that
+    every round adds to, as a cron job does;
   * in-thread: the same, verifying in the collector's own threads (`--verify-workers 0`);
   * no-verify: the same without verification.
 and prints devices per second (each variant's best round), CPU milliseconds per poll of this
@@ -201,9 +202,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--emulators", type=int, default=2, help="emulator processes")
     parser.add_argument("--rounds", type=int, default=None,
-                        help="alternating rounds per fleet size (default: about 20 s of polling per "
-                             "variant and size, at least 3: 10 devices 15, 100 devices 7, 1,000 "
-                             "devices 3); the best of each is shown, the ratio is their median")
+                        help="alternating rounds per fleet size (default: about 30 s of polling per "
+                             "variant and size, at least 5: 10 devices 31, 100 devices 11, 1,000 "
+                             "devices 5); the best of each is shown, the ratio is their median")
     parser.add_argument("--verify-workers", type=int, default=None,
                         help="verification helper processes for the `collect` variant (default: the "
                              "collector's default, one when two cores or more)")
@@ -271,7 +272,9 @@ def main() -> None:
             # moment. Each round measures the floor first, then the others in an order rotated
             # from round to round; each variant's best round is shown; the ratio is the median
             # over rounds of the variant against the floor of its round.
-            rounds = args.rounds or max(3, min(15, round(700 / size)))
+            # Enough rounds that the median is not one noisy moment: a round of 10 devices lasts
+            # ~0.1 s, and other tenants slow this kind of machine by up to half for seconds.
+            rounds = args.rounds or max(5, min(31, round(1100 / size)))
             for round_index in range(rounds):
                 others = variants[1:]
                 shift = round_index % len(others)

@@ -302,6 +302,9 @@ class _BatchSync:
     def __init__(self, root: Path) -> None:
         self.fd = os.open(root, os.O_RDONLY)
         self._syncfs = _syncfs()
+        # After a reported failure, a later syncfs returning 0 proves nothing about pages whose
+        # write-back failed before (the error is reported once): from then on, fsync each file.
+        self.failed = False
 
     @classmethod
     def usable(cls, root: Path) -> bool:
@@ -311,14 +314,15 @@ class _BatchSync:
         """True when everything written so far is durable; False when some write-back failed
         (somewhere on the file system: the caller fsyncs its own files to find out) or this
         is closed."""
-        if self.fd < 0:
+        if self.fd < 0 or self.failed:
             return False
         if self._syncfs(self.fd) == 0:
             return True
         import ctypes
 
-        log.info("syncfs on the store's file system reported %s; fsyncing each file",
-                 os.strerror(ctypes.get_errno()))
+        self.failed = True
+        log.warning("syncfs on the store's file system reported %s; fsyncing each file from now on",
+                    os.strerror(ctypes.get_errno()))
         return False
 
     def close(self) -> None:

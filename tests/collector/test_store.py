@@ -445,3 +445,22 @@ def test_save_many_reports_a_bad_device_name_for_its_entry_only(tmp_path: Path) 
     results = store.save_many([entry("../escape"), entry("xr-0002")])
     assert isinstance(results[0], StoreError) and "invalid device name '../escape'" in str(results[0])
     assert results[1].device == "xr-0002"
+
+
+def test_after_one_syncfs_failure_every_file_is_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write-back error is reported once: a later syncfs that returns 0 proves nothing."""
+    store = Store.open(tmp_path / "s")
+    if store._batch is None:
+        pytest.skip("no syncfs for this file system here")
+    real_syncfs = store._batch._syncfs
+    outcomes = iter([-1])
+    monkeypatch.setattr(store._batch, "_syncfs", lambda fd: next(outcomes, None) or real_syncfs(fd))
+    fsynced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(store_module.os, "fsync", lambda fd: (fsynced.append(fd), real_fsync(fd))[1])
+    store.save_many([entry("xr-0001")])
+    assert len(fsynced) == 2  # the envelope, then its metadata
+    store.save_many([entry("xr-0002")])
+    assert len(fsynced) == 4  # still one each, though syncfs would now say 0
+    store.sync()
+    assert set(store.latest()) == {"xr-0001", "xr-0002"}
