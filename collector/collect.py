@@ -626,9 +626,14 @@ class _Finishers:
                 size += len(more[0].result.output)
             try:
                 outcomes: list[Any] = self._finish_many([fetched for fetched, _ in batch])
+                if len(outcomes) != len(batch):
+                    raise RuntimeError(f"expected {len(batch)} outcomes, found {len(outcomes)}")
             except BaseException as exc:  # e.g. a bug in verification: the run raises it
                 outcomes = [exc] * len(batch)
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
+            for (_, future), outcome in zip(batch, outcomes):
+                # Every future completes, or the run would wait for it forever.
+                if future.done():
+                    continue
                 if isinstance(outcome, BaseException):
                     future.set_exception(outcome)
                 else:

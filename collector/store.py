@@ -301,10 +301,14 @@ class _BatchSync:
 
     def __init__(self, root: Path) -> None:
         self.fd = os.open(root, os.O_RDONLY)
+        self.device = os.fstat(self.fd).st_dev  # syncfs covers this file system only
         self._syncfs = _syncfs()
         # After a reported failure, a later syncfs returning 0 proves nothing about pages whose
         # write-back failed before (the error is reported once): from then on, fsync each file.
         self.failed = False
+        # One call at a time: an error is reported to one call only, so a call made beside the
+        # one that got it could return 0 for files whose write-back failed.
+        self._lock = threading.Lock()
 
     @classmethod
     def usable(cls, root: Path) -> bool:
@@ -314,19 +318,21 @@ class _BatchSync:
         """True when everything written so far is durable; False when some write-back failed
         (somewhere on the file system: the caller fsyncs its own files to find out) or this
         is closed."""
-        if self.fd < 0 or self.failed:
-            return False
-        if self._syncfs(self.fd) == 0:
-            return True
-        import ctypes
+        with self._lock:
+            if self.fd < 0 or self.failed:
+                return False
+            if self._syncfs(self.fd) == 0:
+                return True
+            import ctypes
 
-        self.failed = True
-        log.warning("syncfs on the store's file system reported %s; fsyncing each file from now on",
-                    os.strerror(ctypes.get_errno()))
+            self.failed = True
+            reason = os.strerror(ctypes.get_errno())
+        log.warning("syncfs on the store's file system reported %s; fsyncing each file from now on", reason)
         return False
 
     def close(self) -> None:
-        fd, self.fd = self.fd, -1
+        with self._lock:
+            fd, self.fd = self.fd, -1
         if fd >= 0:
             os.close(fd)
 
@@ -567,6 +573,7 @@ class Store:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._made_dirs: set[Path] = set()  # mkdir once per directory, not once per envelope
+        self._elsewhere: set[Path] = set()  # folders on another file system than the root's
         # One syncfs per batch of files instead of a fsync each, where the file system allows.
         self._batch: _BatchSync | None = _BatchSync(self.root) if _BatchSync.usable(self.root) else None
         if self._batch is not None:
@@ -759,7 +766,7 @@ class Store:
                     except OSError as exc:
                         raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
             finally:  # the envelope's name is made durable even if its metadata failed
-                self._names.add(entry.directory)
+                self._name_added(entry.directory)
             if index:
                 self.index(entry.record)
         return entry.record
@@ -786,27 +793,38 @@ class Store:
             except StoreError as exc:
                 prepared.append(None)
                 results[position] = exc
-        self._write_together(batch, [(position, entry.envelope_path, entry.output, True)
-                                     for position, entry in enumerate(prepared) if entry is not None], results)
-        stored = [entry.record if entry is not None and results[position] is None else None
-                  for position, entry in enumerate(prepared)]
+        try:
+            self._write_together(batch, [(position, entry.envelope_path, entry.output, True)
+                                         for position, entry in enumerate(prepared) if entry is not None], results)
+        finally:  # every envelope named so far gets its name made durable, whatever happens next
+            stored = [entry.record if entry is not None and results[position] is None else None
+                      for position, entry in enumerate(prepared)]
+            for record, entry in zip(stored, prepared, strict=True):
+                if record is not None and entry is not None:
+                    self._name_added(entry.directory)
         verdicts: list[StoredVerdict | None] = [None] * len(entries)
         try:
             if check is not None and any(record is not None for record in stored):
-                verdicts = check(stored)
+                verdicts = list(check(stored))
+                if len(verdicts) != len(entries):
+                    raise ValueError(f"expected one verdict per entry ({len(entries)}), found {len(verdicts)}")
         finally:  # the metadata files and index rows are written even if `check` raised
+            if len(verdicts) != len(entries):
+                verdicts = [None] * len(entries)
             sidecars = [(position, path, data, sync)
                         for position, entry in enumerate(prepared) if entry is not None and stored[position] is not None
                         for path, data, sync in self._sidecars(entry, verdicts[position])]
-            self._write_together(batch, sidecars, results)
-            for position, entry in enumerate(prepared):
-                if entry is None or stored[position] is None:
-                    continue
-                self._names.add(entry.directory)
-                if results[position] is None:
-                    results[position] = entry.record
-                    if index:
-                        self.index(entry.record)
+            try:
+                self._write_together(batch, sidecars, results)
+            finally:
+                for position, entry in enumerate(prepared):
+                    if entry is None or stored[position] is None:
+                        continue
+                    self._name_added(entry.directory)
+                    if results[position] is None:
+                        results[position] = entry.record
+                        if index:
+                            self.index(entry.record)
         return results  # type: ignore[return-value]
 
     def _save_each(self, entries: Sequence[Mapping[str, Any]], *, index: bool,
@@ -817,19 +835,21 @@ class Store:
         results: list[EnvelopeRecord | StoreError] = []
         failure: BaseException | None = None
 
-        def check_one(record: EnvelopeRecord) -> StoredVerdict | None:
+        def check_one(position: int, record: EnvelopeRecord) -> StoredVerdict | None:
+            """`check` on the batch's shape: this record at its position, None elsewhere."""
             nonlocal failure
             if check is None or failure is not None:
                 return None
             try:
-                return check([record])[0]
+                return check([record if other == position else None for other in range(len(entries))])[position]
             except BaseException as exc:  # raised after the other entries are stored
                 failure = exc
                 return None
 
-        for fields in entries:
+        for position, fields in enumerate(entries):
             try:
-                results.append(self.save(**fields, index=index, check=check_one))
+                results.append(self.save(**fields, index=index,
+                                         check=lambda record, position=position: check_one(position, record)))
             except StoreError as exc:
                 results.append(exc)
         if failure is not None:
@@ -858,14 +878,16 @@ class Store:
                 opened.append((position, path, data, fd))
             names_before = self._names.added()
             if any(sync for *_, sync in files) and opened:
-                if batch.sync():
+                synced = batch.sync()
+                if synced:
                     self._names.covered(names_before)  # the syncfs made those durable too
-                else:
-                    for position, path, _, fd in opened:
-                        try:
-                            os.fsync(fd)
-                        except OSError as exc:
-                            results[position] = _write_error(path, exc)
+                for position, path, _, fd in opened:
+                    if synced and path.parent not in self._elsewhere:
+                        continue
+                    try:
+                        os.fsync(fd)
+                    except OSError as exc:
+                        results[position] = _write_error(path, exc)
             for position, path, data, fd in opened:
                 if results[position] is not None:
                     continue
@@ -963,14 +985,27 @@ class Store:
         if path not in self._made_dirs:
             try:
                 path.mkdir()
-                self._names.add(path.parent)  # the new folder's own name, durable with the rest
+                self._name_added(path.parent)  # the new folder's own name, durable with the rest
             except FileExistsError as exc:
                 if not path.is_dir():
                     raise StoreError(f"cannot create {path}: expected a folder there, found a file") from exc
             except OSError as exc:
                 raise StoreError(f"cannot create {path}: {exc.strerror}") from exc
+            if self._batch is not None and path.stat().st_dev != self._batch.device:
+                self._elsewhere.add(path)  # e.g. a symlink to another disk: no syncfs of ours covers it
             self._made_dirs.add(path)
         return path
+
+    def _name_added(self, directory: Path) -> None:
+        """A new name in `directory`: made durable in the background or by the next syncfs, or
+        at once for a folder on another file system than the store's (`_elsewhere`)."""
+        if directory in self._elsewhere:
+            try:
+                _fsync_dir(directory)
+            except OSError as exc:
+                raise StoreError(f"cannot make the names in {directory} durable: {exc.strerror or exc}") from exc
+            return
+        self._names.add(directory)
 
     # --- appraisals (collector.insights) ----------------------------------------------------
 
@@ -1085,15 +1120,9 @@ class Store:
     # --- crash recovery ----------------------------------------------------------------------
 
     def mark_dirty(self) -> None:
-        """Mark the index as possibly behind the files until `mark_clean`. The marker must be
-        durable before any name stored after it: fsynced at once, or, where a syncfs makes
-        names durable (`_BatchSync`), by the first one, which comes before any such name is
-        made (only the marker's name matters: its content is never read)."""
-        if self._batch is None:
-            write_file_atomically(self.root / DIRTY_MARKER, b"a collection run is writing\n", replace=True)
-            return
-        write_file_atomically(self.root / DIRTY_MARKER, b"a collection run is writing\n", replace=True, sync=False)
-        self._names.add(self.root)
+        """Mark the index as possibly behind the files until `mark_clean` (durable at once:
+        before any name stored after it)."""
+        write_file_atomically(self.root / DIRTY_MARKER, b"a collection run is writing\n", replace=True)
 
     def mark_clean(self) -> None:
         (self.root / DIRTY_MARKER).unlink(missing_ok=True)

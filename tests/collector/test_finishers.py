@@ -91,8 +91,17 @@ def test_a_store_error_stays_with_its_output_and_a_bug_fails_its_batch_only() ->
 def test_several_threads_share_the_outputs_and_all_end() -> None:
     recorder = Recorder()
     recorder.release.set()
-    before = threading.active_count()
     futures, _ = finish(recorder, [fetched(f"d{i}") for i in range(40)], threads=3)
     assert sorted(name for batch in recorder.batches for name in batch) == sorted(f"d{i}" for i in range(40))
     assert all(f.done() for f in futures)
-    assert threading.active_count() == before
+    assert not [t for t in threading.enumerate() if t.name.startswith("store-") and t.name[6:].isdigit()]
+
+
+def test_a_finish_that_returns_too_few_outcomes_fails_its_batch_instead_of_hanging_the_run() -> None:
+    completed: queue.SimpleQueue = queue.SimpleQueue()
+    with collect._Finishers(lambda batch: ["one short"] * (len(batch) - 1), 1, completed) as finishers:
+        futures = [finishers.submit(fetched(f"d{i}")) for i in range(3)]
+    assert {completed.get(timeout=10) for _ in futures} == set(futures)
+    for future in futures:
+        with pytest.raises(RuntimeError, match=r"expected \d outcomes, found \d"):
+            future.result()

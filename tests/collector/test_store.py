@@ -360,9 +360,13 @@ def test_save_many_stores_each_envelope_with_its_verdict_and_indexes_it(
 
     def check(records: list) -> list:
         seen.append(records)
-        # Every envelope is stored (named, complete) before it is verified.
-        assert all((store.root / r.path).read_bytes() == b"{\"n\": %d}" % int(r.device[3:]) for r in records)
-        return [verdict(r.device != "xr-0001") for r in records]
+        assert len(records) == 3  # the batch's shape, one by one too: None for the others
+        for position, record in enumerate(records):
+            if record is not None:
+                assert record.device == f"xr-{position:04d}"
+                # Every envelope is stored (named, complete) before it is verified.
+                assert (store.root / record.path).read_bytes() == b"{\"n\": %d}" % position
+        return [verdict(position != 1) if record is not None else None for position, record in enumerate(records)]
 
     entries = [entry(f"xr-{i:04d}", output=b"{\"n\": %d}" % i) for i in range(3)]
     records = store.save_many(entries, check=check)
@@ -464,3 +468,47 @@ def test_after_one_syncfs_failure_every_file_is_fsynced(tmp_path: Path, monkeypa
     assert len(fsynced) == 4  # still one each, though syncfs would now say 0
     store.sync()
     assert set(store.latest()) == {"xr-0001", "xr-0002"}
+
+
+def test_a_device_folder_on_another_file_system_gets_its_own_fsyncs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """syncfs covers the store's file system only: a device folder linked to another disk has
+    each of its files and its folder fsynced."""
+    import tempfile
+
+    store = Store.open(tmp_path / "s")
+    if store._batch is None or not Path("/dev/shm").is_dir():
+        pytest.skip("no syncfs here, or no second file system to link to")
+    elsewhere = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        if os.stat(elsewhere).st_dev == os.stat(tmp_path).st_dev:
+            pytest.skip("/dev/shm is on the same file system here")
+        (tmp_path / "s" / "xr-0002").symlink_to(elsewhere)
+        fsynced: list[str] = []
+        real_fsync = os.fsync
+
+        def fsync(fd: int) -> None:
+            fsynced.append(os.readlink(f"/proc/self/fd/{fd}"))
+            real_fsync(fd)
+
+        monkeypatch.setattr(store_module.os, "fsync", fsync)
+        records = store.save_many([entry("xr-0001"), entry("xr-0002")],
+                                  check=lambda records: [verdict(True) if r else None for r in records])
+        assert [r.device for r in records] == ["xr-0001", "xr-0002"]
+        mine = [path for path in fsynced if path.startswith(str(elsewhere))]
+        assert len(mine) == 4  # the envelope, the metadata (each once unnamed), the folder twice
+        assert not [path for path in fsynced if "xr-0001" in path]  # the store's own: by syncfs
+        assert (elsewhere / Path(records[1].path).name).exists()
+    finally:
+        import shutil
+
+        shutil.rmtree(elsewhere, ignore_errors=True)
+
+
+def test_save_many_refuses_a_check_that_returns_too_few_verdicts(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s")
+    with pytest.raises(ValueError, match=r"expected one verdict per entry \(2\), found 1"):
+        store.save_many([entry("xr-0001"), entry("xr-0002")], check=lambda records: [verdict(True)])
+    latest = store.latest()
+    assert set(latest) == {"xr-0001", "xr-0002"} and all(r.trusted is None for r in latest.values())
+    store.sync()
