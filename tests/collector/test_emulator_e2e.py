@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from collector.collect import CollectOptions, Collector
 from collector.enroll import enroll_root, fetch_root
 from collector.inventory import Timeouts, load_inventory
+from collector import store as store_module
 from collector.store import Store
 from dossier_cli.main import cli
 from verifier import TrustStore
@@ -47,7 +48,23 @@ PARAMS = {Fault.SLOW_OUTPUT: {"delay": 3.0},
 SMALL_FILES = 20  # file-system inventory size: small keeps fleets quick to start
 
 
-def test_every_fault_ends_in_its_verdict_and_the_rest_succeed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("storing", ["syncfs batches", "a fsync each"])
+def test_every_fault_ends_in_its_verdict_and_the_rest_succeed(tmp_path: Path, storing: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    if storing == "a fsync each":  # a file system without syncfs: the batch stored one by one
+        monkeypatch.setattr(store_module._BatchSync, "usable", classmethod(lambda cls, root: False))
+    # The first batch takes its time, so that the outputs behind it are finished together: each
+    # must get its own verdict, whichever way it is stored.
+    batches: list[int] = []
+    real_finish_many = Collector._finish_many
+
+    def finish_many(self: Collector, batch: list) -> list:
+        if not batches:
+            time.sleep(0.5)
+        batches.append(len(batch))
+        return real_finish_many(self, batch)
+
+    monkeypatch.setattr(Collector, "_finish_many", finish_many)
     faults = list(Fault)
     assert set(faults) == set(EXPECTED), "a new emulator fault needs an expectation here"
     count = len(faults) + 2
@@ -79,6 +96,7 @@ def test_every_fault_ends_in_its_verdict_and_the_rest_succeed(tmp_path: Path) ->
     rekeyed = outcomes[next(n for n, f in faulty.items() if f is Fault.REKEYED_LEAF)]
     assert "chain.leaf_rotated" in [f["id"] for f in rekeyed.findings]
     assert summary.exit_code == 1
+    assert max(batches) > 1, batches
 
 
 def test_host_key_mismatch_against_the_emulator(tmp_path: Path) -> None:
