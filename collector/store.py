@@ -65,6 +65,8 @@ MAX_SIDECAR_BYTES = 4 * 1024 * 1024
 MAX_METADATA_WITH_VERDICT = 256 * 1024
 
 _INSERT = "INSERT OR REPLACE INTO envelopes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+#: `PRAGMA user_version` of an index in WAL mode with this schema (bump when the schema changes).
+_INDEX_SET_UP = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS envelopes (
     path TEXT PRIMARY KEY,          -- relative to the store root
@@ -277,15 +279,24 @@ def _file_system_type(path: Path) -> str | None:
     """The type of the file system holding `path` (Linux's /proc/self/mountinfo), or None."""
     try:
         device = os.stat(path).st_dev
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as mounts:
-            for line in mounts:
-                fields = line.split()
-                # id parent major:minor root mountpoint options [optional...] - type source ...
-                if len(fields) > 3 and fields[2] == f"{os.major(device)}:{os.minor(device)}" and "-" in fields:
-                    return fields[fields.index("-") + 1]
     except (OSError, ValueError):
-        pass
-    return None
+        return None
+    if device not in _file_system_types:
+        _file_system_types[device] = None
+        try:
+            with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as mounts:
+                for line in mounts:
+                    fields = line.split()
+                    # id parent major:minor root mountpoint options [optional...] - type source ...
+                    if len(fields) > 3 and fields[2] == f"{os.major(device)}:{os.minor(device)}" and "-" in fields:
+                        _file_system_types[device] = fields[fields.index("-") + 1]
+                        break
+        except (OSError, ValueError):
+            pass
+    return _file_system_types[device]
+
+
+_file_system_types: dict[int, str | None] = {}  # per device number, read once per process
 
 
 class _BatchSync:
@@ -650,9 +661,13 @@ class Store:
             try:
                 self._db = sqlite3.connect(self.root / INDEX_NAME, check_same_thread=False,
                                            isolation_level=None, timeout=30)
-                self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
-                self._db.executescript(_SCHEMA)
+                # Set up once per index file (WAL mode is kept in the file): a store is opened
+                # at every run, and this is half a millisecond.
+                if self._db.execute("PRAGMA user_version").fetchone()[0] != _INDEX_SET_UP:
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                    self._db.executescript(_SCHEMA)
+                    self._db.execute(f"PRAGMA user_version = {_INDEX_SET_UP}")
             except sqlite3.DatabaseError as exc:
                 self._db = None
                 raise StoreError(
