@@ -13,14 +13,12 @@ emulator processes:
     the emulator (for comparison: how much of the collector's standing is its cipher choice);
   * collect: `Collector.run` as `dossier collect` runs it (strict host keys, deadlines, retries,
     byte-exact atomic store, metadata, SQLite index, verification against the trust store in
-    a helper process when there are two cores or more and the run has 32 devices or more or is
-    not the process's first: the rounds here are one process collecting again and again, as an
-    `--interval` loop does, so only the very first `collect` run, 10 devices in round one,
-    verifies in-thread; outputs that come in together are stored and verified together, one
-    syncfs a step where the file system allows), into one store per variant that every round
-    adds to, as a cron job does;
-  * in-thread: the same, verifying in the collector's own threads (`--verify-workers 0`): what
-    a single cron run of fewer than 32 devices does;
+    a helper process when there are two cores or more and the run has 32 devices or more, or
+    this process started a helper already: fleet sizes are measured in increasing order, so
+    10 devices verify in-thread; outputs that come in together are stored and verified
+    together, one syncfs a step where the file system allows), into one store per variant that
+    every round adds to, as a cron job does;
+  * in-thread: the same, verifying in the collector's own threads (`--verify-workers 0`);
   * no-verify: the same without verification.
 and prints devices per second (each variant's best round), CPU milliseconds per poll of this
 process plus the collector's verification helper (and how much of this process's is system

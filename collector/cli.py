@@ -131,8 +131,8 @@ def _stderr_console() -> Console:
 @click.option("--verify-workers", type=click.IntRange(0, 64), default=None,
               help="Verify in this many helper processes (0: in the polling threads). Default: "
                    "one when this machine has two cores or more and the run polls 32 devices or "
-                   "more, or from the second run of an --interval loop on (a helper takes ~0.5 s "
-                   "of CPU to start: not worth it for one small run), else none.")
+                   "more or an earlier run of this process started one (a helper takes ~0.5 s "
+                   "of CPU to start), else none.")
 @click.option("--once", "mode", flag_value="once", default=True, help="Poll once and exit (default; for cron).")
 @click.option("--interval", type=click.FloatRange(min=1), default=None,
               help="Poll every SECONDS (with jitter) until SIGTERM/SIGINT, which lets in-flight "

@@ -73,21 +73,16 @@ HELPER_MIN_DEVICES = 32
 STATES_WRITE_INTERVAL_S = 5.0
 
 
-_runs_in_this_process = 0  # collection runs started so far (`helper_count`)
-
-
 def helper_count(options: CollectOptions, devices: int) -> int:
     """Verification helpers for a run of `devices` devices: `options.verify_workers`, or when
     that is None, one on a machine with two cores or more if the run has HELPER_MIN_DEVICES
-    devices, or this process collected before (an `--interval` loop: the helper serves every
-    later run) or has a helper already. One costs ~0.3-0.5 s of CPU to start: not worth it for
-    a single small run (a cron job), which verifies in-thread. None without verification."""
+    devices or this process has a helper already (one costs ~0.3-0.5 s of CPU to start: not
+    worth it for a small cron run, which verifies in-thread); none without verification."""
     if not options.verify:
         return 0
     if options.verify_workers is not None:
         return options.verify_workers
-    repeated = _runs_in_this_process > 1  # this run is counted already
-    return auto_worker_count() if devices >= HELPER_MIN_DEVICES or repeated or has_shared_workers() else 0
+    return auto_worker_count() if devices >= HELPER_MIN_DEVICES or has_shared_workers() else 0
 
 
 def new_nonce() -> str:
@@ -111,9 +106,9 @@ class CollectOptions:
     verify: bool = True
     #: Verify in this many helper processes (`collector.verify_worker`; 0: in the collector's
     #: own threads; None: one when this process may use two cores or more and the run has
-    #: HELPER_MIN_DEVICES devices or is not this process's first, see `helper_count`). Polling
-    #: and verifying in one process compete for the GIL (PERFORMANCE.md); a helper verifies on
-    #: another core, started once per process and kept for later runs.
+    #: HELPER_MIN_DEVICES devices or a helper is running already). Polling and verifying in one
+    #: process compete for the GIL (PERFORMANCE.md); a helper verifies on another core,
+    #: started once per process and kept for later runs.
     verify_workers: int | None = None
     #: A `collector.insights.Policy`: appraise each stored envelope as it is collected.
     policy: Any = None
@@ -226,8 +221,6 @@ class Collector:
         The caller holds the store's `RunLock` (the CLI and the demo do), so that two runs
         never write one store. Setting `stop` lets in-flight devices finish and skips the rest.
         """
-        global _runs_in_this_process
-        _runs_in_this_process += 1
         stop = stop or threading.Event()
         started = _iso_now()
         run_deadline = (time.monotonic() + self.options.run_deadline_s

@@ -503,7 +503,6 @@ def test_how_many_helpers_a_run_gets(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(collect_module, "auto_worker_count", lambda: 1)  # as on a 2-core machine
     monkeypatch.setattr(collect_module, "has_shared_workers", lambda: False)  # a fresh process
-    monkeypatch.setattr(collect_module, "_runs_in_this_process", 1)  # its first run
     count = collect_module.helper_count
     small, large = collect_module.HELPER_MIN_DEVICES - 1, collect_module.HELPER_MIN_DEVICES
     assert count(CollectOptions(), small) == 0  # a small cron run: starting one costs more than it saves
@@ -511,9 +510,6 @@ def test_how_many_helpers_a_run_gets(monkeypatch: pytest.MonkeyPatch) -> None:
     assert count(CollectOptions(verify_workers=0), large) == 0
     assert count(CollectOptions(verify_workers=2), 1) == 2
     assert count(CollectOptions(verify=False, verify_workers=2), large) == 0
-    monkeypatch.setattr(collect_module, "_runs_in_this_process", 2)  # an --interval loop's second run
-    assert count(CollectOptions(), small) == 1
-    monkeypatch.setattr(collect_module, "_runs_in_this_process", 1)
     monkeypatch.setattr(collect_module, "has_shared_workers", lambda: True)  # started by an earlier run
     assert count(CollectOptions(), small) == 1
     monkeypatch.setattr(collect_module, "auto_worker_count", lambda: 0)  # one core
