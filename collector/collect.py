@@ -287,6 +287,11 @@ class Collector:
                         outcomes[device.name] = outcome
                         if self.on_outcome:
                             self.on_outcome(outcome)
+                    if not pending and not fetching:
+                        # Nothing more to poll or to store: the idle threads end now, beside the
+                        # last batches, rather than one by one when the run ends.
+                        sessions.shutdown(wait=False)
+                        finishers.no_more()
         finally:
             try:
                 self.write_states()
@@ -589,6 +594,7 @@ class _Finishers:
         self._completed = completed
         self._waiting: queue.SimpleQueue[tuple[_Fetched, Future[DeviceOutcome]] | None] = queue.SimpleQueue()
         self._threads = [threading.Thread(target=self._serve, name=f"store-{n}", daemon=True) for n in range(count)]
+        self._ended = False
         for thread in self._threads:
             thread.start()
 
@@ -596,10 +602,16 @@ class _Finishers:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for _ in self._threads:
-            self._waiting.put(None)
+        self.no_more()
         for thread in self._threads:
             thread.join()
+
+    def no_more(self) -> None:
+        """No more outputs will come: each thread ends once the ones waiting are finished."""
+        if not self._ended:
+            self._ended = True
+            for _ in self._threads:
+                self._waiting.put(None)
 
     def submit(self, fetched: _Fetched) -> Future[DeviceOutcome]:
         future: Future[DeviceOutcome] = Future()

@@ -650,6 +650,8 @@ class Store:
         """Write (or, within `batched_index`, hold back) `record`'s row; call with `_lock` held."""
         row = self._row_values(record)
         if self._hold_up_to:
+            if self._db is None:
+                self._open_connection()  # now, in the storing thread, rather than at the run's end
             self._held.append(row)
             if len(self._held) >= self._hold_up_to:
                 self._write_held(self._open_connection())
