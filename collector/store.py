@@ -585,6 +585,7 @@ class Store:
         self._db: sqlite3.Connection | None = None
         self._made_dirs: set[Path] = set()  # mkdir once per directory, not once per envelope
         self._elsewhere: set[Path] = set()  # folders on another file system than the root's
+        self._device_dirs: dict[str, Path] = {}  # device name -> its folder, made
         # One syncfs per batch of files instead of a fsync each, where the file system allows.
         self._batch: _BatchSync | None = _BatchSync(self.root) if _BatchSync.usable(self.root) else None
         if self._batch is not None:
@@ -899,7 +900,7 @@ class Store:
                 if synced:
                     self._names.covered(names_before)  # the syncfs made those durable too
                 for position, path, _, fd in opened:
-                    if synced and path.parent not in self._elsewhere:
+                    if synced and (not self._elsewhere or path.parent not in self._elsewhere):
                         continue
                     try:
                         os.fsync(fd)
@@ -922,7 +923,9 @@ class Store:
         """Where an envelope goes, its metadata and its record (the device's folder made)."""
         from . import __version__
 
-        device_dir = self._directory(self.root / check_device_name(device))
+        device_dir = self._device_dirs.get(device)
+        if device_dir is None:  # one Path per device, made (and checked) once per store
+            device_dir = self._device_dirs[device] = self._directory(self.root / check_device_name(device))
         stamp = received.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         name = f"{stamp}-{nonce_hex[:8].lower()}"
         envelope_path = device_dir / (name + ENVELOPE_SUFFIX)
