@@ -306,8 +306,10 @@ class _BatchSync:
     polling with dozens of threads that cost ~2 ms of CPU per envelope on this machine, far more
     than the call itself. One `syncfs` writes and flushes everything dirty on the file system,
     so it also makes earlier names durable. Errors: the descriptor `syncfs` is called on is
-    opened before the files are written, so any write-back failure since then is reported
-    (Linux >= 5.8); on failure each file is fsynced on its own, which names the failing one.
+    opened with the store, before any file is written, so any write-back failure since then is
+    reported (Linux >= 5.8) to the next call, one call at a time; on failure each file is
+    fsynced on its own, which names the failing one, and so is every file after it. Files in a
+    folder on another file system (a symlink) are fsynced each.
     """
 
     def __init__(self, root: Path) -> None:
