@@ -257,6 +257,7 @@ class Collector:
                 fetching: dict[Future[Any], Device] = {}
                 finishing: dict[Future[DeviceOutcome], Device] = {}
                 backlog = BACKLOG_PER_SESSION * concurrency
+                winding_down = False
                 while pending or fetching or finishing:
                     # Submit only as slots free up, so a stop or the run deadline keeps the
                     # devices not yet started from starting (in-flight ones finish).
@@ -287,9 +288,10 @@ class Collector:
                         outcomes[device.name] = outcome
                         if self.on_outcome:
                             self.on_outcome(outcome)
-                    if not pending and not fetching:
+                    if not pending and not fetching and not winding_down:
                         # Nothing more to poll or to store: the idle threads end now, beside the
                         # last batches, rather than one by one when the run ends.
+                        winding_down = True
                         sessions.shutdown(wait=False)
                         finishers.no_more()
         finally:
