@@ -244,7 +244,8 @@ class Collector:
         try:
             concurrency = max(1, self.options.concurrency)
             # SSH sessions and store+verify run in separate pools: a session's slot is free
-            # again as soon as the output is in, while fsync and verification go on beside it.
+            # again as soon as the output is in, while storing and verification go on beside it
+            # (a batch at a time: `_Finishers`).
             # Outputs waiting for their turn are bounded (memory) by BACKLOG_PER_SESSION.
             # Index rows are written a batch at a time (the run marked the index dirty above,
             # so a crash before a batch is written is repaired by the next run's reindex).

@@ -683,8 +683,9 @@ class Store:
 
     def sync(self) -> None:
         """Return once the names of every file stored so far are durable (their directories
-        synced in the background, see `_NameSyncer`); raises StoreError if that failed. A run
-        calls it before it ends, `close` too."""
+        synced in the background, or by the syncfs of later batches and one more here, see
+        `_NameSyncer`); raises StoreError if that failed. A run calls it before it ends, `close`
+        too."""
         self._names.wait()
 
     def close(self) -> None:
