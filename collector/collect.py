@@ -34,11 +34,10 @@ from typing import Any, TypeVar
 from cryptography import x509
 
 from .alerts import AlertSink
-from .errors import CollectorError, InventoryError
+from .errors import CollectorError, InventoryError, StoreError
 from .inventory import Device
 from .platforms import profile_for
 from .ssh import CommandResult, run_command
-from .errors import StoreError
 from .store import EnvelopeRecord, Store, StoredVerdict
 from .verifying import (
     _BASE_TRUST_STORES,

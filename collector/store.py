@@ -570,6 +570,8 @@ class _Entry:
 
 
 def _write_error(path: Path, exc: BaseException) -> StoreError:
+    """The StoreError for `path` that could not be written because of `exc` (one already a
+    StoreError, e.g. "never overwrites", as it is)."""
     if isinstance(exc, StoreError):
         return exc
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
@@ -775,7 +777,7 @@ class Store:
             # reindex lists the envelope as missing its metadata rather than losing it.
             write_file_atomically(entry.envelope_path, output, sync_dir=False)
         except OSError as exc:
-            raise StoreError(f"cannot write {entry.envelope_path}: {exc.strerror or exc}") from exc
+            raise _write_error(entry.envelope_path, exc) from exc
         verdict: StoredVerdict | None = None
         try:
             verdict = check(entry.record) if check is not None else None
@@ -785,7 +787,7 @@ class Store:
                     try:
                         write_file_atomically(path, data, sync=sync, sync_dir=False)
                     except OSError as exc:
-                        raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
+                        raise _write_error(path, exc) from exc
             finally:  # the envelope's name is made durable even if its metadata failed
                 self._name_added(entry.directory)
             if index:
@@ -998,7 +1000,7 @@ class Store:
             # can only turn it into "not verified yet", never lose or alter an envelope.
             write_file_atomically(verdict_path, _json_file(verdict_json), sync=False)
         except OSError as exc:
-            raise StoreError(f"cannot write {verdict_path}: {exc.strerror or exc}") from exc
+            raise _write_error(verdict_path, exc) from exc
         StoredVerdict(verdict_json, trusted, reasons, days_leaf, days_root).apply_to(record)
         with self._lock:
             self._put_row(record)
@@ -1047,7 +1049,7 @@ class Store:
             write_file_atomically(target, json.dumps(appraisal, indent=1, sort_keys=True, default=str).encode()
                                   + b"\n", replace=True)
         except OSError as exc:
-            raise StoreError(f"cannot write {target}: {exc.strerror or exc}") from exc
+            raise _write_error(target, exc) from exc
         with self._lock:
             self._insert_appraisal(self._connection(), record, appraisal)
 

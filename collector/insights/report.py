@@ -40,6 +40,7 @@ _COLOR = {"affirming": "#2e7d32", "warning": "#ef8f00", "contraindicated": "#c62
 _KIND_COLOR = {"files": "#5c6bc0", "packages": "#26a69a", "reboots": "#8d6e63", "commits": "#ab47bc",
                "hardware": "#78909c", "boot": "#ec407a", "certificates": "#ffa726"}
 
+
 def _counts(drift: Sequence[Finding]) -> dict[str, int]:
     counts = dict.fromkeys(CHANGE_KINDS, 0)
     for finding in drift:

@@ -38,6 +38,7 @@ from collector.verify_worker import VerifyWorkers, auto_worker_count, shared_wor
 from collector.verifying import Checked, verify_bytes
 from emulator.faults import Fault
 from emulator.fleet import Fleet
+from mixed_fleet import trust_mixed_fleet
 from verifier import TrustStore
 
 SMALL_FILES = 20
@@ -452,14 +453,7 @@ def test_collector_run_verifies_xe_signed_outputs_in_a_helper(tmp_path: Path,
         fleet.write_inventory(tmp_path / "inventory.yaml")
         devices = load_inventory(tmp_path / "inventory.yaml").devices
         trust = tmp_path / "truststore"
-        authority = fleet.sudi_authority()
-        pinned = TrustStore.open(trust, create=True)
-        for device in devices:
-            if device.platform == "iosxr":
-                enroll_root(trust, fetch_root(device), source="tofu")
-            else:
-                pinned.add_root(device.name, authority.root, source="manual")
-                pinned.add_intermediate(device.name, authority.sub_ca)
+        trust_mixed_fleet(fleet, devices, trust)
         wait_ready(shared_workers(1))
         summary = Collector(Store.open(tmp_path / "store"), trust_store_path=trust,
                             options=CollectOptions(concurrency=2, verify_workers=1)).run(devices)

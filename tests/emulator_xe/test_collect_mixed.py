@@ -8,11 +8,11 @@ from pathlib import Path
 
 
 from collector.collect import CollectOptions, Collector
-from collector.enroll import enroll_root, fetch_root
 from collector.inventory import Device, load_inventory
 from collector.signed_commands import XE_NONCE_MAX
 from collector.store import ENVELOPE_SUFFIX, META_SUFFIX, Store
 from emulator.fleet import Fleet
+from mixed_fleet import trust_mixed_fleet
 from verifier import TrustStore
 
 
@@ -33,15 +33,7 @@ def test_mixed_fleet_collected_end_to_end(tmp_path: Path) -> None:
         assert [(d.name, d.platform) for d in devices] == [
             ("xr-0001", "iosxr"), ("xe-0002", "iosxe"), ("xr-0003", "iosxr"), ("xe-0004", "iosxe")]
         trust = tmp_path / "truststore"
-        authority = fleet.sudi_authority()
-        store_of_trust = TrustStore.open(trust, create=True)
-        for device in devices:
-            if device.platform == "iosxr":
-                enroll_root(trust, fetch_root(device), source="tofu")
-            else:
-                # The operator pins the SUDI root and sub-CA (Cisco's, on a real fleet).
-                store_of_trust.add_root(device.name, authority.root, source="manual")
-                store_of_trust.add_intermediate(device.name, authority.sub_ca)
+        trust_mixed_fleet(fleet, devices, trust)
         store = Store.open(tmp_path / "store")
         summary = Collector(store, trust_store_path=trust, options=CollectOptions(concurrency=4)).run(devices)
         second = Collector(store, trust_store_path=trust, options=CollectOptions(concurrency=4)).run(devices)
@@ -94,11 +86,7 @@ def test_xe_signing_faults_end_untrusted_and_the_rest_trusted(tmp_path: Path) ->
     with Fleet(state_dir=tmp_path / "fleet", devices=5, platform="iosxe", files=SMALL_FILES) as fleet:
         devices = _devices(fleet, tmp_path)
         trust = tmp_path / "truststore"
-        store_of_trust = TrustStore.open(trust, create=True)
-        authority = fleet.sudi_authority()
-        for device in devices:
-            store_of_trust.add_root(device.name, authority.root, source="manual")
-            store_of_trust.add_intermediate(device.name, authority.sub_ca)
+        trust_mixed_fleet(fleet, devices, trust)  # all XE: the SUDI anchors pinned
         for name, fault in faults.items():
             fleet.set_fault(name, fault)
         summary = Collector(Store.open(tmp_path / "store"), trust_store_path=trust,
