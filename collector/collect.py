@@ -367,8 +367,7 @@ class Collector:
         if run_deadline is not None:
             deadline = min(deadline, run_deadline)
         try:  # a credential that cannot be used fails the device before any connection
-            for credential in (device.credential, *((device.jump_host.credential,) if device.jump_host else ())):
-                credential.check()
+            connect_as = device.with_credentials_loaded()  # passwords read once for this poll
         except InventoryError as exc:
             outcome = DeviceOutcome(device=device.name, host=device.host, status=FAILED, reason=exc.reason,
                                     message=str(exc), duration_s=time.monotonic() - begin)
@@ -379,7 +378,7 @@ class Collector:
             from .signed_commands import poll_signed_commands
 
             return poll_signed_commands(self, device, profile, begin=begin, deadline=deadline,
-                                        state=self._read_state(device.name), stop=stop)
+                                        state=self._read_state(device.name), stop=stop, connect_as=connect_as)
         items = self.options.items or device.items
         state = self._read_state(device.name)
         fs_options = _filesystem_options(state) if FILESYSTEM_ITEM in items else None
@@ -388,7 +387,7 @@ class Collector:
         def attempt_once() -> tuple[Any, str, str]:
             nonce_hex = new_nonce()  # a fresh nonce for every attempt
             command = profile.dossier_command(items, nonce_hex, filesystem_options=fs_options)
-            result = run_command(device, command, run_deadline=deadline)
+            result = run_command(connect_as, command, run_deadline=deadline)
             profile.check_output(result.output)
             return result, nonce_hex, command
 

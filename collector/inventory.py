@@ -15,7 +15,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,27 @@ def ssh_fingerprint(key_blob: bytes) -> str:
     return "SHA256:" + base64.b64encode(hashlib.sha256(key_blob).digest()).decode().rstrip("=")
 
 
+def _read_password_file(path: Path, where: str) -> bytes:
+    """The bytes of a password file that only its owner may read. Few system calls (open,
+    fstat, read to the end, close; the mode checked on the file opened): a collector reads
+    one per device per poll among many busy threads, where each call costs a GIL round."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise InventoryError(
+                f"{where}: credential: password file {path} must be readable by "
+                f"its owner only (mode 0600), found mode {stat.S_IMODE(mode):04o}; "
+                f"run `chmod 600 {path}`"
+            )
+        chunks = [os.read(fd, 4096)]
+        while chunks[-1]:
+            chunks.append(os.read(fd, 65536))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _looks_like_key_type(token: str) -> bool:
     return token.startswith(("ssh-", "ecdsa-sha2-", "sk-"))
 
@@ -120,6 +141,8 @@ class Credential:
     #: Why the reference cannot be used (e.g. a ~user this machine does not know): reported when
     #: the credential is needed, so that only its device fails.
     problem: str | None = None
+    #: The password as read for one poll (`loaded`): never shown, never compared.
+    value: str | None = field(default=None, repr=False, compare=False)
 
     def _usable(self) -> None:
         if self.problem is not None:
@@ -130,10 +153,16 @@ class Credential:
         an unknown ~user, an unset variable, a password file that cannot be read, a key file
         that does not exist or cannot be read, an unset passphrase variable. Keys are not
         decrypted here (that is the connection's work)."""
+        self.loaded()
+
+    def loaded(self) -> Credential:
+        """This credential checked as `check` does, with its password (if it is one) read now,
+        once, for one poll: its attempts and authentication use that value instead of reading
+        the file again (a changed file applies from the next poll). Keep it no longer than
+        the poll."""
         self._usable()
         if self.kind in ("password_env", "password_file"):
-            self.password()
-            return
+            return replace(self, value=self.password()) if self.value is None else self
         if self.kind == "key_file":
             path = Path(self.reference or "")
             if not os.access(path, os.R_OK):
@@ -143,9 +172,13 @@ class Credential:
                 raise InventoryError(
                     f"{self.where}: credential: expected environment variable "
                     f"{self.passphrase_env} to hold the key passphrase, found it unset")
+        return self
 
     def password(self) -> str:
-        """Read the password now; raises InventoryError naming the reference when it is missing."""
+        """Read the password now (or the value `loaded` read); raises InventoryError naming
+        the reference when it is missing."""
+        if self.value is not None:
+            return self.value
         self._usable()
         if self.kind == "password_env":
             value = os.environ.get(self.reference or "")
@@ -159,14 +192,7 @@ class Credential:
         if self.kind == "password_file":
             path = Path(self.reference or "")
             try:
-                mode = path.stat().st_mode
-                if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                    raise InventoryError(
-                        f"{self.where}: credential: password file {path} must be readable by "
-                        f"its owner only (mode 0600), found mode {stat.S_IMODE(mode):04o}; "
-                        f"run `chmod 600 {path}`"
-                    )
-                return path.read_text("utf-8").rstrip("\r\n")
+                return _read_password_file(path, self.where).decode("utf-8").rstrip("\r\n")
             except OSError as exc:
                 raise InventoryError(
                     f"{self.where}: credential: cannot read password file {path}: "
@@ -237,6 +263,15 @@ class Device:
     jump_host: JumpHost | None = None
     groups: tuple[str, ...] = ()
     where: str = ""
+
+    def with_credentials_loaded(self) -> Device:
+        """This device with its credentials (and its jump host's) `loaded` for one poll:
+        raises InventoryError if one cannot be used. Keep it no longer than the poll (it holds
+        the passwords read)."""
+        jump = self.jump_host
+        if jump is not None:
+            jump = replace(jump, credential=jump.credential.loaded())
+        return replace(self, credential=self.credential.loaded(), jump_host=jump)
 
     @property
     def known_hosts_name(self) -> str:

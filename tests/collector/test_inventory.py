@@ -121,6 +121,39 @@ def test_password_file_readable_by_others_is_refused(tmp_path: Path) -> None:
         device.credential.password()
 
 
+
+def test_loaded_credentials_read_the_password_once_for_a_poll(tmp_path: Path) -> None:
+    path = emulator_style(tmp_path)
+    secret = tmp_path / "xr-0001.password"
+    device = load_inventory(path).devices[0]
+    loaded = device.with_credentials_loaded()
+    secret.write_text("pw-Rotated-9z\n")  # a change applies from the next poll, not within one
+    assert loaded.credential.password() == "pw-Secret-7q"
+    assert device.credential.password() == "pw-Rotated-9z"
+    assert device.with_credentials_loaded().credential.password() == "pw-Rotated-9z"
+    secret.unlink()  # the poll in progress keeps what it read; the next one fails on the file
+    assert loaded.credential.password() == "pw-Secret-7q"
+    with pytest.raises(InventoryError, match="cannot read password file"):
+        device.with_credentials_loaded()
+    # The value read never shows, and a loaded credential still equals its reference.
+    assert "pw-Secret" not in repr(loaded) and loaded.credential == device.credential
+
+
+def test_loaded_credentials_are_checked_before_use(tmp_path: Path) -> None:
+    path = emulator_style(tmp_path)
+    secret = tmp_path / "xr-0001.password"
+    device = load_inventory(path).devices[0]
+    secret.chmod(0o640)
+    with pytest.raises(InventoryError, match="found mode 0640; run `chmod 600"):
+        device.with_credentials_loaded()
+    secret.chmod(0o600)
+    secret.write_bytes(b"pw-\xff\r\n")
+    with pytest.raises(InventoryError, match="found bytes that are not UTF-8") as caught:
+        device.with_credentials_loaded()
+    assert "\\xff" not in str(caught.value)
+    secret.write_bytes(b"pw-Crlf-3\r\n")  # a Windows line end is not part of the password
+    assert device.with_credentials_loaded().credential.password() == "pw-Crlf-3"
+
 def test_password_env_unset_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NO_SUCH_PW", raising=False)
     path = write(tmp_path, "devices:\n  - {name: r1, host: h, username: u, credential: {password_env: NO_SUCH_PW}}\n")
