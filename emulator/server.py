@@ -33,6 +33,9 @@ HANDSHAKE_TIMEOUT_S = 30.0
 AUTH_TIMEOUT_S = 30.0
 # How long to wait, after authentication, for the client to open a channel and ask for exec/shell.
 CHANNEL_REQUEST_TIMEOUT_S = 30.0
+# A request the client wants no answer to runs after this long (one it wants answered runs as
+# soon as the answer is sent: `_ServerInterface._accepted`).
+UNANSWERED_REQUEST_S = 0.5
 # Chunk size for output writes; SLOW_OUTPUT spreads its delay over this many chunks.
 SLOW_OUTPUT_CHUNKS = 10
 
@@ -42,6 +45,8 @@ class _ServerInterface(paramiko.ServerInterface):
         self.device = device
         self.username: str | None = None
         self.requests: dict[int, tuple[str, Any]] = {}
+        # Requests accepted whose answer is not sent yet (see `_accepted`), and when.
+        self.answering: dict[int, tuple[tuple[str, Any], float]] = {}
         self.pty: dict[int, tuple[int, int]] = {}
         self.event = threading.Event()
 
@@ -74,17 +79,59 @@ class _ServerInterface(paramiko.ServerInterface):
         return True
 
     def check_channel_shell_request(self, channel: paramiko.Channel) -> bool:
-        self.requests[channel.get_id()] = ("shell", None)
-        self.event.set()
+        self._accepted(channel, ("shell", None))
         return True
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
-        self.requests[channel.get_id()] = ("exec", command.decode("utf-8", errors="replace"))
-        self.event.set()
+        self._accepted(channel, ("exec", command.decode("utf-8", errors="replace")))
         return True
+
+    def _accepted(self, channel: paramiko.Channel, request: tuple[str, Any]) -> None:
+        """paramiko answers a request after this returns, from its transport thread, while the
+        command runs in the connection's own thread: handed over at once, a short command
+        could print, exit and close the channel before the answer went out, and the client's
+        exec failed with "Channel closed." (seen under load). A device answers first, so the
+        request waits here until the answer is sent (`answer_sent`)."""
+        self.answering[channel.get_id()] = (request, time.monotonic())
+
+    def answer_sent(self) -> None:
+        """The transport thread sent a message: the requests it accepted before were answered
+        (it answers each right after accepting it)."""
+        if self.answering:
+            self._hand_over(list(self.answering))
+
+    def take_late_answers(self, older_than_s: float) -> None:
+        """Requests accepted longer ago than this: a client that asked for no answer gets none,
+        so they are handed over after a while (in the connection's thread)."""
+        now = time.monotonic()
+        self._hand_over([key for key, (_, when) in list(self.answering.items()) if now - when > older_than_s])
+
+    def _hand_over(self, channel_ids: list[int]) -> None:
+        for channel_id in channel_ids:
+            entry = self.answering.pop(channel_id, None)
+            if entry is not None:
+                self.requests[channel_id] = entry[0]
+        if channel_ids:
+            self.event.set()
 
     def check_channel_env_request(self, channel, name, value) -> bool:  # type: ignore[no-untyped-def]
         return True
+
+
+def _hand_over_after_answers(transport: paramiko.Transport, interface: _ServerInterface) -> None:
+    """Have `interface.answer_sent` called after each message the transport thread sends
+    (paramiko has no hook for "request answered"; it answers through `_send_user_message`).
+    With a paramiko that lacks it, requests are handed over after UNANSWERED_REQUEST_S."""
+    send = getattr(transport, "_send_user_message", None)
+    if send is None:
+        return
+
+    def send_then_hand_over(message: paramiko.Message) -> None:
+        send(message)
+        if threading.current_thread() is transport:  # its answers; not the command's output
+            interface.answer_sent()
+
+    transport._send_user_message = send_then_hand_over  # type: ignore[method-assign]
 
 
 class DeviceServer:
@@ -107,6 +154,7 @@ class DeviceServer:
         transport.auth_timeout = AUTH_TIMEOUT_S
         transport.add_server_key(device.host_key)
         interface = _ServerInterface(device)
+        _hand_over_after_answers(transport, interface)
         try:
             transport.start_server(server=interface)
         except (paramiko.SSHException, EOFError, OSError) as exc:
@@ -154,8 +202,9 @@ class DeviceServer:
             request = interface.requests.pop(channel.get_id(), None)
             if request is not None:
                 return request
-            interface.event.wait(0.5)
+            interface.event.wait(UNANSWERED_REQUEST_S)
             interface.event.clear()
+            interface.take_late_answers(UNANSWERED_REQUEST_S)
             if channel.closed:
                 return None
         return None

@@ -145,3 +145,49 @@ def test_unknown_host_key_is_not_silently_accepted(fleet) -> None:
 def test_timestamp_line_format(fleet) -> None:
     first = run(fleet.devices[0], "show clock").splitlines()[0]
     assert re.fullmatch(r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun) \w{3} [ \d]\d \d\d:\d\d:\d\d\.\d{3} UTC", first)
+
+
+def test_exec_is_answered_before_the_command_runs(fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server answers an exec request before the command's output and close (RFC 4254 6.5;
+    OpenSSH and IOS XR alike). The emulator runs the command in another thread than the one
+    that answers: if that thread ran first, a fast command closed the channel before the
+    answer and the client's exec failed with "Channel closed." (seen under load). The delay
+    below stands for the answering thread losing the CPU after the request is accepted."""
+    import time
+
+    from emulator import server
+
+    accept = server._ServerInterface.check_channel_exec_request
+
+    def slow_answer(self, channel, command):  # type: ignore[no-untyped-def]
+        ok = accept(self, channel, command)
+        time.sleep(0.3)  # the command (show clock: ~1 ms) would be done and closed by now
+        return ok
+
+    monkeypatch.setattr(server._ServerInterface, "check_channel_exec_request", slow_answer)
+    for _ in range(3):
+        assert "UTC" in run(fleet.devices[0], "show clock")
+
+
+def test_exec_that_wants_no_answer_still_runs(fleet) -> None:
+    """RFC 4254 lets a client send exec with want-reply false; the emulator then gets no answer
+    to wait for and runs the command after a short while (UNANSWERED_REQUEST_S)."""
+    from paramiko.common import cMSG_CHANNEL_REQUEST
+
+    client = connect(fleet.devices[0])
+    try:
+        channel = client.get_transport().open_session()  # type: ignore[union-attr]
+        channel.settimeout(30)
+        request = paramiko.Message()
+        request.add_byte(cMSG_CHANNEL_REQUEST)
+        request.add_int(channel.remote_chanid)
+        request.add_string("exec")
+        request.add_boolean(False)
+        request.add_string("show clock")
+        channel.transport._send_user_message(request)  # what exec_command does, without the reply
+        output = b""
+        while chunk := channel.recv(65536):
+            output += chunk
+        assert b"UTC" in output
+    finally:
+        client.close()
