@@ -121,7 +121,6 @@ def test_password_file_readable_by_others_is_refused(tmp_path: Path) -> None:
         device.credential.password()
 
 
-
 def test_loaded_credentials_read_the_password_once_for_a_poll(tmp_path: Path) -> None:
     path = emulator_style(tmp_path)
     secret = tmp_path / "xr-0001.password"
@@ -153,6 +152,7 @@ def test_loaded_credentials_are_checked_before_use(tmp_path: Path) -> None:
     assert "\\xff" not in str(caught.value)
     secret.write_bytes(b"pw-Crlf-3\r\n")  # a Windows line end is not part of the password
     assert device.with_credentials_loaded().credential.password() == "pw-Crlf-3"
+
 
 def test_password_env_unset_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NO_SUCH_PW", raising=False)
