@@ -148,18 +148,13 @@ class Credential:
         if self.problem is not None:
             raise InventoryError(f"{self.where}: credential: {self.problem}")
 
-    def check(self) -> None:
-        """Raise InventoryError now if the credential cannot be used (before connecting with it):
-        an unknown ~user, an unset variable, a password file that cannot be read, a key file
-        that does not exist or cannot be read, an unset passphrase variable. Keys are not
-        decrypted here (that is the connection's work)."""
-        self.loaded()
-
     def loaded(self) -> Credential:
-        """This credential checked as `check` does, with its password (if it is one) read now,
-        once, for one poll: its attempts and authentication use that value instead of reading
-        the file again (a changed file applies from the next poll). Keep it no longer than
-        the poll."""
+        """This credential ready for one poll, or InventoryError now if it cannot be used (before
+        connecting with it): an unknown ~user, an unset variable, a password file that cannot be
+        read, a key file that does not exist or cannot be read, an unset passphrase variable.
+        A password is read now, once: the poll's attempts and authentication use that value
+        instead of reading the file again (a changed file applies from the next poll); keep it
+        no longer than the poll. Keys are not decrypted here (that is the connection's work)."""
         self._usable()
         if self.kind in ("password_env", "password_file"):
             return replace(self, value=self.password()) if self.value is None else self

@@ -71,14 +71,14 @@ def _run_all(device: Device, profile: PlatformProfile, deadline: float) -> list[
 
 def poll_signed_commands(collector: Collector, device: Device, profile: PlatformProfile, *,
                          begin: float, deadline: float, state: dict[str, Any],
-                         stop: threading.Event | None, connect_as: Device | None = None) -> DeviceOutcome:
+                         stop: threading.Event | None, connect_as: Device) -> DeviceOutcome:
     """Collect, store and verify every signed command of one device; returns its outcome.
     `connect_as`: the device with its credentials loaded for this poll
-    (`Device.with_credentials_loaded`), else they are read at each attempt."""
+    (`Device.with_credentials_loaded`)."""
     from .collect import FAILED, TRUSTED, UNTRUSTED, DeviceOutcome
 
     outcome = DeviceOutcome(device=device.name, host=device.host, status=FAILED)
-    runs = collector.with_retries(lambda: _run_all(connect_as or device, profile, deadline), device=device, outcome=outcome,
+    runs = collector.with_retries(lambda: _run_all(connect_as, profile, deadline), device=device, outcome=outcome,
                                   state=state, begin=begin, deadline=deadline, stop=stop)
     if runs is None:
         return outcome

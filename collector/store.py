@@ -31,6 +31,7 @@ import os
 import re
 import secrets
 import sqlite3
+import stat
 import sys
 import threading
 import weakref
@@ -1014,12 +1015,17 @@ class Store:
             try:
                 path.mkdir()
                 self._name_added(path.parent)  # the new folder's own name, durable with the rest
-            except FileExistsError as exc:
-                if not path.is_dir():
-                    raise StoreError(f"cannot create {path}: expected a folder there, found a file") from exc
+            except FileExistsError:
+                pass  # a folder (or a symlink to one) is what we want: checked below
             except OSError as exc:
                 raise StoreError(f"cannot create {path}: {exc.strerror}") from exc
-            if self._batch is not None and path.stat().st_dev != self._batch.device:
+            try:
+                info = path.stat()  # one stat: the kind of entry, and its file system
+            except OSError:
+                info = None
+            if info is None or not stat.S_ISDIR(info.st_mode):
+                raise StoreError(f"cannot create {path}: expected a folder there, found a file")
+            if self._batch is not None and info.st_dev != self._batch.device:
                 self._elsewhere.add(path)  # e.g. a symlink to another disk: no syncfs of ours covers it
             self._made_dirs.add(path)
         return path

@@ -553,3 +553,17 @@ def test_save_many_refuses_a_check_that_returns_too_few_verdicts(tmp_path: Path)
     latest = store.latest()
     assert set(latest) == {"xr-0001", "xr-0002"} and all(r.trusted is None for r in latest.values())
     store.sync()
+
+
+def test_a_device_folder_must_be_a_folder(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "store")
+    (store.root / "xr-0001").write_bytes(b"not a folder")
+    with pytest.raises(StoreError, match="xr-0001: expected a folder there, found a file"):
+        save(store)
+    (store.root / "xr-0002").symlink_to(tmp_path / "nowhere")  # dangling: no folder either
+    with pytest.raises(StoreError, match="xr-0002: expected a folder there, found a file"):
+        save(store, "xr-0002")
+    (tmp_path / "elsewhere").mkdir()
+    (store.root / "xr-0003").symlink_to(tmp_path / "elsewhere")  # a symlink to a folder is one
+    record = save(store, "xr-0003")
+    assert (tmp_path / "elsewhere" / record.path.split("/", 1)[1]).exists()
