@@ -29,7 +29,7 @@ from verifier.cli import DEFAULT_TRUST_STORE  # one default for every command
 
 from .alerts import AlertSink, write_metrics
 from .collect import TRUSTED, CollectOptions, Collector, DeviceOutcome, RunSummary, check_trust_store
-from .enroll import EnrollResult, RootCandidate, enroll_root, fetch_root, normalise_fingerprint
+from .enroll import Candidate, EnrollResult, SudiCandidate, enroll_candidate, fetch_candidate, normalise_fingerprint
 from .errors import CollectorError, EnrollError, InventoryError, LockError, StoreError
 from .inventory import Device, load_inventory
 from .lock import RunLock
@@ -362,6 +362,11 @@ def enroll_command(inventory_path: Path, trust_store_path: Path, devices: tuple[
     SHA-1 fingerprints, and stored only after you confirm it interactively, or it matches
     --expect-fingerprint, or you pass --trust-on-first-use.
 
+    IOS XE devices (platform: iosxe) all chain to the vendor's SUDI root and sub-CA, which you
+    pin first (`dossier trust add DEVICE ROOT.pem --intermediate SUB-CA.pem`); enrolling one
+    then pins its own SUDI certificate (its PID and serial number), confirmed the same way, so
+    that another device's outputs are never taken for its own.
+
     \b
     Exit codes:
       0  every selected device enrolled
@@ -391,12 +396,12 @@ def enroll_command(inventory_path: Path, trust_store_path: Path, devices: tuple[
         results: list[dict[str, Any]] = []
         failed = misconfigured = False
 
-        def fetch(device: Device) -> tuple[Device, list[str] | None, RootCandidate | None, CollectorError | None]:
+        def fetch(device: Device) -> tuple[Device, list[str] | None, Candidate | None, CollectorError | None]:
             try:
                 changes = None
                 if provision:
                     changes = provision_device(device, key_type=provision_key_type)
-                return device, changes, fetch_root(device), None
+                return device, changes, fetch_candidate(device, trust_store_path=trust_store_path), None
             except StoreError:
                 raise
             except CollectorError as exc:  # incl. this device's unreadable credential
@@ -426,7 +431,7 @@ def enroll_command(inventory_path: Path, trust_store_path: Path, devices: tuple[
                         source = "interactive"
                     else:
                         source = "fingerprint" if expect_fingerprint else "tofu"
-                    result = enroll_root(trust_store_path, candidate, source=source,
+                    result = enroll_candidate(trust_store_path, candidate, source=source,
                                          expect_fingerprint=expect_fingerprint, replace=replace)
                     entry = result.to_json()
                     if changes is not None:
@@ -452,9 +457,13 @@ def enroll_command(inventory_path: Path, trust_store_path: Path, devices: tuple[
         raise _Exit(EXIT_USAGE if misconfigured else EXIT_FAILED if failed else EXIT_OK)
 
 
-def _show_candidate(candidate: RootCandidate) -> None:
+def _show_candidate(candidate: Candidate) -> None:
     info = candidate.describe()
-    click.echo(f"\n{candidate.device}: root certificate presented by the device")
+    if isinstance(candidate, SudiCandidate):
+        click.echo(f"\n{candidate.device}: SUDI certificate (the device's identity) presented by the device")
+        click.echo(f"  Identity       : {info['identity']}")
+    else:
+        click.echo(f"\n{candidate.device}: root certificate presented by the device")
     click.echo(f"  Serial Number  : {info['serial']}")
     click.echo(f"  Subject        : {info['subject']}")
     click.echo(f"  Issued By      : {info['issuer']}")
@@ -465,6 +474,11 @@ def _show_candidate(candidate: RootCandidate) -> None:
 
 
 def _enrolled_line(result: EnrollResult) -> str:
+    if isinstance(result.candidate, SudiCandidate):
+        what = {"enrolled": f"SUDI identity {result.candidate.identity} pinned",
+                "already-enrolled": "already pinned (same SUDI certificate), nothing changed",
+                "replaced": f"SUDI identity {result.candidate.identity} pinned in place of the old one"}[result.action]
+        return f"{result.device}: {what} ({result.source}, SHA-256 {result.candidate.sha256})"
     what = {"enrolled": "enrolled", "already-enrolled": "already enrolled (same root), nothing changed",
             "replaced": "enrolled the new root; the old root is kept for envelopes up to now"}[result.action]
     return f"{result.device}: {what} ({result.source}, SHA-256 {result.candidate.sha256})"
@@ -604,7 +618,8 @@ def prune_command(store_path: Path, keep_days: float | None, keep_last: int | No
     """Delete old envelopes (with their metadata and verdicts).
 
     An envelope goes only if it is outside both limits given. The newest trusted envelope of
-    each device is never deleted.
+    each device is never deleted, and the outputs of one poll go together: an IOS XE poll's
+    SUDI output stays as long as its integrity output (its signer) does.
     """
     with _errors_to_exit_codes():
         if keep_days is None and keep_last is None:

@@ -38,7 +38,7 @@ from .errors import CollectorError, InventoryError, StoreError
 from .inventory import Device
 from .platforms import profile_for
 from .ssh import CommandResult, run_command
-from .store import EnvelopeRecord, Store, StoredVerdict
+from .store import EnvelopeRecord, Store, StoredVerdict, new_poll_id
 from .verifying import (
     _BASE_TRUST_STORES,
     FILESYSTEM_ITEM,
@@ -455,6 +455,7 @@ class Collector:
             {"device": f.device.name, "host": f.device.host, "nonce_hex": f.nonce_hex, "output": f.result.output,
              "started": f.result.started, "received": f.result.received, "duration_s": f.result.duration_s,
              "extra": {"port": f.device.port, "command": f.command, "items": list(f.items),
+                       "poll_id": new_poll_id(), "verifier_profile": "xr-dossier",
                        "attempts": f.attempt, "exit_status": f.result.exit_status}}
             for f in batch], check=check)
         outcomes: list[DeviceOutcome | StoreError] = []

@@ -2,9 +2,15 @@
 it in the trust store only after confirmation (fingerprint given, interactive yes, or explicit
 trust-on-first-use, which is logged as such).
 
-The root comes from a signed dossier asked for with `include-certificate` and a fresh nonce;
-the envelope must verify under that root before it is offered, so the device has proved it
-holds the leaf key the root vouches for.
+IOS XR: the root comes from a signed dossier asked for with `include-certificate` and a fresh
+nonce; the envelope must verify under that root before it is offered, so the device has proved
+it holds the leaf key the root vouches for.
+
+IOS XE: every device chains to the same vendor root and SUDI sub-CA (pinned beforehand with
+`dossier trust add DEVICE ROOT.pem --intermediate SUB-CA.pem`), so the chain proves only "some
+Cisco device". What is enrolled is the device's own SUDI certificate (its identity, PID and
+serial number), from a SUDI sign output over a fresh nonce that verifies under those anchors;
+verification then compares every output's signer with it.
 """
 
 from __future__ import annotations
@@ -26,8 +32,8 @@ from .inventory import Device
 from .platforms import profile_for
 from .ssh import run_command
 
-__all__ = ["ENROLL_ITEMS", "EnrollResult", "RootCandidate", "enroll_root", "fetch_root",
-           "normalise_fingerprint"]
+__all__ = ["ENROLL_ITEMS", "Candidate", "EnrollResult", "RootCandidate", "SudiCandidate", "enroll_candidate",
+           "enroll_identity", "enroll_root", "fetch_candidate", "fetch_root", "fetch_sudi", "normalise_fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +72,54 @@ class RootCandidate:
 
 
 @dataclass(frozen=True)
+class SudiCandidate:
+    """An IOS XE device's SUDI certificate (its identity) as offered, not yet pinned."""
+
+    device: str
+    certificate: x509.Certificate
+
+    @property
+    def sha256(self) -> str:
+        return sha256(self.certificate.public_bytes(Encoding.DER)).hexdigest()
+
+    @property
+    def sha1(self) -> str:
+        return sha1(self.certificate.public_bytes(Encoding.DER)).hexdigest().upper()  # noqa: S324 - display only
+
+    @property
+    def identity(self) -> str:
+        from verifier.profiles._common import sudi_identity
+
+        return sudi_identity(self.certificate)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "identity": self.identity,
+            "subject": self.certificate.subject.rfc4514_string(),
+            "issuer": self.certificate.issuer.rfc4514_string(),
+            "serial": _serial(self.certificate.serial_number),
+            "not_before": self.certificate.not_valid_before_utc.isoformat(),
+            "not_after": self.certificate.not_valid_after_utc.isoformat(),
+            "sha256": self.sha256,
+            "sha1": self.sha1,
+        }
+
+
+Candidate = RootCandidate | SudiCandidate
+
+
+@dataclass(frozen=True)
 class EnrollResult:
     device: str
     action: str  # enrolled | already-enrolled | replaced
     source: str
-    candidate: RootCandidate
+    candidate: Candidate
 
     def to_json(self) -> dict[str, Any]:
+        what = "sudi" if isinstance(self.candidate, SudiCandidate) else "root"
         return {"device": self.device, "action": self.action, "source": self.source,
-                "root": self.candidate.describe()}
+                what: self.candidate.describe()}
 
 
 def _serial(number: int) -> str:
@@ -125,6 +170,54 @@ def fetch_root(device: Device, *, run_deadline: float | None = None) -> RootCand
     return RootCandidate(device=device.name, root=root, leaf=leaf)
 
 
+def fetch_candidate(device: Device, *, trust_store_path: Path,
+                    run_deadline: float | None = None) -> Candidate:
+    """What enrolling `device` would pin: its root (IOS XR) or its SUDI certificate (IOS XE)."""
+    if profile_for(device.platform).signed_commands:
+        return fetch_sudi(device, trust_store_path=trust_store_path, run_deadline=run_deadline)
+    return fetch_root(device, run_deadline=run_deadline)
+
+
+def fetch_sudi(device: Device, *, trust_store_path: Path, run_deadline: float | None = None) -> SudiCandidate:
+    """Ask an IOS XE device for its SUDI sign output over a fresh nonce and return its SUDI
+    certificate once the output verifies under the vendor anchors enrolled for the device.
+
+    Raises EnrollError when no anchors are enrolled or the output does not verify.
+    """
+    from verifier import TrustStore, VerifierError
+    from verifier.profiles import verify_output
+
+    from .signed_commands import new_decimal_nonce
+
+    anchors = []
+    if (Path(trust_store_path) / "truststore.json").exists():  # none yet: nothing is pinned
+        try:
+            store = TrustStore.open(trust_store_path)
+            if device.name in store:
+                anchors = store.roots_for(device.name) + store.intermediates_for(device.name)
+        except VerifierError as exc:
+            raise EnrollError(f"{device.name}: {exc}") from None
+    if not anchors:
+        raise EnrollError(
+            f"{device.name}: expected the vendor's SUDI root and sub-CA enrolled for this IOS XE device, found "
+            f"none; pin them first (Cisco Root CA 2099 and the High Assurance SUDI CA on a real device): "
+            f"`dossier trust add {device.name} ROOT.pem --intermediate SUB-CA.pem --trust-store {trust_store_path}`"
+        )
+    step = profile_for(device.platform).signed_commands[0]
+    nonce = new_decimal_nonce()
+    result = run_command(device, step.template.format(nonce=nonce), run_deadline=run_deadline)
+    profile_for(device.platform).check_output(result.output)
+    verdict = verify_output(result.output, profile=step.verifier_profile, roots=anchors, expected_nonce=nonce,
+                            at=result.received)
+    if not verdict.trusted or verdict.leaf is None:
+        problems = "; ".join(f"{f.id}: {f.message}" for f in verdict.errors) or "no device certificate"
+        raise EnrollError(
+            f"{device.name}: the device's SUDI output does not verify under the anchors enrolled for it "
+            f"({problems}); not pinning its identity"
+        )
+    return SudiCandidate(device=device.name, certificate=verdict.leaf)
+
+
 def _certificates(output: bytes, name: str) -> list[x509.Certificate]:
     import base64
 
@@ -145,6 +238,70 @@ def _certificates(output: bytes, name: str) -> list[x509.Certificate]:
     return certificates
 
 
+def _confirm(candidate: Candidate, source: str, expect_fingerprint: str | None) -> None:
+    """Raise EnrollError unless `source` confirms `candidate` (a matching fingerprint, an
+    interactive yes, or knowingly trust-on-first-use)."""
+    if source == "fingerprint":
+        if expect_fingerprint is None:
+            raise EnrollError("source 'fingerprint' needs --expect-fingerprint")
+        wanted = normalise_fingerprint(expect_fingerprint)
+        if wanted not in (candidate.sha256, candidate.sha1.lower()):
+            what, where = (("SUDI certificate", "`show platform sudi certificate`")
+                           if isinstance(candidate, SudiCandidate)
+                           else ("root", "`show crypto ca certificates system-trustpoint`"))
+            raise EnrollError(
+                f"{candidate.device}: expected {what} fingerprint {expect_fingerprint}, found "
+                f"SHA-256 {candidate.sha256} / SHA-1 {candidate.sha1}. Not enrolled: check on the "
+                f"device with {where}."
+            )
+    elif source not in ("tofu", "interactive"):
+        raise EnrollError(f"expected source fingerprint, interactive or tofu, found {source!r}")
+
+
+def enroll_candidate(trust_store_path: Path, candidate: Candidate, *, source: str,
+                     expect_fingerprint: str | None = None, replace: bool = False,
+                     now: datetime | None = None) -> EnrollResult:
+    """`enroll_root` or `enroll_identity`, whichever `candidate` is."""
+    enroll = enroll_identity if isinstance(candidate, SudiCandidate) else enroll_root
+    return enroll(trust_store_path, candidate, source=source, expect_fingerprint=expect_fingerprint,  # type: ignore[arg-type]
+                  replace=replace, now=now)
+
+
+def enroll_identity(trust_store_path: Path, candidate: SudiCandidate, *, source: str,
+                    expect_fingerprint: str | None = None, replace: bool = False,
+                    now: datetime | None = None) -> EnrollResult:
+    """Pin `candidate`'s SUDI certificate as its device's identity once confirmed (`source` as for
+    `enroll_root`). A device pinned to another identity (PID and serial number) is refused
+    unless `replace` (a replaced chassis); a reissued certificate for the same identity is
+    pinned in place of the old one."""
+    from verifier import TrustStore, VerifierError
+    from verifier.profiles._common import sudi_identity
+
+    _confirm(candidate, source, expect_fingerprint)
+    try:
+        store = TrustStore.open(trust_store_path)
+        pinned = store.pinned_leaf(candidate.device) if candidate.device in store else None
+        if pinned is not None and sha256(pinned.public_bytes(Encoding.DER)).hexdigest() == candidate.sha256:
+            return EnrollResult(candidate.device, "already-enrolled", source, candidate)
+        action = "enrolled"
+        if pinned is not None and sudi_identity(pinned) != candidate.identity:
+            if not replace:
+                raise EnrollError(
+                    f"{candidate.device}: the device presents SUDI identity {candidate.identity}, but "
+                    f"{sudi_identity(pinned)} is pinned. Another device answers at this address (a wrong "
+                    "inventory entry, a relay) or the chassis was replaced. Find out why; then re-run with "
+                    "--replace to pin the new identity."
+                )
+            action = "replaced"
+        if source == "tofu":
+            log.warning("TRUST ON FIRST USE: pinning %s SUDI identity %s (%s) without checking its fingerprint",
+                        candidate.device, candidate.identity, candidate.sha256)
+        store.pin_leaf(candidate.device, candidate.certificate, source=source, pinned_at=now)
+    except VerifierError as exc:
+        raise EnrollError(f"{candidate.device}: {exc}") from None
+    return EnrollResult(candidate.device, action, source, candidate)
+
+
 def enroll_root(trust_store_path: Path, candidate: RootCandidate, *, source: str,
                 expect_fingerprint: str | None = None, replace: bool = False,
                 now: datetime | None = None) -> EnrollResult:
@@ -157,18 +314,7 @@ def enroll_root(trust_store_path: Path, candidate: RootCandidate, *, source: str
     from verifier import TrustStore
 
     now = now or datetime.now(UTC)
-    if source == "fingerprint":
-        if expect_fingerprint is None:
-            raise EnrollError("source 'fingerprint' needs --expect-fingerprint")
-        wanted = normalise_fingerprint(expect_fingerprint)
-        if wanted not in (candidate.sha256, candidate.sha1.lower()):
-            raise EnrollError(
-                f"{candidate.device}: expected root fingerprint {expect_fingerprint}, found "
-                f"SHA-256 {candidate.sha256} / SHA-1 {candidate.sha1}. Not enrolled: check on the "
-                "device with `show crypto ca certificates system-trustpoint`."
-            )
-    elif source not in ("tofu", "interactive"):
-        raise EnrollError(f"expected source fingerprint, interactive or tofu, found {source!r}")
+    _confirm(candidate, source, expect_fingerprint)
     store = TrustStore.open(trust_store_path, create=True)
     enrolled = store.root_entries(candidate.device) if candidate.device in store else []
     action = "enrolled"
@@ -194,6 +340,6 @@ def enroll_root(trust_store_path: Path, candidate: RootCandidate, *, source: str
                    valid_from=now if action == "replaced" else None)
     if candidate.leaf is not None:
         # Pinning the leaf lets the verifier report a later re-key as a rotation.
-        store.pin_leaf(candidate.device, candidate.leaf)
+        store.pin_leaf(candidate.device, candidate.leaf, source=source, pinned_at=now)
     return EnrollResult(candidate.device, action, source, candidate)
 

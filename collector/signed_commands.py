@@ -6,8 +6,10 @@ For each `SignedCommand` of the device's platform profile (`collector.platforms.
   (2) run the commands over one SSH connection (one exec channel each), retrying transient
       failures with new nonces, as the dossier poll does;
   (3) store each output byte for byte with its metadata (`platform`, `output`,
-      `verifier_profile`, `nonce_decimal`); `nonce` is the same value as 16 hex digits (the
-      8 bytes XE signs), so `dossier verify` reads it as it reads an XR nonce;
+      `verifier_profile`, `nonce_decimal`, the poll's shared `poll_id`, and for an output
+      signed by an earlier one, `signer`: that output's file name); `nonce` is the same value
+      as 16 hex digits (the 8 bytes XE signs), so `dossier verify FILE` re-checks any stored
+      output from its metadata alone, and pruning keeps or deletes a poll's outputs together;
   (4) verify each with its verifier profile (`verifier.profiles.verify_output`) against the
       trust store and the nonce sent, at the time it was received; the integrity output's
       signer is the SUDI output of the same poll. The device is trusted only when every
@@ -20,10 +22,12 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .inventory import Device
+from .store import new_poll_id
 from .platforms import PlatformProfile, SignedCommand
 from .ssh import DeviceSession
 from .verifying import stored_verdict, verify_signed_output
@@ -83,16 +87,20 @@ def poll_signed_commands(collector: Collector, device: Device, profile: Platform
     if runs is None:
         return outcome
     attempt = outcome.attempts
-    records = [
-        collector.store.save(
+    poll_id = new_poll_id()
+    records = []
+    stored_as: dict[str, str] = {}  # output name -> its file name, for the outputs it signs
+    for run in runs:
+        extra = {"port": device.port, "command": run.command, "platform": profile.name, "poll_id": poll_id,
+                 "output": run.step.name, "verifier_profile": run.step.verifier_profile,
+                 "nonce_decimal": str(run.nonce), "attempts": attempt, "exit_status": run.exit_status}
+        if run.step.signer_from:
+            extra["signer"] = stored_as[run.step.signer_from]
+        record = collector.store.save(
             device=device.name, host=device.host, nonce_hex=f"{run.nonce:016x}", output=run.output,
-            started=run.started, received=run.received, duration_s=run.duration_s,
-            extra={"port": device.port, "command": run.command, "platform": profile.name,
-                   "output": run.step.name, "verifier_profile": run.step.verifier_profile,
-                   "nonce_decimal": str(run.nonce), "attempts": attempt, "exit_status": run.exit_status},
-        )
-        for run in runs
-    ]
+            started=run.started, received=run.received, duration_s=run.duration_s, extra=extra)
+        stored_as[run.step.name] = PurePosixPath(record.path).name
+        records.append(record)
     outcome.bytes = sum(record.bytes for record in records)
     outcome.path = records[0].path
     outcome.nonce = " ".join(f"{run.step.name}={run.nonce}" for run in runs)

@@ -42,9 +42,10 @@ class _Settings:
     """What every worker needs to verify (picklable: paths, DER bytes, a frozen policy)."""
 
     def __init__(self, store: str | None, roots: list[bytes], device: str | None, nonce: bytes | None,
-                 at: str, policy: Policy, profiles: Any = None) -> None:
+                 at: str, policy: Policy, profiles: Any = None, profile_given: bool = False) -> None:
         self.store, self.roots, self.device, self.nonce, self.at, self.policy = store, roots, device, nonce, at, policy
         self.profiles = profiles  # verifier.profiles.clisupport.ProfileOptions, or None: the XR envelope
+        self.profile_given = profile_given  # --profile was given: it wins over the metadata's
 
 
 _worker: dict[str, Any] = {}
@@ -80,10 +81,11 @@ def _verify_one(path: str, stdin_bytes: bytes | None = None) -> dict[str, Any]:
             at = item.received
         else:
             at = parse_time(settings.at, "--at")
-        if settings.profiles is not None and settings.profiles.profile != "xr-dossier":
+        options = _profile_options(settings, item)
+        if options is not None and options.profile != "xr-dossier":
             from .profiles.clisupport import verify_file
 
-            verdict = verify_file(settings.profiles, item.raw, path=path, trust_store=_worker["store"],
+            verdict = verify_file(options, item.raw, path=path, trust_store=_worker["store"],
                                   roots=_worker["roots"], device=device, nonce=nonce, at=at, policy=settings.policy)
         else:
             policy = settings.policy
@@ -95,6 +97,21 @@ def _verify_one(path: str, stdin_bytes: bytes | None = None) -> dict[str, Any]:
     except VerifierError as exc:
         return {"file": path, "error": str(exc)}
     return {"file": path, **verdict.to_json()}
+
+
+def _profile_options(settings: _Settings, item: EnvelopeInput) -> Any:
+    """The profile options for `item`: --profile and its side files when given; else what the
+    collector's metadata names (the profile, and the same poll's output that signs this one)."""
+    options = settings.profiles
+    if options is not None and settings.profile_given:
+        return options if options.signer is not None or item.signer is None else \
+            dataclasses.replace(options, signer=item.signer)
+    if item.profile is None or item.profile == "xr-dossier":
+        return options
+    from .profiles.clisupport import ProfileOptions
+
+    return dataclasses.replace(options or ProfileOptions(item.profile), profile=item.profile,
+                               signer=(options.signer if options is not None else None) or item.signer)
 
 
 def _asked_for_a_dossier(meta: dict[str, Any] | None) -> bool:
@@ -191,10 +208,11 @@ def _fail(message: str) -> None:
 @click.option("--require-dossier", is_flag=True, help="Fail envelopes whose signed text is not a dossier.")
 @click.option("--insecure-skip-nonce", is_flag=True,
               help="DANGEROUS: accept envelopes without an expected nonce (replays are not detected).")
-@click.option("--profile", default="xr-dossier", show_default=True, metavar="NAME|auto",
+@click.option("--profile", default=None, metavar="NAME|auto",
               help="What FILE is: xr-dossier (the envelope), xe-sudi-sign, xe-sudi-certificate, "
               "xe-integrity-sign, xe-system-integrity, kgv, xr-attest-certificate; 'auto' picks it from "
-              "the output's shape. Cisco outputs need --root with the Cisco root AND the SUDI sub-CA.")
+              "the output's shape. Default: what the collector's metadata names, else xr-dossier. Cisco "
+              "outputs need the Cisco root AND the SUDI sub-CA (--root twice, or a trust store).")
 @click.option("--nonce-dec", "nonce_dec", metavar="N", type=click.IntRange(0, 2**64 - 1),
               help="IOS XE: the decimal nonce that was sent (the same as --nonce with its 8-byte hex).")
 @click.option("--signer", "signers", multiple=True, type=click.Path(path_type=Path),
@@ -210,7 +228,7 @@ def _fail(message: str) -> None:
               help="The anchor for --kgv (Cisco Root CA M2, PEM). Repeatable.")
 def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tuple[Path, ...],
                    device: str | None, nonce_hex: str | None, at: str, as_json: bool, jobs: int,
-                   allow_dsa: bool, require_dossier: bool, insecure_skip_nonce: bool, profile: str = "xr-dossier",
+                   allow_dsa: bool, require_dossier: bool, insecure_skip_nonce: bool, profile: str | None = None,
                    nonce_dec: int | None = None, signers: tuple[Path, ...] = (), signature: Path | None = None,
                    kgv: Path | None = None, kgv_signers: tuple[Path, ...] = (),
                    kgv_roots: tuple[Path, ...] = ()) -> None:
@@ -234,6 +252,8 @@ def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tupl
         if nonce is not None:
             raise click.UsageError("give --nonce or --nonce-dec, not both")
         nonce = nonce_dec.to_bytes(8, "big")  # how IOS XE signs it: u64 big-endian
+    profile_given = profile is not None
+    profile = profile or "xr-dossier"
     profiles = None
     if profile != "xr-dossier" or signers or signature or kgv:
         from .profiles import PROFILES
@@ -257,7 +277,7 @@ def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tupl
     if trust_store is not None:
         store_path = str(_open_store(trust_store).path)
     policy = Policy(allow_dsa=allow_dsa, require_dossier=require_dossier, insecure_skip_nonce=insecure_skip_nonce)
-    settings = _Settings(store_path, _load_roots(roots), device, nonce, at, policy, profiles)
+    settings = _Settings(store_path, _load_roots(roots), device, nonce, at, policy, profiles, profile_given)
     stdin_bytes = _stdin_bytes().read(policy.max_envelope_bytes + 1) if "-" in files else None
     results = []
     stream = _run(list(files), settings, jobs, stdin_bytes)

@@ -74,6 +74,11 @@ class FindingId(enum.StrEnum):
     CHAIN_TOO_MANY_INTERMEDIATES = "chain.too_many_intermediates"
     CHAIN_INVALID = "chain.invalid"
     CHAIN_LEAF_ROTATED = "chain.leaf_rotated"
+    # (4b) device identity (IOS XE: every device chains to the same vendor CA, so the chain
+    # alone proves "some Cisco device"; the pinned SUDI identity says which one)
+    IDENTITY_NOT_PINNED = "identity.not_pinned"
+    IDENTITY_MISMATCH = "identity.mismatch"
+    IDENTITY_NOT_CHECKED = "identity.not_checked"
     # (5) nonce
     NONCE_NOT_CHECKED = "nonce.not_checked"
     NONCE_MISMATCH = "nonce.mismatch"

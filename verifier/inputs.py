@@ -31,6 +31,11 @@ class EnvelopeInput:
     nonce: bytes | None = None
     received: dt.datetime | None = None
     meta: dict[str, Any] | None = None
+    #: The verifier profile the metadata names (`verifier_profile`; None: the XR envelope).
+    profile: str | None = None
+    #: The output of the same poll that signs this one (the metadata's `signer`, read from the
+    #: same folder and checked against its own metadata), e.g. an IOS XE integrity output's SUDI.
+    signer: bytes | None = None
 
 
 def parse_time(text: str, where: str) -> dt.datetime:
@@ -94,7 +99,39 @@ def read_envelope_file(path: str | Path, *, max_bytes: int, stdin: Any = None) -
         raise EnvelopeError(f"{meta_path}: nonce must be hex, found {meta['nonce']!r}") from None
     received = parse_time(meta["received"], f"{meta_path}: received")
     _check_collector_name(file, meta, nonce)
-    return EnvelopeInput(str(file), raw, meta["device"], nonce, received, meta)
+    profile = meta.get("verifier_profile")
+    if profile is not None and not isinstance(profile, str):
+        raise EnvelopeError(f"{meta_path}: expected verifier_profile to be a string, found {profile!r}")
+    signer = _read_signer(file, meta, max_bytes) if meta.get("signer") is not None else None
+    return EnvelopeInput(str(file), raw, meta["device"], nonce, received, meta, profile, signer)
+
+
+def _read_signer(file: Path, meta: dict[str, Any], max_bytes: int) -> bytes:
+    """The bytes of the output the metadata names as `signer` (same folder, same device, same
+    poll), checked against the signer's own metadata. Raises EnvelopeError otherwise."""
+    name = meta["signer"]
+    where = f"{file}{META_SUFFIX}: signer"
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise EnvelopeError(f"{where}: expected the file name of an output beside it, found {name!r}")
+    signer_file = file.with_name(name)
+    try:
+        with signer_file.open("rb") as handle:
+            raw = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise EnvelopeError(
+            f"{where}: the output that signs this one, {signer_file}, cannot be read ({exc.strerror or exc}); "
+            "it was stored by the same poll and must be kept beside it (copy both, or pass --signer)"
+        ) from None
+    signer_meta_path = signer_file.with_name(signer_file.name + META_SUFFIX)
+    if signer_meta_path.exists():
+        signer_meta = _read_meta(signer_meta_path, raw)
+        for member in ("device", "poll_id"):
+            if signer_meta.get(member) != meta.get(member):
+                raise EnvelopeError(
+                    f"{where}: {signer_file} belongs to {member} {signer_meta.get(member)!r}, expected "
+                    f"{meta.get(member)!r} (the same poll's output); the metadata or the files were changed"
+                )
+    return raw
 
 
 def _check_collector_name(file: Path, meta: dict[str, Any], nonce: bytes) -> None:

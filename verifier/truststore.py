@@ -504,14 +504,19 @@ class TrustStore:
         self._require(device)
         self._update(device, change)
 
-    def pin_leaf(self, device: str, leaf: x509.Certificate) -> None:
-        """Pin the device's leaf: used for envelopes without certificates, and to report rotation."""
+    def pin_leaf(self, device: str, leaf: x509.Certificate, *, source: str = "manual",
+                 pinned_at: dt.datetime | None = None) -> None:
+        """Pin the device's leaf: for IOS XR, used for envelopes without certificates and to report
+        rotation; for IOS XE, the SUDI certificate that is the device's identity. `source` says
+        how it was confirmed (fingerprint, interactive, tofu, manual)."""
 
         def change(record: dict[str, Any]) -> None:
             record["pinned_leaf"] = {
                 "sha256": fingerprint(leaf),
                 "subject": leaf.subject.rfc4514_string(),
                 "pem": _pem(leaf),
+                "source": source,
+                "pinned_at": _iso(pinned_at or dt.datetime.now(dt.UTC)),
             }
 
         self._require(device)

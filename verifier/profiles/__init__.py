@@ -14,6 +14,7 @@ shape (`detect_profiles`); a verifier never tries signed-bytes variants until on
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 
@@ -175,10 +176,13 @@ def _dispatch(
         return verify_attest_certificate(raw, anchors=anchors, nonce=expected_nonce, when=when, policy=policy)
     nonce = nonce_to_int(expected_nonce)
     signers = load_signers(signer)
-    if not signers and trust_store is not None and device is not None:
-        pinned = trust_store.pinned_leaf(device)
-        if pinned is not None:
-            signers = [Signer(pinned)]
+    pinned = trust_store.pinned_leaf(device) if trust_store is not None and device is not None else None
+    if not signers and pinned is not None:
+        signers = [Signer(pinned)]
+    # Every XE device chains to the same vendor CA: the device certificate must also be the one
+    # pinned for the device named (`_common.check_device_identity`).
+    anchors = dataclasses.replace(anchors, check_identity=True,
+                                  device=device if trust_store is not None else None, pinned_leaf=pinned)
     if profile == "xe-sudi-sign":
         from .xe_sudi_sign import verify_sudi_sign
 

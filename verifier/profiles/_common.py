@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import NameOID
 
 from ..chain import fingerprint, load_der_certificate
 from ..errors import VerifierError
@@ -39,6 +40,7 @@ __all__ = [
     "PemBlock",
     "certificate_summary",
     "check_ca_path",
+    "check_device_identity",
     "check_nonce_given",
     "decode_base64_der",
     "pem_blocks",
@@ -50,6 +52,7 @@ __all__ = [
     "nonce_to_int",
     "parse_hex_signature",
     "rsa_sha256_ok",
+    "sudi_identity",
     "xe_header",
 ]
 
@@ -93,9 +96,17 @@ class ProfileVerdict(Verdict):
 
 @dataclass(frozen=True)
 class Anchors:
-    """CA certificates the caller pinned (roots and sub-CAs), by exact DER."""
+    """CA certificates the caller pinned (roots and sub-CAs), by exact DER.
+
+    With `check_identity` (IOS XE outputs, whose devices all chain to the same vendor CA), the
+    chain check also compares the device certificate with `pinned_leaf`, the SUDI certificate
+    pinned for `device` at enrollment (`check_device_identity`).
+    """
 
     certificates: tuple[x509.Certificate, ...]
+    check_identity: bool = False
+    device: str | None = None
+    pinned_leaf: x509.Certificate | None = None
 
     def by_fingerprint(self, cert: x509.Certificate) -> x509.Certificate | None:
         wanted = fingerprint(cert)
@@ -378,7 +389,61 @@ def check_sudi_chain(
         verdict.add(PF.CHAIN_LEGACY_PINNED_ANCHOR, Severity.WARNING,
                     "legacy algorithms accepted only because the caller pinned these anchors: "
                     + "; ".join(legacy), "SHA-256 and e=65537", "; ".join(legacy))
+    if ok and anchors.check_identity:
+        ok = check_device_identity(verdict, leaf, anchors)
     return ok
+
+
+def sudi_identity(cert: x509.Certificate) -> str:
+    """The device a SUDI certificate names: its subject's serialNumber ("PID:ISR4321/K9
+    SN:FDO21520TGH"), signed by the vendor's sub-CA; the whole subject when it has none."""
+    values = cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+    if values and isinstance(values[0].value, str):
+        return values[0].value
+    return cert.subject.rfc4514_string()
+
+
+def check_device_identity(verdict: Verdict, leaf: x509.Certificate, anchors: Anchors) -> bool:
+    """Whether the (chain-verified) device certificate is the device's pinned SUDI identity.
+
+    Every IOS XE device chains to the same vendor root and sub-CA, so without this check an
+    output relayed from device B verifies as device A's. The same certificate, or a reissued
+    one naming the same PID and serial number (info: rotated), is the device; anything else is
+    an error, and so is a device with nothing pinned. With no device named there is nothing to
+    compare: a warning says the output proves only "some device under these anchors".
+    """
+    identity = sudi_identity(leaf)
+    if anchors.device is None:
+        verdict.add(FindingId.IDENTITY_NOT_CHECKED, Severity.WARNING,
+                    f"no enrolled device to compare with, so this proves only that a device certified by "
+                    f"the pinned anchors ({identity}) signed it, not that it is the device you meant; verify "
+                    "against a trust store with the device named (--trust-store and --device, or the "
+                    "collector's metadata) to compare it with its pinned identity",
+                    "a device enrolled in a trust store", "none")
+        return True
+    pinned = anchors.pinned_leaf
+    if pinned is None:
+        verdict.add(FindingId.IDENTITY_NOT_PINNED, Severity.ERROR,
+                    f"device {anchors.device!r} has no pinned SUDI identity, so its outputs would verify "
+                    "coming from any device under the same vendor CA; pin it with `dossier enroll -i "
+                    f"INVENTORY --device {anchors.device}` (shows the device's SUDI certificate to confirm)",
+                    f"a SUDI certificate pinned for {anchors.device}", f"none (the output names {identity})")
+        return False
+    if fingerprint(pinned) == fingerprint(leaf):
+        verdict.device = anchors.device
+        return True
+    expected = sudi_identity(pinned)
+    if identity == expected:
+        verdict.add(FindingId.CHAIN_LEAF_ROTATED, Severity.INFO,
+                    f"the device presents a reissued SUDI certificate for the pinned identity {expected}",
+                    f"pinned certificate SHA-256 {fingerprint(pinned)}", f"SHA-256 {fingerprint(leaf)}")
+        verdict.device = anchors.device
+        return True
+    verdict.add(FindingId.IDENTITY_MISMATCH, Severity.ERROR,
+                f"the output is signed by another device than {anchors.device!r}: its SUDI certificate names "
+                f"{identity}, but {anchors.device!r} is pinned to {expected} (a relay by a compromised device, "
+                "or an inventory entry that points at the wrong device)", expected, identity)
+    return False
 
 
 def check_ca_path(
