@@ -112,7 +112,7 @@ def _record_findings(item: EnvelopeInput, settings: _Settings) -> list[Finding]:
     if settings.collector_key is None and not log_path.exists():
         if settings.at != "received":
             return []
-        return [Finding(FindingId.RECORD_NOT_CHECKED, Severity.WARNING,
+        return [Finding(FindingId.RECORD_NOT_CHECKED, Severity.INFO,
                         f"{item.path}: no record log at {log_path} and no --collector-key: the collector's signed "
                         "record (replay, edited metadata, nonce used twice) was not checked",
                         expected="the store's records.jsonl", found="none")]
@@ -161,6 +161,7 @@ def _run(files: Sequence[str], settings: _Settings, jobs: int, stdin_bytes: byte
 _OPERATOR_INFO = {
     "chain.leaf_rotated": "key rotation",
     "data.not_dossier": "signed text, not a dossier",
+    "record.not_checked": "collector's record not checked",
 }
 
 
