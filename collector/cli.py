@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from verifier.cli import DEFAULT_TRUST_STORE  # one default for every command
+from verifier.findings import Severity
 
 from .alerts import AlertSink, write_metrics
 from .collect import TRUSTED, CollectOptions, Collector, DeviceOutcome, RunSummary, check_trust_store
@@ -34,6 +35,7 @@ from .errors import CollectorError, EnrollError, InventoryError, LockError, Stor
 from .inventory import Device, load_inventory
 from .lock import RunLock
 from .provision import PROVISION_KEY_TYPES, provision_device
+from .records import RecordLog, StoreRecords, check_key_outside, flag_untrusted, load_or_create_key, public_key_of
 from .store import Store
 
 __all__ = ["register"]
@@ -62,6 +64,28 @@ _select_options = [
     click.option("--group", "-g", "groups", multiple=True, help="Only devices in this group (repeatable)."),
 ]
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document for machines.")
+_key_option = click.option(
+    "--collector-key", "collector_key", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    envvar="DOSSIER_COLLECTOR_KEY", show_envvar=True,
+    help="The collector's Ed25519 key that signs the store's record log (default: collector-key.pem "
+    "beside the trust store; made on first use, mode 0600; never inside the store).")
+
+
+def _key_path(collector_key: Path | None) -> Path:
+    """--collector-key, else the key beside the trust store ($DOSSIER_TRUST_STORE or the default)."""
+    from verifier.records import default_key_path
+
+    return collector_key or default_key_path(Path(os.environ.get("DOSSIER_TRUST_STORE") or DEFAULT_TRUST_STORE))
+
+
+def _store_records(store: Store, collector_key: Path | None) -> StoreRecords:
+    """The store's record log read with the collector's public key (the log's own, warned, when
+    there is no key file)."""
+    from verifier.records import public_key_path
+
+    key = _key_path(collector_key)
+    public = public_key_path(key)
+    return StoreRecords.read(store, public if public.is_file() else key if key.is_file() else None)
 
 
 def _apply(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
@@ -149,11 +173,12 @@ def _stderr_console() -> Console:
 @_json_option
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar and table (default: when stderr is a terminal; plain log lines otherwise).")
+@_key_option
 def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Path,
                     devices: tuple[str, ...], groups: tuple[str, ...], concurrency: int,
                     run_deadline: float | None, retries: int, verify_workers: int | None, mode: str, interval: float | None,
                     metrics_file: Path | None, syslog_address: str | None, policy_path: Path | None,
-                    as_json: bool, progress: bool | None) -> None:
+                    as_json: bool, progress: bool | None, collector_key: Path | None = None) -> None:
     """Poll devices for fresh signed dossiers, store them byte for byte, and verify each at once.
 
     Each device gets a new 16-byte nonce from the OS CSPRNG on both the dossier and `utility
@@ -188,6 +213,12 @@ def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Pa
             except PolicyError as exc:
                 raise click.BadParameter(str(exc), param_hint="--policy") from exc
         store = Store.open(store_path)
+        from verifier.records import default_key_path
+
+        key_path = collector_key or default_key_path(trust_store_path)
+        check_key_outside(key_path, store.root)
+        records = RecordLog(store.root, load_or_create_key(key_path))
+        records.check_key()
         options = CollectOptions(concurrency=concurrency, run_deadline_s=run_deadline, retries=retries,
                                  verify_workers=verify_workers, policy=policy)
         show_progress = _stderr_console().is_terminal if progress is None else progress
@@ -197,7 +228,8 @@ def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Pa
             code = EXIT_OK
             while True:
                 summary = _one_run(store, trust_store_path, selected, options, alerts, stop,
-                                   show_progress=show_progress and not as_json, looping=interval is not None)
+                                   show_progress=show_progress and not as_json, looping=interval is not None,
+                                   records=records)
                 if summary is not None:
                     if metrics_file is not None:
                         write_metrics(metrics_file, store.readable_states())
@@ -250,7 +282,7 @@ def _restore_stop_handlers(previous: dict[int, Any]) -> None:
 
 def _one_run(store: Store, trust_store_path: Path, devices: list[Any], options: CollectOptions,
              alerts: AlertSink, stop: threading.Event, *, show_progress: bool,
-             looping: bool) -> RunSummary | None:
+             looping: bool, records: RecordLog | None = None) -> RunSummary | None:
     lock = RunLock(store.root / "collect.lock")
     try:
         lock.acquire()
@@ -270,14 +302,14 @@ def _one_run(store: Store, trust_store_path: Path, devices: list[Any], options: 
                     bar.update(task, advance=1, last=f"{outcome.device}: {outcome.status}")
 
                 collector = Collector(store, trust_store_path=trust_store_path, options=options,
-                                      alerts=alerts, on_outcome=advance)
+                                      alerts=alerts, on_outcome=advance, records=records)
                 return collector.run(devices, stop=stop)
 
         def log_line(outcome: DeviceOutcome) -> None:
             click.echo(_log_line(outcome), err=True)
 
         collector = Collector(store, trust_store_path=trust_store_path, options=options,
-                              alerts=alerts, on_outcome=log_line)
+                              alerts=alerts, on_outcome=log_line, records=records)
         return collector.run(devices, stop=stop)
     finally:
         lock.release()
@@ -490,7 +522,8 @@ def _enrolled_line(result: EnrollResult) -> str:
 @click.command("status")
 @_store_option
 @_json_option
-def status_command(store_path: Path, as_json: bool) -> None:
+@_key_option
+def status_command(store_path: Path, as_json: bool, collector_key: Path | None = None) -> None:
     """Show the fleet: last collection, verdict and certificate expiry per device.
 
     \b
@@ -501,10 +534,14 @@ def status_command(store_path: Path, as_json: bool) -> None:
     """
     with _errors_to_exit_codes():
         with Store.open(store_path, create=False) as store:
-            rows = fleet_status(store)
+            checks = _store_records(store, collector_key)
+            rows = fleet_status(store, checks)
+        record_errors = [f for f in checks.log.problems if f.severity is Severity.ERROR]
         if as_json:
-            click.echo(json.dumps({"store": str(store_path), "devices": rows}, indent=2))
+            click.echo(json.dumps({"store": str(store_path), "devices": rows, "records": checks.summary()}, indent=2))
         else:
+            for finding in checks.log.problems:
+                click.echo(f"record log {finding.severity}: {finding.id}: {finding.message}", err=True)
             grid = Table(title=f"Fleet status ({store_path})")
             for column in ("device", "last poll (UTC)", "status", "reason", "last trusted (UTC)",
                            "expiry days leaf/root", "appraisal"):
@@ -518,7 +555,7 @@ def status_command(store_path: Path, as_json: bool) -> None:
                              row["last_reason"] or "", (row["last_trusted"] or "")[:19], expiry,
                              _APPRAISAL_MARKUP.get(row["appraisal"] or "", row["appraisal"] or ""))
             Console().print(grid)
-        bad = any(row["last_status"] != TRUSTED for row in rows)
+        bad = any(row["last_status"] != TRUSTED or row["record_findings"] for row in rows) or record_errors
         raise _Exit(EXIT_FAILED if bad or not rows else EXIT_OK)
 
 
@@ -526,9 +563,29 @@ _APPRAISAL_MARKUP = {"affirming": "[green]affirming[/]", "warning": "[yellow]war
                      "contraindicated": "[bold red]contraindicated[/]"}
 
 
-def fleet_status(store: Store) -> list[dict[str, Any]]:
-    """One row per device from the index and the device states."""
+#: Status looks this far back through a device's trusted envelopes for one whose record holds.
+_TRUSTED_LOOKBACK = 50
+
+
+def fleet_status(store: Store, checks: StoreRecords | None = None) -> list[dict[str, Any]]:
+    """One row per device from the index and the device states; with `checks`, the newest
+    envelope and the last trusted one are those whose signed record holds (record log)."""
     latest, trusted, states = store.latest(), store.latest_trusted(), store.readable_states()
+    record_findings: dict[str, list[str]] = {}
+    if checks is not None:
+        index_trusted = dict(trusted)
+        for device, record in list(trusted.items()):
+            if not checks.errors(record):
+                continue
+            del trusted[device]  # a replayed or edited envelope is no trusted collection
+            for older in store.history(device, limit=_TRUSTED_LOOKBACK):
+                if older.trusted and not checks.errors(older):
+                    trusted[device] = older
+                    break
+        for device, record in latest.items():  # the newest, and the newest the index calls trusted
+            shown = [record, *([index_trusted[device]] if device in index_trusted else [])]
+            record_findings[device] = sorted({str(f.id) for one in shown for f in checks.errors(one)
+                                              if f not in checks.log.problems})
     appraised = {path: status for _, _, path, status in store.appraisal_statuses()}
     rows = []
     for device in sorted(set(latest) | set(states)):
@@ -547,6 +604,7 @@ def fleet_status(store: Store) -> list[dict[str, Any]]:
             "latest_file": str(store.root / record.path) if record else None,
             # collector.insights: the newest envelope's appraisal (None when not appraised)
             "appraisal": appraised.get(record.path) if record else None,
+            "record_findings": record_findings.get(device, []),
         })
     return rows
 
@@ -562,17 +620,50 @@ def store_group() -> None:
 @store_group.command("reindex")
 @_store_option
 @_json_option
-def reindex_command(store_path: Path, as_json: bool) -> None:
-    """Rebuild the SQLite index from the envelope files (after a crash or a damaged index)."""
+@_key_option
+def reindex_command(store_path: Path, as_json: bool, collector_key: Path | None = None) -> None:
+    """Rebuild the SQLite index from the envelope files (after a crash or a damaged index), and
+    check each envelope's signed record: one that fails is indexed as untrusted, with the
+    record finding ids as its reasons (exit 1)."""
     with _errors_to_exit_codes():
         with RunLock(Path(store_path) / "collect.lock") if Path(store_path).is_dir() else _no_lock():
             with Store.open(store_path, create=False) as store:
                 count = store.reindex()
+                checks = _store_records(store, collector_key)
+                every = [record for device in store.latest() for record in store.history(device)]
+                for record in flag_untrusted(every, checks):
+                    store.index(record)
                 store.mark_clean()
+        flagged = checks.summary()
         if as_json:
-            click.echo(json.dumps({"store": str(store_path), "envelopes": count}))
+            click.echo(json.dumps({"store": str(store_path), "envelopes": count, "records": flagged}))
         else:
             click.echo(f"indexed {count} envelopes in {store_path}")
+            for finding in checks.log.problems:
+                click.echo(f"record log {finding.severity}: {finding.id}: {finding.message}", err=True)
+            for path, findings in flagged["envelopes"].items():
+                for finding in findings:
+                    click.echo(f"{path}: {finding['severity']}: {finding['id']}: {finding['message']}", err=True)
+        if any(f.severity is Severity.ERROR for findings in checks.checked.values() for f in findings):
+            raise _Exit(EXIT_FAILED)
+
+
+@store_group.command("key")
+@_key_option
+@click.option("--trust-store", "trust_store_path", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Where the key is by default: collector-key.pem beside this trust store.")
+def key_command(collector_key: Path | None, trust_store_path: Path | None) -> None:
+    """Print the collector's public key (PEM) and its SHA-256 fingerprint, for auditors
+    (`dossier verify --collector-key`). Makes the key if there is none yet."""
+    from verifier.records import default_key_path
+
+    with _errors_to_exit_codes():
+        key = collector_key or (default_key_path(trust_store_path) if trust_store_path else _key_path(None))
+        if not key.exists():
+            load_or_create_key(key)
+        pem, fingerprint = public_key_of(key)
+        click.echo(pem.decode("ascii"), nl=False)
+        click.echo(f"SHA-256 fingerprint: {fingerprint}")
 
 
 @contextmanager

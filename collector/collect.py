@@ -37,6 +37,7 @@ from .alerts import AlertSink
 from .errors import CollectorError, InventoryError, StoreError
 from .inventory import Device
 from .platforms import profile_for
+from .records import RecordLog, default_key_path, load_or_create_key
 from .ssh import CommandResult, run_command
 from .store import EnvelopeRecord, Store, StoredVerdict, new_poll_id
 from .verifying import (
@@ -194,8 +195,14 @@ class Collector:
 
     def __init__(self, store: Store, *, trust_store_path: Path | None, options: CollectOptions | None = None,
                  alerts: AlertSink | None = None, rng: random.Random | None = None,
-                 on_outcome: Callable[[DeviceOutcome], None] | None = None) -> None:
+                 on_outcome: Callable[[DeviceOutcome], None] | None = None,
+                 records: RecordLog | None = None) -> None:
         self.store = store
+        # Every stored output gets a signed record (`collector.records`); by default with the
+        # key beside the trust store, made on first use.
+        if records is None and trust_store_path is not None:
+            records = RecordLog(store.root, load_or_create_key(default_key_path(Path(trust_store_path))))
+        self.records = records
         self.trust_store_path = trust_store_path
         self.options = options or CollectOptions()
         self.alerts = alerts or AlertSink()
@@ -458,6 +465,7 @@ class Collector:
                        "poll_id": new_poll_id(), "verifier_profile": "xr-dossier",
                        "attempts": f.attempt, "exit_status": f.result.exit_status}}
             for f in batch], check=check)
+        records = self.append_records(records)
         outcomes: list[DeviceOutcome | StoreError] = []
         for fetched, record, one in zip(batch, records, checked, strict=True):
             if isinstance(record, StoreError):
@@ -470,6 +478,17 @@ class Collector:
             self._record_verdict(fetched.device, record, one, outcome, fetched.state)
             outcomes.append(outcome)
         return outcomes
+
+    def append_records(self, stored: list[EnvelopeRecord | StoreError]) -> list[EnvelopeRecord | StoreError]:
+        """Sign a record of each stored output into the store's record log (one append for the
+        batch); if that fails, each of them gets the StoreError (its evidence has no record)."""
+        if self.records is None:
+            return stored
+        try:
+            self.records.append([record for record in stored if isinstance(record, EnvelopeRecord)])
+        except StoreError as exc:
+            return [exc if isinstance(record, EnvelopeRecord) else record for record in stored]
+        return stored
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with 'equal jitter': half fixed, half random."""

@@ -26,6 +26,7 @@ from pathlib import PurePosixPath
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from .errors import StoreError
 from .inventory import Device
 from .store import new_poll_id
 from .platforms import PlatformProfile, SignedCommand
@@ -34,6 +35,7 @@ from .verifying import stored_verdict, verify_signed_output
 
 if TYPE_CHECKING:
     from .collect import Collector, DeviceOutcome
+    from .store import EnvelopeRecord
 
 __all__ = ["XE_NONCE_MAX", "new_decimal_nonce", "poll_signed_commands", "verify_signed_output"]
 
@@ -107,6 +109,7 @@ def poll_signed_commands(collector: Collector, device: Device, profile: Platform
     outcome.received = records[-1].received
     outcome.duration_s = time.monotonic() - begin
     if not collector.options.verify:
+        _append_records(collector, records)
         outcome.status = UNTRUSTED
         outcome.reason, outcome.message = "verify.skipped", "verification was turned off (--no-verify)"
         collector._write_poll_state(device, outcome, state, trusted=False)
@@ -137,6 +140,17 @@ def poll_signed_commands(collector: Collector, device: Device, profile: Platform
             all_trusted = False
             outcome.reason, outcome.message = failure[0], failure[1]
             collector.alerts.untrusted(device.name, failure[2], record.path)
+    unrecorded = _append_records(collector, records)
+    if unrecorded is not None and all_trusted:
+        all_trusted = False
+        outcome.reason, outcome.message = unrecorded.reason, str(unrecorded)
     outcome.status = TRUSTED if all_trusted else UNTRUSTED
     collector._write_poll_state(device, outcome, state, trusted=all_trusted)
     return outcome
+
+
+def _append_records(collector: Collector, records: list[EnvelopeRecord]) -> StoreError | None:
+    """The poll's signed records, once their verdicts are known (`Collector.append_records`);
+    returns the StoreError if they could not be appended."""
+    failed = [one for one in collector.append_records(list(records)) if isinstance(one, StoreError)]
+    return failed[0] if failed else None

@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from .errors import VerifierError
-from .findings import Severity
+from .findings import Finding, FindingId, Severity
 from .inputs import EnvelopeInput, parse_time, read_envelope_file
 from .policy import Policy
 from .truststore import TrustStore
@@ -42,9 +42,11 @@ class _Settings:
     """What every worker needs to verify (picklable: paths, DER bytes, a frozen policy)."""
 
     def __init__(self, store: str | None, roots: list[bytes], device: str | None, nonce: bytes | None,
-                 at: str, policy: Policy, profiles: Any = None, profile_given: bool = False) -> None:
+                 at: str, policy: Policy, profiles: Any = None, collector_key: bytes | None = None,
+                 profile_given: bool = False) -> None:
         self.store, self.roots, self.device, self.nonce, self.at, self.policy = store, roots, device, nonce, at, policy
         self.profiles = profiles  # verifier.profiles.clisupport.ProfileOptions, or None: the XR envelope
+        self.collector_key = collector_key  # raw Ed25519 public key the record logs are checked with
         self.profile_given = profile_given  # --profile was given: it wins over the metadata's
 
 
@@ -94,6 +96,8 @@ def _verify_one(path: str, stdin_bytes: bytes | None = None) -> dict[str, Any]:
                 policy = dataclasses.replace(policy, require_dossier=True)
             verdict = verify_envelope(item.raw, trust_store=_worker["store"], roots=_worker["roots"],
                                       device=device, expected_nonce=nonce, at=at, policy=policy)
+        if item.meta is not None:  # stored by the collector: its signed record (verifier/records.py)
+            verdict.findings.extend(_record_findings(item, settings))
     except VerifierError as exc:
         return {"file": path, "error": str(exc)}
     return {"file": path, **verdict.to_json()}
@@ -112,6 +116,37 @@ def _profile_options(settings: _Settings, item: EnvelopeInput) -> Any:
 
     return dataclasses.replace(options or ProfileOptions(item.profile), profile=item.profile,
                                signer=(options.signer if options is not None else None) or item.signer)
+
+
+def _record_findings(item: EnvelopeInput, settings: _Settings) -> list[Finding]:
+    """The record log's findings about a stored envelope (each log read once per process); where
+    there is no log beside it and no collector key was given, what was not checked."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from .records import check_record, locate_log, read_log
+
+    file = Path(item.path)
+    log_path = locate_log(file)
+    if settings.collector_key is None and not log_path.exists():
+        if settings.at != "received":
+            return []
+        return [Finding(FindingId.RECORD_NOT_CHECKED, Severity.INFO,
+                        f"{item.path}: no record log at {log_path} and no --collector-key: the collector's signed "
+                        "record (replay, edited metadata, nonce used twice) was not checked",
+                        expected="the store's records.jsonl", found="none")]
+    logs = _worker.setdefault("logs", {})
+    if log_path not in logs:
+        key = (Ed25519PublicKey.from_public_bytes(settings.collector_key)
+               if settings.collector_key is not None else None)
+        logs[log_path] = read_log(log_path, key)
+    verdict_file = file.with_name(file.name + ".verdict.json")
+    meta = item.meta or {}
+    verdict = meta.get("verdict") if isinstance(meta.get("verdict"), dict) else None
+    if verdict is None and verdict_file.is_file():
+        from .records import read_stored_envelope
+
+        verdict = read_stored_envelope(file, settings.policy.max_envelope_bytes)[2]
+    return check_record(logs[log_path], f"{file.parent.name}/{file.name}", item.raw, meta, verdict)
 
 
 def _asked_for_a_dossier(meta: dict[str, Any] | None) -> bool:
@@ -144,6 +179,7 @@ def _run(files: Sequence[str], settings: _Settings, jobs: int, stdin_bytes: byte
 _OPERATOR_INFO = {
     "chain.leaf_rotated": "key rotation",
     "data.not_dossier": "signed text, not a dossier",
+    "record.not_checked": "collector's record not checked",
 }
 
 
@@ -226,12 +262,16 @@ def _fail(message: str) -> None:
               help="The --kgv file's signer certificate and sub-CA (PEM). Repeatable.")
 @click.option("--kgv-root", "kgv_roots", multiple=True, type=click.Path(path_type=Path),
               help="The anchor for --kgv (Cisco Root CA M2, PEM). Repeatable.")
+@click.option("--collector-key", "collector_key", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="DOSSIER_COLLECTOR_KEY", show_envvar=True,
+              help="The collector's public key (PEM, `dossier store key`): stored envelopes' signed records "
+              "are checked with it (default: collector-key.pub.pem beside the trust store, if there).")
 def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tuple[Path, ...],
                    device: str | None, nonce_hex: str | None, at: str, as_json: bool, jobs: int,
                    allow_dsa: bool, require_dossier: bool, insecure_skip_nonce: bool, profile: str | None = None,
                    nonce_dec: int | None = None, signers: tuple[Path, ...] = (), signature: Path | None = None,
                    kgv: Path | None = None, kgv_signers: tuple[Path, ...] = (),
-                   kgv_roots: tuple[Path, ...] = ()) -> None:
+                   kgv_roots: tuple[Path, ...] = (), collector_key: Path | None = None) -> None:
     """Verify signed dossier envelopes (signature, chain to the enrolled root, nonce, dossier), or with
     --profile the signed outputs Cisco devices print (IOS XE SUDI, integrity, system integrity; KGV files)."""
     if trust_store is not None and roots:
@@ -277,7 +317,8 @@ def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tupl
     if trust_store is not None:
         store_path = str(_open_store(trust_store).path)
     policy = Policy(allow_dsa=allow_dsa, require_dossier=require_dossier, insecure_skip_nonce=insecure_skip_nonce)
-    settings = _Settings(store_path, _load_roots(roots), device, nonce, at, policy, profiles, profile_given)
+    settings = _Settings(store_path, _load_roots(roots), device, nonce, at, policy, profiles,
+                         _collector_key(collector_key, trust_store), profile_given)
     stdin_bytes = _stdin_bytes().read(policy.max_envelope_bytes + 1) if "-" in files else None
     results = []
     stream = _run(list(files), settings, jobs, stdin_bytes)
@@ -300,6 +341,22 @@ def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tupl
     if any("error" in result for result in results):
         context.exit(EXIT_INPUT)
     context.exit(EXIT_TRUSTED if all(result["trusted"] for result in results) else EXIT_UNTRUSTED)
+
+
+def _collector_key(given: Path | None, trust_store: Path | None) -> bytes | None:
+    """The raw public key record logs are checked with: --collector-key, else the collector's
+    public key beside the trust store when it is there, else None (the log's own, warned)."""
+    from .records import default_key_path, load_public_key, public_key_path
+
+    if given is None and trust_store is not None and public_key_path(default_key_path(trust_store)).is_file():
+        given = public_key_path(default_key_path(trust_store))
+    if given is None:
+        return None
+    try:
+        key = load_public_key(given)
+    except VerifierError as exc:
+        raise InputError(f"--collector-key: {exc}") from None
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def _print_table(results: list[dict[str, Any]]) -> None:

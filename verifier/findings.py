@@ -98,6 +98,24 @@ class FindingId(enum.StrEnum):
     EXPIRY_ROOT_SOON = "expiry.root_soon"
     EXPIRY_ROOT_IMMINENT = "expiry.root_imminent"
 
+    # (8) the collector's record log (verifier/records.py, docs/design/record-log.md)
+    RECORD_MISSING = "record.missing"
+    RECORD_BEFORE_LOG = "record.before_log"
+    RECORD_MISMATCH = "record.mismatch"
+    RECORD_NONCE_REUSED = "record.nonce_reused"
+    RECORD_BAD_SIGNATURE = "record.bad_signature"
+    RECORD_OTHER_KEY = "record.other_key"
+    RECORD_LINE_DELETED = "record.line_deleted"
+    RECORD_LINE_REORDERED = "record.line_reordered"
+    RECORD_LINE_INSERTED = "record.line_inserted"
+    RECORD_CHAIN_BROKEN = "record.chain_broken"
+    RECORD_LINE_INVALID = "record.line_invalid"
+    RECORD_LOG_TORN = "record.log_torn"
+    RECORD_LOG_REPAIRED = "record.log_repaired"
+    RECORD_LOG_MISSING = "record.log_missing"
+    RECORD_KEY_NOT_PINNED = "record.key_not_pinned"
+    RECORD_NOT_CHECKED = "record.not_checked"
+
     VERIFIER_INCOMPLETE = "verifier.incomplete"
 
 

@@ -606,6 +606,8 @@ def test_every_finding_id_has_a_case() -> None:
 ELSEWHERE.add(FindingId.VERIFIER_INCOMPLETE)
 # IOS XE identity (a pinned SUDI certificate per device): tests/adversarial/test_adv_xe_identity.py
 ELSEWHERE.update({FindingId.IDENTITY_MISMATCH, FindingId.IDENTITY_NOT_PINNED, FindingId.IDENTITY_NOT_CHECKED})
+# The record log's findings: tests/verifier/test_records.py and tests/adversarial/test_adv_record_log.py.
+ELSEWHERE.update(finding_id for finding_id in FindingId if finding_id.startswith("record."))
 
 
 def test_a_step_that_did_not_complete_is_never_trusted(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,272 @@
+"""Adversarial tests of the record log (issue 15, item 7): a store writer replays an old trusted
+envelope under a new collector-style name with matching metadata; `dossier verify --at received`
+and `dossier status` said TRUSTED. Now the collector signs a record of each stored envelope
+into a hash-chained log, and every kind of tampering with it is a finding, found with only the
+collector's public key."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from collector.inventory import load_inventory
+from collector.enroll import enroll_root, fetch_root
+from collector.records import RecordLog, load_or_create_key
+from collector.store import EnvelopeRecord, Store
+from dossier_cli.main import cli
+from emulator.faults import Fault
+from emulator.fleet import Fleet
+from verifier.records import (LOG_NAME, default_key_path, load_public_key, make_line, parse_line,
+                              public_key_path, read_log)
+
+SMALL_FILES = 20
+
+
+def _collect(inventory: Path, store: Path, trust: Path) -> dict:
+    result = CliRunner().invoke(cli, ["collect", "-i", str(inventory), "--store", str(store),
+                                      "--trust-store", str(trust), "--json"])
+    assert result.exit_code in (0, 1), result.output
+    return json.loads(result.stdout)
+
+
+def _verify(paths: list[Path], trust: Path, *extra: str) -> list[dict]:
+    result = CliRunner().invoke(cli, ["verify", *map(str, paths), "--trust-store", str(trust), "--at", "received",
+                                      "--json", *extra])
+    assert result.exit_code in (0, 1), result.output
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def collected(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One device polled twice through the real emulator and `dossier collect`: trusted, then
+    untrusted (an expired leaf)."""
+    tmp = tmp_path_factory.mktemp("records")
+    with Fleet(state_dir=tmp / "fleet", devices=1, provisioned=True, key_type="ecdsa-p256", seed=7,
+               files=SMALL_FILES) as fleet:
+        inventory = tmp / "inventory.yaml"
+        fleet.write_inventory(inventory)
+        device = load_inventory(inventory).devices[0]
+        trust = tmp / "state" / "truststore"
+        enroll_root(trust, fetch_root(device), source="tofu")
+        first = _collect(inventory, tmp / "store", trust)
+        fleet.set_fault(device.name, Fault.EXPIRED_LEAF)
+        second = _collect(inventory, tmp / "store", trust)
+    assert first["devices"][0]["status"] == "trusted" and second["devices"][0]["status"] == "untrusted"
+    return {"tmp": tmp, "trust": trust, "device": device.name,
+            "trusted": tmp / "store" / first["devices"][0]["path"],
+            "untrusted": tmp / "store" / second["devices"][0]["path"]}
+
+
+@pytest.fixture
+def store(collected: dict, tmp_path: Path) -> Path:
+    """A fresh copy of the collected store, to tamper with."""
+    copy = tmp_path / "store"
+    shutil.copytree(collected["tmp"] / "store", copy)
+    return copy
+
+
+def _replay(store: Path, original: Path, when: datetime) -> Path:
+    """The attack: the old trusted envelope copied under a new collector-style name, with its
+    metadata edited to match (received, started, file name)."""
+    meta = json.loads(original.with_name(original.name + ".meta.json").read_text())
+    stamp = when.strftime("%Y%m%dT%H%M%S.%fZ")
+    iso = when.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    target = store / original.parent.name / f"{stamp}-{meta['nonce'][:8]}.envelope"
+    shutil.copyfile(original, target)
+    meta["received"] = meta["started"] = iso
+    target.with_name(target.name + ".meta.json").write_text(json.dumps(meta))
+    return target
+
+
+def test_the_key_is_made_on_first_use_with_mode_0600_outside_the_store(collected: dict) -> None:
+    key = default_key_path(collected["trust"])
+    assert key.is_file() and stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert collected["tmp"] / "store" not in key.parents
+    result = CliRunner().invoke(cli, ["store", "key", "--collector-key", str(key)])
+    assert result.exit_code == 0 and "BEGIN PUBLIC KEY" in result.stdout and "SHA-256 fingerprint" in result.stdout
+    assert public_key_path(key).read_text() in result.stdout
+
+
+def test_a_key_readable_by_others_is_refused(tmp_path: Path) -> None:
+    key = tmp_path / "k.pem"
+    load_or_create_key(key)
+    key.chmod(0o644)
+    from collector.errors import StoreError
+
+    with pytest.raises(StoreError, match="expected mode 0600, found 0644"):
+        load_or_create_key(key)
+
+
+def test_replayed_envelope_is_caught_by_verify_and_status(collected: dict, store: Path) -> None:
+    trust = collected["trust"]
+    untrusted = store / collected["untrusted"].relative_to(collected["tmp"] / "store")
+    trusted = store / collected["trusted"].relative_to(collected["tmp"] / "store")
+    received = json.loads(untrusted.with_name(untrusted.name + ".meta.json").read_text())["received"]
+    replayed = _replay(store, trusted, datetime.fromisoformat(received.replace("Z", "+00:00")) + timedelta(seconds=5))
+    # Before the record log this said TRUSTED; the genuine stored envelopes still verify as before.
+    honest, fake = _verify([trusted, replayed], trust)
+    assert honest["trusted"] and not fake["trusted"]
+    ids = {f["id"] for f in fake["findings"]}
+    assert {"record.missing", "record.nonce_reused"} <= ids
+    # The store writer also puts a trusted row in the index; status still does not believe it.
+    with Store.open(store) as opened:
+        opened.index(EnvelopeRecord(path=f"{replayed.parent.name}/{replayed.name}", device=collected["device"],
+                                    received=json.loads(replayed.with_name(replayed.name + ".meta.json").read_text())[
+                                        "received"], bytes=replayed.stat().st_size, sha256="0" * 64, trusted=True))
+    result = CliRunner().invoke(cli, ["status", "--store", str(store), "--json",
+                                      "--collector-key", str(public_key_path(default_key_path(trust)))])
+    assert result.exit_code == 1, result.output
+    row = json.loads(result.stdout)["devices"][0]
+    genuine = json.loads(trusted.with_name(trusted.name + ".meta.json").read_text())["received"]
+    assert row["last_trusted"] == genuine
+    assert "record.missing" in row["record_findings"]
+    # reindex checks every envelope too, and indexes the replay as untrusted
+    result = CliRunner().invoke(cli, ["store", "reindex", "--store", str(store), "--json",
+                                      "--collector-key", str(default_key_path(trust))])
+    assert result.exit_code == 1
+    assert "record.missing" in {f["id"] for f in json.loads(result.stdout)["records"]["envelopes"][
+        f"{replayed.parent.name}/{replayed.name}"]}
+    with Store.open(store) as opened:
+        assert opened.latest_trusted()[collected["device"]].received == genuine
+
+
+def test_a_plain_verify_without_the_store_says_what_was_not_checked(collected: dict, tmp_path: Path) -> None:
+    alone = tmp_path / "loose" / collected["trusted"].parent.name
+    alone.mkdir(parents=True)
+    for suffix in ("", ".meta.json"):
+        shutil.copyfile(collected["trusted"].with_name(collected["trusted"].name + suffix),
+                        alone / (collected["trusted"].name + suffix))
+    other_trust = tmp_path / "t2"
+    shutil.copytree(collected["trust"], other_trust)  # no collector key beside this one
+    (result,) = _verify([alone / collected["trusted"].name], other_trust)
+    assert result["trusted"] and "record.not_checked" in {f["id"] for f in result["findings"]}
+
+
+# --- each tamper kind, found with only the public key ---------------------------------------
+
+def _lines(store: Path) -> list[bytes]:
+    return (store / LOG_NAME).read_bytes().splitlines()
+
+
+def _write(store: Path, lines: list[bytes], end: bytes = b"\n") -> None:
+    (store / LOG_NAME).write_bytes(b"\n".join(lines) + end)
+
+
+def _resign(line: bytes, signer, **changes) -> bytes:
+    fields = parse_line(line)
+    fields.update(changes)
+    fields.pop("sig")
+    return make_line(fields, signer)
+
+
+def _edit(store: Path, trust: Path) -> None:
+    lines = _lines(store)
+    fields = json.loads(lines[1])
+    fields["sha256"] = "f" * 64
+    lines[1] = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+    _write(store, lines)
+
+
+def _reorder(store: Path, trust: Path) -> None:
+    lines = _lines(store)
+    lines[1], lines[2] = lines[2], lines[1]
+    _write(store, lines)
+
+
+def _delete(store: Path, trust: Path) -> None:
+    lines = _lines(store)
+    del lines[1]
+    _write(store, lines)
+
+
+def _insert(store: Path, trust: Path) -> None:
+    lines = _lines(store)
+    _write(store, [*lines, lines[1]])
+
+
+def _other_key(store: Path, trust: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from verifier.records import key_fingerprint
+
+    other = Ed25519PrivateKey.generate()
+    lines = _lines(store)
+    lines[1] = _resign(lines[1], other, key=key_fingerprint(other.public_key()), sha256="f" * 64)
+    _write(store, lines)
+
+
+def _nonce_reuse(store: Path, trust: Path) -> None:
+    """Even the key holder cannot record one nonce twice for a device unnoticed."""
+    key = load_or_create_key(default_key_path(trust))
+    lines = _lines(store)
+    first = parse_line(lines[1])
+    RecordLog(store, key).append([EnvelopeRecord(path=f"{first['device']}/copy.envelope", device=first["device"],
+                                                 received=first["received"], bytes=1, sha256="0" * 64,
+                                                 nonce=first["nonce"], trusted=True)])
+
+
+def _torn(store: Path, trust: Path) -> None:
+    lines = _lines(store)
+    _write(store, lines[:-1] + [lines[-1][:40]], end=b"")
+
+
+TAMPERS = {
+    "edit": (_edit, "record.bad_signature"),
+    "reorder": (_reorder, "record.line_reordered"),
+    "delete": (_delete, "record.line_deleted"),
+    "insert": (_insert, "record.line_inserted"),
+    "other key": (_other_key, "record.other_key"),
+    "nonce reuse": (_nonce_reuse, "record.nonce_reused"),
+    "torn last line": (_torn, "record.log_torn"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(TAMPERS))
+def test_each_tamper_kind_is_found_with_only_the_public_key(collected: dict, store: Path, tmp_path: Path,
+                                                            kind: str) -> None:
+    tamper, finding = TAMPERS[kind]
+    public = tmp_path / "auditor.pub.pem"
+    shutil.copyfile(public_key_path(default_key_path(collected["trust"])), public)
+    assert not read_log(store / LOG_NAME, load_public_key(public)).problems
+    tamper(store, collected["trust"])
+    first = store / collected["trusted"].relative_to(collected["tmp"] / "store")
+    (result,) = _verify([first], collected["trust"], "--collector-key", str(public))
+    ids = {f["id"] for f in result["findings"]}
+    assert finding in ids, ids
+    if kind != "torn last line":  # a torn tail loses the last record only (the untrusted poll's)
+        assert not result["trusted"]
+
+
+def test_a_torn_append_is_cut_off_and_recorded_by_the_next_append(tmp_path: Path) -> None:
+    key = load_or_create_key(tmp_path / "k.pem")
+    store = tmp_path / "store"
+    store.mkdir()
+    record = EnvelopeRecord(path="d/a.envelope", device="d", received="2026-01-01T00:00:00Z", bytes=1,
+                            sha256="0" * 64, nonce="aa")
+    RecordLog(store, key).append([record])
+    with open(store / LOG_NAME, "ab") as handle:
+        handle.write(b'{"kind":"rec')  # a crash mid-append
+    assert "record.log_torn" in {f.id for f in read_log(store / LOG_NAME, key.public_key()).problems}
+    RecordLog(store, key).append([EnvelopeRecord(**{**record.__dict__, "path": "d/b.envelope", "nonce": "bb"})])
+    checked = read_log(store / LOG_NAME, key.public_key())
+    assert [f.id for f in checked.problems] == ["record.log_repaired"]
+    assert set(checked.records) == {"d/a.envelope", "d/b.envelope"}
+
+
+def test_concurrent_appenders_keep_one_chain(tmp_path: Path) -> None:
+    """Two RecordLogs (as two processes would be) append in turn: flock + re-reading the tail."""
+    key = load_or_create_key(tmp_path / "k.pem")
+    one, two = RecordLog(tmp_path, key), RecordLog(tmp_path, key)
+    for number in range(6):
+        (one if number % 2 else two).append([EnvelopeRecord(path=f"d/{number}.envelope", device="d",
+                                                            received="2026-01-01T00:00:00Z", bytes=1,
+                                                            sha256="0" * 64, nonce=f"{number:02x}")])
+    checked = read_log(tmp_path / LOG_NAME, key.public_key())
+    assert not checked.problems and len(checked.records) == 6
