@@ -34,7 +34,7 @@ from .errors import CollectorError, EnrollError, InventoryError, LockError, Stor
 from .inventory import Device, load_inventory
 from .lock import RunLock
 from .provision import PROVISION_KEY_TYPES, provision_device
-from .store import Store
+from .store import DamagedFile, Store
 
 __all__ = ["register"]
 
@@ -549,16 +549,36 @@ def store_group() -> None:
 @_store_option
 @_json_option
 def reindex_command(store_path: Path, as_json: bool) -> None:
-    """Rebuild the SQLite index from the envelope files (after a crash or a damaged index)."""
+    """Rebuild the SQLite index from the envelope files (after a crash or a damaged index).
+
+    A stored file that cannot be used as it is (metadata, verdict or appraisal file that is
+    not JSON or has a field of the wrong kind; an envelope that cannot be read) is listed with
+    what was expected and what was found. Its envelope is indexed as far as its files tell
+    (an unreadable envelope is left out); nothing stored is changed or deleted.
+
+    \b
+    Exit codes:
+      0  every envelope indexed, no damaged file
+      1  indexed, but damaged files were found (listed; --json: "damaged")
+      2  the index could not be rebuilt (no store there, the disk is full, no permission);
+         the old index is kept and the next collection run tries again
+    """
+    damaged: list[DamagedFile] = []
     with _errors_to_exit_codes():
         with RunLock(Path(store_path) / "collect.lock") if Path(store_path).is_dir() else _no_lock():
             with Store.open(store_path, create=False) as store:
-                count = store.reindex()
+                count = store.reindex(on_damage=damaged.append)
                 store.mark_clean()
         if as_json:
-            click.echo(json.dumps({"store": str(store_path), "envelopes": count}))
+            click.echo(json.dumps({"store": str(store_path), "envelopes": count,
+                                   "damaged": [damage.to_json() for damage in damaged]}))
         else:
-            click.echo(f"indexed {count} envelopes in {store_path}")
+            for damage in damaged:
+                click.echo(f"damaged: {damage}")
+            more = f"; {len(damaged)} damaged files (listed above, left as they are)" if damaged else ""
+            click.echo(f"indexed {count} envelopes in {store_path}{more}")
+        if damaged:
+            raise _Exit(EXIT_FAILED)
 
 
 @contextmanager
