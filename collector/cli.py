@@ -36,7 +36,7 @@ from .inventory import Device, load_inventory
 from .lock import RunLock
 from .provision import PROVISION_KEY_TYPES, provision_device
 from .records import RecordLog, StoreRecords, check_key_outside, flag_untrusted, load_or_create_key, public_key_of
-from .store import Store
+from .store import DamagedFile, Store
 
 __all__ = ["register"]
 
@@ -624,11 +624,25 @@ def store_group() -> None:
 def reindex_command(store_path: Path, as_json: bool, collector_key: Path | None = None) -> None:
     """Rebuild the SQLite index from the envelope files (after a crash or a damaged index), and
     check each envelope's signed record: one that fails is indexed as untrusted, with the
-    record finding ids as its reasons (exit 1)."""
+    record finding ids as its reasons.
+
+    A stored file that cannot be used as it is (metadata, verdict or appraisal file that is
+    not JSON or has a field of the wrong kind; an envelope that cannot be read) is listed with
+    what was expected and what was found. Its envelope is indexed as far as its files tell
+    (an unreadable envelope is left out); nothing stored is changed or deleted.
+
+    \b
+    Exit codes:
+      0  every envelope indexed, no damaged file, every record holds
+      1  indexed, but damaged files were found (listed; --json: "damaged") or a record failed
+      2  the index could not be rebuilt (no store there, the disk is full, no permission);
+         the old index is kept and the next collection run tries again
+    """
+    damaged: list[DamagedFile] = []
     with _errors_to_exit_codes():
         with RunLock(Path(store_path) / "collect.lock") if Path(store_path).is_dir() else _no_lock():
             with Store.open(store_path, create=False) as store:
-                count = store.reindex()
+                count = store.reindex(on_damage=damaged.append)
                 checks = _store_records(store, collector_key)
                 every = [record for device in store.latest() for record in store.history(device)]
                 for record in flag_untrusted(every, checks):
@@ -636,15 +650,19 @@ def reindex_command(store_path: Path, as_json: bool, collector_key: Path | None 
                 store.mark_clean()
         flagged = checks.summary()
         if as_json:
-            click.echo(json.dumps({"store": str(store_path), "envelopes": count, "records": flagged}))
+            click.echo(json.dumps({"store": str(store_path), "envelopes": count, "records": flagged,
+                                   "damaged": [damage.to_json() for damage in damaged]}))
         else:
-            click.echo(f"indexed {count} envelopes in {store_path}")
+            for damage in damaged:
+                click.echo(f"damaged: {damage}")
+            more = f"; {len(damaged)} damaged files (listed above, left as they are)" if damaged else ""
+            click.echo(f"indexed {count} envelopes in {store_path}{more}")
             for finding in checks.log.problems:
                 click.echo(f"record log {finding.severity}: {finding.id}: {finding.message}", err=True)
             for path, findings in flagged["envelopes"].items():
                 for finding in findings:
                     click.echo(f"{path}: {finding['severity']}: {finding['id']}: {finding['message']}", err=True)
-        if any(f.severity is Severity.ERROR for findings in checks.checked.values() for f in findings):
+        if damaged or any(f.severity is Severity.ERROR for findings in checks.checked.values() for f in findings):
             raise _Exit(EXIT_FAILED)
 
 

@@ -305,7 +305,9 @@ class Collector:
             try:
                 self.write_states()
                 self._sync_store(failing=sys.exc_info()[1] is not None)
-                self.store.mark_clean()  # only once every stored name is durable
+                # Only once every stored name is durable, and kept (by the store) when a write
+                # to the index failed: the next run then rebuilds it from the files.
+                self.store.mark_clean()
             finally:
                 if self.trust_store_path is not None:
                     release_trust_store(str(self.trust_store_path))  # the next run takes a fresh view

@@ -13,6 +13,7 @@ __all__ = [
     "CommandError",
     "ConnectError",
     "DeadlineError",
+    "DiskFullError",
     "EnrollError",
     "HostKeyError",
     "InventoryError",
@@ -92,6 +93,13 @@ class StoreError(CollectorError):
     """The envelope store cannot be written or read as expected."""
 
     reason = "store.error"
+
+
+class DiskFullError(StoreError):
+    """The file system holding the store has no room left (ENOSPC, a quota, SQLITE_FULL): what
+    was stored before is intact; freeing space is the fix, not repairing anything."""
+
+    reason = "store.disk_full"
 
 
 class LockError(CollectorError):

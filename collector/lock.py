@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 from .errors import LockError
 
 __all__ = ["RunLock"]
+
+log = logging.getLogger(__name__)
 
 
 class RunLock:
@@ -37,9 +40,14 @@ class RunLock:
                 f"another collection run ({who}) holds {self.path}; expected no overlapping run. "
                 "Wait for it to finish, or lengthen the cron interval; this run collected nothing."
             ) from exc
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(),
-                                  "since": datetime.now(UTC).isoformat(timespec="seconds")}).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({"pid": os.getpid(),
+                                      "since": datetime.now(UTC).isoformat(timespec="seconds")}).encode(), 0)
+        except OSError as exc:
+            # Who holds it only words the message of a run that finds it taken; the flock is the
+            # lock. A full disk must not stop `dossier store reindex` here, before it can say so.
+            log.debug("cannot record the holder in %s (%s); the lock is held", self.path, exc)
         self._fd = fd
 
     def release(self) -> None:

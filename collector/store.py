@@ -45,11 +45,12 @@ from typing import Any
 
 import orjson
 
-from .errors import StoreError
+from .errors import DiskFullError, StoreError
+from .sidecars import DAMAGE_UNREADABLE, DamagedFile, collected_verdict, read_appraisal, read_metadata
 
 log = logging.getLogger(__name__)
 
-__all__ = ["METADATA_FORMAT", "EnvelopeRecord", "Store", "StoredVerdict", "write_file_atomically"]
+__all__ = ["METADATA_FORMAT", "DamagedFile", "EnvelopeRecord", "Store", "StoredVerdict", "write_file_atomically"]
 
 METADATA_FORMAT = "trust-dossier/envelope-metadata/1"
 ENVELOPE_SUFFIX = ".envelope"
@@ -61,12 +62,23 @@ DIRTY_MARKER = "index.dirty"
 #: What `index.dirty` links to while a run writes (kept; see `Store.mark_dirty`).
 DIRTY_SOURCE = ".index.dirty.source"
 _DIRTY_TEXT = b"a collection run is writing\n"
-#: Metadata and verdict files are small; anything larger is not ours.
-MAX_SIDECAR_BYTES = 4 * 1024 * 1024
 #: A metadata file with the verdict in it stays under this; a larger verdict (its findings quote
 #: device output) goes to its own `.envelope.verdict.json`. `dossier verify` reads metadata files
 #: of up to 1 MiB.
 MAX_METADATA_WITH_VERDICT = 256 * 1024
+#: The received time at the start of a stored envelope's name (as `Store._entry` writes it).
+_NAME_STAMP = "%Y%m%dT%H%M%S.%fZ"
+#: `recover` logs this many damaged files one by one, then how many more there are: a store with
+#: thousands of them must not bury the run's own output (`dossier store reindex` lists them all).
+MAX_DAMAGE_WARNINGS = 20
+
+#: errno values meaning the file system has no room left (a quota too: the fix is the same).
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: SQLite's primary result codes: a full disk; a file that is not (or no longer) a database.
+_SQLITE_FULL, _SQLITE_CORRUPT, _SQLITE_NOTADB, _SQLITE_IOERR = 13, 11, 26, 10
+#: SQLite reports a -wal or -shm file it cannot grow as an I/O error, not SQLITE_FULL: one with
+#: less room than this left on the index's file system is taken for a full disk.
+_LOW_SPACE_BYTES = 1024 * 1024
 
 _INSERT = "INSERT OR REPLACE INTO envelopes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 #: `PRAGMA user_version` of an index in WAL mode with this schema (bump when the schema changes).
@@ -578,8 +590,58 @@ def _write_error(path: Path, exc: BaseException) -> StoreError:
     StoreError, e.g. "never overwrites", as it is)."""
     if isinstance(exc, StoreError):
         return exc
+    return _os_error(exc, f"write {path}")
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether `exc` says the file system has no room left (an OSError or an SQLite error)."""
+    if isinstance(exc, OSError):
+        return exc.errno in _FULL_ERRNOS
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        # SQLite's own text for SQLITE_FULL, for an error raised without its code.
+        return (code & 0xFF == _SQLITE_FULL) if code is not None else "database or disk is full" in str(exc)
+    return False
+
+
+def _os_error(exc: BaseException, doing: str) -> StoreError:
+    """The StoreError for a failure to `doing` ("write PATH"): a DiskFullError when the disk
+    is full, which says so first (nothing is damaged then: space is what is missing)."""
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-    error = StoreError(f"cannot write {path}: {reason}")
+    if _disk_full(exc):
+        error: StoreError = DiskFullError(f"the disk is full: cannot {doing}: {reason}; free space on "
+                                          "that file system, then run again: what was stored is kept")
+    else:
+        error = StoreError(f"cannot {doing}: {reason}")
+    error.__cause__ = exc
+    return error
+
+
+def _low_on_space(folder: Path) -> bool:
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < _LOW_SPACE_BYTES
+
+
+def _index_error(root: Path, exc: sqlite3.Error | OSError, doing: str) -> StoreError:
+    """The StoreError for an index of the store at `root` that could not be `doing` ("opened",
+    "written", "rebuilt"): disk full, damaged, or another cause, each named as what it is."""
+    index = root / INDEX_NAME
+    code = getattr(exc, "sqlite_errorcode", None)
+    if _disk_full(exc) or (code is not None and code & 0xFF == _SQLITE_IOERR and _low_on_space(root)):
+        error: StoreError = DiskFullError(
+            f"the disk is full: the index {index} cannot be {doing} ({exc}); free space on the file "
+            f"system holding {root}, then run `dossier store reindex --store {root}` (the envelopes "
+            "stored so far are kept and the index is rebuilt from them)")
+    elif code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        error = StoreError(f"the index {index} is damaged ({exc}); run `dossier store reindex --store "
+                           f"{root}` to rebuild it from the files")
+    else:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        error = StoreError(f"the index {index} cannot be {doing} ({reason}); check the permissions "
+                           f"and the disk, then run `dossier store reindex --store {root}`")
     error.__cause__ = exc
     return error
 
@@ -601,6 +663,12 @@ class Store:
         self._names = _NameSyncer(self._batch.sync if self._batch is not None else None)
         self._held: list[tuple[Any, ...]] = []  # index rows not written yet (batched_index)
         self._hold_up_to = 0
+        # A write to the index failed since it was last rebuilt: the dirty marker stays
+        # (`mark_clean`). While this store holds the marker (`mark_dirty`), such a failure is
+        # logged and the run goes on: the next run rebuilds the index from the files.
+        self._index_failed = False
+        self._marked_dirty = False
+        self._index_failure_logged = False
 
     @classmethod
     def open(cls, root: str | os.PathLike[str], *, create: bool = True) -> Store:
@@ -631,13 +699,34 @@ class Store:
 
     def _write_held(self, db: sqlite3.Connection) -> None:
         rows, self._held = self._held, []
-        db.execute("BEGIN")
+        with self._index_write():
+            db.execute("BEGIN")
+            try:
+                db.executemany(_INSERT, rows)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:  # SQLite rolls back by itself after some errors (a full disk)
+                    db.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _index_write(self) -> Iterator[None]:
+        """Around a write to the index (with `_lock` held). A failure is remembered, so that
+        the dirty marker stays (`mark_clean`), and named (disk full, damaged). While this store
+        holds the marker it is logged and the caller goes on (the rows are rebuilt from the
+        files by the next run); otherwise it is raised as a StoreError."""
         try:
-            db.executemany(_INSERT, rows)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+            yield
+        except (sqlite3.Error, StoreError) as exc:
+            self._index_failed = True
+            error = exc if isinstance(exc, StoreError) else _index_error(self.root, exc, "written")
+            if not self._marked_dirty:
+                raise error  # noqa: B904 (its cause is set: `_index_error`)
+            self._held = []  # rebuilt from their files by the next run, as every row of this one
+            if not self._index_failure_logged:
+                self._index_failure_logged = True
+                log.error("%s; the envelopes are stored, the index stays marked dirty and the next run "
+                          "rebuilds it", error)
 
     @contextmanager
     def batched_index(self, rows: int = 64) -> Iterator[None]:
@@ -650,7 +739,7 @@ class Store:
         try:
             yield
         finally:
-            with self._lock:
+            with self._lock, self._index_write():
                 self._hold_up_to = 0
                 if self._held:
                     self._write_held(self._open_connection())
@@ -658,14 +747,15 @@ class Store:
     def _put_row(self, record: EnvelopeRecord) -> None:
         """Write (or, within `batched_index`, hold back) `record`'s row; call with `_lock` held."""
         row = self._row_values(record)
-        if self._hold_up_to:
-            if self._db is None:
-                self._open_connection()  # now, in the storing thread, rather than at the run's end
-            self._held.append(row)
-            if len(self._held) >= self._hold_up_to:
-                self._write_held(self._open_connection())
-            return
-        self._connection().execute(_INSERT, row)
+        with self._index_write():
+            if self._hold_up_to:
+                self._held.append(row)
+                if self._db is None:
+                    self._open_connection()  # now, in the storing thread, rather than at the run's end
+                if len(self._held) >= self._hold_up_to:
+                    self._write_held(self._open_connection())
+                return
+            self._connection().execute(_INSERT, row)
 
     def _open_connection(self) -> sqlite3.Connection:
         if self._db is None:
@@ -679,12 +769,12 @@ class Store:
                     self._db.execute("PRAGMA journal_mode=WAL")
                     self._db.executescript(_SCHEMA)
                     self._db.execute(f"PRAGMA user_version = {_INDEX_SET_UP}")
-            except sqlite3.DatabaseError as exc:
+            except sqlite3.Error as exc:
+                if self._db is not None:
+                    self._db.close()
                 self._db = None
-                raise StoreError(
-                    f"the index {self.root / INDEX_NAME} is damaged ({exc}); run "
-                    f"`dossier store reindex --store {self.root}` to rebuild it from the files"
-                ) from exc
+                self._index_failed = True  # the dirty marker stays until it is rebuilt
+                raise _index_error(self.root, exc, "opened") from exc
         return self._db
 
     def sync(self) -> None:
@@ -984,8 +1074,12 @@ class Store:
         verdict file older collectors and signed-command outputs have); None if none was."""
         path = self.root / record.path
         base = path.name[: -len(ENVELOPE_SUFFIX)]
-        return _collected_verdict(_read_sidecar(path.with_name(base + META_SUFFIX)),
-                                  path.with_name(base + VERDICT_SUFFIX))
+        meta_path = path.with_name(base + META_SUFFIX)
+        meta, _ = read_metadata(meta_path)  # its other fields' damage is reindex's to report
+        verdict, problems = collected_verdict(meta_path, meta, path.with_name(base + VERDICT_SUFFIX))
+        for problem in problems:
+            log.warning("damaged file in the store: %s", problem)
+        return verdict.verdict_json if verdict is not None else None
 
     def index(self, record: EnvelopeRecord) -> None:
         """Write `record`'s row in the index (replacing an older one for the same file)."""
@@ -1059,13 +1153,16 @@ class Store:
                                   + b"\n", replace=True)
         except OSError as exc:
             raise _write_error(target, exc) from exc
-        with self._lock:
+        with self._lock, self._index_write():
             self._insert_appraisal(self._connection(), record, appraisal)
 
     def appraisal(self, record: EnvelopeRecord) -> dict[str, Any] | None:
         """The stored appraisal of `record` (None when it was not appraised)."""
         path = self.root / record.path
-        return _read_sidecar(path.with_name(path.name[: -len(ENVELOPE_SUFFIX)] + APPRAISAL_SUFFIX))
+        appraisal, problems = read_appraisal(path.with_name(path.name[: -len(ENVELOPE_SUFFIX)] + APPRAISAL_SUFFIX))
+        for problem in problems:
+            log.warning("damaged file in the store: %s", problem)
+        return appraisal
 
     def appraisal_statuses(self, device: str | None = None) -> list[tuple[str, str, str, str]]:
         """(device, received, path, status) of every appraisal, oldest first."""
@@ -1155,7 +1252,8 @@ class Store:
 
     def mark_dirty(self) -> None:
         """Mark the index as possibly behind the files until `mark_clean` (durable at once:
-        before any name stored after it).
+        before any name stored after it). Raises StoreError (DiskFullError on a full disk)
+        when it cannot: a run must not store what a crash could leave unindexed.
 
         The marker is a hard link to a file kept in the store for that (`DIRTY_SOURCE`, made
         once): a run then adds and removes a name only, where a new marker file each run cost
@@ -1165,99 +1263,177 @@ class Store:
         marker, source = self.root / DIRTY_MARKER, self.root / DIRTY_SOURCE
         try:
             try:
-                os.link(source, marker)
-            except FileNotFoundError:  # this store's first run: the source, made durable once
-                write_file_atomically(source, _DIRTY_TEXT, replace=True)
-                os.link(source, marker)
-        except FileExistsError:
-            pass  # marked already (a run cut short, an older collector): made durable below
+                try:
+                    os.link(source, marker)
+                except FileNotFoundError:  # this store's first run: the source, made durable once
+                    write_file_atomically(source, _DIRTY_TEXT, replace=True)
+                    os.link(source, marker)
+            except FileExistsError:
+                pass  # marked already (a run cut short, an older collector): made durable below
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+                    raise
+                write_file_atomically(marker, _DIRTY_TEXT, replace=True)  # no hard links here
+                self._marked()
+                return
+            _fsync_dir(self.root)
         except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
-                raise
-            write_file_atomically(marker, _DIRTY_TEXT, replace=True)  # no hard links here
-            return
-        _fsync_dir(self.root)
+            raise _os_error(exc, f"mark the index dirty ({marker})") from exc
+        self._marked()
 
-    def mark_clean(self) -> None:
+    def _marked(self) -> None:
+        self._marked_dirty, self._index_failure_logged = True, False
+
+    def mark_clean(self) -> bool:
+        """Clear the dirty marker, unless a write to the index failed since it was last rebuilt:
+        then the marker stays (logged), so that the next run rebuilds the index from the files.
+        Returns whether it was cleared."""
+        with self._lock:
+            if self._held and not self._index_failed:
+                with self._index_write():
+                    self._write_held(self._open_connection())
+            failed = self._index_failed
+        if failed:
+            log.warning("the index %s missed some writes; it stays marked dirty and the next run "
+                        "(or `dossier store reindex --store %s`) rebuilds it from the files",
+                        self.root / INDEX_NAME, self.root)
+            return False
         (self.root / DIRTY_MARKER).unlink(missing_ok=True)
+        self._marked_dirty = False
+        return True
 
     @property
     def dirty(self) -> bool:
         return (self.root / DIRTY_MARKER).exists()
 
-    def recover(self) -> int | None:
-        """Rebuild the index if the last run did not finish cleanly; returns envelopes indexed."""
-        if self.dirty or not (self.root / INDEX_NAME).exists():
-            count = self.reindex()
-            self.mark_clean()
-            return count
-        return None
+    def recover(self, *, on_damage: Callable[[DamagedFile], None] | None = None) -> int | None:
+        """Rebuild the index if the last run did not finish cleanly; returns envelopes indexed
+        (None when there was nothing to do, or it could not be done).
+
+        Never stops the caller from collecting: a damaged file is reported to `on_damage` (by
+        default logged as a warning, the first MAX_DAMAGE_WARNINGS of them) and an index that
+        cannot be rebuilt (a full disk) is logged, the marker kept for the next run."""
+        if not self.dirty and (self.root / INDEX_NAME).exists():
+            return None
+        damaged: list[DamagedFile] = []
+        try:
+            count = self.reindex(on_damage=on_damage or damaged.append)
+        except StoreError as exc:
+            log.warning("cannot rebuild the index before collecting: %s; collecting goes on, the "
+                        "index stays marked dirty", exc)
+            return None
+        finally:
+            for damage in damaged[:MAX_DAMAGE_WARNINGS]:
+                log.warning("damaged file in the store (its envelope is indexed as far as its files "
+                            "tell; nothing was changed): %s", damage)
+            if len(damaged) > MAX_DAMAGE_WARNINGS:
+                log.warning("%d more damaged files; `dossier store reindex --store %s` lists them all",
+                            len(damaged) - MAX_DAMAGE_WARNINGS, self.root)
+        self.mark_clean()
+        return count
 
     def _envelope_files(self) -> Iterator[Path]:
         for device_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name != "state"):
             yield from sorted(device_dir.glob("*" + ENVELOPE_SUFFIX))
 
-    def reindex(self) -> int:
-        """Rebuild the index from the files (removing leftover temporary files); returns the count."""
+    def reindex(self, *, on_damage: Callable[[DamagedFile], None] | None = None) -> int:
+        """Rebuild the index from the files (removing leftover temporary files); returns the
+        number of envelopes indexed.
+
+        A stored file that cannot be used as it is (a damaged metadata, verdict or appraisal
+        file; an envelope that cannot be read) is reported to `on_damage` (by default logged as
+        a warning): its envelope is indexed from what its files tell (its received time from its
+        name when the metadata lacks it), or left out when it cannot be read. Nothing stored is
+        changed. Raises StoreError (DiskFullError on a full disk) when the new index cannot be
+        written: the old one stays, and no temporary file."""
+        report = on_damage or (lambda damage: log.warning("damaged file in the store: %s", damage))
+        fresh = self.root / f".{INDEX_NAME}.{secrets.token_hex(4)}.tmp"
         with self._lock:
             self._held = []  # their files are read below; verdicts too, as written so far
             if self._db is not None:
                 self._db.close()
                 self._db = None
-            for leftover in self.root.glob("*/.*.tmp"):
-                leftover.unlink(missing_ok=True)
-            fresh = self.root / f".{INDEX_NAME}.{secrets.token_hex(4)}.tmp"
-            db = sqlite3.connect(fresh, isolation_level=None)
-            count = 0
             try:
-                db.executescript(_SCHEMA)
-                db.execute("BEGIN")
-                for path in self._envelope_files():
-                    record = self._record_from_files(path)
-                    self._insert(db, record)
-                    appraisal = _read_sidecar(path.with_name(path.name[: -len(ENVELOPE_SUFFIX)] + APPRAISAL_SUFFIX))
-                    if appraisal is not None and isinstance(appraisal.get("status"), str):
-                        self._insert_appraisal(db, record, appraisal)
-                    count += 1
-                db.execute("COMMIT")
+                for leftover in itertools.chain(self.root.glob("*/.*.tmp"),
+                                                self.root.glob(f".{INDEX_NAME}.*.tmp*")):  # a reindex cut short
+                    leftover.unlink(missing_ok=True)
+                count = self._build_index(fresh, report)
+                for suffix in ("-wal", "-shm"):
+                    (self.root / (INDEX_NAME + suffix)).unlink(missing_ok=True)
+                os.replace(fresh, self.root / INDEX_NAME)
+                _fsync_dir(self.root)
+            except (sqlite3.Error, OSError) as exc:
+                self._index_failed = True
+                raise _index_error(self.root, exc, "rebuilt") from exc
             finally:
-                db.close()
-            for suffix in ("-wal", "-shm"):
-                (self.root / (INDEX_NAME + suffix)).unlink(missing_ok=True)
-            os.replace(fresh, self.root / INDEX_NAME)
-            _fsync_dir(self.root)
+                for temporary in (fresh, *(Path(f"{fresh}{suffix}") for suffix in ("-journal", "-wal", "-shm"))):
+                    temporary.unlink(missing_ok=True)  # gone already once the index is in place
+            self._index_failed = False
         return count
 
-    def _record_from_files(self, path: Path) -> EnvelopeRecord:
+    def _build_index(self, path: Path, report: Callable[[DamagedFile], None]) -> int:
+        """Write a new index of every envelope to `path`; returns how many it holds."""
+        db = sqlite3.connect(path, isolation_level=None)
+        count = 0
+        try:
+            db.executescript(_SCHEMA)
+            db.execute("BEGIN")
+            for envelope in self._envelope_files():
+                record = self._record_from_files(envelope, report)
+                if record is None:
+                    continue
+                self._insert(db, record)
+                appraisal_path = envelope.with_name(envelope.name[: -len(ENVELOPE_SUFFIX)] + APPRAISAL_SUFFIX)
+                appraisal, problems = read_appraisal(appraisal_path)
+                for problem in problems:
+                    report(problem)
+                if appraisal is not None:
+                    self._insert_appraisal(db, record, appraisal)
+                count += 1
+            db.execute("COMMIT")
+        finally:
+            db.close()
+        return count
+
+    def _record_from_files(self, path: Path, report: Callable[[DamagedFile], None]) -> EnvelopeRecord | None:
+        """The index row of envelope `path` from its files, as far as they can be read (each
+        damaged one reported); None when the envelope itself cannot be read."""
         base = path.name[: -len(ENVELOPE_SUFFIX)]
-        meta = _read_sidecar(path.with_name(base + META_SUFFIX))
-        verdict = _collected_verdict(meta, path.with_name(base + VERDICT_SUFFIX))
-        data = path.read_bytes()
-        relative = str(path.relative_to(self.root))
-        if meta is None:
-            received = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-            record = EnvelopeRecord(path=relative, device=path.parent.name, received=_iso(received),
-                                    bytes=len(data), sha256=sha256(data).hexdigest(), meta_missing=True)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            report(DamagedFile(DAMAGE_UNREADABLE, str(path), "a readable envelope",
+                               f"{exc.strerror or exc}; left out of the index"))
+            return None
+        meta_path = path.with_name(base + META_SUFFIX)
+        meta, problems = read_metadata(meta_path)
+        verdict, verdict_problems = collected_verdict(meta_path, meta, path.with_name(base + VERDICT_SUFFIX))
+        for problem in problems + verdict_problems:
+            report(problem)
+        fields = meta or {}
+        # The index sorts by received time: the metadata's, else the one in the file's name
+        # (`_entry`), else when the file was last written.
+        if "received" in fields:
+            received = _iso(parse_iso(fields["received"]))
         else:
-            record = EnvelopeRecord(path=relative, device=meta.get("device", path.parent.name),
-                                    received=meta["received"], bytes=len(data),
-                                    sha256=sha256(data).hexdigest(), host=meta.get("host"),
-                                    nonce=meta.get("nonce"), started=meta.get("started"),
-                                    duration_s=meta.get("duration_s"))
+            try:
+                received = _iso(datetime.strptime(base.partition("-")[0], _NAME_STAMP).replace(tzinfo=UTC))
+            except ValueError:
+                received = _iso(datetime.fromtimestamp(path.stat().st_mtime, UTC))
+        record = EnvelopeRecord(path=str(path.relative_to(self.root)), device=fields.get("device", path.parent.name),
+                                received=received, bytes=len(data), sha256=sha256(data).hexdigest(),
+                                host=fields.get("host"), nonce=fields.get("nonce"), started=fields.get("started"),
+                                duration_s=fields.get("duration_s"), meta_missing=meta is None)
         if verdict is not None:
-            record.trusted = bool(verdict.get("trusted"))
-            record.reasons = [f["id"] for f in verdict.get("findings", [])
-                              if isinstance(f, dict) and f.get("severity") == "error"]
-            days = verdict.get("days_to_expiry") or {}
-            record.days_leaf, record.days_root = days.get("leaf"), days.get("root")
+            StoredVerdict(*verdict).apply_to(record)
         return record
 
     # --- pruning -----------------------------------------------------------------------------
 
     def _poll_units(self, records: Sequence[EnvelopeRecord]) -> dict[str, str]:
         """`_poll_unit_keys` of one device's records, from their metadata."""
-        metas = [_read_sidecar((self.root / record.path).with_name(
-            PurePosixPath(record.path).name[: -len(ENVELOPE_SUFFIX)] + META_SUFFIX)) for record in records]
+        metas = [read_metadata((self.root / record.path).with_name(
+            PurePosixPath(record.path).name[: -len(ENVELOPE_SUFFIX)] + META_SUFFIX))[0] for record in records]
         return _poll_unit_keys(records, metas)
 
     def prune(self, *, keep_days: float | None, keep_last: int | None, now: datetime | None = None,
@@ -1369,21 +1545,3 @@ def _read_state_file(path: Path) -> dict[str, Any]:
         raise StoreError(f"state file {path}: expected a JSON object, found {type(value).__name__}; "
                          "delete it to start the increments and alert schedules afresh")
     return value
-
-
-def _collected_verdict(meta: dict[str, Any] | None, verdict_path: Path) -> dict[str, Any] | None:
-    """The verdict at collection: in the metadata, else in the separate verdict file."""
-    if meta is not None and isinstance(meta.get("verdict"), dict):
-        return meta["verdict"]  # type: ignore[no-any-return]
-    return _read_sidecar(verdict_path)
-
-
-def _read_sidecar(path: Path) -> dict[str, Any] | None:
-    try:
-        if path.stat().st_size > MAX_SIDECAR_BYTES:
-            return None
-        value = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-

@@ -54,7 +54,7 @@ def _read_meta(meta_path: Path, raw: bytes) -> dict[str, Any]:
         if meta_path.stat().st_size > MAX_META_BYTES:
             raise EnvelopeError(f"{meta_path}: over {MAX_META_BYTES} bytes; not a metadata file")
         meta = json.loads(meta_path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise EnvelopeError(f"{meta_path}: cannot be read as JSON metadata ({exc})") from None
     if not isinstance(meta, dict):
         raise EnvelopeError(f"{meta_path}: expected a JSON object, found {type(meta).__name__}")

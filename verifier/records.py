@@ -231,8 +231,13 @@ def read_log(path: Path, public_key: Ed25519PublicKey | None) -> LogCheck:
         with open(path, "rb") as handle:
             data = handle.read(MAX_LOG_BYTES + 1)
     except FileNotFoundError:
-        log.add(FindingId.RECORD_LOG_MISSING, Severity.ERROR,
-                f"no record log at {path}: expected the collector's signed records of this store",
+        # With the collector's key in hand the log must exist; without it, this may be a store
+        # written before the record log, so the missing log is reported, not held against it.
+        log.add(FindingId.RECORD_LOG_MISSING, Severity.ERROR if public_key is not None else Severity.WARNING,
+                f"no record log at {path}: expected the collector's signed records of this store"
+                + ("" if public_key is not None else
+                   " (no collector key given: a store written before the record log has none; with the "
+                   "collector's public key this is an error)"),
                 expected=LOG_NAME, found="none")
         return log
     except OSError as exc:
@@ -385,7 +390,7 @@ def _sidecar(path: Path) -> dict[str, Any] | None:
         if path.stat().st_size > _MAX_SIDECAR_BYTES:
             return None
         value = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # nested past the parser's depth: damaged
         return None
     return value if isinstance(value, dict) else None
 
