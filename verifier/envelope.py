@@ -174,8 +174,7 @@ def _parse_certificate(der: bytes, where: str) -> x509.Certificate:
     try:
         # Every part is parsed lazily: parse the ones the verifier reads now, so a malformed
         # part is reported as a bad certificate here rather than raising later.
-        cert = read_now(x509.load_der_x509_certificate(der))
-        cert.extensions  # noqa: B018
+        cert = read_now(x509.load_der_x509_certificate(der))  # names, validity, extensions
         cert.signature_hash_algorithm  # noqa: B018
         cert.public_key()
     except (*CERTIFICATE_ERRORS, UnsupportedAlgorithm) as exc:
