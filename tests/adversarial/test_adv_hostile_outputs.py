@@ -362,3 +362,72 @@ def test_every_xml_element_turned_inside_out_is_a_finding(xe_dir: Path, anchors:
         verdict = verify_output(variant.encode(), profile="xe-system-integrity", roots=anchors,
                                 expected_nonce=_nonce(name), signer=signer, at=AT)
         verdict.to_json()
+
+
+# --- `dossier verify` with several files ----------------------------------------------------
+
+
+def _cli_files(folder: Path, chain: tuple[x509.Certificate, x509.Certificate]) -> tuple[list[str], list[str]]:
+    """A genuine SUDI output among hostile files of each kind; and the --root options."""
+    root, sub = chain
+    files = {
+        "good.txt": _sudi_output(root, sub, _device(san=None)),
+        "malformed-san.txt": _sudi_output(root, sub, _device()),
+        "deep.xml": _netconf("<location>" + "<a>" * 5_000 + "</a>" * 5_000 + "</location>"),
+        "capability.json": _restconf({**_KEYS_OF_LOCATION, "integrity": [
+            {"nonce": NONCE, "compliance": {"capability": "secure_boot"}}]}),
+        "kgv.json": json.dumps({"header": {}, "bulkHash": [{"dtype": "boot0", "biv_hash": "AB" * 32,
+                                                             "pkg": ["not an object"]}]}).encode(),
+    }
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    (folder / "root.pem").write_text(_pem(root))
+    (folder / "sub.pem").write_text(_pem(sub))
+    return [str(folder / name) for name in files], ["--root", str(folder / "root.pem"), "--root",
+                                                    str(folder / "sub.pem")]
+
+
+def _cli_verify(files: list[str], roots: list[str]) -> Any:
+    from click.testing import CliRunner
+
+    from dossier_cli.main import cli
+
+    with pytest.MonkeyPatch.context() as patch:  # judge at NOW, inside the crafted chain's window
+        patch.setattr("verifier.profiles._when", lambda at: NOW)
+        return CliRunner().invoke(cli, ["verify", *files, *roots, "--profile", "auto", "--nonce-dec", str(NONCE),
+                                        "--json"])
+
+
+def test_dossier_verify_gives_every_hostile_file_its_verdict(tmp_path: Path,
+                                                             chain: tuple[x509.Certificate, x509.Certificate]) -> None:
+    files, roots = _cli_files(tmp_path, chain)
+    result = _cli_verify(files, roots)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["file"] for line in lines] == files
+    assert lines[0]["trusted"] is True, lines[0]
+    assert all(line.get("trusted") is False or "error" in line for line in lines[1:]), lines
+    assert result.exit_code in (1, 2)
+
+
+def test_dossier_verify_contains_a_verifier_bug_to_its_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            chain: tuple[x509.Certificate, x509.Certificate]) -> None:
+    """An exception the verifier should never raise, on one file: that file's error line, and
+    the files after it are still verified."""
+    import verifier.profiles.clisupport as clisupport
+
+    files, roots = _cli_files(tmp_path, chain)
+    real = clisupport.verify_file
+
+    def verify_file(options: Any, raw: bytes, *, path: str, **kwargs: Any) -> Any:
+        if path.endswith("malformed-san.txt"):
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(options, raw, path=path, **kwargs)
+
+    monkeypatch.setattr(clisupport, "verify_file", verify_file)
+    result = _cli_verify(files, roots)
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["file"] for line in lines] == files
+    assert "RecursionError" in lines[1]["error"] and "verifier bug" in lines[1]["error"]
+    assert lines[0]["trusted"] is True and all("trusted" in line for line in lines[2:])
+    assert result.exit_code == 2  # an error line, as for unreadable input
