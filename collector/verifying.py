@@ -86,10 +86,10 @@ def verify_bytes(raw: bytes, trust_store_path: str | None, device: str, nonce_he
     """Verify one envelope with the verifier library, at the time it was received."""
     from verifier import VerifierError, verify_envelope
 
+    expected_nonce = bytes.fromhex(nonce_hex)  # the collector's own value: a bad one is a bug here, raised
     try:
         verdict = verify_envelope(raw, trust_store=trust_store_for(trust_store_path), device=device,
-                                  expected_nonce=bytes.fromhex(nonce_hex),
-                                  at=received, policy=_COLLECTED_POLICY)
+                                  expected_nonce=expected_nonce, at=received, policy=_COLLECTED_POLICY)
         blocks = _filesystem_blocks(verdict.dossier) if verdict.trusted and verdict.dossier else {}
         return checked_from(verdict, filesystem_blocks=blocks)
     except VerifierError as exc:
