@@ -7,6 +7,7 @@ Kept apart from the polling code (no paramiko here) so that a verification worke
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,7 @@ __all__ = ["FILESYSTEM_ITEM", "Checked", "checked_from", "freeze_trust_store", "
            "stored_verdict", "trust_store_for", "verify_bytes", "verify_many", "verify_signed_output"]
 
 FILESYSTEM_ITEM = "filesystem-inventory"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -84,14 +86,16 @@ def verify_bytes(raw: bytes, trust_store_path: str | None, device: str, nonce_he
     """Verify one envelope with the verifier library, at the time it was received."""
     from verifier import VerifierError, verify_envelope
 
+    expected_nonce = bytes.fromhex(nonce_hex)  # the collector's own value: a bad one is a bug here, raised
     try:
         verdict = verify_envelope(raw, trust_store=trust_store_for(trust_store_path), device=device,
-                                  expected_nonce=bytes.fromhex(nonce_hex),
-                                  at=received, policy=_COLLECTED_POLICY)
+                                  expected_nonce=expected_nonce, at=received, policy=_COLLECTED_POLICY)
+        blocks = _filesystem_blocks(verdict.dossier) if verdict.trusted and verdict.dossier else {}
+        return checked_from(verdict, filesystem_blocks=blocks)
     except VerifierError as exc:
         return Checked(False, {}, [], [], {}, None, None, {}, refused=str(exc))
-    blocks = _filesystem_blocks(verdict.dossier) if verdict.trusted and verdict.dossier else {}
-    return checked_from(verdict, filesystem_blocks=blocks)
+    except Exception as exc:  # a verifier bug on one device's output: that device's failure only
+        return _unexpected(exc, device)
 
 
 def verify_many(calls: list[tuple[bytes, str | None, str, str, datetime]]) -> list[Checked]:
@@ -113,9 +117,21 @@ def verify_signed_output(raw: bytes, verifier_profile: str, trust_store_path: st
     try:
         verdict = verify_output(raw, profile=verifier_profile, trust_store=trust_store_for(trust_store_path),
                                 device=device, expected_nonce=nonce, signer=signer, at=received)
+        return checked_from(verdict, filesystem_blocks={})
     except VerifierError as exc:
         return Checked(False, {}, [], [], {}, None, None, {}, refused=str(exc))
-    return checked_from(verdict, filesystem_blocks={})
+    except Exception as exc:  # a verifier bug on one device's output: that device's failure only
+        return _unexpected(exc, device)
+
+
+def _unexpected(exc: Exception, device: str) -> Checked:
+    """A verification that raised something other than VerifierError (a bug the device's
+    output reached): refused, so never trusted, with the exception named; logged with its
+    traceback for a bug report. The run goes on with the other devices."""
+    log.error("verifying %s's output raised %s", device, type(exc).__name__, exc_info=exc)
+    return Checked(False, {}, [], [], {}, None, None, {},
+                   refused=f"the verifier failed on this output ({type(exc).__name__}: {str(exc)[:200]}); "
+                           "expected a verdict: please report this as a verifier bug")
 
 
 def stored_verdict(checked: Checked) -> Any:

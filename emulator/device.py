@@ -621,8 +621,12 @@ class Device:
                                   "belongs to the vendor; expected expired-leaf or rekeyed-leaf")
             with self.lock:
                 self.xe_identity().reissue(now=self.clock.now(), new_key=fault is Fault.REKEYED_LEAF,
-                                           expired=fault is Fault.EXPIRED_LEAF)
+                                           expired=fault is Fault.EXPIRED_LEAF,
+                                           malformed_san=fault is Fault.MALFORMED_SAN)
             return
+        if fault is Fault.MALFORMED_SAN:
+            raise DeviceError(f"% {fault.value} is emulated for IOS XE devices only (their SUDI certificate); "
+                              "expected expired-leaf, rekeyed-leaf or root-replaced")
         with self.lock:
             if fault is Fault.EXPIRED_LEAF:
                 now = self.clock.now()

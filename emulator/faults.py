@@ -24,10 +24,11 @@ class Fault(enum.Enum):
     REKEYED_LEAF = "rekeyed-leaf"  # a new enroll key and leaf under the same root
     ROOT_REPLACED = "root-replaced"  # a new root (and leaf): the device must be re-enrolled
     ITEMS_FAILING = "items-failing"  # params: items (list), result (result-code text)
+    MALFORMED_SAN = "malformed-san"  # IOS XE: a SUDI certificate whose subjectAltName is not DER
 
 
 # Faults that change the device's certificates once, when set, rather than each answer.
-CERTIFICATE_FAULTS = frozenset({Fault.EXPIRED_LEAF, Fault.REKEYED_LEAF, Fault.ROOT_REPLACED})
+CERTIFICATE_FAULTS = frozenset({Fault.EXPIRED_LEAF, Fault.REKEYED_LEAF, Fault.ROOT_REPLACED, Fault.MALFORMED_SAN})
 
 
 @dataclass

@@ -36,7 +36,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtensionOID, NameOID
 
 from .grammar import Match, Row
 
@@ -171,9 +171,12 @@ class SudiAuthority:
         return self.sub_ca.public_bytes(serialization.Encoding.PEM)
 
     def issue_device(self, key: rsa.RSAPrivateKey, *, pid: str, serial: str, chip_id: str,
-                     now: datetime, not_after: datetime = CA_NOT_AFTER) -> x509.Certificate:
+                     now: datetime, not_after: datetime = CA_NOT_AFTER,
+                     malformed_san: bool = False) -> x509.Certificate:
         """A SUDI device certificate as Cisco's look: KeyUsage, BasicConstraints CA=false and a
-        ChipID otherName only; no AKI, SKI or EKU (README "chain-building pitfalls")."""
+        ChipID otherName only; no AKI, SKI or EKU (README "chain-building pitfalls").
+        `malformed_san` (the MALFORMED_SAN fault): the subjectAltName's value is not DER, in a
+        certificate the sub-CA signs all the same (a hostile device's output)."""
         subject = x509.Name([
             x509.NameAttribute(NameOID.SERIAL_NUMBER, f"PID:{pid} SN:{serial}"),
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Cisco"),
@@ -182,6 +185,9 @@ class SudiAuthority:
         ])
         text = f"ChipID={chip_id}".encode("ascii")
         other_name = x509.OtherName(OID_CHIP_ID, b"\x13" + bytes([len(text)]) + text)  # PrintableString
+        san: x509.ExtensionType = x509.SubjectAlternativeName([other_name])
+        if malformed_san:  # a SEQUENCE that claims 3 bytes and holds 2
+            san = x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b"\x30\x03\x02\x01")
         return (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -192,7 +198,7 @@ class SudiAuthority:
             .not_valid_after(not_after)
             .add_extension(x509.KeyUsage(True, True, True, False, False, False, False, False, False), critical=True)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.SubjectAlternativeName([other_name]), critical=False)
+            .add_extension(san, critical=False)
             .sign(self.sub_ca_key, hashes.SHA256())
         )
 
@@ -349,14 +355,17 @@ class XeIdentity:
         else:
             self.reissue(now=now, new_key=True)
 
-    def reissue(self, *, now: datetime, new_key: bool = False, expired: bool = False) -> None:
-        """A new SUDI certificate (and key): the EXPIRED_LEAF and REKEYED_LEAF faults use it."""
+    def reissue(self, *, now: datetime, new_key: bool = False, expired: bool = False,
+                malformed_san: bool = False) -> None:
+        """A new SUDI certificate (and key): the EXPIRED_LEAF, REKEYED_LEAF and MALFORMED_SAN
+        faults use it."""
         if new_key:
             self.key = rsa.generate_private_key(public_exponent=RSA_EXPONENT, key_size=SUDI_KEY_BITS)
             _write_private(self._key_path, self.key)
         not_after = now - timedelta(days=1) if expired else CA_NOT_AFTER
         self.certificate = self.authority.issue_device(self.key, pid=self.facts.pid, serial=self.facts.serial,
-                                                       chip_id=self.facts.chip_id, now=now, not_after=not_after)
+                                                       chip_id=self.facts.chip_id, now=now, not_after=not_after,
+                                                       malformed_san=malformed_san)
         _write(self._cert_path, self.certificate.public_bytes(serialization.Encoding.PEM))
 
     def chain_der(self) -> list[bytes]:

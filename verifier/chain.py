@@ -52,14 +52,21 @@ T = TypeVar("T")
 #: What cryptography raises for a malformed certificate, when loading it or at the first use of
 #: a part it parses lazily: TypeError for a name attribute of BIT STRING type under another OID
 #: than x500UniqueIdentifier, KeyError for some attribute tags, x509.InvalidVersion (not a
-#: ValueError) for the version; all found by the property tests.
-CERTIFICATE_ERRORS = (ValueError, TypeError, KeyError, x509.InvalidVersion)
+#: ValueError) for the version, ValueError for a known extension whose value is not its DER
+#: (a subjectAltName that does not parse), x509.DuplicateExtension (not a ValueError) for an
+#: extension listed twice; found by the property tests and a hostile device's SUDI output.
+CERTIFICATE_ERRORS = (ValueError, TypeError, KeyError, x509.InvalidVersion, x509.DuplicateExtension)
 
 
 def read_now(cert: x509.Certificate) -> x509.Certificate:
-    """Read the lazily parsed names and validity of `cert` now (raising one of
-    CERTIFICATE_ERRORS if malformed) rather than wherever they are first used; returns it."""
+    """Read the lazily parsed names, validity and extensions of `cert` now (raising one of
+    CERTIFICATE_ERRORS if malformed) rather than wherever they are first used; returns it.
+
+    Extensions included: every check that reads one (`get_extension_for_class`) would
+    otherwise raise on a certificate whose extensions do not parse, far from where it was read.
+    """
     cert.subject, cert.issuer, cert.not_valid_before_utc, cert.not_valid_after_utc  # noqa: B018
+    cert.extensions  # noqa: B018
     return cert
 
 

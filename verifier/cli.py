@@ -60,7 +60,8 @@ def _init_worker(settings: _Settings) -> None:
 
 
 def _verify_one(path: str, stdin_bytes: bytes | None = None) -> dict[str, Any]:
-    """Verify one file in this process; returns a JSON-ready result (never raises VerifierError)."""
+    """Verify one file in this process; returns a JSON-ready result (never raises: a problem with
+    the file, or a verifier bug it reached, is the result's "error")."""
     from .verify import verify_envelope
 
     settings: _Settings = _worker["settings"]
@@ -98,9 +99,12 @@ def _verify_one(path: str, stdin_bytes: bytes | None = None) -> dict[str, Any]:
                                       device=device, expected_nonce=nonce, at=at, policy=policy)
         if item.meta is not None:  # stored by the collector: its signed record (verifier/records.py)
             verdict.findings.extend(_record_findings(item, settings))
+        return {"file": path, **verdict.to_json()}
     except VerifierError as exc:
         return {"file": path, "error": str(exc)}
-    return {"file": path, **verdict.to_json()}
+    except Exception as exc:  # a verifier bug this file reached: its own error line; the others go on
+        return {"file": path, "error": f"{path}: the verifier failed on this file ({type(exc).__name__}: "
+                                      f"{str(exc)[:200]}); expected a verdict: please report this as a verifier bug"}
 
 
 def _profile_options(settings: _Settings, item: EnvelopeInput) -> Any:

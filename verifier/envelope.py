@@ -174,8 +174,7 @@ def _parse_certificate(der: bytes, where: str) -> x509.Certificate:
     try:
         # Every part is parsed lazily: parse the ones the verifier reads now, so a malformed
         # part is reported as a bad certificate here rather than raising later.
-        cert = read_now(x509.load_der_x509_certificate(der))
-        cert.extensions  # noqa: B018
+        cert = read_now(x509.load_der_x509_certificate(der))  # names, validity, extensions
         cert.signature_hash_algorithm  # noqa: B018
         cert.public_key()
     except (*CERTIFICATE_ERRORS, UnsupportedAlgorithm) as exc:
@@ -271,6 +270,17 @@ def parse_envelope(raw: bytes, policy: Policy = DEFAULT_POLICY) -> ParseResult:
                 f"{len(nonce)} bytes",
             )
         data = _member(body, "data", str, where)
+        if not data:
+            # Domain separation: with no data the signed bytes are nonce || version || DER(root)
+            # || DER(leaf), exactly what `show platform security attest certificate ... json`
+            # signs; a converted attest answer would otherwise verify as a signed envelope.
+            raise JSONProblem(
+                FindingId.ENVELOPE_MISSING_MEMBER,
+                f"{where}.data is empty: an envelope carries the text the signed command printed "
+                "(signed bytes without it are those of another signed format, the attest certificate)",
+                "signed data (the command's output)",
+                "an empty string",
+            )
         signature = _strict_b64(_member(body, "signature", str, where), f"{where}.signature")
         certificates: list[x509.Certificate] = []
         ders: list[bytes] = []

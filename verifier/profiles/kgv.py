@@ -28,6 +28,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from .._strictjson import JSONProblem, brackets_outside_strings, check_depth
+from ..chain import CERTIFICATE_ERRORS, read_now
 from ..findings import Finding, FindingId, Severity
 from ..truststore import TrustStore
 from ._common import Anchors, Measurements, ProfileError, ProfileVerdict, check_ca_path, load_anchors
@@ -37,6 +39,7 @@ __all__ = ["KGVError", "KnownGoodValues", "appraise_integrity", "load_kgv", "par
 
 PROFILE = "kgv"
 MAX_KGV_BYTES = 64 * 1024 * 1024  # Cisco's full KGV is a few MB; bound hostile input
+MAX_KGV_DEPTH = 32  # the deepest layout (products/.../entries/pkg) nests 9; deeper input is an attack
 SIGNATURE_SUFFIX = ".signature"  # how Cisco publishes the detached signature beside the file
 _SIGNATURE_HASHES = {512: hashes.SHA512, 256: hashes.SHA256}  # signature length -> hash (upstream rule)
 _HEX = re.compile(r"[0-9A-Fa-f]{64}|[0-9A-Fa-f]{128}")
@@ -81,7 +84,11 @@ def parse_kgv(data: bytes) -> KnownGoodValues:
     if len(data) > MAX_KGV_BYTES:
         raise KGVError(f"the KGV file is {len(data)} bytes, over the {MAX_KGV_BYTES} limit")
     try:
+        # Depth first: `json` recurses once per level and a hostile file nests 100,000 deep.
+        check_depth(brackets_outside_strings(data), MAX_KGV_DEPTH, PF.KGV_MALFORMED)
         document = json.loads(data)
+    except JSONProblem as problem:
+        raise KGVError(f"the KGV file is not a KGV file: {problem.message}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise KGVError(f"the KGV file is not JSON ({exc})") from None
     if not isinstance(document, dict) or not isinstance(document.get("header"), dict):
@@ -106,31 +113,40 @@ def _entries(document: dict[str, Any], layout: str) -> Iterator[tuple[str, Any, 
             raise KGVError(f"{where}: expected a list, found {type(value).__name__}")
         return value
 
-    def from_sections(container: dict[str, Any], where: str) -> Iterator[tuple[str, Any, Any]]:
+    def objects(value: Any, where: str) -> Iterator[dict[str, Any]]:
+        """The items of the list `value`, each an object (else KGVError naming `where`)."""
+        for item in listed(value, where):
+            if not isinstance(item, dict):
+                raise KGVError(f"{where}: expected objects, found a {type(item).__name__}")
+            yield item
+
+    def packages(entry: dict[str, Any], where: str) -> Iterator[tuple[str, Any, Any]]:
+        for package in objects(entry.get("pkg") or [], f"{where}/pkg"):
+            yield "package", package.get("biv_hash"), package.get("filename")
+
+    def from_sections(container: Any, where: str) -> Iterator[tuple[str, Any, Any]]:
+        if not isinstance(container, dict):
+            raise KGVError(f"{where}: expected an object, found a {type(container).__name__}")
         for section, kind in _SECTIONS.items():
-            for version in listed(container.get(section, []), f"{where}/{section}"):
-                for entry in listed(version.get("entries", []) if isinstance(version, dict) else None,
-                                    f"{where}/{section}/entries"):
-                    if not isinstance(entry, dict):
-                        raise KGVError(f"{where}/{section}: an entry is not an object")
+            for version in objects(container.get(section, []), f"{where}/{section}"):
+                for entry in objects(version.get("entries", []), f"{where}/{section}/entries"):
                     yield kind, entry.get("biv_hash"), entry.get("filename") or entry.get("biv_version")
-                    for package in entry.get("pkg", []) or []:
-                        yield "package", package.get("biv_hash"), package.get("filename")
+                    yield from packages(entry, f"{where}/{section}/entries")
 
     if layout == "products":
-        for product in listed(document["products"], "products"):
-            yield from from_sections(product, f"products/{product.get('product', '?')}")
+        for product in objects(document["products"], "products"):
+            yield from from_sections(product, f"products/{str(product.get('product', '?'))[:40]}")
     elif layout == "platforms":
-        for item in listed(document["platforms"], "platforms"):
-            for name, container in (item.items() if isinstance(item, dict) else ()):
-                yield from from_sections(container, f"platforms/{name}")
+        for item in objects(document["platforms"], "platforms"):
+            for name, container in item.items():
+                yield from from_sections(container, f"platforms/{name[:40]}")
     else:
-        for entry in listed(document["bulkHash"], "bulkHash"):
-            if not isinstance(entry, dict) or entry.get("dtype") not in _DTYPES:
+        for entry in objects(document["bulkHash"], "bulkHash"):
+            dtype = entry.get("dtype")
+            if not isinstance(dtype, str) or dtype not in _DTYPES:
                 raise KGVError(f"bulkHash: expected dtype boot0, blr or osimage; found {entry!r:.80}")
-            yield _DTYPES[entry["dtype"]], entry.get("biv_hash"), entry.get("filename")
-            for package in listed(entry.get("pkg", []), "bulkHash/pkg"):
-                yield "package", package.get("biv_hash"), package.get("filename")
+            yield _DTYPES[dtype], entry.get("biv_hash"), entry.get("filename")
+            yield from packages(entry, "bulkHash")
 
 
 def _split_signer(signer: bytes | Sequence[x509.Certificate] | x509.Certificate) -> tuple[
@@ -139,8 +155,8 @@ def _split_signer(signer: bytes | Sequence[x509.Certificate] | x509.Certificate)
         certs = [signer]
     elif isinstance(signer, bytes | bytearray):
         try:
-            certs = x509.load_pem_x509_certificates(bytes(signer))
-        except ValueError as exc:
+            certs = [read_now(cert) for cert in x509.load_pem_x509_certificates(bytes(signer))]
+        except CERTIFICATE_ERRORS as exc:
             raise KGVError(f"the KGV signer file is not PEM certificates ({exc})") from None
     else:
         certs = list(signer)

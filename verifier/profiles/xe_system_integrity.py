@@ -57,6 +57,8 @@ _HEX_HASH = re.compile(r"[0-9A-Fa-f]{64}|[0-9A-Fa-f]{128}")
 _PCR = re.compile(r"[0-9A-Fa-f]{64}")
 _CLI_LOCATION = re.compile(r"LOCATION\s+(.*)")
 MAX_JSON_DEPTH = 32  # RESTCONF integrity data nests 8 deep; deeper input is an attack
+MAX_XML_DEPTH = 32  # NETCONF replies nest about 10 elements deep (rpc-reply/data/.../hash); the same margin
+_XML_CHUNK = 64 * 1024  # read a chunk, check the depth: a hostile reply is refused early
 
 
 @dataclass
@@ -174,13 +176,46 @@ def _parse_xml(text: str, verdict: ProfileVerdict) -> list[V2Part]:
                     "plain NETCONF XML", "DOCTYPE/ENTITY")
         return []
     try:
-        root = ET.fromstring(text.strip())
+        root = _xml_within_depth(text.strip())
     except ET.ParseError as exc:
         verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"the XML cannot be parsed ({exc})",
                     "well-formed XML", str(exc))
         return []
+    except _TooDeep:
+        verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR,
+                    f"the XML nests deeper than {MAX_XML_DEPTH} elements; a device never prints that, so "
+                    "it is refused", f"at most {MAX_XML_DEPTH} levels", f"more than {MAX_XML_DEPTH}")
+        return []
     return [part for location in _xml_find(root, "location")
             for part in _parts_from_tree(_xml_to_tree(location), verdict)]
+
+
+class _TooDeep(Exception):
+    """The XML nests deeper than MAX_XML_DEPTH (raised while reading it)."""
+
+
+def _xml_within_depth(text: str) -> ET.Element:
+    """The XML's root element, read a chunk at a time and refused (`_TooDeep`) as soon as it
+    nests deeper than MAX_XML_DEPTH: `_xml_to_tree` recurses once per level, so the bound is
+    what keeps it (and the tree built) small. Raises ET.ParseError for malformed XML."""
+    parser = ET.XMLPullParser(events=("start", "end"))
+    depth = 0
+    root: ET.Element | None = None
+    for offset in range(0, len(text), _XML_CHUNK):
+        parser.feed(text[offset:offset + _XML_CHUNK])
+        for event, element in parser.read_events():
+            if event == "end":
+                depth -= 1
+                continue
+            depth += 1
+            if root is None:
+                root = element
+            if depth > MAX_XML_DEPTH:
+                raise _TooDeep
+    parser.close()  # raises ET.ParseError for unclosed elements or trailing junk
+    if root is None:
+        raise ET.ParseError("no element found")
+    return root
 
 
 def _local(tag: str) -> str:
@@ -232,6 +267,28 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [] if value is None else [value]
 
 
+def _objects(value: Any, what: str, where: str | None, verdict: ProfileVerdict) -> list[dict[str, Any]]:
+    """The objects `value` holds (one, or a list of them); any other item is a finding."""
+    items = _as_list(value)
+    objects = [item for item in items if isinstance(item, dict)]
+    if len(objects) != len(items):
+        other = next(item for item in items if not isinstance(item, dict))
+        verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"a {what} at {where} is not an object",
+                    f"{what} objects", type(other).__name__)
+    return objects
+
+
+def _text(value: Any, what: str, where: str | None, verdict: ProfileVerdict) -> str | None:
+    """A leaf's text (numbers as printed); None when absent; a container is a finding."""
+    if value is None:
+        return None
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return str(value).strip()
+    verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"the {what} at {where} is not a value",
+                "a string or number", type(value).__name__)
+    return None
+
+
 def _parts_from_tree(location: Any, verdict: ProfileVerdict) -> list[V2Part]:
     if not isinstance(location, dict):
         verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, "a location is not an object", "object", "other")
@@ -251,47 +308,54 @@ def _parts_from_tree(location: Any, verdict: ProfileVerdict) -> list[V2Part]:
             verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"{kinds[0]} at {key} is not a container",
                         "an object", type(node).__name__)
             continue
-        part = V2Part(_KINDS[kinds[0]], key, printed_nonce=str(integrity.get("nonce", "")).strip() or None)
+        part = V2Part(_KINDS[kinds[0]], key, printed_nonce=_text(integrity.get("nonce"), "nonce", key, verdict) or None)
         if part.kind == "trust_chain":
-            for item in _as_list(node.get("trust-chain")):
+            for item in _objects(node.get("trust-chain"), "trust-chain certificate", key, verdict):
+                name = _text(item.get("name"), "certificate name", key, verdict) or ""
                 try:
-                    der = decode_base64_der(str(item.get("value", "")))
-                    part.certificates.append((str(item.get("name", "")), load_der_certificate(der), der))
+                    der = decode_base64_der(_text(item.get("value"), "certificate", key, verdict) or "")
+                    part.certificates.append((name, load_der_certificate(der), der))
                 except ValueError as exc:  # load_der_certificate: every malformed certificate is one
                     verdict.add(PF.OUTPUT_BAD_CERTIFICATE, Severity.ERROR,
-                                f"the certificate {item.get('name')!r} at {key} cannot be read ({exc})",
+                                f"the certificate {name!r} at {key} cannot be read ({exc})",
                                 "base64 DER", str(exc)[:80])
                     part.certificates = []
                     break
         elif part.kind == "compliance":
-            part.capabilities = [(str(c.get("attribute", "")).strip(), str(c.get("value", "")).strip())
-                                 for c in _as_list(node.get("capability"))]
+            part.capabilities = [(_text(c.get("attribute"), "attribute", key, verdict) or "",
+                                  _text(c.get("value"), "capability value", key, verdict) or "")
+                                 for c in _objects(node.get("capability"), "capability", key, verdict)]
         else:
-            part.platform = str(node.get("platform", "")).strip() or None
-            for stage in _as_list(node.get("boot-loader")):
+            part.platform = _text(node.get("platform"), "platform", key, verdict) or None
+            for stage in _objects(node.get("boot-loader"), "boot stage", key, verdict):
                 try:
-                    number = int(stage.get("stage"))
-                except (TypeError, ValueError):
+                    number = int(stage.get("stage"))  # type: ignore[arg-type]
+                except (TypeError, ValueError, OverflowError):
                     number = -1
-                part.boot_stages.append((number, stage.get("version"), str(stage.get("hash", "")).strip()))
-            system = node.get("operating-system") or {}
-            part.os_version = system.get("version")
-            part.packages = [(p.get("name"), str(p.get("hash", "")).strip())
-                             for p in _as_list(system.get("package-integrity"))]
-            for register in _as_list(node.get("register")):
+                part.boot_stages.append((number, _text(stage.get("version"), "boot version", key, verdict),
+                                         _text(stage.get("hash"), "boot hash", key, verdict) or ""))
+            systems = _objects(node.get("operating-system"), "operating-system", key, verdict)
+            system = systems[0] if len(systems) == 1 else {}
+            part.os_version = _text(system.get("version"), "OS version", key, verdict)
+            part.packages = [(_text(p.get("name"), "package name", key, verdict),
+                              _text(p.get("hash"), "package hash", key, verdict) or "")
+                             for p in _objects(system.get("package-integrity"), "package", key, verdict)]
+            for register in _objects(node.get("register"), "register", key, verdict):
                 try:
-                    part.pcrs[int(register.get("index"))] = str(register.get("pcr-content", "")).strip()
-                except (TypeError, ValueError):
+                    index = int(register.get("index"))  # type: ignore[arg-type]
+                except (TypeError, ValueError, OverflowError):
                     verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"a register at {key} has no index",
                                 "index", str(register)[:60])
+                    continue
+                part.pcrs[index] = _text(register.get("pcr-content"), "PCR", key, verdict) or ""
         signature = node.get("signature")
         if isinstance(signature, dict):
             part.signed = True
             try:
-                part.version = int(signature.get("version"))
-            except (TypeError, ValueError):
+                part.version = int(signature.get("version"))  # type: ignore[arg-type]
+            except (TypeError, ValueError, OverflowError):
                 part.version = None
-            part.signature = parse_hex_signature(str(signature.get("signature", "")))
+            part.signature = parse_hex_signature(_text(signature.get("signature"), "signature", key, verdict) or "")
         parts.append(part)
     return parts
 
