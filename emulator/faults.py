@@ -24,6 +24,10 @@ class Fault(enum.Enum):
     REKEYED_LEAF = "rekeyed-leaf"  # a new enroll key and leaf under the same root
     ROOT_REPLACED = "root-replaced"  # a new root (and leaf): the device must be re-enrolled
     ITEMS_FAILING = "items-failing"  # params: items (list), result (result-code text)
+    # An exec command answers with stderr (extended data) past the client's SSH window, as a
+    # hostile device does, until the client closes or `seconds` (default 10) pass; params:
+    # stdout (1: stdout too, interleaved), seconds.
+    FLOOD_STDERR = "flood-stderr"
 
 
 # Faults that change the device's certificates once, when set, rather than each answer.
