@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from verifier.cli import DEFAULT_TRUST_STORE  # one default for every command
+from verifier.display import cell, inert  # device text is shown inert, never as markup
 from verifier.findings import Severity
 
 from .alerts import AlertSink, write_metrics
@@ -113,10 +114,10 @@ def _errors_to_exit_codes() -> Iterator[None]:
     except _Exit as done:
         sys.exit(done.code)
     except (InventoryError, StoreError, VerifierError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {inert(exc)}", err=True)
         sys.exit(EXIT_USAGE)
     except CollectorError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {inert(exc)}", err=True)
         sys.exit(EXIT_FAILED)
 
 
@@ -289,17 +290,17 @@ def _one_run(store: Store, trust_store_path: Path, devices: list[Any], options: 
     except LockError as exc:
         if not looping:
             raise
-        click.echo(f"warning: skipping this interval: {exc}", err=True)
+        click.echo(f"warning: skipping this interval: {inert(exc)}", err=True)
         return None
     try:
         if show_progress:
             with Progress(TextColumn("[bold]collect"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("{task.fields[last]}"), TimeElapsedColumn(),
+                          TextColumn("{task.fields[last]}", markup=False), TimeElapsedColumn(),
                           console=_stderr_console(), transient=True) as bar:
                 task = bar.add_task("collect", total=len(devices), last="")
 
                 def advance(outcome: DeviceOutcome) -> None:
-                    bar.update(task, advance=1, last=f"{outcome.device}: {outcome.status}")
+                    bar.update(task, advance=1, last=f"{inert(outcome.device)}: {outcome.status}")
 
                 collector = Collector(store, trust_store_path=trust_store_path, options=options,
                                       alerts=alerts, on_outcome=advance, records=records)
@@ -317,14 +318,14 @@ def _one_run(store: Store, trust_store_path: Path, devices: list[Any], options: 
 
 def _log_line(outcome: DeviceOutcome) -> str:
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    parts = [stamp, f"device={outcome.device}", f"status={outcome.status}",
+    parts = [stamp, f"device={inert(outcome.device)}", f"status={outcome.status}",
              f"attempts={outcome.attempts}", f"duration_s={outcome.duration_s:.3f}"]
     if outcome.bytes is not None:
         parts.append(f"bytes={outcome.bytes}")
     if outcome.reason:
-        parts.append(f"reason={outcome.reason}")
+        parts.append(f"reason={inert(outcome.reason)}")
     if outcome.path:
-        parts.append(f"file={outcome.path}")
+        parts.append(f"file={inert(outcome.path)}")
     if outcome.message and outcome.status != TRUSTED:
         parts.append(f"detail={json.dumps(outcome.message)}")
     return " ".join(parts)
@@ -338,7 +339,7 @@ def _print_summary(summary: RunSummary, *, as_json: bool) -> None:
         click.echo(json.dumps(summary.to_json(), indent=2))
         return
     console = Console()
-    grid = Table(title=f"Collection {summary.started} -> {summary.finished}")
+    grid = Table(title=cell(f"Collection {summary.started} -> {summary.finished}"))
     appraised = any(outcome.appraisal for outcome in summary.outcomes)  # run with --policy
     for column in ("device", "status", "reason", "tries", "secs", "bytes", "expiry days leaf/root"):
         grid.add_column(column, overflow="fold")
@@ -346,18 +347,18 @@ def _print_summary(summary: RunSummary, *, as_json: bool) -> None:
         grid.add_column("appraisal", overflow="fold")
     for outcome in summary.outcomes:
         expiry = outcome.days_to_expiry
-        cells = [outcome.device, f"[{_STATUS_STYLE[outcome.status]}]{outcome.status}[/]",
-                 outcome.reason or "", str(outcome.attempts), f"{outcome.duration_s:.2f}",
+        cells = [cell(outcome.device), cell(outcome.status, _STATUS_STYLE[outcome.status]),
+                 cell(outcome.reason), str(outcome.attempts), f"{outcome.duration_s:.2f}",
                  "" if outcome.bytes is None else str(outcome.bytes),
                  f"{expiry['leaf']}/{expiry['root']}" if {"leaf", "root"} <= set(expiry) else ""]
         if appraised:
             status = (outcome.appraisal or {}).get("status") or ""
-            cells.append(_APPRAISAL_MARKUP.get(status, status))
+            cells.append(cell(status, _APPRAISAL_STYLE.get(status, "")))
         grid.add_row(*cells)
     console.print(grid)
     counts = summary.counts
-    console.print(f"{counts['trusted']} trusted, {counts['untrusted']} untrusted, {counts['failed']} "
-                  f"failed, {counts['skipped']} skipped; envelopes under {summary.store}")
+    console.print(cell(f"{counts['trusted']} trusted, {counts['untrusted']} untrusted, {counts['failed']} "
+                       f"failed, {counts['skipped']} skipped; envelopes under {summary.store}"))
 
 
 # --- dossier enroll ---------------------------------------------------------------------------
@@ -450,13 +451,14 @@ def enroll_command(inventory_path: Path, trust_store_path: Path, devices: tuple[
                         raise problem
                     assert candidate is not None
                     if changes is not None and not as_json:
-                        click.echo(f"{device.name}: provisioning: "
-                                   + ("; ".join(changes) if changes else "already set up, nothing changed"))
+                        click.echo(inert(f"{device.name}: provisioning: "
+                                         + ("; ".join(changes) if changes else "already set up, nothing changed")))
                     if not as_json:
                         _show_candidate(candidate)
                     if interactive:
-                        if not click.confirm(f"Do you accept this certificate for {device.name}?", default=False):
-                            click.echo(f"{device.name}: not enrolled")
+                        if not click.confirm(f"Do you accept this certificate for {inert(device.name)}?",
+                                             default=False):
+                            click.echo(f"{inert(device.name)}: not enrolled")
                             results.append({"device": device.name, "action": "declined"})
                             failed = True
                             continue
@@ -481,7 +483,7 @@ def enroll_command(inventory_path: Path, trust_store_path: Path, devices: tuple[
                     if not as_json:
                         message = str(exc)
                         named = message if message.startswith(f"{device.name}:") else f"{device.name}: {message}"
-                        click.echo(f"error: {named}", err=True)
+                        click.echo(f"error: {inert(named)}", err=True)
         finally:
             pool.shutdown(cancel_futures=True)
         if as_json:
@@ -490,12 +492,14 @@ def enroll_command(inventory_path: Path, trust_store_path: Path, devices: tuple[
 
 
 def _show_candidate(candidate: Candidate) -> None:
-    info = candidate.describe()
+    # Subject and issuer are the device's words: inert, each on its one line, so nothing they
+    # hold can print a fingerprint line or hide the real one and the question after it.
+    info = {key: inert(value) for key, value in candidate.describe().items()}
     if isinstance(candidate, SudiCandidate):
-        click.echo(f"\n{candidate.device}: SUDI certificate (the device's identity) presented by the device")
+        click.echo(f"\n{info['device']}: SUDI certificate (the device's identity) presented by the device")
         click.echo(f"  Identity       : {info['identity']}")
     else:
-        click.echo(f"\n{candidate.device}: root certificate presented by the device")
+        click.echo(f"\n{info['device']}: root certificate presented by the device")
     click.echo(f"  Serial Number  : {info['serial']}")
     click.echo(f"  Subject        : {info['subject']}")
     click.echo(f"  Issued By      : {info['issuer']}")
@@ -513,7 +517,7 @@ def _enrolled_line(result: EnrollResult) -> str:
         return f"{result.device}: {what} ({result.source}, SHA-256 {result.candidate.sha256})"
     what = {"enrolled": "enrolled", "already-enrolled": "already enrolled (same root), nothing changed",
             "replaced": "enrolled the new root; the old root is kept for envelopes up to now"}[result.action]
-    return f"{result.device}: {what} ({result.source}, SHA-256 {result.candidate.sha256})"
+    return f"{inert(result.device)}: {what} ({result.source}, SHA-256 {result.candidate.sha256})"
 
 
 # --- dossier status ---------------------------------------------------------------------------
@@ -541,8 +545,8 @@ def status_command(store_path: Path, as_json: bool, collector_key: Path | None =
             click.echo(json.dumps({"store": str(store_path), "devices": rows, "records": checks.summary()}, indent=2))
         else:
             for finding in checks.log.problems:
-                click.echo(f"record log {finding.severity}: {finding.id}: {finding.message}", err=True)
-            grid = Table(title=f"Fleet status ({store_path})")
+                click.echo(f"record log {finding.severity}: {finding.id}: {inert(finding.message)}", err=True)
+            grid = Table(title=cell(f"Fleet status ({store_path})"))
             for column in ("device", "last poll (UTC)", "status", "reason", "last trusted (UTC)",
                            "expiry days leaf/root", "appraisal"):
                 grid.add_column(column, overflow="fold")
@@ -550,17 +554,16 @@ def status_command(store_path: Path, as_json: bool, collector_key: Path | None =
                 status = row["last_status"] or ""
                 expiry = ("" if row["days_leaf"] is None and row["days_root"] is None
                           else f"{row['days_leaf']}/{row['days_root']}")
-                grid.add_row(row["device"], (row["last_poll"] or "")[:19],
-                             f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]",
-                             row["last_reason"] or "", (row["last_trusted"] or "")[:19], expiry,
-                             _APPRAISAL_MARKUP.get(row["appraisal"] or "", row["appraisal"] or ""))
+                grid.add_row(cell(row["device"]), cell((row["last_poll"] or "")[:19]),
+                             cell(status, _STATUS_STYLE.get(status, "white")),
+                             cell(row["last_reason"]), cell((row["last_trusted"] or "")[:19]), cell(expiry),
+                             cell(row["appraisal"], _APPRAISAL_STYLE.get(row["appraisal"] or "", "")))
             Console().print(grid)
         bad = any(row["last_status"] != TRUSTED or row["record_findings"] for row in rows) or record_errors
         raise _Exit(EXIT_FAILED if bad or not rows else EXIT_OK)
 
 
-_APPRAISAL_MARKUP = {"affirming": "[green]affirming[/]", "warning": "[yellow]warning[/]",
-                     "contraindicated": "[bold red]contraindicated[/]"}
+_APPRAISAL_STYLE = {"affirming": "green", "warning": "yellow", "contraindicated": "bold red"}
 
 
 #: Status looks this far back through a device's trusted envelopes for one whose record holds.
@@ -656,12 +659,13 @@ def reindex_command(store_path: Path, as_json: bool, collector_key: Path | None 
             for damage in damaged:
                 click.echo(f"damaged: {damage}")
             more = f"; {len(damaged)} damaged files (listed above, left as they are)" if damaged else ""
-            click.echo(f"indexed {count} envelopes in {store_path}{more}")
+            click.echo(f"indexed {count} envelopes in {inert(store_path)}{more}")
             for finding in checks.log.problems:
-                click.echo(f"record log {finding.severity}: {finding.id}: {finding.message}", err=True)
+                click.echo(f"record log {finding.severity}: {finding.id}: {inert(finding.message)}", err=True)
             for path, findings in flagged["envelopes"].items():
                 for finding in findings:
-                    click.echo(f"{path}: {finding['severity']}: {finding['id']}: {finding['message']}", err=True)
+                    click.echo(f"{inert(path)}: {finding['severity']}: {finding['id']}: {inert(finding['message'])}",
+                               err=True)
         if damaged or any(f.severity is Severity.ERROR for findings in checks.checked.values() for f in findings):
             raise _Exit(EXIT_FAILED)
 
@@ -705,12 +709,14 @@ def history_command(store_path: Path, device: str, limit: int, as_json: bool) ->
         if as_json:
             click.echo(json.dumps({"device": device, "envelopes": [r.to_json() for r in records]}, indent=2))
             return
-        grid = Table(title=f"History of {device} ({store_path})")
+        grid = Table(title=cell(f"History of {device} ({store_path})"))
         for column in ("received (UTC)", "verdict", "reasons", "bytes", "file"):
             grid.add_column(column, overflow="fold")
         for record in records:
-            verdict = {True: "[green]trusted[/]", False: "[bold red]untrusted[/]", None: "not verified"}[record.trusted]
-            grid.add_row(record.received[:19], verdict, ", ".join(record.reasons), str(record.bytes), record.path)
+            verdict = {True: cell("trusted", "green"), False: cell("untrusted", "bold red"),
+                       None: cell("not verified")}[record.trusted]
+            grid.add_row(cell(record.received[:19]), verdict, cell(", ".join(record.reasons)), str(record.bytes),
+                         cell(record.path))
         Console().print(grid)
 
 
@@ -741,7 +747,7 @@ def prune_command(store_path: Path, keep_days: float | None, keep_last: int | No
         else:
             verb = "would delete" if dry_run else "deleted"
             for record in doomed:
-                click.echo(f"{verb} {record.path}")
+                click.echo(f"{verb} {inert(record.path)}")
             click.echo(f"{verb} {len(doomed)} envelopes")
 
 

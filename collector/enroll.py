@@ -26,6 +26,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from verifier.display import inert
+
 from .collect import new_nonce
 from .errors import EnrollError
 from .inventory import Device
@@ -322,7 +324,7 @@ def enroll_root(trust_store_path: Path, candidate: RootCandidate, *, source: str
         return EnrollResult(candidate.device, "already-enrolled", source, candidate)
     if source == "tofu":
         log.warning("TRUST ON FIRST USE: enrolling %s root %s without checking its fingerprint",
-                    candidate.device, candidate.sha256)
+                    inert(candidate.device), candidate.sha256)
     current = [entry for entry in enrolled if entry.valid_until is None or entry.valid_until > now]
     if current:
         if not replace:

@@ -18,6 +18,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from verifier.display import inert
+
 __all__ = ["DAMAGE_INVALID", "DAMAGE_UNREADABLE", "MAX_SIDECAR_BYTES", "DamagedFile", "VerdictSummary",
            "collected_verdict", "read_appraisal", "read_metadata", "read_sidecar"]
 
@@ -44,7 +46,7 @@ class DamagedFile:
 
     def __str__(self) -> str:
         # A file's name and content are anyone's who can write the store: printed inert.
-        return _inert(f"{self.path}: expected {self.expected}, found {self.found}")
+        return inert(f"{self.path}: expected {self.expected}, found {self.found}")
 
     def to_json(self) -> dict[str, str]:
         return asdict(self)
@@ -222,7 +224,3 @@ def _shown(value: Any) -> str:
     text = orjson.dumps(value, default=str).decode()
     return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
 
-
-def _inert(text: str) -> str:
-    """`text` with its control characters shown escaped (a terminal acts on none of them)."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

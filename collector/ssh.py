@@ -11,11 +11,15 @@ from __future__ import annotations
 import base64
 import re
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import paramiko
+from paramiko.buffered_pipe import BufferedPipe
+
+from verifier.policy import MAX_ENVELOPE_BYTES
 
 from .errors import (
     AuthError,
@@ -31,9 +35,12 @@ from .inventory import Credential, Device, HostKey, JumpHost, ssh_fingerprint
 
 __all__ = ["MAX_OUTPUT_BYTES", "PREFERRED_CIPHERS", "CommandResult", "DeviceSession", "prefer_ciphers", "run_command"]
 
-#: Big file-system inventories are several MB; the verifier's default bound is 64 MiB, so more
-#: than this cannot verify anyway and would only exhaust memory.
-MAX_OUTPUT_BYTES = 128 * 1024 * 1024
+#: Bytes one command may send, stdout and stderr together: what the verifier accepts, since
+#: more cannot verify and would only hold memory. It is the XR envelope's bound; IOS XE outputs
+#: are checked against a smaller one (verifier/profiles/_common.py, 16 MiB), and this module
+#: does not know the platform, so the larger of the two serves both (a test checks the order).
+#: An XE device between the two still fails, as `input.too_large` from the verifier.
+MAX_OUTPUT_BYTES = MAX_ENVELOPE_BYTES
 #: One recv per SSH window-sized chunk; chunks are joined once at the end (no quadratic copying).
 RECV_CHUNK_BYTES = 256 * 1024
 #: After EOF a well-behaved server has sent exit-status; wait this long for it before deciding
@@ -290,20 +297,21 @@ class DeviceSession:
         """
         assert self._transport is not None, "use DeviceSession as a context manager"
         with _translated(self.device):
-            channel = self._transport.open_session(
-                timeout=self.deadlines.budget(self.device.timeouts.command, "opening a shell"))
+            channel, budget = _open_bounded(
+                self._transport, self.deadlines.budget(self.device.timeouts.command, "opening a shell"),
+                MAX_OUTPUT_BYTES)
             try:
                 channel.invoke_shell()
-                self._until_prompt(channel, prompt)
+                self._until_prompt(channel, prompt, budget)
                 outputs = []
                 for line in lines:
                     channel.sendall(line.encode() + b"\n")
-                    outputs.append(self._until_prompt(channel, prompt))
+                    outputs.append(self._until_prompt(channel, prompt, budget))
                 return outputs
             finally:
                 channel.close()
 
-    def _until_prompt(self, channel: paramiko.Channel, prompt: re.Pattern[str]) -> str:
+    def _until_prompt(self, channel: paramiko.Channel, prompt: re.Pattern[str], budget: _ReceiveBudget) -> str:
         deadline = min(time.monotonic() + self.device.timeouts.command, self.deadlines.device_deadline)
         chunks: list[bytes] = []
         tail = ""
@@ -317,6 +325,8 @@ class DeviceSession:
                 data = channel.recv(RECV_CHUNK_BYTES)
             except TimeoutError:
                 continue
+            if budget.exceeded:  # the shell's whole session, both streams (stderr is never read)
+                raise _too_large(self.device, budget, "in the shell session")
             if not data:
                 raise ConnectError(f"{self.device.name}: the shell closed before its prompt")
             chunks.append(data)
@@ -362,9 +372,71 @@ def run_command(device: Device, command: str, *, run_deadline: float | None = No
                          duration_s=time.monotonic() - session.deadlines.start, exit_status=exit_status)
 
 
+class _ReceiveBudget:
+    """What one channel may receive, stdout and stderr together, counted as paramiko buffers it.
+
+    paramiko's client neither enforces its receive window nor bounds its buffers, and a hostile
+    device may ignore the window: counting in the transport thread, before anything is kept,
+    bounds memory however slowly (or whether) the reader reads. Past `limit` nothing more is
+    kept and `exceeded` is set; `arrived` wakes the reader on data for either stream or on EOF.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.received = 0
+        self.exceeded = False
+        self.arrived = threading.Event()
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> bool:
+        """Count `size` more bytes; False (keep none of them) once the total is over `limit`."""
+        with self._lock:
+            if not self.exceeded:
+                self.received += size
+                self.exceeded = self.received > self.limit
+            return not self.exceeded
+
+
+class _BoundedPipe(BufferedPipe):
+    """A channel buffer (stdout or stderr) that keeps only what its budget allows."""
+
+    def __init__(self, budget: _ReceiveBudget) -> None:
+        super().__init__()
+        self._budget = budget
+
+    def feed(self, data: bytes) -> None:
+        if self._budget.take(len(data)):
+            super().feed(data)
+        self._budget.arrived.set()
+
+    def close(self) -> None:
+        super().close()
+        self._budget.arrived.set()
+
+
+def _open_bounded(transport: paramiko.Transport, timeout: float,
+                  max_output_bytes: int) -> tuple[paramiko.Channel, _ReceiveBudget]:
+    """A session channel whose two input buffers share one `_ReceiveBudget`."""
+    channel = transport.open_session(timeout=timeout)
+    budget = _ReceiveBudget(max_output_bytes)
+    # Swapped before any request: a device sends nothing on a channel before it is asked to.
+    channel.in_buffer = _BoundedPipe(budget)
+    channel.in_stderr_buffer = _BoundedPipe(budget)
+    return channel, budget
+
+
+def _too_large(device: Device, budget: _ReceiveBudget, found: str) -> OutputTooLargeError:
+    return OutputTooLargeError(
+        f"{device.name}: output exceeded {budget.limit} bytes: expected at most {budget.limit} bytes "
+        f"of stdout and stderr together (what the verifier accepts), found {budget.received} ({found}); "
+        "the session was closed. Ask for fewer items or fewer file-system blocks"
+    )
+
+
 def _exec(transport: paramiko.Transport, command: str, device: Device, deadlines: _Deadlines,
           max_output_bytes: int, *, stdin: bytes = b"") -> tuple[bytes, int | None]:
-    channel = transport.open_session(timeout=deadlines.budget(device.timeouts.command, "opening a channel"))
+    channel, budget = _open_bounded(
+        transport, deadlines.budget(device.timeouts.command, "opening a channel"), max_output_bytes)
     command_deadline = time.monotonic() + device.timeouts.command
     channel.exec_command(command)
     if stdin:
@@ -372,36 +444,38 @@ def _exec(transport: paramiko.Transport, command: str, device: Device, deadlines
     # End of input: a device question that gets no answer takes its default, never hangs.
     channel.shutdown_write()
     chunks: list[bytes] = []
-    total = 0
+    stdout_bytes = stderr_bytes = 0
     while True:
+        # Cleared before looking, so data or EOF arriving from here on wakes the wait below.
+        budget.arrived.clear()
+        # EOF (or a closed channel) is seen only after the data sent before it was buffered.
+        ended = channel.eof_received or channel.closed
+        while channel.recv_ready():
+            data = channel.recv(RECV_CHUNK_BYTES)
+            stdout_bytes += len(data)
+            chunks.append(data)
+        # stderr is read so its window is given back, and counted; nothing reads its content.
+        while channel.recv_stderr_ready():
+            stderr_bytes += len(channel.recv_stderr(RECV_CHUNK_BYTES))
+        if budget.exceeded:
+            raise _too_large(device, budget, f"{stdout_bytes} read on stdout, {stderr_bytes} on stderr")
+        if ended:
+            break
         remaining = min(command_deadline, deadlines.device_deadline) - time.monotonic()
         if remaining <= 0:
             raise DeadlineError(
-                f"{device.name}: command deadline passed after {total} bytes "
+                f"{device.name}: command deadline passed after {stdout_bytes + stderr_bytes} bytes "
                 f"(timeouts.command {device.timeouts.command:g} s, timeouts.device "
                 f"{device.timeouts.device:g} s)"
             )
-        channel.settimeout(remaining)
-        try:
-            data = channel.recv(RECV_CHUNK_BYTES)
-        except TimeoutError:
-            continue  # the loop head turns this into a DeadlineError with the byte count
-        if not data:
-            break
-        total += len(data)
-        if total > max_output_bytes:
-            raise OutputTooLargeError(
-                f"{device.name}: expected at most {max_output_bytes} bytes of output, found more; "
-                "ask for fewer items or fewer file-system blocks"
-            )
-        chunks.append(data)
+        budget.arrived.wait(remaining)
     # paramiko sets status_event on close too, leaving exit_status at -1: that means the
     # session was cut before the device finished (no exit-status message ever came).
     channel.status_event.wait(min(EXIT_STATUS_GRACE_S, max(0.0, deadlines.device_deadline - time.monotonic())))
     exit_status: int | None = channel.exit_status if channel.status_event.is_set() else None
     if exit_status == -1 or (exit_status is None and not transport.is_active()):
         raise ConnectionLostError(
-            f"{device.name}: the session ended after {total} bytes without an exit status: "
+            f"{device.name}: the session ended after {stdout_bytes} bytes without an exit status: "
             "the connection was cut mid-output"
         )
     return b"".join(chunks), exit_status

@@ -25,6 +25,10 @@ class Fault(enum.Enum):
     ROOT_REPLACED = "root-replaced"  # a new root (and leaf): the device must be re-enrolled
     ITEMS_FAILING = "items-failing"  # params: items (list), result (result-code text)
     MALFORMED_SAN = "malformed-san"  # IOS XE: a SUDI certificate whose subjectAltName is not DER
+    # An exec command answers with stderr (extended data) past the client's SSH window, as a
+    # hostile device does, until the client closes or `seconds` (default 10) pass; params:
+    # stdout (1: stdout too, interleaved), seconds.
+    FLOOD_STDERR = "flood-stderr"
 
 
 # Faults that change the device's certificates once, when set, rather than each answer.

@@ -38,6 +38,10 @@ CHANNEL_REQUEST_TIMEOUT_S = 30.0
 UNANSWERED_REQUEST_S = 0.5
 # Chunk size for output writes; SLOW_OUTPUT spreads its delay over this many chunks.
 SLOW_OUTPUT_CHUNKS = 10
+# FLOOD_STDERR: one SSH data packet's payload (paramiko's largest packet is 32 KiB), and how long
+# a flood lasts when the client never closes (a test server's loop is bounded in time).
+FLOOD_CHUNK_BYTES = 32_000
+FLOOD_DEFAULT_S = 10.0
 
 
 class _ServerInterface(paramiko.ServerInterface):
@@ -236,6 +240,9 @@ class DeviceServer:
         return None
 
     def _run_exec(self, transport: paramiko.Transport, channel: paramiko.Channel, username: str, command: str) -> None:
+        if Fault.FLOOD_STDERR in self.device.faults:
+            _flood(transport, channel, self.device.faults.params(Fault.FLOOD_STDERR))
+            return
         term = ChannelTerminal(channel, pty=False, idle_timeout=lambda: None)
         term.write_hook = self._output_hook(transport, channel)
         session = Session(self.device, username, term)
@@ -274,6 +281,34 @@ class DeviceServer:
             channel.send_exit_status(0)
         except (OSError, EOFError):
             pass
+
+
+def _flood(transport: paramiko.Transport, channel: paramiko.Channel, params: dict[str, Any]) -> None:
+    """FLOOD_STDERR: extended data (and stdout) sent with no regard to the client's window.
+
+    paramiko's `send_stderr` waits for window space, as a device that plays fair would; a hostile
+    one writes the packets itself, so these are built here and queued on the transport directly.
+    """
+    streams: list[int | None] = [1]  # SSH_EXTENDED_DATA_STDERR
+    if params.get("stdout"):
+        streams.append(None)
+    payload = b"E" * FLOOD_CHUNK_BYTES
+    deadline = time.monotonic() + float(params.get("seconds", FLOOD_DEFAULT_S))
+    try:
+        while not channel.closed and transport.is_active() and time.monotonic() < deadline:
+            for stream in streams:
+                message = paramiko.Message()
+                if stream is None:
+                    message.add_byte(paramiko.common.cMSG_CHANNEL_DATA)
+                    message.add_int(channel.remote_chanid)
+                else:
+                    message.add_byte(paramiko.common.cMSG_CHANNEL_EXTENDED_DATA)
+                    message.add_int(channel.remote_chanid)
+                    message.add_int(stream)
+                message.add_string(payload)
+                transport._send_user_message(message)
+    except (OSError, EOFError, paramiko.SSHException) as exc:  # the client hung up: the flood is over
+        log.debug("flood ended by the client: %s", exc)
 
 
 @dataclass

@@ -14,6 +14,7 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from .display import cell, inert
 from .errors import VerifierError
 from .findings import Finding, FindingId, Severity
 from .inputs import EnvelopeInput, parse_time, read_envelope_file
@@ -340,7 +341,7 @@ def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tupl
         _print_table(results)
         for result in results:
             if "error" in result:
-                click.echo(f"Error: {result['error']}", err=True)
+                click.echo(f"Error: {inert(result['error'])}", err=True)
     context = click.get_current_context()
     if any("error" in result for result in results):
         context.exit(EXIT_INPUT)
@@ -372,15 +373,17 @@ def _print_table(results: list[dict[str, Any]]) -> None:
         table.add_column(column, overflow="fold")
     for result in results:
         if "error" in result:
-            verdict = "[bold yellow]INPUT ERROR[/]"
+            verdict = cell("INPUT ERROR", "bold yellow")
         elif result["trusted"]:
             alerts = any(f["severity"] == Severity.ALERT for f in result["findings"])
-            verdict = "[bold yellow]TRUSTED (alert)[/]" if alerts else "[bold green]TRUSTED[/]"
+            verdict = cell("TRUSTED (alert)", "bold yellow") if alerts else cell("TRUSTED", "bold green")
         else:
-            verdict = "[bold red]NOT TRUSTED[/]"
+            verdict = cell("NOT TRUSTED", "bold red")
         days = result.get("days_to_expiry") or {}
         expiry = f"{days.get('leaf', '-')}/{days.get('root', '-')}" if days else "-"
-        table.add_row(result.get("device") or "-", result["file"], verdict, _reasons(result), expiry)
+        # Device names and paths come from metadata and the command line: data, never markup.
+        table.add_row(cell(result.get("device") or "-"), cell(result["file"]), verdict,
+                      cell(_reasons(result)), cell(expiry))
     Console(soft_wrap=False).print(table)
 
 
@@ -431,10 +434,11 @@ def trust_add(device: str, root_pem: Path | None, trust_store: Path, valid_from:
         store = _open_store(trust_store, create=True)
         if root_pem is not None:
             entry = store.add_root(device, _read_pem(root_pem, "root"), source=f"manual:{root_pem.name}", **window)
-            click.echo(f"{device}: root {entry.sha256} ({entry.certificate.subject.rfc4514_string()})")
+            subject = inert(entry.certificate.subject.rfc4514_string())
+            click.echo(f"{inert(device)}: root {entry.sha256} ({subject})")
         if trust_pool:
             store.use_trust_pool(device)
-            click.echo(f"{device}: trusts the trust pool")
+            click.echo(f"{inert(device)}: trusts the trust pool")
         for path in intermediates:
             store.add_intermediate(device, _read_pem(path, "intermediate"))
         if pin_leaf is not None:
@@ -479,9 +483,10 @@ def trust_list(trust_store: Path, as_json: bool) -> None:
     for record in records:
         for item in record["roots"] or [{}]:
             window = f"{item.get('valid_from') or '-'} .. {item.get('valid_until') or '-'}" if item else "-"
-            table.add_row(record["device"], item.get("sha256", "(pool only)" if record["trust_pool"] else "-"),
-                          item.get("subject", "-"), item.get("enrolled_at", "-"), window,
-                          (record["pinned_leaf"] or {}).get("sha256", "-"))
+            root = item.get("sha256", "(pool only)" if record["trust_pool"] else "-")
+            table.add_row(cell(record["device"]), cell(root),
+                          cell(item.get("subject", "-")), cell(item.get("enrolled_at", "-")), cell(window),
+                          cell((record["pinned_leaf"] or {}).get("sha256", "-")))
     Console(soft_wrap=False).print(table)
     if pool:
         click.echo(f"trust pool: {len(pool)} CA certificate(s)")
@@ -496,7 +501,7 @@ def trust_remove(device: str, trust_store: Path) -> None:
         _open_store(trust_store).remove(device)
     except VerifierError as exc:
         _fail(str(exc))
-    click.echo(f"{device}: removed")
+    click.echo(f"{inert(device)}: removed")
 
 
 @trust_group.command("import-bundle")

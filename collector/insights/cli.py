@@ -12,6 +12,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from verifier.display import cell, inert  # device text is shown inert, never as markup
+
 from ..errors import StoreError
 from ..store import Store, write_file_atomically
 from .diff import Evidence, diff_evidence, evidence_from_envelope
@@ -38,7 +40,7 @@ def _insights_errors() -> Iterator[None]:
     try:
         yield
     except InsightsError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {inert(exc)}", err=True)
         raise _Exit(EXIT_USAGE) from None
 
 
@@ -63,14 +65,14 @@ def _envelope_evidence(path: Path, trust_store: Path | None) -> Evidence:
 
 
 def _print_findings(findings: Sequence[Finding], title: str) -> None:
-    grid = Table(title=title)
+    grid = Table(title=cell(title))
     for column in ("id", "severity", "subject", "before", "after"):
         grid.add_column(column, overflow="fold")
     for finding in findings:
         def show(value: Any) -> str:
             return "" if value is None else (value if isinstance(value, str) else json.dumps(value))[:80]
-        grid.add_row(str(finding.id), f"[{_SEVERITY_STYLE.get(str(finding.severity), 'white')}]{finding.severity}[/]",
-                     finding.subject, show(finding.before), show(finding.after))
+        grid.add_row(cell(finding.id), cell(finding.severity, _SEVERITY_STYLE.get(str(finding.severity), "white")),
+                     cell(finding.subject), cell(show(finding.before)), cell(show(finding.after)))
     Console().print(grid)
 
 
@@ -162,8 +164,8 @@ def report_command(store_path: Path, out_path: Path | None, as_json: bool) -> No
             click.echo(json.dumps(report, indent=2))
         else:
             counts = report["summary"]["status_counts"]
-            click.echo(f"wrote {out_path}: {report['summary']['devices']} devices, "
-                       + ", ".join(f"{n} {s}" for s, n in counts.items()))
+            click.echo(inert(f"wrote {out_path}: {report['summary']['devices']} devices, "
+                             + ", ".join(f"{n} {s}" for s, n in counts.items())))
         raise _Exit(EXIT_OK)
 
 
@@ -205,14 +207,14 @@ def appraise_command(store_path: Path, policy_path: Path, devices: tuple[str, ..
             click.echo(json.dumps({"policy": policy.to_json(), "appraisals": [r.to_json(max_drift=0) for r in results]},
                                   indent=2, default=str))
         else:
-            grid = Table(title=f"Appraisal against {policy.name} ({policy_path})")
+            grid = Table(title=cell(f"Appraisal against {policy.name} ({policy_path})"))
             for column in ("device", "envelope", "status", "not affirming", "findings"):
                 grid.add_column(column, overflow="fold")
             for result in results:
                 worse = ", ".join(f"{c}={s}" for c, s in result.vector.items() if s.rank > Status.AFFIRMING.rank)
-                grid.add_row(result.device, result.envelope.split("/")[-1],
-                             f"[{_STATUS_STYLE[str(result.status)]}]{result.status}[/]", worse,
-                             ", ".join(sorted({str(f.id) for f in result.findings if f.severity != "info"})))
+                grid.add_row(cell(result.device), cell(result.envelope.split("/")[-1]),
+                             cell(result.status, _STATUS_STYLE[str(result.status)]), cell(worse),
+                             cell(", ".join(sorted({str(f.id) for f in result.findings if f.severity != "info"}))))
             Console().print(grid)
         ok = bool(newest) and all(r.status is Status.AFFIRMING for r in newest.values())
         raise _Exit(EXIT_OK if ok else EXIT_FAILED)

@@ -42,6 +42,7 @@ EXPECTED = {
     Fault.REKEYED_LEAF: ("trusted", None),
     Fault.ROOT_REPLACED: ("untrusted", "chain.root_not_enrolled"),
     Fault.ITEMS_FAILING: ("trusted", None),
+    Fault.FLOOD_STDERR: ("failed", "device.output_too_large"),
 }
 PARAMS = {Fault.SLOW_OUTPUT: {"delay": 3.0},
           Fault.ITEMS_FAILING: {"items": ["packages"], "result": "Timeout"}}
