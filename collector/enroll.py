@@ -43,39 +43,8 @@ log = logging.getLogger(__name__)
 ENROLL_ITEMS: tuple[str, ...] = ("system-inventory",)
 
 
-@dataclass(frozen=True)
-class RootCandidate:
-    """A device's root certificate as offered, not yet trusted."""
-
-    device: str
-    root: x509.Certificate
-    leaf: x509.Certificate | None
-
-    @property
-    def sha256(self) -> str:
-        return sha256(self.root.public_bytes(Encoding.DER)).hexdigest()
-
-    @property
-    def sha1(self) -> str:
-        """Upper-case hex as `show crypto ca certificates` prints it."""
-        return sha1(self.root.public_bytes(Encoding.DER)).hexdigest().upper()  # noqa: S324 - display only
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "device": self.device,
-            "subject": self.root.subject.rfc4514_string(),
-            "issuer": self.root.issuer.rfc4514_string(),
-            "serial": _serial(self.root.serial_number),
-            "not_before": self.root.not_valid_before_utc.isoformat(),
-            "not_after": self.root.not_valid_after_utc.isoformat(),
-            "sha256": self.sha256,
-            "sha1": self.sha1,
-        }
-
-
-@dataclass(frozen=True)
-class SudiCandidate:
-    """An IOS XE device's SUDI certificate (its identity) as offered, not yet pinned."""
+class _Offered:
+    """A certificate a device offers for enrollment (`certificate`), as the operator checks it."""
 
     device: str
     certificate: x509.Certificate
@@ -86,26 +55,51 @@ class SudiCandidate:
 
     @property
     def sha1(self) -> str:
+        """Upper-case hex as `show crypto ca certificates` prints it."""
         return sha1(self.certificate.public_bytes(Encoding.DER)).hexdigest().upper()  # noqa: S324 - display only
+
+    def describe(self) -> dict[str, Any]:
+        cert = self.certificate
+        return {
+            "device": self.device,
+            "subject": cert.subject.rfc4514_string(),
+            "issuer": cert.issuer.rfc4514_string(),
+            "serial": _serial(cert.serial_number),
+            "not_before": cert.not_valid_before_utc.isoformat(),
+            "not_after": cert.not_valid_after_utc.isoformat(),
+            "sha256": self.sha256,
+            "sha1": self.sha1,
+        }
+
+
+@dataclass(frozen=True)
+class RootCandidate(_Offered):
+    """A device's root certificate as offered, not yet trusted."""
+
+    device: str
+    root: x509.Certificate
+    leaf: x509.Certificate | None
+
+    @property
+    def certificate(self) -> x509.Certificate:  # type: ignore[override]
+        return self.root
+
+
+@dataclass(frozen=True)
+class SudiCandidate(_Offered):
+    """An IOS XE device's SUDI certificate (its identity) as offered, not yet pinned."""
+
+    device: str
+    certificate: x509.Certificate
 
     @property
     def identity(self) -> str:
-        from verifier.profiles._common import sudi_identity
+        from verifier.profiles import sudi_identity
 
         return sudi_identity(self.certificate)
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "device": self.device,
-            "identity": self.identity,
-            "subject": self.certificate.subject.rfc4514_string(),
-            "issuer": self.certificate.issuer.rfc4514_string(),
-            "serial": _serial(self.certificate.serial_number),
-            "not_before": self.certificate.not_valid_before_utc.isoformat(),
-            "not_after": self.certificate.not_valid_after_utc.isoformat(),
-            "sha256": self.sha256,
-            "sha1": self.sha1,
-        }
+        return {**super().describe(), "identity": self.identity}
 
 
 Candidate = RootCandidate | SudiCandidate
@@ -277,7 +271,7 @@ def enroll_identity(trust_store_path: Path, candidate: SudiCandidate, *, source:
     unless `replace` (a replaced chassis); a reissued certificate for the same identity is
     pinned in place of the old one."""
     from verifier import TrustStore, VerifierError
-    from verifier.profiles._common import sudi_identity
+    from verifier.profiles import sudi_identity
 
     _confirm(candidate, source, expect_fingerprint)
     try:

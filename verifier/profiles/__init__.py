@@ -24,7 +24,15 @@ from ..findings import Severity
 from ..policy import DEFAULT_POLICY, Policy
 from ..truststore import TrustStore
 from ..verify import Verdict, verify_envelope
-from ._common import Measurements, ProfileError, ProfileVerdict, decode_text, load_anchors, nonce_to_int
+from ._common import (
+    Measurements,
+    ProfileError,
+    ProfileVerdict,
+    decode_text,
+    load_anchors,
+    nonce_to_int,
+    sudi_identity,
+)
 from .findings import ProfileFindingId
 from .kgv import KGVError, KnownGoodValues, appraise_integrity, load_kgv
 from .signer import Signer, load_signers
@@ -42,6 +50,7 @@ __all__ = [
     "detect_profiles",
     "load_kgv",
     "load_signers",
+    "sudi_identity",
     "verify_output",
 ]
 

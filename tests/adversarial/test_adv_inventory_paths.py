@@ -1,4 +1,4 @@
-"""Adversarial tests of the inventory changes (session 4): credential paths relative to the
+"""Adversarial tests of the inventory: credential paths relative to the
 inventory file's folder (also under jump_host), `~` expanded, absolute paths unchanged;
 unknown --group refused; plainer schema messages "file:line: field: expected ..., found ..."."""
 

@@ -1,4 +1,4 @@
-"""Adversarial tests of collector.store's atomic writes (session 4): unnamed temporaries
+"""Adversarial tests of collector.store's atomic writes: unnamed temporaries
 (O_TMPFILE + linkat via /proc/self/fd) and the named-temporary fallback.
 
 Real files on the real file system; monkeypatching only simulates what cannot happen here (a

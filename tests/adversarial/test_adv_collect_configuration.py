@@ -1,5 +1,5 @@
-"""Adversarial tests of `dossier collect`'s and `dossier enroll`'s configuration checks
-(session 4): the trust store is checked before polling (missing: refused and not created;
+"""Adversarial tests of `dossier collect`'s and `dossier enroll`'s configuration checks:
+the trust store is checked before polling (missing: refused and not created;
 damaged: refused), --metrics-file's folder and the --syslog socket likewise; a device whose
 credential cannot be read fails alone (the run exits 2); enroll checks --expect-fingerprint
 before connecting and names the device in each error line; the emulator's --inventory-out
