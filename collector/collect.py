@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import queue
 import random
-import secrets
 import sys
 import threading
 import time
@@ -37,12 +36,11 @@ from .alerts import AlertSink
 from .errors import CollectorError, InventoryError, StoreError
 from .inventory import Device
 from .platforms import profile_for
+from .polling import NONCE_BYTES, PolledOutput, new_nonce, strategy_for
 from .records import RecordLog, default_key_path, load_or_create_key
-from .ssh import CommandResult, run_command
-from .store import EnvelopeRecord, Store, StoredVerdict, new_poll_id
+from .store import EnvelopeRecord, Store, StoredVerdict, envelope_file_name, new_poll_id
 from .verifying import (
     _BASE_TRUST_STORES,
-    FILESYSTEM_ITEM,
     Checked,
     freeze_trust_store,
     release_trust_store,
@@ -51,13 +49,10 @@ from .verifying import (
 )
 from .verify_worker import VerifyWorkers, auto_worker_count, has_shared_workers, shared_workers
 
-__all__ = ["NONCE_BYTES", "CollectOptions", "Collector", "DeviceOutcome", "RunSummary", "new_nonce"]
+__all__ = ["NONCE_BYTES", "CollectOptions", "Collector", "DeviceOutcome", "RunSummary", "new_nonce"]  # nonce: polling
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-#: ENVELOPE.md allows 1-64 bytes; 16 bytes from a CSPRNG never repeat in practice.
-NONCE_BYTES = 16
 
 TRUSTED, UNTRUSTED, FAILED, SKIPPED = "trusted", "untrusted", "failed", "skipped"
 #: Outputs received but not yet stored and verified, per SSH slot, before new sessions wait.
@@ -83,11 +78,6 @@ def helper_count(options: CollectOptions, devices: int) -> int:
     if options.verify_workers is not None:
         return options.verify_workers
     return auto_worker_count() if devices >= HELPER_MIN_DEVICES or has_shared_workers() else 0
-
-
-def new_nonce() -> str:
-    """A fresh nonce as lower-case hex, from the OS CSPRNG."""
-    return secrets.token_bytes(NONCE_BYTES).hex()
 
 
 @dataclass(frozen=True)
@@ -146,17 +136,18 @@ class DeviceOutcome:
 
 @dataclass
 class _Fetched:
-    """An output received, on its way to the store and the verifier."""
+    """A poll's outputs received, on their way to the store and the verifier."""
 
     device: Device
     outcome: DeviceOutcome
-    result: CommandResult
-    nonce_hex: str
-    command: str
-    items: tuple[str, ...]
+    outputs: list[PolledOutput]
     attempt: int
     state: dict[str, Any]
     begin: float
+
+    @property
+    def size(self) -> int:
+        return sum(len(output.result.output) for output in self.outputs)
 
 
 @dataclass
@@ -382,30 +373,15 @@ class Collector:
                                     message=str(exc), duration_s=time.monotonic() - begin)
             self._record_failure(device, outcome, self._read_state(device.name))
             return outcome
-        profile = profile_for(device.platform)
-        if profile.signed_commands:  # IOS XE: the device signs its own commands, no dossier
-            from .signed_commands import poll_signed_commands
-
-            return poll_signed_commands(self, device, profile, begin=begin, deadline=deadline,
-                                        state=self._read_state(device.name), stop=stop, connect_as=connect_as)
-        items = self.options.items or device.items
+        items = tuple(self.options.items or device.items)
         state = self._read_state(device.name)
-        fs_options = _filesystem_options(state) if FILESYSTEM_ITEM in items else None
+        strategy = strategy_for(profile_for(device.platform), items=items, state=state)
         outcome = DeviceOutcome(device=device.name, host=device.host, status=FAILED)
-
-        def attempt_once() -> tuple[Any, str, str]:
-            nonce_hex = new_nonce()  # a fresh nonce for every attempt
-            command = profile.dossier_command(items, nonce_hex, filesystem_options=fs_options)
-            result = run_command(connect_as, command, run_deadline=deadline)
-            profile.check_output(result.output)
-            return result, nonce_hex, command
-
-        got = self.with_retries(attempt_once, device=device, outcome=outcome, state=state, begin=begin,
-                                deadline=deadline, stop=stop)
-        if got is None:
+        outputs = self.with_retries(lambda: strategy.poll_once(connect_as, deadline=deadline), device=device,
+                                    outcome=outcome, state=state, begin=begin, deadline=deadline, stop=stop)
+        if outputs is None:
             return outcome
-        result, nonce_hex, command = got
-        return _Fetched(device, outcome, result, nonce_hex, command, tuple(items), outcome.attempts, state, begin)
+        return _Fetched(device, outcome, outputs, outcome.attempts, state, begin)
 
     def with_retries(self, attempt_once: Callable[[], T], *, device: Device, outcome: DeviceOutcome,
                      state: dict[str, Any], begin: float, deadline: float,
@@ -444,40 +420,68 @@ class Collector:
         return outcome
 
     def _finish_many(self, batch: list[_Fetched]) -> list[DeviceOutcome | StoreError]:
-        """`_finish` for outputs that came in together: stored together (one syncfs for all
-        their files, `Store.save_many`) and verified back to back (one helper call). Returns,
-        per output, its outcome or the StoreError that kept it from being stored."""
-        checked: list[Checked | None] = [None] * len(batch)
+        """`_finish` for polls whose outputs came in together: stored together (one syncfs for
+        all their files, `Store.save_many`; a poll's outputs share a poll id, and an output
+        signed by another names it as `signer`), verified back to back with each output's
+        profile (one helper call), then recorded (`_record_verdict`). Returns, per poll, its
+        outcome or the StoreError that kept one of its outputs from being stored."""
+        # Every output of the batch, in order: (poll, output) positions.
+        flat = [(fetched, output) for fetched in batch for output in fetched.outputs]
+        checked: list[Checked | None] = [None] * len(flat)
+
+        def signer_of(fetched: _Fetched, output: PolledOutput) -> PolledOutput | None:
+            return next((o for o in fetched.outputs if o.name == output.signer_from), None) \
+                if output.signer_from else None
 
         def check(records: list[EnvelopeRecord | None]) -> list[StoredVerdict | None]:
-            """Between storing the envelopes and writing their metadata: the verdicts go in it."""
+            """Between storing the outputs and writing their metadata: the verdicts go in it."""
             if not self.options.verify:
                 return [None] * len(records)
             wanted = [position for position, record in enumerate(records) if record is not None]
-            calls = [(batch[p].result.output, self.trust_store_arg, batch[p].device.name, batch[p].nonce_hex,
-                      batch[p].result.received) for p in wanted]
+            calls = []
+            for position in wanted:
+                fetched, output = flat[position]
+                signer = signer_of(fetched, output)
+                calls.append((output.result.output, output.verifier_profile, self.trust_store_arg, fetched.device.name,
+                              output.nonce_hex, output.result.received,
+                              signer.result.output if signer is not None else None))
             for position, one in zip(wanted, self.verify_call(verify_many, (calls,)), strict=True):
                 checked[position] = one
             return [stored_verdict(one) if one is not None else None for one in checked]  # None: refused
 
-        records = self.store.save_many([
-            {"device": f.device.name, "host": f.device.host, "nonce_hex": f.nonce_hex, "output": f.result.output,
-             "started": f.result.started, "received": f.result.received, "duration_s": f.result.duration_s,
-             "extra": {"port": f.device.port, "command": f.command, "items": list(f.items),
-                       "poll_id": new_poll_id(), "verifier_profile": "xr-dossier",
-                       "attempts": f.attempt, "exit_status": f.result.exit_status}}
-            for f in batch], check=check)
-        records = self.append_records(records)
+        poll_ids = {id(fetched): new_poll_id() for fetched in batch}
+        entries = []
+        for fetched, output in flat:
+            extra = {"port": fetched.device.port, "command": output.command, "kind": output.kind,
+                     "output": output.name, "verifier_profile": output.verifier_profile,
+                     "poll_id": poll_ids[id(fetched)], "platform": fetched.device.platform,
+                     "attempts": fetched.attempt, "exit_status": output.result.exit_status, **output.extra}
+            signer = signer_of(fetched, output)
+            if signer is not None:
+                extra["signer"] = envelope_file_name(signer.result.received, signer.nonce_hex)
+            entries.append({"device": fetched.device.name, "host": fetched.device.host, "nonce_hex": output.nonce_hex,
+                            "output": output.result.output, "started": output.result.started,
+                            "received": output.result.received, "duration_s": output.result.duration_s,
+                            "extra": extra})
+        records = self.append_records(self.store.save_many(entries, check=check))
         outcomes: list[DeviceOutcome | StoreError] = []
-        for fetched, record, one in zip(batch, records, checked, strict=True):
-            if isinstance(record, StoreError):
-                outcomes.append(record)
+        position = 0
+        for fetched in batch:
+            count = len(fetched.outputs)
+            mine, verdicts = records[position:position + count], checked[position:position + count]
+            position += count
+            failed = next((record for record in mine if isinstance(record, StoreError)), None)
+            if failed is not None:
+                outcomes.append(failed)
                 continue
             outcome = fetched.outcome
-            outcome.bytes, outcome.path, outcome.nonce = record.bytes, record.path, fetched.nonce_hex
-            outcome.received = record.received
+            outcome.bytes = sum(record.bytes for record in mine)  # type: ignore[union-attr]
+            outcome.path = mine[0].path  # type: ignore[union-attr]
+            outcome.nonce = (fetched.outputs[0].nonce_hex if count == 1 else
+                             " ".join(f"{o.name}={o.extra.get('nonce_decimal', o.nonce_hex)}" for o in fetched.outputs))
+            outcome.received = mine[-1].received  # type: ignore[union-attr]
             outcome.duration_s = time.monotonic() - fetched.begin
-            self._record_verdict(fetched.device, record, one, outcome, fetched.state)
+            self._record_verdict(fetched, mine, verdicts)  # type: ignore[arg-type]
             outcomes.append(outcome)
         return outcomes
 
@@ -497,47 +501,55 @@ class Collector:
         ceiling = min(self.options.backoff_max_s, self.options.backoff_base_s * 2 ** (attempt - 1))
         return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
 
-    def _record_verdict(self, device: Device, record: EnvelopeRecord, checked: Checked | None,
-                        outcome: DeviceOutcome, state: dict[str, Any]) -> None:
-        """The outcome, alerts and state from the verdict stored with `record` (`_finish`)."""
-        if checked is None:
+    def _record_verdict(self, fetched: _Fetched, records: list[EnvelopeRecord], checked: list[Checked | None]) -> None:
+        """The outcome, alerts and state from the verdicts stored with a poll's `records`. The
+        device is trusted only when every output is; the first output that is not explains it
+        (its name before the message when the poll has several)."""
+        device, outcome, state = fetched.device, fetched.outcome, fetched.state
+        if not self.options.verify:
             outcome.status = UNTRUSTED
             outcome.reason, outcome.message = "verify.skipped", "verification was turned off (--no-verify)"
             self._write_poll_state(device, outcome, state, trusted=False)
             return
-        if checked.refused is not None:
-            # The verifier refused to judge (e.g. no trust anchors configured): never "trusted".
-            outcome.status, outcome.reason, outcome.message = UNTRUSTED, "verify.error", checked.refused
-            self.alerts.untrusted(device.name, [outcome.reason], record.path)
-            self._write_poll_state(device, outcome, state, trusted=False)
-            return
-        reasons = record.reasons
-        days = checked.days_to_expiry
-        outcome.findings = checked.findings
-        outcome.days_to_expiry = days
-        if checked.trusted:
-            outcome.status = TRUSTED
-            if checked.filesystem_blocks:
+        several = len(records) > 1
+        failure: tuple[str, str, list[str], str] | None = None
+        for output, record, one in zip(fetched.outputs, records, checked, strict=True):
+            named = f"{output.name}: " if several else ""
+            if one is None or one.refused is not None:
+                # The verifier refused to judge (e.g. no trust anchors configured): never "trusted".
+                why = one.refused if one is not None else "not verified"
+                failure = failure or ("verify.error", named + why, ["verify.error"], record.path)
+                continue
+            outcome.findings += [{**finding, "output": output.name} for finding in one.findings] if several \
+                else one.findings
+            outcome.days_to_expiry = outcome.days_to_expiry or one.days_to_expiry
+            if not one.trusted:
+                reasons = record.reasons
+                message = one.errors[0]["message"] if one.errors else "the verifier did not trust the output"
+                failure = failure or (reasons[0] if reasons else "verify.untrusted", named + message, reasons,
+                                      record.path)
+                continue
+            if one.filesystem_blocks:
                 known = state.get("filesystem_blocks")
                 blocks = {node: last for node, last in (known.items() if isinstance(known, Mapping) else ())
                           if type(last) is int}
-                for node, block in checked.filesystem_blocks.items():
+                for node, block in one.filesystem_blocks.items():
                     blocks[node] = max(block, blocks.get(node, -1))
                 state["filesystem_blocks"] = blocks
-            for kind, der in (("leaf", checked.leaf_der), ("root", checked.root_der)):
+            for kind, der in (("leaf", one.leaf_der), ("root", one.root_der)):
                 if der is not None:
                     self.alerts.expiry(device.name, kind, _certificate(der), state)
+        if failure is None:
+            outcome.status = TRUSTED
         else:
             outcome.status = UNTRUSTED
-            outcome.reason = reasons[0] if reasons else "verify.untrusted"
-            outcome.message = (checked.errors[0]["message"] if checked.errors
-                               else "the verifier did not trust the envelope")
-            self.alerts.untrusted(device.name, reasons, record.path)
+            outcome.reason, outcome.message, reasons, path = failure
+            self.alerts.untrusted(device.name, reasons, path)
         if self.options.policy is not None:
             from .insights.hooks import appraise_collected
 
-            outcome.appraisal = appraise_collected(self.store, record, self.options.policy, self.alerts, state)
-        self._write_poll_state(device, outcome, state, trusted=checked.trusted)
+            outcome.appraisal = appraise_collected(self.store, records, self.options.policy, self.alerts, state)
+        self._write_poll_state(device, outcome, state, trusted=failure is None)
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -648,7 +660,7 @@ class _Finishers:
             if first is None:
                 return
             batch = [first]
-            size = len(first[0].result.output)
+            size = first[0].size
             while len(batch) < MAX_BATCH and size < MAX_BATCH_BYTES:
                 try:
                     more = self._waiting.get_nowait()
@@ -658,7 +670,7 @@ class _Finishers:
                     self._waiting.put(None)  # for this thread's next turn
                     break
                 batch.append(more)
-                size += len(more[0].result.output)
+                size += more[0].size
             try:
                 outcomes: list[Any] = self._finish_many([fetched for fetched, _ in batch])
                 if len(outcomes) != len(batch):
@@ -700,14 +712,3 @@ def check_trust_store(trust_store_path: Path, devices: Sequence[str]) -> None:
         if device in base:  # one not enrolled is not damage: its envelopes come out untrusted
             base.check(device)
     base.pool_entries()
-
-
-def _filesystem_options(state: Mapping[str, Any]) -> dict[str, dict[str, int]] | None:
-    """Ask only for blocks newer than the last one collected, per node."""
-    blocks = state.get("filesystem_blocks")
-    if not isinstance(blocks, Mapping):
-        return None
-    # A hand-edited state may hold anything: a node without a whole block number is asked afresh.
-    wanted = {str(node): {"block_start": last + 1} for node, last in sorted(blocks.items(), key=str)
-              if type(last) is int and last >= 0}
-    return wanted or None

@@ -28,10 +28,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from verifier.display import inert
 
-from .collect import new_nonce
 from .errors import EnrollError
 from .inventory import Device
 from .platforms import profile_for
+from .polling import new_decimal_nonce, new_nonce
 from .ssh import run_command
 
 __all__ = ["ENROLL_ITEMS", "Candidate", "EnrollResult", "RootCandidate", "SudiCandidate", "enroll_candidate",
@@ -169,7 +169,7 @@ def fetch_root(device: Device, *, run_deadline: float | None = None) -> RootCand
 def fetch_candidate(device: Device, *, trust_store_path: Path,
                     run_deadline: float | None = None) -> Candidate:
     """What enrolling `device` would pin: its root (IOS XR) or its SUDI certificate (IOS XE)."""
-    if profile_for(device.platform).signed_commands:
+    if profile_for(device.platform).evidence == "signed-commands":
         return fetch_sudi(device, trust_store_path=trust_store_path, run_deadline=run_deadline)
     return fetch_root(device, run_deadline=run_deadline)
 
@@ -182,8 +182,6 @@ def fetch_sudi(device: Device, *, trust_store_path: Path, run_deadline: float | 
     """
     from verifier import TrustStore, VerifierError
     from verifier.profiles import verify_output
-
-    from .signed_commands import new_decimal_nonce
 
     anchors = []
     if (Path(trust_store_path) / "truststore.json").exists():  # none yet: nothing is pinned

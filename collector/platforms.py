@@ -21,6 +21,8 @@ class SignedCommand:
     #: The command with `{nonce}` for a fresh decimal nonce.
     template: str
     verifier_profile: str
+    #: What the stored output is (its metadata's `kind`).
+    kind: str
     #: Name of an earlier command of the same poll whose output holds the signing certificate.
     signer_from: str | None = None
 
@@ -36,7 +38,10 @@ class PlatformProfile:
     error_prefixes: tuple[str, ...]
     #: Substrings of an error line that mean "this user may not run it" (not transient).
     authorization_markers: tuple[str, ...]
-    #: Self-signed commands run instead of the dossier (IOS XE); empty: the XR dossier.
+    #: The evidence a poll collects (`collector.polling` picks the strategy by it): `dossier`
+    #: (the signed IOS XR dossier) or `signed-commands` (`signed_commands`, IOS XE).
+    evidence: str = "dossier"
+    #: Self-signed commands run instead of the dossier (IOS XE).
     signed_commands: tuple[SignedCommand, ...] = ()
 
     def dossier_command(
@@ -99,9 +104,10 @@ IOSXE = PlatformProfile(
     timestamp_line=re.compile(r"(Load for five secs|Time source is) .*"),
     error_prefixes=("% ",),
     authorization_markers=("not authorized", "authorization failed", "permission denied"),
+    evidence="signed-commands",
     signed_commands=(
-        SignedCommand("sudi", "show platform sudi certificate sign nonce {nonce}", "xe-sudi-sign"),
-        SignedCommand("integrity", "show platform integrity sign nonce {nonce}", "xe-integrity-sign",
+        SignedCommand("sudi", "show platform sudi certificate sign nonce {nonce}", "xe-sudi-sign", "xe-sudi"),
+        SignedCommand("integrity", "show platform integrity sign nonce {nonce}", "xe-integrity-sign", "xe-integrity",
                       signer_from="sudi"),
     ),
 )

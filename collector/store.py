@@ -1025,9 +1025,8 @@ class Store:
         device_dir = self._device_dirs.get(device)
         if device_dir is None:  # one Path per device, made (and checked) once per store
             device_dir = self._device_dirs[device] = self._directory(self.root / check_device_name(device))
-        stamp = received.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        name = f"{stamp}-{nonce_hex[:8].lower()}"
-        envelope_path = device_dir / (name + ENVELOPE_SUFFIX)
+        envelope_path = device_dir / envelope_file_name(received, nonce_hex)
+        name = envelope_path.name[: -len(ENVELOPE_SUFFIX)]
         digest = sha256(output).hexdigest()
         meta = {
             "format": METADATA_FORMAT,
@@ -1494,6 +1493,13 @@ class Store:
                     self._connection().execute("DELETE FROM envelopes WHERE path = ?", (record.path,))
                     self._connection().execute("DELETE FROM appraisals WHERE path = ?", (record.path,))
         return doomed
+
+
+def envelope_file_name(received: datetime, nonce_hex: str) -> str:
+    """The name an output received at `received` with nonce `nonce_hex` is stored under, in its
+    device's folder: `<received UTC>-<nonce[:8]>.envelope`."""
+    stamp = received.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    return f"{stamp}-{nonce_hex[:8].lower()}{ENVELOPE_SUFFIX}"
 
 
 def new_poll_id() -> str:

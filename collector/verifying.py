@@ -20,7 +20,8 @@ from verifier.chain import per_certificate
 from verifier.policy import Policy
 
 __all__ = ["FILESYSTEM_ITEM", "Checked", "checked_from", "freeze_trust_store", "release_trust_store",
-           "stored_verdict", "trust_store_for", "verify_bytes", "verify_many", "verify_signed_output"]
+           "stored_verdict", "trust_store_for", "verify_bytes", "verify_many", "verify_polled",
+           "verify_signed_output"]
 
 FILESYSTEM_ITEM = "filesystem-inventory"
 log = logging.getLogger(__name__)
@@ -98,10 +99,20 @@ def verify_bytes(raw: bytes, trust_store_path: str | None, device: str, nonce_he
         return _unexpected(exc, device)
 
 
-def verify_many(calls: list[tuple[bytes, str | None, str, str, datetime]]) -> list[Checked]:
-    """`verify_bytes` for each of `calls` (its arguments), back to back: one helper call for a
-    batch of envelopes, and the caches stay warm from one to the next."""
-    return [verify_bytes(*call) for call in calls]
+def verify_polled(raw: bytes, verifier_profile: str, trust_store_path: str | None, device: str, nonce_hex: str,
+                  received: datetime, signer: bytes | None) -> Checked:
+    """Verify one polled output with its verifier profile: an XR dossier envelope (`verify_bytes`)
+    or a self-signed output (`verify_signed_output`, the nonce being the hex of its 8 bytes)."""
+    if verifier_profile == "xr-dossier":
+        return verify_bytes(raw, trust_store_path, device, nonce_hex, received)
+    return verify_signed_output(raw, verifier_profile, trust_store_path, device, int(nonce_hex, 16), received,
+                                signer)
+
+
+def verify_many(calls: list[tuple[bytes, str, str | None, str, str, datetime, bytes | None]]) -> list[Checked]:
+    """`verify_polled` for each of `calls` (its arguments), back to back: one helper call for a
+    batch of outputs, and the caches stay warm from one to the next."""
+    return [verify_polled(*call) for call in calls]
 
 
 def verify_signed_output(raw: bytes, verifier_profile: str, trust_store_path: str | None, device: str,

@@ -15,14 +15,16 @@ from .policy import Policy
 __all__ = ["appraise_collected"]
 
 
-def appraise_collected(store: Store, record: EnvelopeRecord, policy: Policy, alerts: AlertSink,
+def appraise_collected(store: Store, records: list[EnvelopeRecord], policy: Policy, alerts: AlertSink,
                        state: dict[str, Any]) -> dict[str, Any]:
-    """Appraise `record`, store the result, and alert when the device got worse than affirming.
+    """Appraise the poll stored as `records`, store the result, and alert when the device got
+    worse than affirming.
 
     Updates the device `state` (appraisal status, degradation count) for metrics. An appraisal
     that cannot run is reported in the result and the state, never as affirming.
     """
     previous = state.get("appraisal_status")
+    record = records[-1]
     try:
         result = appraise_record(store, record, policy)
     except (InsightsError, StoreError) as exc:

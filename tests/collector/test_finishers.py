@@ -14,8 +14,8 @@ from collector.errors import StoreError
 
 
 def fetched(name: str, size: int = 10) -> Any:
-    """What a finisher needs of a `_Fetched`: a name to follow it by and its output's size."""
-    return SimpleNamespace(name=name, result=SimpleNamespace(output=b"x" * size))
+    """What a finisher needs of a `_Fetched`: a name to follow it by and its outputs' size."""
+    return SimpleNamespace(name=name, size=size)
 
 
 class Recorder:
