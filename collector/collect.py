@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from cryptography import x509
 
 from .alerts import AlertSink
-from .errors import CollectorError, InventoryError, StoreError
+from .errors import CollectorError, InventoryError, Reason, StoreError
 from .inventory import Device
 from .platforms import profile_for
 from .polling import NONCE_BYTES, PolledOutput, new_nonce, strategy_for
@@ -342,7 +342,7 @@ class Collector:
                else "the run deadline passed before this device was polled; raise --deadline "
                     "or --concurrency")
         outcome = DeviceOutcome(device=device.name, host=device.host, status=SKIPPED,
-                                reason="run.stopped" if stopping else "run.deadline", message=why)
+                                reason=Reason.RUN_STOPPED if stopping else Reason.RUN_DEADLINE, message=why)
         if self.on_outcome:
             self.on_outcome(outcome)
         return outcome
@@ -508,7 +508,7 @@ class Collector:
         device, outcome, state = fetched.device, fetched.outcome, fetched.state
         if not self.options.verify:
             outcome.status = UNTRUSTED
-            outcome.reason, outcome.message = "verify.skipped", "verification was turned off (--no-verify)"
+            outcome.reason, outcome.message = Reason.VERIFY_SKIPPED, "verification was turned off (--no-verify)"
             self._write_poll_state(device, outcome, state, trusted=False)
             return
         several = len(records) > 1
@@ -518,7 +518,7 @@ class Collector:
             if one is None or one.refused is not None:
                 # The verifier refused to judge (e.g. no trust anchors configured): never "trusted".
                 why = one.refused if one is not None else "not verified"
-                failure = failure or ("verify.error", named + why, ["verify.error"], record.path)
+                failure = failure or (Reason.VERIFY_ERROR, named + why, [Reason.VERIFY_ERROR], record.path)
                 continue
             outcome.findings += [{**finding, "output": output.name} for finding in one.findings] if several \
                 else one.findings
@@ -526,7 +526,7 @@ class Collector:
             if not one.trusted:
                 reasons = record.reasons
                 message = one.errors[0]["message"] if one.errors else "the verifier did not trust the output"
-                failure = failure or (reasons[0] if reasons else "verify.untrusted", named + message, reasons,
+                failure = failure or (reasons[0] if reasons else Reason.VERIFY_UNTRUSTED, named + message, reasons,
                                       record.path)
                 continue
             if one.filesystem_blocks:

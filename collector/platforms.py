@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .errors import CommandError
+from .errors import CommandError, Reason
 
 __all__ = ["IOSXE", "IOSXR", "PROFILES", "PlatformProfile", "SignedCommand", "profile_for"]
 
@@ -75,7 +75,7 @@ class PlatformProfile:
                     + self._advice(stripped)
                 )
                 if any(marker in stripped.lower() for marker in self.authorization_markers):
-                    error.reason = "device.not_authorized"
+                    error.reason = Reason.DEVICE_NOT_AUTHORIZED
                 raise error
             return
 

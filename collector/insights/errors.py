@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import CollectorError
+from ..errors import CollectorError, Reason
 
 __all__ = ["InsightsError", "PolicyError"]
 
@@ -10,10 +10,10 @@ __all__ = ["InsightsError", "PolicyError"]
 class InsightsError(CollectorError):
     """Drift, appraisal or the report cannot run as asked (bad input, missing history)."""
 
-    reason = "insights.error"
+    reason = Reason.INSIGHTS_ERROR
 
 
 class PolicyError(InsightsError):
     """The policy file is missing, empty, unreadable or does not match its schema."""
 
-    reason = "insights.policy_invalid"
+    reason = Reason.INSIGHTS_POLICY_INVALID
