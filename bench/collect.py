@@ -58,7 +58,8 @@ import paramiko
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from collector.collect import CollectOptions, Collector, new_nonce  # noqa: E402
+from collector.collect import CollectOptions, Collector  # noqa: E402
+from verifier.nonce import Nonce  # noqa: E402
 from collector.enroll import enroll_root, fetch_root  # noqa: E402
 from collector.inventory import Device, load_inventory  # noqa: E402
 from collector.platforms import IOSXR  # noqa: E402
@@ -137,7 +138,7 @@ def rename(devices: list[Device], index: int) -> list[Device]:
 def floor_poll(device: Device, ciphers: tuple[str, ...] | None = None) -> int:
     """The bare paramiko loop: what any paramiko-based collector must at least spend.
     `ciphers`: offer these first (paramiko's own order otherwise)."""
-    nonce = new_nonce()
+    nonce = Nonce.fresh().hex()
     command = IOSXR.dossier_command(device.items, nonce)
     sock = socket.create_connection((device.host, device.port), timeout=10)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

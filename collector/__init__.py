@@ -24,7 +24,7 @@ _EXPORTS = {
                      "StoreError"), "errors"),
     **dict.fromkeys(("Device", "Inventory", "load_inventory"), "inventory"),
     **dict.fromkeys(("EnvelopeRecord", "Store"), "store"),
-    **dict.fromkeys(("CollectOptions", "Collector", "DeviceOutcome", "RunSummary", "new_nonce"), "collect"),
+    **dict.fromkeys(("CollectOptions", "Collector", "DeviceOutcome", "RunSummary"), "collect"),
     **dict.fromkeys(("EnrollResult", "RootCandidate", "enroll_root", "fetch_root"), "enroll"),
     "RunLock": "lock",
     "provision_device": "provision",
@@ -51,7 +51,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .collect import CollectOptions, Collector, DeviceOutcome, RunSummary, new_nonce
+    from .collect import CollectOptions, Collector, DeviceOutcome, RunSummary
     from .enroll import EnrollResult, RootCandidate, enroll_root, fetch_root
     from .errors import (
         AuthError,
@@ -98,6 +98,5 @@ __all__ = [
     "enroll_root",
     "fetch_root",
     "load_inventory",
-    "new_nonce",
     "provision_device",
 ]

@@ -36,7 +36,7 @@ from .alerts import AlertSink
 from .errors import CollectorError, InventoryError, Reason, StoreError
 from .inventory import Device
 from .platforms import profile_for
-from .polling import NONCE_BYTES, PolledOutput, new_nonce, strategy_for
+from .polling import PolledOutput, strategy_for
 from .records import RecordLog, default_key_path, load_or_create_key
 from .store import EnvelopeRecord, Store, StoredVerdict, envelope_file_name, new_poll_id
 from .verifying import (
@@ -49,7 +49,7 @@ from .verifying import (
 )
 from .verify_worker import VerifyWorkers, auto_worker_count, has_shared_workers, shared_workers
 
-__all__ = ["NONCE_BYTES", "CollectOptions", "Collector", "DeviceOutcome", "RunSummary", "new_nonce"]  # nonce: polling
+__all__ = ["CollectOptions", "Collector", "DeviceOutcome", "RunSummary"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -443,7 +443,7 @@ class Collector:
                 fetched, output = flat[position]
                 signer = signer_of(fetched, output)
                 calls.append((output.result.output, output.verifier_profile, self.trust_store_arg, fetched.device.name,
-                              output.nonce_hex, output.result.received,
+                              output.nonce, output.result.received,
                               signer.result.output if signer is not None else None))
             for position, one in zip(wanted, self.verify_call(verify_many, (calls,)), strict=True):
                 checked[position] = one
@@ -458,8 +458,8 @@ class Collector:
                      "attempts": fetched.attempt, "exit_status": output.result.exit_status, **output.extra}
             signer = signer_of(fetched, output)
             if signer is not None:
-                extra["signer"] = envelope_file_name(signer.result.received, signer.nonce_hex)
-            entries.append({"device": fetched.device.name, "host": fetched.device.host, "nonce_hex": output.nonce_hex,
+                extra["signer"] = envelope_file_name(signer.result.received, signer.nonce.hex())
+            entries.append({"device": fetched.device.name, "host": fetched.device.host, "nonce_hex": output.nonce.hex(),
                             "output": output.result.output, "started": output.result.started,
                             "received": output.result.received, "duration_s": output.result.duration_s,
                             "extra": extra})
@@ -477,8 +477,8 @@ class Collector:
             outcome = fetched.outcome
             outcome.bytes = sum(record.bytes for record in mine)  # type: ignore[union-attr]
             outcome.path = mine[0].path  # type: ignore[union-attr]
-            outcome.nonce = (fetched.outputs[0].nonce_hex if count == 1 else
-                             " ".join(f"{o.name}={o.extra.get('nonce_decimal', o.nonce_hex)}" for o in fetched.outputs))
+            outcome.nonce = (fetched.outputs[0].nonce.hex() if count == 1 else
+                             " ".join(f"{o.name}={o.extra.get('nonce_decimal', o.nonce.hex())}" for o in fetched.outputs))
             outcome.received = mine[-1].received  # type: ignore[union-attr]
             outcome.duration_s = time.monotonic() - fetched.begin
             self._record_verdict(fetched, mine, verdicts)  # type: ignore[arg-type]

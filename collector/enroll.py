@@ -27,11 +27,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from verifier.display import inert
+from verifier.nonce import Nonce
 
 from .errors import EnrollError
 from .inventory import Device
 from .platforms import profile_for
-from .polling import new_decimal_nonce, new_nonce
 from .ssh import run_command
 
 __all__ = ["ENROLL_ITEMS", "Candidate", "EnrollResult", "RootCandidate", "SudiCandidate", "enroll_candidate",
@@ -148,7 +148,7 @@ def fetch_root(device: Device, *, run_deadline: float | None = None) -> RootCand
     from verifier import Policy, verify_envelope  # collector -> verifier is the allowed direction
 
     profile = profile_for(device.platform)
-    nonce_hex = new_nonce()
+    nonce_hex = Nonce.fresh().hex()
     result = run_command(device, profile.dossier_command(ENROLL_ITEMS, nonce_hex), run_deadline=run_deadline)
     profile.check_output(result.output)
     certificates = _certificates(result.output, device.name)
@@ -198,8 +198,8 @@ def fetch_sudi(device: Device, *, trust_store_path: Path, run_deadline: float | 
             f"`dossier trust add {device.name} ROOT.pem --intermediate SUB-CA.pem --trust-store {trust_store_path}`"
         )
     step = profile_for(device.platform).signed_commands[0]
-    nonce = new_decimal_nonce()
-    result = run_command(device, step.template.format(nonce=nonce), run_deadline=run_deadline)
+    nonce = Nonce.fresh_xe()
+    result = run_command(device, step.template.format(nonce=nonce.decimal), run_deadline=run_deadline)
     profile_for(device.platform).check_output(result.output)
     verdict = verify_output(result.output, profile=step.verifier_profile, roots=anchors, expected_nonce=nonce,
                             at=result.received)

@@ -19,35 +19,22 @@ Strategies:
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from verifier.nonce import Nonce
+
 from .inventory import Device
 from .platforms import PlatformProfile
 from .ssh import CommandResult, DeviceSession, run_command
 
-__all__ = ["FILESYSTEM_ITEM", "NONCE_BYTES", "XE_NONCE_MAX", "DossierPoll", "PollStrategy", "PolledOutput",
-           "SignedCommandsPoll", "filesystem_options", "new_decimal_nonce", "new_nonce", "strategy_for"]
+__all__ = ["FILESYSTEM_ITEM", "DossierPoll", "PollStrategy", "PolledOutput", "SignedCommandsPoll",
+           "filesystem_options", "strategy_for"]
 
 FILESYSTEM_ITEM = "filesystem-inventory"
-#: ENVELOPE.md allows 1-64 bytes; 16 bytes from a CSPRNG never repeat in practice.
-NONCE_BYTES = 16
-#: IOS XE signs the nonce as an 8-byte big-endian unsigned integer.
-XE_NONCE_MAX = 2**64 - 1
-
-
-def new_nonce() -> str:
-    """A fresh XR nonce as lower-case hex, from the OS CSPRNG."""
-    return secrets.token_bytes(NONCE_BYTES).hex()
-
-
-def new_decimal_nonce() -> int:
-    """A fresh XE nonce in 1 .. 2**64-1 from the OS CSPRNG (never 0: upstream reads 0 as none)."""
-    return secrets.randbelow(XE_NONCE_MAX) + 1
 
 
 @dataclass
@@ -60,8 +47,8 @@ class PolledOutput:
     kind: str
     #: The verifier profile that checks it (`verifier.profiles.PROFILES`).
     verifier_profile: str
-    #: The nonce sent, as the hex of the bytes the device signs (the metadata's `nonce`).
-    nonce_hex: str
+    #: The nonce sent (the metadata's `nonce` is its hex; IOS XE's also its `nonce_decimal`).
+    nonce: Nonce
     command: str
     result: CommandResult
     #: The name of the output of the same poll whose certificate signs this one, if any.
@@ -88,11 +75,11 @@ class DossierPoll:
     filesystem_options: Mapping[str, Mapping[str, int]] | None = None
 
     def poll_once(self, device: Device, *, deadline: float) -> list[PolledOutput]:
-        nonce_hex = new_nonce()  # a fresh nonce for every attempt
-        command = self.profile.dossier_command(self.items, nonce_hex, filesystem_options=self.filesystem_options)
+        nonce = Nonce.fresh()  # a fresh nonce for every attempt
+        command = self.profile.dossier_command(self.items, nonce.hex(), filesystem_options=self.filesystem_options)
         result = run_command(device, command, run_deadline=deadline)
         self.profile.check_output(result.output)
-        return [PolledOutput("dossier", "xr-dossier", "xr-dossier", nonce_hex, command, result,
+        return [PolledOutput("dossier", "xr-dossier", "xr-dossier", nonce, command, result,
                              extra={"items": list(self.items)})]
 
 
@@ -106,15 +93,15 @@ class SignedCommandsPoll:
         outputs = []
         with DeviceSession(device, run_deadline=deadline) as session:
             for step in self.profile.signed_commands:
-                nonce = new_decimal_nonce()
-                command = step.template.format(nonce=nonce)
+                nonce = Nonce.fresh_xe()
+                command = step.template.format(nonce=nonce.decimal)
                 started, begin = datetime.now(UTC), time.monotonic()
                 output, exit_status = session.exec(command)
                 received = datetime.now(UTC)
                 self.profile.check_output(output)
                 result = CommandResult(output, started, received, time.monotonic() - begin, exit_status)
-                outputs.append(PolledOutput(step.name, step.kind, step.verifier_profile, f"{nonce:016x}", command,
-                                            result, step.signer_from, {"nonce_decimal": str(nonce)}))
+                outputs.append(PolledOutput(step.name, step.kind, step.verifier_profile, nonce, command,
+                                            result, step.signer_from, {"nonce_decimal": str(nonce.decimal)}))
         return outputs
 
 

@@ -99,24 +99,23 @@ def verify_bytes(raw: bytes, trust_store_path: str | None, device: str, nonce_he
         return _unexpected(exc, device)
 
 
-def verify_polled(raw: bytes, verifier_profile: str, trust_store_path: str | None, device: str, nonce_hex: str,
+def verify_polled(raw: bytes, verifier_profile: str, trust_store_path: str | None, device: str, nonce: bytes,
                   received: datetime, signer: bytes | None) -> Checked:
-    """Verify one polled output with its verifier profile: an XR dossier envelope (`verify_bytes`)
-    or a self-signed output (`verify_signed_output`, the nonce being the hex of its 8 bytes)."""
+    """Verify one polled output with its verifier profile (`nonce`: a `verifier.nonce.Nonce`): an
+    XR dossier envelope (`verify_bytes`) or a self-signed output (`verify_signed_output`)."""
     if verifier_profile == "xr-dossier":
-        return verify_bytes(raw, trust_store_path, device, nonce_hex, received)
-    return verify_signed_output(raw, verifier_profile, trust_store_path, device, int(nonce_hex, 16), received,
-                                signer)
+        return verify_bytes(raw, trust_store_path, device, nonce.hex(), received)
+    return verify_signed_output(raw, verifier_profile, trust_store_path, device, nonce, received, signer)
 
 
-def verify_many(calls: list[tuple[bytes, str, str | None, str, str, datetime, bytes | None]]) -> list[Checked]:
+def verify_many(calls: list[tuple[bytes, str, str | None, str, bytes, datetime, bytes | None]]) -> list[Checked]:
     """`verify_polled` for each of `calls` (its arguments), back to back: one helper call for a
     batch of outputs, and the caches stay warm from one to the next."""
     return [verify_polled(*call) for call in calls]
 
 
 def verify_signed_output(raw: bytes, verifier_profile: str, trust_store_path: str | None, device: str,
-                         nonce: int, received: datetime, signer: bytes | None) -> Checked:
+                         nonce: int | bytes, received: datetime, signer: bytes | None) -> Checked:
     """Verify one self-signed output with its verifier profile, at the time it was received."""
     from verifier import VerifierError
 

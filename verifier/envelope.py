@@ -27,12 +27,12 @@ from ._strictjson import (
 )
 from .chain import CERTIFICATE_ERRORS, read_now
 from .findings import Finding, FindingId, Severity
+from .nonce import MAX_NONCE_BYTES, MIN_NONCE_BYTES
 from .policy import DEFAULT_POLICY, MAX_CERTIFICATES, Policy
 
 __all__ = ["Envelope", "ParseResult", "parse_envelope", "signed_bytes"]
 
 SIGNATURE_VERSION = 1
-MIN_NONCE_BYTES, MAX_NONCE_BYTES = 1, 64  # ENVELOPE.md section 1: 2 to 128 hex characters
 
 # What a device may print before the object: blank lines and the timestamp IOS XR prints before
 # every command's output, e.g. "Sun Oct 20 13:07:24.136 UTC". Nothing else is tolerated.

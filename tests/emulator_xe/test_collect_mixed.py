@@ -9,7 +9,7 @@ from pathlib import Path
 
 from collector.collect import CollectOptions, Collector
 from collector.inventory import Device, load_inventory
-from collector.polling import XE_NONCE_MAX
+from verifier.nonce import XE_NONCE_MAX
 from collector.store import ENVELOPE_SUFFIX, META_SUFFIX, Store
 from emulator.fleet import Fleet
 from mixed_fleet import trust_mixed_fleet

@@ -28,6 +28,7 @@ from cryptography.x509.oid import NameOID
 from ..chain import fingerprint, load_der_certificate
 from ..errors import VerifierError
 from ..findings import FindingId, Severity
+from ..nonce import XE_NONCE_MAX
 from .findings import ProfileFindingId as PF
 from ..truststore import TrustStore
 from ..verify import Verdict, report_nonce_not_given
@@ -57,7 +58,7 @@ __all__ = [
 ]
 
 XE_SIGNATURE_BYTES = 256  # RSA-2048 SUDI keys: the device prints 512 upper-case hex digits
-MAX_U64 = 2**64 - 1  # XE nonces are decimal and signed as an 8-byte big-endian integer
+MAX_U64 = XE_NONCE_MAX  # XE nonces: decimal, signed as 8 bytes big-endian (verifier.nonce)
 MAX_U32 = 2**32 - 1  # the signature version is signed as 4 bytes
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024  # a v2 NETCONF reply with many locations is ~100 kB
 MIN_RSA_BITS, MAX_RSA_BITS = 2048, 4096  # device keys; the KGV signer is RSA-4096
