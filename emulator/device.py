@@ -76,7 +76,6 @@ BUILTIN_TASKGROUPS: dict[str, set[tuple[str, str]]] = {
     "cisco-support": {("*", "*")},
     "operator": {("read", "basic-services"), ("read", "system"), ("read", "sysmgr")},
 }
-BUILTIN_USERGROUPS = set(BUILTIN_TASKGROUPS)
 
 
 class DeviceError(Exception):
@@ -168,7 +167,6 @@ class Device:
         self.lock = threading.RLock()
         self.faults = FaultSet()
         self.sessions: deque[float] = deque()  # recent session start times, for the rate limit
-        self.active_sessions = 0
         self.username = username
         info_path = self.folder / "device.json"
         if info_path.exists():

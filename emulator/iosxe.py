@@ -166,10 +166,6 @@ class SudiAuthority:
     def root_pem(self) -> bytes:
         return self.root.public_bytes(serialization.Encoding.PEM)
 
-    @property
-    def sub_ca_pem(self) -> bytes:
-        return self.sub_ca.public_bytes(serialization.Encoding.PEM)
-
     def issue_device(self, key: rsa.RSAPrivateKey, *, pid: str, serial: str, chip_id: str,
                      now: datetime, not_after: datetime = CA_NOT_AFTER,
                      malformed_san: bool = False) -> x509.Certificate:
