@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from . import dossier as dossier_mod
 from . import facts as facts_mod
 from . import iosxe, pki, showtext, signing
+from .nonce import NonceError, parse_hex_nonce
 from .config import ConfigNode, render_running_config
 from .device import Device, DeviceError, hash_secret
 from .faults import Fault
@@ -147,7 +148,7 @@ class Session:
         except GrammarError as error:
             self.term.write(error.render(len(self.prompt()) if self.term.interactive else None))
         except (CommandError, DeviceError, pki.PkiError, signing.SignError, facts_mod.ContentError,
-                iosxe.XeError) as error:
+                iosxe.XeError, NonceError) as error:
             message = getattr(error, "message", str(error))
             self.term.write(message if message.endswith("\n") else message + "\n")
         except SessionClosed:
@@ -298,7 +299,7 @@ def split_pipes(line: str) -> tuple[str, list[str]]:
 
 
 def pipe_sign(session: Session, match: Match, output: str) -> str:
-    nonce = signing.parse_nonce(match.args["nonce"])
+    nonce = parse_hex_nonce(match.args["nonce"])
     key, chain = session.device.signing_credentials()
     faults = session.device.faults
     fault = None
@@ -307,7 +308,7 @@ def pipe_sign(session: Session, match: Match, output: str) -> str:
         fault = signing.SignFault.WRONG_NONCE
         stale = faults.params(Fault.WRONG_NONCE).get("nonce")
         if stale:
-            kwargs["stale_nonce"] = bytes.fromhex(str(stale))
+            kwargs["stale_nonce"] = parse_hex_nonce(str(stale))
     elif Fault.DATA_CHANGED in faults:
         fault = signing.SignFault.DATA_CHANGED
     elif Fault.OTHER_KEY in faults:
@@ -446,9 +447,7 @@ def _flatten(node: ConfigNode, depth: int = 0) -> list[str]:
 
 def h_dossier(s: Session, m: Match) -> str:
     device = s.device
-    nonce_text = m.args.get("nonce")
-    if nonce_text is not None:
-        signing.parse_nonce(nonce_text)  # same rules as utility sign: raises with `% Invalid ...`
+    nonce_text = m.args.get("nonce")  # build_dossier checks it
     fs_options = dossier_mod.parse_fs_options(m.args["fsopts"]) if "fsopts" in m.args else None
     items = m.args.get("items", [])
     failing: dict[str, str] = {}
@@ -479,7 +478,7 @@ def h_attest_certificate(s: Session, m: Match) -> str:
     """`show platform security attest certificate <id> location all nonce <hex> json`: per node,
     the chain as base64 DER, signed over nonce || uint32 version || the listed DERs (the YANG
     RPC `get-certificate` of Cisco-IOS-XR-remote-attestation-act)."""
-    nonce = signing.parse_nonce(m.args["nonce"])
+    nonce = parse_hex_nonce(m.args["nonce"])
     cert_id = m.args["cert"]
     if cert_id not in ATTEST_CERTIFICATE_IDS:
         raise CommandError(f"% Certificate identifier {cert_id!r} not found: expected one of "
