@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
 
 from emulator.nonce import check_nonce_bytes, parse_hex_nonce
-from emulator.pki import KeyPair
+from emulator.pki.keys import KeyPair
 
 __all__ = [
     "DEFAULT_STALE_NONCE",

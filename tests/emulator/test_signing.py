@@ -27,13 +27,9 @@ from hypothesis import strategies as st
 
 import schemas
 from _pki_helpers import KEY_TYPES, cached_keypair, system_chain
-from emulator.pki import (
-    TrustpointConfig,
-    build_csr,
-    check_imported_certificate,
-    import_public_key,
-    parse_pasted_certificate,
-)
+from emulator.pki.certificates import build_csr, check_imported_certificate, parse_pasted_certificate
+from emulator.pki.keys import import_public_key
+from emulator.pki.trustpoints import TrustpointConfig
 from emulator.nonce import NonceError, parse_hex_nonce
 from emulator.signing import (
     DEFAULT_STALE_NONCE,
