@@ -3,6 +3,7 @@
 Adding a command is adding a row (and, if it does something new, a handler). Three kinds of
 table: EXEC_ROWS (the `#` prompt), CONFIG_ROWS per configuration mode (lines stored in the
 configuration tree; see `emulator.config`), and PIPE_ROWS (`| utility sign ...`, `| file ...`).
+The handlers of the `crypto ...` commands and certificate shows are in `emulator.crypto_commands`.
 Row `meta` keys:
 
 - ``tasks``: IOS XR task IDs the user needs, as (operation, task) pairs;
@@ -14,24 +15,35 @@ Row `meta` keys:
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import re
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
-
-from cryptography.hazmat.primitives import serialization
 
 from . import dossier as dossier_mod
 from . import facts as facts_mod
-from . import iosxe, pki, showtext, signing
+from . import iosxe, showtext, signing
 from .config import ConfigNode, render_running_config
+from .crypto_commands import (
+    h_attest_certificate,
+    h_ca_authenticate,
+    h_ca_enroll,
+    h_ca_import,
+    h_clear_certificates,
+    h_crypto_key_generate,
+    h_crypto_key_import,
+    h_crypto_key_zeroize,
+    h_show_certificates,
+    h_show_mypubkey,
+    h_show_trustpool,
+    h_trustpool_import,
+)
 from .device import Device, DeviceError, hash_secret
 from .faults import Fault
 from .grammar import GrammarError, Match, Row, completions, match_line
+from .nonce import NonceError, parse_hex_nonce
+from .pki import PkiError
 from .terminal import SessionClosed, Terminal
 
 __all__ = ["CONFIG_ROWS", "EXEC_ROWS", "MODE_PROMPTS", "PERSONALITIES", "PIPE_ROWS", "Personality", "Session",
@@ -65,7 +77,6 @@ DOSSIER_ITEM_TASKS = {
     "system-inventory": ("read", "system"),
     "filesystem-inventory": ("read", "basic-services"),
 }
-HARDDISK_PREFIXES = ("harddisk:", "disk0:", "/harddisk:")
 
 
 class CommandError(Exception):
@@ -146,8 +157,8 @@ class Session:
                 self._execute_config(line, command, pipes)
         except GrammarError as error:
             self.term.write(error.render(len(self.prompt()) if self.term.interactive else None))
-        except (CommandError, DeviceError, pki.PkiError, signing.SignError, facts_mod.ContentError,
-                iosxe.XeError) as error:
+        except (CommandError, DeviceError, PkiError, signing.SignError, facts_mod.ContentError,
+                iosxe.XeError, NonceError) as error:
             message = getattr(error, "message", str(error))
             self.term.write(message if message.endswith("\n") else message + "\n")
         except SessionClosed:
@@ -298,7 +309,7 @@ def split_pipes(line: str) -> tuple[str, list[str]]:
 
 
 def pipe_sign(session: Session, match: Match, output: str) -> str:
-    nonce = signing.parse_nonce(match.args["nonce"])
+    nonce = parse_hex_nonce(match.args["nonce"])
     key, chain = session.device.signing_credentials()
     faults = session.device.faults
     fault = None
@@ -307,7 +318,7 @@ def pipe_sign(session: Session, match: Match, output: str) -> str:
         fault = signing.SignFault.WRONG_NONCE
         stale = faults.params(Fault.WRONG_NONCE).get("nonce")
         if stale:
-            kwargs["stale_nonce"] = bytes.fromhex(str(stale))
+            kwargs["stale_nonce"] = parse_hex_nonce(str(stale))
     elif Fault.DATA_CHANGED in faults:
         fault = signing.SignFault.DATA_CHANGED
     elif Fault.OTHER_KEY in faults:
@@ -318,7 +329,7 @@ def pipe_sign(session: Session, match: Match, output: str) -> str:
 
 
 def pipe_file(session: Session, match: Match, output: str) -> str:
-    path = harddisk_path(session.device, match.args["path"])
+    path = session.device.harddisk_path(match.args["path"])
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -355,28 +366,6 @@ def _regex(text: str) -> re.Pattern[str]:
         return re.compile(text)
     except re.error as exc:
         raise CommandError(f"% Invalid regular expression {text!r}: {exc}") from None
-
-
-# A file name on harddisk: printable, no longer than a POSIX file system allows.
-MAX_FILE_NAME_CHARS = 255
-
-
-def harddisk_path(device: Device, name: str) -> Path:
-    """Map `harddisk:foo.json` / `harddisk:/foo.json` into the device's folder, refusing `..`,
-    control characters and over-long names with an IOS-style error."""
-    for prefix in HARDDISK_PREFIXES:
-        if name.startswith(prefix):
-            name = name[len(prefix) :]
-            break
-    name = name.lstrip("/")
-    expected = f"expected a file on harddisk: (printable, each part at most {MAX_FILE_NAME_CHARS} characters)"
-    if not name or not name.isprintable() or any(len(part) > MAX_FILE_NAME_CHARS for part in name.split("/")):
-        raise CommandError(f"% Invalid file name {name[:80]!r}: {expected}")
-    root = (device.folder / "harddisk").resolve()
-    path = (root / name).resolve()
-    if root not in path.parents:
-        raise CommandError(f"% Invalid file name {name!r}: {expected}")
-    return path
 
 
 # --- exec handlers --------------------------------------------------------------------------
@@ -446,9 +435,7 @@ def _flatten(node: ConfigNode, depth: int = 0) -> list[str]:
 
 def h_dossier(s: Session, m: Match) -> str:
     device = s.device
-    nonce_text = m.args.get("nonce")
-    if nonce_text is not None:
-        signing.parse_nonce(nonce_text)  # same rules as utility sign: raises with `% Invalid ...`
+    nonce_text = m.args.get("nonce")  # build_dossier checks it
     fs_options = dossier_mod.parse_fs_options(m.args["fsopts"]) if "fsopts" in m.args else None
     items = m.args.get("items", [])
     failing: dict[str, str] = {}
@@ -470,223 +457,6 @@ def h_dossier(s: Session, m: Match) -> str:
     return text
 
 
-# Certificate identifiers `show platform security attest certificate <id>` knows: the system
-# trustpoint's chain under its own name and under the identity name the attestation RPC uses.
-ATTEST_CERTIFICATE_IDS = ("system-identity", signing.SYSTEM_TRUSTPOINT)
-
-
-def h_attest_certificate(s: Session, m: Match) -> str:
-    """`show platform security attest certificate <id> location all nonce <hex> json`: per node,
-    the chain as base64 DER, signed over nonce || uint32 version || the listed DERs (the YANG
-    RPC `get-certificate` of Cisco-IOS-XR-remote-attestation-act)."""
-    nonce = signing.parse_nonce(m.args["nonce"])
-    cert_id = m.args["cert"]
-    if cert_id not in ATTEST_CERTIFICATE_IDS:
-        raise CommandError(f"% Certificate identifier {cert_id!r} not found: expected one of "
-                           f"{', '.join(ATTEST_CERTIFICATE_IDS)}")
-    nodes = s.device.facts.rp_nodes
-    where = m.args["where"]
-    if where != "all":
-        if where not in nodes:
-            raise CommandError(f"% Invalid location {where!r}: expected 'all' or one of {', '.join(nodes)}")
-        nodes = [where]
-    key, chain = s.device.signing_credentials()
-    listed = [(name, cert.public_bytes(serialization.Encoding.DER)) for name, cert in chain]
-    message = signing.signed_bytes(nonce, "", [der for _, der in listed])
-    entries = []
-    for node in nodes:
-        # Each node signs for itself; the emulated nodes share the system trustpoint's key.
-        signature = signing._sign(signing._private_key_of(key), message)
-        entries.append({
-            "node-location": node,
-            "nonce": base64.b64encode(nonce).decode("ascii"),
-            "certificates": {"certificate": [
-                {"name": name, "value": base64.b64encode(der).decode("ascii")} for name, der in listed
-            ]},
-            "signature_version": signing.SIGNATURE_VERSION,
-            "signature": base64.b64encode(signature).decode("ascii"),
-        })
-    return json.dumps({"get-certificate-response": {"system-certificates": entries}}, indent=2) + "\n"
-
-
-def h_crypto_key_generate(s: Session, m: Match) -> str:
-    kind = m.args["kind"]
-    label = m.args.get("label") or pki.DEFAULT_KEY_LABEL
-    usage = "usage" if m.args.get("usage") == "usage-keys" or m.row.meta.get("usage") else "general"
-    device = s.device
-    prompt = pki.format_generate_prompt(kind, label, usage)
-    head, _, question = prompt.partition("\n")
-    s.term.write(head + "\n")
-    if (kind, label) in device.keys:
-        s.term.write(pki.format_already_have_keys(label))
-        answer = s.term.ask(pki.REPLACE_KEYS_QUESTION, default="no").lower()
-        if answer not in ("yes", "y"):
-            return ""
-    if m.args.get("curve"):
-        size = {"curve": m.args["curve"]}
-    else:
-        explanation, _, ask = question.rpartition("\n")
-        s.term.write(explanation + "\n")
-        size = pki.parse_generate_answer(kind, s.term.ask(ask, default=""))
-    keypair = pki.generate_keypair(kind, label, usage=usage, now=device.clock.now(), **size)
-    device.store_key(keypair)
-    return pki.format_generate_done(kind)
-
-
-def h_crypto_key_zeroize(s: Session, m: Match) -> str:
-    kind, label = m.args["kind"], m.args.get("label")
-    targets = [key for key in s.device.keys if key[0] == kind and (label is None or key[1] == label)]
-    if not targets:
-        what = f"{kind.upper()} key pair {label}" if label else f"{kind.upper()} keys"
-        raise CommandError(f"% No {what} found")
-    answer = s.term.ask(pki.ZEROIZE_KEYS_QUESTION, default="no").lower()
-    if answer not in ("yes", "y"):
-        return ""
-    for kind_, label_ in targets:
-        s.device.delete_key(kind_, label_)
-    return "[OK]\n"
-
-
-def h_crypto_key_import(s: Session, m: Match) -> str:
-    answer = s.term.ask("Enter the public key file path (harddisk:...) or paste the key: ")
-    if answer.startswith(HARDDISK_PREFIXES):
-        path = harddisk_path(s.device, answer)
-        if not path.exists():
-            raise CommandError(f"% File {answer} does not exist")
-        text = path.read_text("utf-8", errors="replace")
-    elif answer.startswith("-----BEGIN"):
-        text = answer + "\n" + s.term.read_block("")
-    else:
-        text = answer
-    public_key = pki.parse_public_key_text(text)
-    openssh = public_key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
-    s.device.add_authorized_key(s.username, openssh.split()[1])
-    return "[OK]\n"
-
-
-def h_show_mypubkey(s: Session, m: Match) -> str:
-    kind = m.args["kind"]
-    keys = [kp for (k, _), kp in sorted(s.device.keys.items()) if k == kind]
-    return pki.format_mypubkey(keys, kind)
-
-
-def h_ca_authenticate(s: Session, m: Match) -> str:
-    name = m.args["tp"]
-    device = s.device
-    tp = device.trustpoint_config(name)
-    ca_cert, _ = device.certificates(name)
-    if ca_cert is not None:
-        raise CommandError(
-            f"% CA certificate already exists for trustpoint {name}: clear it first with "
-            f"'clear crypto ca certificates {name}'"
-        )
-    pki.check_enrollment_supported(tp)  # `url self` or `terminal`; SCEP is not emulated
-    if tp.enrollment == "self":
-        cert = device.issue_root(name)
-        return pki.format_authenticate_output(tp, cert, device.fqdn)
-    if tp.enrollment == "terminal":
-        text = s.term.read_block(
-            "Enter the base 64 encoded CA certificate.\nEnd with a blank line or the word \"quit\" on a line by itself\n"
-        )
-        cert = pki.parse_pasted_certificate(text)
-        s.term.write(pki.format_ca_fingerprint_prompt(cert))
-        answer = s.term.ask(pki.ACCEPT_CERTIFICATE_QUESTION, default="no").lower()
-        if answer not in ("yes", "y"):
-            return "% Certificate not accepted.\n"
-        device.store_certificate(name, "ca", cert)
-        return ""
-
-
-def _ask_subject_extras(s: Session, tp: pki.TrustpointConfig) -> tuple[bool, str | None]:
-    device = s.device
-    s.term.write(pki.format_enroll_preamble(tp, device.fqdn))
-    include = s.term.ask(pki.INCLUDE_SERIAL_QUESTION, default="yes").lower() in ("yes", "y")
-    if include:
-        s.term.write(pki.format_serial_notice(device.facts.chassis_serial))
-    ip = None
-    if s.term.ask(pki.INCLUDE_IP_QUESTION, default="no").lower() in ("yes", "y"):
-        ip = s.term.ask(pki.ENTER_IP_QUESTION, default="")
-        if not re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}", ip or ""):
-            raise CommandError(f"% Invalid IP address: expected dotted IPv4 like 10.1.1.1, found {ip!r}")
-    return include, ip
-
-
-def _authenticated_trustpoint(s: Session, name: str) -> tuple[pki.TrustpointConfig, Any]:
-    """The trustpoint's settings and CA certificate; refuses one not yet authenticated."""
-    tp = s.device.trustpoint_config(name)
-    ca_cert, _ = s.device.certificates(name)
-    if ca_cert is None:
-        raise CommandError(f"% Trustpoint {name} is not authenticated: run 'crypto ca authenticate {name}' first")
-    return tp, ca_cert
-
-
-def _trustpoint_key(s: Session, tp: pki.TrustpointConfig) -> pki.KeyPair:
-    """The key pair the trustpoint's router certificate certifies (keypair, rsakeypair, default)."""
-    kind, label = tp.leaf_key_ref()
-    key = s.device.keys.get((kind, label))
-    if key is None:
-        raise CommandError(f"% Key pair {label} ({kind}) does not exist: generate it first")
-    return key
-
-
-def h_ca_enroll(s: Session, m: Match) -> str:
-    name = m.args["tp"]
-    device = s.device
-    tp, _ = _authenticated_trustpoint(s, name)
-    pki.check_enrollment_supported(tp)
-    include, ip = _ask_subject_extras(s, tp)
-    if tp.enrollment == "self":
-        cert = device.issue_leaf(name, include_serial=include, ip_address=ip)
-        return pki.format_enroll_output(tp, cert, _trustpoint_key(s, tp))
-    if tp.enrollment == "terminal":
-        csr = pki.build_csr(
-            tp, _trustpoint_key(s, tp), chassis_serial=device.facts.chassis_serial, fqdn=device.fqdn,
-            ip_address=ip, include_serial=include,
-        )
-        return pki.format_csr_output(csr) + pki.format_request_fingerprint(csr)
-    raise AssertionError(f"unreachable: check_enrollment_supported accepted {tp.enrollment!r}")
-
-
-def h_ca_import(s: Session, m: Match) -> str:
-    name = m.args["tp"]
-    tp, ca_cert = _authenticated_trustpoint(s, name)
-    text = s.term.read_block(
-        "Enter the base 64 encoded certificate.\nEnd with a blank line or the word \"quit\" on a line by itself\n"
-    )
-    cert = pki.parse_pasted_certificate(text)
-    key = _trustpoint_key(s, tp)
-    pki.check_imported_certificate(cert, ca_cert, key, trustpoint=name)
-    s.device.store_certificate(name, "router", cert)
-    return "% Certificate successfully imported.\n"
-
-
-def h_clear_certificates(s: Session, m: Match) -> str:
-    name = m.args["tp"]
-    s.device.store_certificate(name, "ca", None)
-    s.device.store_certificate(name, "router", None)
-    return ""
-
-
-def h_show_certificates(s: Session, m: Match) -> str:
-    device = s.device
-    names = [m.args["tp"]] if m.args.get("tp") else device.trustpoint_names_with_certs()
-    entries = []
-    for name in names:
-        ca, router = device.certificates(name)
-        if ca is None and router is None:
-            continue
-        entries.append((name, ca, router))
-    return pki.format_show_certificates(entries, bool(m.args.get("detail")))
-
-
-def h_show_trustpool(s: Session, m: Match) -> str:
-    return "% The CA trustpool is empty on this emulated device.\n"
-
-
-def h_trustpool_import(s: Session, m: Match) -> str:
-    raise CommandError("% Trustpool import from a URL is not supported by this emulator (no network)")
-
-
 def h_dir(s: Session, m: Match) -> str:
     root = s.device.folder / "harddisk"
     root.mkdir(exist_ok=True)
@@ -701,7 +471,7 @@ def h_dir(s: Session, m: Match) -> str:
 
 
 def h_more(s: Session, m: Match) -> str:
-    path = harddisk_path(s.device, m.args["path"])
+    path = s.device.harddisk_path(m.args["path"])
     if not path.is_file():
         raise CommandError(f"% No such file or directory: {m.args['path']}")
     try:

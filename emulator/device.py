@@ -42,11 +42,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from . import facts as facts_mod
 from . import fsinv as fsinv_mod
-from . import pki, signing
+from . import signing
 from .config import ConfigNode
 from .faults import Fault, FaultSet
+from .pki.certificates import make_leaf_certificate, make_root_certificate
+from .pki.keys import KeyPair, delete_keypair, generate_keypair, load_keypairs, save_keypair
+from .pki.trustpoints import TrustpointConfig, resolve_trustpoint_keys
 
-__all__ = ["Device", "DeviceError", "HOST_KEY_TYPES", "KEY_TYPES", "PLATFORMS", "hash_secret"]
+__all__ = ["HARDDISK_PREFIXES", "HOST_KEY_TYPES", "KEY_TYPES", "PLATFORMS", "Device", "DeviceError", "hash_secret"]
 
 # Dossier signing key types a fleet can be provisioned with: (kind, modulus or curve).
 KEY_TYPES: dict[str, tuple[str, int | str]] = {
@@ -66,6 +69,9 @@ SYSTEM_TRUSTPOINT = "system-trustpoint"
 ROOT_KEY_LABEL = "system-root-key"
 ENROLL_KEY_LABEL = "system-enroll-key"
 DEFAULT_DOMAIN = "example.com"
+HARDDISK_PREFIXES = ("harddisk:", "disk0:", "/harddisk:")
+# A file name on harddisk: printable, no longer than a POSIX file system allows.
+MAX_FILE_NAME_CHARS = 255
 
 # Built-in task groups (IOS XR predefines these); "*" grants every task.
 BUILTIN_TASKGROUPS: dict[str, set[tuple[str, str]]] = {
@@ -76,7 +82,6 @@ BUILTIN_TASKGROUPS: dict[str, set[tuple[str, str]]] = {
     "cisco-support": {("*", "*")},
     "operator": {("read", "basic-services"), ("read", "system"), ("read", "sysmgr")},
 }
-BUILTIN_USERGROUPS = set(BUILTIN_TASKGROUPS)
 
 
 class DeviceError(Exception):
@@ -168,7 +173,6 @@ class Device:
         self.lock = threading.RLock()
         self.faults = FaultSet()
         self.sessions: deque[float] = deque()  # recent session start times, for the rate limit
-        self.active_sessions = 0
         self.username = username
         info_path = self.folder / "device.json"
         if info_path.exists():
@@ -197,7 +201,7 @@ class Device:
         self.last_change = self.info.get("last_change", self.timestamp_text(self.clock.now()))
         self._facts: Any = None
         self._fsinv: Any = None
-        self._keys: dict[tuple[str, str], pki.KeyPair] | None = None
+        self._keys: dict[tuple[str, str], KeyPair] | None = None
         self._authorized_keys: list[str] | None = None
         self._verified: dict[str, bytes] = {}
         self._xe: Any = None
@@ -320,20 +324,20 @@ class Device:
             _atomic_write(self.folder / "fsinv.json", json.dumps(data).encode())
 
     @property
-    def keys(self) -> dict[tuple[str, str], pki.KeyPair]:
+    def keys(self) -> dict[tuple[str, str], KeyPair]:
         with self.lock:
             if self._keys is None:
-                self._keys = pki.load_keypairs(self.folder / "keys")
+                self._keys = load_keypairs(self.folder / "keys")
             return self._keys
 
-    def store_key(self, keypair: pki.KeyPair) -> None:
+    def store_key(self, keypair: KeyPair) -> None:
         with self.lock:
-            pki.save_keypair(keypair, self.folder / "keys")
+            save_keypair(keypair, self.folder / "keys")
             self.keys[(keypair.kind, keypair.label)] = keypair
 
     def delete_key(self, kind: str, label: str) -> None:
         with self.lock:
-            pki.delete_keypair(self.folder / "keys", kind, label)
+            delete_keypair(self.folder / "keys", kind, label)
             self.keys.pop((kind, label), None)
 
     # -- certificates ----------------------------------------------------------------------
@@ -499,6 +503,24 @@ class Device:
             self.sessions.append(now)
         return True
 
+    # -- harddisk: -------------------------------------------------------------------------
+    def harddisk_path(self, name: str) -> Path:
+        """Map `harddisk:foo.json` / `harddisk:/foo.json` into the device's folder, refusing `..`,
+        control characters and over-long names with an IOS-style error."""
+        for prefix in HARDDISK_PREFIXES:
+            if name.startswith(prefix):
+                name = name[len(prefix) :]
+                break
+        name = name.lstrip("/")
+        expected = f"expected a file on harddisk: (printable, each part at most {MAX_FILE_NAME_CHARS} characters)"
+        if not name or not name.isprintable() or any(len(part) > MAX_FILE_NAME_CHARS for part in name.split("/")):
+            raise DeviceError(f"% Invalid file name {name[:80]!r}: {expected}")
+        root = (self.folder / "harddisk").resolve()
+        path = (root / name).resolve()
+        if root not in path.parents:
+            raise DeviceError(f"% Invalid file name {name!r}: {expected}")
+        return path
+
     # -- time ------------------------------------------------------------------------------
     @staticmethod
     def timestamp_text(when: datetime) -> str:
@@ -518,7 +540,7 @@ class Device:
         now = self.clock.now()
         with self.lock:
             for label in (ROOT_KEY_LABEL, ENROLL_KEY_LABEL):
-                keypair = pki.generate_keypair(
+                keypair = generate_keypair(
                     kind, label,
                     modulus=size if isinstance(size, int) else None,
                     curve=size if isinstance(size, str) else None,
@@ -541,7 +563,7 @@ class Device:
             self.issue_root(SYSTEM_TRUSTPOINT)
             self.issue_leaf(SYSTEM_TRUSTPOINT, include_serial=True, ip_address=None)
 
-    def trustpoint_config(self, name: str) -> pki.TrustpointConfig:
+    def trustpoint_config(self, name: str) -> TrustpointConfig:
         node = self.running.find(f"crypto ca trustpoint {name}")
         if node is None:
             raise DeviceError(f"% Trustpoint {name} is not configured")
@@ -549,10 +571,10 @@ class Device:
 
     def issue_root(self, trustpoint: str, **validity: Any) -> x509.Certificate:
         tp = self.trustpoint_config(trustpoint)
-        root_key, _ = pki.resolve_trustpoint_keys(tp, self.keys)
+        root_key, _ = resolve_trustpoint_keys(tp, self.keys)
         if root_key is None:
             raise DeviceError(f"% No ca-keypair configured for trustpoint {trustpoint}")
-        cert = pki.make_root_certificate(
+        cert = make_root_certificate(
             tp, root_key, chassis_serial=self.facts.chassis_serial, fqdn=self.fqdn,
             serial_number=self.next_serial(), now=self.clock.now(), **validity,
         )
@@ -564,10 +586,10 @@ class Device:
         ca_cert, _ = self.certificates(trustpoint)
         if ca_cert is None:
             raise DeviceError(f"% Trustpoint {trustpoint} is not authenticated: run 'crypto ca authenticate {trustpoint}' first")
-        root_key, leaf_key = pki.resolve_trustpoint_keys(tp, self.keys)
+        root_key, leaf_key = resolve_trustpoint_keys(tp, self.keys)
         if root_key is None:
             raise DeviceError(f"% Trustpoint {trustpoint} needs a ca-keypair for self enrollment")
-        cert = pki.make_leaf_certificate(
+        cert = make_leaf_certificate(
             tp, leaf_key, root_cert=ca_cert, root_key=root_key,
             chassis_serial=self.facts.chassis_serial if include_serial else None,
             fqdn=self.fqdn, ip_address=ip_address, serial_number=self.next_serial(),
@@ -576,10 +598,10 @@ class Device:
         self.store_certificate(trustpoint, "router", cert)
         return cert
 
-    def signing_credentials(self, trustpoint: str = SYSTEM_TRUSTPOINT) -> tuple[pki.KeyPair, list[tuple[str, x509.Certificate]]]:
+    def signing_credentials(self, trustpoint: str = SYSTEM_TRUSTPOINT) -> tuple[KeyPair, list[tuple[str, x509.Certificate]]]:
         """The leaf key and the chain (root first, leaf last) `utility sign` uses."""
         ca_cert, router_cert = self.certificates(trustpoint)
-        key: pki.KeyPair | None = None
+        key: KeyPair | None = None
         node = self.running.find(f"crypto ca trustpoint {trustpoint}")
         if node is not None:
             key = self.keys.get(trustpoint_from_node(trustpoint, node).leaf_key_ref())
@@ -587,13 +609,13 @@ class Device:
         assert ca_cert is not None and router_cert is not None and key is not None
         return key, signing.certificate_chain(ca_cert, router_cert, trustpoint)
 
-    def other_key(self) -> pki.KeyPair:
+    def other_key(self) -> KeyPair:
         """A key that is not the leaf's, of the same type (the OTHER_KEY fault signs with it)."""
         with self.lock:
             key, _ = self.signing_credentials()
             existing = self.keys.get((key.kind, "fault-other-key"))
             if existing is None:
-                existing = pki.generate_keypair(
+                existing = generate_keypair(
                     key.kind, "fault-other-key",
                     modulus=key.size if key.kind != "ecdsa" else None,
                     curve=key.curve if key.kind == "ecdsa" else None,
@@ -637,7 +659,7 @@ class Device:
                 labels = [config.keypair] + ([config.ca_keypair] if fault is Fault.ROOT_REPLACED else [])
                 for kind, label in labels:
                     old = self.keys[(kind, label)]
-                    self.store_key(pki.generate_keypair(
+                    self.store_key(generate_keypair(
                         kind, label,
                         modulus=old.size if kind != "ecdsa" else None,
                         curve=old.curve if kind == "ecdsa" else None,
@@ -648,7 +670,7 @@ class Device:
                 self.issue_leaf(tp, include_serial=True, ip_address=None)
 
 
-def trustpoint_from_node(name: str, node: ConfigNode) -> pki.TrustpointConfig:
+def trustpoint_from_node(name: str, node: ConfigNode) -> TrustpointConfig:
     """Read a `crypto ca trustpoint` submode's lines into the PKI module's settings object."""
 
     def pair(key: str) -> tuple[str, str] | None:
@@ -668,7 +690,7 @@ def trustpoint_from_node(name: str, node: ConfigNode) -> pki.TrustpointConfig:
         enrollment = "terminal" if method.line == "enrollment terminal" else method.line.split()[-1]
     ku_cert = node.value("key-usage certificate")
     ku_ca = node.value("key-usage ca-certificate")
-    return pki.TrustpointConfig(
+    return TrustpointConfig(
         name=name,
         keypair=pair("keypair"),
         ca_keypair=pair("ca-keypair"),

@@ -14,7 +14,6 @@ Field names inside payloads are inferred (ENVELOPE.md): they are spelled here on
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -29,6 +28,7 @@ from emulator.facts import (
     xr_time,
 )
 from emulator.fsinv import FilesystemInventory, FsInventoryError
+from emulator.nonce import parse_hex_nonce
 from emulator.showtext import license_udi, show_platform, show_version
 
 __all__ = [
@@ -39,9 +39,7 @@ __all__ = [
     "MAX_FS_OPTIONS_CHARS",
     "MODEL_NAME",
     "MODEL_REVISION",
-    "NONCE_PATTERN",
     "build_dossier",
-    "check_nonce",
     "fs_selection",
     "parse_fs_options",
     "payload",
@@ -53,8 +51,6 @@ MODEL_REVISION = "2019-08-05"
 FS_OPTION_KEYS = ("block_start", "count")
 # What the device reports for `include filesystem-inventory` when the feature is not configured.
 FS_NOT_CONFIGURED = "Failed: filesystem-inventory is not configured"
-# ENVELOPE.md section 1: hex of even length, 2 to 128 characters (1 to 64 bytes).
-NONCE_PATTERN = re.compile(r"(?:[0-9A-Fa-f]{2}){1,64}")
 # The options argument is typed on a command line; bound it before parsing.
 MAX_FS_OPTIONS_CHARS = 4096
 
@@ -149,16 +145,6 @@ def payload(facts: DeviceFacts, item: str, *, now: float) -> Any:
 
 
 # --- arguments ------------------------------------------------------------------------------------
-
-
-def check_nonce(nonce_text: str) -> bytes:
-    """The nonce bytes of `<N>`; raises DossierError (`% Invalid nonce ...`) when malformed."""
-    if not isinstance(nonce_text, str) or not NONCE_PATTERN.fullmatch(nonce_text):
-        raise DossierError(
-            f"% Invalid nonce {nonce_text!r}: expected hex digits of even length, "
-            "2 to 128 characters (1 to 64 bytes)"
-        )
-    return bytes.fromhex(nonce_text)
 
 
 def parse_fs_options(text: str) -> dict[str, Any]:
@@ -273,15 +259,15 @@ def build_dossier(
     result code other than "Success". `collection-end-time` is `now` plus the time taken
     (`elapsed` fixes it, for reproducible output).
 
-    Raises DossierError (`message` starts with `% Invalid`) for an unknown item, a malformed
-    nonce or malformed filesystem-inventory options; nothing is built in that case.
+    Raises DossierError (`message` starts with `% Invalid`) for an unknown item or malformed
+    filesystem-inventory options, NonceError for a malformed nonce; nothing is built then.
     """
     started = time.perf_counter()
     unknown = [item for item in items if item not in ITEMS]
     if unknown:
         raise DossierError(f"% Invalid item {unknown[0]!r}: expected one of {', '.join(ITEMS)}")
     if nonce_text is not None:
-        check_nonce(nonce_text)
+        parse_hex_nonce(nonce_text)
     try:
         failing = {**facts.failing_items, **checked_failing_items(failing_items)}
     except ContentError as exc:

@@ -75,6 +75,8 @@ def parse_fault_spec(spec: str) -> tuple[str, Fault, dict[str, Any]]:
             raise ValueError(f"fault parameter must be key=value, found {item!r}")
         if key == "items":
             params[key] = value.split("+")
+        elif key == "nonce":
+            params[key] = value  # hex digits: `1580` read as a number would lose what was typed
         else:
             try:
                 params[key] = float(value)

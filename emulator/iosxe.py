@@ -39,9 +39,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from .grammar import Match, Row
+from .nonce import parse_decimal_nonce
 
 __all__ = [
-    "NONCE_MAX",
     "SIGNATURE_VERSION",
     "SignFaults",
     "SudiAuthority",
@@ -51,14 +51,12 @@ __all__ = [
     "XeIdentity",
     "integrity_pcrs",
     "load_authority",
-    "parse_xe_nonce",
     "pem_lines",
     "signed_header",
     "xe_facts",
 ]
 
 SIGNATURE_VERSION = 1  # `Signature version: 1` in every real sample
-NONCE_MAX = 2**64 - 1  # the nonce is signed as an 8-byte big-endian unsigned integer
 SUDI_KEY_BITS = 2048  # every real SUDI device key is RSA-2048 (README "Trust anchors")
 CA_KEY_BITS = 2048
 RSA_EXPONENT = 65537
@@ -83,17 +81,6 @@ class XeError(Exception):
 
 
 # --- small helpers ------------------------------------------------------------------------------
-
-
-def parse_xe_nonce(text: str) -> int:
-    """`nonce N`: a decimal integer from 0 to 2**64-1 (IOS XE signs it as a uint64)."""
-    if not text.isdigit() or not text.isascii():
-        raise XeError(f"% Invalid nonce {text[:40]!r}: expected a decimal number from 0 to {NONCE_MAX}")
-    value = int(text)
-    if value > NONCE_MAX:
-        raise XeError(f"% Invalid nonce {text[:40]!r}: expected a decimal number from 0 to {NONCE_MAX} "
-                      "(it must fit in 64 bits)")
-    return value
 
 
 def signed_header(nonce: int | None, version: int = SIGNATURE_VERSION) -> bytes:
@@ -165,10 +152,6 @@ class SudiAuthority:
     @property
     def root_pem(self) -> bytes:
         return self.root.public_bytes(serialization.Encoding.PEM)
-
-    @property
-    def sub_ca_pem(self) -> bytes:
-        return self.sub_ca.public_bytes(serialization.Encoding.PEM)
 
     def issue_device(self, key: rsa.RSAPrivateKey, *, pid: str, serial: str, chip_id: str,
                      now: datetime, not_after: datetime = CA_NOT_AFTER,
@@ -506,7 +489,7 @@ def render_system_integrity(identity: XeIdentity, part: str, nonce: int, now: da
 
 def _nonce_arg(m: Match) -> int | None:
     text = m.args.get("nonce")
-    return None if text is None else parse_xe_nonce(text)
+    return None if text is None else parse_decimal_nonce(text)
 
 
 def sign_faults(device: Any) -> SignFaults:

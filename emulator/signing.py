@@ -25,18 +25,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
 
-from emulator.pki import KeyPair
+from emulator.nonce import check_nonce_bytes, parse_hex_nonce
+from emulator.pki.keys import KeyPair
 
 __all__ = [
     "DEFAULT_STALE_NONCE",
-    "NONCE_MAX_HEX_DIGITS",
-    "NONCE_MIN_HEX_DIGITS",
     "SIGNATURE_VERSION",
     "SYSTEM_TRUSTPOINT",
     "SignError",
     "SignFault",
     "certificate_chain",
-    "parse_nonce",
     "parse_sign_arguments",
     "require_enrolled",
     "sign_output",
@@ -45,12 +43,9 @@ __all__ = [
 
 SIGNATURE_VERSION = 1  # ENVELOPE.md section 3: version 1 of the wire format
 # ENVELOPE.md section 1: 2 to 128 hex digits = 1 to 64 bytes.
-NONCE_MIN_HEX_DIGITS = 2
-NONCE_MAX_HEX_DIGITS = 128
 # The nonce a "stale" device repeats (the seed's example nonce).
 DEFAULT_STALE_NONCE = bytes.fromhex("1580")
 SYSTEM_TRUSTPOINT = "system-trustpoint"
-_HEX_RE = re.compile(r"[0-9A-Fa-f]*")
 # ENVELOPE.md section 3: the ECDSA hash follows the curve.
 _ECDSA_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "secp256r1": hashes.SHA256,
@@ -75,32 +70,10 @@ class SignFault(enum.Enum):
     OTHER_KEY = "other-key"  # signed by a key that is not the leaf's: the signature check fails
 
 
-def parse_nonce(text: str) -> bytes:
-    """`<N>` of `nonce <N>`: a non-zero hex string of even length, 2 to 128 digits, any case.
-
-    Returns `bytes.fromhex(text)`; raises SignError ("% Invalid nonce ...") otherwise.
-    """
-    shown = text if len(text) <= 40 else text[:40] + "..."
-    expected = (
-        f"expected a non-zero hex string of even length, {NONCE_MIN_HEX_DIGITS} to "
-        f"{NONCE_MAX_HEX_DIGITS} digits"
-    )
-    if not _HEX_RE.fullmatch(text):
-        bad = next(char for char in text if not _HEX_RE.fullmatch(char))
-        raise SignError(f"% Invalid nonce {shown!r}: {expected}; found the character {bad!r}")
-    if not NONCE_MIN_HEX_DIGITS <= len(text) <= NONCE_MAX_HEX_DIGITS:
-        raise SignError(f"% Invalid nonce {shown!r}: {expected}; found {len(text)} digits")
-    if len(text) % 2:
-        raise SignError(f"% Invalid nonce {shown!r}: {expected}; found an odd length ({len(text)})")
-    value = bytes.fromhex(text)
-    if not any(value):
-        raise SignError(f"% Invalid nonce {shown!r}: {expected}; found zero")
-    return value
-
-
 def parse_sign_arguments(words: list[str]) -> tuple[bytes, bool]:
     """The words after `utility sign`: `nonce <N>` and optional `include-certificate`, in
-    either order. Returns (nonce bytes, include_certificate); SignError otherwise."""
+    either order. Returns (nonce bytes, include_certificate); SignError otherwise (NonceError
+    for a malformed nonce)."""
     nonce: bytes | None = None
     include_certificate = False
     index = 0
@@ -111,7 +84,7 @@ def parse_sign_arguments(words: list[str]) -> tuple[bytes, bool]:
                 raise SignError("% Invalid input: 'nonce' given twice; expected it once")
             if index + 1 >= len(words):
                 raise SignError("% Incomplete command: expected a hex value after 'nonce'")
-            nonce = parse_nonce(words[index + 1])
+            nonce = parse_hex_nonce(words[index + 1])
             index += 2
         elif word == "include-certificate":
             if include_certificate:
@@ -211,11 +184,7 @@ def sign_output(
     `fault` injects one fault (see SignFault); OTHER_KEY needs `other_key`. A WRONG_NONCE
     whose stale nonce equals `nonce` flips the stale nonce's last bit, so it always differs.
     """
-    if not nonce or not any(nonce) or len(nonce) > NONCE_MAX_HEX_DIGITS // 2:
-        raise SignError(
-            f"% Invalid nonce: expected 1 to {NONCE_MAX_HEX_DIGITS // 2} non-zero bytes; "
-            f"found {len(nonce)} bytes"
-        )
+    check_nonce_bytes(nonce)
     if certificates is not None and not certificates:
         raise SignError("% Signing failed: include-certificate needs a certificate chain")
     signer = _private_key_of(signing_key)

@@ -12,13 +12,9 @@ from pathlib import Path
 
 from cryptography import x509
 
-from emulator.pki import (
-    KeyPair,
-    TrustpointConfig,
-    generate_keypair,
-    make_leaf_certificate,
-    make_root_certificate,
-)
+from emulator.pki.certificates import make_leaf_certificate, make_root_certificate
+from emulator.pki.keys import KeyPair, generate_keypair
+from emulator.pki.trustpoints import TrustpointConfig
 
 __all__ = [
     "KEY_TYPES",

@@ -32,6 +32,7 @@ from emulator.facts import (
     tamper_package,
 )
 from emulator.fsinv import SNAPSHOT_UNIT_SECONDS, FilesystemInventory, device_inventories
+from emulator.nonce import NonceError
 from emulator.showtext import (
     license_udi,
     show_configuration_commit_list,
@@ -105,10 +106,10 @@ def test_nonce_is_as_typed_or_absent() -> None:
     assert "nonce" not in _valid(_build(facts, fsinv, ["packages"], nonce_text=None))
 
 
-@pytest.mark.parametrize("nonce", ["", "1", "158", "zz", "15 80", "0x1580", "ab" * 65])
+@pytest.mark.parametrize("nonce", ["", "1", "158", "zz", "15 80", "0x1580", "ab" * 65, "00", "0000"])
 def test_malformed_nonce_is_refused(nonce: str) -> None:
     facts, fsinv = _device()
-    with pytest.raises(DossierError) as caught:
+    with pytest.raises(NonceError) as caught:
         _build(facts, fsinv, ["packages"], nonce_text=nonce)
     assert caught.value.message.startswith("% Invalid nonce")
 

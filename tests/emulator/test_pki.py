@@ -22,19 +22,30 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from _pki_helpers import SEED, cached_keypair, seed_trustpoint, system_chain
-from emulator.pki import (
-    ACCEPT_CERTIFICATE_QUESTION,
+from emulator.pki import PkiError
+from emulator.pki.certificates import (
+    build_csr,
+    check_imported_certificate,
+    fqdn_for,
+    make_leaf_certificate,
+    make_root_certificate,
+    parse_pasted_certificate,
+)
+from emulator.pki.keys import (
     DEFAULT_KEY_LABEL,
+    KeyPair,
+    delete_keypair,
+    generate_keypair,
+    import_public_key,
+    load_keypairs,
+    parse_generate_answer,
+    parse_public_key_text,
+    save_keypair,
+)
+from emulator.pki.screens import (
+    ACCEPT_CERTIFICATE_QUESTION,
     INCLUDE_IP_QUESTION,
     INCLUDE_SERIAL_QUESTION,
-    KeyPair,
-    PkiError,
-    TrustpointConfig,
-    apply_trustpoint_command,
-    build_csr,
-    check_enrollment_supported,
-    check_imported_certificate,
-    delete_keypair,
     format_authenticate_output,
     format_ca_fingerprint_prompt,
     format_csr_output,
@@ -49,19 +60,14 @@ from emulator.pki import (
     format_serial,
     format_serial_notice,
     format_show_certificates,
-    fqdn_for,
-    generate_keypair,
-    import_public_key,
-    load_keypairs,
-    make_leaf_certificate,
-    make_root_certificate,
-    parse_dn,
-    parse_generate_answer,
-    parse_pasted_certificate,
-    parse_public_key_text,
-    resolve_trustpoint_keys,
-    save_keypair,
     sha1_fingerprint_hex,
+)
+from emulator.pki.trustpoints import (
+    TrustpointConfig,
+    apply_trustpoint_command,
+    check_enrollment_supported,
+    parse_dn,
+    resolve_trustpoint_keys,
 )
 
 SEED_NOW = datetime(2019, 10, 20, 13, 7, 26, tzinfo=timezone.utc)

@@ -1,0 +1,284 @@
+"""The `crypto ...` commands and the certificate shows of the IOS XR personality: key pairs,
+trustpoint authentication and enrollment, `show crypto ...`, and `show platform security attest
+certificate` (the system trustpoint's chain, signed). Handlers for `emulator.commands`' tables;
+every refusal is a PkiError whose message the session prints."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives import serialization
+
+from . import signing
+from .device import HARDDISK_PREFIXES
+from .grammar import Match
+from .nonce import parse_hex_nonce
+from .pki import PkiError
+from .pki.certificates import build_csr, check_imported_certificate, parse_pasted_certificate
+from .pki.keys import (
+    DEFAULT_KEY_LABEL,
+    KeyPair,
+    generate_keypair,
+    parse_generate_answer,
+    parse_public_key_text,
+)
+from .pki.screens import (
+    ACCEPT_CERTIFICATE_QUESTION,
+    ENTER_IP_QUESTION,
+    INCLUDE_IP_QUESTION,
+    INCLUDE_SERIAL_QUESTION,
+    REPLACE_KEYS_QUESTION,
+    ZEROIZE_KEYS_QUESTION,
+    format_already_have_keys,
+    format_authenticate_output,
+    format_ca_fingerprint_prompt,
+    format_csr_output,
+    format_enroll_output,
+    format_enroll_preamble,
+    format_generate_done,
+    format_generate_prompt,
+    format_mypubkey,
+    format_request_fingerprint,
+    format_serial_notice,
+    format_show_certificates,
+)
+from .pki.trustpoints import TrustpointConfig, check_enrollment_supported
+
+if TYPE_CHECKING:
+    from .commands import Session
+
+__all__ = [
+    "ATTEST_CERTIFICATE_IDS",
+    "h_attest_certificate",
+    "h_ca_authenticate",
+    "h_ca_enroll",
+    "h_ca_import",
+    "h_clear_certificates",
+    "h_crypto_key_generate",
+    "h_crypto_key_import",
+    "h_crypto_key_zeroize",
+    "h_show_certificates",
+    "h_show_mypubkey",
+    "h_show_trustpool",
+    "h_trustpool_import",
+]
+
+
+# Certificate identifiers `show platform security attest certificate <id>` knows: the system
+# trustpoint's chain under its own name and under the identity name the attestation RPC uses.
+ATTEST_CERTIFICATE_IDS = ("system-identity", signing.SYSTEM_TRUSTPOINT)
+
+
+def h_attest_certificate(s: Session, m: Match) -> str:
+    """`show platform security attest certificate <id> location all nonce <hex> json`: per node,
+    the chain as base64 DER, signed over nonce || uint32 version || the listed DERs (the YANG
+    RPC `get-certificate` of Cisco-IOS-XR-remote-attestation-act)."""
+    nonce = parse_hex_nonce(m.args["nonce"])
+    cert_id = m.args["cert"]
+    if cert_id not in ATTEST_CERTIFICATE_IDS:
+        raise PkiError(f"% Certificate identifier {cert_id!r} not found: expected one of "
+                           f"{', '.join(ATTEST_CERTIFICATE_IDS)}")
+    nodes = s.device.facts.rp_nodes
+    where = m.args["where"]
+    if where != "all":
+        if where not in nodes:
+            raise PkiError(f"% Invalid location {where!r}: expected 'all' or one of {', '.join(nodes)}")
+        nodes = [where]
+    key, chain = s.device.signing_credentials()
+    listed = [(name, cert.public_bytes(serialization.Encoding.DER)) for name, cert in chain]
+    message = signing.signed_bytes(nonce, "", [der for _, der in listed])
+    entries = []
+    for node in nodes:
+        # Each node signs for itself; the emulated nodes share the system trustpoint's key.
+        signature = signing._sign(signing._private_key_of(key), message)
+        entries.append({
+            "node-location": node,
+            "nonce": base64.b64encode(nonce).decode("ascii"),
+            "certificates": {"certificate": [
+                {"name": name, "value": base64.b64encode(der).decode("ascii")} for name, der in listed
+            ]},
+            "signature_version": signing.SIGNATURE_VERSION,
+            "signature": base64.b64encode(signature).decode("ascii"),
+        })
+    return json.dumps({"get-certificate-response": {"system-certificates": entries}}, indent=2) + "\n"
+
+
+def h_crypto_key_generate(s: Session, m: Match) -> str:
+    kind = m.args["kind"]
+    label = m.args.get("label") or DEFAULT_KEY_LABEL
+    usage = "usage" if m.args.get("usage") == "usage-keys" or m.row.meta.get("usage") else "general"
+    device = s.device
+    prompt = format_generate_prompt(kind, label, usage)
+    head, _, question = prompt.partition("\n")
+    s.term.write(head + "\n")
+    if (kind, label) in device.keys:
+        s.term.write(format_already_have_keys(label))
+        answer = s.term.ask(REPLACE_KEYS_QUESTION, default="no").lower()
+        if answer not in ("yes", "y"):
+            return ""
+    if m.args.get("curve"):
+        size = {"curve": m.args["curve"]}
+    else:
+        explanation, _, ask = question.rpartition("\n")
+        s.term.write(explanation + "\n")
+        size = parse_generate_answer(kind, s.term.ask(ask, default=""))
+    keypair = generate_keypair(kind, label, usage=usage, now=device.clock.now(), **size)
+    device.store_key(keypair)
+    return format_generate_done(kind)
+
+
+def h_crypto_key_zeroize(s: Session, m: Match) -> str:
+    kind, label = m.args["kind"], m.args.get("label")
+    targets = [key for key in s.device.keys if key[0] == kind and (label is None or key[1] == label)]
+    if not targets:
+        what = f"{kind.upper()} key pair {label}" if label else f"{kind.upper()} keys"
+        raise PkiError(f"% No {what} found")
+    answer = s.term.ask(ZEROIZE_KEYS_QUESTION, default="no").lower()
+    if answer not in ("yes", "y"):
+        return ""
+    for kind_, label_ in targets:
+        s.device.delete_key(kind_, label_)
+    return "[OK]\n"
+
+
+def h_crypto_key_import(s: Session, m: Match) -> str:
+    answer = s.term.ask("Enter the public key file path (harddisk:...) or paste the key: ")
+    if answer.startswith(HARDDISK_PREFIXES):
+        path = s.device.harddisk_path(answer)
+        if not path.exists():
+            raise PkiError(f"% File {answer} does not exist")
+        text = path.read_text("utf-8", errors="replace")
+    elif answer.startswith("-----BEGIN"):
+        text = answer + "\n" + s.term.read_block("")
+    else:
+        text = answer
+    public_key = parse_public_key_text(text)
+    openssh = public_key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    s.device.add_authorized_key(s.username, openssh.split()[1])
+    return "[OK]\n"
+
+
+def h_show_mypubkey(s: Session, m: Match) -> str:
+    kind = m.args["kind"]
+    keys = [kp for (k, _), kp in sorted(s.device.keys.items()) if k == kind]
+    return format_mypubkey(keys, kind)
+
+
+def h_ca_authenticate(s: Session, m: Match) -> str:
+    name = m.args["tp"]
+    device = s.device
+    tp = device.trustpoint_config(name)
+    ca_cert, _ = device.certificates(name)
+    if ca_cert is not None:
+        raise PkiError(
+            f"% CA certificate already exists for trustpoint {name}: clear it first with "
+            f"'clear crypto ca certificates {name}'"
+        )
+    check_enrollment_supported(tp)  # `url self` or `terminal`; SCEP is not emulated
+    if tp.enrollment == "self":
+        cert = device.issue_root(name)
+        return format_authenticate_output(tp, cert, device.fqdn)
+    if tp.enrollment == "terminal":
+        text = s.term.read_block(
+            "Enter the base 64 encoded CA certificate.\nEnd with a blank line or the word \"quit\" on a line by itself\n"
+        )
+        cert = parse_pasted_certificate(text)
+        s.term.write(format_ca_fingerprint_prompt(cert))
+        answer = s.term.ask(ACCEPT_CERTIFICATE_QUESTION, default="no").lower()
+        if answer not in ("yes", "y"):
+            return "% Certificate not accepted.\n"
+        device.store_certificate(name, "ca", cert)
+        return ""
+
+
+def _ask_subject_extras(s: Session, tp: TrustpointConfig) -> tuple[bool, str | None]:
+    device = s.device
+    s.term.write(format_enroll_preamble(tp, device.fqdn))
+    include = s.term.ask(INCLUDE_SERIAL_QUESTION, default="yes").lower() in ("yes", "y")
+    if include:
+        s.term.write(format_serial_notice(device.facts.chassis_serial))
+    ip = None
+    if s.term.ask(INCLUDE_IP_QUESTION, default="no").lower() in ("yes", "y"):
+        ip = s.term.ask(ENTER_IP_QUESTION, default="")
+        if not re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}", ip or ""):
+            raise PkiError(f"% Invalid IP address: expected dotted IPv4 like 10.1.1.1, found {ip!r}")
+    return include, ip
+
+
+def _authenticated_trustpoint(s: Session, name: str) -> tuple[TrustpointConfig, Any]:
+    """The trustpoint's settings and CA certificate; refuses one not yet authenticated."""
+    tp = s.device.trustpoint_config(name)
+    ca_cert, _ = s.device.certificates(name)
+    if ca_cert is None:
+        raise PkiError(f"% Trustpoint {name} is not authenticated: run 'crypto ca authenticate {name}' first")
+    return tp, ca_cert
+
+
+def _trustpoint_key(s: Session, tp: TrustpointConfig) -> KeyPair:
+    """The key pair the trustpoint's router certificate certifies (keypair, rsakeypair, default)."""
+    kind, label = tp.leaf_key_ref()
+    key = s.device.keys.get((kind, label))
+    if key is None:
+        raise PkiError(f"% Key pair {label} ({kind}) does not exist: generate it first")
+    return key
+
+
+def h_ca_enroll(s: Session, m: Match) -> str:
+    name = m.args["tp"]
+    device = s.device
+    tp, _ = _authenticated_trustpoint(s, name)
+    check_enrollment_supported(tp)
+    include, ip = _ask_subject_extras(s, tp)
+    if tp.enrollment == "self":
+        cert = device.issue_leaf(name, include_serial=include, ip_address=ip)
+        return format_enroll_output(tp, cert, _trustpoint_key(s, tp))
+    if tp.enrollment == "terminal":
+        csr = build_csr(
+            tp, _trustpoint_key(s, tp), chassis_serial=device.facts.chassis_serial, fqdn=device.fqdn,
+            ip_address=ip, include_serial=include,
+        )
+        return format_csr_output(csr) + format_request_fingerprint(csr)
+    raise AssertionError(f"unreachable: check_enrollment_supported accepted {tp.enrollment!r}")
+
+
+def h_ca_import(s: Session, m: Match) -> str:
+    name = m.args["tp"]
+    tp, ca_cert = _authenticated_trustpoint(s, name)
+    text = s.term.read_block(
+        "Enter the base 64 encoded certificate.\nEnd with a blank line or the word \"quit\" on a line by itself\n"
+    )
+    cert = parse_pasted_certificate(text)
+    key = _trustpoint_key(s, tp)
+    check_imported_certificate(cert, ca_cert, key, trustpoint=name)
+    s.device.store_certificate(name, "router", cert)
+    return "% Certificate successfully imported.\n"
+
+
+def h_clear_certificates(s: Session, m: Match) -> str:
+    name = m.args["tp"]
+    s.device.store_certificate(name, "ca", None)
+    s.device.store_certificate(name, "router", None)
+    return ""
+
+
+def h_show_certificates(s: Session, m: Match) -> str:
+    device = s.device
+    names = [m.args["tp"]] if m.args.get("tp") else device.trustpoint_names_with_certs()
+    entries = []
+    for name in names:
+        ca, router = device.certificates(name)
+        if ca is None and router is None:
+            continue
+        entries.append((name, ca, router))
+    return format_show_certificates(entries, bool(m.args.get("detail")))
+
+
+def h_show_trustpool(s: Session, m: Match) -> str:
+    return "% The CA trustpool is empty on this emulated device.\n"
+
+
+def h_trustpool_import(s: Session, m: Match) -> str:
+    raise PkiError("% Trustpool import from a URL is not supported by this emulator (no network)")
