@@ -325,6 +325,8 @@ def pipe_sign(session: Session, match: Match, output: str) -> str:
         fault = signing.SignFault.OTHER_KEY
         kwargs["other_key"] = session.device.other_key()
     certificates = chain if match.args.get("include") else None
+    if Fault.TIMESTAMP_IN_DATA in faults:
+        output = session.device.timestamp_text(session.device.clock.now()) + "\n" + output
     return signing.sign_output(output, nonce, key, certificates, fault=fault, **kwargs)
 
 

@@ -29,6 +29,10 @@ class Fault(enum.Enum):
     # hostile device does, until the client closes or `seconds` (default 10) pass; params:
     # stdout (1: stdout too, interleaved), seconds.
     FLOOD_STDERR = "flood-stderr"
+    # Not a fault of the evidence: `utility sign` signs the command's output with the timestamp
+    # line the exec prints before it, as the seed's examples show a router can; the envelope is
+    # still valid (ENVELOPE.md allows the line before the dossier in `data`).
+    TIMESTAMP_IN_DATA = "timestamp-in-data"
 
 
 # Faults that change the device's certificates once, when set, rather than each answer.

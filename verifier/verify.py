@@ -85,6 +85,9 @@ class Verdict:
     data: str | None = None
     leaf: x509.Certificate | None = None
     root: x509.Certificate | None = None
+    #: The root the envelope carries (its first certificate when it has two or more), trusted or
+    #: not: what drift compares to report a replaced root. `root` is the one a chain reached.
+    presented_root: x509.Certificate | None = None
     nonce: bytes | None = None
     signature_algorithm: str | None = None
     verified_at: dt.datetime | None = None
@@ -631,6 +634,7 @@ def _verify(
     )
     leaf = envelope.leaf or pinned
     verdict.leaf = leaf
+    verdict.presented_root = envelope.certificates[0] if len(envelope.certificates) >= 2 else None
     # (3) signature, with the algorithm the leaf key's type fixes
     signature_ok = chain_ok = False
     if leaf is None:

@@ -43,6 +43,7 @@ EXPECTED = {
     Fault.ROOT_REPLACED: ("untrusted", "chain.root_not_enrolled"),
     Fault.ITEMS_FAILING: ("trusted", None),
     Fault.FLOOD_STDERR: ("failed", "device.output_too_large"),
+    Fault.TIMESTAMP_IN_DATA: ("trusted", None),
 }
 PARAMS = {Fault.SLOW_OUTPUT: {"delay": 3.0},
           Fault.ITEMS_FAILING: {"items": ["packages"], "result": "Timeout"}}
