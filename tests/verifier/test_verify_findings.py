@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes
 
 from vbuilder import DAY, NOW, Device, b64, der, dossier, ku, make_leaf, make_root, resign_sha1, resign_weak
 from verifier import FindingId, Policy, Severity, TrustStore, verify_envelope
+from verifier.findings import PROFILE_FINDING_IDS
 
 Case = Callable[[Path], tuple[bytes, dict[str, Any]]]
 CASES: dict[str, tuple[str, Severity, str, Case]] = {}
@@ -608,6 +609,8 @@ ELSEWHERE.add(FindingId.VERIFIER_INCOMPLETE)
 ELSEWHERE.update({FindingId.IDENTITY_MISMATCH, FindingId.IDENTITY_NOT_PINNED, FindingId.IDENTITY_NOT_CHECKED})
 # The record log's findings: tests/verifier/test_records.py and tests/adversarial/test_adv_record_log.py.
 ELSEWHERE.update(finding_id for finding_id in FindingId if finding_id.startswith("record."))
+# The vendor profiles' findings: tests/verifier_profiles/test_profile_findings.py.
+ELSEWHERE.update(PROFILE_FINDING_IDS)
 
 
 def test_a_step_that_did_not_complete_is_never_trusted(monkeypatch: pytest.MonkeyPatch) -> None:
