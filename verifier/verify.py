@@ -69,12 +69,6 @@ _DATA_PREFIX = re.compile(
     r"(?:[ \t]*\r?\n)*[ \t]*"
 )
 MAX_SCHEMA_ERRORS_REPORTED = 5  # one finding lists the first few; the rest are counted
-_ITEM_NAMES = (
-    "license-udi", "version", "platform", "packages", "reboot-history", "rollback-history",
-    "system-integrity-snapshot", "system-inventory", "filesystem-inventory",
-)
-
-
 @dataclass
 class Verdict:
     """The outcome of one verification. `trusted` is True only if no finding is an error."""
