@@ -91,6 +91,7 @@ class FindingId(enum.StrEnum):
     DOSSIER_TOO_DEEP = "dossier.too_deep"
     DOSSIER_INVALID_JSON = "dossier.invalid_json"
     DOSSIER_SCHEMA = "dossier.schema"
+    DOSSIER_UNEXPECTED_CONTENT = "dossier.unexpected_content"
     DOSSIER_ITEM_FAILED = "dossier.item_failed"
     # (7) expiry
     EXPIRY_LEAF_SOON = "expiry.leaf_soon"

@@ -537,6 +537,13 @@ def _(tmp: Path):
     return dev().envelope(document=document), ok_args(dev())
 
 
+@case("dossier-unexpected-content", FindingId.DOSSIER_UNEXPECTED_CONTENT, Severity.WARNING, "/build-host")
+def _(tmp: Path):
+    document = dossier("1580")
+    document["version"]["build-host"] = "b1"
+    return dev().envelope(document=document), ok_args(dev())
+
+
 @case("dossier-item-failed", FindingId.DOSSIER_ITEM_FAILED, Severity.WARNING, "could not collect 'packages'")
 def _(tmp: Path):
     document = dossier("1580")
