@@ -20,7 +20,7 @@ from typing import Any
 
 from .diff import Evidence, FileSystemState, _payload, software_version
 from .findings import CATEGORIES, AppraisalId, Category, DriftId, Finding, Severity, Status
-from .policy import Level, Policy, Rule
+from .policy import AppraisalPolicy, Level, Rule
 
 __all__ = ["APPRAISAL_FORMAT", "Appraisal", "appraise"]
 
@@ -93,7 +93,7 @@ def drift_counts(drift: Sequence[Finding]) -> dict[str, int]:
 
 
 class _Result:
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: AppraisalPolicy) -> None:
         self.policy = policy
         self.vector: dict[Category, Status] = {c: Status.NONE for c in CATEGORIES}
         self.findings: list[Finding] = []
@@ -148,7 +148,7 @@ def _ids(drift: Sequence[Finding], *ids: str) -> list[Finding]:
     return [f for f in drift if f.id in wanted]
 
 
-def appraise(current: Evidence, drift: Sequence[Finding], policy: Policy, *, device: str,
+def appraise(current: Evidence, drift: Sequence[Finding], policy: AppraisalPolicy, *, device: str,
              files: FileSystemState | None = None, has_previous: bool = False,
              previous: str | None = None, now: dt.datetime | None = None) -> Appraisal:
     """Appraise `current` (with its `drift` since the previous trusted collection) against `policy`.

@@ -15,9 +15,9 @@ import pytest
 
 import schemas
 from collector.insights import (
+    AppraisalPolicy,
     Evidence,
     FileSystemState,
-    Policy,
     PolicyError,
     Status,
     appraise,
@@ -194,7 +194,7 @@ def test_known_good_lists_from_csv_and_json(tmp_path: Path) -> None:
 
 
 def test_missing_evidence_is_never_affirming() -> None:
-    policy = Policy.from_document({"format": "trust-dossier/policy/1",
+    policy = AppraisalPolicy.from_document({"format": "trust-dossier/policy/1",
                                    "rules": {"secure-boot": {"level": "enforce"},
                                              "known-good-files": {"level": "warn", "files": [
                                                  {"path": "/a", "algorithm": "sha256", "digest": _digest("a")}]}}})
