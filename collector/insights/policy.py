@@ -103,6 +103,10 @@ class KnownGood:
         canonical = base64.b64encode(_digest_bytes(digest, where)).decode("ascii")
         self._by_path.setdefault(path, {}).setdefault(_normal_algorithm(algorithm), set()).add(canonical)
 
+    def lists(self, path: str) -> bool:
+        """Whether any reference digest is listed for `path`."""
+        return path in self._by_path
+
     def check(self, path: str, algorithm: str, digest_b64: str) -> bool | None:
         """True: a listed digest; False: listed path, other digest; None: nothing to compare."""
         listed = self._by_path.get(path)
