@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from collector.insights import Evidence, FileSystemState, Policy, appraise, diff_dossiers  # noqa: E402
+from collector.insights import AppraisalPolicy, Evidence, FileSystemState, appraise, diff_dossiers  # noqa: E402
 from emulator.facts import make_facts  # noqa: E402
 from emulator.fsinv import FilesystemInventory  # noqa: E402
 
@@ -64,11 +64,11 @@ def _dossiers(files: int) -> tuple[dict, dict, dict]:
     return dossier([base]), dossier([changed]), dossier([increment])
 
 
-def _policy(base: dict) -> Policy:
+def _policy(base: dict) -> AppraisalPolicy:
     snapshot = next(iter(base["filesystem-inventory"]["filesystem-inventory"].values()))["snapshots"][0]
     listed = [{"path": f["name"], "algorithm": "sha256", "digest": f["digest"]["digest-value"]}
               for f in snapshot["files"]]
-    return Policy.from_document({"format": "trust-dossier/policy/1", "rules": {
+    return AppraisalPolicy.from_document({"format": "trust-dossier/policy/1", "rules": {
         "known-good-files": {"level": "enforce", "files": listed},
         "unexplained-file-changes": {"level": "warn"},
         "package-integrity": {"level": "enforce"},

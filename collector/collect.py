@@ -100,7 +100,7 @@ class CollectOptions:
     #: process compete for the GIL (PERFORMANCE.md); a helper verifies on another core,
     #: started once per process and kept for later runs.
     verify_workers: int | None = None
-    #: A `collector.insights.Policy`: appraise each stored envelope as it is collected.
+    #: A `collector.insights.AppraisalPolicy`: appraise each stored envelope as it is collected.
     policy: Any = None
     #: Threads that store and verify what the sessions fetched, a batch at a time. Their work is
     #: CPU under the GIL except for syncfs/fsync and helper waits, so two suffice (one computes

@@ -247,6 +247,9 @@ def _fail(message: str) -> None:
               help="Verify in this many processes.")
 @click.option("--allow-dsa", is_flag=True, help="Accept legacy DSA device keys (ENVELOPE.md allows DSA-2048).")
 @click.option("--require-dossier", is_flag=True, help="Fail envelopes whose signed text is not a dossier.")
+@click.option("--strict-dossier", is_flag=True,
+              help="Fail dossiers with an unknown member or item, or a missing payload member (by default a "
+              "warning: a newer or older IOS XR release may print them).")
 @click.option("--insecure-skip-nonce", is_flag=True,
               help="DANGEROUS: accept envelopes without an expected nonce (replays are not detected).")
 @click.option("--profile", default=None, metavar="NAME|auto",
@@ -276,7 +279,8 @@ def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tupl
                    allow_dsa: bool, require_dossier: bool, insecure_skip_nonce: bool, profile: str | None = None,
                    nonce_dec: int | None = None, signers: tuple[Path, ...] = (), signature: Path | None = None,
                    kgv: Path | None = None, kgv_signers: tuple[Path, ...] = (),
-                   kgv_roots: tuple[Path, ...] = (), collector_key: Path | None = None) -> None:
+                   kgv_roots: tuple[Path, ...] = (), collector_key: Path | None = None,
+                   strict_dossier: bool = False) -> None:
     """Verify signed dossier envelopes (signature, chain to the enrolled root, nonce, dossier), or with
     --profile the signed outputs Cisco devices print (IOS XE SUDI, integrity, system integrity; KGV files)."""
     if trust_store is not None and roots:
@@ -321,7 +325,8 @@ def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tupl
     store_path = None
     if trust_store is not None:
         store_path = str(_open_store(trust_store).path)
-    policy = Policy(allow_dsa=allow_dsa, require_dossier=require_dossier, insecure_skip_nonce=insecure_skip_nonce)
+    policy = Policy(allow_dsa=allow_dsa, require_dossier=require_dossier, insecure_skip_nonce=insecure_skip_nonce,
+                    strict_dossier=strict_dossier)
     settings = _Settings(store_path, _load_roots(roots), device, nonce, at, policy, profiles,
                          _collector_key(collector_key, trust_store), profile_given)
     stdin_bytes = _stdin_bytes().read(policy.max_envelope_bytes + 1) if "-" in files else None

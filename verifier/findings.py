@@ -9,7 +9,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Finding", "FindingId", "Severity"]
+__all__ = ["PROFILE_FINDING_IDS", "Finding", "FindingId", "Severity"]
 
 
 class Severity(enum.StrEnum):
@@ -91,6 +91,7 @@ class FindingId(enum.StrEnum):
     DOSSIER_TOO_DEEP = "dossier.too_deep"
     DOSSIER_INVALID_JSON = "dossier.invalid_json"
     DOSSIER_SCHEMA = "dossier.schema"
+    DOSSIER_UNEXPECTED_CONTENT = "dossier.unexpected_content"
     DOSSIER_ITEM_FAILED = "dossier.item_failed"
     # (7) expiry
     EXPIRY_LEAF_SOON = "expiry.leaf_soon"
@@ -116,7 +117,40 @@ class FindingId(enum.StrEnum):
     RECORD_KEY_NOT_PINNED = "record.key_not_pinned"
     RECORD_NOT_CHECKED = "record.not_checked"
 
+    # (9) the vendor profiles (verifier/profiles/): which profile, the printed output, measurements
+    PROFILE_UNKNOWN = "profile.unknown"
+    PROFILE_AMBIGUOUS = "profile.ambiguous"
+    PROFILE_SHAPE_MISMATCH = "profile.shape_mismatch"
+    OUTPUT_UNSIGNED = "output.unsigned"
+    OUTPUT_DEVICE_ERROR = "output.device_error"
+    OUTPUT_MISSING_FIELD = "output.missing_field"
+    OUTPUT_MALFORMED_FIELD = "output.malformed_field"
+    OUTPUT_DUPLICATE_FIELD = "output.duplicate_field"
+    OUTPUT_UNAUTHENTICATED = "output.unauthenticated"
+    OUTPUT_BAD_CERTIFICATE = "output.bad_certificate"
+    OUTPUT_UNSUPPORTED_VERSION = "output.unsupported_version"
+    MEASUREMENT_PCR_MISMATCH = "measurement.pcr_mismatch"
+    # ... the SUDI chain (device -> pinned sub-CA -> pinned root)
+    CHAIN_SUBCA_NOT_PINNED = "chain.subca_not_pinned"
+    CHAIN_SUBCA_EXPIRED = "chain.subca_expired"
+    CHAIN_LEAF_NOT_ISSUED_BY_SUBCA = "chain.leaf_not_issued_by_subca"
+    CHAIN_LEGACY_PINNED_ANCHOR = "chain.legacy_pinned_anchor"
+    # ... Known Good Values
+    KGV_SIGNATURE_INVALID = "kgv.signature_invalid"
+    KGV_SIGNER_UNTRUSTED = "kgv.signer_untrusted"
+    KGV_UNAUTHENTICATED = "kgv.unauthenticated"
+    KGV_HASH_UNKNOWN = "kgv.hash_unknown"
+    KGV_MALFORMED = "kgv.malformed"
+
     VERIFIER_INCOMPLETE = "verifier.incomplete"
+
+
+# The ids only the vendor profiles emit (their test cases: tests/verifier_profiles/).
+PROFILE_FINDING_IDS: frozenset[FindingId] = frozenset(
+    finding_id for finding_id in FindingId
+    if finding_id.startswith(("profile.", "output.", "measurement.", "kgv."))
+) | {FindingId.CHAIN_SUBCA_NOT_PINNED, FindingId.CHAIN_SUBCA_EXPIRED,
+     FindingId.CHAIN_LEAF_NOT_ISSUED_BY_SUBCA, FindingId.CHAIN_LEGACY_PINNED_ANCHOR}
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,8 @@ class Policy:
     min_dsa_bits: int = 2048
     require_dossier: bool = False  # True: a signed text that is not a dossier is an error
     validate_dossier: bool = True  # check the dossier against schemas/dossier.schema.json
+    # True: an unknown member or item, or a missing payload member, is an error, not a warning
+    strict_dossier: bool = False
     warn_days: int = WARN_DAYS
     alert_days: int = ALERT_DAYS
     insecure_skip_nonce: bool = False

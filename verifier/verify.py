@@ -12,7 +12,10 @@ The checklist (each step is marked in the code):
       leaf chains to an enrolled root that was trusted at the chosen time (see `chain.py`).
   (5) Nonce: equals the expected nonce (constant time); the dossier's own `nonce` too. No
       expected nonce is an error ("freshness unknown"), unless the policy's insecure switch.
-  (6) The dossier validates against schemas/dossier.schema.json; a failed item is a warning.
+  (6) The dossier validates against schemas/dossier.schema.json. What a newer or older release
+      could print (an unknown member or item, a missing payload member) is a warning
+      (`dossier.unexpected_content`), an error only under `Policy.strict_dossier`; a value that
+      breaks its rule is an error (`dossier.schema`). A failed item is a warning.
   (7) Expiry: days until leaf and root expire; warning at 60 days or less, alert at 7 or less.
 
 Trusted means: no finding of severity "error". Every step that could not run (no leaf, no
@@ -49,6 +52,7 @@ from ._schemacheck import (
 )
 from ._strictjson import JSONProblem, brackets_outside_strings, check_depth, loads_strict
 from .chain import explain_chain_failure, fingerprint, is_weak_hash, per_certificate, validate_chain
+from .departures import departures
 from .envelope import MAX_NONCE_BYTES, MIN_NONCE_BYTES, Envelope, parse_envelope, signed_bytes
 from .errors import ChainError, SignatureError, VerifierError
 from .findings import Finding, FindingId, Severity
@@ -68,11 +72,7 @@ _DATA_PREFIX = re.compile(
     r"[ 0-3]?\d \d\d:\d\d:\d\d(?:\.\d{1,6})? [A-Z]{1,6}[ \t]*\r?\n)?"
     r"(?:[ \t]*\r?\n)*[ \t]*"
 )
-MAX_SCHEMA_ERRORS_REPORTED = 5  # one finding lists the first few; the rest are counted
-_ITEM_NAMES = (
-    "license-udi", "version", "platform", "packages", "reboot-history", "rollback-history",
-    "system-integrity-snapshot", "system-inventory", "filesystem-inventory",
-)
+MAX_SCHEMA_ERRORS_REPORTED = 5  # the first few departures each get a finding; one more counts the rest
 
 
 @dataclass
@@ -432,20 +432,8 @@ def _check_data(verdict: Verdict, envelope: Envelope, expected_nonce: bytes | No
                         + ("expected nonce" if expected_nonce is not None else "envelope's nonce"),
                         reference.hex(), claimed)
     # (6) schema and failed items
-    if policy.validate_dossier:
-        # fast yes/no first; jsonschema only to explain a failure
-        errors = [] if schema_valid else list(_dossier_validator().iter_errors(dossier))
-        if not schema_valid and not errors:  # the two checks disagree: fail closed, say so
-            shown = "the compiled check refused the dossier, jsonschema names no error"
-        elif errors:
-            shown = "; ".join(
-                f"/{'/'.join(map(str, error.absolute_path))}: {error.message[:120]}"
-                for error in errors[:MAX_SCHEMA_ERRORS_REPORTED]
-            )
-        if not schema_valid:
-            verdict.add(FindingId.DOSSIER_SCHEMA, Severity.ERROR,
-                        f"the dossier does not match schemas/dossier.schema.json ({len(errors)} "
-                        f"error(s)): {shown}", "a dossier as ENVELOPE.md section 2", shown)
+    if policy.validate_dossier and not schema_valid:
+        _report_departures(verdict, dossier, policy)
     for name, item in dossier.items():
         if isinstance(item, dict) and "result-code" in item and item["result-code"] != "Success":
             verdict.add(FindingId.DOSSIER_ITEM_FAILED, Severity.WARNING,
@@ -453,6 +441,30 @@ def _check_data(verdict: Verdict, envelope: Envelope, expected_nonce: bytes | No
                         "Success", str(item["result-code"]))
     verdict.dossier = dossier
     verdict.data = data
+
+
+def _report_departures(verdict: Verdict, dossier: dict[str, Any], policy: Policy) -> None:
+    """Say how the dossier departs from the schema (the fast check said it does): what a newer or
+    older release could print is a warning, unless the policy is strict; the rest is an error."""
+    found = departures(_dossier_validator().iter_errors(dossier))
+    if not found:  # the two checks disagree: fail closed, say so
+        verdict.add(FindingId.DOSSIER_SCHEMA, Severity.ERROR,
+                    "the dossier does not match schemas/dossier.schema.json: the compiled check refused "
+                    "it, jsonschema names no error", "a dossier as ENVELOPE.md section 2", "a refused dossier")
+        return
+    for departure in found[:MAX_SCHEMA_ERRORS_REPORTED]:
+        tolerated = departure.tolerable and not policy.strict_dossier
+        verdict.add(FindingId.DOSSIER_UNEXPECTED_CONTENT if tolerated else FindingId.DOSSIER_SCHEMA,
+                    Severity.WARNING if tolerated else Severity.ERROR,
+                    f"the dossier departs from schemas/dossier.schema.json at {departure.message()}",
+                    departure.expected, departure.found)
+    rest = found[MAX_SCHEMA_ERRORS_REPORTED:]
+    if rest:
+        tolerated = all(departure.tolerable for departure in rest) and not policy.strict_dossier
+        verdict.add(FindingId.DOSSIER_UNEXPECTED_CONTENT if tolerated else FindingId.DOSSIER_SCHEMA,
+                    Severity.WARNING if tolerated else Severity.ERROR,
+                    f"the dossier departs from schemas/dossier.schema.json in {len(rest)} more way(s), "
+                    f"first at {rest[0].message()}", rest[0].expected, rest[0].found)
 
 
 # Parsing attempts from every '{' of signed text may re-read text; past this many characters

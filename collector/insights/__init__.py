@@ -15,13 +15,14 @@ from .diff import Evidence, FileSystemState, diff_dossiers, diff_evidence, evide
 from .errors import InsightsError, PolicyError
 from .findings import CATEGORIES, AppraisalId, Category, DriftId, Finding, Severity, Status
 from .history import HistoryStep, appraise_record, replay, stored_evidence
-from .policy import KnownGood, Level, Policy, Rule, load_hash_list, load_policy, register_reference_provider
+from .policy import AppraisalPolicy, KnownGood, Level, Rule, load_hash_list, load_policy, register_reference_provider
 
 __all__ = [
     "APPRAISAL_FORMAT",
     "CATEGORIES",
     "Appraisal",
     "AppraisalId",
+    "AppraisalPolicy",
     "Category",
     "DriftId",
     "Evidence",
@@ -31,7 +32,6 @@ __all__ = [
     "InsightsError",
     "KnownGood",
     "Level",
-    "Policy",
     "PolicyError",
     "Rule",
     "Severity",

@@ -6,8 +6,9 @@ The checklist:
       (its content proves nothing); a changed root, a certificate about to expire;
   (2) each rule of the policy that is not `skip`, in its category: a violation makes the
       category contraindicated (`enforce`) or warning (`warn`);
-  (3) a rule whose evidence is missing (item not collected or failed, file history broken)
-      makes its category warning: "could not check" is never affirming;
+  (3) a rule whose evidence is missing (item not collected or failed, a member the rule reads
+      absent, file history broken) makes its category warning: "could not check" is never
+      affirming (a newer or older release may leave out what the schema lists);
   (4) the overall status is the worst category.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 
 from .diff import Evidence, FileSystemState, _payload, software_version
 from .findings import CATEGORIES, AppraisalId, Category, DriftId, Finding, Severity, Status
-from .policy import Level, Policy, Rule
+from .policy import AppraisalPolicy, Level, Rule
 
 __all__ = ["APPRAISAL_FORMAT", "Appraisal", "appraise"]
 
@@ -93,7 +94,7 @@ def drift_counts(drift: Sequence[Finding]) -> dict[str, int]:
 
 
 class _Result:
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: AppraisalPolicy) -> None:
         self.policy = policy
         self.vector: dict[Category, Status] = {c: Status.NONE for c in CATEGORIES}
         self.findings: list[Finding] = []
@@ -143,12 +144,16 @@ def _xr_time(text: Any) -> float | None:
         return None
 
 
+def _name_of(package: Any) -> str:
+    return str(package.get("name")) if isinstance(package, Mapping) else repr(package)[:40]
+
+
 def _ids(drift: Sequence[Finding], *ids: str) -> list[Finding]:
     wanted = set(ids)
     return [f for f in drift if f.id in wanted]
 
 
-def appraise(current: Evidence, drift: Sequence[Finding], policy: Policy, *, device: str,
+def appraise(current: Evidence, drift: Sequence[Finding], policy: AppraisalPolicy, *, device: str,
              files: FileSystemState | None = None, has_previous: bool = False,
              previous: str | None = None, now: dt.datetime | None = None) -> Appraisal:
     """Appraise `current` (with its `drift` since the previous trusted collection) against `policy`.
@@ -234,8 +239,15 @@ def _executables(current: Evidence, drift: Sequence[Finding], active: Mapping[st
                                    None, name)
         if "package-integrity" in active:
             rule = active["package-integrity"]
+            unreadable = [package for package in packages if not isinstance(package, Mapping)
+                          or not package.get("install-fingerprint") or not package.get("runtime-fingerprint")]
+            if unreadable:
+                result.missing(rule, f"{len(unreadable)} package(s) without both fingerprints, e.g. "
+                                     f"{_name_of(unreadable[0])}")
             for package in packages:
-                if isinstance(package, Mapping) and package.get("runtime-fingerprint") != package.get("install-fingerprint"):
+                if not isinstance(package, Mapping) or not package.get("install-fingerprint"):
+                    continue  # reported above
+                if package.get("runtime-fingerprint") != package.get("install-fingerprint"):
                     result.violate(rule, AppraisalId.PACKAGE_TAMPERED, str(package.get("name")),
                                    f"package {package.get('name')}'s files changed after installation "
                                    "(runtime fingerprint differs from install-time fingerprint)",
@@ -272,11 +284,17 @@ def _file_system(current: Evidence, drift: Sequence[Finding], active: Mapping[st
                                      "snapshot restores them")
                 continue
             known = result.policy.known_good
+            undigested: list[str] = []
             for path, entry in state.files.items():
-                if known.check(path, entry[0], entry[1]) is False:
+                if not entry[1] and known.lists(path):
+                    undigested.append(path)
+                elif known.check(path, entry[0], entry[1]) is False:
                     result.violate(rule, AppraisalId.FILE_HASH_MISMATCH, path,
                                    f"{path} on {node} does not match its known-good digest",
                                    "a known-good digest", {"algorithm": entry[0], "digest": entry[1]})
+            if undigested:
+                result.missing(rule, f"{len(undigested)} listed file(s) on {node} have no digest, e.g. "
+                                     f"{undigested[0]}")
     if "unexplained-file-changes" in active:
         rule = active["unexplained-file-changes"]
         if _ids(drift, DriftId.SOFTWARE_VERSION_CHANGED):
@@ -305,11 +323,20 @@ def _boot(current: Evidence, drift: Sequence[Finding], active: Mapping[str, Rule
         else:
             for node, content in sorted(nodes.items()):
                 status = content.get("secure-boot-status") if isinstance(content, Mapping) else None
-                if str(status).lower() != "enabled":
+                if status is None:
+                    result.missing(rule, f"{node} has no secure-boot-status")
+                elif str(status).lower() != "enabled":
                     result.violate(rule, AppraisalId.SECURE_BOOT_DISABLED, node,
                                    f"secure boot is {status} on {node}", "Enabled", status)
     if "boot-measurements" in active and not _ids(drift, DriftId.SOFTWARE_VERSION_CHANGED):
         rule = active["boot-measurements"]
+        nodes, why = _payload(dossier, "system-integrity-snapshot")
+        if not isinstance(nodes, Mapping) or not nodes:
+            result.missing(rule, f"system-integrity-snapshot: {why or 'no nodes'}")
+        else:
+            for node, content in sorted(nodes.items()):
+                if not isinstance(content, Mapping) or not isinstance(content.get("pcrs"), list):
+                    result.missing(rule, f"{node} has no PCR list")
         toggled = {f.subject for f in _ids(drift, DriftId.SECURE_BOOT_CHANGED)}
         for change in _ids(drift, DriftId.PCR_CHANGED):
             if change.subject.rsplit(" PCR ", 1)[0] in toggled:
@@ -325,8 +352,10 @@ def _boot(current: Evidence, drift: Sequence[Finding], active: Mapping[str, Rule
         else:
             since = start - float(rule.params["period-days"]) * 86400
             for node, entries in sorted(history.items()):
-                times = [t for t in (_xr_time(r.get("time")) for r in entries if isinstance(r, Mapping))
-                         if t is not None and since <= t <= start + 60]
+                read = [_xr_time(r.get("time")) if isinstance(r, Mapping) else None for r in entries]
+                if None in read:  # an undated reboot might fall in the period: the count is a floor
+                    result.missing(rule, f"{read.count(None)} reboot(s) of {node} without a readable time")
+                times = [t for t in read if t is not None and since <= t <= start + 60]
                 if len(times) > rule.params["max"]:
                     result.violate(rule, AppraisalId.REBOOTS_OVER_LIMIT, node,
                                    f"{node} rebooted {len(times)} times in {rule.params['period-days']} day(s)",
@@ -349,12 +378,16 @@ def _configuration(current: Evidence, drift: Sequence[Finding], active: Mapping[
         start = dossier.get("collection-start-time") if dossier else None
         if isinstance(start, (int, float)):
             since = start - float(rule.params["period-days"]) * 86400
-            count = sum(1 for c in history if isinstance(c, Mapping)
-                        and (t := _xr_time(c.get("time"))) is not None and since <= t <= start + 60)
+            read = [_xr_time(c.get("time")) if isinstance(c, Mapping) else None for c in history]
+            if None in read:  # an undated commit might fall in the period: the count is a floor
+                result.missing(rule, f"{read.count(None)} commit(s) without a readable time")
+            count = sum(1 for t in read if t is not None and since <= t <= start + 60)
             if count > rule.params["max"]:
                 result.violate(rule, AppraisalId.COMMITS_OVER_LIMIT, "rollback-history",
                                f"{count} configuration commits in {rule.params['period-days']} day(s)",
                                f"at most {rule.params['max']}", count)
+        else:
+            result.missing(rule, "the dossier has no collection-start-time to count commits back from")
     if "commit-users" in active:
         rule = active["commit-users"]
         allowed = set(rule.params["allowed"])

@@ -1,4 +1,4 @@
-"""Stable ids for drift and appraisal findings, spelled once, here.
+"""Stable ids for drift and appraisal findings, spelled once, here (severities are the verifier's).
 
 A finding id is an API (tools, CI jobs and dashboards match on it): add ids, never rename one.
 """
@@ -9,15 +9,9 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from verifier.findings import Severity
+
 __all__ = ["CATEGORIES", "AppraisalId", "Category", "DriftId", "Finding", "Severity", "Status"]
-
-
-class Severity(enum.StrEnum):
-    """How much one finding matters (the same words as the verifier's findings)."""
-
-    ERROR = "error"
-    WARNING = "warning"
-    INFO = "info"
 
 
 class Status(enum.StrEnum):

@@ -20,7 +20,7 @@ from .appraise import Appraisal, appraise
 from .diff import Evidence, FileSystemState, diff_evidence, evidence_from_envelope
 from .errors import InsightsError
 from .findings import DriftId, Finding
-from .policy import Policy
+from .policy import AppraisalPolicy
 
 __all__ = ["MAX_STORED_DRIFT", "HistoryStep", "appraise_record", "diff_history", "pick_record", "replay",
            "stored_evidence"]
@@ -112,7 +112,7 @@ def _save_file_state(store: Store, device: str, upto: str, files: FileSystemStat
                     device, exc)
 
 
-def appraise_record(store: Store, record: EnvelopeRecord, policy: Policy, *, save: bool = True,
+def appraise_record(store: Store, record: EnvelopeRecord, policy: AppraisalPolicy, *, save: bool = True,
                     now: dt.datetime | None = None) -> Appraisal:
     """Appraise one stored envelope against `policy`, with drift since the device's previous
     trusted collection; stores the result beside the envelope and in the index when `save`.

@@ -10,12 +10,12 @@ from ..store import EnvelopeRecord, Store
 from .errors import InsightsError
 from .findings import Status
 from .history import appraise_record
-from .policy import Policy
+from .policy import AppraisalPolicy
 
 __all__ = ["appraise_collected"]
 
 
-def appraise_collected(store: Store, records: list[EnvelopeRecord], policy: Policy, alerts: AlertSink,
+def appraise_collected(store: Store, records: list[EnvelopeRecord], policy: AppraisalPolicy, alerts: AlertSink,
                        state: dict[str, Any]) -> dict[str, Any]:
     """Appraise the poll stored as `records`, store the result, and alert when the device got
     worse than affirming.

@@ -41,9 +41,9 @@ from .errors import PolicyError
 
 __all__ = [
     "POLICY_FORMAT",
+    "AppraisalPolicy",
     "KnownGood",
     "Level",
-    "Policy",
     "Rule",
     "load_hash_list",
     "load_policy",
@@ -102,6 +102,10 @@ class KnownGood:
     def add(self, path: str, algorithm: str, digest: str, where: str) -> None:
         canonical = base64.b64encode(_digest_bytes(digest, where)).decode("ascii")
         self._by_path.setdefault(path, {}).setdefault(_normal_algorithm(algorithm), set()).add(canonical)
+
+    def lists(self, path: str) -> bool:
+        """Whether any reference digest is listed for `path`."""
+        return path in self._by_path
 
     def check(self, path: str, algorithm: str, digest_b64: str) -> bool | None:
         """True: a listed digest; False: listed path, other digest; None: nothing to compare."""
@@ -182,7 +186,7 @@ def register_reference_provider(name: str, provider: ReferenceProvider) -> None:
 
 
 @dataclass
-class Policy:
+class AppraisalPolicy:
     """A loaded policy: rules by name, with reference lists read once."""
 
     rules: dict[str, Rule]
@@ -201,7 +205,7 @@ class Policy:
 
     @classmethod
     def from_document(cls, document: Any, *, where: str = "policy", base: Path | None = None,
-                      digest: str | None = None) -> Policy:
+                      digest: str | None = None) -> AppraisalPolicy:
         """Build a policy from parsed YAML/JSON; raises PolicyError when it is empty or invalid."""
         if document is None or document == {} or document == "":
             raise PolicyError(f"{where} is empty; an empty policy would pass everything, so it is "
@@ -235,7 +239,7 @@ class Policy:
         return policy
 
 
-def load_policy(path: str | Path) -> Policy:
+def load_policy(path: str | Path) -> AppraisalPolicy:
     """Read and check a policy file; raises PolicyError when it is missing, empty or invalid."""
     path = Path(path)
     try:
@@ -249,5 +253,5 @@ def load_policy(path: str | Path) -> Policy:
         document = yaml.safe_load(raw.decode("utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise PolicyError(f"policy {path} is not readable YAML/JSON: {exc}") from None
-    return Policy.from_document(document, where=str(path), base=path.parent,
+    return AppraisalPolicy.from_document(document, where=str(path), base=path.parent,
                                 digest=hashlib.sha256(raw).hexdigest())

@@ -15,9 +15,9 @@ import pytest
 
 import schemas
 from collector.insights import (
+    AppraisalPolicy,
     Evidence,
     FileSystemState,
-    Policy,
     PolicyError,
     Status,
     appraise,
@@ -194,7 +194,7 @@ def test_known_good_lists_from_csv_and_json(tmp_path: Path) -> None:
 
 
 def test_missing_evidence_is_never_affirming() -> None:
-    policy = Policy.from_document({"format": "trust-dossier/policy/1",
+    policy = AppraisalPolicy.from_document({"format": "trust-dossier/policy/1",
                                    "rules": {"secure-boot": {"level": "enforce"},
                                              "known-good-files": {"level": "warn", "files": [
                                                  {"path": "/a", "algorithm": "sha256", "digest": _digest("a")}]}}})
@@ -233,3 +233,45 @@ def test_cisco_kgv_reference_values(tmp_path: Path) -> None:
     assert result.status is Status.CONTRAINDICATED and result.vector["executables"] is Status.CONTRAINDICATED
     assert [(str(f.id), f.subject) for f in result.findings] == [("appraisal.reference_values.mismatch", "cisco-kgv")]
     assert "package q" in result.findings[0].message
+
+
+# rule: (its parameters, how the dossier leaves out what the rule reads); a newer or older
+# release may omit a member the schema lists, and the verifier then only warns.
+_PCR = {"index": 0, "algorithm": "sha256", "value": "00" * 32}
+_MISSING_MEMBERS: dict[str, tuple[dict[str, Any], Any]] = {
+    "package-integrity": ({}, lambda d: d.update(packages={"result-code": "Success", "packages": [
+        {"name": "ncs5500-xr", "version": "7.3.2", "arch": "x86_64"}]})),
+    "secure-boot": ({}, lambda d: d.update({"system-integrity-snapshot": {
+        "result-code": "Success", "system-integrity-snapshot": {NODE: {"pcrs": [_PCR], "ima-aggregate": "x"}}}})),
+    "boot-measurements": ({}, lambda d: d.update({"system-integrity-snapshot": {
+        "result-code": "Success",
+        "system-integrity-snapshot": {NODE: {"secure-boot-status": "Enabled", "ima-aggregate": "x"}}}})),
+    "reboots": ({"max": 5, "period-days": 7}, lambda d: d.update({"reboot-history": {
+        "result-code": "Success", "reboot-history": {NODE: [{"cause": "power"}]}}})),
+    "commits": ({"max": 5, "period-days": 1}, lambda d: d.update({"rollback-history": {
+        "result-code": "Success", "rollback-history": [{"commit-id": "1000000001", "user-id": "netops"}]}})),
+    "known-good-files": ({"files": [{"path": "/pkg/bin/a", "algorithm": "sha256", "digest": _digest("a")}]},
+                         None),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(_MISSING_MEMBERS))
+def test_a_rule_whose_member_is_missing_could_not_check(rule: str) -> None:
+    """A trusted dossier without the member a rule reads: the rule could not check (warning,
+    appraisal.evidence_missing), never affirming, never a violation."""
+    params, edit = _MISSING_MEMBERS[rule]
+    file = _file("/pkg/bin/a", "a")
+    if edit is None:  # a listed file without its digest
+        file.pop("digest")
+    dossier = _dossier([_block(0, [file])])
+    if edit is not None:
+        edit(dossier)
+    policy = AppraisalPolicy.from_document({"format": "trust-dossier/policy/1",
+                                            "rules": {rule: {"level": "enforce", **params}}})
+    files = FileSystemState()
+    files.apply(dossier, report=False)
+    result = appraise(Evidence("now", dossier, True), [], policy, device="r1", files=files)
+    assert result.status is Status.WARNING, [(str(f.id), f.message) for f in result.findings]
+    assert [str(f.id) for f in result.findings] == ["appraisal.evidence_missing"], result.findings
+    assert f"rule {rule} could not be checked" in result.findings[0].message
+    jsonschema.validate(result.to_json(), schemas.load("appraisal"))

@@ -7,17 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from collector.alerts import render_metrics
-from collector.insights import Policy, Status, replay
+from collector.insights import AppraisalPolicy, Status, replay
 from emulator import facts as device_facts
 from emulator.faults import Fault
 
 HOUR = 3600
 
 
-def _policy(device: Any) -> Policy:
+def _policy(device: Any) -> AppraisalPolicy:
     facts = device.facts
     users = sorted({c.user_id for c in facts.commits})
-    return Policy.from_document({
+    return AppraisalPolicy.from_document({
         "format": "trust-dossier/policy/1",
         "name": "history-test",
         "rules": {

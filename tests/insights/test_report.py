@@ -17,7 +17,7 @@ from click.testing import CliRunner
 import schemas
 from collector.collect import CollectOptions, Collector
 from collector.enroll import enroll_root, fetch_root
-from collector.insights import Policy
+from collector.insights import AppraisalPolicy
 from collector.inventory import load_inventory
 from collector.store import Store
 from dossier_cli.main import cli
@@ -77,7 +77,7 @@ def fleet_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         for device in devices:
             enroll_root(trust, fetch_root(device), source="tofu")
         store = Store.open(tmp / "store")
-        policy = Policy.from_document(POLICY)
+        policy = AppraisalPolicy.from_document(POLICY)
         collector = Collector(store, trust_store_path=trust, options=CollectOptions(concurrency=8, policy=policy))
         collector.run(devices)
         for number, emulated in enumerate(fleet.devices):

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 import schemas
 from dossier_cli.main import cli
-from vbuilder import DAY, NOW, Device, make_leaf
+from vbuilder import DAY, NOW, Device, dossier, make_leaf
 
 PROJECT = Path(__file__).resolve().parents[2]
 SAMPLES = PROJECT / "samples"
@@ -304,3 +304,21 @@ def test_metadata_that_contradicts_the_collector_file_name_is_an_input_error(tmp
     moved = _collected(other, device, "20260601T120000.000000Z-1580", received=NOW)
     result = _runner().invoke(cli, ["verify", str(moved), *args])
     assert result.exit_code == 2 and "device folder 'r2'" in result.output
+
+
+def test_strict_dossier_fails_what_a_newer_release_could_print(files, device: Device) -> None:
+    """By default an unknown member is a warning (the envelope is trusted, exit 0);
+    --strict-dossier makes it an error (exit 1)."""
+    newer = files["good"].with_name("newer.envelope")
+    newer.write_bytes(device.envelope(document=dossier("1580") | {"collection-host": "r1"}))
+    args = ["verify", str(newer), "--root", str(files["root"]), "--nonce", "1580", "--at", NOW.isoformat(), "--json"]
+    tolerant = _runner().invoke(cli, args)
+    assert tolerant.exit_code == 0, tolerant.output
+    line = json.loads(tolerant.output)
+    assert [(f["id"], f["severity"]) for f in line["findings"]] == [("dossier.unexpected_content", "warning")]
+    assert "/collection-host" in line["findings"][0]["message"]
+    strict = _runner().invoke(cli, [*args, "--strict-dossier"])
+    assert strict.exit_code == 1, strict.output
+    assert [(f["id"], f["severity"]) for f in json.loads(strict.output)["findings"]] == [("dossier.schema", "error")]
+    table = _runner().invoke(cli, args[:-1])
+    assert table.exit_code == 0 and "TRUSTED" in table.output, table.output

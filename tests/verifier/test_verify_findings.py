@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes
 
 from vbuilder import DAY, NOW, Device, b64, der, dossier, ku, make_leaf, make_root, resign_sha1, resign_weak
 from verifier import FindingId, Policy, Severity, TrustStore, verify_envelope
+from verifier.findings import PROFILE_FINDING_IDS
 
 Case = Callable[[Path], tuple[bytes, dict[str, Any]]]
 CASES: dict[str, tuple[str, Severity, str, Case]] = {}
@@ -536,6 +537,13 @@ def _(tmp: Path):
     return dev().envelope(document=document), ok_args(dev())
 
 
+@case("dossier-unexpected-content", FindingId.DOSSIER_UNEXPECTED_CONTENT, Severity.WARNING, "/build-host")
+def _(tmp: Path):
+    document = dossier("1580")
+    document["version"]["build-host"] = "b1"
+    return dev().envelope(document=document), ok_args(dev())
+
+
 @case("dossier-item-failed", FindingId.DOSSIER_ITEM_FAILED, Severity.WARNING, "could not collect 'packages'")
 def _(tmp: Path):
     document = dossier("1580")
@@ -608,6 +616,8 @@ ELSEWHERE.add(FindingId.VERIFIER_INCOMPLETE)
 ELSEWHERE.update({FindingId.IDENTITY_MISMATCH, FindingId.IDENTITY_NOT_PINNED, FindingId.IDENTITY_NOT_CHECKED})
 # The record log's findings: tests/verifier/test_records.py and tests/adversarial/test_adv_record_log.py.
 ELSEWHERE.update(finding_id for finding_id in FindingId if finding_id.startswith("record."))
+# The vendor profiles' findings: tests/verifier_profiles/test_profile_findings.py.
+ELSEWHERE.update(PROFILE_FINDING_IDS)
 
 
 def test_a_step_that_did_not_complete_is_never_trusted(monkeypatch: pytest.MonkeyPatch) -> None:

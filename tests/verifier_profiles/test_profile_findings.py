@@ -13,8 +13,8 @@ import pytest
 from cryptography import x509
 
 import schemas
-from verifier.findings import Finding
-from verifier.profiles import ProfileFindingId, appraise_integrity, load_kgv, verify_output
+from verifier.findings import PROFILE_FINDING_IDS, Finding, FindingId
+from verifier.profiles import appraise_integrity, load_kgv, verify_output
 from vp_helpers import AT, KGV_SIGNER_FILES, SUDI_ANCHOR_FILES, XE_DIR
 
 Build = Callable[[], Any]
@@ -74,43 +74,43 @@ def _kgv_appraisal_unauthenticated() -> list[Finding]:
 
 
 CASES: dict[str, tuple[str, str, Build]] = {
-    "unknown shape": (ProfileFindingId.PROFILE_UNKNOWN, "error", lambda: _v(b"Router#show clock\n")),
-    "two shapes": (ProfileFindingId.PROFILE_AMBIGUOUS, "error",
+    "unknown shape": (FindingId.PROFILE_UNKNOWN, "error", lambda: _v(b"Router#show clock\n")),
+    "two shapes": (FindingId.PROFILE_AMBIGUOUS, "error",
                    lambda: _v(_read("isr4k_show_plat_sudi_sign_nonce.txt") + _read("isr4k_show_plat_int.txt"))),
-    "named profile, other shape": (ProfileFindingId.PROFILE_SHAPE_MISMATCH, "error",
+    "named profile, other shape": (FindingId.PROFILE_SHAPE_MISMATCH, "error",
                                    lambda: _v(_read("isr4k_show_plat_int.txt"), profile="xe-system-integrity")),
-    "no signature": (ProfileFindingId.OUTPUT_UNSIGNED, "error", lambda: _v(_read("isr4k_show_plat_int.txt"))),
-    "device error": (ProfileFindingId.OUTPUT_DEVICE_ERROR, "error",
+    "no signature": (FindingId.OUTPUT_UNSIGNED, "error", lambda: _v(_read("isr4k_show_plat_int.txt"))),
+    "device error": (FindingId.OUTPUT_DEVICE_ERROR, "error",
                      lambda: _v(_read("cbr8_show_plat_sudi_not_present.txt"))),
-    "empty field": (ProfileFindingId.OUTPUT_MISSING_FIELD, "error",
+    "empty field": (FindingId.OUTPUT_MISSING_FIELD, "error",
                     lambda: _v(_read("isr4k_show_plat_int_not_present_os_hash.txt"))),
-    "wrapped hash": (ProfileFindingId.OUTPUT_MALFORMED_FIELD, "error",
+    "wrapped hash": (FindingId.OUTPUT_MALFORMED_FIELD, "error",
                      lambda: _v(_read("isr4k_show_plat_int_line_wrap.txt"))),
-    "label twice": (ProfileFindingId.OUTPUT_DUPLICATE_FIELD, "error", _duplicate_pcr),
-    "platform label": (ProfileFindingId.OUTPUT_UNAUTHENTICATED, "info",
+    "label twice": (FindingId.OUTPUT_DUPLICATE_FIELD, "error", _duplicate_pcr),
+    "platform label": (FindingId.OUTPUT_UNAUTHENTICATED, "info",
                        lambda: _v(_read("isr4k_show_plat_int.txt"))),
-    "certificate not base64": (ProfileFindingId.OUTPUT_BAD_CERTIFICATE, "error", _bad_base64),
-    "signature version 2": (ProfileFindingId.OUTPUT_UNSUPPORTED_VERSION, "error", _sudi_version_2),
-    "hash changed": (ProfileFindingId.MEASUREMENT_PCR_MISMATCH, "error",
+    "certificate not base64": (FindingId.OUTPUT_BAD_CERTIFICATE, "error", _bad_base64),
+    "signature version 2": (FindingId.OUTPUT_UNSUPPORTED_VERSION, "error", _sudi_version_2),
+    "hash changed": (FindingId.MEASUREMENT_PCR_MISMATCH, "error",
                      lambda: _v(_read("isr4k_show_plat_int_bad_os_version.txt"))),
-    "sub-CA not pinned": (ProfileFindingId.CHAIN_SUBCA_NOT_PINNED, "error",
+    "sub-CA not pinned": (FindingId.CHAIN_SUBCA_NOT_PINNED, "error",
                           lambda: _v(_read("38_show_sudi_sign_nonce.txt"), expected_nonce=10,
                                      roots=_anchors()[:1])),
-    "sub-CA expired": (ProfileFindingId.CHAIN_SUBCA_EXPIRED, "error", _subca_expired),
-    "device certificate changed": (ProfileFindingId.CHAIN_LEAF_NOT_ISSUED_BY_SUBCA, "error",
+    "sub-CA expired": (FindingId.CHAIN_SUBCA_EXPIRED, "error", _subca_expired),
+    "device certificate changed": (FindingId.CHAIN_LEAF_NOT_ISSUED_BY_SUBCA, "error",
                                    lambda: _v(_read("isr4k_show_plat_sudi_sign_invalid_dev_cert.txt"),
                                               expected_nonce=1)),
-    "ACT2 SHA-1 and e=3": (ProfileFindingId.CHAIN_LEGACY_PINNED_ANCHOR, "warning",
+    "ACT2 SHA-1 and e=3": (FindingId.CHAIN_LEGACY_PINNED_ANCHOR, "warning",
                            lambda: _v(_read("38_show_sudi_sign_nonce.txt"), expected_nonce=10)),
-    "KGV signature bad": (ProfileFindingId.KGV_SIGNATURE_INVALID, "error",
+    "KGV signature bad": (FindingId.KGV_SIGNATURE_INVALID, "error",
                           lambda: _v(_read("old_kgv_signed.json"), roots=_m2(), signer=_kgv_signer(),
                                      signature=_read("old_kgv_signed.json.signature.bad"))),
-    "KGV signer self-signed": (ProfileFindingId.KGV_SIGNER_UNTRUSTED, "error",
+    "KGV signer self-signed": (FindingId.KGV_SIGNER_UNTRUSTED, "error",
                                lambda: _v(_read("old_kgv_signed.json"), roots=_m2(), signer=_read("bad_custom_cert.pem"),
                                           signature=_read("old_kgv_signed.json.signature"))),
-    "KGV not signed": (ProfileFindingId.KGV_UNAUTHENTICATED, "warning", _kgv_appraisal_unauthenticated),
-    "hash not in KGV": (ProfileFindingId.KGV_HASH_UNKNOWN, "error", _kgv_appraisal_unknown),
-    "KGV not JSON": (ProfileFindingId.KGV_MALFORMED, "error",
+    "KGV not signed": (FindingId.KGV_UNAUTHENTICATED, "warning", _kgv_appraisal_unauthenticated),
+    "hash not in KGV": (FindingId.KGV_HASH_UNKNOWN, "error", _kgv_appraisal_unknown),
+    "KGV not JSON": (FindingId.KGV_MALFORMED, "error",
                      lambda: _v(b'{"header": {}, "products": 3, "biv_hash": 1}', profile="kgv", roots=_m2(),
                                 signature=bytes(512), signer=_kgv_signer())),
 }
@@ -133,4 +133,4 @@ def test_finding(name: str, vectors_dir: Path) -> None:
 
 def test_every_profile_finding_id_has_a_case() -> None:
     covered = {str(finding_id) for finding_id, _, _ in CASES.values()}
-    assert covered == {str(i) for i in ProfileFindingId}
+    assert covered == {str(i) for i in PROFILE_FINDING_IDS}

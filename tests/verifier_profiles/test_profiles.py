@@ -17,10 +17,10 @@ from cryptography import x509
 import schemas
 from dossier_cli.main import cli
 from emulator import iosxe
+from verifier.findings import FindingId
 from verifier.profiles import (
     KGVError,
     ProfileError,
-    ProfileFindingId,
     appraise_integrity,
     detect_profiles,
     load_kgv,
@@ -143,7 +143,7 @@ def test_labels_nothing_signs_are_reported_not_verified(
     verdict = verify_output(forged.encode(), roots=emulated_roots, expected_nonce=3,
                             signer=identity.certificate)
     assert verdict.trusted  # nothing signed changed ...
-    info = [f for f in verdict.findings if f.id == ProfileFindingId.OUTPUT_UNAUTHENTICATED]
+    info = [f for f in verdict.findings if f.id == FindingId.OUTPUT_UNAUTHENTICATED]
     assert info and info[0].severity == "info" and "ISR9999/K9" in (info[0].found or "")
     data = verdict.to_json()["profile_data"]
     assert data["unauthenticated"]["Platform"] == "ISR9999/K9"  # ... and the label is not vouched for
@@ -194,7 +194,7 @@ def test_anchors_from_a_trust_store_bundle(tmp_path: Path, xe_dir: Path) -> None
 def test_legacy_act2_path_is_flagged(xe_dir: Path, sudi_anchors: list[x509.Certificate]) -> None:
     verdict = verify_output((xe_dir / "38_show_sudi_sign_nonce.txt").read_bytes(), roots=sudi_anchors,
                             expected_nonce=10, at=AT)
-    legacy = [f for f in verdict.findings if f.id == ProfileFindingId.CHAIN_LEGACY_PINNED_ANCHOR]
+    legacy = [f for f in verdict.findings if f.id == FindingId.CHAIN_LEGACY_PINNED_ANCHOR]
     assert verdict.trusted and legacy and legacy[0].severity == "warning"
     assert "SHA-1" in legacy[0].message and "e=3" in legacy[0].message and "pinned" in legacy[0].message
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from cryptography import x509
 
-from ..findings import Severity
+from ..findings import FindingId, Severity
 from ..policy import DEFAULT_POLICY, Policy
 from ..truststore import TrustStore
 from ..verify import Verdict, verify_envelope
@@ -33,7 +33,6 @@ from ._common import (
     nonce_to_int,
     sudi_identity,
 )
-from .findings import ProfileFindingId
 from .kgv import KGVError, KnownGoodValues, appraise_integrity, load_kgv
 from .signer import Signer, load_signers
 
@@ -43,7 +42,6 @@ __all__ = [
     "KnownGoodValues",
     "Measurements",
     "ProfileError",
-    "ProfileFindingId",
     "ProfileVerdict",
     "Signer",
     "appraise_integrity",
@@ -150,18 +148,18 @@ def _dispatch(
             if decode_text(raw, verdict) is None:
                 return verdict
             if not detected:
-                verdict.add(ProfileFindingId.PROFILE_UNKNOWN, Severity.ERROR,
+                verdict.add(FindingId.PROFILE_UNKNOWN, Severity.ERROR,
                             "the output matches no known profile; name one with --profile",
                             " | ".join(PROFILES), "no known shape")
             else:
-                verdict.add(ProfileFindingId.PROFILE_AMBIGUOUS, Severity.ERROR,
+                verdict.add(FindingId.PROFILE_AMBIGUOUS, Severity.ERROR,
                             "the output shows the shape of several profiles; name one with --profile",
                             "one profile", ", ".join(detected))
             return verdict
         profile = detected[0]
     elif detected and profile not in detected:
         verdict = ProfileVerdict(profile=profile, verified_at=when)
-        verdict.add(ProfileFindingId.PROFILE_SHAPE_MISMATCH, Severity.ERROR,
+        verdict.add(FindingId.PROFILE_SHAPE_MISMATCH, Severity.ERROR,
                     f"profile {profile!r} was asked for, but the output has the shape of {', '.join(detected)}",
                     profile, ", ".join(detected))
         return verdict

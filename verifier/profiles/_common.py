@@ -29,7 +29,6 @@ from ..chain import fingerprint, load_der_certificate
 from ..errors import VerifierError
 from ..findings import FindingId, Severity
 from ..nonce import XE_NONCE_MAX
-from .findings import ProfileFindingId as PF
 from ..truststore import TrustStore
 from ..verify import Verdict, report_nonce_not_given
 
@@ -311,7 +310,7 @@ def check_sudi_chain(
     if printed_sub_ca is not None:
         sub_ca = anchors.by_fingerprint(printed_sub_ca)
         if sub_ca is None:
-            verdict.add(PF.CHAIN_SUBCA_NOT_PINNED, Severity.ERROR,
+            verdict.add(FindingId.CHAIN_SUBCA_NOT_PINNED, Severity.ERROR,
                         f"the printed sub-CA ({printed_sub_ca.subject.rfc4514_string()}) is not one of the "
                         "pinned anchors; pin the device's SUDI sub-CA with its root (--root, or import "
                         "Cisco's bundle into the trust store)",
@@ -321,7 +320,7 @@ def check_sudi_chain(
         candidates = [c for c in anchors.by_subject(leaf.issuer) if _is_ca(c)]
         sub_ca = next((c for c in candidates if _signed_by(leaf, c, allow_legacy=False) is None), None)
         if sub_ca is None:
-            verdict.add(PF.CHAIN_SUBCA_NOT_PINNED, Severity.ERROR,
+            verdict.add(FindingId.CHAIN_SUBCA_NOT_PINNED, Severity.ERROR,
                         f"no pinned sub-CA issued this certificate (issuer {leaf.issuer.rfc4514_string()})",
                         "a pinned sub-CA whose key signed the device certificate",
                         f"{len(candidates)} pinned CA(s) with that name")
@@ -358,13 +357,13 @@ def check_sudi_chain(
                     "BasicConstraints CA=true", "not a CA")
         ok = False
     if leaf.issuer != sub_ca.subject:
-        verdict.add(PF.CHAIN_LEAF_NOT_ISSUED_BY_SUBCA, Severity.ERROR,
+        verdict.add(FindingId.CHAIN_LEAF_NOT_ISSUED_BY_SUBCA, Severity.ERROR,
                     "the device certificate's issuer is not the sub-CA",
                     sub_ca.subject.rfc4514_string(), leaf.issuer.rfc4514_string())
         return False
     problem = _signed_by(leaf, sub_ca, allow_legacy=False)  # the leaf is not pinned: no SHA-1
     if problem:
-        verdict.add(PF.CHAIN_LEAF_NOT_ISSUED_BY_SUBCA, Severity.ERROR,
+        verdict.add(FindingId.CHAIN_LEAF_NOT_ISSUED_BY_SUBCA, Severity.ERROR,
                     f"the device certificate does not verify under the sub-CA: {problem}",
                     "a device certificate signed by the pinned sub-CA", problem)
         ok = False
@@ -383,11 +382,11 @@ def check_sudi_chain(
         pass
     ok &= _check_time(verdict, leaf, "device (SUDI)", when, FindingId.CHAIN_LEAF_EXPIRED,
                       FindingId.CHAIN_LEAF_NOT_YET_VALID)
-    ok &= _check_time(verdict, sub_ca, "sub-CA", when, PF.CHAIN_SUBCA_EXPIRED, PF.CHAIN_SUBCA_EXPIRED)
+    ok &= _check_time(verdict, sub_ca, "sub-CA", when, FindingId.CHAIN_SUBCA_EXPIRED, FindingId.CHAIN_SUBCA_EXPIRED)
     ok &= _check_time(verdict, root, "root", when, FindingId.CHAIN_ROOT_EXPIRED, FindingId.CHAIN_ROOT_NOT_YET_VALID)
     legacy = _legacy(root) + _legacy(sub_ca)
     if ok and legacy:
-        verdict.add(PF.CHAIN_LEGACY_PINNED_ANCHOR, Severity.WARNING,
+        verdict.add(FindingId.CHAIN_LEGACY_PINNED_ANCHOR, Severity.WARNING,
                     "legacy algorithms accepted only because the caller pinned these anchors: "
                     + "; ".join(legacy), "SHA-256 and e=65537", "; ".join(legacy))
     if ok and anchors.check_identity:
@@ -466,8 +465,8 @@ def check_ca_path(
             return _check_time(verdict, current, "root", when, FindingId.CHAIN_ROOT_EXPIRED,
                                FindingId.CHAIN_ROOT_NOT_YET_VALID)
         if not _check_time(verdict, current, "leaf" if current is leaf else "intermediate", when,
-                           FindingId.CHAIN_LEAF_EXPIRED if current is leaf else PF.CHAIN_SUBCA_EXPIRED,
-                           FindingId.CHAIN_LEAF_NOT_YET_VALID if current is leaf else PF.CHAIN_SUBCA_EXPIRED):
+                           FindingId.CHAIN_LEAF_EXPIRED if current is leaf else FindingId.CHAIN_SUBCA_EXPIRED,
+                           FindingId.CHAIN_LEAF_NOT_YET_VALID if current is leaf else FindingId.CHAIN_SUBCA_EXPIRED):
             return False
         issuers = [c for c in list(anchors.certificates) + pool if c.subject == current.issuer and _is_ca(c)]
         nxt = next((c for c in issuers if _signed_by(current, c, allow_legacy=False) is None), None)
@@ -527,7 +526,7 @@ def pem_blocks(lines: Sequence[str], verdict: Verdict) -> list[PemBlock] | None:
             body.append(lines[index])
             index += 1
         if index >= len(lines):
-            verdict.add(PF.OUTPUT_BAD_CERTIFICATE, Severity.ERROR,
+            verdict.add(FindingId.OUTPUT_BAD_CERTIFICATE, Severity.ERROR,
                         f"the certificate starting on line {start + 1} has no END line (truncated output?)",
                         _PEM_END, "end of output")
             return None
@@ -535,7 +534,7 @@ def pem_blocks(lines: Sequence[str], verdict: Verdict) -> list[PemBlock] | None:
             der = decode_base64_der("\n".join(body))
             cert = load_der_certificate(der)
         except ValueError as exc:  # load_der_certificate: every malformed certificate is one
-            verdict.add(PF.OUTPUT_BAD_CERTIFICATE, Severity.ERROR,
+            verdict.add(FindingId.OUTPUT_BAD_CERTIFICATE, Severity.ERROR,
                         f"the certificate on lines {start + 1}-{index + 1} cannot be read ({exc})",
                         "a base64 DER X.509 certificate", str(exc)[:120])
             return None

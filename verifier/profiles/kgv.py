@@ -33,7 +33,6 @@ from ..chain import CERTIFICATE_ERRORS, read_now
 from ..findings import Finding, FindingId, Severity
 from ..truststore import TrustStore
 from ._common import Anchors, Measurements, ProfileError, ProfileVerdict, check_ca_path, load_anchors
-from .findings import ProfileFindingId as PF
 
 __all__ = ["KGVError", "KnownGoodValues", "appraise_integrity", "load_kgv", "parse_kgv", "verify_kgv_file"]
 
@@ -85,7 +84,7 @@ def parse_kgv(data: bytes) -> KnownGoodValues:
         raise KGVError(f"the KGV file is {len(data)} bytes, over the {MAX_KGV_BYTES} limit")
     try:
         # Depth first: `json` recurses once per level and a hostile file nests 100,000 deep.
-        check_depth(brackets_outside_strings(data), MAX_KGV_DEPTH, PF.KGV_MALFORMED)
+        check_depth(brackets_outside_strings(data), MAX_KGV_DEPTH, FindingId.KGV_MALFORMED)
         document = json.loads(data)
     except JSONProblem as problem:
         raise KGVError(f"the KGV file is not a KGV file: {problem.message}") from None
@@ -180,24 +179,24 @@ def _check_signature(verdict: ProfileVerdict, data: bytes, signature: bytes, sig
     try:
         leaf, intermediates = _split_signer(signer)
     except KGVError as exc:
-        verdict.add(PF.KGV_SIGNER_UNTRUSTED, Severity.ERROR, str(exc), "the KGV signer certificate", "none usable")
+        verdict.add(FindingId.KGV_SIGNER_UNTRUSTED, Severity.ERROR, str(exc), "the KGV signer certificate", "none usable")
         return None
     chain_ok = check_ca_path(verdict, leaf, intermediates, anchors, when)
     if not chain_ok:
-        verdict.add(PF.KGV_SIGNER_UNTRUSTED, Severity.ERROR,
+        verdict.add(FindingId.KGV_SIGNER_UNTRUSTED, Severity.ERROR,
                     f"the KGV signer {leaf.subject.rfc4514_string()} does not chain to a pinned anchor "
                     "(Cisco Root CA M2 for Cisco's KGV files)", "a chain to the pinned anchor", "none")
     algorithm = _SIGNATURE_HASHES.get(len(signature))
     key = leaf.public_key()
     if algorithm is None or not isinstance(key, rsa.RSAPublicKey) or key.key_size // 8 != len(signature):
-        verdict.add(PF.KGV_SIGNATURE_INVALID, Severity.ERROR,
+        verdict.add(FindingId.KGV_SIGNATURE_INVALID, Severity.ERROR,
                     "the detached signature does not fit the signer's RSA key",
                     "a 256- or 512-byte RSA signature matching the key size", f"{len(signature)} bytes")
         return None
     try:
         key.verify(signature, data, padding.PKCS1v15(), algorithm())
     except InvalidSignature:
-        verdict.add(PF.KGV_SIGNATURE_INVALID, Severity.ERROR,
+        verdict.add(FindingId.KGV_SIGNATURE_INVALID, Severity.ERROR,
                     "the KGV file's detached signature does not verify: the file or signature was changed",
                     f"RSA PKCS#1 v1.5 {algorithm.name.upper()} by the signer", "a signature that does not verify")
         return None
@@ -213,17 +212,17 @@ def verify_kgv_file(
     try:
         kgv = parse_kgv(raw)
     except KGVError as exc:
-        verdict.add(PF.KGV_MALFORMED, Severity.ERROR, str(exc), "a KGV JSON file", "not one")
+        verdict.add(FindingId.KGV_MALFORMED, Severity.ERROR, str(exc), "a KGV JSON file", "not one")
         return verdict
     verdict.unauthenticated = {"layout": kgv.layout, "entries": sum(len(v) for v in kgv.kinds().values())}
     if signature is None:
-        verdict.add(PF.OUTPUT_UNSIGNED, Severity.ERROR,
+        verdict.add(FindingId.OUTPUT_UNSIGNED, Severity.ERROR,
                     "no detached signature was given, so the KGV file is not authenticated; pass the "
                     "'.signature' file Cisco publishes beside it", "a detached signature", "none")
         return verdict
     verdict.signed = True
     if signer is None:
-        verdict.add(PF.KGV_SIGNER_UNTRUSTED, Severity.ERROR,
+        verdict.add(FindingId.KGV_SIGNER_UNTRUSTED, Severity.ERROR,
                     "no signer certificate given: pass the KGV signer's certificate (and its sub-CA)",
                     "the KGV signer certificate", "none")
         return verdict
@@ -299,13 +298,13 @@ def appraise_integrity(measurements: Measurements | ProfileVerdict, kgv: KnownGo
     findings: list[Finding] = []
     where = f" at {measurements.location}" if measurements.location else ""
     if not kgv.authenticated:
-        findings.append(Finding(PF.KGV_UNAUTHENTICATED, Severity.WARNING,
+        findings.append(Finding(FindingId.KGV_UNAUTHENTICATED, Severity.WARNING,
                                 "the KGV file used for appraisal is not authenticated (no verified signature)",
                                 "a KGV file signed by Cisco", f"layout {kgv.layout}, SHA-256 {kgv.sha256}"))
 
     def check(kind: str, allowed: dict[str, str], value: str, what: str) -> None:
         if value.upper() not in allowed:
-            findings.append(Finding(PF.KGV_HASH_UNKNOWN, Severity.ERROR,
+            findings.append(Finding(FindingId.KGV_HASH_UNKNOWN, Severity.ERROR,
                                     f"the {what}{where} is not a known-good {kind.replace('_', ' ')} hash",
                                     f"a {kind} hash listed in the KGV", value.upper()))
 

@@ -34,7 +34,6 @@ from ._common import (
     rsa_sha256_ok,
     xe_header,
 )
-from .findings import ProfileFindingId as PF
 from .signer import Signer
 
 __all__ = ["IntegrityOutput", "parse_integrity_output", "verify_integrity_sign"]
@@ -91,14 +90,14 @@ def parse_integrity_output(text: str, verdict: ProfileVerdict) -> IntegrityOutpu
             if file_hash:
                 out.os_hashes.append((file_hash.group("name"), file_hash.group("value")))
             elif stripped and index - 1 < labelled[-1]:
-                verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR,
+                verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR,
                             f"line {index} is not a 'Label: value' line (a wrapped hash?)",
                             "one label per line", stripped[:80])
             continue
         label, value = found
         in_os_list = label == "OS Hashes"
         if label in out.values:
-            verdict.add(PF.OUTPUT_DUPLICATE_FIELD, Severity.ERROR, f"'{label}' is printed twice",
+            verdict.add(FindingId.OUTPUT_DUPLICATE_FIELD, Severity.ERROR, f"'{label}' is printed twice",
                         "each label once", label)
             continue
         out.values[label] = value
@@ -109,7 +108,7 @@ def parse_integrity_output(text: str, verdict: ProfileVerdict) -> IntegrityOutpu
             index += 1
             out.signature = parse_hex_signature(hex_line)
             if out.signature is None:
-                verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR,
+                verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR,
                             "the signature is not 512 upper-case hex digits",
                             "512 hex digits [0-9A-F]", f"{len(hex_line)} characters")
             break  # what follows is the prompt
@@ -128,40 +127,40 @@ def _check_fields(out: IntegrityOutput, verdict: ProfileVerdict) -> bool:
     ok = True
     for label in (*UNSIGNED_LABELS, *_PCR_LABELS, "Boot 0 Hash", "Boot Loader Hash"):
         if not out.values.get(label):
-            verdict.add(PF.OUTPUT_MISSING_FIELD, Severity.ERROR,
+            verdict.add(FindingId.OUTPUT_MISSING_FIELD, Severity.ERROR,
                         f"'{label}' is {'empty' if label in out.values else 'missing'}",
                         f"a '{label}:' line with a value", "empty" if label in out.values else "absent")
             ok = False
     has_single = "OS Hash" in out.values
     has_list = "OS Hashes" in out.values
     if has_single == has_list:
-        verdict.add(PF.OUTPUT_MISSING_FIELD if not has_single else PF.OUTPUT_DUPLICATE_FIELD, Severity.ERROR,
+        verdict.add(FindingId.OUTPUT_MISSING_FIELD if not has_single else FindingId.OUTPUT_DUPLICATE_FIELD, Severity.ERROR,
                     "expected exactly one of 'OS Hash' or 'OS Hashes'", "one of them",
                     "both" if has_single else "neither")
         ok = False
     elif has_single and not out.values["OS Hash"]:
-        verdict.add(PF.OUTPUT_MISSING_FIELD, Severity.ERROR, "'OS Hash' is empty",
+        verdict.add(FindingId.OUTPUT_MISSING_FIELD, Severity.ERROR, "'OS Hash' is empty",
                     "an 'OS Hash:' line with a value", "empty")
         ok = False
     elif has_list and not out.os_hashes:
-        verdict.add(PF.OUTPUT_MISSING_FIELD, Severity.ERROR, "'OS Hashes' lists no file",
+        verdict.add(FindingId.OUTPUT_MISSING_FIELD, Severity.ERROR, "'OS Hashes' lists no file",
                     "'<file>: <hash>' lines", "none")
         ok = False
     for label, lengths in _HASH_LABELS.items():
         value = out.values.get(label)
         if value and (len(value) not in lengths or not _HEX.fullmatch(value)):
-            verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"'{label}' is not a hash",
+            verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"'{label}' is not a hash",
                         f"{' or '.join(map(str, lengths))} hex digits", f"{len(value)} characters")
             ok = False
     for name, value in out.os_hashes:
         if len(value) not in (64, 128):
-            verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"the hash of {name} is not a hash",
+            verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"the hash of {name} is not a hash",
                         "64 or 128 hex digits", f"{len(value)} characters")
             ok = False
     for label in _PCR_LABELS:
         value = out.values.get(label)
         if value and (len(value) != 64 or not _HEX.fullmatch(value)):
-            verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"'{label}' is not a SHA-256 PCR value",
+            verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"'{label}' is not a SHA-256 PCR value",
                         "64 hex digits", f"{len(value)} characters")
             ok = False
     return ok
@@ -190,15 +189,15 @@ def verify_integrity_sign(
         return verdict
     out = parse_integrity_output(text, verdict)
     if not out.values:
-        verdict.add(PF.PROFILE_SHAPE_MISMATCH, Severity.ERROR, "no integrity labels found in the output",
+        verdict.add(FindingId.PROFILE_SHAPE_MISMATCH, Severity.ERROR, "no integrity labels found in the output",
                     "'Boot 0 Hash:', 'PCR0:', ... lines", "none")
         return verdict
     if out.device_error:
-        verdict.add(PF.OUTPUT_DEVICE_ERROR, Severity.ERROR, "the device reported an error reading its measurements",
+        verdict.add(FindingId.OUTPUT_DEVICE_ERROR, Severity.ERROR, "the device reported an error reading its measurements",
                     "complete measurements", DEVICE_ERROR)
     fields_ok = _check_fields(out, verdict)
     verdict.unauthenticated = {label: out.values[label] for label in UNSIGNED_LABELS if label in out.values}
-    verdict.add(PF.OUTPUT_UNAUTHENTICATED, Severity.INFO,
+    verdict.add(FindingId.OUTPUT_UNAUTHENTICATED, Severity.INFO,
                 "not covered by the signature or the PCRs, so not verified: " + ", ".join(UNSIGNED_LABELS),
                 None, "; ".join(f"{k}={v}" for k, v in verdict.unauthenticated.items()) or None)
     pcrs_ok = False
@@ -209,14 +208,14 @@ def verify_integrity_sign(
         for label, computed in (("PCR0", pcr0), ("PCR8", pcr8)):
             if computed.hex().upper() != out.values[label].upper():
                 pcrs_ok = False
-                verdict.add(PF.MEASUREMENT_PCR_MISMATCH, Severity.ERROR,
+                verdict.add(FindingId.MEASUREMENT_PCR_MISMATCH, Severity.ERROR,
                             f"{label} does not recompute from the printed hashes: a hash was changed"
                             + (" (PCR0 extends Boot 0, then Boot Loader)" if label == "PCR0" else
                                " (PCR8 extends the OS hashes in printed order)"),
                             computed.hex().upper(), out.values[label].upper())
     signature_ok = False
     if "Signature version" not in out.values and "Signature" not in out.values:
-        verdict.add(PF.OUTPUT_UNSIGNED, Severity.ERROR,
+        verdict.add(FindingId.OUTPUT_UNSIGNED, Severity.ERROR,
                     "the output carries no signature, so nothing in it is proven"
                     + (" (the echoed command asked for one: the signature was stripped)" if out.echoes_nonce else "")
                     + "; ask with 'show platform integrity sign nonce N'",
@@ -254,15 +253,15 @@ def _check_signature(
     version_text = out.values.get("Signature version", "")
     if not version_text.isdigit() or int(version_text) > MAX_U32 or out.signature is None:
         if "Signature" not in out.values or not version_text:
-            verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, "the signature lines are incomplete",
+            verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR, "the signature lines are incomplete",
                         "Signature version: V, Signature:, hex", version_text or "no version")
         elif not version_text.isdigit():
-            verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, "the signature version is not a number",
+            verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR, "the signature version is not a number",
                         "Signature version: <u32>", version_text[:40])
         return False
     version = int(version_text)
     if version != 1:
-        verdict.add(PF.OUTPUT_UNSUPPORTED_VERSION, Severity.ERROR,
+        verdict.add(FindingId.OUTPUT_UNSUPPORTED_VERSION, Severity.ERROR,
                     "this signature version is not known; the signed layout could differ", "1", str(version))
         return False
     if not fields_ok or not out.values.get("PCR0") or not out.values.get("PCR8"):

@@ -34,7 +34,6 @@ from ._common import (
     rsa_sha256_ok,
     xe_header,
 )
-from .findings import ProfileFindingId as PF
 
 __all__ = ["SudiOutput", "parse_sudi_output", "verify_sudi_certificate", "verify_sudi_sign"]
 
@@ -59,14 +58,14 @@ def parse_sudi_output(text: str, verdict: ProfileVerdict) -> SudiOutput | None:
     """Parse the printed output; None (with findings) when it cannot be verified at all."""
     lines = text.split("\n")
     if any(line.strip() == DEVICE_ERROR for line in lines):
-        verdict.add(PF.OUTPUT_DEVICE_ERROR, Severity.ERROR,
+        verdict.add(FindingId.OUTPUT_DEVICE_ERROR, Severity.ERROR,
                     "the device could not read its SUDI certificate; there is nothing to verify",
                     "three certificates and a signature", DEVICE_ERROR)
     blocks = pem_blocks(lines, verdict)
     if blocks is None:
         return None
     if len(blocks) != 3:
-        verdict.add(FindingId.CHAIN_NO_CERTIFICATE if not blocks else PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR,
+        verdict.add(FindingId.CHAIN_NO_CERTIFICATE if not blocks else FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR,
                     f"expected the root, sub-CA and device certificates, found {len(blocks)} certificate(s)",
                     "3 certificates", str(len(blocks)))
         return None
@@ -75,13 +74,13 @@ def parse_sudi_output(text: str, verdict: ProfileVerdict) -> SudiOutput | None:
     for before, after in zip(blocks, blocks[1:]):
         stray = [line for line in lines[before.last_line + 1: after.first_line] if line.strip()]
         if stray:  # the certificates are signed back to back; nothing may sit between them
-            verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, "unexpected text between the certificates",
+            verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR, "unexpected text between the certificates",
                         "certificates back to back", stray[0][:80])
             return None
     while tail and not tail[0]:
         tail.pop(0)
     if not tail or not tail[0].startswith("Signature"):
-        verdict.add(PF.OUTPUT_UNSIGNED, Severity.ERROR,
+        verdict.add(FindingId.OUTPUT_UNSIGNED, Severity.ERROR,
                     "the output carries no signature, so it proves nothing; ask the device with "
                     "'show platform sudi certificate sign nonce N'",
                     "Signature version: / Signature: lines", "none")
@@ -89,17 +88,17 @@ def parse_sudi_output(text: str, verdict: ProfileVerdict) -> SudiOutput | None:
     verdict.signed = True
     match = _VERSION.fullmatch(tail[0])
     if match is None or int(match.group(1)) > MAX_U32:
-        verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, "the signature version line is malformed",
+        verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR, "the signature version line is malformed",
                     "Signature version: <u32>", tail[0][:80])
         return None
     if len(tail) < 3 or tail[1] != "Signature:":
-        verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR,
+        verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR,
                     "expected 'Signature:' and one hex line after the signature version",
                     "Signature: then 512 hex digits", " | ".join(tail[1:3])[:80] or "end of output")
         return None
     signature = parse_hex_signature(tail[2])
     if signature is None:
-        verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, "the signature is not 512 upper-case hex digits",
+        verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR, "the signature is not 512 upper-case hex digits",
                     "512 hex digits [0-9A-F]", f"{len(tail[2])} characters")
         return None
     return SudiOutput(blocks, int(match.group(1)), signature, echoes_nonce)
@@ -122,7 +121,7 @@ def verify_sudi_sign(
     if parsed.signature is None or parsed.version is None:
         return verdict
     if parsed.version != 1:
-        verdict.add(PF.OUTPUT_UNSUPPORTED_VERSION, Severity.ERROR,
+        verdict.add(FindingId.OUTPUT_UNSUPPORTED_VERSION, Severity.ERROR,
                     "this signature version is not known; the signed layout could differ", "1",
                     str(parsed.version))
         return verdict
@@ -165,7 +164,7 @@ def verify_sudi_certificate(raw: bytes, *, anchors: Anchors, when: dt.datetime) 
     if blocks is None:
         return verdict
     if len(blocks) != 1:
-        verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, "expected exactly one SUDI certificate",
+        verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR, "expected exactly one SUDI certificate",
                     "1 certificate", str(len(blocks)))
         return verdict
     leaf: x509.Certificate = blocks[0].certificate

@@ -45,7 +45,6 @@ from ._common import (
     rsa_sha256_ok,
     xe_header,
 )
-from .findings import ProfileFindingId as PF
 from .signer import Signer
 
 __all__ = ["V2Part", "parse_v2", "verify_system_integrity"]
@@ -95,7 +94,7 @@ def _parse_cli(text: str, verdict: ProfileVerdict) -> list[V2Part]:
     lines = text.split("\n")
     starts = [i for i, line in enumerate(lines) if _CLI_LOCATION.fullmatch(line.strip())]
     if not starts:
-        verdict.add(PF.OUTPUT_MISSING_FIELD, Severity.ERROR, "no 'LOCATION FRU=...' block in the output",
+        verdict.add(FindingId.OUTPUT_MISSING_FIELD, Severity.ERROR, "no 'LOCATION FRU=...' block in the output",
                     "LOCATION FRU=.. SLOT=.. BAY=.. CHASSIS=.. NODE=..", "none")
         return []
     parts = []
@@ -149,7 +148,7 @@ def _parse_cli_block(block: list[str], location: str | None, verdict: ProfileVer
             elif section == "Registers:" and re.fullmatch(r"PCR\d+", label):
                 part.pcrs[int(label[3:])] = value.strip()
     else:
-        verdict.add(PF.OUTPUT_MISSING_FIELD, Severity.ERROR,
+        verdict.add(FindingId.OUTPUT_MISSING_FIELD, Severity.ERROR,
                     f"the block for {location} has no trust chain, compliance or measurement",
                     "one of them", "none")
         return None
@@ -161,7 +160,7 @@ def _parse_cli_block(block: list[str], location: str | None, verdict: ProfileVer
         part.signed = True
         match = re.fullmatch(r"Version:\s*(\d{1,10})", version_line)
         if match is None or value_line != "Value:":
-            verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, "the signature block is malformed",
+            verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR, "the signature block is malformed",
                         "Signature: / Version: V / Value: / hex", f"{version_line[:30]} | {value_line[:30]}")
         else:
             part.version = int(match.group(1))
@@ -172,17 +171,17 @@ def _parse_cli_block(block: list[str], location: str | None, verdict: ProfileVer
 # -- XML and JSON -------------------------------------------------------------------------------
 def _parse_xml(text: str, verdict: ProfileVerdict) -> list[V2Part]:
     if "<!DOCTYPE" in text or "<!ENTITY" in text:  # a device reply never declares entities
-        verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, "the XML declares a DOCTYPE or entities",
+        verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR, "the XML declares a DOCTYPE or entities",
                     "plain NETCONF XML", "DOCTYPE/ENTITY")
         return []
     try:
         root = _xml_within_depth(text.strip())
     except ET.ParseError as exc:
-        verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"the XML cannot be parsed ({exc})",
+        verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"the XML cannot be parsed ({exc})",
                     "well-formed XML", str(exc))
         return []
     except _TooDeep:
-        verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR,
+        verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR,
                     f"the XML nests deeper than {MAX_XML_DEPTH} elements; a device never prints that, so "
                     "it is refused", f"at most {MAX_XML_DEPTH} levels", f"more than {MAX_XML_DEPTH}")
         return []
@@ -251,13 +250,13 @@ def _parse_json(text: str, verdict: ProfileVerdict) -> list[V2Part]:
     try:  # strict: a duplicate key would let two readers see different signed values
         document = loads_strict(text, max_depth=MAX_JSON_DEPTH)
     except JSONProblem as problem:
-        verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"the JSON cannot be used: {problem.message}",
+        verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"the JSON cannot be used: {problem.message}",
                     problem.expected or "strict RESTCONF JSON", problem.found)
         return []
     data = next((v for k, v in document.items() if k.endswith("system-integrity-oper-data")), None) \
         if isinstance(document, dict) else None
     if not isinstance(data, dict) or not isinstance(data.get("location"), list):
-        verdict.add(PF.OUTPUT_MISSING_FIELD, Severity.ERROR, "no system-integrity-oper-data/location list",
+        verdict.add(FindingId.OUTPUT_MISSING_FIELD, Severity.ERROR, "no system-integrity-oper-data/location list",
                     "Cisco-IOS-XE-system-integrity-oper:system-integrity-oper-data", "absent")
         return []
     return [part for location in data["location"] for part in _parts_from_tree(location, verdict)]
@@ -273,7 +272,7 @@ def _objects(value: Any, what: str, where: str | None, verdict: ProfileVerdict) 
     objects = [item for item in items if isinstance(item, dict)]
     if len(objects) != len(items):
         other = next(item for item in items if not isinstance(item, dict))
-        verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"a {what} at {where} is not an object",
+        verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"a {what} at {where} is not an object",
                     f"{what} objects", type(other).__name__)
     return objects
 
@@ -284,28 +283,28 @@ def _text(value: Any, what: str, where: str | None, verdict: ProfileVerdict) -> 
         return None
     if isinstance(value, str | int | float) and not isinstance(value, bool):
         return str(value).strip()
-    verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"the {what} at {where} is not a value",
+    verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"the {what} at {where} is not a value",
                 "a string or number", type(value).__name__)
     return None
 
 
 def _parts_from_tree(location: Any, verdict: ProfileVerdict) -> list[V2Part]:
     if not isinstance(location, dict):
-        verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, "a location is not an object", "object", "other")
+        verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR, "a location is not an object", "object", "other")
         return []
     key = _location_key(location, verdict)
     parts = []
     for integrity in _as_list(location.get("integrity")):
         kinds = [name for name in _KINDS if isinstance(integrity, dict) and name in integrity]
         if len(kinds) != 1:
-            verdict.add(PF.OUTPUT_MISSING_FIELD, Severity.ERROR,
+            verdict.add(FindingId.OUTPUT_MISSING_FIELD, Severity.ERROR,
                         f"expected one of trust-chain, compliance, measurement at {key}", "one", str(kinds))
             continue
         node = integrity[kinds[0]]
         if isinstance(node, list) and len(node) == 1:  # XML: the container shares a name with its list
             node = node[0]
         if not isinstance(node, dict):
-            verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"{kinds[0]} at {key} is not a container",
+            verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"{kinds[0]} at {key} is not a container",
                         "an object", type(node).__name__)
             continue
         part = V2Part(_KINDS[kinds[0]], key, printed_nonce=_text(integrity.get("nonce"), "nonce", key, verdict) or None)
@@ -316,7 +315,7 @@ def _parts_from_tree(location: Any, verdict: ProfileVerdict) -> list[V2Part]:
                     der = decode_base64_der(_text(item.get("value"), "certificate", key, verdict) or "")
                     part.certificates.append((name, load_der_certificate(der), der))
                 except ValueError as exc:  # load_der_certificate: every malformed certificate is one
-                    verdict.add(PF.OUTPUT_BAD_CERTIFICATE, Severity.ERROR,
+                    verdict.add(FindingId.OUTPUT_BAD_CERTIFICATE, Severity.ERROR,
                                 f"the certificate {name!r} at {key} cannot be read ({exc})",
                                 "base64 DER", str(exc)[:80])
                     part.certificates = []
@@ -344,7 +343,7 @@ def _parts_from_tree(location: Any, verdict: ProfileVerdict) -> list[V2Part]:
                 try:
                     index = int(register.get("index"))  # type: ignore[arg-type]
                 except (TypeError, ValueError, OverflowError):
-                    verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"a register at {key} has no index",
+                    verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"a register at {key} has no index",
                                 "index", str(register)[:60])
                     continue
                 part.pcrs[index] = _text(register.get("pcr-content"), "PCR", key, verdict) or ""
@@ -363,7 +362,7 @@ def _parts_from_tree(location: Any, verdict: ProfileVerdict) -> list[V2Part]:
 def _location_key(location: dict[str, Any], verdict: ProfileVerdict) -> str | None:
     missing = [key for key in LOCATION_KEYS if key not in location or location[key] in (None, "")]
     if missing:
-        verdict.add(PF.OUTPUT_MISSING_FIELD, Severity.ERROR,
+        verdict.add(FindingId.OUTPUT_MISSING_FIELD, Severity.ERROR,
                     f"a location lacks its YANG list keys ({', '.join(missing)}); the model requires them",
                     ", ".join(LOCATION_KEYS), "missing: " + ", ".join(missing))
         return None
@@ -392,7 +391,7 @@ def _verify_part(verdict: ProfileVerdict, part: V2Part, anchors: Anchors, signer
     result: dict[str, Any] = {"location": part.location, "request": part.kind}
     if part.kind == "trust_chain":
         if len(part.certificates) != 3:
-            verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR,
+            verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR,
                         f"expected root, sub-CA and SUDI certificates at {where}", "3", str(len(part.certificates)))
             return None
         signed_tail = b"".join(der for _, _, der in part.certificates)
@@ -403,7 +402,7 @@ def _verify_part(verdict: ProfileVerdict, part: V2Part, anchors: Anchors, signer
     else:
         if part.kind == "compliance":
             if not part.capabilities:
-                verdict.add(PF.OUTPUT_MISSING_FIELD, Severity.ERROR, f"no capability listed at {where}",
+                verdict.add(FindingId.OUTPUT_MISSING_FIELD, Severity.ERROR, f"no capability listed at {where}",
                             "capabilities", "none")
                 return None
             signed_tail = b"".join(a.encode() + v.encode() for a, v in part.capabilities)
@@ -427,15 +426,15 @@ def _verify_part(verdict: ProfileVerdict, part: V2Part, anchors: Anchors, signer
         chain_ok = check_sudi_chain(verdict, leaf, anchors, when, printed_root=signer.root,
                                     printed_sub_ca=signer.sub_ca)
     if not part.signed:
-        verdict.add(PF.OUTPUT_UNSIGNED, Severity.ERROR, f"the {part.kind} at {where} carries no signature",
+        verdict.add(FindingId.OUTPUT_UNSIGNED, Severity.ERROR, f"the {part.kind} at {where} carries no signature",
                     "a signature block", "none")
         return None
     if part.version is None or part.version > MAX_U32 or part.signature is None:
-        verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"the signature at {where} is malformed",
+        verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"the signature at {where} is malformed",
                     "version 1 and 512 upper-case hex digits", "something else")
         return None
     if part.version != 1:
-        verdict.add(PF.OUTPUT_UNSUPPORTED_VERSION, Severity.ERROR, "unknown signature version", "1",
+        verdict.add(FindingId.OUTPUT_UNSUPPORTED_VERSION, Severity.ERROR, "unknown signature version", "1",
                     str(part.version))
         return None
     if nonce is None:
@@ -459,26 +458,26 @@ def _check_measurement(verdict: ProfileVerdict, part: V2Part, where: str) -> boo
     ok = True
     for stage, _, value in part.boot_stages:
         if not _HEX_HASH.fullmatch(value):
-            verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"boot stage {stage} hash at {where} is malformed",
+            verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"boot stage {stage} hash at {where} is malformed",
                         "64 or 128 hex digits", f"{len(value)} characters")
             ok = False
     for name, value in part.packages:
         if not _HEX_HASH.fullmatch(value):
-            verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"the hash of {name} at {where} is malformed",
+            verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"the hash of {name} at {where} is malformed",
                         "64 or 128 hex digits", f"{len(value)} characters")
             ok = False
     stages = sorted(s for s, _, _ in part.boot_stages)
     if not part.boot_stages or stages != list(range(len(stages))):
-        verdict.add(PF.OUTPUT_MISSING_FIELD, Severity.ERROR, f"the boot stages at {where} are not 0..n",
+        verdict.add(FindingId.OUTPUT_MISSING_FIELD, Severity.ERROR, f"the boot stages at {where} are not 0..n",
                     "stages 0, 1, ...", str(stages))
         ok = False
     if not part.packages:
-        verdict.add(PF.OUTPUT_MISSING_FIELD, Severity.ERROR, f"no package hash at {where}", "package-integrity",
+        verdict.add(FindingId.OUTPUT_MISSING_FIELD, Severity.ERROR, f"no package hash at {where}", "package-integrity",
                     "none")
         ok = False
     for index in (0, 8):
         if not _PCR.fullmatch(part.pcrs.get(index, "")):
-            verdict.add(PF.OUTPUT_MISSING_FIELD, Severity.ERROR, f"PCR{index} at {where} is missing or malformed",
+            verdict.add(FindingId.OUTPUT_MISSING_FIELD, Severity.ERROR, f"PCR{index} at {where} is missing or malformed",
                         "64 hex digits", part.pcrs.get(index, "absent")[:70])
             ok = False
     if not ok:
@@ -487,7 +486,7 @@ def _check_measurement(verdict: ProfileVerdict, part: V2Part, where: str) -> boo
     pcr8 = fold(h for _, h in part.packages)
     for index, computed in ((0, pcr0), (8, pcr8)):
         if computed.hex().upper() != part.pcrs[index].upper():
-            verdict.add(PF.MEASUREMENT_PCR_MISMATCH, Severity.ERROR,
+            verdict.add(FindingId.MEASUREMENT_PCR_MISMATCH, Severity.ERROR,
                         f"PCR{index} at {where} does not recompute from the printed hashes",
                         computed.hex().upper(), part.pcrs[index].upper())
             ok = False
@@ -506,7 +505,7 @@ def verify_system_integrity(
     parts = parse_v2(text, verdict)
     if not parts:
         if not verdict.errors:
-            verdict.add(PF.OUTPUT_MISSING_FIELD, Severity.ERROR, "no integrity data in the output",
+            verdict.add(FindingId.OUTPUT_MISSING_FIELD, Severity.ERROR, "no integrity data in the output",
                         "trust_chain, compliance or measurement", "none")
         return verdict
     verdict.signed = all(part.signed for part in parts)
@@ -532,7 +531,7 @@ def verify_system_integrity(
     check_nonce_given(verdict, nonce, policy)
     if unauthenticated:
         verdict.unauthenticated = unauthenticated
-        verdict.add(PF.OUTPUT_UNAUTHENTICATED, Severity.INFO,
+        verdict.add(FindingId.OUTPUT_UNAUTHENTICATED, Severity.INFO,
                     "platform and version strings are not covered by the signature or the PCRs, so not verified",
                     None, None)
     if len(results) == len(parts) and not verdict.errors:

@@ -39,7 +39,6 @@ from ._common import (
     check_sudi_chain,
     decode_text,
 )
-from .findings import ProfileFindingId as PF
 
 __all__ = ["verify_attest_certificate"]
 
@@ -97,12 +96,12 @@ def verify_attest_certificate(
     try:  # strict: duplicate keys, NaN and trailing data are refused, as for the envelope
         document = loads_strict(text[start:], max_depth=policy.max_json_depth) if start >= 0 else None
     except JSONProblem as problem:
-        verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"the output is not usable JSON: {problem.message}",
+        verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"the output is not usable JSON: {problem.message}",
                     problem.expected or "JSON", problem.found)
         return verdict
     nodes = list(_nodes(document))
     if not nodes or len(nodes) > MAX_NODES:
-        verdict.add(PF.OUTPUT_MISSING_FIELD, Severity.ERROR, "expected node entries with 'node-location'",
+        verdict.add(FindingId.OUTPUT_MISSING_FIELD, Severity.ERROR, "expected node entries with 'node-location'",
                     f"1 to {MAX_NODES} nodes", str(len(nodes)))
         return verdict
     verdict.signed = True
@@ -124,7 +123,7 @@ def _verify_node(verdict: ProfileVerdict, node: dict[str, Any], anchors: Anchors
                  when: dt.datetime, policy: Policy) -> dict[str, Any] | None:
     where = str(node.get("node-location"))
     if "signature" not in node:
-        verdict.add(PF.OUTPUT_UNSIGNED, Severity.ERROR, f"node {where} carries no signature, so it proves nothing",
+        verdict.add(FindingId.OUTPUT_UNSIGNED, Severity.ERROR, f"node {where} carries no signature, so it proves nothing",
                     "a signature", "none")
         return None
     try:
@@ -138,11 +137,11 @@ def _verify_node(verdict: ProfileVerdict, node: dict[str, Any], anchors: Anchors
         ders = [_b64(value) for value in _certificate_values(node)]
         certs = [load_der_certificate(der) for der in ders]
     except ValueError as exc:  # load_der_certificate: every malformed certificate is one
-        verdict.add(PF.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"node {where}: {exc}",
+        verdict.add(FindingId.OUTPUT_MALFORMED_FIELD, Severity.ERROR, f"node {where}: {exc}",
                     "base64 nonce/signature/certificates and an integer signature_version", str(exc)[:80])
         return None
     if version != 1:
-        verdict.add(PF.OUTPUT_UNSUPPORTED_VERSION, Severity.ERROR, f"node {where}: unknown signature version",
+        verdict.add(FindingId.OUTPUT_UNSUPPORTED_VERSION, Severity.ERROR, f"node {where}: unknown signature version",
                     "1", str(version))
         return None
     if nonce is not None and not hmac.compare_digest(printed_nonce, nonce):
