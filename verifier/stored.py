@@ -161,6 +161,10 @@ def kind_of(meta: Mapping[str, Any] | None) -> Kind | None:
     if named is not None:
         if not isinstance(named, str) or named not in KINDS:
             raise EnvelopeError(f"metadata kind: expected one of {', '.join(KINDS)}, found {named!r}")
+        declared = meta.get("verifier_profile")
+        if declared is not None and declared != KINDS[named].profile:
+            raise EnvelopeError(f"metadata verifier_profile: expected {KINDS[named].profile!r} (kind {named}), "
+                                f"found {declared!r}; the metadata contradicts itself")
         return KINDS[named]
     profile, command = meta.get("verifier_profile"), meta.get("command")
     if profile in _PROFILE_KINDS:
