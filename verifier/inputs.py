@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EnvelopeError
-from .stored import ENVELOPE_SUFFIX, StoredFileError, parse_stored_name, read_sidecar
+from .stored import ENVELOPE_SUFFIX, StoredFileError, legacy_signer, parse_stored_name, read_sidecar
 from .stored import META_SUFFIX as _STORED_META_SUFFIX
 
 __all__ = ["META_SUFFIX", "EnvelopeInput", "parse_time", "read_envelope_file"]
@@ -103,14 +103,17 @@ def read_envelope_file(path: str | Path, *, max_bytes: int, stdin: Any = None) -
     profile = meta.get("verifier_profile")
     if profile is not None and not isinstance(profile, str):
         raise EnvelopeError(f"{meta_path}: expected verifier_profile to be a string, found {profile!r}")
-    signer = _read_signer(file, meta, max_bytes) if meta.get("signer") is not None else None
+    signer_name = meta.get("signer")
+    if signer_name is None:
+        signer_name = legacy_signer(file, meta)  # stored before `signer`: its poll's SUDI output
+    signer = _read_signer(file, signer_name, meta, max_bytes) if signer_name is not None else None
     return EnvelopeInput(str(file), raw, meta["device"], nonce, received, meta, profile, signer)
 
 
-def _read_signer(file: Path, meta: dict[str, Any], max_bytes: int) -> bytes:
-    """The bytes of the output the metadata names as `signer` (same folder, same device, same
-    poll), checked against the signer's own metadata. Raises EnvelopeError otherwise."""
-    name = meta["signer"]
+def _read_signer(file: Path, name: Any, meta: dict[str, Any], max_bytes: int) -> bytes:
+    """The bytes of the output `name` that signs `file` (the metadata's `signer`: same folder,
+    same device, same poll), checked against the signer's own metadata. Raises EnvelopeError
+    otherwise."""
     where = f"{file}{META_SUFFIX}: signer"
     if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
         raise EnvelopeError(f"{where}: expected the file name of an output beside it, found {name!r}")

@@ -25,8 +25,8 @@ from .errors import EnvelopeError
 
 __all__ = [
     "APPRAISAL_SUFFIX", "ENVELOPE_SUFFIX", "KINDS", "MAX_SIDECAR_BYTES", "META_SUFFIX", "METADATA_FORMAT",
-    "VERDICT_SUFFIX", "Kind", "StoredFileError", "StoredName", "kind_of", "parse_stored_name", "read_sidecar",
-    "sidecar_path", "stored_name",
+    "VERDICT_SUFFIX", "Kind", "StoredFileError", "StoredName", "kind_of", "legacy_signer", "parse_stored_name",
+    "read_sidecar", "sidecar_path", "stored_name",
 ]
 
 METADATA_FORMAT = "trust-dossier/envelope-metadata/1"
@@ -176,3 +176,25 @@ def kind_of(meta: Mapping[str, Any] | None) -> Kind | None:
     if isinstance(command, str) and _DOSSIER_COMMAND in command:
         return KINDS["xr-dossier"]
     return KINDS["xr-signed-output"]
+
+
+def legacy_signer(envelope_path: Path, meta: Mapping[str, Any]) -> str | None:
+    """For an IOS XE integrity output stored before `signer` and `poll_id` (stores of earlier
+    collectors, which stored a poll as its `sudi` output then the outputs it signs): the file
+    name of the nearest `sudi` output stored before it in its folder; None otherwise, or when
+    there is none. The caller checks the named output as it checks a `signer`."""
+    if meta.get("signer") is not None or meta.get("poll_id") is not None or meta.get("kind") is not None:
+        return None  # a collector that records its polls names the signer itself
+    kind = kind_of(meta)
+    if kind is None or kind.name != "xe-integrity":
+        return None
+    earlier = sorted((p for p in envelope_path.parent.glob("*" + ENVELOPE_SUFFIX) if p.name < envelope_path.name),
+                     reverse=True)
+    for candidate in earlier:
+        try:
+            other = read_sidecar(sidecar_path(candidate, META_SUFFIX))
+        except StoredFileError:
+            return None  # a damaged neighbour: no guessing past it
+        if other is not None and other.get("output") == "sudi" and other.get("platform") == meta.get("platform"):
+            return candidate.name
+    return None
