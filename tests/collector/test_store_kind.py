@@ -26,3 +26,20 @@ def test_the_metadata_says_what_the_output_is(tmp_path: Path, extra: dict, kind:
                             duration_s=0.1, extra=extra)
     meta = read_sidecar(tmp_path / "s" / (record.path + ".meta.json"))
     assert meta["kind"] == kind
+
+
+def test_the_store_is_the_written_down_interface(tmp_path: Path) -> None:
+    """Every method of `EnvelopeStore` is `Store`'s, with the same parameters."""
+    import inspect
+
+    from collector.storage import EnvelopeStore
+
+    members = [name for name, value in vars(EnvelopeStore).items()
+               if callable(value) and not name.startswith("_")]
+    assert len(members) >= 20
+    for name in members:
+        wanted = inspect.signature(getattr(EnvelopeStore, name))
+        found = inspect.signature(getattr(Store, name))
+        assert list(found.parameters) == list(wanted.parameters), name
+    with Store.open(tmp_path / "s") as store:
+        assert isinstance(store, EnvelopeStore)
