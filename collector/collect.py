@@ -32,13 +32,15 @@ from typing import Any, TypeVar
 
 from cryptography import x509
 
+from verifier.stored import ENVELOPE_SUFFIX, stored_name
+
 from .alerts import AlertSink
 from .errors import CollectorError, InventoryError, Reason, StoreError
 from .inventory import Device
 from .platforms import profile_for
 from .polling import PolledOutput, strategy_for
 from .records import RecordLog, default_key_path, load_or_create_key
-from .store import EnvelopeRecord, Store, StoredVerdict, envelope_file_name, new_poll_id
+from .store import EnvelopeRecord, Store, StoredVerdict, new_poll_id
 from .verifying import (
     _BASE_TRUST_STORES,
     Checked,
@@ -458,7 +460,7 @@ class Collector:
                      "attempts": fetched.attempt, "exit_status": output.result.exit_status, **output.extra}
             signer = signer_of(fetched, output)
             if signer is not None:
-                extra["signer"] = envelope_file_name(signer.result.received, signer.nonce.hex())
+                extra["signer"] = stored_name(signer.result.received, signer.nonce.hex()) + ENVELOPE_SUFFIX
             entries.append({"device": fetched.device.name, "host": fetched.device.host, "nonce_hex": output.nonce.hex(),
                             "output": output.result.output, "started": output.result.started,
                             "received": output.result.received, "duration_s": output.result.duration_s,

@@ -18,13 +18,14 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from verifier import stored
 from verifier.display import inert
 
 __all__ = ["DAMAGE_INVALID", "DAMAGE_UNREADABLE", "MAX_SIDECAR_BYTES", "DamagedFile", "VerdictSummary",
            "collected_verdict", "read_appraisal", "read_metadata", "read_sidecar"]
 
 #: Metadata and verdict files are small; anything larger is not ours.
-MAX_SIDECAR_BYTES = 4 * 1024 * 1024
+MAX_SIDECAR_BYTES = stored.MAX_SIDECAR_BYTES
 #: What is reported about a stored file that cannot be used as it is (stable ids: scripts read
 #: them from `dossier store reindex --json`).
 DAMAGE_UNREADABLE = "store.file_unreadable"  # cannot be read, too large, not JSON, not an object
@@ -64,30 +65,12 @@ class VerdictSummary(NamedTuple):
 
 def read_sidecar(path: Path, what: str) -> tuple[dict[str, Any] | None, DamagedFile | None]:
     """The JSON object in the `what` ("metadata") file `path`: (object, None), (None, None) when
-    there is no such file, or (None, what is wrong with it)."""
-
-    def unreadable(expected: str, found: str) -> tuple[None, DamagedFile]:
-        return None, DamagedFile(DAMAGE_UNREADABLE, str(path), expected, found)
-
+    there is no such file, or (None, what is wrong with it). Read by the verifier's one reader
+    of the stored format (`verifier.stored.read_sidecar`: size cap, strict JSON, depth)."""
     try:
-        with open(path, "rb") as file:
-            data = file.read(MAX_SIDECAR_BYTES + 1)
-    except FileNotFoundError:
-        return None, None
-    except OSError as exc:
-        return unreadable(f"a readable {what} file", str(exc.strerror or exc))
-    if len(data) > MAX_SIDECAR_BYTES:
-        return unreadable(f"a {what} file of at most {MAX_SIDECAR_BYTES} bytes", "a larger one")
-    try:
-        value = orjson.loads(data)  # nesting is bounded: orjson refuses more than 1024 levels
-    except orjson.JSONDecodeError as exc:
-        return unreadable(f"a {what} file holding JSON", f"no JSON ({exc})")
-    if not isinstance(value, dict):
-        return unreadable(f"a {what} file holding a JSON object", f"a JSON {_JSON_KINDS.get(type(value), 'value')}")
-    return value, None
-
-
-_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+        return stored.read_sidecar(path, what, max_bytes=MAX_SIDECAR_BYTES), None
+    except stored.StoredFileError as exc:
+        return None, DamagedFile(DAMAGE_UNREADABLE, str(path), exc.expected, exc.found)
 
 
 def read_metadata(path: Path) -> tuple[dict[str, Any] | None, list[DamagedFile]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -16,8 +15,8 @@ from cryptography.hazmat.primitives import serialization
 
 from .display import cell, inert
 from .errors import VerifierError
-from .findings import Finding, FindingId, Severity
-from .inputs import EnvelopeInput, parse_time, read_envelope_file
+from .findings import Severity
+from .inputs import parse_time
 from .policy import Policy
 from .truststore import TrustStore
 
@@ -63,107 +62,23 @@ def _init_worker(settings: _Settings) -> None:
 def _verify_one(path: str, stdin_bytes: bytes | None = None) -> dict[str, Any]:
     """Verify one file in this process; returns a JSON-ready result (never raises: a problem with
     the file, or a verifier bug it reached, is the result's "error")."""
-    from .verify import verify_envelope
+    from .evidence import verify_stored
 
     settings: _Settings = _worker["settings"]
+    options = settings.profiles
+    given = (options.profile if options is not None else "xr-dossier") if settings.profile_given else None
     try:
-        if stdin_bytes is not None:
-            item = EnvelopeInput("-", stdin_bytes)
-        else:
-            item = read_envelope_file(path, max_bytes=settings.policy.max_envelope_bytes)
-        device = _one(settings.device, item.device, "device", path)
-        nonce = settings.nonce if settings.nonce is not None else item.nonce
-        if settings.nonce is not None and item.nonce is not None and settings.nonce != item.nonce:
-            raise VerifierError(
-                f"{path}: --nonce {settings.nonce.hex()} differs from the metadata's nonce {item.nonce.hex()}"
-            )
-        if settings.at == "now":
-            at = None
-        elif settings.at == "received":
-            if item.received is None:
-                raise VerifierError(f"{path}: --at received needs the collector's metadata ({path}.meta.json)")
-            at = item.received
-        else:
-            at = parse_time(settings.at, "--at")
-        options = _profile_options(settings, item)
-        if options is not None and options.profile != "xr-dossier":
-            from .profiles.clisupport import verify_file
-
-            verdict = verify_file(options, item.raw, path=path, trust_store=_worker["store"],
-                                  roots=_worker["roots"], device=device, nonce=nonce, at=at, policy=settings.policy)
-        else:
-            policy = settings.policy
-            if _asked_for_a_dossier(item.meta) and not policy.require_dossier:
-                # The collector asked this device for a dossier: anything else is not one.
-                policy = dataclasses.replace(policy, require_dossier=True)
-            verdict = verify_envelope(item.raw, trust_store=_worker["store"], roots=_worker["roots"],
-                                      device=device, expected_nonce=nonce, at=at, policy=policy)
-        if item.meta is not None:  # stored by the collector: its signed record (verifier/records.py)
-            verdict.findings.extend(_record_findings(item, settings))
+        verdict = verify_stored(
+            path, trust_store=_worker["store"], roots=_worker["roots"], device=settings.device, nonce=settings.nonce,
+            at=settings.at, policy=settings.policy, profile=given,
+            options=options, collector_key=settings.collector_key, record_logs=_worker.setdefault("logs", {}),
+            raw=stdin_bytes)
         return {"file": path, **verdict.to_json()}
     except VerifierError as exc:
         return {"file": path, "error": str(exc)}
     except Exception as exc:  # a verifier bug this file reached: its own error line; the others go on
         return {"file": path, "error": f"{path}: the verifier failed on this file ({type(exc).__name__}: "
                                       f"{str(exc)[:200]}); expected a verdict: please report this as a verifier bug"}
-
-
-def _profile_options(settings: _Settings, item: EnvelopeInput) -> Any:
-    """The profile options for `item`: --profile and its side files when given; else what the
-    collector's metadata names (the profile, and the same poll's output that signs this one)."""
-    options = settings.profiles
-    if options is not None and settings.profile_given:
-        return options if options.signer is not None or item.signer is None else \
-            dataclasses.replace(options, signer=item.signer)
-    if item.profile is None or item.profile == "xr-dossier":
-        return options
-    from .profiles.clisupport import ProfileOptions
-
-    return dataclasses.replace(options or ProfileOptions(item.profile), profile=item.profile,
-                               signer=(options.signer if options is not None else None) or item.signer)
-
-
-def _record_findings(item: EnvelopeInput, settings: _Settings) -> list[Finding]:
-    """The record log's findings about a stored envelope (each log read once per process); where
-    there is no log beside it and no collector key was given, what was not checked."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    from .records import check_record, locate_log, read_log
-
-    file = Path(item.path)
-    log_path = locate_log(file)
-    if settings.collector_key is None and not log_path.exists():
-        if settings.at != "received":
-            return []
-        return [Finding(FindingId.RECORD_NOT_CHECKED, Severity.INFO,
-                        f"{item.path}: no record log at {log_path} and no --collector-key: the collector's signed "
-                        "record (replay, edited metadata, nonce used twice) was not checked",
-                        expected="the store's records.jsonl", found="none")]
-    logs = _worker.setdefault("logs", {})
-    if log_path not in logs:
-        key = (Ed25519PublicKey.from_public_bytes(settings.collector_key)
-               if settings.collector_key is not None else None)
-        logs[log_path] = read_log(log_path, key)
-    verdict_file = file.with_name(file.name + ".verdict.json")
-    meta = item.meta or {}
-    verdict = meta.get("verdict") if isinstance(meta.get("verdict"), dict) else None
-    if verdict is None and verdict_file.is_file():
-        from .records import read_stored_envelope
-
-        verdict = read_stored_envelope(file, settings.policy.max_envelope_bytes)[2]
-    return check_record(logs[log_path], f"{file.parent.name}/{file.name}", item.raw, meta, verdict)
-
-
-def _asked_for_a_dossier(meta: dict[str, Any] | None) -> bool:
-    """True when the collector's metadata says the command sent was the dossier command."""
-    command = (meta or {}).get("command")
-    return isinstance(command, str) and "integrity dossier" in command
-
-
-def _one(option: str | None, meta: str | None, what: str, path: str) -> str | None:
-    if option is not None and meta is not None and option != meta:
-        raise VerifierError(f"{path}: --{what} {option!r} differs from the metadata's {what} {meta!r}")
-    return option if option is not None else meta
 
 
 def _run(files: Sequence[str], settings: _Settings, jobs: int, stdin_bytes: bytes | None) -> Iterator[dict[str, Any]]:

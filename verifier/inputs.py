@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import EnvelopeError
+from .stored import ENVELOPE_SUFFIX, StoredFileError, legacy_signer, parse_stored_name, read_sidecar
+from .stored import META_SUFFIX as _STORED_META_SUFFIX
 
 __all__ = ["META_SUFFIX", "EnvelopeInput", "parse_time", "read_envelope_file"]
 
-META_SUFFIX = ".meta.json"  # the collector writes <name>.envelope.meta.json beside <name>.envelope
+#: What follows a file's own name in its metadata file's (<name>.envelope -> <name>.envelope.meta.json).
+META_SUFFIX = _STORED_META_SUFFIX[len(ENVELOPE_SUFFIX):]
 MAX_META_BYTES = 1024 * 1024  # a metadata file is a few hundred bytes
-# How the collector names what it stores: <device>/<received UTC>-<nonce[:8]>.envelope
-_COLLECTOR_NAME = re.compile(r"(\d{8}T\d{6}\.\d{6}Z)-([0-9a-fA-F]{2,8})\.envelope")
 
 
 @dataclass(frozen=True)
@@ -51,13 +50,15 @@ def parse_time(text: str, where: str) -> dt.datetime:
 
 def _read_meta(meta_path: Path, raw: bytes) -> dict[str, Any]:
     try:
-        if meta_path.stat().st_size > MAX_META_BYTES:
-            raise EnvelopeError(f"{meta_path}: over {MAX_META_BYTES} bytes; not a metadata file")
-        meta = json.loads(meta_path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise EnvelopeError(f"{meta_path}: cannot be read as JSON metadata ({exc})") from None
-    if not isinstance(meta, dict):
-        raise EnvelopeError(f"{meta_path}: expected a JSON object, found {type(meta).__name__}")
+        meta = read_sidecar(meta_path, max_bytes=MAX_META_BYTES)
+    except StoredFileError as exc:
+        if exc.problem == "too_large":
+            raise EnvelopeError(f"{meta_path}: over {MAX_META_BYTES} bytes; not a metadata file") from None
+        if exc.problem == "not_object":
+            raise EnvelopeError(f"{meta_path}: expected a JSON object, found {exc.found}") from None
+        raise EnvelopeError(f"{meta_path}: cannot be read as JSON metadata ({exc.found})") from None
+    if meta is None:
+        raise EnvelopeError(f"{meta_path}: cannot be read as JSON metadata (no such file)")
     for name in ("device", "nonce", "received"):
         if not isinstance(meta.get(name), str):
             raise EnvelopeError(f"{meta_path}: expected a string member {name!r}, found {meta.get(name)!r}")
@@ -102,14 +103,17 @@ def read_envelope_file(path: str | Path, *, max_bytes: int, stdin: Any = None) -
     profile = meta.get("verifier_profile")
     if profile is not None and not isinstance(profile, str):
         raise EnvelopeError(f"{meta_path}: expected verifier_profile to be a string, found {profile!r}")
-    signer = _read_signer(file, meta, max_bytes) if meta.get("signer") is not None else None
+    signer_name = meta.get("signer")
+    if signer_name is None:
+        signer_name = legacy_signer(file, meta)  # stored before `signer`: its poll's SUDI output
+    signer = _read_signer(file, signer_name, meta, max_bytes) if signer_name is not None else None
     return EnvelopeInput(str(file), raw, meta["device"], nonce, received, meta, profile, signer)
 
 
-def _read_signer(file: Path, meta: dict[str, Any], max_bytes: int) -> bytes:
-    """The bytes of the output the metadata names as `signer` (same folder, same device, same
-    poll), checked against the signer's own metadata. Raises EnvelopeError otherwise."""
-    name = meta["signer"]
+def _read_signer(file: Path, name: Any, meta: dict[str, Any], max_bytes: int) -> bytes:
+    """The bytes of the output `name` that signs `file` (the metadata's `signer`: same folder,
+    same device, same poll), checked against the signer's own metadata. Raises EnvelopeError
+    otherwise."""
     where = f"{file}{META_SUFFIX}: signer"
     if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
         raise EnvelopeError(f"{where}: expected the file name of an output beside it, found {name!r}")
@@ -137,15 +141,15 @@ def _read_signer(file: Path, meta: dict[str, Any], max_bytes: int) -> bytes:
 def _check_collector_name(file: Path, meta: dict[str, Any], nonce: bytes) -> None:
     """The collector also records the nonce (its first 8 hex digits) in the file name and the
     device in the folder name: metadata edited to fit a replayed envelope would contradict them."""
-    named = _COLLECTOR_NAME.fullmatch(file.name)
+    named = parse_stored_name(file.name)
     if named is None:
         return  # not named by the collector: the metadata is all there is
-    if not nonce.hex().startswith(named.group(2).lower()):
+    if not nonce.hex().startswith(named.nonce_prefix.lower()):
         raise EnvelopeError(
-            f"{file}: the file name says nonce {named.group(2)}... was sent, but the metadata says "
+            f"{file}: the file name says nonce {named.nonce_prefix}... was sent, but the metadata says "
             f"{nonce.hex()}; the metadata or the file was changed"
         )
-    stamp = dt.datetime.strptime(named.group(1), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=dt.UTC)
+    stamp = named.received
     received = parse_time(meta["received"], f"{file}{META_SUFFIX}: received")
     if received != stamp:
         raise EnvelopeError(

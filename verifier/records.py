@@ -38,6 +38,7 @@ from ._strictjson import JSONProblem, loads_strict
 from .errors import VerifierError
 from .findings import Finding, FindingId, Severity
 from .inputs import parse_time
+from .stored import META_SUFFIX, VERDICT_SUFFIX, StoredFileError, read_sidecar, sidecar_path
 
 __all__ = [
     "KEY_FILE_NAME", "LOG_FORMAT", "LOG_NAME", "LogCheck", "check_record", "default_key_path",
@@ -61,9 +62,6 @@ MAX_LISTED = 5
 #: writes the store must not be able to swap the key that vouches for it).
 KEY_FILE_NAME = "collector-key.pem"
 _PUBLIC_SUFFIX = ".pub.pem"
-#: The metadata and verdict files beside a stored envelope (as `collector.store` names them).
-_META_SUFFIX, _VERDICT_SUFFIX = ".meta.json", ".verdict.json"
-_MAX_SIDECAR_BYTES = 4 * 1024 * 1024
 
 _KINDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "header": {"format": str, "created": str, "public_key": str},
@@ -378,21 +376,19 @@ def read_stored_envelope(envelope_path: Path, max_bytes: int) -> tuple[bytes, di
     envelope_path = Path(envelope_path)
     with envelope_path.open("rb") as handle:
         raw = handle.read(max_bytes + 1)
-    meta = _sidecar(envelope_path.with_name(envelope_path.name + _META_SUFFIX))
+    meta = _sidecar(sidecar_path(envelope_path, META_SUFFIX), "metadata")
     verdict = meta.get("verdict") if meta is not None and isinstance(meta.get("verdict"), dict) else None
     if verdict is None:
-        verdict = _sidecar(envelope_path.with_name(envelope_path.name + _VERDICT_SUFFIX))
+        verdict = _sidecar(sidecar_path(envelope_path, VERDICT_SUFFIX), "verdict")
     return raw, meta, verdict
 
 
-def _sidecar(path: Path) -> dict[str, Any] | None:
+def _sidecar(path: Path, what: str) -> dict[str, Any] | None:
+    """`read_sidecar`, with a damaged file taken as absent: the record check reports what differs."""
     try:
-        if path.stat().st_size > _MAX_SIDECAR_BYTES:
-            return None
-        value = json.loads(path.read_bytes())
-    except (OSError, ValueError, RecursionError):  # nested past the parser's depth: damaged
+        return read_sidecar(path, what)
+    except StoredFileError:
         return None
-    return value if isinstance(value, dict) else None
 
 
 def check_record(log: LogCheck, relative_path: str, raw: bytes, meta: Mapping[str, Any] | None,

@@ -18,20 +18,21 @@ from pathlib import Path
 
 import pytest
 
+import collector.storage.durable as durable
 import collector.store as store_module
 from collector.errors import StoreError
 from collector.store import Store, write_file_atomically
 
 ROOT = Path(__file__).resolve().parents[2]
-HAVE_TMPFILE = store_module._O_TMPFILE is not None
+HAVE_TMPFILE = durable._O_TMPFILE is not None
 
 
 @pytest.fixture(params=["unnamed", "named"])
 def kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     # Always restore the module flag: a test that makes it fall back must not leak that.
-    monkeypatch.setattr(store_module, "_O_TMPFILE", store_module._O_TMPFILE)
+    monkeypatch.setattr(durable, "_O_TMPFILE", durable._O_TMPFILE)
     if request.param == "named":
-        monkeypatch.setattr(store_module, "_O_TMPFILE", None)
+        monkeypatch.setattr(durable, "_O_TMPFILE", None)
     elif not HAVE_TMPFILE:
         pytest.skip("no O_TMPFILE on this platform")
     return request.param
@@ -170,7 +171,7 @@ def test_a_process_killed_mid_write(tmp_path: Path, which: str) -> None:
     script = f"""
 import os, sys, time
 sys.path.insert(0, {str(ROOT)!r})
-import collector.store as s
+import collector.storage.durable as s
 if {which!r} == "named":
     s._O_TMPFILE = None
 real = os.write
@@ -228,11 +229,11 @@ def test_a_default_acl_applies_alike_on_both_paths(tmp_path: Path, monkeypatch: 
         os.setxattr(tmp_path, "system.posix_acl_default", acl([(1, 6), (4, 6), (0x10, 6), (0x20, 4)]))
     except OSError as exc:
         pytest.skip(f"no POSIX ACLs here ({exc.strerror})")
-    monkeypatch.setattr(store_module, "_O_TMPFILE", store_module._O_TMPFILE)
+    monkeypatch.setattr(durable, "_O_TMPFILE", durable._O_TMPFILE)
     old = os.umask(0o077)
     try:
         write_file_atomically(tmp_path / "unnamed", b"x", mode=0o666)
-        monkeypatch.setattr(store_module, "_O_TMPFILE", None)
+        monkeypatch.setattr(durable, "_O_TMPFILE", None)
         write_file_atomically(tmp_path / "named", b"x", mode=0o666)
     finally:
         os.umask(old)
@@ -251,7 +252,7 @@ def test_a_file_system_without_o_tmpfile_falls_back_to_named(tmp_path: Path, mon
                                                              code: int) -> None:
     real_open = os.open
     refused = []
-    flag = store_module._O_TMPFILE
+    flag = durable._O_TMPFILE
 
     def open_(path: object, flags: int, *args: object, **kwargs: object) -> int:
         if flags & flag == flag:
@@ -259,13 +260,13 @@ def test_a_file_system_without_o_tmpfile_falls_back_to_named(tmp_path: Path, mon
             raise OSError(code, os.strerror(code), str(path))
         return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(store_module, "_O_TMPFILE", flag)
+    monkeypatch.setattr(durable, "_O_TMPFILE", flag)
     monkeypatch.setattr(store_module.os, "open", open_)
     write_file_atomically(tmp_path / "a", b"one")
     write_file_atomically(tmp_path / "b", b"two")
     monkeypatch.setattr(store_module.os, "open", real_open)
     assert len(refused) == 1  # noticed once, then named temporaries only
-    assert store_module._O_TMPFILE is None
+    assert durable._O_TMPFILE is None
     assert (tmp_path / "a").read_bytes() == b"one" and (tmp_path / "b").read_bytes() == b"two"
     assert names(tmp_path) == ["a", "b"]
     with pytest.raises(StoreError, match="never overwrites"):
@@ -279,17 +280,17 @@ def test_an_unwritable_folder_is_an_error_on_both_paths_not_a_silent_fallback(
     """EACCES on O_TMPFILE open is raised as is (the named path would fail alike), and does
     not switch the process to named temporaries."""
     real_open = os.open
-    flag = store_module._O_TMPFILE
+    flag = durable._O_TMPFILE
 
     def open_(path: object, flags: int, *args: object, **kwargs: object) -> int:
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
-    monkeypatch.setattr(store_module, "_O_TMPFILE", flag)
+    monkeypatch.setattr(durable, "_O_TMPFILE", flag)
     monkeypatch.setattr(store_module.os, "open", open_)
     with pytest.raises(PermissionError):
         write_file_atomically(tmp_path / "a", b"one")
     monkeypatch.setattr(store_module.os, "open", real_open)
-    assert store_module._O_TMPFILE == flag
+    assert durable._O_TMPFILE == flag
     assert names(tmp_path) == []
 
 
@@ -304,11 +305,11 @@ def test_linking_from_proc_refused_falls_back_without_loss(tmp_path: Path, monke
             raise OSError(code, os.strerror(code), str(src))
         real_link(src, dst, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(store_module, "_O_TMPFILE", store_module._O_TMPFILE)
+    monkeypatch.setattr(durable, "_O_TMPFILE", durable._O_TMPFILE)
     monkeypatch.setattr(store_module.os, "link", link)
     big = os.urandom(3 << 20)
     write_file_atomically(tmp_path / "a", big)
-    assert store_module._O_TMPFILE is None
+    assert durable._O_TMPFILE is None
     assert (tmp_path / "a").read_bytes() == big and names(tmp_path) == ["a"]
 
 
@@ -321,7 +322,7 @@ def test_linking_from_proc_denied_with_eacces_falls_back(tmp_path: Path, monkeyp
             raise PermissionError(errno.EACCES, "Permission denied", str(src))
         real_link(src, dst, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(store_module, "_O_TMPFILE", store_module._O_TMPFILE)
+    monkeypatch.setattr(durable, "_O_TMPFILE", durable._O_TMPFILE)
     monkeypatch.setattr(store_module.os, "link", link)
     try:
         write_file_atomically(tmp_path / "a", b"one")
@@ -336,17 +337,17 @@ def test_the_folder_removed_between_open_and_link_is_an_error_not_a_fallback(
     folder = tmp_path / "dev"
     folder.mkdir()
     real_link = os.link
-    flag = store_module._O_TMPFILE
+    flag = durable._O_TMPFILE
 
     def link(src: object, dst: object, **kwargs: object) -> None:
         os.rmdir(folder)  # the unnamed file lives on, unlinked; its folder is gone
         real_link(src, dst, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(store_module, "_O_TMPFILE", flag)
+    monkeypatch.setattr(durable, "_O_TMPFILE", flag)
     monkeypatch.setattr(store_module.os, "link", link)
     with pytest.raises(FileNotFoundError):
         write_file_atomically(folder / "x", b"data")
-    assert store_module._O_TMPFILE == flag  # still in use for the folders that exist
+    assert durable._O_TMPFILE == flag  # still in use for the folders that exist
     assert not folder.exists()
 
 
@@ -355,7 +356,7 @@ def test_without_hard_links_a_dangling_symlink_is_not_renamed_over(tmp_path: Pat
     def link(src: object, dst: object, **kwargs: object) -> None:
         raise PermissionError(errno.EPERM, "Operation not permitted", str(src))
 
-    monkeypatch.setattr(store_module, "_O_TMPFILE", store_module._O_TMPFILE)
+    monkeypatch.setattr(durable, "_O_TMPFILE", durable._O_TMPFILE)
     monkeypatch.setattr(store_module.os, "link", link)
     target = tmp_path / "envelope"
     target.symlink_to(tmp_path / "nowhere")

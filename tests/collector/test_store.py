@@ -14,6 +14,7 @@ import pytest
 import schemas
 from collector.errors import StoreError
 from collector import store as store_module
+from collector.storage import durable
 from collector.store import Store, write_file_atomically
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -56,8 +57,8 @@ def temp_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     """Run a test with Linux's unnamed temporary files (O_TMPFILE) and with named ones (the
     fallback where the file system or the platform has no O_TMPFILE)."""
     if request.param == "named":
-        monkeypatch.setattr(store_module, "_O_TMPFILE", None)
-    elif store_module._O_TMPFILE is None:
+        monkeypatch.setattr(durable, "_O_TMPFILE", None)
+    elif durable._O_TMPFILE is None:
         pytest.skip("no O_TMPFILE on this platform")
     return request.param
 
@@ -84,7 +85,7 @@ def test_unnamed_temporaries_fall_back_when_linking_from_proc_fails(tmp_path: Pa
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """No /proc (a container without it): the first write notices, and every write from then on
     uses named temporaries; nothing is lost or left behind."""
-    if store_module._O_TMPFILE is None:
+    if durable._O_TMPFILE is None:
         pytest.skip("no O_TMPFILE on this platform")
     real_link = os.link
 
@@ -94,9 +95,9 @@ def test_unnamed_temporaries_fall_back_when_linking_from_proc_fails(tmp_path: Pa
         real_link(src, dst, **kwargs)
 
     monkeypatch.setattr(store_module.os, "link", link)
-    monkeypatch.setattr(store_module, "_O_TMPFILE", store_module._O_TMPFILE)  # restored afterwards
+    monkeypatch.setattr(durable, "_O_TMPFILE", durable._O_TMPFILE)  # restored afterwards
     write_file_atomically(tmp_path / "a", b"one")
-    assert store_module._O_TMPFILE is None
+    assert durable._O_TMPFILE is None
     write_file_atomically(tmp_path / "b", b"two")
     assert (tmp_path / "a").read_bytes() == b"one" and (tmp_path / "b").read_bytes() == b"two"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
@@ -394,7 +395,7 @@ def test_save_many_stores_each_envelope_with_its_verdict_and_indexes_it(
     if kind != "syncfs":
         monkeypatch.setattr(store_module._BatchSync, "usable", classmethod(lambda cls, root: False))
     if kind == "named temporaries":
-        monkeypatch.setattr(store_module, "_O_TMPFILE", None)
+        monkeypatch.setattr(durable, "_O_TMPFILE", None)
     store = Store.open(tmp_path / "s")
     assert (store._batch is not None) == (kind == "syncfs" and store_module._BatchSync.usable(tmp_path))
     seen: list = []

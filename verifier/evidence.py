@@ -1,0 +1,214 @@
+"""Verify a stored output: the one path from stored bytes and metadata to a verdict.
+
+`verify_stored(path, ...)` reads a file as the collector stored it (its metadata through
+`verifier.stored`) and verifies it; `verify_evidence(raw, metadata, ...)` verifies bytes
+with the metadata they have or are about to have (the collector verifies before it writes the
+metadata). Both pick how to verify from the metadata's kind (`verifier.stored.kind_of`):
+
+  (1) the profile: the one given, else the kind's, else the metadata's `verifier_profile`,
+      else the IOS XR envelope;
+  (2) the signer: the one given, else the output the metadata names as `signer`;
+  (3) require_dossier: the policy's, or the kind's (the collector asked for a dossier);
+  (4) device and nonce: the ones given, else the metadata's (a given one that differs is an
+      input error); the time judged at: "received" (the metadata's), "now", or a time;
+  (5) a stored file (`verify_stored`) also has its signed record checked in the store's
+      record log (verifier/records.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping, MutableMapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import EnvelopeError, VerifierError
+from .findings import Finding, FindingId, Severity
+from .inputs import EnvelopeInput, parse_time, read_envelope_file
+from .policy import Policy
+from .stored import kind_of
+from .verify import Verdict, verify_envelope
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from .profiles.clisupport import ProfileOptions
+    from .records import LogCheck
+    from .truststore import TrustStore
+
+__all__ = ["AT_NOW", "AT_RECEIVED", "verify_evidence", "verify_stored"]
+
+#: `at=`: judge validity now, or at the time the metadata says the output was received.
+AT_NOW, AT_RECEIVED = "now", "received"
+#: The profile of the IOS XR envelope (verifier/verify.py); every other one is verifier/profiles.
+_ENVELOPE_PROFILE = "xr-dossier"
+_DEFAULT_POLICY = Policy()
+
+
+def verify_evidence(
+    raw: bytes,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    trust_store: TrustStore | None = None,
+    roots: Sequence[x509.Certificate] = (),
+    device: str | None = None,
+    nonce: bytes | None = None,
+    at: dt.datetime | str = AT_RECEIVED,
+    policy: Policy | None = None,
+    signer: bytes | None = None,
+    profile: str | None = None,
+    options: ProfileOptions | None = None,
+    where: str = "-",
+) -> Verdict:
+    """Verify the output `raw` whose metadata is `metadata` (schemas/metadata.schema.json, as
+    stored or about to be; None: none) and return its verdict; steps (1)-(4) above.
+
+    `trust_store` or `roots`: the anchors. `device`, `nonce` (the bytes sent; IOS XE: its 8
+    bytes big-endian): the metadata's when not given. `at`: "received" (the metadata's time),
+    "now", an ISO-8601 text or an aware datetime. `signer`: the same poll's output that signs
+    this one (IOS XE integrity: its SUDI output). `profile`: verify as this profile
+    (verifier/profiles; "auto" guesses) whatever the metadata says; `options`: a profile's side
+    inputs (signature, KGV file, signer; `verifier.profiles.clisupport.ProfileOptions`, whose
+    own `profile` is ignored: `profile` or the metadata decides). `where`: how
+    messages name the output. Raises VerifierError for the caller's or the metadata's mistakes
+    (the message starts with `where`); anything about the output itself is a finding.
+    """
+    policy = policy or _DEFAULT_POLICY
+    meta = metadata or {}
+    try:
+        kind = kind_of(metadata)
+    except EnvelopeError as exc:
+        raise EnvelopeError(f"{where}: {exc}") from None
+    device = _one(device, meta.get("device") if metadata is not None else None, "device", where)
+    nonce = _nonce(nonce, metadata, where)
+    when = _moment(at, metadata, where)
+    # (1) the profile; (2) the signer
+    if profile is None:
+        declared = meta.get("verifier_profile")
+        profile = kind.profile if kind is not None else declared if isinstance(declared, str) else _ENVELOPE_PROFILE
+    if profile != _ENVELOPE_PROFILE:
+        from .profiles.clisupport import ProfileOptions, verify_file
+
+        chosen = dataclasses.replace(options or ProfileOptions(profile), profile=profile,
+                                     signer=(options.signer if options is not None else None) or signer)
+        return verify_file(chosen, raw, path=where, trust_store=trust_store, roots=roots, device=device,
+                           nonce=nonce, at=when, policy=policy)
+    # (3) the collector asked this device for a dossier: anything else is not one
+    if kind is not None and kind.require_dossier and not policy.require_dossier:
+        policy = dataclasses.replace(policy, require_dossier=True)
+    return verify_envelope(raw, trust_store=trust_store, roots=roots, device=device, expected_nonce=nonce,
+                           at=when, policy=policy)
+
+
+def verify_stored(
+    path: str | Path,
+    *,
+    trust_store: TrustStore | None = None,
+    roots: Sequence[x509.Certificate] = (),
+    device: str | None = None,
+    nonce: bytes | None = None,
+    at: dt.datetime | str = AT_RECEIVED,
+    policy: Policy | None = None,
+    signer: bytes | None = None,
+    profile: str | None = None,
+    options: ProfileOptions | None = None,
+    collector_key: bytes | Ed25519PublicKey | None = None,
+    record_logs: MutableMapping[Path, LogCheck] | None = None,
+    raw: bytes | None = None,
+) -> Verdict:
+    """Verify the file at `path` as the collector stored it (`<name>.envelope` with
+    `<name>.envelope.meta.json` beside it; a file without metadata is verified as the device
+    printed it) and return its verdict; steps (1)-(5) above. The arguments are
+    `verify_evidence`'s, and:
+
+    `collector_key`: the collector's public key (raw Ed25519 bytes or a key) the store's record
+    log is checked with (None: the log's own key, with a warning finding). `record_logs`: a
+    cache of logs read, kept by a caller verifying many files (each log read once). `raw`: the
+    file's bytes when the caller has read them already (standard input, `path` '-').
+    Raises VerifierError for an unreadable file or metadata, or metadata that disagrees with
+    the file or with what is given (the message names the file).
+    """
+    policy = policy or _DEFAULT_POLICY
+    where = str(path)
+    if raw is not None:
+        item = EnvelopeInput(where, raw)
+    else:
+        item = read_envelope_file(path, max_bytes=policy.max_envelope_bytes)
+    if item.meta is None and at == AT_RECEIVED:
+        raise VerifierError(f"{where}: --at received needs the collector's metadata ({where}.meta.json)")
+    verdict = verify_evidence(item.raw, item.meta, trust_store=trust_store, roots=roots, device=device, nonce=nonce,
+                              at=at, policy=policy, signer=signer or item.signer, profile=profile,
+                              options=options, where=where)
+    if item.meta is not None:  # (5) stored by the collector: its signed record
+        verdict.findings.extend(_record_findings(item, collector_key, record_logs, policy,
+                                                 at_received=at == AT_RECEIVED))
+    return verdict
+
+
+def _one(given: str | None, stored: Any, what: str, where: str) -> str | None:
+    if given is not None and stored is not None and given != stored:
+        raise VerifierError(f"{where}: --{what} {given!r} differs from the metadata's {what} {stored!r}")
+    return given if given is not None else stored
+
+
+def _nonce(given: bytes | None, metadata: Mapping[str, Any] | None, where: str) -> bytes | None:
+    """The nonce to expect: `given`, else the metadata's (hex)."""
+    stored = (metadata or {}).get("nonce")
+    if stored is None:
+        return given
+    try:
+        stored_bytes = bytes.fromhex(stored)
+    except (TypeError, ValueError):
+        raise EnvelopeError(f"{where}.meta.json: nonce must be hex, found {stored!r}") from None
+    if given is not None and given != stored_bytes:
+        raise VerifierError(f"{where}: --nonce {given.hex()} differs from the metadata's nonce {stored_bytes.hex()}")
+    return given if given is not None else stored_bytes
+
+
+def _moment(at: dt.datetime | str, metadata: Mapping[str, Any] | None, where: str) -> dt.datetime | None:
+    """The time validity is judged at (None: now)."""
+    if isinstance(at, dt.datetime):
+        if at.tzinfo is None:
+            raise VerifierError(f"at: expected an aware time, found {at.isoformat()} with no zone")
+        return at
+    if at == AT_NOW:
+        return None
+    if at == AT_RECEIVED:
+        received = (metadata or {}).get("received")
+        if not isinstance(received, str):
+            raise VerifierError(f"{where}: --at received needs the collector's metadata ({where}.meta.json)")
+        return parse_time(received, f"{where}.meta.json: received")
+    return parse_time(at, "--at")
+
+
+def _record_findings(item: EnvelopeInput, collector_key: bytes | Ed25519PublicKey | None,
+                     logs: MutableMapping[Path, LogCheck] | None, policy: Policy, *,
+                     at_received: bool) -> list[Finding]:
+    """The record log's findings about a stored envelope (each log read once per `logs`);
+    where there is no log beside it and no collector key was given, what was not checked."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from .records import check_record, locate_log, read_log, read_stored_envelope
+
+    file = Path(item.path)
+    log_path = locate_log(file)
+    if collector_key is None and not log_path.exists():
+        if not at_received:
+            return []
+        return [Finding(FindingId.RECORD_NOT_CHECKED, Severity.INFO,
+                        f"{item.path}: no record log at {log_path} and no --collector-key: the collector's signed "
+                        "record (replay, edited metadata, nonce used twice) was not checked",
+                        expected="the store's records.jsonl", found="none")]
+    logs = logs if logs is not None else {}
+    if log_path not in logs:
+        key = (Ed25519PublicKey.from_public_bytes(collector_key) if isinstance(collector_key, bytes)
+               else collector_key)
+        logs[log_path] = read_log(log_path, key)
+    verdict_file = file.with_name(file.name + ".verdict.json")
+    meta = item.meta or {}
+    verdict = meta.get("verdict") if isinstance(meta.get("verdict"), dict) else None
+    if verdict is None and verdict_file.is_file():
+        verdict = read_stored_envelope(file, policy.max_envelope_bytes)[2]
+    return check_record(logs[log_path], f"{file.parent.name}/{file.name}", item.raw, meta, verdict)

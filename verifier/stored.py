@@ -1,0 +1,200 @@
+"""The stored format: how the collector names what it stores, how its metadata is read, and
+what kind of output a stored file is. The one owner of these rules: the collector writes by
+them, `dossier verify` and every other reader reads by them.
+
+    <device>/<received UTC %Y%m%dT%H%M%S.%fZ>-<nonce[:8]>.envelope    exactly what the device printed
+    <...>.envelope.meta.json        metadata (schemas/metadata.schema.json)
+    <...>.envelope.verdict.json     a verdict recorded apart from the metadata
+    <...>.envelope.appraisal.json   an appraisal (collector.insights)
+
+The metadata's `kind` says what the output is (`KINDS`). Stores written before it have none:
+`kind_of` derives it from what their metadata has.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._strictjson import JSONProblem, loads_strict
+from .errors import EnvelopeError
+
+__all__ = [
+    "APPRAISAL_SUFFIX", "ENVELOPE_SUFFIX", "KINDS", "MAX_SIDECAR_BYTES", "META_SUFFIX", "METADATA_FORMAT",
+    "VERDICT_SUFFIX", "Kind", "StoredFileError", "StoredName", "kind_of", "legacy_signer", "parse_stored_name",
+    "read_sidecar", "sidecar_path", "stored_name",
+]
+
+METADATA_FORMAT = "trust-dossier/envelope-metadata/1"
+ENVELOPE_SUFFIX = ".envelope"
+META_SUFFIX = ".envelope.meta.json"
+VERDICT_SUFFIX = ".envelope.verdict.json"
+APPRAISAL_SUFFIX = ".envelope.appraisal.json"
+#: The received time at the start of a stored envelope's name.
+NAME_STAMP = "%Y%m%dT%H%M%S.%fZ"
+#: Nonce hex digits in a stored envelope's name: enough to tell polls apart at a glance.
+NAME_NONCE_DIGITS = 8
+_STORED_NAME = re.compile(r"(\d{8}T\d{6}\.\d{6}Z)-([0-9a-fA-F]{2,8})\.envelope")
+
+#: Metadata, verdict and appraisal files are small (the store keeps metadata with its verdict
+#: under 256 KiB); anything larger is not ours (DoS bound).
+MAX_SIDECAR_BYTES = 4 * 1024 * 1024
+#: Nesting of a sidecar: a verdict or an appraisal quotes dossier values, themselves bounded
+#: by the dossier's depth limit; deeper is not ours, and must not reach the parser's recursion.
+MAX_SIDECAR_DEPTH = 64
+
+
+@dataclass(frozen=True)
+class StoredName:
+    """What a stored envelope's file name says: when it was received, the nonce's first digits
+    (as spelled in the name)."""
+
+    received: dt.datetime
+    nonce_prefix: str
+
+
+def stored_name(received: dt.datetime, nonce_hex: str) -> str:
+    """The file name (without suffix) of an envelope received at `received` for `nonce_hex`."""
+    stamp = received.astimezone(dt.UTC).strftime(NAME_STAMP)
+    return f"{stamp}-{nonce_hex[:NAME_NONCE_DIGITS].lower()}"
+
+
+def parse_stored_name(file_name: str) -> StoredName | None:
+    """What `file_name` ('<stamp>-<nonce>.envelope') says, or None when the collector did not
+    name it."""
+    named = _STORED_NAME.fullmatch(file_name)
+    if named is None:
+        return None
+    received = dt.datetime.strptime(named.group(1), NAME_STAMP).replace(tzinfo=dt.UTC)
+    return StoredName(received, named.group(2))
+
+
+def sidecar_path(envelope_path: Path, suffix: str) -> Path:
+    """The file beside `envelope_path` with `suffix` (META_SUFFIX, ...): '<base>.envelope' ->
+    '<base>.envelope.meta.json'; a file named otherwise ('x.txt') -> 'x.txt.meta.json'."""
+    return envelope_path.with_name(envelope_path.name + suffix.removeprefix(ENVELOPE_SUFFIX))
+
+
+# --- reading sidecars ------------------------------------------------------------------------
+
+class StoredFileError(EnvelopeError):
+    """A sidecar that cannot be read as one: `problem` (unreadable, too_large, not_json,
+    not_object), what was `expected` of it and what was `found`."""
+
+    def __init__(self, path: Path, problem: str, expected: str, found: str) -> None:
+        super().__init__(f"{path}: expected {expected}, found {found}")
+        self.path, self.problem, self.expected, self.found = path, problem, expected, found
+
+
+_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
+def read_sidecar(path: Path, what: str = "metadata", *, max_bytes: int = MAX_SIDECAR_BYTES) -> dict[str, Any] | None:
+    """The JSON object in the `what` ("metadata", "verdict", "appraisal") file `path`, None when
+    there is no such file. Raises StoredFileError when it cannot be read, is over `max_bytes`,
+    is not strict JSON (a duplicate key, NaN, nesting past MAX_SIDECAR_DEPTH), or is not an
+    object. Anyone who can write the store can write these files: nothing here trusts them."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(max_bytes + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoredFileError(path, "unreadable", f"a readable {what} file", str(exc.strerror or exc)) from None
+    if len(data) > max_bytes:
+        raise StoredFileError(path, "too_large", f"a {what} file of at most {max_bytes} bytes", "a larger one")
+    try:
+        value = loads_strict(data.decode("utf-8"), max_depth=MAX_SIDECAR_DEPTH)
+    except UnicodeDecodeError as exc:
+        raise StoredFileError(path, "not_json", f"a {what} file holding JSON", f"no JSON (not UTF-8 text: {exc})") from None
+    except JSONProblem as exc:
+        raise StoredFileError(path, "not_json", f"a {what} file holding JSON", f"no JSON ({exc})") from None
+    except RecursionError:
+        raise StoredFileError(path, "not_json", f"a {what} file holding JSON",
+                              f"JSON nested past {MAX_SIDECAR_DEPTH} levels") from None
+    if not isinstance(value, dict):
+        raise StoredFileError(path, "not_object", f"a {what} file holding a JSON object",
+                              f"a JSON {_JSON_KINDS.get(type(value), 'value')}")
+    return value
+
+
+# --- what a stored output is -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of stored output: the verifier profile that checks it, and whether its signed
+    text must be a dossier (the collector asked for one: anything else is not one)."""
+
+    name: str
+    profile: str
+    require_dossier: bool
+    description: str
+
+
+#: Every kind the metadata's `kind` may name (schemas/metadata.schema.json lists the same).
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (
+    Kind("xr-dossier", "xr-dossier", True, "an IOS XR dossier envelope (the integrity dossier command)"),
+    Kind("xr-signed-output", "xr-dossier", False, "an IOS XR signed envelope whose text need not be a dossier"),
+    Kind("xe-sudi", "xe-sudi-sign", False, "an IOS XE SUDI certificate output signed with the nonce"),
+    Kind("xe-integrity", "xe-integrity-sign", False,
+         "an IOS XE integrity output signed with the nonce (its SUDI output is its `signer`)"),
+)}
+#: The XR command that asks for a dossier (how stores from before `kind` tell one).
+_DOSSIER_COMMAND = "integrity dossier"
+#: Stores from before `kind`: an IOS XE output's `output` name -> its kind.
+_XE_OUTPUTS = {"sudi": "xe-sudi", "integrity": "xe-integrity"}
+_PROFILE_KINDS = {"xe-sudi-sign": "xe-sudi", "xe-integrity-sign": "xe-integrity"}
+
+
+def kind_of(meta: Mapping[str, Any] | None) -> Kind | None:
+    """What the output with metadata `meta` is: its `kind`; for metadata written before `kind`,
+    derived from what it has (`verifier_profile`, `output`, `platform`, `command`). None when
+    there is no metadata, or it names a profile no kind has (then the profile alone applies).
+    Raises EnvelopeError for a `kind` that is not one of KINDS."""
+    if meta is None:
+        return None
+    named = meta.get("kind")
+    if named is not None:
+        if not isinstance(named, str) or named not in KINDS:
+            raise EnvelopeError(f"metadata kind: expected one of {', '.join(KINDS)}, found {named!r}")
+        declared = meta.get("verifier_profile")
+        if declared is not None and declared != KINDS[named].profile:
+            raise EnvelopeError(f"metadata verifier_profile: expected {KINDS[named].profile!r} (kind {named}), "
+                                f"found {declared!r}; the metadata contradicts itself")
+        return KINDS[named]
+    profile, command = meta.get("verifier_profile"), meta.get("command")
+    if profile in _PROFILE_KINDS:
+        return KINDS[_PROFILE_KINDS[profile]]
+    if meta.get("platform") is not None and meta.get("output") in _XE_OUTPUTS:
+        return KINDS[_XE_OUTPUTS[meta["output"]]]
+    if profile is not None and profile != "xr-dossier":
+        return None
+    if isinstance(command, str) and _DOSSIER_COMMAND in command:
+        return KINDS["xr-dossier"]
+    return KINDS["xr-signed-output"]
+
+
+def legacy_signer(envelope_path: Path, meta: Mapping[str, Any]) -> str | None:
+    """For an IOS XE integrity output stored before `signer` and `poll_id` (stores of earlier
+    collectors, which stored a poll as its `sudi` output then the outputs it signs): the file
+    name of the nearest `sudi` output stored before it in its folder; None otherwise, or when
+    there is none. The caller checks the named output as it checks a `signer`."""
+    if meta.get("signer") is not None or meta.get("poll_id") is not None or meta.get("kind") is not None:
+        return None  # a collector that records its polls names the signer itself
+    kind = kind_of(meta)
+    if kind is None or kind.name != "xe-integrity":
+        return None
+    earlier = sorted((p for p in envelope_path.parent.glob("*" + ENVELOPE_SUFFIX) if p.name < envelope_path.name),
+                     reverse=True)
+    for candidate in earlier:
+        try:
+            other = read_sidecar(sidecar_path(candidate, META_SUFFIX))
+        except StoredFileError:
+            return None  # a damaged neighbour: no guessing past it
+        if other is not None and other.get("output") == "sudi" and other.get("platform") == meta.get("platform"):
+            return candidate.name
+    return None
