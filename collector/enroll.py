@@ -289,7 +289,7 @@ def enroll_identity(trust_store_path: Path, candidate: SudiCandidate, *, source:
             action = "replaced"
         if source == "tofu":
             log.warning("TRUST ON FIRST USE: pinning %s SUDI identity %s (%s) without checking its fingerprint",
-                        candidate.device, candidate.identity, candidate.sha256)
+                        inert(candidate.device), inert(candidate.identity), candidate.sha256)
         store.pin_leaf(candidate.device, candidate.certificate, source=source, pinned_at=now)
     except VerifierError as exc:
         raise EnrollError(f"{candidate.device}: {exc}") from None

@@ -171,3 +171,31 @@ def test_enroll_refuses_an_xe_device_whose_vendor_anchors_are_not_pinned(tmp_pat
                                           "--trust-on-first-use"])
     assert result.exit_code == 1
     assert "dossier trust add" in result.output and "--intermediate" in result.output
+
+
+def test_a_device_claimed_without_a_trust_store_or_a_trust_store_without_a_device_is_not_trusted(
+        xe: XeSetup, tmp_path: Path) -> None:
+    """Found by a review: `--root ... --device xe-0001` ignored the device (anchors by hand pin no
+    identity) and `--trust-store` without a device used the trust pool; both said TRUSTED for
+    another device's output."""
+    _pin_all(xe)
+    first, second = xe.devices
+    store = Store.open(tmp_path / "store")
+    assert Collector(store, trust_store_path=xe.trust).run([second]).exit_code == 0
+    sudi = next(p for p in (tmp_path / "store" / second.name).glob("*" + ENVELOPE_SUFFIX)
+                if json.loads(p.with_name(p.name[:-len(ENVELOPE_SUFFIX)] + META_SUFFIX).read_text())["output"] == "sudi")
+    meta = json.loads(sudi.with_name(sudi.name[:-len(ENVELOPE_SUFFIX)] + META_SUFFIX).read_text())
+    bare = tmp_path / "b.txt"
+    shutil.copyfile(sudi, bare)
+    authority = xe.fleet.sudi_authority()
+    vendor = tmp_path / "vendor.pem"
+    vendor.write_bytes(authority.root.public_bytes(Encoding.PEM) + authority.sub_ca.public_bytes(Encoding.PEM))
+    nonce = ["--profile", "xe-sudi-sign", "--nonce-dec", meta["nonce_decimal"]]
+    code, (by_hand,) = _verify(str(bare), "--root", str(vendor), "--device", first.name, *nonce)
+    assert code == 1 and "identity.not_pinned" in [f["id"] for f in by_hand["findings"]]
+    assert CliRunner().invoke(cli, ["trust", "import-bundle", str(vendor), "--trust-store", str(xe.trust)]).exit_code == 0
+    code, (no_device,) = _verify(str(bare), "--trust-store", str(xe.trust), *nonce)
+    not_checked = [f for f in no_device["findings"] if f["id"] == "identity.not_checked"]
+    assert code == 1 and not_checked and not_checked[0]["severity"] == "error"
+    code, (named,) = _verify(str(bare), "--trust-store", str(xe.trust), "--device", second.name, *nonce)
+    assert code == 0 and named["device"] == second.name

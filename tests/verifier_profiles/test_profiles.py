@@ -179,15 +179,23 @@ def _any_cert() -> x509.Certificate:
 
 
 def test_anchors_from_a_trust_store_bundle(tmp_path: Path, xe_dir: Path) -> None:
-    """An operator imports Cisco's bundle into the trust pool; the profiles use the pool."""
+    """An operator imports Cisco's bundle into the trust pool and enrolls a device with it (its
+    SUDI certificate pinned); the profiles use the pool for that device. Without a device named
+    the pool proves only "some Cisco device": not trusted (issue 15, XE identity)."""
     bundle = b"".join((xe_dir / "certs" / name).read_bytes() + b"\n" for name in SUDI_ANCHOR_FILES)
     (tmp_path / "cisco.pem").write_bytes(bundle)
     store = TrustStore.open(tmp_path / "store", create=True)
     store.import_bundle(bundle, source="bundle:cisco.pem")
     sample = (xe_dir / "isr1k_show_plat_sudi_sign_nonce.txt").read_bytes()
-    assert verify_output(sample, trust_store=store, expected_nonce=79213556, at=AT).trusted
+    device_certificate = x509.load_pem_x509_certificates(sample[sample.index(b"-----BEGIN"):])[2]
+    store.use_trust_pool("c1111")
+    store.pin_leaf("c1111", device_certificate)
+    assert verify_output(sample, trust_store=store, device="c1111", expected_nonce=79213556, at=AT).trusted
+    unnamed = verify_output(sample, trust_store=store, expected_nonce=79213556, at=AT)
+    assert not unnamed.trusted and "identity.not_checked" in unnamed.ids()
     result = CliRunner().invoke(cli, ["verify", "--profile", "auto", "--trust-store", str(tmp_path / "store"),
-                                      "--nonce-dec", "79213556", str(xe_dir / "isr1k_show_plat_sudi_sign_nonce.txt")])
+                                      "--device", "c1111", "--nonce-dec", "79213556",
+                                      str(xe_dir / "isr1k_show_plat_sudi_sign_nonce.txt")])
     assert result.exit_code == 0, result.output  # the C1111's certificate is valid to 2099
 
 

@@ -188,8 +188,8 @@ def _dispatch(
         signers = [Signer(pinned)]
     # Every XE device chains to the same vendor CA: the device certificate must also be the one
     # pinned for the device named (`_common.check_device_identity`).
-    anchors = dataclasses.replace(anchors, check_identity=True,
-                                  device=device if trust_store is not None else None, pinned_leaf=pinned)
+    anchors = dataclasses.replace(anchors, check_identity=True, device=device, pinned_leaf=pinned,
+                                  from_trust_store=trust_store is not None)
     if profile == "xe-sudi-sign":
         from .xe_sudi_sign import verify_sudi_sign
 

@@ -107,6 +107,8 @@ class Anchors:
     check_identity: bool = False
     device: str | None = None
     pinned_leaf: x509.Certificate | None = None
+    #: Whether the anchors come from a trust store (which can pin identities) or were given by hand.
+    from_trust_store: bool = False
 
     def by_fingerprint(self, cert: x509.Certificate) -> x509.Certificate | None:
         wanted = fingerprint(cert)
@@ -409,19 +411,32 @@ def check_device_identity(verdict: Verdict, leaf: x509.Certificate, anchors: Anc
     Every IOS XE device chains to the same vendor root and sub-CA, so without this check an
     output relayed from device B verifies as device A's. The same certificate, or a reissued
     one naming the same PID and serial number (info: rotated), is the device; anything else is
-    an error, and so is a device with nothing pinned. With no device named there is nothing to
-    compare: a warning says the output proves only "some device under these anchors".
+    an error, and so is a device with nothing pinned. Against a trust store a device must be
+    named (an error otherwise: a trust store speaks for its devices, not for "some device").
+    Only with anchors given by hand and no device named is there nothing to compare: a warning
+    says the output proves only "some device under these anchors".
     """
     identity = sudi_identity(leaf)
     if anchors.device is None:
-        verdict.add(FindingId.IDENTITY_NOT_CHECKED, Severity.WARNING,
-                    f"no enrolled device to compare with, so this proves only that a device certified by "
-                    f"the pinned anchors ({identity}) signed it, not that it is the device you meant; verify "
-                    "against a trust store with the device named (--trust-store and --device, or the "
-                    "collector's metadata) to compare it with its pinned identity",
+        hand = not anchors.from_trust_store
+        verdict.add(FindingId.IDENTITY_NOT_CHECKED, Severity.WARNING if hand else Severity.ERROR,
+                    ("no enrolled device to compare with, so this proves only that a device certified by "
+                     f"the pinned anchors ({identity}) signed it, not that it is the device you meant; verify "
+                     "against a trust store with the device named (--trust-store and --device, or the "
+                     "collector's metadata) to compare it with its pinned identity") if hand else
+                    (f"no device named, so the output ({identity}) cannot be compared with a pinned identity: "
+                     "every IOS XE device chains to the same vendor CA; name the device (--device, or the "
+                     "collector's metadata)"),
                     "a device enrolled in a trust store", "none")
-        return True
+        return hand
     pinned = anchors.pinned_leaf
+    if pinned is None and not anchors.from_trust_store:
+        verdict.add(FindingId.IDENTITY_NOT_PINNED, Severity.ERROR,
+                    f"device {anchors.device!r} was named, but anchors given by hand pin no identity to compare "
+                    f"the output ({identity}) with; verify against the trust store it is enrolled in "
+                    "(--trust-store) instead of --root", f"a SUDI certificate pinned for {anchors.device}",
+                    f"none (the output names {identity})")
+        return False
     if pinned is None:
         verdict.add(FindingId.IDENTITY_NOT_PINNED, Severity.ERROR,
                     f"device {anchors.device!r} has no pinned SUDI identity, so its outputs would verify "
