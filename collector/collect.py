@@ -47,6 +47,7 @@ from .verifying import (
     freeze_trust_store,
     release_trust_store,
     stored_verdict,
+    trust_store_for,
     verify_many,
 )
 from .verify_worker import VerifyWorkers, auto_worker_count, has_shared_workers, shared_workers
@@ -549,8 +550,11 @@ class Collector:
             self.alerts.untrusted(device.name, reasons, path)
         if self.options.policy is not None:
             from .insights.hooks import appraise_collected
+            from .insights.history import StoredVerdicts
 
-            outcome.appraisal = appraise_collected(self.store, records, self.options.policy, self.alerts, state)
+            verdicts = StoredVerdicts(self.store, trust_store_for(self.trust_store_arg))
+            outcome.appraisal = appraise_collected(self.store, verdicts, records, self.options.policy, self.alerts,
+                                                   state)
         self._write_poll_state(device, outcome, state, trusted=failure is None)
 
     # --- state ---------------------------------------------------------------------------------

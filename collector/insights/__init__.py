@@ -1,8 +1,9 @@
 """Trust insights: drift between dossiers, appraisal against a policy, the fleet report.
 
-    from collector.insights import load_policy, appraise_record, diff_evidence, build_report
+    from collector.insights import StoredVerdicts, load_policy, appraise_record
     policy = load_policy("policy.yaml")
-    appraisal = appraise_record(store, record, policy)   # stored beside the envelope
+    verdicts = StoredVerdicts(store, "state/truststore")  # content only as verification returns it
+    appraisal = appraise_record(store, verdicts, record, policy)   # stored beside the envelope
     appraisal.status, appraisal.vector, appraisal.findings, appraisal.drift
 
 Errors derive from `InsightsError` (a `CollectorError`).
@@ -11,10 +12,10 @@ Errors derive from `InsightsError` (a `CollectorError`).
 from __future__ import annotations
 
 from .appraise import APPRAISAL_FORMAT, Appraisal, appraise
-from .diff import Evidence, FileSystemState, diff_dossiers, diff_evidence, evidence_from_envelope
+from .diff import Evidence, FileSystemState, diff_dossiers, diff_evidence, diff_measurements
 from .errors import InsightsError, PolicyError
 from .findings import CATEGORIES, AppraisalId, Category, DriftId, Finding, Severity, Status
-from .history import HistoryStep, appraise_record, replay, stored_evidence
+from .history import HistoryStep, StoredVerdicts, appraise_record, replay, stored_evidence
 from .policy import AppraisalPolicy, KnownGood, Level, Rule, load_hash_list, load_policy, register_reference_provider
 
 __all__ = [
@@ -36,11 +37,12 @@ __all__ = [
     "Rule",
     "Severity",
     "Status",
+    "StoredVerdicts",
     "appraise",
     "appraise_record",
     "diff_dossiers",
     "diff_evidence",
-    "evidence_from_envelope",
+    "diff_measurements",
     "load_hash_list",
     "load_policy",
     "register_reference_provider",

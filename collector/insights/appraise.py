@@ -165,11 +165,11 @@ def appraise(current: Evidence, drift: Sequence[Finding], policy: AppraisalPolic
     skipped = sorted(name for name, rule in policy.rules.items() if rule.level is Level.SKIP)
     # (1) identity
     result.touch(Category.IDENTITY)
-    if not current.verified or current.dossier is None:
+    if not current.has_content:
         result.raise_to(Category.IDENTITY, Status.CONTRAINDICATED)
         result.findings.append(Finding(AppraisalId.IDENTITY_UNTRUSTED, Severity.ERROR, Category.IDENTITY,
-                                       current.label, "the envelope is not trusted, so nothing it says is "
-                                       "appraised", "a trusted envelope",
+                                       current.label, "the output is not trusted, so nothing it says is "
+                                       "appraised", "a trusted output",
                                        ", ".join(current.reasons) or "untrusted"))
     for role, days in sorted(current.days_to_expiry.items()):
         if days is not None and days <= EXPIRY_WARNING_DAYS:
@@ -196,6 +196,8 @@ def appraise(current: Evidence, drift: Sequence[Finding], policy: AppraisalPolic
             inventory, why = _payload(current.dossier, "system-inventory")
             if not isinstance(inventory, list):
                 result.missing(active["hardware-changes"], f"system-inventory: {why or 'malformed'}")
+    elif current.has_content:  # IOS XE: signed, PCR-bound boot and OS measurements
+        skipped += _measurements(current, drift, active, result)
     result.note_truncation()
     status = Status.worst(list(result.vector.values()))
     stamp = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
@@ -203,6 +205,30 @@ def appraise(current: Evidence, drift: Sequence[Finding], policy: AppraisalPolic
                      vector={str(k): v for k, v in result.vector.items()}, findings=result.findings,
                      drift=list(drift), skipped=skipped, policy=policy.to_json(),
                      received=current.received, appraised_at=stamp, previous=previous)
+
+
+#: The rules IOS XE integrity measurements can answer; the others ask for what only a dossier
+#: holds (packages, files, reboots, commits, hardware) and are not applicable to such evidence.
+_MEASUREMENT_RULES = ("boot-measurements", "reference-values")
+
+
+def _measurements(current: Evidence, drift: Sequence[Finding], active: Mapping[str, Rule], result: _Result) -> list[str]:
+    """Appraise IOS XE measurements; returns the active rules that do not apply to them."""
+    for name in _MEASUREMENT_RULES:
+        if name in active:
+            result.touch(_RULE_CATEGORY[name])
+    if "boot-measurements" in active and not _ids(drift, DriftId.SOFTWARE_VERSION_CHANGED):
+        for change in _ids(drift, DriftId.BOOT_MEASUREMENT_CHANGED):
+            result.violate(active["boot-measurements"], AppraisalId.PCR_UNEXPLAINED_CHANGE, change.subject,
+                           f"{change.message} although the software release did not", change.before, change.after)
+    if "reference-values" in active and result.policy.reference_checker is not None:
+        rule = active["reference-values"]
+        violations = result.policy.reference_checker(current)
+        if violations is None:
+            result.missing(rule, f"the evidence {rule.params['provider']} compares is missing")
+        for message in violations or []:
+            result.violate(rule, AppraisalId.REFERENCE_VALUES, rule.params["provider"], message)
+    return sorted(f"{name} (not in IOS XE evidence)" for name in active if name not in _MEASUREMENT_RULES)
 
 
 def _executables(current: Evidence, drift: Sequence[Finding], active: Mapping[str, Rule], result: _Result) -> None:
@@ -254,7 +280,7 @@ def _executables(current: Evidence, drift: Sequence[Finding], active: Mapping[st
                                    package.get("install-fingerprint"), package.get("runtime-fingerprint"))
     if "reference-values" in active and result.policy.reference_checker is not None:
         rule = active["reference-values"]
-        violations = result.policy.reference_checker(dossier)
+        violations = result.policy.reference_checker(current)
         if violations is None:
             result.missing(rule, f"the evidence {rule.params['provider']} compares is missing")
         for message in violations or []:

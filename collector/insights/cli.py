@@ -12,22 +12,21 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from verifier.cli import DEFAULT_TRUST_STORE  # one default for every command
 from verifier.display import cell, inert  # device text is shown inert, never as markup
 
 from ..errors import StoreError
 from ..store import Store, write_file_atomically
-from .diff import Evidence, diff_evidence, evidence_from_envelope
+from .diff import Evidence, diff_evidence
 from .errors import InsightsError
 from .findings import Finding, Severity, Status
-from .history import appraise_record, diff_history, pick_record
+from .history import StoredVerdicts, appraise_record, comparable_history, diff_history, pick_record
 from .policy import load_policy
 from .report import build_report, render_html
 
 __all__ = ["appraise_command", "diff_command", "report_command"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-#: Envelopes larger than this are not dossiers a router prints (a 20,000-file inventory is ~8 MB).
-MAX_ENVELOPE_BYTES = 64 * 1024 * 1024
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 _STATUS_STYLE = {"affirming": "green", "warning": "yellow", "contraindicated": "bold red", "none": "dim"}
 
@@ -44,24 +43,25 @@ def _insights_errors() -> Iterator[None]:
         raise _Exit(EXIT_USAGE) from None
 
 
-def _envelope_evidence(path: Path, trust_store: Path | None) -> Evidence:
-    """Read an envelope file (and its .meta.json); verify it when a trust store is given."""
-    from verifier import Policy, TrustStore, verify_envelope
-    from verifier.inputs import read_envelope_file
+def _envelope_evidence(path: Path, trust_store: Path) -> Evidence:
+    """The evidence of an output file (and its .meta.json): what verifying it returns."""
+    from verifier import TrustStore, VerifierError
+    from verifier.evidence import verify_stored
 
-    source = read_envelope_file(path, max_bytes=MAX_ENVELOPE_BYTES)
-    if len(source.raw) > MAX_ENVELOPE_BYTES:
-        raise InsightsError(f"{path}: over {MAX_ENVELOPE_BYTES} bytes; not an envelope")
-    if trust_store is None:
-        return evidence_from_envelope(source.raw, label=str(path), verified=False,
-                                      received=source.received.isoformat() if source.received else None)
-    verdict = verify_envelope(source.raw, trust_store=TrustStore.open(trust_store), device=source.device,
-                              expected_nonce=source.nonce, at=source.received, policy=Policy(require_dossier=True))
-    reasons = [str(f.id) for f in verdict.errors]
-    evidence = evidence_from_envelope(source.raw, label=str(path), verified=verdict.trusted,
-                                      received=source.received.isoformat() if source.received else None,
-                                      reasons=reasons, keep_content=verdict.trusted)
-    return evidence
+    try:
+        verdict = verify_stored(path, trust_store=TrustStore.open(trust_store), at="received")
+    except VerifierError as exc:
+        raise InsightsError(str(exc)) from None
+    received = verdict.verified_at.isoformat() if verdict.verified_at is not None else None
+    return Evidence.from_verdict(verdict, label=str(path), received=received)
+
+
+#: --trust-store as every command has it: content is compared only once verified against it.
+_trust_store_option = click.option(
+    "--trust-store", "trust_store_path", type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_TRUST_STORE, envvar="DOSSIER_TRUST_STORE", show_envvar=True, show_default=True,
+    help="Trust store the stored outputs are verified against (at the time each was received) "
+         "before their content is compared or appraised.")
 
 
 def _print_findings(findings: Sequence[Finding], title: str) -> None:
@@ -84,18 +84,17 @@ def _print_findings(findings: Sequence[Finding], title: str) -> None:
 @click.option("--from", "from_ref", default="-2", show_default=True,
               help="Earlier point: a position (-2 = the one before the newest), a file name or a time prefix.")
 @click.option("--to", "to_ref", default="-1", show_default=True, help="Later point (same forms as --from).")
-@click.option("--trust-store", "trust_store_path", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Verify two envelope files first (their .meta.json gives device and nonce); without it "
-                   "their content is compared unverified and each finding says so.")
+@_trust_store_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document for machines.")
 def diff_command(envelopes: tuple[Path, ...], store_path: Path | None, device: str | None, from_ref: str,
-                 to_ref: str, trust_store_path: Path | None, as_json: bool) -> None:
+                 to_ref: str, trust_store_path: Path, as_json: bool) -> None:
     """Show what changed on a device between two dossiers: packages, files, reboots, commits,
     hardware, boot measurements, certificates. Each change is a finding with a stable id.
 
     Give two envelope files (BEFORE AFTER), or --store DIR --device NAME [--from REF --to REF].
-    In a store only trusted envelopes contribute content; file-system blocks are applied in
-    order and a missing block is reported, never guessed.
+    Each output is verified first (at the time it was received, against --trust-store) and only
+    what a trusted verification returns is compared; file-system blocks are applied in order and
+    a missing block is reported, never guessed.
 
     \b
     Exit codes:
@@ -120,10 +119,11 @@ def diff_command(envelopes: tuple[Path, ...], store_path: Path | None, device: s
             if store_path is None or device is None:
                 raise click.UsageError("give two envelope files, or --store DIR and --device NAME")
             with Store.open(store_path, create=False) as store:
-                records = list(reversed(store.history(device)))
+                newest = store.history(device, limit=1)
+                records = comparable_history(store, newest[0]) if newest else []
                 first = pick_record(records, from_ref, device)
                 second = pick_record(records, to_ref, device)
-                findings = diff_history(store, device, first, second)
+                findings = diff_history(store, StoredVerdicts(store, trust_store_path), device, first, second)
             labels = (first.path, second.path)
         bad = any(f.severity is Severity.ERROR or str(f.id) == "drift.content.not_compared" for f in findings)
         if as_json:
@@ -140,8 +140,9 @@ def diff_command(envelopes: tuple[Path, ...], store_path: Path | None, device: s
               envvar="DOSSIER_STORE", show_envvar=True, show_default=True, help="The envelope store to report on.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the self-contained HTML report here (replacing an older report).")
+@_trust_store_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report's data as JSON (schemas/report.schema.json).")
-def report_command(store_path: Path, out_path: Path | None, as_json: bool) -> None:
+def report_command(store_path: Path, out_path: Path | None, trust_store_path: Path, as_json: bool) -> None:
     """The fleet's trust posture: a table of devices (last trusted collection, appraisal status,
     days to certificate expiry, open findings) and per-device timelines of status and changes.
 
@@ -154,7 +155,7 @@ def report_command(store_path: Path, out_path: Path | None, as_json: bool) -> No
         if out_path is None and not as_json:
             raise click.UsageError("nothing to do: give --out FILE.html and/or --json")
         with Store.open(store_path, create=False) as store:
-            report = build_report(store)
+            report = build_report(store, StoredVerdicts(store, trust_store_path))
         if out_path is not None:
             try:
                 write_file_atomically(out_path, render_html(report).encode("utf-8"), replace=True)
@@ -176,9 +177,10 @@ def report_command(store_path: Path, out_path: Path | None, as_json: bool) -> No
               help="Policy YAML (schemas/policy.schema.json).")
 @click.option("--device", "-d", "devices", multiple=True, help="Only this device (repeatable).")
 @click.option("--history", is_flag=True, help="Appraise every stored envelope, not only each device's newest.")
+@_trust_store_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document for machines.")
 def appraise_command(store_path: Path, policy_path: Path, devices: tuple[str, ...], history: bool,
-                     as_json: bool) -> None:
+                     trust_store_path: Path, as_json: bool) -> None:
     """Appraise stored envelopes against a policy and store the results (replacing older ones).
 
     \b
@@ -193,14 +195,15 @@ def appraise_command(store_path: Path, policy_path: Path, devices: tuple[str, ..
         policy = load_policy(policy_path)
         results = []
         with Store.open(store_path, create=False) as store:
+            verdicts = StoredVerdicts(store, trust_store_path)
             latest = store.latest()
             names = list(devices) or sorted(latest)
             for name in names:
                 if name not in latest:
                     raise InsightsError(f"expected device {name!r} in the store, found no envelope of it")
-                records = list(reversed(store.history(name))) if history else [latest[name]]
+                records = comparable_history(store, latest[name]) if history else [latest[name]]
                 for record in records:
-                    result = appraise_record(store, record, policy)
+                    result = appraise_record(store, verdicts, record, policy)
                     results.append(result)
         newest = {r.device: r for r in results}
         if as_json:

@@ -11,20 +11,16 @@ snapshot, never guessed.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
 import operator
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InsightsError
 from .findings import Category, DriftId, Finding, Severity
 
-__all__ = ["Evidence", "FileSystemState", "diff_dossiers", "diff_evidence", "evidence_from_envelope",
+__all__ = ["Evidence", "FileSystemState", "diff_dossiers", "diff_evidence", "diff_measurements",
            "software_version"]
 
 FS_ITEM = "filesystem-inventory"
@@ -36,11 +32,13 @@ _ROLLBACK = re.compile(r"rollback", re.IGNORECASE)
 
 @dataclass
 class Evidence:
-    """One collection of a device as drift and appraisal see it.
+    """One collection of a device as drift and appraisal see it: what its verification returned
+    (`Evidence.from_verdict`), never the stored bytes read again.
 
-    `dossier` is None when the envelope is not trusted (its content is never compared then);
-    `verified` says whether a verifier proved it. Certificate fingerprints come from the
-    envelope itself, trusted or not, so a replaced root shows up as drift.
+    `dossier` (IOS XR) and `measurements` (IOS XE integrity) are set only when the output is
+    trusted (its content is never compared otherwise); `verified` says whether a verifier proved
+    it. Certificate fingerprints are those the output presents, trusted or not, so a replaced
+    root shows up as drift.
     """
 
     label: str
@@ -51,48 +49,28 @@ class Evidence:
     received: str | None = None
     reasons: list[str] = field(default_factory=list)
     days_to_expiry: dict[str, int] = field(default_factory=dict)
+    #: IOS XE: the boot and OS measurements the signature and PCRs bind (`verifier.profiles`).
+    measurements: list[Any] = field(default_factory=list)
 
+    @classmethod
+    def from_verdict(cls, verdict: Any, *, label: str, received: str | None = None) -> Evidence:
+        """The evidence a `verifier.Verdict` gives: its dossier or measurements when trusted,
+        the certificates the output presents, its error ids as reasons."""
+        from verifier.chain import fingerprint
 
-def _certificate_prints(envelope: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    certs = ((envelope.get("certificates") or {}).get("certificate") or [])
-    prints: list[str] = []
-    for cert in certs:
-        try:
-            prints.append(hashlib.sha256(base64.b64decode(cert.get("value", ""), validate=True)).hexdigest())
-        except (binascii.Error, ValueError, AttributeError):
-            prints.append("unreadable")
-    if not prints:
-        return None, None
-    return prints[-1], (prints[0] if len(prints) >= 2 else None)
+        trusted = bool(verdict.trusted)
+        root = getattr(verdict, "presented_root", None) or verdict.root
+        measurements = [m for m in getattr(verdict, "measurements", []) if m.bound] if trusted else []
+        return cls(label=label, dossier=verdict.dossier if trusted else None, verified=trusted,
+                   leaf_sha256=fingerprint(verdict.leaf) if verdict.leaf is not None else None,
+                   root_sha256=fingerprint(root) if root is not None else None, received=received,
+                   reasons=[str(f.id) for f in verdict.errors], days_to_expiry=dict(verdict.days_to_expiry or {}),
+                   measurements=measurements)
 
-
-def evidence_from_envelope(raw: bytes, *, label: str, verified: bool, received: str | None = None,
-                           reasons: Iterable[str] = (), keep_content: bool = True) -> Evidence:
-    """Read an envelope's dossier and certificate fingerprints.
-
-    This does not verify anything: pass `verified` as the verifier decided, and
-    `keep_content=False` for an untrusted envelope (its dossier is then not compared).
-    Raises InsightsError when the bytes are not an envelope at all.
-    """
-    text = raw.decode("utf-8", errors="replace")
-    start = text.find("{")
-    try:
-        envelope = json.loads(text[start:])["signed-envelope"] if start >= 0 else None
-    except (ValueError, KeyError, TypeError):
-        envelope = None
-    if not isinstance(envelope, dict):
-        raise InsightsError(f"{label}: expected a signed envelope (JSON with 'signed-envelope'), "
-                            "found something else; diff needs two envelopes as the collector stores them")
-    leaf, root = _certificate_prints(envelope)
-    dossier = None
-    if keep_content and isinstance(envelope.get("data"), str):
-        try:
-            parsed = json.loads(envelope["data"])
-        except ValueError:
-            parsed = None
-        dossier = parsed if isinstance(parsed, dict) and "model-name" in parsed else None
-    return Evidence(label=label, dossier=dossier, verified=verified, leaf_sha256=leaf,
-                    root_sha256=root, received=received, reasons=list(reasons))
+    @property
+    def has_content(self) -> bool:
+        """Whether a trusted output gave content to appraise (a dossier or measurements)."""
+        return self.verified and (self.dossier is not None or bool(self.measurements))
 
 
 def _payload(dossier: Mapping[str, Any] | None, item: str) -> tuple[Any, str | None]:
@@ -427,6 +405,36 @@ def _certificates(before: Evidence, after: Evidence, out: list[Finding]) -> None
                            "(re-keying, expected from time to time)", before.leaf_sha256, after.leaf_sha256))
 
 
+def diff_measurements(before: list[Any], after: list[Any]) -> list[Finding]:
+    """What changed between two IOS XE integrity outputs' measurements (`verifier.profiles.
+    Measurements`, signature- and PCR-bound), per location: each boot stage's hash, each OS hash."""
+    out: list[Finding] = []
+    old = {m.location: m for m in before}
+    for measured in after:
+        previous = old.get(measured.location)
+        where = f"{measured.location} " if measured.location else ""
+        if previous is None:
+            continue
+        stages = {stage: value for stage, _, value in previous.boot_stages}
+        for stage, version, value in measured.boot_stages:
+            if stage in stages and stages[stage] != value:
+                out.append(Finding(DriftId.BOOT_MEASUREMENT_CHANGED, Severity.WARNING, Category.BOOT,
+                                   f"{where}boot stage {stage}",
+                                   f"{where}boot stage {stage} measures differently (version {version})",
+                                   stages[stage], value))
+        hashes = dict(previous.os_hashes)
+        for name, value in measured.os_hashes:
+            if name in hashes and hashes[name] != value:
+                out.append(Finding(DriftId.OS_MEASUREMENT_CHANGED, Severity.INFO, Category.EXECUTABLES,
+                                   f"{where}{name or 'OS image'}",
+                                   f"{where}{name or 'the OS image'} measures differently", hashes[name], value))
+        if previous.os_version and measured.os_version and previous.os_version != measured.os_version:
+            out.append(Finding(DriftId.SOFTWARE_VERSION_CHANGED, Severity.INFO, Category.EXECUTABLES, "version",
+                               f"{where}IOS XE release changed from {previous.os_version} to {measured.os_version}",
+                               previous.os_version, measured.os_version))
+    return out
+
+
 def diff_evidence(before: Evidence, after: Evidence, files: FileSystemState | None = None) -> list[Finding]:
     """Drift from `before` to `after`.
 
@@ -435,17 +443,16 @@ def diff_evidence(before: Evidence, after: Evidence, files: FileSystemState | No
     """
     out: list[Finding] = []
     _certificates(before, after, out)
-    for side in (before, after):
-        if not side.verified and side.dossier is not None:
-            out.append(Finding(DriftId.INPUT_UNVERIFIED, Severity.WARNING, Category.IDENTITY, side.label,
-                               f"{side.label} was not verified: its content is compared but proves nothing",
-                               "a verified envelope", "unverified"))
-    if before.dossier is None or after.dossier is None:
-        missing = before if before.dossier is None else after
+    if not (before.has_content and after.has_content):
+        missing = before if not before.has_content else after
         out.append(Finding(DriftId.CONTENT_NOT_COMPARED, Severity.WARNING, Category.IDENTITY, missing.label,
-                           f"{missing.label} has no trusted dossier, so content drift was not compared",
-                           "a trusted dossier on both sides", ", ".join(missing.reasons) or "none"))
+                           f"{missing.label} has no trusted content, so content drift was not compared",
+                           "trusted content on both sides", ", ".join(missing.reasons) or "none"))
         return out
+    if before.measurements or after.measurements:  # IOS XE: what the signed integrity output binds
+        out.extend(diff_measurements(before.measurements, after.measurements))
+        return out
+    assert before.dossier is not None and after.dossier is not None
     out.extend(diff_dossiers(before.dossier, after.dossier))
     if files is None:
         files = FileSystemState()

@@ -51,7 +51,6 @@ CATEGORIES: tuple[Category, ...] = tuple(Category)
 class DriftId(enum.StrEnum):
     """What changed between two dossiers of one device."""
 
-    INPUT_UNVERIFIED = "drift.input.unverified"
     CONTENT_NOT_COMPARED = "drift.content.not_compared"
     ITEM_UNAVAILABLE = "drift.item.unavailable"
     SOFTWARE_VERSION_CHANGED = "drift.software.version_changed"
@@ -74,6 +73,8 @@ class DriftId(enum.StrEnum):
     HARDWARE_PART_REMOVED = "drift.hardware.part_removed"
     SECURE_BOOT_CHANGED = "drift.boot.secure_boot_changed"
     PCR_CHANGED = "drift.boot.pcr_changed"
+    BOOT_MEASUREMENT_CHANGED = "drift.boot.measurement_changed"
+    OS_MEASUREMENT_CHANGED = "drift.software.measurement_changed"
     IMA_CHANGED = "drift.boot.ima_aggregate_changed"
     LEAF_REKEYED = "drift.cert.leaf_rekeyed"
     ROOT_CHANGED = "drift.cert.root_changed"

@@ -1,8 +1,11 @@
 """A device's history in the store, replayed in order: evidence, drift since the last trusted
 collection, and the file state those drifts are built on.
 
-Content comes only from envelopes the collector's verifier trusted (the verdict in the index);
-an untrusted envelope contributes its certificate fingerprints and nothing else.
+Content comes only from what verification returns: each stored output is verified again, at
+the time it was received, against the trust store (`StoredVerdicts`, `verifier.verify_stored`,
+which also checks the collector's signed record), and its verdict's dossier or measurements
+are the evidence (`Evidence.from_verdict`). An untrusted output contributes its certificate
+fingerprints and nothing else; nothing here parses stored bytes itself.
 """
 
 from __future__ import annotations
@@ -13,37 +16,84 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import StoreError
 from ..store import EnvelopeRecord, Store, write_file_atomically
 from .appraise import Appraisal, appraise
-from .diff import Evidence, FileSystemState, diff_evidence, evidence_from_envelope
+from .diff import Evidence, FileSystemState, diff_evidence
 from .errors import InsightsError
 from .findings import DriftId, Finding
 from .policy import AppraisalPolicy
 
-__all__ = ["MAX_STORED_DRIFT", "HistoryStep", "appraise_record", "diff_history", "pick_record", "replay",
-           "stored_evidence"]
+__all__ = ["MAX_STORED_DRIFT", "HistoryStep", "StoredVerdicts", "appraise_record", "diff_history", "pick_record",
+           "replay", "stored_evidence"]
 
 log = logging.getLogger("collector.insights")
 
 #: Drift findings kept in an appraisal file (all are counted); 20,000 file changes would make
 #: the sidecar megabytes for no reader's benefit. `dossier diff` always shows them all.
 MAX_STORED_DRIFT = 500
+#: Verdicts kept per process (an appraisal needs the newest and the previous trusted output
+#: of a device; a history replay each output once, in order).
+_VERDICT_CACHE = 256
 
 
-def stored_evidence(store: Store, record: EnvelopeRecord) -> Evidence:
-    """The evidence of one stored envelope (content only when its verdict is trusted)."""
-    try:
-        raw = store.envelope_bytes(record)
-    except OSError as exc:
-        raise InsightsError(f"cannot read {store.root / record.path}: {exc.strerror or exc}") from None
-    trusted = bool(record.trusted)
-    evidence = evidence_from_envelope(raw, label=record.path, verified=trusted, received=record.received,
-                                      reasons=record.reasons, keep_content=trusted)
-    evidence.days_to_expiry = {k: v for k, v in (("leaf", record.days_leaf), ("root", record.days_root))
-                               if v is not None}
-    return evidence
+class StoredVerdicts:
+    """The verdicts of a store's outputs, each verified again at the time it was received against
+    `trust_store` (a path, or an open `verifier.TrustStore`), as `dossier verify --at received`
+    does; each output verified once while it stays in the cache.
+
+    Raises InsightsError (when first used) if there is no trust store there: content is only
+    ever what verification returns."""
+
+    def __init__(self, store: Store, trust_store: Any) -> None:
+        self.store = store
+        self._trust_store = trust_store
+        self._opened: Any = None
+        self._logs: dict[Any, Any] = {}
+        self._cache: dict[tuple[str, str], Any] = {}
+
+    def _anchors(self) -> Any:
+        if self._opened is None:
+            from verifier import TrustStore, VerifierError
+
+            if self._trust_store is None:
+                raise InsightsError("expected a trust store to verify the stored outputs with (--trust-store, "
+                                    "or $DOSSIER_TRUST_STORE), found none; content is only compared once verified")
+            if isinstance(self._trust_store, TrustStore):
+                self._opened = self._trust_store
+            else:
+                try:
+                    self._opened = TrustStore.open(Path(self._trust_store))
+                except VerifierError as exc:
+                    raise InsightsError(str(exc)) from None
+        return self._opened
+
+    def __call__(self, record: EnvelopeRecord) -> Any:
+        """The verdict of `record`'s output. Raises InsightsError when the output or its metadata
+        cannot be read as stored."""
+        from verifier import VerifierError
+        from verifier.evidence import verify_stored
+
+        key = (record.path, record.sha256)
+        verdict = self._cache.get(key)
+        if verdict is None:
+            try:
+                verdict = verify_stored(self.store.root / record.path, trust_store=self._anchors(), at="received",
+                                        record_logs=self._logs)
+            except VerifierError as exc:  # unreadable file or metadata: the store needs looking at
+                raise InsightsError(f"cannot verify the stored output {record.path}: {exc}") from None
+            if len(self._cache) >= _VERDICT_CACHE:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = verdict
+        return verdict
+
+
+def stored_evidence(verdicts: StoredVerdicts, record: EnvelopeRecord) -> Evidence:
+    """The evidence of one stored output: what its verification returns (content only when
+    trusted)."""
+    return Evidence.from_verdict(verdicts(record), label=record.path, received=record.received)
 
 
 @dataclass
@@ -56,15 +106,38 @@ class HistoryStep:
     previous: EnvelopeRecord | None = None
 
 
-def replay(store: Store, device: str, *, files: FileSystemState | None = None,
+def comparable_history(store: Store, record: EnvelopeRecord) -> list[EnvelopeRecord]:
+    """The device's stored outputs of `record`'s kind, oldest first: the ones a drift compares
+    it with (an IOS XE integrity output with the earlier integrity outputs, never with the SUDI
+    outputs that sign them)."""
+    wanted = _kind(store, record)
+    return [r for r in reversed(store.history(record.device)) if _kind(store, r) == wanted]
+
+
+def _kind(store: Store, record: EnvelopeRecord) -> str | None:
+    """The kind of the stored output (`verifier.stored.kind_of`); None when its metadata is
+    missing or unusable (such outputs are compared with each other)."""
+    from verifier import VerifierError
+    from verifier.stored import META_SUFFIX, kind_of, read_sidecar, sidecar_path
+
+    try:
+        kind = kind_of(read_sidecar(sidecar_path(store.root / record.path, META_SUFFIX)))
+    except VerifierError:
+        return None
+    return kind.name if kind is not None else None
+
+
+def replay(store: Store, verdicts: StoredVerdicts, device: str, *, files: FileSystemState | None = None,
            until: EnvelopeRecord | None = None) -> Iterator[HistoryStep]:
-    """Walk `device`'s envelopes oldest first, advancing `files`, up to and including `until`."""
+    """Walk `device`'s outputs of `until`'s kind (the newest output's when None) oldest first,
+    advancing `files`, up to and including `until`."""
     files = files if files is not None else FileSystemState()
     last: tuple[EnvelopeRecord, Evidence] | None = None
-    for record in reversed(store.history(device)):
+    newest = until or next(iter(store.history(device, limit=1)), None)
+    for record in comparable_history(store, newest) if newest is not None else []:
         if until is not None and record.received > until.received:
             break
-        evidence = stored_evidence(store, record)
+        evidence = stored_evidence(verdicts, record)
         if last is None:
             drift: list[Finding] = []
             if evidence.dossier is not None:
@@ -74,7 +147,7 @@ def replay(store: Store, device: str, *, files: FileSystemState | None = None,
             if last[1].dossier is None and evidence.dossier is not None:
                 files.apply(evidence.dossier, report=False)
         yield HistoryStep(record, evidence, drift, last[0] if last else None)
-        if evidence.dossier is not None or last is None:
+        if evidence.has_content or last is None:
             last = (record, evidence)
         if until is not None and record.path == until.path:
             break
@@ -112,15 +185,16 @@ def _save_file_state(store: Store, device: str, upto: str, files: FileSystemStat
                     device, exc)
 
 
-def appraise_record(store: Store, record: EnvelopeRecord, policy: AppraisalPolicy, *, save: bool = True,
-                    now: dt.datetime | None = None) -> Appraisal:
-    """Appraise one stored envelope against `policy`, with drift since the device's previous
-    trusted collection; stores the result beside the envelope and in the index when `save`.
+def appraise_record(store: Store, verdicts: StoredVerdicts, record: EnvelopeRecord, policy: AppraisalPolicy, *,
+                    save: bool = True, now: dt.datetime | None = None) -> Appraisal:
+    """Appraise one stored output against `policy`, with drift since the device's previous
+    trusted output of its kind; stores the result beside the output and in the index when `save`.
 
-    Costs one envelope parse for the previous trusted one plus the file state saved after it
-    (`state/<device>.files-state`); only when that is missing or stale is the history replayed.
+    Costs the verification of the output and of the previous trusted one, plus the file state
+    saved after it (`state/<device>.files-state`); only when that is missing or stale is the
+    history replayed.
     """
-    records = list(reversed(store.history(record.device)))  # oldest first
+    records = comparable_history(store, record)  # oldest first
     position = next((i for i, r in enumerate(records) if r.path == record.path), None)
     if position is None:
         raise InsightsError(f"expected {record.path} in the history of {record.device}, found it missing; "
@@ -135,11 +209,11 @@ def appraise_record(store: Store, record: EnvelopeRecord, policy: AppraisalPolic
     if files is None:
         files = FileSystemState()
         for older in trusted_before:
-            files.apply(stored_evidence(store, older).dossier, report=False)
-    evidence = stored_evidence(store, record)
+            files.apply(stored_evidence(verdicts, older).dossier, report=False)
+    evidence = stored_evidence(verdicts, record)
     drift: list[Finding] = []
     if previous is not None:
-        before = stored_evidence(store, previous)
+        before = stored_evidence(verdicts, previous)
         drift = diff_evidence(before, evidence, files)
         if before.dossier is None and evidence.dossier is not None:
             files.apply(evidence.dossier, report=False)
@@ -176,12 +250,13 @@ def pick_record(records: list[EnvelopeRecord], reference: str, device: str) -> E
     return records[position]
 
 
-def diff_history(store: Store, device: str, before: EnvelopeRecord, after: EnvelopeRecord) -> list[Finding]:
-    """Drift between two stored envelopes of `device`, files applied block by block in between."""
+def diff_history(store: Store, verdicts: StoredVerdicts, device: str, before: EnvelopeRecord,
+                 after: EnvelopeRecord) -> list[Finding]:
+    """Drift between two stored outputs of `device`, files applied block by block in between."""
     if before.received > after.received:
         before, after = after, before
     files = FileSystemState()
-    steps = list(replay(store, device, files=FileSystemState(), until=after))
+    steps = list(replay(store, verdicts, device, files=FileSystemState(), until=after))
     # The file state as of `before`, then every trusted dossier's blocks up to `after`, in order.
     evidence_before = evidence_after = None
     file_changes: list[Finding] = []

@@ -1,4 +1,4 @@
-"""What the collector calls after storing and verifying an envelope when it runs with a policy."""
+"""What the collector calls after storing and verifying a poll's outputs when it runs with a policy."""
 
 from __future__ import annotations
 
@@ -9,16 +9,17 @@ from ..errors import StoreError
 from ..store import EnvelopeRecord, Store
 from .errors import InsightsError
 from .findings import Status
-from .history import appraise_record
+from .history import StoredVerdicts, appraise_record
 from .policy import AppraisalPolicy
 
 __all__ = ["appraise_collected"]
 
 
-def appraise_collected(store: Store, records: list[EnvelopeRecord], policy: AppraisalPolicy, alerts: AlertSink,
-                       state: dict[str, Any]) -> dict[str, Any]:
+def appraise_collected(store: Store, verdicts: StoredVerdicts, records: list[EnvelopeRecord],
+                       policy: AppraisalPolicy, alerts: AlertSink, state: dict[str, Any]) -> dict[str, Any]:
     """Appraise the poll stored as `records`, store the result, and alert when the device got
-    worse than affirming.
+    worse than affirming. The poll's last output is appraised: a poll stores the outputs that
+    sign another (IOS XE: the SUDI output) before it.
 
     Updates the device `state` (appraisal status, degradation count) for metrics. An appraisal
     that cannot run is reported in the result and the state, never as affirming.
@@ -26,7 +27,7 @@ def appraise_collected(store: Store, records: list[EnvelopeRecord], policy: Appr
     previous = state.get("appraisal_status")
     record = records[-1]
     try:
-        result = appraise_record(store, record, policy)
+        result = appraise_record(store, verdicts, record, policy)
     except (InsightsError, StoreError) as exc:
         state["appraisal_status"] = None
         state["appraisal_error"] = str(exc)

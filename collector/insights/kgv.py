@@ -1,5 +1,6 @@
-"""`reference-values: {provider: cisco-kgv, ...}`: XR packages against a Cisco Known Good
-Values file, authenticated with the verifier's `kgv` profile.
+"""`reference-values: {provider: cisco-kgv, ...}`: XR packages, and IOS XE boot and OS
+measurements, against a Cisco Known Good Values file, authenticated with the verifier's `kgv`
+profile.
 
     reference-values:
       level: enforce
@@ -9,7 +10,8 @@ Values file, authenticated with the verifier's `kgv` profile.
       anchors: [cisco-root-ca-m2.pem] # trust anchors the signer must chain to
       allow-unsigned: false           # DANGEROUS when true: an unsigned file is used as is
 
-Each package's install-time fingerprint must be one of the KGV's package or OS-image hashes.
+Each XR package's install-time fingerprint must be one of the KGV's package or OS-image hashes;
+each XE measured hash one the KGV lists for its stage (`verifier.profiles.appraise_integrity`).
 What the KGV hashes for XR packages is not publicly specified beyond "biv_hash"; matching it
 against the dossier's install fingerprint is this module's reading, kept in this one place.
 """
@@ -38,7 +40,7 @@ def _path(value: str, base: Path | None) -> Path:
 
 def kgv_checker(params: Mapping[str, Any], base: Path | None) -> ReferenceChecker:
     """Load and authenticate the KGV file once; return the per-dossier check."""
-    from verifier.profiles import KGVError, load_kgv
+    from verifier.profiles import KGVError, appraise_integrity, load_kgv
 
     file = _path(params["file"], base)
     allow_unsigned = bool(params.get("allow-unsigned", False))
@@ -57,7 +59,13 @@ def kgv_checker(params: Mapping[str, Any], base: Path | None) -> ReferenceChecke
                     "(allow-unsigned); its values prove nothing about Cisco", file)
     known = {**kgv.package, **kgv.os_image}
 
-    def check(dossier: Mapping[str, Any]) -> list[str] | None:
+    def check(evidence: Any) -> list[str] | None:
+        """Messages for what the KGV does not list: an IOS XE output's measurements (every boot
+        and OS hash, `verifier.profiles.appraise_integrity`), an IOS XR dossier's packages."""
+        if evidence.measurements:
+            return [finding.message for measured in evidence.measurements
+                    for finding in appraise_integrity(measured, kgv) if finding.severity == "error"]
+        dossier = evidence.dossier or {}
         item = dossier.get("packages")
         if not isinstance(item, Mapping) or item.get("result-code") != "Success":
             return None

@@ -163,9 +163,9 @@ def load_hash_list(path: Path, into: KnownGood | None = None) -> KnownGood:
     return known
 
 
-#: A loaded reference-value check: messages, one per violation, or None when the dossier lacks
-#: the evidence it needs.
-ReferenceChecker = Callable[[Mapping[str, Any]], "list[str] | None"]
+#: A loaded reference-value check of an `Evidence` (its dossier or its measurements): messages,
+#: one per violation, or None when the evidence lacks what it needs.
+ReferenceChecker = Callable[[Any], "list[str] | None"]
 #: A provider builds a checker from the rule's parameters once, when the policy loads (reading
 #: and authenticating its reference file then); it raises PolicyError when it cannot.
 ReferenceProvider = Callable[[Mapping[str, Any], "Path | None"], ReferenceChecker]

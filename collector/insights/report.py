@@ -11,7 +11,7 @@ from typing import Any
 
 from ..store import EnvelopeRecord, Store
 from .findings import Category, DriftId, Finding
-from .history import replay
+from .history import StoredVerdicts, replay
 
 __all__ = ["CHANGE_KINDS", "REPORT_FORMAT", "build_report", "render_html"]
 
@@ -68,15 +68,16 @@ def _expiry_days(store: Store, record: EnvelopeRecord | None, now: dt.datetime) 
     return days
 
 
-def build_report(store: Store, *, now: dt.datetime | None = None) -> dict[str, Any]:
-    """The report's data: one entry per device with its table row and its timeline."""
+def build_report(store: Store, verdicts: StoredVerdicts, *, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The report's data: one entry per device with its table row and its timeline (its drift
+    from what verifying each stored output returns: `verdicts`)."""
     now = now or dt.datetime.now(dt.UTC)
     latest, latest_trusted, states = store.latest(), store.latest_trusted(), store.readable_states()
     statuses = {path: status for _, _, path, status in store.appraisal_statuses()}
     devices = []
     for name in sorted(set(latest) | set(states)):
         timeline = []
-        for step in replay(store, name):
+        for step in replay(store, verdicts, name):
             timeline.append({
                 "received": step.record.received,
                 "envelope": step.record.path,

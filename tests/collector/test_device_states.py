@@ -289,7 +289,8 @@ def test_status_and_the_report_warn_about_a_damaged_state_file_and_go_on(
     (store_dir / "state" / DEVICE_STATES_NAME).write_bytes(b"{not json")
     with caplog.at_level(logging.WARNING):
         status = CliRunner().invoke(cli, ["status", "--store", str(store_dir), "--json"])
-        report = CliRunner().invoke(cli, ["report", "--store", str(store_dir), "--json"])
+        report = CliRunner().invoke(cli, ["report", "--store", str(store_dir), "--trust-store", str(rig.trust),
+                                          "--json"])
     assert status.exit_code == 0, status.output
     assert [row["device"] for row in json.loads(status.stdout)["devices"]] == [rig.devices[0].name]  # the index
     assert report.exit_code == 0, report.output

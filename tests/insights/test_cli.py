@@ -51,24 +51,28 @@ def test_diff_appraise_and_collect_policy(rig_factory: Any, tmp_path: Path) -> N
     assert both.exit_code == 0, both.output
     ids = {f["id"] for f in json.loads(both.stdout)["findings"]}
     assert "drift.hardware.part_swapped" in ids and "drift.input.unverified" not in ids
-    # Unverified: the content is compared, and every run says it proves nothing.
-    loose = runner.invoke(cli, ["diff", str(envelopes[0]), str(envelopes[1]), "--json"])
-    assert "drift.input.unverified" in {f["id"] for f in json.loads(loose.stdout)["findings"]}
+    # Without a trust store nothing is compared: content only ever comes from a verification.
+    loose = runner.invoke(cli, ["diff", str(envelopes[0]), str(envelopes[1]), "--trust-store",
+                                str(tmp_path / "none"), "--json"])
+    assert loose.exit_code == 2 and "trust store" in loose.output
+    trust = ["--trust-store", str(rig.trust)]
     # From the store: secure boot turned off is an error-severity change: exit 1.
-    last = runner.invoke(cli, ["diff", "--store", store, "--device", name, "--json"])
+    last = runner.invoke(cli, ["diff", "--store", store, "--device", name, *trust, "--json"])
     assert last.exit_code == 1, last.output
     assert "drift.boot.secure_boot_changed" in {f["id"] for f in json.loads(last.stdout)["findings"]}
-    whole = runner.invoke(cli, ["diff", "--store", store, "--device", name, "--from", "0", "--to", "-1", "--json"])
+    whole = runner.invoke(cli, ["diff", "--store", store, "--device", name, "--from", "0", "--to", "-1", *trust,
+                                "--json"])
     ids = {f["id"] for f in json.loads(whole.stdout)["findings"]}
     assert {"drift.hardware.part_swapped", "drift.boot.secure_boot_changed"} <= ids
-    table = runner.invoke(cli, ["diff", "--store", store, "--device", name])
+    table = runner.invoke(cli, ["diff", "--store", store, "--device", name, *trust])
     assert "change(s)" in table.output
-    bad_ref = runner.invoke(cli, ["diff", "--store", store, "--device", name, "--from", "7"])
+    bad_ref = runner.invoke(cli, ["diff", "--store", store, "--device", name, "--from", "7", *trust])
     assert bad_ref.exit_code == 2 and "expected a position between -3 and 2" in bad_ref.output
     assert runner.invoke(cli, ["diff", str(envelopes[0])]).exit_code == 2
 
     # Appraise the whole history afterwards, then status shows the newest.
-    appraised = runner.invoke(cli, ["appraise", "--store", store, "--policy", str(policy_file), "--history", "--json"])
+    appraised = runner.invoke(cli, ["appraise", "--store", store, "--policy", str(policy_file), "--history", *trust,
+                                    "--json"])
     assert appraised.exit_code == 1, appraised.output
     results = json.loads(appraised.stdout)["appraisals"]
     assert [r["status"] for r in results] == ["affirming", "warning", "contraindicated"]

@@ -142,7 +142,9 @@ def test_certificate_drift_and_unverified_inputs() -> None:
         ["drift.cert.leaf_rekeyed"]
     replaced = diff_evidence(a, Evidence("b", None, False, leaf_sha256="3", root_sha256="s"))
     assert _ids(replaced) == ["drift.cert.root_changed", "drift.content.not_compared"]
-    assert "drift.input.unverified" in _ids(diff_evidence(a, Evidence("b", dossier, False)))
+    # Content a verification did not vouch for is never compared (it only ever comes from a verdict).
+    unverified = _ids(diff_evidence(a, Evidence("b", dossier, False)))
+    assert "drift.content.not_compared" in unverified and "drift.hardware.part_swapped" not in unverified
 
 
 def _write(path: Path, text: str) -> Path:

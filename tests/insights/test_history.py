@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.alerts import render_metrics
-from collector.insights import AppraisalPolicy, Status, replay
+from collector.insights import AppraisalPolicy, Status, StoredVerdicts, replay
 from emulator import facts as device_facts
 from emulator.faults import Fault
 
@@ -87,7 +87,7 @@ def test_every_change_is_a_finding_with_the_right_status(rig_factory: Any, tmp_p
         outcome = rig.collect()
         seen.append((name, outcome.status, outcome.appraisal))
         assert outcome.status == ("untrusted" if name == "root replaced" else "trusted"), (name, outcome.message)
-    history = list(replay(rig.store, rig.devices[0].name))
+    history = list(replay(rig.store, StoredVerdicts(rig.store, rig.trust), rig.devices[0].name))
     assert len(history) == len(steps)
     for (name, _, expected_ids, expected_status), step, (_, status, appraisal) in zip(steps, history, seen):
         drift_ids = {str(f.id) for f in step.drift}
@@ -135,7 +135,7 @@ def test_file_state_cache_gives_the_same_drift_as_a_replay(rig_factory: Any) -> 
     state_file = rig.store.root / "state" / f"{rig.devices[0].name}.files-state"
     assert state_file.exists()
     state_file.unlink()
-    replayed = appraise_record(rig.store, newest, rig.policy).to_json()
+    replayed = appraise_record(rig.store, StoredVerdicts(rig.store, rig.trust), newest, rig.policy).to_json()
     assert replayed["drift_counts"] == cached["drift_counts"]
     assert victim in {f["subject"] for f in replayed["drift"] if f["id"] == "drift.file.modified"}
     assert replayed["status"] == cached["status"] == "contraindicated"

@@ -96,13 +96,13 @@ def fleet_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         expected[fleet.devices[6].name] = "contraindicated"
         collector.run(devices)
         store.close()
-    return {"store": tmp / "store", "expected": expected}
+    return {"store": tmp / "store", "trust": trust, "expected": expected}
 
 
 def test_report_html_has_every_device_with_its_status_and_nothing_external(fleet_store: dict[str, Any],
                                                                             tmp_path: Path) -> None:
     out = tmp_path / "report.html"
-    result = CliRunner().invoke(cli, ["report", "--store", str(fleet_store["store"]), "--out", str(out)])
+    result = CliRunner().invoke(cli, ["report", "--store", str(fleet_store["store"]), "--trust-store", str(fleet_store["trust"]), "--out", str(out)])
     assert result.exit_code == 0, result.output
     text = out.read_text("utf-8")
     page = _FleetPage()
@@ -119,7 +119,7 @@ def test_report_html_has_every_device_with_its_status_and_nothing_external(fleet
 
 
 def test_report_json_matches_schema_and_the_html(fleet_store: dict[str, Any]) -> None:
-    result = CliRunner().invoke(cli, ["report", "--store", str(fleet_store["store"]), "--json"])
+    result = CliRunner().invoke(cli, ["report", "--store", str(fleet_store["store"]), "--trust-store", str(fleet_store["trust"]), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     jsonschema.validate(report, schemas.load("report"))
@@ -149,7 +149,7 @@ def test_report_screenshot_in_a_headless_browser(fleet_store: dict[str, Any], tm
         pytest.skip(f"no headless browser on this machine (looked for {', '.join(BROWSERS)}); "
                     "the HTML parser test covers the content")
     out = tmp_path / "report.html"
-    CliRunner().invoke(cli, ["report", "--store", str(fleet_store["store"]), "--out", str(out)])
+    CliRunner().invoke(cli, ["report", "--store", str(fleet_store["store"]), "--trust-store", str(fleet_store["trust"]), "--out", str(out)])
     shot = tmp_path / "report.png"
     subprocess.run([browser, "--headless", "--disable-gpu", "--no-sandbox", f"--screenshot={shot}",
                     "--window-size=1366,900", out.as_uri()], check=True, timeout=120, capture_output=True)
