@@ -9,6 +9,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from verifier.findings import Finding as VerifierFinding
 from verifier.findings import Severity
 
 __all__ = ["CATEGORIES", "AppraisalId", "Category", "DriftId", "Finding", "Severity", "Status"]
@@ -104,17 +105,28 @@ class AppraisalId(enum.StrEnum):
     TRUNCATED = "appraisal.truncated"
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One drift or appraisal finding: what changed (or is wrong), before and after."""
+@dataclass(frozen=True, slots=True, init=False)
+class Finding(VerifierFinding):
+    """One drift or appraisal finding: the verifier's `Finding` (one class for every finding of
+    the project: id, severity, message, and `before`/`after` as its expected/found values) with
+    the trustworthiness category and the subject (a file, package, node, rule) it concerns."""
 
-    id: str
-    severity: Severity
-    category: Category
-    subject: str
-    message: str
-    before: Any = None
-    after: Any = None
+    category: Category = Category.IDENTITY
+    subject: str = ""
+
+    def __init__(self, id: str, severity: Severity, category: Category, subject: str, message: str,
+                 before: Any = None, after: Any = None) -> None:
+        for name, value in (("id", id), ("severity", severity), ("message", message), ("expected", before),
+                            ("found", after), ("category", category), ("subject", subject)):
+            object.__setattr__(self, name, value)
+
+    @property
+    def before(self) -> Any:
+        return self.expected
+
+    @property
+    def after(self) -> Any:
+        return self.found
 
     def to_json(self) -> dict[str, Any]:
         return {"id": str(self.id), "severity": str(self.severity), "category": str(self.category),
