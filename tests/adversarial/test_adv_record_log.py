@@ -366,6 +366,12 @@ def test_a_log_made_for_a_store_with_envelopes_lists_them_in_a_signed_baseline(t
     store = tmp_path / "store"
     kinds = [parse_line(line)["kind"] for line in _lines(store)]
     assert kinds == ["header", "baseline", "record"]
+    import jsonschema
+
+    import schemas
+
+    for line in _lines(store):
+        jsonschema.validate(json.loads(line), schemas.load("record-log-line"))
     old = store / first["devices"][0]["path"]
     assert parse_line(_lines(store)[1])["envelopes"] == [
         {"path": first["devices"][0]["path"], "sha256": json.loads(old.with_name(old.name + ".meta.json").read_text())[
