@@ -27,7 +27,7 @@ from rich.table import Table
 
 from verifier.cli import DEFAULT_TRUST_STORE  # one default for every command
 from verifier.display import cell, inert  # device text is shown inert, never as markup
-from verifier.findings import Severity
+from verifier.findings import FindingId, Severity
 
 from .alerts import AlertSink, write_metrics
 from .collect import TRUSTED, CollectOptions, Collector, DeviceOutcome, RunSummary, check_trust_store
@@ -37,6 +37,7 @@ from .inventory import Device, load_inventory
 from .lock import RunLock
 from .provision import PROVISION_KEY_TYPES, provision_device
 from .records import RecordLog, StoreRecords, check_key_outside, flag_untrusted, load_or_create_key, public_key_of
+from .status import fleet_status
 from .store import DamagedFile, Store
 
 __all__ = ["register"]
@@ -65,6 +66,11 @@ _select_options = [
     click.option("--group", "-g", "groups", multiple=True, help="Only devices in this group (repeatable)."),
 ]
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document for machines.")
+_key_trust_option = click.option(
+    "--trust-store", "trust_store_path", type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_TRUST_STORE, envvar="DOSSIER_TRUST_STORE", show_envvar=True, show_default=True,
+    help="The trust store `dossier collect` used: the collector key (collector-key.pem or its .pub.pem) "
+    "beside it checks the store's record log.")
 _key_option = click.option(
     "--collector-key", "collector_key", type=click.Path(dir_okay=False, path_type=Path), default=None,
     envvar="DOSSIER_COLLECTOR_KEY", show_envvar=True,
@@ -72,21 +78,28 @@ _key_option = click.option(
     "beside the trust store; made on first use, mode 0600; never inside the store).")
 
 
-def _key_path(collector_key: Path | None) -> Path:
-    """--collector-key, else the key beside the trust store ($DOSSIER_TRUST_STORE or the default)."""
+def _key_path(collector_key: Path | None, trust_store_path: Path | None = None) -> Path:
+    """--collector-key, else the key beside the trust store (--trust-store, $DOSSIER_TRUST_STORE
+    or the default), as `dossier collect` finds it."""
     from verifier.records import default_key_path
 
-    return collector_key or default_key_path(Path(os.environ.get("DOSSIER_TRUST_STORE") or DEFAULT_TRUST_STORE))
+    trust_store = trust_store_path or Path(os.environ.get("DOSSIER_TRUST_STORE") or DEFAULT_TRUST_STORE)
+    return collector_key or default_key_path(trust_store)
 
 
-def _store_records(store: Store, collector_key: Path | None) -> StoreRecords:
-    """The store's record log read with the collector's public key (the log's own, warned, when
-    there is no key file)."""
+def _store_records(store: Store, collector_key: Path | None, trust_store_path: Path | None = None) -> StoreRecords:
+    """The store's record log read with the collector's public key. Without a key file, the
+    log's own key is used and that is an error (`record.key_not_pinned`), its message saying
+    how to give the key."""
     from verifier.records import public_key_path
 
-    key = _key_path(collector_key)
+    key = _key_path(collector_key, trust_store_path)
     public = public_key_path(key)
-    return StoreRecords.read(store, public if public.is_file() else key if key.is_file() else None)
+    found = public if public.is_file() else key if key.is_file() else None
+    how = None if found is not None else (
+        f"looked for {public} and {key}: give --collector-key PUB.pem (`dossier store key` prints it) or "
+        "--trust-store with the trust store the collector key was made beside")
+    return StoreRecords.read(store, found, how_to_give_key=how)
 
 
 def _apply(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
@@ -331,7 +344,8 @@ def _log_line(outcome: DeviceOutcome) -> str:
     return " ".join(parts)
 
 
-_STATUS_STYLE = {"trusted": "green", "untrusted": "bold red", "failed": "red", "skipped": "yellow"}
+_STATUS_STYLE = {"trusted": "green", "untrusted": "bold red", "failed": "red", "skipped": "yellow",
+                 "failed (unverified state file)": "red", "unrecorded": "yellow", "not verified": "yellow"}
 
 
 def _print_summary(summary: RunSummary, *, as_json: bool) -> None:
@@ -527,7 +541,9 @@ def _enrolled_line(result: EnrollResult) -> str:
 @_store_option
 @_json_option
 @_key_option
-def status_command(store_path: Path, as_json: bool, collector_key: Path | None = None) -> None:
+@_key_trust_option
+def status_command(store_path: Path, as_json: bool, collector_key: Path | None = None,
+                   trust_store_path: Path | None = None) -> None:
     """Show the fleet: last collection, verdict and certificate expiry per device.
 
     \b
@@ -538,7 +554,7 @@ def status_command(store_path: Path, as_json: bool, collector_key: Path | None =
     """
     with _errors_to_exit_codes():
         with Store.open(store_path, create=False) as store:
-            checks = _store_records(store, collector_key)
+            checks = _store_records(store, collector_key, trust_store_path)
             rows = fleet_status(store, checks)
         record_errors = [f for f in checks.log.problems if f.severity is Severity.ERROR]
         if as_json:
@@ -566,50 +582,9 @@ def status_command(store_path: Path, as_json: bool, collector_key: Path | None =
 _APPRAISAL_STYLE = {"affirming": "green", "warning": "yellow", "contraindicated": "bold red"}
 
 
-#: Status looks this far back through a device's trusted envelopes for one whose record holds.
-_TRUSTED_LOOKBACK = 50
-
-
-def fleet_status(store: Store, checks: StoreRecords | None = None) -> list[dict[str, Any]]:
-    """One row per device from the index and the device states; with `checks`, the newest
-    envelope and the last trusted one are those whose signed record holds (record log)."""
-    latest, trusted, states = store.latest(), store.latest_trusted(), store.readable_states()
-    record_findings: dict[str, list[str]] = {}
-    if checks is not None:
-        index_trusted = dict(trusted)
-        for device, record in list(trusted.items()):
-            if not checks.errors(record):
-                continue
-            del trusted[device]  # a replayed or edited envelope is no trusted collection
-            for older in store.history(device, limit=_TRUSTED_LOOKBACK):
-                if older.trusted and not checks.errors(older):
-                    trusted[device] = older
-                    break
-        for device, record in latest.items():  # the newest, and the newest the index calls trusted
-            shown = [record, *([index_trusted[device]] if device in index_trusted else [])]
-            record_findings[device] = sorted({str(f.id) for one in shown for f in checks.errors(one)
-                                              if f not in checks.log.problems})
-    appraised = {path: status for _, _, path, status in store.appraisal_statuses()}
-    rows = []
-    for device in sorted(set(latest) | set(states)):
-        state = states.get(device, {})
-        record = latest.get(device)
-        poll_ts = state.get("last_poll_ts")
-        rows.append({
-            "device": device,
-            "last_poll": datetime.fromtimestamp(poll_ts, UTC).isoformat(timespec="seconds") if poll_ts else None,
-            "last_status": state.get("last_status") or (
-                None if record is None else ("trusted" if record.trusted else "untrusted")),
-            "last_reason": state.get("last_reason"),
-            "last_trusted": trusted[device].received if device in trusted else None,
-            "days_leaf": record.days_leaf if record else None,
-            "days_root": record.days_root if record else None,
-            "latest_file": str(store.root / record.path) if record else None,
-            # collector.insights: the newest envelope's appraisal (None when not appraised)
-            "appraisal": appraised.get(record.path) if record else None,
-            "record_findings": record_findings.get(device, []),
-        })
-    return rows
+def _key_missing(checks: StoreRecords) -> bool:
+    """A record log was there but no collector key to check it with (an error: key_not_pinned)."""
+    return any(f.id == FindingId.RECORD_KEY_NOT_PINNED and f.severity is Severity.ERROR for f in checks.log.problems)
 
 
 # --- dossier store ... ------------------------------------------------------------------------
@@ -624,7 +599,9 @@ def store_group() -> None:
 @_store_option
 @_json_option
 @_key_option
-def reindex_command(store_path: Path, as_json: bool, collector_key: Path | None = None) -> None:
+@_key_trust_option
+def reindex_command(store_path: Path, as_json: bool, collector_key: Path | None = None,
+                    trust_store_path: Path | None = None) -> None:
     """Rebuild the SQLite index from the envelope files (after a crash or a damaged index), and
     check each envelope's signed record: one that fails is indexed as untrusted, with the
     record finding ids as its reasons.
@@ -646,10 +623,11 @@ def reindex_command(store_path: Path, as_json: bool, collector_key: Path | None 
         with RunLock(Path(store_path) / "collect.lock") if Path(store_path).is_dir() else _no_lock():
             with Store.open(store_path, create=False) as store:
                 count = store.reindex(on_damage=damaged.append)
-                checks = _store_records(store, collector_key)
+                checks = _store_records(store, collector_key, trust_store_path)
                 every = [record for device in store.latest() for record in store.history(device)]
-                for record in flag_untrusted(every, checks):
-                    store.index(record)
+                if not _key_missing(checks):  # without the key nothing is known: the verdicts stay as read
+                    for record in flag_untrusted(every, checks):
+                        store.index(record)
                 store.mark_clean()
         flagged = checks.summary()
         if as_json:
@@ -666,7 +644,8 @@ def reindex_command(store_path: Path, as_json: bool, collector_key: Path | None 
                 for finding in findings:
                     click.echo(f"{inert(path)}: {finding['severity']}: {finding['id']}: {inert(finding['message'])}",
                                err=True)
-        if damaged or any(f.severity is Severity.ERROR for findings in checks.checked.values() for f in findings):
+        if damaged or _key_missing(checks) or any(f.severity is Severity.ERROR for findings in checks.checked.values()
+                                                  for f in findings):
             raise _Exit(EXIT_FAILED)
 
 

@@ -238,6 +238,8 @@ class Collector:
             self._workers = shared_workers(workers)  # kept for later runs of this process
             self._workers.begin_run()
         self.store.recover()
+        if self.records is not None:
+            self.records.start(self.store)  # the log's header (and baseline) before any poll is stored
         self.store.mark_dirty()
         outcomes: dict[str, DeviceOutcome] = {}
         pending = list(devices)

@@ -14,8 +14,9 @@ import os
 import stat
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from hashlib import sha256
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,11 +24,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from verifier.errors import VerifierError
-from verifier.findings import Finding, Severity
-from verifier.records import (LOG_NAME, MAX_LINE_BYTES, LogCheck, RecordFormatError, check_record,
-                              default_key_path, header_fields, key_fingerprint, line_hash, load_public_key, make_line,
-                              parse_line, public_key_path, read_log, read_stored_envelope, record_fields,
-                              torn_fields)
+from verifier.findings import Finding, FindingId, Severity
+from verifier.policy import MAX_ENVELOPE_BYTES
+from verifier.records import (BASELINE_PER_LINE, LOG_NAME, MAX_LINE_BYTES, LogCheck, RecordFormatError,
+                              baseline_fields, check_record, default_key_path, header_fields, key_fingerprint,
+                              line_hash, line_signed_by, load_public_key, make_line, parse_line, public_key_path,
+                              read_log, read_stored_envelope, record_fields, torn_fields)
+from verifier.stored import StoredFileError, read_stored_bytes
 
 from .errors import StoreError
 
@@ -40,8 +43,10 @@ __all__ = ["RecordLog", "StoreRecords", "check_key_outside", "default_key_path",
 log = logging.getLogger(__name__)
 
 _KEY_MODE = 0o600
-#: A stored envelope is read whole to hash it; the verifier accepts no larger (64 MiB).
-_MAX_ENVELOPE_BYTES = 64 * 1024 * 1024
+#: How far back from its end the collector looks for the last line it signed, cutting off what
+#: follows (a torn append, lines it cannot verify). Further than this is damage for a person to
+#: look at, not something to cut off unseen.
+MAX_REPAIR_BYTES = 1024 * 1024
 
 
 def load_or_create_key(path: Path) -> Ed25519PrivateKey:
@@ -117,10 +122,12 @@ class RecordLog:
     def check_key(self) -> None:
         """Raise StoreError if the log was started by another key (before any device is polled)."""
         try:
-            with open(self.path, "rb") as handle:
-                first = handle.readline(MAX_LINE_BYTES + 1)
-        except FileNotFoundError:
-            return
+            head = read_stored_bytes(self.path, MAX_LINE_BYTES + 1, "record log")
+        except StoredFileError as exc:
+            if exc.problem == "missing":
+                return
+            raise StoreError(f"record log {self.path}: expected {exc.expected}, found {exc.found}") from None
+        first = head[: head.find(b"\n") + 1] if b"\n" in head else head
         if not first.endswith(b"\n"):
             return  # a torn header: repaired at the first append
         try:
@@ -140,17 +147,38 @@ class RecordLog:
                                 trusted=r.trusted, reasons=list(r.reasons)) for r in records]
         if not fields:
             return
+        self._write(fields)
+
+    def start(self, store: Store) -> None:
+        """Before a run stores anything: make sure the log exists. A new log gets its header
+        and, when the store already holds envelopes, signed baseline lines listing each of them
+        (path, SHA-256): an envelope in neither a record nor the baseline is then always
+        `record.missing`, whatever time its metadata claims. An existing log is caught up
+        (its tail checked and repaired)."""
+        self._write([], store=store)
+
+    def _write(self, fields: list[dict[str, Any]], store: Store | None = None) -> None:
+        """Under the lock and flock: catch up with the log, then write `fields` as signed lines."""
         with self._lock:
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK, 0o644)
             except OSError as exc:
                 raise StoreError(f"cannot open the record log {self.path}: {exc.strerror or exc}") from exc
             try:
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode):
+                    raise StoreError(f"record log {self.path}: expected a regular file, found mode "
+                                     f"{stat.S_IFMT(info.st_mode):o} (a named pipe or device put in its place)")
                 fcntl.flock(fd, fcntl.LOCK_EX)  # another collector process may append too
                 info = os.fstat(fd)
                 out: list[bytes] = []
                 if self._known != (info.st_ino, info.st_size):
                     out = self._catch_up(fd, info.st_size)  # another writer, or first append
+                if info.st_size == 0 and store is not None:
+                    fields = [*self._baseline(store), *fields]
+                if not out and not fields:
+                    self._known = (info.st_ino, info.st_size)
+                    return
                 seq, prev = self._seq, self._prev
                 for one in fields:
                     seq += 1
@@ -172,28 +200,61 @@ class RecordLog:
                 os.close(fd)  # drops the flock too
 
     def _catch_up(self, fd: int, size: int) -> list[bytes]:
-        """Read the log's last line (seq and hash); a torn tail is cut off and the line that
-        records it returned first; an empty log gets its header. Call with the flock held."""
+        """Find the log's last line signed by this key (its seq and hash: what the next line
+        chains onto). What follows it (a torn append, a line that does not parse or whose
+        signature does not verify) is cut off and the line that records it returned first; an
+        empty log gets its header. Call with the flock held."""
         if size == 0:
             return [self._start()]
-        tail = os.pread(fd, min(size, 2 * MAX_LINE_BYTES + 2), max(0, size - 2 * MAX_LINE_BYTES - 2))
-        cut = b""
-        if not tail.endswith(b"\n"):
-            end = tail.rfind(b"\n") + 1
-            cut, keep = tail[end:], size - (len(tail) - end)
+        window = min(size, MAX_REPAIR_BYTES)
+        start = size - window
+        tail = os.pread(fd, window, start)
+        public_key = self._key.public_key()
+        keep, last, fields = None, b"", None
+        end = tail.rfind(b"\n")  # the newline of the last complete line
+        while end >= 0:
+            begin = tail.rfind(b"\n", 0, end) + 1
+            if begin == 0 and start > 0:
+                break  # this line starts before the window: not checked, so not chained onto
+            last = tail[begin:end]
+            fields = line_signed_by(last, public_key)
+            if fields is not None:
+                keep = start + end + 1
+                break
+            end = begin - 1
+        if keep is None:
+            if start > 0:
+                raise StoreError(
+                    f"record log {self.path}: no line signed by this collector's key in its last {window} bytes: "
+                    "expected its lines to end with one; move the log aside and look at it (the next run starts "
+                    "a new log)")
+            keep = 0
+        cut = tail[keep - start:]
+        if cut:
             os.ftruncate(fd, keep)
-            log.warning("record log %s: cut off a torn append of %d bytes (recorded in the log)", self.path, len(cut))
-            if keep == 0:
-                return [self._start(), self._torn(cut)]
-            tail = tail[:end]
-        last = tail[:-1].rsplit(b"\n", 1)[-1]
-        try:
-            self._seq = parse_line(last)["seq"]
-        except RecordFormatError as exc:
-            raise StoreError(f"record log {self.path}: its last line is not a record line ({exc}); "
-                             "expected a log written by the collector") from exc
-        self._prev = line_hash(last)
+            log.warning("record log %s: cut off %d bytes after its last signed line (a torn append or lines "
+                        "that do not verify; recorded in the log)", self.path, len(cut))
+        if keep == 0:
+            return [self._start(), *([self._torn(cut)] if cut else [])]
+        assert fields is not None
+        self._seq, self._prev = fields["seq"], line_hash(last)
         return [self._torn(cut)] if cut else []
+
+    def _baseline(self, store: Store) -> list[dict[str, Any]]:
+        """Baseline lines' fields: every envelope `store` holds (path, SHA-256), for a new log."""
+        listed: list[tuple[str, str]] = []
+        for path in store.envelope_files():
+            try:
+                data = read_stored_bytes(path, MAX_ENVELOPE_BYTES, "envelope")
+            except StoredFileError as exc:
+                log.warning("record log %s: %s left out of the baseline: expected %s, found %s", self.path, path,
+                            exc.expected, exc.found)
+                continue
+            listed.append((str(path.relative_to(store.root)), sha256(data).hexdigest()))
+        if listed:
+            log.info("record log %s: new, for a store holding %d envelopes: listed in its baseline", self.path,
+                     len(listed))
+        return [baseline_fields(listed[at:at + BASELINE_PER_LINE]) for at in range(0, len(listed), BASELINE_PER_LINE)]
 
     def _start(self) -> bytes:
         created = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -218,31 +279,51 @@ class StoreRecords:
     checked: dict[str, list[Finding]] = field(default_factory=dict)
 
     @classmethod
-    def read(cls, store: Store, public_key_path: Path | None) -> StoreRecords:
-        """Read `store`'s log, checked against the public key at `public_key_path` (None: the
-        key the log names, with a warning); raises StoreError if the key cannot be read."""
+    def read(cls, store: Store, public_key_path: Path | None, *, how_to_give_key: str | None = None) -> StoreRecords:
+        """Read `store`'s log, checked against the public key at `public_key_path`. None: the
+        key the log names, with a warning, or with `how_to_give_key` (what to do), an error:
+        whoever rewrites the whole log under their own key passes that. Raises StoreError if
+        the key cannot be read."""
         key = None
         if public_key_path is not None:
             try:
                 key = load_public_key(public_key_path)
             except VerifierError as exc:
                 raise StoreError(str(exc)) from exc
-        return cls(store, read_log(store.root / LOG_NAME, key))
+        checked = read_log(store.root / LOG_NAME, key)
+        if how_to_give_key is not None:
+            checked.problems = [
+                replace(finding, severity=Severity.ERROR,
+                        message=f"no collector key was found to check the record log {checked.path} with "
+                        f"({how_to_give_key}); its own header's key proves nothing: whoever can rewrite the whole "
+                        "log passes that") if finding.id == FindingId.RECORD_KEY_NOT_PINNED else finding
+                for finding in checked.problems]
+        return cls(store, checked)
 
     def errors(self, record: EnvelopeRecord) -> list[Finding]:
         """The error findings about one stored envelope (its file read and hashed once)."""
-        findings = self.findings(record)
-        return [finding for finding in findings if finding.severity is Severity.ERROR]
+        return self.errors_at(record.path)
+
+    def errors_at(self, path: str) -> list[Finding]:
+        """The error findings about the stored envelope at `path` ('<device>/<file>')."""
+        return [finding for finding in self.findings_at(path) if finding.severity is Severity.ERROR]
 
     def findings(self, record: EnvelopeRecord) -> list[Finding]:
-        if record.path not in self.checked:
-            path = self.store.root / record.path
+        return self.findings_at(record.path)
+
+    def findings_at(self, relative: str) -> list[Finding]:
+        if relative not in self.checked:
+            path = self.store.root / relative
             try:
-                raw, meta, verdict = read_stored_envelope(path, _MAX_ENVELOPE_BYTES)
-            except OSError as exc:
-                raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
-            self.checked[record.path] = check_record(self.log, record.path, raw, meta, verdict)
-        return self.checked[record.path]
+                raw, meta, verdict = read_stored_envelope(path, MAX_ENVELOPE_BYTES)
+            except StoredFileError as exc:  # gone, or no regular file (a named pipe is never waited on)
+                self.checked[relative] = [*self.log.problems, Finding(
+                    FindingId.RECORD_MISMATCH, Severity.ERROR,
+                    f"{relative}: cannot be checked against its signed record: expected {exc.expected}, "
+                    f"found {exc.found}", expected=exc.expected, found=exc.found)]
+            else:
+                self.checked[relative] = check_record(self.log, relative, raw, meta, verdict)
+        return self.checked[relative]
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready: the log's problems and the envelopes checked that have error findings."""

@@ -22,6 +22,7 @@ and their sidecars.
 from __future__ import annotations
 
 import json
+import errno
 import logging
 import os
 import sqlite3
@@ -34,7 +35,8 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-from verifier.stored import kind_of, stored_name
+from verifier.policy import MAX_ENVELOPE_BYTES
+from verifier.stored import StoredFileError, kind_of, read_stored_bytes, stored_name
 
 from .errors import StoreError
 from .sidecars import DAMAGE_UNREADABLE, DamagedFile, collected_verdict, read_appraisal, read_metadata
@@ -438,13 +440,22 @@ class Store(SQLiteIndex, DeviceStates, Pruning):
         return appraisal
 
     def envelope_bytes(self, record: EnvelopeRecord) -> bytes:
-        return (self.root / record.path).read_bytes()
+        """The stored envelope's bytes; raises OSError when it cannot be read or is no regular
+        file (a named pipe put there is refused, never waited on)."""
+        path = self.root / record.path
+        try:
+            return read_stored_bytes(path, MAX_ENVELOPE_BYTES, "envelope")
+        except StoredFileError as exc:
+            raise OSError(errno.EINVAL, f"expected {exc.expected}, found {exc.found}", str(path)) from None
 
     # --- reading the files back (`reindex`) ----------------------------------------------------
 
-    def _envelope_files(self) -> Iterator[Path]:
+    def envelope_files(self) -> Iterator[Path]:
+        """Every envelope file of the store, by device folder then name (not the index: the files)."""
         for device_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name != "state"):
             yield from sorted(device_dir.glob("*" + ENVELOPE_SUFFIX))
+
+    _envelope_files = envelope_files  # what the index (`SQLiteIndex.reindex`) reads back
 
 
     def _record_from_files(self, path: Path, report: Callable[[DamagedFile], None]) -> EnvelopeRecord | None:
@@ -452,10 +463,13 @@ class Store(SQLiteIndex, DeviceStates, Pruning):
         damaged one reported); None when the envelope itself cannot be read."""
         base = path.name[: -len(ENVELOPE_SUFFIX)]
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            report(DamagedFile(DAMAGE_UNREADABLE, str(path), "a readable envelope",
-                               f"{exc.strerror or exc}; left out of the index"))
+            data = read_stored_bytes(path, MAX_ENVELOPE_BYTES, "envelope")  # never waits on a named pipe
+        except StoredFileError as exc:
+            report(DamagedFile(DAMAGE_UNREADABLE, str(path), exc.expected, f"{exc.found}; left out of the index"))
+            return None
+        if len(data) > MAX_ENVELOPE_BYTES:
+            report(DamagedFile(DAMAGE_UNREADABLE, str(path), f"an envelope of at most {MAX_ENVELOPE_BYTES} bytes",
+                               "a larger one; left out of the index"))
             return None
         meta_path = path.with_name(base + META_SUFFIX)
         meta, problems = read_metadata(meta_path)

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EnvelopeError
-from .stored import ENVELOPE_SUFFIX, StoredFileError, legacy_signer, parse_stored_name, read_sidecar
+from .stored import (ENVELOPE_SUFFIX, StoredFileError, legacy_signer, parse_stored_name, read_sidecar,
+                     read_stored_bytes)
 from .stored import META_SUFFIX as _STORED_META_SUFFIX
 
 __all__ = ["META_SUFFIX", "EnvelopeInput", "parse_time", "read_envelope_file"]
@@ -86,10 +87,9 @@ def read_envelope_file(path: str | Path, *, max_bytes: int, stdin: Any = None) -
         return EnvelopeInput("-", raw)
     file = Path(path)
     try:
-        with file.open("rb") as handle:
-            raw = handle.read(max_bytes + 1)  # one byte over the limit is enough to report it
-    except OSError as exc:
-        raise EnvelopeError(f"{file}: cannot read ({exc.strerror or exc})") from None
+        raw = read_stored_bytes(file, max_bytes, "envelope")  # a named pipe is refused, never waited on
+    except StoredFileError as exc:
+        raise EnvelopeError(f"{file}: cannot read (expected {exc.expected}, found {exc.found})") from None
     meta_path = file.with_name(file.name + META_SUFFIX)
     if not meta_path.exists():
         return EnvelopeInput(str(file), raw)
@@ -119,11 +119,11 @@ def _read_signer(file: Path, name: Any, meta: dict[str, Any], max_bytes: int) ->
         raise EnvelopeError(f"{where}: expected the file name of an output beside it, found {name!r}")
     signer_file = file.with_name(name)
     try:
-        with signer_file.open("rb") as handle:
-            raw = handle.read(max_bytes + 1)
-    except OSError as exc:
+        raw = read_stored_bytes(signer_file, max_bytes, "signer output")
+    except StoredFileError as exc:
         raise EnvelopeError(
-            f"{where}: the output that signs this one, {signer_file}, cannot be read ({exc.strerror or exc}); "
+            f"{where}: the output that signs this one, {signer_file}, cannot be read (expected {exc.expected}, "
+            f"found {exc.found}); "
             "it was stored by the same poll and must be kept beside it (copy both, or pass --signer)"
         ) from None
     signer_meta_path = signer_file.with_name(signer_file.name + META_SUFFIX)

@@ -14,8 +14,11 @@ collector's public key:
       (`record.chain_broken`); a last line without its newline is a torn append
       (`record.log_torn`), which the collector later cuts off and records as a signed "torn" line;
   (4) a stored envelope has a record whose sha256, size, device, nonce, times and verdict match
-      the file and its metadata (`record.missing`, `record.mismatch`), and no other record of
-      its device has its nonce (`record.nonce_reused`).
+      the file and its metadata (`record.missing`, `record.mismatch`; a missing verdict is
+      compared as "unknown", never skipped), and no other record of its device has its nonce
+      (`record.nonce_reused`). An envelope the store held when the log began is in its signed
+      "baseline" lines instead (`record.before_log`, a warning, when its SHA-256 matches); any
+      other envelope without a record is `record.missing`, whatever time its metadata claims.
 """
 
 from __future__ import annotations
@@ -38,11 +41,11 @@ from ._strictjson import JSONProblem, loads_strict
 from .errors import VerifierError
 from .findings import Finding, FindingId, Severity
 from .inputs import parse_time
-from .stored import META_SUFFIX, VERDICT_SUFFIX, StoredFileError, read_sidecar, sidecar_path
+from .stored import META_SUFFIX, VERDICT_SUFFIX, StoredFileError, read_sidecar, read_stored_bytes, sidecar_path
 
 __all__ = [
-    "KEY_FILE_NAME", "LOG_FORMAT", "LOG_NAME", "LogCheck", "check_record", "default_key_path",
-    "header_fields", "key_fingerprint", "load_public_key", "locate_log", "make_line", "parse_line",
+    "KEY_FILE_NAME", "LOG_FORMAT", "LOG_NAME", "LogCheck", "baseline_fields", "check_record", "default_key_path",
+    "header_fields", "key_fingerprint", "line_signed_by", "load_public_key", "locate_log", "make_line", "parse_line",
     "public_key_path", "read_log", "read_stored_envelope", "record_fields", "line_hash", "torn_fields",
 ]
 
@@ -56,6 +59,13 @@ GENESIS_PREV = "0" * 64
 MAX_LINE_BYTES = 64 * 1024
 #: A log read by `dossier verify` is read whole; a billion bytes is ~1.5 million records.
 MAX_LOG_BYTES = 1024 * 1024 * 1024
+#: Envelopes listed per baseline line: ~150 bytes each (a 63-character device name, the file
+#: name, the SHA-256), so a line stays well under MAX_LINE_BYTES.
+BASELINE_PER_LINE = 200
+#: Of a torn or invalid tail the collector cuts off, the bytes kept in its "torn" line (base64,
+#: 4/3 larger): enough to see what it was, and the line stays under MAX_LINE_BYTES. Its size and
+#: SHA-256 always cover all of it.
+MAX_REMOVED_KEPT = 32 * 1024
 #: Findings listed per kind of chain problem; the rest are counted in the last one.
 MAX_LISTED = 5
 #: The collector's signing key, beside the trust store by default (outside the store: whoever
@@ -68,7 +78,9 @@ _KINDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "record": {"path": str, "sha256": str, "bytes": int, "device": str, "nonce": str,
                "started": (str, type(None)), "received": str, "trusted": (bool, type(None)), "reasons": list},
     "torn": {"removed_bytes": int, "removed_sha256": str, "removed": str},
+    "baseline": {"envelopes": list},
 }
+_SHA256_HEX = frozenset("0123456789abcdef")
 _COMMON: dict[str, type | tuple[type, ...]] = {"kind": str, "seq": int, "prev": str, "key": str, "sig": str}
 
 
@@ -123,9 +135,24 @@ def record_fields(*, path: str, sha256_hex: str, size: int, device: str, nonce: 
 
 
 def torn_fields(removed: bytes) -> dict[str, Any]:
-    """A torn last line, cut off by the collector before it appends: kept here, not dropped."""
+    """A torn or invalid tail, cut off by the collector before it appends: recorded here, not
+    dropped (its first MAX_REMOVED_KEPT bytes kept; its size and SHA-256 cover all of it)."""
     return {"kind": "torn", "removed_bytes": len(removed), "removed_sha256": sha256(removed).hexdigest(),
-            "removed": base64.b64encode(removed).decode("ascii")}
+            "removed": base64.b64encode(removed[:MAX_REMOVED_KEPT]).decode("ascii")}
+
+
+def baseline_fields(envelopes: list[tuple[str, str]]) -> dict[str, Any]:
+    """A baseline line: envelopes (path, SHA-256 hex) the store held when the log began."""
+    return {"kind": "baseline", "envelopes": [{"path": path, "sha256": digest} for path, digest in envelopes]}
+
+
+def _check_baseline(envelopes: list[Any]) -> None:
+    for position, entry in enumerate(envelopes):
+        if not (isinstance(entry, dict) and set(entry) == {"path", "sha256"} and isinstance(entry["path"], str)
+                and isinstance(entry["sha256"], str) and len(entry["sha256"]) == 64
+                and set(entry["sha256"]) <= _SHA256_HEX):
+            raise RecordFormatError(f"expected envelopes[{position}] to be {{path, sha256 (64 hex digits)}}, "
+                                    f"found {entry!r:.80}")
 
 
 def parse_line(line: bytes) -> dict[str, Any]:
@@ -148,9 +175,23 @@ def parse_line(line: bytes) -> dict[str, Any]:
         value = fields[name]
         if not isinstance(value, kinds) or (isinstance(value, bool) and kinds is int):
             raise RecordFormatError(f"expected {name!r} of type {kinds}, found {type(value).__name__}")
+    if kind == "baseline":
+        _check_baseline(fields["envelopes"])
     if canonical(fields) != line:
         raise RecordFormatError("expected the canonical serialisation (sorted keys, no spaces, ASCII), "
                                 "found another spelling of it")
+    return fields
+
+
+def line_signed_by(line: bytes, public_key: Ed25519PublicKey) -> dict[str, Any] | None:
+    """The fields of `line` when it is a well-formed line naming `public_key` and signed by it;
+    None otherwise (what the collector checks before it chains a new line onto it)."""
+    try:
+        fields = parse_line(line)
+    except RecordFormatError:
+        return None
+    if fields["key"] != key_fingerprint(public_key) or not _signature_ok(fields, public_key):
+        return None
     return fields
 
 
@@ -203,9 +244,11 @@ class LogCheck:
 
     path: Path
     key: str | None = None  # fingerprint the lines were checked against
-    created: dt.datetime | None = None  # the header's time: envelopes before it predate the log
+    created: dt.datetime | None = None  # the header's time
     problems: list[Finding] = field(default_factory=list)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Envelopes the store held when the log began (signed baseline lines): path -> SHA-256.
+    baseline: dict[str, str] = field(default_factory=dict)
     nonces: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     lines: int = 0
     head: str | None = None  # SHA-256 of the last line: an auditor may note it to detect truncation
@@ -226,9 +269,12 @@ def read_log(path: Path, public_key: Ed25519PublicKey | None) -> LogCheck:
     whole log can then pass). A missing log is a finding, not an exception."""
     log = LogCheck(Path(path))
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_LOG_BYTES + 1)
-    except FileNotFoundError:
+        data = read_stored_bytes(Path(path), MAX_LOG_BYTES, "record log")
+    except StoredFileError as exc:
+        if exc.problem != "missing":
+            log.add(FindingId.RECORD_LOG_MISSING, Severity.ERROR,
+                    f"record log {path}: expected {exc.expected}, found {exc.found}")
+            return log
         # With the collector's key in hand the log must exist; without it, this may be a store
         # written before the record log, so the missing log is reported, not held against it.
         log.add(FindingId.RECORD_LOG_MISSING, Severity.ERROR if public_key is not None else Severity.WARNING,
@@ -237,9 +283,6 @@ def read_log(path: Path, public_key: Ed25519PublicKey | None) -> LogCheck:
                    " (no collector key given: a store written before the record log has none; with the "
                    "collector's public key this is an error)"),
                 expected=LOG_NAME, found="none")
-        return log
-    except OSError as exc:
-        log.add(FindingId.RECORD_LOG_MISSING, Severity.ERROR, f"record log {path}: cannot read ({exc.strerror})")
         return log
     if len(data) > MAX_LOG_BYTES:
         log.add(FindingId.RECORD_LINE_INVALID, Severity.ERROR,
@@ -315,9 +358,12 @@ def read_log(path: Path, public_key: Ed25519PublicKey | None) -> LogCheck:
     for number, _, fields in sound:
         if fields["kind"] == "torn":
             log.add(FindingId.RECORD_LOG_REPAIRED, Severity.WARNING,
-                    f"record log {path} line {number}: the collector cut off a torn append of "
-                    f"{fields['removed_bytes']} bytes (SHA-256 {fields['removed_sha256']}); the envelope it was "
-                    "recording has no record")
+                    f"record log {path} line {number}: the collector cut off a torn or invalid tail of "
+                    f"{fields['removed_bytes']} bytes (SHA-256 {fields['removed_sha256']}): a crash mid-append, or "
+                    "lines it could not verify; an envelope recorded there has no record")
+        elif fields["kind"] == "baseline":
+            for entry in fields["envelopes"]:
+                log.baseline.setdefault(entry["path"], entry["sha256"])
         elif fields["kind"] == "record":
             log.records.setdefault(fields["path"], fields)
             log.nonces.setdefault((fields["device"], fields["nonce"].lower()), []).append(fields["path"])
@@ -374,8 +420,7 @@ def read_stored_envelope(envelope_path: Path, max_bytes: int) -> tuple[bytes, di
     """A stored envelope's bytes, its metadata and its verdict at collection (None when absent
     or unreadable: the record check then reports what differs)."""
     envelope_path = Path(envelope_path)
-    with envelope_path.open("rb") as handle:
-        raw = handle.read(max_bytes + 1)
+    raw = read_stored_bytes(envelope_path, max_bytes, "envelope")
     meta = _sidecar(sidecar_path(envelope_path, META_SUFFIX), "metadata")
     verdict = meta.get("verdict") if meta is not None and isinstance(meta.get("verdict"), dict) else None
     if verdict is None:
@@ -402,11 +447,20 @@ def check_record(log: LogCheck, relative_path: str, raw: bytes, meta: Mapping[st
     record = log.records.get(relative_path)
     device, nonce = meta.get("device"), meta.get("nonce")
     if record is None:
-        received = _time(meta.get("received"))
-        if received is not None and log.created is not None and received < log.created:
+        # Only the signed baseline tells an envelope from before the log: a received time in
+        # the (unsigned) metadata earlier than the header says nothing.
+        listed = log.baseline.get(relative_path)
+        digest = sha256(raw).hexdigest()
+        if listed is not None and listed == digest:
             findings.append(Finding(FindingId.RECORD_BEFORE_LOG, Severity.WARNING,
-                                    f"{relative_path}: no record (stored before the record log, which starts "
-                                    f"{log.created.isoformat()})", expected="a record", found="none"))
+                                    f"{relative_path}: stored before the record log began; its bytes are those the "
+                                    "log's baseline lists, but its metadata and verdict were never signed",
+                                    expected="a record", found="a baseline entry"))
+        elif listed is not None:
+            findings.append(Finding(FindingId.RECORD_MISMATCH, Severity.ERROR,
+                                    f"{relative_path}: its SHA-256 differs from the record log's baseline (expected "
+                                    f"{listed}, found {digest}): the envelope was changed after the log began",
+                                    expected=listed, found=digest))
         else:
             findings.append(Finding(FindingId.RECORD_MISSING, Severity.ERROR,
                                     f"{relative_path}: the record log {log.path} has no record of this envelope: "
@@ -417,8 +471,8 @@ def check_record(log: LogCheck, relative_path: str, raw: bytes, meta: Mapping[st
                  "started": meta.get("started"), "received": meta.get("received"),
                  "trusted": verdict.get("trusted") if verdict is not None else None}
         for name, value in found.items():
-            if name == "trusted" and verdict is None:
-                continue  # no verdict beside it (not verified at collection, or the file lost)
+            # A verdict missing beside the envelope is "unknown" (None) and compared as such:
+            # removing it must not hide that the signed record says untrusted.
             if name == "nonce" and isinstance(value, str):
                 value = value.lower()
             expected = record[name].lower() if name == "nonce" else record[name]
@@ -437,11 +491,3 @@ def check_record(log: LogCheck, relative_path: str, raw: bytes, meta: Mapping[st
                                     "a replay", expected="one record per nonce", found=f"{len(others) + 1} records"))
     return findings
 
-
-def _time(text: object) -> dt.datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return parse_time(text, "received")
-    except VerifierError:
-        return None

@@ -14,7 +14,9 @@ The metadata's `kind` says what the output is (`KINDS`). Stores written before i
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ from .errors import EnvelopeError
 __all__ = [
     "APPRAISAL_SUFFIX", "ENVELOPE_SUFFIX", "KINDS", "MAX_SIDECAR_BYTES", "META_SUFFIX", "METADATA_FORMAT",
     "VERDICT_SUFFIX", "Kind", "StoredFileError", "StoredName", "kind_of", "legacy_signer", "parse_stored_name",
-    "read_sidecar", "sidecar_path", "stored_name",
+    "read_sidecar", "read_stored_bytes", "sidecar_path", "stored_name",
 ]
 
 METADATA_FORMAT = "trust-dossier/envelope-metadata/1"
@@ -93,18 +95,60 @@ class StoredFileError(EnvelopeError):
 _JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 
 
-def read_sidecar(path: Path, what: str = "metadata", *, max_bytes: int = MAX_SIDECAR_BYTES) -> dict[str, Any] | None:
-    """The JSON object in the `what` ("metadata", "verdict", "appraisal") file `path`, None when
-    there is no such file. Raises StoredFileError when it cannot be read, is over `max_bytes`,
-    is not strict JSON (a duplicate key, NaN, nesting past MAX_SIDECAR_DEPTH), or is not an
-    object. Anyone who can write the store can write these files: nothing here trusts them."""
+def read_stored_bytes(path: Path, max_bytes: int, what: str = "stored") -> bytes:
+    """Up to `max_bytes` + 1 bytes of the regular file `path` (one byte over is enough for the
+    caller to report it). The one way a file of the store is read: anyone who can write the
+    store can put a named pipe, a device or a socket where a file was, and a plain `open` of a
+    pipe waits for a writer forever (no signal ends it). So the file is opened without blocking
+    and refused unless it is a regular file. Raises StoredFileError: problem "missing" (no such
+    file), "not_regular" or "unreadable"."""
     try:
-        with open(path, "rb") as file:
-            data = file.read(max_bytes + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
-        return None
+        raise StoredFileError(path, "missing", f"a {what} file", "no such file") from None
     except OSError as exc:
         raise StoredFileError(path, "unreadable", f"a readable {what} file", str(exc.strerror or exc)) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise StoredFileError(path, "not_regular", f"a readable {what} file (a regular file)", _file_type(mode))
+        chunks, left = [], max_bytes + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, _READ_CHUNK))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise StoredFileError(path, "unreadable", f"a readable {what} file", str(exc.strerror or exc)) from None
+    finally:
+        os.close(fd)
+
+
+#: Bytes per read of a stored file (a large envelope is read in a few of these).
+_READ_CHUNK = 1024 * 1024
+_FILE_TYPES = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISDIR, "a directory"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def _file_type(mode: int) -> str:
+    return next((name for test, name in _FILE_TYPES if test(mode)), f"a file of mode {mode:o}")
+
+
+def read_sidecar(path: Path, what: str = "metadata", *, max_bytes: int = MAX_SIDECAR_BYTES) -> dict[str, Any] | None:
+    """The JSON object in the `what` ("metadata", "verdict", "appraisal") file `path`, None when
+    there is no such file. Raises StoredFileError when it cannot be read (or is not a regular
+    file), is over `max_bytes`, is not strict JSON (a duplicate key, NaN, an integer too long to
+    convert, nesting past MAX_SIDECAR_DEPTH), or is not an object. Anyone who can write the store
+    can write these files: nothing here trusts them."""
+    try:
+        data = read_stored_bytes(path, max_bytes, what)
+    except StoredFileError as exc:
+        if exc.problem == "missing":
+            return None
+        raise
     if len(data) > max_bytes:
         raise StoredFileError(path, "too_large", f"a {what} file of at most {max_bytes} bytes", "a larger one")
     try:

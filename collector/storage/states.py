@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 
+from verifier.stored import StoredFileError, read_stored_bytes
+
 from ..errors import StoreError
 from .durable import write_file_atomically
 from .layout import _is_device_name, check_device_name
@@ -22,6 +24,8 @@ __all__ = ["DEVICE_STATES_FORMAT", "DEVICE_STATES_NAME", "DeviceStates"]
 #: The device states, one file for the fleet (a name no device can have: it starts with '_').
 DEVICE_STATES_NAME = "_devices.json"
 DEVICE_STATES_FORMAT = "trust-dossier/device-states/1"
+#: A device's state is a few hundred bytes; 64 MiB is a fleet of ~100,000 (DoS bound).
+MAX_STATES_BYTES = 64 * 1024 * 1024
 
 
 class DeviceStates:
@@ -106,8 +110,11 @@ class DeviceStates:
 
 def _read_state_file(path: Path) -> dict[str, Any]:
     try:
-        value = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError) as exc:
+        data = read_stored_bytes(path, MAX_STATES_BYTES, "device states")  # never waits on a named pipe
+        if len(data) > MAX_STATES_BYTES:
+            raise ValueError(f"over {MAX_STATES_BYTES} bytes")
+        value = json.loads(data.decode("utf-8"))
+    except (StoredFileError, ValueError) as exc:
         raise StoreError(f"state file {path} is unreadable ({exc}); delete it to start the "
                          "increments and alert schedules afresh") from exc
     if not isinstance(value, dict):

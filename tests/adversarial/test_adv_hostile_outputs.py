@@ -189,6 +189,32 @@ def test_kgv_of_the_wrong_types_is_kgv_malformed(document: dict[str, Any]) -> No
     assert "kgv.malformed" in _error_ids(verdict)
 
 
+def test_a_kgv_integer_too_long_to_convert_is_kgv_malformed() -> None:
+    """Python refuses to convert an integer of over 4,300 digits (ValueError, not a
+    JSONDecodeError): it raised out of verify_output."""
+    raw = b'{"header":{"a":' + b"1" * 5000 + b'},"bulkHash":[]}'
+    with pytest.raises(KGVError, match="not JSON"):
+        parse_kgv(raw)
+    verdict = verify_output(raw, profile="kgv", roots=[])
+    assert not verdict.trusted and "kgv.malformed" in _error_ids(verdict)
+
+
+def test_a_metadata_integer_too_long_to_convert_is_an_input_error(tmp_path: Path) -> None:
+    """The metadata and sidecar reader (verifier.stored.read_sidecar) turns it into an error too."""
+    from verifier.errors import EnvelopeError
+    from verifier.inputs import read_envelope_file
+    from verifier.stored import StoredFileError, read_sidecar
+
+    envelope = tmp_path / "x.envelope"
+    envelope.write_bytes(b"output")
+    meta = envelope.with_name("x.envelope.meta.json")
+    meta.write_bytes(b'{"device":"r1","nonce":"ab","received":"2026-01-01T00:00:00Z","bytes":' + b"1" * 5000 + b"}")
+    with pytest.raises(StoredFileError, match="4300 digits"):
+        read_sidecar(meta)
+    with pytest.raises(EnvelopeError, match="cannot be read as JSON metadata"):
+        read_envelope_file(envelope, max_bytes=1024)
+
+
 def test_deeply_nested_kgv_is_kgv_malformed() -> None:
     raw = b'{"header": {}, "bulkHash": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     with pytest.raises(KGVError, match="deep"):

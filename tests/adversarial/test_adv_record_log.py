@@ -6,6 +6,7 @@ collector's public key."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -270,3 +271,192 @@ def test_concurrent_appenders_keep_one_chain(tmp_path: Path) -> None:
                                                             sha256="0" * 64, nonce=f"{number:02x}")])
     checked = read_log(tmp_path / LOG_NAME, key.public_key())
     assert not checked.problems and len(checked.records) == 6
+
+
+# --- status believes only what is signed (security review, item 1) ----------------------------
+
+def _status(store: Path, trust: Path, *extra: str) -> tuple[int, dict]:
+    result = CliRunner().invoke(cli, ["status", "--store", str(store), "--json", "--trust-store", str(trust), *extra])
+    assert result.exit_code in (0, 1), result.output
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_a_device_state_saying_trusted_is_not_believed(collected: dict, store: Path) -> None:
+    """The store writer sets last_status to "trusted" in state/_devices.json: status said
+    trusted, exit 0, although the device's latest poll was untrusted."""
+    states = store / "state" / "_devices.json"
+    document = json.loads(states.read_text())
+    for state in document["devices"].values():
+        state.update(last_status="trusted", last_reason=None)
+    states.write_text(json.dumps(document))
+    code, status = _status(store, collected["trust"])
+    (row,) = status["devices"]
+    assert code == 1 and row["last_status"] == "untrusted" and row["last_reason"] == "chain.leaf_expired"
+
+
+def test_an_index_row_flipped_to_trusted_with_its_verdict_removed_is_not_believed(collected: dict,
+                                                                                   store: Path) -> None:
+    """The untrusted envelope's index row set to trusted, its verdict removed from the metadata:
+    check_record skipped `trusted` without a verdict, and status showed it as the last trusted."""
+    import sqlite3
+
+    untrusted = store / collected["untrusted"].relative_to(collected["tmp"] / "store")
+    meta_path = untrusted.with_name(untrusted.name + ".meta.json")
+    meta = json.loads(meta_path.read_text())
+    meta.pop("verdict")
+    meta_path.write_text(json.dumps(meta))
+    untrusted.with_name(untrusted.name + ".verdict.json").unlink(missing_ok=True)
+    relative = f"{untrusted.parent.name}/{untrusted.name}"
+    with sqlite3.connect(store / "index.sqlite") as db:
+        db.execute("UPDATE envelopes SET trusted=1, reasons='[]' WHERE path=?", (relative,))
+    code, status = _status(store, collected["trust"])
+    (row,) = status["devices"]
+    genuine = json.loads(collected["trusted"].with_name(collected["trusted"].name + ".meta.json").read_text())
+    assert code == 1 and row["last_status"] == "untrusted"
+    assert "record.mismatch" in row["record_findings"]
+    assert row["last_trusted"] == genuine["received"]
+    (verdict,) = _verify([untrusted], collected["trust"])
+    assert "record.mismatch" in {f["id"] for f in verdict["findings"]}
+
+
+def test_a_failed_poll_is_shown_from_the_state_file_as_unverified(collected: dict, store: Path) -> None:
+    states = store / "state" / "_devices.json"
+    document = json.loads(states.read_text())
+    for state in document["devices"].values():
+        state.update(last_status="failed", last_reason="ssh.refused")
+    states.write_text(json.dumps(document))
+    code, status = _status(store, collected["trust"])
+    assert code == 1 and status["devices"][0]["last_status"] == "failed (unverified state file)"
+
+
+# --- evidence from before the log (item 2) -----------------------------------------------------
+
+def test_the_header_is_written_before_the_first_poll_is_stored(collected: dict) -> None:
+    lines = _lines(collected["tmp"] / "store")
+    header, first = parse_line(lines[0]), parse_line(lines[1])
+    assert header["kind"] == "header" and first["kind"] == "record"
+    assert header["created"] < first["started"] <= first["received"]
+
+
+def test_an_envelope_dated_before_the_log_without_a_record_is_missing(collected: dict, store: Path) -> None:
+    """A replay (or an envelope minted with a rotated key) dated just before the header's
+    `created`: record.before_log was a warning, so it verified TRUSTED."""
+    created = datetime.fromisoformat(parse_line(_lines(store)[0])["created"].replace("Z", "+00:00"))
+    trusted = store / collected["trusted"].relative_to(collected["tmp"] / "store")
+    replayed = _replay(store, trusted, created - timedelta(microseconds=1))
+    (verdict,) = _verify([replayed], collected["trust"])
+    ids = {(f["id"], f["severity"]) for f in verdict["findings"]}
+    assert not verdict["trusted"] and ("record.missing", "error") in ids
+    assert "record.before_log" not in {f["id"] for f in verdict["findings"]}
+
+
+def test_a_log_made_for_a_store_with_envelopes_lists_them_in_a_signed_baseline(tmp_path: Path) -> None:
+    """A store from before the record log: the first run's log lists what it held (path,
+    SHA-256); those verify (a warning: their verdicts were never signed), anything else put
+    there later is record.missing."""
+    with Fleet(state_dir=tmp_path / "fleet", devices=1, provisioned=True, key_type="ecdsa-p256", seed=9,
+               files=SMALL_FILES) as fleet:
+        inventory = tmp_path / "inventory.yaml"
+        fleet.write_inventory(inventory)
+        trust = tmp_path / "state" / "truststore"
+        enroll_root(trust, fetch_root(load_inventory(inventory).devices[0]), source="tofu")
+        first = _collect(inventory, tmp_path / "store", trust)
+        (tmp_path / "store" / LOG_NAME).unlink()  # as a store written before the record log
+        _collect(inventory, tmp_path / "store", trust)
+    store = tmp_path / "store"
+    kinds = [parse_line(line)["kind"] for line in _lines(store)]
+    assert kinds == ["header", "baseline", "record"]
+    import jsonschema
+
+    import schemas
+
+    for line in _lines(store):
+        jsonschema.validate(json.loads(line), schemas.load("record-log-line"))
+    old = store / first["devices"][0]["path"]
+    assert parse_line(_lines(store)[1])["envelopes"] == [
+        {"path": first["devices"][0]["path"], "sha256": json.loads(old.with_name(old.name + ".meta.json").read_text())[
+            "sha256"]}]
+    (verdict,) = _verify([old], trust)
+    assert verdict["trusted"] and ("record.before_log", "warning") in {(f["id"], f["severity"])
+                                                                        for f in verdict["findings"]}
+    created = datetime.fromisoformat(parse_line(_lines(store)[0])["created"].replace("Z", "+00:00"))
+    replayed = _replay(store, old, created - timedelta(seconds=1))
+    (verdict,) = _verify([replayed], trust)
+    assert not verdict["trusted"] and "record.missing" in {f["id"] for f in verdict["findings"]}
+    # changed after the baseline, its metadata edited to match
+    meta_path = old.with_name(old.name + ".meta.json")
+    meta = json.loads(meta_path.read_text())
+    changed = old.read_bytes() + b" "
+    old.write_bytes(changed)
+    meta.update(bytes=len(changed), sha256=hashlib.sha256(changed).hexdigest())
+    meta_path.write_text(json.dumps(meta))
+    (verdict,) = _verify([old], trust)
+    assert not verdict["trusted"] and "record.mismatch" in {f["id"] for f in verdict["findings"]}
+
+
+# --- status and reindex need the collector's key (item 4) --------------------------------------
+
+def test_status_and_reindex_without_the_collector_key_fail_and_say_how_to_give_it(
+        collected: dict, store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store writer rewrites the whole log under their own key (and replays an envelope):
+    status fell back to the log's own key, key_not_pinned was a warning, exit 0."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    monkeypatch.chdir(tmp_path)  # no state/truststore here: no default key either
+    monkeypatch.delenv("DOSSIER_TRUST_STORE", raising=False)
+    monkeypatch.delenv("DOSSIER_COLLECTOR_KEY", raising=False)
+    forger = Ed25519PrivateKey.generate()
+    (store / LOG_NAME).unlink()
+    trusted = store / collected["trusted"].relative_to(collected["tmp"] / "store")
+    every = []
+    for envelope in sorted(store.glob("*/*.envelope")):
+        meta = json.loads(envelope.with_name(envelope.name + ".meta.json").read_text())
+        every.append(EnvelopeRecord(path=f"{envelope.parent.name}/{envelope.name}", device=meta["device"],
+                                    received=meta["received"], started=meta["started"], bytes=meta["bytes"],
+                                    sha256=meta["sha256"], nonce=meta["nonce"],
+                                    trusted=envelope.name == trusted.name, reasons=[]))
+    RecordLog(store, forger).append(every)
+    result = CliRunner().invoke(cli, ["status", "--store", str(store), "--json"])
+    assert result.exit_code == 1
+    problems = {f["id"]: f for f in json.loads(result.stdout)["records"]["problems"]}
+    assert problems["record.key_not_pinned"]["severity"] == "error"
+    assert "--collector-key" in problems["record.key_not_pinned"]["message"]
+    reindexed = CliRunner().invoke(cli, ["store", "reindex", "--store", str(store)])
+    assert reindexed.exit_code == 1 and "record.key_not_pinned" in reindexed.stderr
+    # --trust-store finds the key the way collect does: the forged log is another key's
+    code, status = _status(store, collected["trust"])
+    assert code == 1 and "record.other_key" in {f["id"] for f in status["records"]["problems"]}
+    assert status["devices"][0]["last_trusted"] is None
+
+
+# --- an unparseable or unsigned last line (item 6) ---------------------------------------------
+
+@pytest.mark.parametrize("tail", ["not json", "unsigned", "other key"])
+def test_an_invalid_last_line_is_cut_off_recorded_and_appending_goes_on(tmp_path: Path, tail: str) -> None:
+    """One complete but unparseable last line made every later append raise (every later poll
+    untrusted until repaired by hand); a parseable but unsigned one was chained onto."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from verifier.records import key_fingerprint
+
+    key = load_or_create_key(tmp_path / "k.pem")
+    store = tmp_path / "store"
+    store.mkdir()
+    record = EnvelopeRecord(path="d/a.envelope", device="d", received="2026-01-01T00:00:00Z", bytes=1,
+                            sha256="0" * 64, nonce="aa")
+    RecordLog(store, key).append([record])
+    lines = _lines(store)
+    fields = parse_line(lines[-1])
+    forged = {**fields, "seq": fields["seq"] + 1, "prev": "0" * 64, "path": "d/forged.envelope", "nonce": "ff"}
+    forged.pop("sig")
+    bad = {"not json": b"{this is not a record line}",
+           "unsigned": json.dumps({**forged, "sig": "AAAA"}, sort_keys=True, separators=(",", ":")).encode(),
+           "other key": make_line({**forged, "key": key_fingerprint(Ed25519PrivateKey.generate().public_key())},
+                                  Ed25519PrivateKey.generate())}[tail]
+    _write(store, [*lines, bad])
+    RecordLog(store, key).append([EnvelopeRecord(**{**record.__dict__, "path": "d/b.envelope", "nonce": "bb"})])
+    checked = read_log(store / LOG_NAME, key.public_key())
+    assert [f.id for f in checked.problems] == ["record.log_repaired"]
+    assert set(checked.records) == {"d/a.envelope", "d/b.envelope"}
+    torn = parse_line(_lines(store)[2])
+    assert torn["kind"] == "torn" and torn["removed_bytes"] == len(bad) + 1

@@ -68,6 +68,14 @@ def folder_instead(path: Path) -> None:
     path.mkdir()
 
 
+def pipe_instead(path: Path) -> None:
+    """A named pipe: a plain open() of it waits for a writer forever."""
+    import os
+
+    path.unlink()
+    os.mkfifo(path)
+
+
 def separate_verdict(verdict: Any) -> Callable[[Path], None]:
     """The verdict moved out of the metadata into its own file (as older stores keep it)."""
     def damage(path: Path) -> None:
@@ -121,6 +129,10 @@ SHAPES = {
                            f"at most {MAX_SIDECAR_BYTES} bytes", "a larger one", {"meta_missing": True}),
     "metadata a folder": (".meta.json", folder_instead, DAMAGE_UNREADABLE, "a readable metadata file",
                           "directory", {"meta_missing": True, "received": RECEIVED}),
+    "metadata a named pipe": (".meta.json", pipe_instead, DAMAGE_UNREADABLE, "a readable metadata file",
+                              "a named pipe (FIFO)", {"meta_missing": True, "received": RECEIVED}),
+    "appraisal a named pipe": (".appraisal.json", pipe_instead, DAMAGE_UNREADABLE, "a readable appraisal file",
+                               "a named pipe (FIFO)", {"trusted": True}),
     "verdict file days text": (".verdict.json", separate_verdict({**VERDICT, "days_to_expiry": 7}), DAMAGE_INVALID,
                                "days_to_expiry: an object", "7", {"trusted": True, "days_leaf": None}),
     "verdict file not JSON": (".verdict.json", separate_verdict(b"\x00\x01"), DAMAGE_UNREADABLE, "holding JSON",
@@ -404,3 +416,87 @@ def test_a_run_whose_index_writes_fail_keeps_the_dirty_marker_and_the_next_run_i
     assert not (store_dir / DIRTY_MARKER).exists()
     indexed = {r.path for device in ("xr-0001", "xr-0002") for r in Store(store_dir).history(device)}
     assert indexed == {str(p.relative_to(store_dir)) for p in store_dir.rglob("*.envelope")} and len(indexed) == 6
+
+
+# --- a named pipe where a stored file was (security review, item 3) ----------------------------
+
+def _finishes(call: Callable[[], Any], pipes: list[Path], seconds: float = 20) -> Any:
+    """`call()`'s result; fails (after releasing the reader by opening the pipes for writing)
+    if it is still waiting on a pipe after `seconds`: a plain open() of a FIFO waits for a
+    writer forever, and SIGTERM does not end it."""
+    import os
+    import threading
+
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # re-raised in the test's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        for pipe in pipes:
+            try:
+                os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))  # the waiting reader gets EOF
+            except OSError:
+                pass  # no reader waits on this one
+        thread.join(5)
+        pytest.fail(f"still waiting on a named pipe after {seconds} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def _fifo_instead(path: Path) -> Path:
+    import os
+
+    path.unlink()
+    os.mkfifo(path)
+    return path
+
+
+def test_an_envelope_replaced_by_a_named_pipe_is_damage_for_every_reader(collected: Path, tmp_path: Path) -> None:
+    """verify, status, reindex and the collector's recovery (before it polls) hung on it."""
+    store_dir, trust = tmp_path / "s", tmp_path / "t"
+    pipe = _fifo_instead(sorted(store_dir.rglob("*.envelope"))[0])
+    verified = _finishes(lambda: CliRunner().invoke(cli, ["verify", str(pipe), "--trust-store", str(trust),
+                                                          "--json"]), [pipe])
+    assert verified.exit_code == 2 and "a named pipe (FIFO)" in verified.stdout + verified.stderr
+    reindexed = _finishes(lambda: CliRunner().invoke(cli, ["store", "reindex", "--store", str(store_dir), "--json",
+                                                           "--trust-store", str(trust)]), [pipe])
+    assert reindexed.exit_code == 1, reindexed.output
+    (damage,) = json.loads(reindexed.stdout)["damaged"]
+    assert damage["path"] == str(pipe) and "named pipe" in damage["found"]
+    status = _finishes(lambda: CliRunner().invoke(cli, ["status", "--store", str(store_dir), "--json",
+                                                        "--trust-store", str(trust)]), [pipe])
+    assert status.exit_code == 1, status.output
+    (store_dir / DIRTY_MARKER).write_bytes(b"a run was cut short\n")
+    polled = _finishes(lambda: _collect(collected, tmp_path), [pipe])
+    assert polled.exit_code == 0, polled.output  # recovery lists the pipe and the devices are polled
+    assert {o["status"] for o in json.loads(polled.stdout)["devices"]} == {"trusted"}
+
+
+def test_a_signer_and_a_record_log_that_are_named_pipes_are_refused(collected: Path, tmp_path: Path) -> None:
+    store_dir, trust = tmp_path / "s", tmp_path / "t"
+    envelope = sorted(store_dir.rglob("*.envelope"))[0]
+    pipe = envelope.with_name("20260101T000000.000000Z-00000000.envelope")
+    import os
+
+    os.mkfifo(pipe)
+    meta_path = envelope.with_name(envelope.name + ".meta.json")
+    meta = json.loads(meta_path.read_text())
+    meta["signer"] = pipe.name
+    meta_path.write_text(json.dumps(meta))
+    verified = _finishes(lambda: CliRunner().invoke(cli, ["verify", str(envelope), "--trust-store", str(trust),
+                                                          "--json"]), [pipe])
+    assert verified.exit_code == 2 and "a named pipe (FIFO)" in verified.stdout + verified.stderr
+    log = _fifo_instead(store_dir / "records.jsonl")
+    status = _finishes(lambda: CliRunner().invoke(cli, ["status", "--store", str(store_dir), "--json",
+                                                        "--trust-store", str(trust)]), [log, pipe])
+    assert status.exit_code == 1 and "named pipe" in status.stdout
+    polled = _finishes(lambda: _collect(collected, tmp_path), [log, pipe])
+    assert polled.exit_code == 2 and "named pipe" in polled.output

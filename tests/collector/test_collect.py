@@ -159,7 +159,7 @@ def test_cli_collect_json_metrics_and_exit_codes(tmp_path: Path, pki) -> None:
         assert 'dossier_last_verdict_trusted{device="r2"} 0' in metrics.read_text()
         message = syslog.recv(4096).decode()
         assert "ENVELOPE_UNTRUSTED" in message and "Device= r2" in message
-    status = CliRunner().invoke(cli, ["status", "--store", str(store_dir), "--json"])
+    status = CliRunner().invoke(cli, ["status", "--store", str(store_dir), "--json", "--trust-store", str(trust)])
     rows = {row["device"]: row for row in json.loads(status.stdout)["devices"]}
     assert status.exit_code == 1
     assert rows["r1"]["last_status"] == "trusted" and rows["r2"]["last_status"] == "untrusted"
@@ -460,9 +460,9 @@ def test_cli_progress_table_prune_and_reindex(tmp_path: Path, pki) -> None:
     assert pruned.exit_code == 0 and "deleted 5 envelopes" in pruned.stdout
     assert len(list(store_dir.rglob("*.envelope"))) == 2
     assert CliRunner().invoke(cli, ["store", "prune", "--store", str(store_dir)]).exit_code == 2
-    reindexed = CliRunner().invoke(cli, ["store", "reindex", "--store", str(store_dir)])
+    reindexed = CliRunner().invoke(cli, ["store", "reindex", "--store", str(store_dir), "--trust-store", str(trust)])
     assert reindexed.exit_code == 0 and "indexed 2 envelopes" in reindexed.stdout
-    status = CliRunner().invoke(cli, ["status", "--store", str(store_dir)])
+    status = CliRunner().invoke(cli, ["status", "--store", str(store_dir), "--trust-store", str(trust)])
     assert status.exit_code == 0 and "r1" in status.stdout and "trusted" in status.stdout
     missing = CliRunner().invoke(cli, ["status", "--store", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "dossier collect --store" in missing.stderr

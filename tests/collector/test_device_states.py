@@ -288,7 +288,8 @@ def test_status_and_the_report_warn_about_a_damaged_state_file_and_go_on(
     assert collector_for(Store.open(store_dir), rig).run(rig.devices[:1]).exit_code == 0
     (store_dir / "state" / DEVICE_STATES_NAME).write_bytes(b"{not json")
     with caplog.at_level(logging.WARNING):
-        status = CliRunner().invoke(cli, ["status", "--store", str(store_dir), "--json"])
+        status = CliRunner().invoke(cli, ["status", "--store", str(store_dir), "--json",
+                                            "--trust-store", str(rig.trust)])
         report = CliRunner().invoke(cli, ["report", "--store", str(store_dir), "--trust-store", str(rig.trust),
                                           "--json"])
     assert status.exit_code == 0, status.output

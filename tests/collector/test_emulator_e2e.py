@@ -183,7 +183,8 @@ def test_sigkill_mid_collection_loses_nothing_and_the_index_rebuilds(tmp_path: P
     assert store.recover() == 6
     assert not list(store_dir.rglob("*.tmp"))
     assert len(store.latest()) == 6 and all(r.trusted for r in store.latest().values())
-    result = CliRunner().invoke(cli, ["store", "reindex", "--store", str(store_dir), "--json"])
+    result = CliRunner().invoke(cli, ["store", "reindex", "--store", str(store_dir), "--json",
+                                      "--trust-store", str(trust)])
     assert result.exit_code == 0 and json.loads(result.stdout)["envelopes"] == 6
 
 

@@ -78,7 +78,7 @@ def test_diff_appraise_and_collect_policy(rig_factory: Any, tmp_path: Path) -> N
     assert [r["status"] for r in results] == ["affirming", "warning", "contraindicated"]
     for result in results:
         jsonschema.validate(result, schemas.load("appraisal"))
-    status = runner.invoke(cli, ["status", "--store", store, "--json"])
+    status = runner.invoke(cli, ["status", "--store", store, "--json", "--trust-store", str(rig.trust)])
     assert json.loads(status.stdout)["devices"][0]["appraisal"] == "contraindicated"
 
     # collect --policy with an empty policy: a usage error, nothing collected.
@@ -123,6 +123,6 @@ def test_degradation_goes_to_syslog_and_metrics_and_survives_reindex(rig_factory
     assert 'dossier_appraisal_status{device="xr-0001"} 2' in metrics
     # The index is rebuildable from the files, appraisals included.
     (rig.store.root / "index.sqlite").unlink()
-    assert runner.invoke(cli, ["store", "reindex", "--store", store]).exit_code == 0
-    status = json.loads(runner.invoke(cli, ["status", "--store", store, "--json"]).stdout)
+    assert runner.invoke(cli, ["store", "reindex", "--store", store, "--trust-store", str(rig.trust)]).exit_code == 0
+    status = json.loads(runner.invoke(cli, ["status", "--store", store, "--json", "--trust-store", str(rig.trust)]).stdout)
     assert status["devices"][0]["appraisal"] == "contraindicated"

@@ -73,11 +73,29 @@ def test_missing_log_unpinned_key_invalid_line_and_broken_chain(tmp_path: Path) 
 
 
 def test_a_record_that_differs_from_the_file_and_an_envelope_older_than_the_log(tmp_path: Path) -> None:
-    checked = read_log(_log(tmp_path, _chain(1)), KEY.public_key())
+    from hashlib import sha256
+
+    from verifier.records import baseline_fields, line_hash
+
+    lines = _chain(1)
+    baseline = {**baseline_fields([("d/0.envelope", sha256(b"x").hexdigest())]), "seq": 2,
+                "prev": line_hash(lines[-1]), "key": key_fingerprint(KEY.public_key())}
+    checked = read_log(_log(tmp_path, [*lines, make_line(baseline, KEY)]), KEY.public_key())
+    assert not checked.problems
+    jsonschema.validate(parse_line(make_line(baseline, KEY)), SCHEMA)
     meta = {"device": "d", "nonce": "01", "received": "2026-02-01T00:00:00Z"}
-    mismatch = check_record(checked, "d/1.envelope", b"x", meta, None)
+    mismatch = check_record(checked, "d/1.envelope", b"x", meta, {"trusted": True})
     assert [f.id for f in mismatch] == ["record.mismatch"] and mismatch[0].expected == "0" * 64
-    old = check_record(checked, "d/0.envelope", b"x", {**meta, "nonce": "ff", "received": "2025-01-01T00:00:00Z"}, None)
+    # no verdict beside it: "unknown", compared with the record's trusted, never skipped
+    unknown = check_record(checked, "d/1.envelope", b"x", meta, None)
+    assert [(f.expected, f.found) for f in unknown][1] == ("True", "None")
+    listed = {**meta, "nonce": "ff", "received": "2025-01-01T00:00:00Z"}
+    old = check_record(checked, "d/0.envelope", b"x", listed, None)
     assert [(f.id, str(f.severity)) for f in old] == [("record.before_log", "warning")]
+    changed = check_record(checked, "d/0.envelope", b"y", listed, None)
+    assert [(f.id, str(f.severity)) for f in changed] == [("record.mismatch", "error")]
+    # dated before the log but in no baseline: missing, whatever its metadata claims
+    unlisted = check_record(checked, "d/8.envelope", b"x", listed, None)
+    assert [(f.id, str(f.severity)) for f in unlisted] == [("record.missing", "error")]
     new = check_record(checked, "d/9.envelope", b"x", {**meta, "nonce": "ff"}, None)
     assert [(f.id, str(f.severity)) for f in new] == [("record.missing", "error")]

@@ -88,7 +88,7 @@ def parse_kgv(data: bytes) -> KnownGoodValues:
         document = json.loads(data)
     except JSONProblem as problem:
         raise KGVError(f"the KGV file is not a KGV file: {problem.message}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # not UTF-8, not JSON, or an integer too long to convert (4,300 digits)
         raise KGVError(f"the KGV file is not JSON ({exc})") from None
     if not isinstance(document, dict) or not isinstance(document.get("header"), dict):
         raise KGVError("expected a KGV JSON object with a 'header'; found something else")

@@ -1,0 +1,142 @@
+"""`dossier status`: each device's last collection, from what is signed.
+
+The index, the verdict files and the device states (`state/_devices.json`) are anyone's who
+can write the store. So when the store has a record log read with a key, a device's status and
+its last trusted collection come from the collector's signed records (docs/design/record-log.md):
+
+  (1) the newest stored envelope (index) and its signed record: the record's `trusted` is the
+      status ("trusted", "untrusted", "not verified"); an envelope with record errors is
+      "untrusted"; one only listed in the log's baseline is "unrecorded";
+  (2) the index row's `trusted` is compared with the record (`record.mismatch` when they differ);
+  (3) the last trusted collection is the newest signed record of the device saying trusted
+      whose envelope still checks against it (not the index's newest trusted row);
+  (4) the device state is advisory: its status and reason are shown only when its `last_path`
+      is the envelope of (1) and it agrees with the record; a failed poll stores nothing and so
+      has no record: it is shown as FAILED_UNVERIFIED.
+
+A store with no record log and no collector key (written before the log) has nothing signed:
+the index's verdicts are shown, with the log's `record.log_missing` warning.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from verifier.findings import FindingId
+
+from .records import StoreRecords
+from .store import EnvelopeRecord, Store
+
+__all__ = ["FAILED_UNVERIFIED", "NOT_VERIFIED", "UNRECORDED", "fleet_status"]
+
+TRUSTED, UNTRUSTED, FAILED = "trusted", "untrusted", "failed"  # as collector.collect spells them
+#: A failed poll as the (unsigned) device state tells it: no envelope, so no record.
+FAILED_UNVERIFIED = "failed (unverified state file)"
+#: The signed record says the envelope was not verified at collection (--no-verify).
+NOT_VERIFIED = "not verified"
+#: Stored before the record log began: the baseline vouches for its bytes, nothing for its verdict.
+UNRECORDED = "unrecorded"
+#: Status looks this far back through a device's signed trusted records for one that holds.
+TRUSTED_LOOKBACK = 50
+
+
+def fleet_status(store: Store, checks: StoreRecords | None = None) -> list[dict[str, Any]]:
+    """One row per device; with `checks` (a record log read with a key), from the signed records."""
+    if checks is None or checks.log.key is None:
+        return _unsigned_status(store)
+    latest, states = store.latest(), store.readable_states()
+    by_device: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for fields in checks.log.records.values():
+        by_device[fields["device"]].append(fields)
+    appraised = {path: status for _, _, path, status in store.appraisal_statuses()}
+    rows = []
+    for device in sorted(set(latest) | set(states)):
+        state, record = states.get(device, {}), latest.get(device)
+        status, reason, findings, received = None, None, [], None
+        if record is not None:
+            status, reason, findings, received = _signed_status(record, checks)
+        # (4) the state file, advisory
+        state_status = state.get("last_status")
+        poll_ts = state.get("last_poll_ts")
+        last_poll = _iso(poll_ts) if isinstance(poll_ts, (int, float)) and not isinstance(poll_ts, bool) else None
+        if state_status == FAILED:
+            status, reason = FAILED_UNVERIFIED, state.get("last_reason")
+        elif record is not None and state.get("last_path") == record.path and state_status == status:
+            reason = state.get("last_reason") if status != TRUSTED else None
+        else:
+            last_poll = received
+        rows.append({
+            "device": device,
+            "last_poll": last_poll,
+            "last_status": status,
+            "last_reason": reason,
+            "last_trusted": _last_trusted(by_device.get(device, []), checks),
+            "days_leaf": record.days_leaf if record else None,
+            "days_root": record.days_root if record else None,
+            "latest_file": str(store.root / record.path) if record else None,
+            # collector.insights: the newest envelope's appraisal (None when not appraised)
+            "appraisal": appraised.get(record.path) if record else None,
+            "record_findings": findings,
+        })
+    return rows
+
+
+def _signed_status(record: EnvelopeRecord, checks: StoreRecords) -> tuple[str, str | None, list[str], str | None]:
+    """(1)+(2): status, reason, record finding ids and the signed received time of `record`."""
+    errors = checks.errors(record)
+    findings = sorted({str(f.id) for f in errors if f not in checks.log.problems})
+    signed = checks.log.records.get(record.path)
+    if signed is not None and record.trusted != signed["trusted"]:
+        findings = sorted({*findings, str(FindingId.RECORD_MISMATCH)})  # the index row was edited
+    if errors:
+        return UNTRUSTED, str(errors[0].id), findings, None
+    if signed is None:
+        return UNRECORDED, str(FindingId.RECORD_BEFORE_LOG), findings, None
+    status = {True: TRUSTED, False: UNTRUSTED, None: NOT_VERIFIED}[signed["trusted"]]
+    reason = None if signed["trusted"] else (signed["reasons"][0] if signed["reasons"] else None)
+    return status, reason, findings, signed["received"]
+
+
+def _last_trusted(signed: list[dict[str, Any]], checks: StoreRecords) -> str | None:
+    """(3) the received time of the newest signed trusted record whose envelope checks."""
+    looked = 0
+    for fields in reversed(signed):
+        if fields["trusted"] is not True:
+            continue
+        if not checks.errors_at(fields["path"]):
+            return fields["received"]
+        looked += 1
+        if looked >= TRUSTED_LOOKBACK:
+            break
+    return None
+
+
+def _unsigned_status(store: Store) -> list[dict[str, Any]]:
+    """No record log to check against: the index's verdicts and the device states."""
+    latest, trusted, states = store.latest(), store.latest_trusted(), store.readable_states()
+    appraised = {path: status for _, _, path, status in store.appraisal_statuses()}
+    rows = []
+    for device in sorted(set(latest) | set(states)):
+        state = states.get(device, {})
+        record = latest.get(device)
+        poll_ts = state.get("last_poll_ts")
+        rows.append({
+            "device": device,
+            "last_poll": _iso(poll_ts) if poll_ts else None,
+            "last_status": state.get("last_status") or (
+                None if record is None else (TRUSTED if record.trusted else UNTRUSTED)),
+            "last_reason": state.get("last_reason"),
+            "last_trusted": trusted[device].received if device in trusted else None,
+            "days_leaf": record.days_leaf if record else None,
+            "days_root": record.days_root if record else None,
+            "latest_file": str(store.root / record.path) if record else None,
+            "appraisal": appraised.get(record.path) if record else None,
+            "record_findings": [],
+        })
+    return rows
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
