@@ -59,8 +59,6 @@ VERDICT_SUFFIX = ".envelope.verdict.json"
 APPRAISAL_SUFFIX = ".envelope.appraisal.json"  # written by collector.insights
 INDEX_NAME = "index.sqlite"
 DIRTY_MARKER = "index.dirty"
-#: What `index.dirty` links to while a run writes (kept; see `Store.mark_dirty`).
-DIRTY_SOURCE = ".index.dirty.source"
 _DIRTY_TEXT = b"a collection run is writing\n"
 #: A metadata file with the verdict in it stays under this; a larger verdict (its findings quote
 #: device output) goes to its own `.envelope.verdict.json`. `dossier verify` reads metadata files
@@ -1253,30 +1251,10 @@ class Store:
     def mark_dirty(self) -> None:
         """Mark the index as possibly behind the files until `mark_clean` (durable at once:
         before any name stored after it). Raises StoreError (DiskFullError on a full disk)
-        when it cannot: a run must not store what a crash could leave unindexed.
-
-        The marker is a hard link to a file kept in the store for that (`DIRTY_SOURCE`, made
-        once): a run then adds and removes a name only, where a new marker file each run cost
-        an inode made and freed and a fsync more (on this project's ext4 test machine, marking
-        and clearing took 0.38 ms of CPU and 0.93 ms before the first session could start;
-        as a link, 0.13 and 0.28 ms). Where hard links fail, a file as before."""
-        marker, source = self.root / DIRTY_MARKER, self.root / DIRTY_SOURCE
+        when it cannot: a run must not store what a crash could leave unindexed."""
+        marker = self.root / DIRTY_MARKER
         try:
-            try:
-                try:
-                    os.link(source, marker)
-                except FileNotFoundError:  # this store's first run: the source, made durable once
-                    write_file_atomically(source, _DIRTY_TEXT, replace=True)
-                    os.link(source, marker)
-            except FileExistsError:
-                pass  # marked already (a run cut short, an older collector): made durable below
-            except OSError as exc:
-                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
-                    raise
-                write_file_atomically(marker, _DIRTY_TEXT, replace=True)  # no hard links here
-                self._marked()
-                return
-            _fsync_dir(self.root)
+            write_file_atomically(marker, _DIRTY_TEXT, replace=True)
         except OSError as exc:
             raise _os_error(exc, f"mark the index dirty ({marker})") from exc
         self._marked()
