@@ -114,9 +114,7 @@ class CollectOptions:
     policy: Any = None
     #: Threads that store and verify what the sessions fetched, a batch at a time. Their work is
     #: CPU under the GIL except for syncfs/fsync and helper waits, so two suffice (one computes
-    #: while the other waits); more only contend for the GIL with the session threads (measured with
-    #: bench/collect.py at 100 devices: 16 cost ~25-40% more CPU per poll than 2 to 4; 2 were
-    #: 3-10% faster than 4 in each of four paired runs).
+    #: while the other waits); more only contend for the GIL with the session threads.
     finish_workers: int = 2
 
 
