@@ -1,8 +1,7 @@
 """Verification as the collector uses it: the verifier library on one output, reduced to what
 the collector keeps (`Checked`), against one view of the trust store per run.
 
-Kept apart from the polling code (no paramiko here) so that a verification worker process
-(`collector.verify_worker`) imports only this and the verifier.
+Kept apart from the polling code (no paramiko here).
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Checked:
-    """What the collector keeps from a verdict; small and picklable (crosses processes)."""
+    """What the collector keeps from a verdict."""
 
     trusted: bool
     verdict_json: dict[str, Any]
@@ -99,8 +98,8 @@ def verify_bytes(raw: bytes, trust_store_path: str | None, device: str, nonce_he
 
 
 def verify_many(calls: list[tuple[bytes, str | None, str, str, datetime]]) -> list[Checked]:
-    """`verify_bytes` for each of `calls` (its arguments), back to back: one helper call for a
-    batch of envelopes, and the caches stay warm from one to the next."""
+    """`verify_bytes` for each of `calls` (its arguments), back to back: the caches stay warm
+    from one to the next."""
     return [verify_bytes(*call) for call in calls]
 
 
