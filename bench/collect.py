@@ -122,6 +122,13 @@ def start_emulators(state_dir: Path, devices: int, processes: int, files: int) -
     return procs, inventories
 
 
+def stop_emulators(procs: list[subprocess.Popen[str]]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.wait(30)
+
+
 def rename(devices: list[Device], index: int) -> list[Device]:
     """Emulator processes all name devices xr-0001...; prefix them so names stay unique."""
     import dataclasses
@@ -308,10 +315,7 @@ def main() -> None:
             print(f"{'':>8} ({rounds} rounds)", flush=True)
         print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(30)
+        stop_emulators(procs)
         shutil.rmtree(work_dir, ignore_errors=True)
 
 

@@ -140,7 +140,7 @@ def write_inventory(path: Path, inventories: list[Path], size: int) -> None:
 def collect_target(args: argparse.Namespace) -> None:
     import logging
 
-    from collect import start_emulators  # bench/collect.py
+    from collect import start_emulators, stop_emulators  # bench/collect.py
     from collector.enroll import enroll_root, fetch_root
     from collector.inventory import load_inventory
 
@@ -202,10 +202,7 @@ def collect_target(args: argparse.Namespace) -> None:
                 print(f"    {role:<12} {1000 * roles[role] / size:6.2f}")
             print(f"  load average {os.getloadavg()[0]:.1f}", flush=True)
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(30)
+        stop_emulators(procs)
         shutil.rmtree(work, ignore_errors=True)
 
 
