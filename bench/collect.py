@@ -12,18 +12,14 @@ emulator processes:
     ciphers paramiko ranks before it are disabled), the cipher the collector negotiates with
     the emulator (for comparison: how much of the collector's standing is its cipher choice);
   * collect: `Collector.run` as `dossier collect` runs it (strict host keys, deadlines, retries,
-    byte-exact atomic store, metadata, SQLite index, verification against the trust store in
-    a helper process when there are two cores or more and the run has 32 devices or more, or
-    this process started a helper already: fleet sizes are measured in increasing order, so
-    10 devices verify in-thread; outputs that come in together are stored and verified
-    together, one syncfs a step where the file system allows), into one store per variant that
-    every round adds to, as a cron job does;
-  * in-thread: the same, verifying in the collector's own threads (`--verify-workers 0`);
+    byte-exact atomic store, metadata, SQLite index, verification against the trust store;
+    outputs that come in together are stored and verified together, one syncfs a step where
+    the file system allows), into one store per variant that every round adds to, as a cron
+    job does;
   * no-verify: the same without verification.
 and prints devices per second (each variant's best round), CPU milliseconds per poll of this
-process plus the collector's verification helper (and how much of this process's is system
-time, and the helper's share), context switches per poll, the emulators' CPU per poll, the ratio to the floor
-(the median over rounds of the variant against the floor of its round, and the quartiles of
+process (and how much of it is system time), context switches per poll, the emulators' CPU per
+poll, the ratio to the floor (the median over rounds of the variant against the floor of its round, and the quartiles of
 those per-round ratios: the spread this shared machine gives; target: collect >= 0.8 x floor),
 and the peak memory growth per concurrent session. The emulator state is cached
 under --state-dir so reruns do not rebuild a thousand devices.
@@ -65,7 +61,6 @@ from collector.inventory import Device, load_inventory  # noqa: E402
 from collector.platforms import IOSXR  # noqa: E402
 from collector.ssh import PREFERRED_CIPHERS  # noqa: E402
 from collector.store import Store  # noqa: E402
-from collector import verify_worker  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -128,6 +123,13 @@ def start_emulators(state_dir: Path, devices: int, processes: int, files: int) -
     return procs, inventories
 
 
+def stop_emulators(procs: list[subprocess.Popen[str]]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.wait(30)
+
+
 def rename(devices: list[Device], index: int) -> list[Device]:
     """Emulator processes all name devices xr-0001...; prefix them so names stay unique."""
     import dataclasses
@@ -179,15 +181,8 @@ def emulator_cpu_s() -> float:
     return processes_cpu_s(_EMULATOR_PIDS)
 
 
-def helper_pids() -> list[int]:
-    """The collector's verification helper processes (collector.verify_worker), if started."""
-    return [pid for workers in list(verify_worker._SHARED.values()) for pid in workers.pids()]
-
-
 def measure(label: str, work, concurrency: int, polls: int) -> dict[str, float]:
     emulator0 = emulator_cpu_s()
-    helpers = helper_pids()  # a helper started by this run is counted from its start (0 before)
-    helper0 = processes_cpu_s(helpers)
     usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     with PeakRss() as memory:
         work()
@@ -195,10 +190,9 @@ def measure(label: str, work, concurrency: int, polls: int) -> dict[str, float]:
     user, system = usage.ru_utime - usage0.ru_utime, usage.ru_stime - usage0.ru_stime
     switches = (usage.ru_nvcsw + usage.ru_nivcsw) - (usage0.ru_nvcsw + usage0.ru_nivcsw)
     emulator = emulator_cpu_s() - emulator0
-    helper = processes_cpu_s(sorted(set(helpers) | set(helper_pids()))) - helper0
     return {"label": label, "devices_per_s": polls / wall,
-            "cpu_ms_per_poll": 1000 * (user + system + helper) / polls,
-            "sys_ms_per_poll": 1000 * system / polls, "helper_ms_per_poll": 1000 * helper / polls,
+            "cpu_ms_per_poll": 1000 * (user + system) / polls,
+            "sys_ms_per_poll": 1000 * system / polls,
             "switches_per_poll": switches / polls,
             "emulator_ms_per_poll": 1000 * emulator / polls,
             "wall_s": wall, "mem_kib_per_session": memory.growth / 1024 / concurrency}
@@ -213,9 +207,6 @@ def main() -> None:
                         help="alternating rounds per fleet size (default: about 30 s of polling per "
                              "variant and size, at least 5: 10 devices 31, 100 devices 11, 1,000 "
                              "devices 5); the best of each is shown, the ratio is their median")
-    parser.add_argument("--verify-workers", type=int, default=None,
-                        help="verification helper processes for the `collect` variant (default: the "
-                             "collector's default, one when two cores or more)")
     parser.add_argument("--files", type=int, default=50, help="file-system inventory size per device")
     parser.add_argument("--state-dir", type=Path, default=Path(tempfile.gettempdir()) / "dossier-bench-collect")
     args = parser.parse_args()
@@ -244,7 +235,7 @@ def main() -> None:
         for candidate in roots:
             enroll_root(trust, candidate, source="tofu")
         print(f"enrolled {len(fleet)} devices", flush=True)
-        header = (f"{'devices':>8} {'who':<10} {'dev/s':>8} {'cpu ms/poll':>12} {'of it sys':>10} {'helper':>7} "
+        header = (f"{'devices':>8} {'who':<10} {'dev/s':>8} {'cpu ms/poll':>12} {'of it sys':>10} "
                   f"{'ctx sw/poll':>11} {'emu ms/poll':>11} {'wall s':>8} "
                   f"{'KiB/session':>12} {'ratio':>6} {'quartiles':>10}")
         print(header)
@@ -269,8 +260,7 @@ def main() -> None:
             variants: list[tuple[str, Any]] = [
                 ("floor", None),
                 ("floor+gcm", PREFERRED_CIPHERS),
-                ("collect", CollectOptions(**options, verify_workers=args.verify_workers)),
-                ("in-thread", CollectOptions(**options, verify_workers=0)),
+                ("collect", CollectOptions(**options)),
                 ("no-verify", CollectOptions(**options, verify=False)),
             ]
             best: dict[str, dict[str, float]] = {}
@@ -318,7 +308,6 @@ def main() -> None:
                 low, _, high = statistics.quantiles(per_round, n=4) if len(per_round) > 1 else (ratio,) * 3
                 print(f"{size:>8} {result['label']:<10} {result['devices_per_s']:>8.1f} "
                       f"{result['cpu_ms_per_poll']:>12.2f} {result['sys_ms_per_poll']:>10.2f} "
-                      f"{result['helper_ms_per_poll']:>7.2f} "
                       f"{result['switches_per_poll']:>11.0f} {result['emulator_ms_per_poll']:>11.2f} "
                       f"{result['wall_s']:>8.2f} "
                       f"{result['mem_kib_per_session']:>12.0f} "
@@ -327,10 +316,7 @@ def main() -> None:
             print(f"{'':>8} ({rounds} rounds)", flush=True)
         print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(30)
+        stop_emulators(procs)
         shutil.rmtree(work_dir, ignore_errors=True)
 
 

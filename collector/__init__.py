@@ -16,8 +16,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
     __version__ = "0.0.0+unknown"
 
 #: Where each public name lives. Imported on first use (PEP 562), so that importing one
-#: submodule (a verification worker imports `collector.verify_worker` alone) does not import
-#: paramiko and the rest of the collector.
+#: submodule does not import paramiko and the rest of the collector.
 _EXPORTS = {
     **dict.fromkeys(("AuthError", "CollectorError", "CommandError", "ConnectError", "DeadlineError",
                      "EnrollError", "HostKeyError", "InventoryError", "LockError", "RateLimitedError",

@@ -166,11 +166,6 @@ def _stderr_console() -> Console:
 @click.option("--retries", type=click.IntRange(0, 10), default=2, show_default=True,
               help="Extra attempts per device on transient failures (refused, reset, timeout, "
                    "rate-limited); never on authentication or host-key failures.")
-@click.option("--verify-workers", type=click.IntRange(0, 64), default=None,
-              help="Verify in this many helper processes (0: in the polling threads). Default: "
-                   "one when this machine has two cores or more and the run polls 32 devices or "
-                   "more or an earlier run of this process started one (a helper takes ~0.5 s "
-                   "of CPU to start), else none.")
 @click.option("--once", "mode", flag_value="once", default=True, help="Poll once and exit (default; for cron).")
 @click.option("--interval", type=click.FloatRange(min=1), default=None,
               help="Poll every SECONDS (with jitter) until SIGTERM/SIGINT, which lets in-flight "
@@ -190,7 +185,7 @@ def _stderr_console() -> Console:
 @_key_option
 def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Path,
                     devices: tuple[str, ...], groups: tuple[str, ...], concurrency: int,
-                    run_deadline: float | None, retries: int, verify_workers: int | None, mode: str, interval: float | None,
+                    run_deadline: float | None, retries: int, mode: str, interval: float | None,
                     metrics_file: Path | None, syslog_address: str | None, policy_path: Path | None,
                     as_json: bool, progress: bool | None, collector_key: Path | None = None) -> None:
     """Poll devices for fresh signed dossiers, store them byte for byte, and verify each at once.
@@ -234,7 +229,7 @@ def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Pa
         records = RecordLog(store.root, load_or_create_key(key_path))
         records.check_key()
         options = CollectOptions(concurrency=concurrency, run_deadline_s=run_deadline, retries=retries,
-                                 verify_workers=verify_workers, policy=policy)
+                                 policy=policy)
         show_progress = _stderr_console().is_terminal if progress is None else progress
         stop = threading.Event()
         previous = _install_stop_handlers(stop)

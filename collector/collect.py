@@ -6,8 +6,7 @@ For each device (in a bounded worker pool):
   (2) run the command over an SSH exec channel with connect / auth / command / device deadlines;
   (3) store the output byte for byte (atomic, never overwriting);
   (4) verify it with the verifier library against the trust store and the nonce sent, at the
-      time it was received (in a helper process for large runs, `collector.verify_worker`), and
-      write its metadata file with the verdict in it;
+      time it was received, and write its metadata file with the verdict in it;
   (5) update the device's state: increments, alert schedule, last success.
 Transient failures (refused, reset, timeout, rate-limited) are retried with exponential backoff
 and jitter inside the device's deadline; authentication and host-key failures never are. One
@@ -50,7 +49,6 @@ from .verifying import (
     trust_store_for,
     verify_many,
 )
-from .verify_worker import VerifyWorkers, auto_worker_count, has_shared_workers, shared_workers
 
 __all__ = ["CollectOptions", "Collector", "DeviceOutcome", "RunSummary"]
 
@@ -60,27 +58,15 @@ log = logging.getLogger(__name__)
 TRUSTED, UNTRUSTED, FAILED, SKIPPED = "trusted", "untrusted", "failed", "skipped"
 #: Outputs received but not yet stored and verified, per SSH slot, before new sessions wait.
 BACKLOG_PER_SESSION = 2
-#: Outputs stored and verified together at most (`Store.save_many`, one helper call), and
+#: Outputs stored and verified together at most (`Store.save_many`), and
 #: their bytes (a batch takes outputs until it holds this much; one output may hold more).
 MAX_BATCH = 16
 MAX_BATCH_BYTES = 16 * 1024 * 1024
-#: Runs of at least this many devices start a verification helper (`verify_workers=None`).
-HELPER_MIN_DEVICES = 32
 #: Device states (one file for the fleet) are written at most this often during a run, and at
 #: its end.
 STATES_WRITE_INTERVAL_S = 5.0
 
 
-def helper_count(options: CollectOptions, devices: int) -> int:
-    """Verification helpers for a run of `devices` devices: `options.verify_workers`, or when
-    that is None, one on a machine with two cores or more if the run has HELPER_MIN_DEVICES
-    devices or this process has a helper already (one costs ~0.3-0.5 s of CPU to start: not
-    worth it for a small cron run, which verifies in-thread); none without verification."""
-    if not options.verify:
-        return 0
-    if options.verify_workers is not None:
-        return options.verify_workers
-    return auto_worker_count() if devices >= HELPER_MIN_DEVICES or has_shared_workers() else 0
 
 
 @dataclass(frozen=True)
@@ -97,19 +83,11 @@ class CollectOptions:
     #: Override the inventory's items for every device.
     items: tuple[str, ...] | None = None
     verify: bool = True
-    #: Verify in this many helper processes (`collector.verify_worker`; 0: in the collector's
-    #: own threads; None: one when this process may use two cores or more and the run has
-    #: HELPER_MIN_DEVICES devices or a helper is running already). Polling and verifying in one
-    #: process compete for the GIL (PERFORMANCE.md); a helper verifies on another core,
-    #: started once per process and kept for later runs.
-    verify_workers: int | None = None
     #: A `collector.insights.AppraisalPolicy`: appraise each stored envelope as it is collected.
     policy: Any = None
     #: Threads that store and verify what the sessions fetched, a batch at a time. Their work is
-    #: CPU under the GIL except for syncfs/fsync and helper waits, so two suffice (one computes
-    #: while the other waits); more only contend for the GIL with the session threads (measured with
-    #: bench/collect.py at 100 devices: 16 cost ~25-40% more CPU per poll than 2 to 4; 2 were
-    #: 3-10% faster than 4 in each of four paired runs).
+    #: CPU under the GIL except for syncfs/fsync, so two suffice (one computes
+    #: while the other waits); more only contend for the GIL with the session threads.
     finish_workers: int = 2
 
 
@@ -202,7 +180,6 @@ class Collector:
         self.alerts = alerts or AlertSink()
         self.rng = rng or random.SystemRandom()
         self.on_outcome = on_outcome
-        self._workers: VerifyWorkers | None = None
         # Device states live in memory between polls of this collector (the --interval loop);
         # the file is read at the first poll, written every few seconds (`write_states`).
         self._states: dict[str, dict[str, Any]] = {}
@@ -233,10 +210,6 @@ class Collector:
             # the run apply from the next run).
             opened = TrustStore.open(self.trust_store_path, create=True)
             freeze_trust_store(str(self.trust_store_path), opened=opened)  # the parsed files persist
-        workers = helper_count(self.options, len(devices))
-        if workers > 0:
-            self._workers = shared_workers(workers)  # kept for later runs of this process
-            self._workers.begin_run()
         self.store.recover()
         if self.records is not None:
             self.records.start(self.store)  # the log's header (and baseline) before any poll is stored
@@ -307,7 +280,6 @@ class Collector:
             finally:
                 if self.trust_store_path is not None:
                     release_trust_store(str(self.trust_store_path))  # the next run takes a fresh view
-                self._workers = None
         ordered = [outcomes[d.name] for d in devices if d.name in outcomes]
         return RunSummary(started=started, finished=_iso_now(), store=str(self.store.root),
                           outcomes=ordered)
@@ -322,25 +294,14 @@ class Collector:
                 raise
             log.error("%s", exc)
 
-    def verify_call(self, function: Callable[..., Checked], args: tuple[Any, ...]) -> Checked:
-        """`function(*args)` (a `collector.verifying` function) in a verification helper when
-        this run has them, else in this thread."""
-        if self._workers is None:
-            return function(*args)
-        return self._workers.call(function, args, trust_store_path=self.trust_store_arg)
-
     @property
     def trust_store_arg(self) -> str | None:
         """The trust store's path as the verification functions take it."""
         return str(self.trust_store_path) if self.trust_store_path is not None else None
 
     def _finishers(self, concurrency: int) -> int:
-        """Store+verify threads: `finish_workers`, or one per verification process, so that
-        every process has an envelope to verify."""
-        wanted = self.options.finish_workers
-        if self._workers is not None:
-            wanted = max(wanted, self._workers.count)
-        return max(1, min(wanted, concurrency))
+        """Store+verify threads: `finish_workers`, at most one per session."""
+        return max(1, min(self.options.finish_workers, concurrency))
 
     def _skipped(self, device: Device, stopping: bool) -> DeviceOutcome:
         why = ("the collector was asked to stop before polling it" if stopping
@@ -428,7 +389,7 @@ class Collector:
         """`_finish` for polls whose outputs came in together: stored together (one syncfs for
         all their files, `Store.save_many`; a poll's outputs share a poll id, and an output
         signed by another names it as `signer`), verified back to back with each output's
-        profile (one helper call), then recorded (`_record_verdict`). Returns, per poll, its
+        profile, then recorded (`_record_verdict`). Returns, per poll, its
         outcome or the StoreError that kept one of its outputs from being stored."""
         # Every output of the batch, in order: (poll, output) positions.
         flat = [(fetched, output) for fetched in batch for output in fetched.outputs]
@@ -447,10 +408,10 @@ class Collector:
             for position in wanted:
                 fetched, output = flat[position]
                 signer = signer_of(fetched, output)
-                calls.append((output.result.output, output.verifier_profile, self.trust_store_arg, fetched.device.name,
+                calls.append((output.result.output, output.kind, self.trust_store_arg, fetched.device.name,
                               output.nonce, output.result.received,
                               signer.result.output if signer is not None else None))
-            for position, one in zip(wanted, self.verify_call(verify_many, (calls,)), strict=True):
+            for position, one in zip(wanted, verify_many(calls), strict=True):
                 checked[position] = one
             return [stored_verdict(one) if one is not None else None for one in checked]  # None: refused
 

@@ -186,7 +186,7 @@ def _verdict_summary(verdict: Any, path: Path, prefix: str) -> tuple[VerdictSumm
 
 @lru_cache(maxsize=1)
 def _metadata_validator() -> Any:
-    import jsonschema  # only once a metadata file is read: verification helpers never do
+    import jsonschema  # only once a metadata file is read
 
     import schemas
 

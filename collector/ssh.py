@@ -49,8 +49,8 @@ EXIT_STATUS_GRACE_S = 2.0
 #: Ciphers offered first, before paramiko's own order (which starts with aes128-ctr +
 #: hmac-sha2-256, encrypt-and-MAC): AES-GCM is an AEAD, so no separate MAC per packet. IOS XR
 #: (`ssh server algorithms cipher`) and OpenSSH offer both; a device that offers neither
-#: still gets paramiko's usual list after these. It also costs less: a poll of the emulator
-#: takes ~15% less client CPU and ~4% less server CPU than with aes128-ctr (bench/collect.py).
+#: still gets paramiko's usual list after these. It also costs less CPU per poll on both
+#: sides (BENCHMARKS.md).
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
 

@@ -44,7 +44,7 @@ from .storage.durable import (_BatchSync, _fsync_dir, _name_unnamed, _NameSyncer
                               _sync_directories, _write_error, write_file_atomically)
 from .storage.index import SQLiteIndex
 from .storage.interface import EnvelopeStore
-from .storage.layout import (_NAME_STAMP, APPRAISAL_SUFFIX, DEVICE_NAME_RE, DIRTY_MARKER, DIRTY_SOURCE,
+from .storage.layout import (_NAME_STAMP, APPRAISAL_SUFFIX, DEVICE_NAME_RE, DIRTY_MARKER,
                              ENVELOPE_SUFFIX, INDEX_NAME, MAX_DAMAGE_WARNINGS, MAX_METADATA_WITH_VERDICT,
                              META_SUFFIX, METADATA_FORMAT, RESERVED_NAMES, VERDICT_SUFFIX, EnvelopeRecord,
                              StoredVerdict, _Entry, _iso, _json_file, check_device_name, new_poll_id, parse_iso)
@@ -54,7 +54,7 @@ from .storage.states import DEVICE_STATES_FORMAT, DEVICE_STATES_NAME, DeviceStat
 log = logging.getLogger(__name__)
 
 __all__ = ["APPRAISAL_SUFFIX", "DEVICE_NAME_RE", "DEVICE_STATES_FORMAT", "DEVICE_STATES_NAME", "DIRTY_MARKER",
-           "DIRTY_SOURCE", "ENVELOPE_SUFFIX", "INDEX_NAME", "MAX_DAMAGE_WARNINGS", "MAX_METADATA_WITH_VERDICT",
+           "ENVELOPE_SUFFIX", "INDEX_NAME", "MAX_DAMAGE_WARNINGS", "MAX_METADATA_WITH_VERDICT",
            "META_SUFFIX", "METADATA_FORMAT", "RESERVED_NAMES", "VERDICT_SUFFIX", "DamagedFile", "EnvelopeRecord",
            "EnvelopeStore", "Store", "StoredVerdict", "check_device_name", "new_poll_id", "parse_iso",
            "write_file_atomically"]

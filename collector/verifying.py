@@ -1,8 +1,7 @@
 """Verification as the collector uses it: the verifier library on one output, reduced to what
 the collector keeps (`Checked`), against one view of the trust store per run.
 
-Kept apart from the polling code (no paramiko here) so that a verification worker process
-(`collector.verify_worker`) imports only this and the verifier.
+Kept apart from the polling code (no paramiko here).
 """
 
 from __future__ import annotations
@@ -17,11 +16,9 @@ from typing import Any
 from cryptography import x509
 
 from verifier.chain import per_certificate
-from verifier.policy import Policy
 
 __all__ = ["FILESYSTEM_ITEM", "Checked", "checked_from", "freeze_trust_store", "release_trust_store",
-           "stored_verdict", "trust_store_for", "verify_bytes", "verify_many", "verify_polled",
-           "verify_signed_output"]
+           "stored_verdict", "trust_store_for", "verify_bytes", "verify_many", "verify_polled"]
 
 FILESYSTEM_ITEM = "filesystem-inventory"
 log = logging.getLogger(__name__)
@@ -29,7 +26,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Checked:
-    """What the collector keeps from a verdict; small and picklable (crosses processes)."""
+    """What the collector keeps from a verdict."""
 
     trusted: bool
     verdict_json: dict[str, Any]
@@ -44,7 +41,6 @@ class Checked:
 
 _TRUST_STORES: dict[str, Any] = {}
 _BASE_TRUST_STORES: dict[str, Any] = {}  # per trust store: the parsed files, kept across runs
-_COLLECTED_POLICY = Policy(require_dossier=True)  # the collector asked for a dossier: text is not one
 
 
 def freeze_trust_store(trust_store_path: str, *, opened: Any = None) -> Any:
@@ -82,15 +78,18 @@ def trust_store_for(trust_store_path: str | None) -> Any:
     return trust_store
 
 
-def verify_bytes(raw: bytes, trust_store_path: str | None, device: str, nonce_hex: str,
-                 received: datetime) -> Checked:
-    """Verify one envelope with the verifier library, at the time it was received."""
-    from verifier import VerifierError, verify_envelope
+def verify_polled(raw: bytes, kind: str, trust_store_path: str | None, device: str, nonce: bytes,
+                  received: datetime, signer: bytes | None = None) -> Checked:
+    """Verify one polled output, at the time it was received, the way a stored one is verified
+    (`verifier.evidence.verify_evidence`): its `kind` (what the metadata about to be written
+    says) picks the verifier profile and whether its text must be a dossier; `signer` is the
+    same poll's output whose certificate signs it (IOS XE integrity: its SUDI output)."""
+    from verifier import VerifierError
+    from verifier.evidence import verify_evidence
 
-    expected_nonce = bytes.fromhex(nonce_hex)  # the collector's own value: a bad one is a bug here, raised
     try:
-        verdict = verify_envelope(raw, trust_store=trust_store_for(trust_store_path), device=device,
-                                  expected_nonce=expected_nonce, at=received, policy=_COLLECTED_POLICY)
+        verdict = verify_evidence(raw, {"kind": kind}, trust_store=trust_store_for(trust_store_path), device=device,
+                                  nonce=nonce, at=received, signer=signer, where=device)
         blocks = _filesystem_blocks(verdict.dossier) if verdict.trusted and verdict.dossier else {}
         return checked_from(verdict, filesystem_blocks=blocks)
     except VerifierError as exc:
@@ -99,39 +98,16 @@ def verify_bytes(raw: bytes, trust_store_path: str | None, device: str, nonce_he
         return _unexpected(exc, device)
 
 
-def verify_polled(raw: bytes, verifier_profile: str, trust_store_path: str | None, device: str, nonce: bytes,
-                  received: datetime, signer: bytes | None) -> Checked:
-    """Verify one polled output with its verifier profile (`nonce`: a `verifier.nonce.Nonce`): an
-    XR dossier envelope (`verify_bytes`) or a self-signed output (`verify_signed_output`)."""
-    if verifier_profile == "xr-dossier":
-        return verify_bytes(raw, trust_store_path, device, nonce.hex(), received)
-    return verify_signed_output(raw, verifier_profile, trust_store_path, device, nonce, received, signer)
+def verify_bytes(raw: bytes, trust_store_path: str | None, device: str, nonce_hex: str,
+                 received: datetime) -> Checked:
+    """`verify_polled` for an IOS XR dossier envelope sent with `nonce_hex`."""
+    return verify_polled(raw, "xr-dossier", trust_store_path, device, bytes.fromhex(nonce_hex), received)
 
 
 def verify_many(calls: list[tuple[bytes, str, str | None, str, bytes, datetime, bytes | None]]) -> list[Checked]:
-    """`verify_polled` for each of `calls` (its arguments), back to back: one helper call for a
-    batch of outputs, and the caches stay warm from one to the next."""
+    """`verify_polled` for each of `calls` (its arguments), back to back: the caches stay warm
+    from one to the next."""
     return [verify_polled(*call) for call in calls]
-
-
-def verify_signed_output(raw: bytes, verifier_profile: str, trust_store_path: str | None, device: str,
-                         nonce: int | bytes, received: datetime, signer: bytes | None) -> Checked:
-    """Verify one self-signed output with its verifier profile, at the time it was received."""
-    from verifier import VerifierError
-
-    try:
-        from verifier.profiles import verify_output
-    except ImportError as exc:  # a verifier without profiles cannot judge: never "trusted"
-        return Checked(False, {}, [], [], {}, None, None, {},
-                       refused=f"this verifier has no profile {verifier_profile!r} ({exc})")
-    try:
-        verdict = verify_output(raw, profile=verifier_profile, trust_store=trust_store_for(trust_store_path),
-                                device=device, expected_nonce=nonce, signer=signer, at=received)
-        return checked_from(verdict, filesystem_blocks={})
-    except VerifierError as exc:
-        return Checked(False, {}, [], [], {}, None, None, {}, refused=str(exc))
-    except Exception as exc:  # a verifier bug on one device's output: that device's failure only
-        return _unexpected(exc, device)
 
 
 def _unexpected(exc: Exception, device: str) -> Checked:

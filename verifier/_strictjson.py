@@ -133,7 +133,7 @@ def _finite_float(text: str) -> float:
 # chose; NaN/Infinity, which are not JSON, are still refused.
 _SIGNED_DECODER = json.JSONDecoder(object_pairs_hook=_pairs_no_duplicates, parse_constant=_reject_constant)
 # The same without the duplicate-key hook, for a caller that rules duplicates out by counting
-# colons (`loads_strict(vouch=...)`): the C parser builds dicts directly, a third faster.
+# colons (`loads_strict(vouch=...)`): the C parser builds dicts directly.
 _SIGNED_DECODER_UNHOOKED = json.JSONDecoder(parse_constant=_reject_constant)
 # One pass finds both escapes that need a closer look: a surrogate (\uD800-\uDFFF) and a colon
 # (\u003a: a colon in a string that the text's colon count does not see).
@@ -236,7 +236,7 @@ def loads_strict(
 
     `vouch_bounds_numbers=True` says `vouch` counts only values whose numbers all lie within
     [-(2**63 - 1), 2**64 - 1] (a schema that bounds them, `_schemacheck.numbers_within`). The
-    text is then read by orjson when it is installed (several times faster than `json`): orjson
+    text is then read by orjson when it is installed (faster than `json`): orjson
     and `json` read such a text alike (orjson reads only integers past 64 bits differently, as
     floats, and those fall outside the range, so are never vouched for); anything orjson
     refuses, and anything not vouched for, is read again by `json` as above.

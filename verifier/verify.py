@@ -563,11 +563,11 @@ def _gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while one envelope is verified.
 
     Parsing a 2 MB dossier allocates ~100,000 dicts, lists and strings, all acyclic (a tree)
-    and all kept; the collector would walk them again and again as they accumulate (a third of
-    the parse time, measured with bench/verify.py). Reference counting still frees everything
-    as usual; cycles (an exception's traceback) wait for the next collection. If the caller has
-    the collector off, or another thread paused it, it is left as it is: only a pause this call
-    started is ended here, so threads verifying at once always leave it on.
+    and all kept; the collector would walk them again and again as they accumulate. Reference
+    counting still frees everything as usual; cycles (an exception's traceback) wait for the
+    next collection. If the caller has the collector off, or another thread paused it, it is
+    left as it is: only a pause this call started is ended here, so threads verifying at once
+    always leave it on.
     """
     if not gc.isenabled():
         yield

@@ -7,7 +7,6 @@ database) replaces this module behind `collector.storage.interface.EnvelopeStore
 
 from __future__ import annotations
 
-import errno
 import itertools
 import json
 import logging
@@ -23,7 +22,7 @@ from typing import Any
 from ..errors import DiskFullError, StoreError
 from ..sidecars import DamagedFile, read_appraisal
 from .durable import _disk_full, _fsync_dir, _os_error, write_file_atomically
-from .layout import (_DIRTY_TEXT, APPRAISAL_SUFFIX, DIRTY_MARKER, DIRTY_SOURCE, ENVELOPE_SUFFIX, INDEX_NAME,
+from .layout import (_DIRTY_TEXT, APPRAISAL_SUFFIX, DIRTY_MARKER, ENVELOPE_SUFFIX, INDEX_NAME,
                      MAX_DAMAGE_WARNINGS, EnvelopeRecord)
 
 log = logging.getLogger("collector.store")  # one logger for the store, whichever module logs
@@ -282,30 +281,10 @@ class SQLiteIndex:
     def mark_dirty(self) -> None:
         """Mark the index as possibly behind the files until `mark_clean` (durable at once:
         before any name stored after it). Raises StoreError (DiskFullError on a full disk)
-        when it cannot: a run must not store what a crash could leave unindexed.
-
-        The marker is a hard link to a file kept in the store for that (`DIRTY_SOURCE`, made
-        once): a run then adds and removes a name only, where a new marker file each run cost
-        an inode made and freed and a fsync more (on this project's ext4 test machine, marking
-        and clearing took 0.38 ms of CPU and 0.93 ms before the first session could start;
-        as a link, 0.13 and 0.28 ms). Where hard links fail, a file as before."""
-        marker, source = self.root / DIRTY_MARKER, self.root / DIRTY_SOURCE
+        when it cannot: a run must not store what a crash could leave unindexed."""
+        marker = self.root / DIRTY_MARKER
         try:
-            try:
-                try:
-                    os.link(source, marker)
-                except FileNotFoundError:  # this store's first run: the source, made durable once
-                    write_file_atomically(source, _DIRTY_TEXT, replace=True)
-                    os.link(source, marker)
-            except FileExistsError:
-                pass  # marked already (a run cut short, an older collector): made durable below
-            except OSError as exc:
-                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
-                    raise
-                write_file_atomically(marker, _DIRTY_TEXT, replace=True)  # no hard links here
-                self._marked()
-                return
-            _fsync_dir(self.root)
+            write_file_atomically(marker, _DIRTY_TEXT, replace=True)
         except OSError as exc:
             raise _os_error(exc, f"mark the index dirty ({marker})") from exc
         self._marked()

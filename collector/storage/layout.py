@@ -21,14 +21,12 @@ from verifier.stored import (APPRAISAL_SUFFIX, ENVELOPE_SUFFIX, META_SUFFIX, MET
 
 from ..errors import StoreError
 
-__all__ = ["APPRAISAL_SUFFIX", "DEVICE_NAME_RE", "DIRTY_MARKER", "DIRTY_SOURCE", "ENVELOPE_SUFFIX", "INDEX_NAME",
+__all__ = ["APPRAISAL_SUFFIX", "DEVICE_NAME_RE", "DIRTY_MARKER", "ENVELOPE_SUFFIX", "INDEX_NAME",
            "MAX_DAMAGE_WARNINGS", "MAX_METADATA_WITH_VERDICT", "META_SUFFIX", "METADATA_FORMAT", "RESERVED_NAMES",
            "VERDICT_SUFFIX", "EnvelopeRecord", "StoredVerdict", "check_device_name", "new_poll_id", "parse_iso"]
 
 INDEX_NAME = "index.sqlite"
 DIRTY_MARKER = "index.dirty"
-#: What `index.dirty` links to while a run writes (kept; see `Store.mark_dirty`).
-DIRTY_SOURCE = ".index.dirty.source"
 _DIRTY_TEXT = b"a collection run is writing\n"
 #: A metadata file with the verdict in it stays under this; a larger verdict (its findings quote
 #: device output) goes to its own `.envelope.verdict.json`. `dossier verify` reads metadata files

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 import verifier
 import verifier.profiles
+import verifier.evidence
 from collector.collect import CollectOptions, Collector
 from collector.inventory import Device, load_inventory
 from collector.store import Store
@@ -53,7 +54,7 @@ def test_a_malformed_san_fails_its_device_and_the_run_finishes(fleet: tuple[Flee
     metrics = tmp_path / "metrics.prom"
     result = CliRunner().invoke(cli, ["collect", "-i", str(folder / "inventory.yaml"), "--store",
                                       str(tmp_path / "store"), "--trust-store", str(folder / "trust"),
-                                      "--json", "--metrics-file", str(metrics), "--verify-workers", "1"])
+                                      "--json", "--metrics-file", str(metrics)])
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
     assert result.exit_code == 1, result.output  # untrusted devices, not a crash
     document = json.loads(result.stdout)  # the per-device lines go to stderr
@@ -74,7 +75,7 @@ def test_a_verifier_bug_on_one_output_is_that_devices_failure(fleet: tuple[Fleet
                                                                tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """An exception the verifier should never raise (here injected for one XR and one XE device,
-    in this process: no helper) is `verify.error` naming it; every other device is judged."""
+    in this process) is `verify.error` naming it; every other device is judged."""
     _running, devices, folder = fleet
     real_envelope, real_output = verifier.verify_envelope, verifier.profiles.verify_output
 
@@ -88,10 +89,10 @@ def test_a_verifier_bug_on_one_output_is_that_devices_failure(fleet: tuple[Fleet
             raise AttributeError("'str' object has no attribute 'get'")
         return real_output(raw, **kwargs)
 
-    monkeypatch.setattr(verifier, "verify_envelope", envelope)
+    monkeypatch.setattr(verifier.evidence, "verify_envelope", envelope)  # the collector's way in
     monkeypatch.setattr(verifier.profiles, "verify_output", output)
     summary = Collector(Store.open(tmp_path / "store"), trust_store_path=folder / "trust",
-                        options=CollectOptions(concurrency=6, verify_workers=0)).run(devices)
+                        options=CollectOptions(concurrency=6)).run(devices)
     outcomes = {o.device: o for o in summary.outcomes}
     assert len(outcomes) == len(devices)
     for name, kind in (("xr-0003", "RecursionError"), ("xe-0006", "AttributeError")):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 from datetime import UTC, datetime, timedelta
@@ -149,44 +148,20 @@ def test_dirty_marker_triggers_recovery(tmp_path: Path) -> None:
     assert store.recover() is None
 
 
-def test_dirty_marker_is_a_link_to_a_kept_file(tmp_path: Path) -> None:
+def test_dirty_marker_marks_and_clears(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "store")
-    marker, source = store.root / "index.dirty", store.root / store_module.DIRTY_SOURCE
+    marker = store.root / "index.dirty"
     store.mark_dirty()
-    assert store.dirty and os.path.samefile(marker, source)
-    store.mark_clean()
-    assert not store.dirty and source.exists()  # kept: the next run links it again
-    inode = source.stat().st_ino
-    store.mark_dirty()
-    assert store.dirty and marker.stat().st_ino == inode
+    assert store.dirty and marker.read_bytes() == b"a collection run is writing\n"
     store.mark_dirty()  # marked twice (a run after one cut short): still one marker
     store.mark_clean()
     assert not store.dirty
-    source.unlink()  # removed by hand: made again
-    store.mark_dirty()
-    assert store.dirty and os.path.samefile(marker, source)
-    store.mark_clean()
-    # A marker an older collector left (its own file) still means dirty; the run clears it.
+    # A marker a run cut short left still means dirty; the next run clears it.
     marker.write_bytes(b"a collection run is writing\n")
     assert store.dirty
     store.mark_dirty()
     assert store.dirty
     assert store.recover() == 0 and not store.dirty
-
-
-def test_dirty_marker_without_hard_links_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A file system without hard links (vfat, some network shares) cannot be mounted here.
-    store = Store.open(tmp_path / "store")
-
-    def no_links(source: object, target: object) -> None:
-        raise OSError(errno.EPERM, "Operation not permitted")
-
-    monkeypatch.setattr(store_module.os, "link", no_links)
-    store.mark_dirty()
-    assert store.dirty and not (store.root / store_module.DIRTY_SOURCE).exists()
-    assert (store.root / "index.dirty").read_bytes() == b"a collection run is writing\n"
-    store.mark_clean()
-    assert not store.dirty
 
 
 def test_prune_keeps_newest_trusted_and_limits(tmp_path: Path) -> None:
