@@ -221,6 +221,12 @@ def _measurements(current: Evidence, drift: Sequence[Finding], active: Mapping[s
         for change in _ids(drift, DriftId.BOOT_MEASUREMENT_CHANGED):
             result.violate(active["boot-measurements"], AppraisalId.PCR_UNEXPLAINED_CHANGE, change.subject,
                            f"{change.message} although the software release did not", change.before, change.after)
+    _reference_values(current, active, result)
+    return sorted(f"{name} (not in IOS XE evidence)" for name in active if name not in _MEASUREMENT_RULES)
+
+
+def _reference_values(current: Evidence, active: Mapping[str, Rule], result: _Result) -> None:
+    """The `reference-values` rule: the policy's provider (e.g. Cisco's KGV) judges the evidence."""
     if "reference-values" in active and result.policy.reference_checker is not None:
         rule = active["reference-values"]
         violations = result.policy.reference_checker(current)
@@ -228,7 +234,6 @@ def _measurements(current: Evidence, drift: Sequence[Finding], active: Mapping[s
             result.missing(rule, f"the evidence {rule.params['provider']} compares is missing")
         for message in violations or []:
             result.violate(rule, AppraisalId.REFERENCE_VALUES, rule.params["provider"], message)
-    return sorted(f"{name} (not in IOS XE evidence)" for name in active if name not in _MEASUREMENT_RULES)
 
 
 def _executables(current: Evidence, drift: Sequence[Finding], active: Mapping[str, Rule], result: _Result) -> None:
@@ -278,13 +283,7 @@ def _executables(current: Evidence, drift: Sequence[Finding], active: Mapping[st
                                    f"package {package.get('name')}'s files changed after installation "
                                    "(runtime fingerprint differs from install-time fingerprint)",
                                    package.get("install-fingerprint"), package.get("runtime-fingerprint"))
-    if "reference-values" in active and result.policy.reference_checker is not None:
-        rule = active["reference-values"]
-        violations = result.policy.reference_checker(current)
-        if violations is None:
-            result.missing(rule, f"the evidence {rule.params['provider']} compares is missing")
-        for message in violations or []:
-            result.violate(rule, AppraisalId.REFERENCE_VALUES, rule.params["provider"], message)
+    _reference_values(current, active, result)
 
 
 def _file_system(current: Evidence, drift: Sequence[Finding], active: Mapping[str, Rule], result: _Result,

@@ -14,12 +14,11 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from collector.collect import CollectOptions, Collector
-from collector.enroll import enroll_identity, fetch_sudi
 from collector.inventory import load_inventory
 from collector.store import ENVELOPE_SUFFIX, META_SUFFIX, Store
 from dossier_cli.main import cli
 from emulator.fleet import Fleet
-from verifier import TrustStore
+from mixed_fleet import trust_mixed_fleet
 
 
 def _meta(envelope: Path) -> Path:
@@ -33,10 +32,7 @@ def _collected_twice(tmp_path: Path) -> tuple[Path, Path, str]:
         fleet.write_inventory(inventory)
         (device,) = load_inventory(inventory).devices
         trust = tmp_path / "truststore"
-        anchors = TrustStore.open(trust, create=True)
-        anchors.add_root(device.name, fleet.sudi_authority().root, source="manual")
-        anchors.add_intermediate(device.name, fleet.sudi_authority().sub_ca)
-        enroll_identity(trust, fetch_sudi(device, trust_store_path=trust), source="tofu")
+        trust_mixed_fleet(fleet, [device], trust)
         store = Store.open(tmp_path / "store")
         for _ in range(2):
             assert Collector(store, trust_store_path=trust, options=CollectOptions()).run([device]).exit_code == 0

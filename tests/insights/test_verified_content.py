@@ -16,14 +16,13 @@ from typing import Any
 from click.testing import CliRunner
 
 from collector.collect import CollectOptions, Collector
-from collector.enroll import enroll_identity, fetch_sudi
 from collector.insights import AppraisalPolicy
 from collector.inventory import load_inventory
 from collector.store import Store
 from dossier_cli.main import cli
 from emulator.faults import Fault
 from emulator.fleet import Fleet
-from verifier import TrustStore
+from mixed_fleet import trust_mixed_fleet
 
 POLICY = {"format": "trust-dossier/policy/1", "name": "verified-content",
           "rules": {"secure-boot": {"level": "enforce"}, "boot-measurements": {"level": "enforce"}}}
@@ -59,10 +58,7 @@ def test_ios_xe_polls_are_appraised_from_their_verified_measurements(tmp_path: P
         fleet.write_inventory(inventory)
         (device,) = load_inventory(inventory).devices
         trust = tmp_path / "truststore"
-        anchors = TrustStore.open(trust, create=True)
-        anchors.add_root(device.name, fleet.sudi_authority().root, source="manual")
-        anchors.add_intermediate(device.name, fleet.sudi_authority().sub_ca)
-        enroll_identity(trust, fetch_sudi(device, trust_store_path=trust), source="tofu")
+        trust_mixed_fleet(fleet, [device], trust)
         store = Store.open(tmp_path / "store")
         collector = Collector(store, trust_store_path=trust,
                               options=CollectOptions(policy=AppraisalPolicy.from_document(POLICY)))
