@@ -5,6 +5,7 @@ XR attest certificate output of the real emulator."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from pathlib import Path
 from typing import Any, Iterator
@@ -172,10 +173,20 @@ def test_shape_detection_never_guesses() -> None:
     assert errors(verify_output(b"\xff\xfe", profile="xe-integrity-sign", roots=[_any_cert()])) == {"input.not_utf8"}
 
 
+@functools.cache
 def _any_cert() -> x509.Certificate:
-    from vp_helpers import XE_DIR
+    """A CA certificate no output here is signed under (made here: these tests need no vectors)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
 
-    return x509.load_pem_x509_certificate((XE_DIR / "certs" / "crca2099.pem").read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "unrelated root")])
+    now = dt.datetime.now(dt.UTC)
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
 
 
 def test_anchors_from_a_trust_store_bundle(tmp_path: Path, xe_dir: Path) -> None:
