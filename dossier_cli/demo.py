@@ -173,7 +173,7 @@ def _show(summary: RunSummary, description: dict[str, Any]) -> None:
     if first is not None:
         console.print("\nCheck one yourself:")
         console.print(f"  dossier verify {description['store']}/{first.path} --trust-store {description['trust_store']}")
-        console.print(f"  dossier status --store {description['store']}")
+        console.print(f"  dossier status --store {description['store']} --trust-store {description['trust_store']}")
 
 
 def register(group: click.Group) -> None:
