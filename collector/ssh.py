@@ -93,7 +93,7 @@ def _open_socket(host: str, port: int, timeout: float, name: str) -> socket.sock
         raise ConnectError(f"{name}: connection to {host}:{port} refused; is SSH running there?") from exc
     except OSError as exc:
         raise ConnectError(f"{name}: cannot connect to {host}:{port}: {exc.strerror or exc}") from exc
-    # paramiko leaves Nagle on, which stalls each handshake ~45 ms (PERFORMANCE.md).
+    # paramiko leaves Nagle on, which stalls each handshake on delayed ACKs (PERFORMANCE.md).
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 

@@ -92,8 +92,8 @@ class DeviceError(Exception):
         self.message = message
 
 
-# scrypt cost: 2**10 x 8 x 128 bytes = 1 MiB and a few milliseconds a hash; a fleet of 1,000
-# devices hashes 1,000 admin passwords at start-up, on a 2-core machine.
+# scrypt cost: 2**10 x 8 x 128 bytes = 1 MiB a hash, low because a fleet of 1,000 devices
+# hashes 1,000 admin passwords at start-up, on a 2-core machine.
 SCRYPT_N = 2**10
 
 
@@ -119,8 +119,8 @@ def check_secret(password: str, stored: str) -> bool:
 def _atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write via a temporary file and rename, so a reader never sees half a file.
 
-    No fsync: this is a test device, and a fleet of 1,000 starts ten times faster without it
-    (bench/emulator_fleet.py); a power cut may lose the last change, never corrupt a file."""
+    No fsync: this is a test device, and a large fleet starts far faster without a disk wait
+    per file; a power cut may lose the last change, never corrupt a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)

@@ -182,7 +182,7 @@ class _Universe:
 @lru_cache(maxsize=UNIVERSE_CACHE_SIZE)
 def _universe(packages: tuple[str, ...], count: int) -> _Universe:
     rng = random.Random("fsinv-universe|" + "|".join(packages) + f"|{count}")
-    uniform = rng.random  # indexing by uniform() is ~3x cheaper than rng.choice in this loop
+    uniform = rng.random  # indexing by uniform() is cheaper than rng.choice in this loop
     lognormal = rng.lognormvariate
     words, n_words = _WORDS, len(_WORDS)
     paths: list[str] = []

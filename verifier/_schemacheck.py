@@ -1,9 +1,9 @@
 """A fast yes/no check of a JSON document against a JSON Schema (the subset the dossier schema uses).
 
-`jsonschema` walks a 2 MB file-system inventory in seconds: far slower than parsing it. This
-module compiles a schema once into plain Python functions (one per object schema, simple leaf
-schemas inlined as expressions) that answer only "valid or not", in a few microseconds per file
-entry. When the answer is "not valid", the verifier asks `jsonschema` for the messages, so the
+`jsonschema` walks a large file-system inventory far slower than parsing it. This module
+compiles a schema once into plain Python functions (one per object schema, simple leaf schemas
+inlined as expressions) that answer only "valid or not", with built-ins doing the per-entry
+work. When the answer is "not valid", the verifier asks `jsonschema` for the messages, so the
 slow path runs only on bad input. Compiling refuses any keyword it does not implement
 (`UnsupportedSchema`), and the caller then uses `jsonschema` for everything: the fast path can
 never be more lenient than the schema says. Tests check the two agree on valid and mutated

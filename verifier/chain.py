@@ -84,8 +84,8 @@ def per_certificate(function: Callable[[x509.Certificate], T]) -> Callable[[x509
 
     A device's root and leaf recur in every envelope, as the same objects (the envelope and
     the trust store cache them by their text). `functools.lru_cache` would hash the certificate,
-    and hashing an `x509.Certificate` hashes its DER: ~3.7 us, more than most of the functions
-    memoized here, six times per verification. The cache keeps each certificate it holds, so an
+    and hashing an `x509.Certificate` hashes its DER, which costs more than most of the
+    functions memoized here, six times per verification. The cache keeps each certificate it holds, so an
     id cannot be reused while its entry is there; it is emptied when full (a fleet fits).
     """
     cache: dict[int, tuple[x509.Certificate, T]] = {}

@@ -60,9 +60,9 @@ def _write_unnamed(path: Path, data: bytes, mode: int, sync: bool) -> bool:
     with `linkat` (which never replaces a file). Returns False when the file system or the
     kernel cannot (no O_TMPFILE, or no /proc to link from): nothing was written then.
 
-    Cheaper than a named temporary file by a name created and removed (storing an envelope,
-    its metadata and verdict: 0.70 -> 0.44 ms of CPU on this machine's ext4, measured alone),
-    and a crash leaves nothing behind: the file only ever appears complete, under its name.
+    Cheaper than a named temporary file (no name to create and remove, so fewer directory
+    updates per stored file), and a crash leaves nothing behind: the file only ever appears
+    complete, under its name.
     """
     fd = _open_unnamed(path.parent, data, mode)
     if fd is None:
@@ -176,8 +176,7 @@ class _BatchSync:
     """Makes many files durable with one `syncfs` instead of a `fsync` each (`Store.save_many`).
 
     Each `fsync` blocks its thread on the disk and hands the GIL over twice; in a collector
-    polling with dozens of threads that cost ~2 ms of CPU per envelope on this machine, far more
-    than the call itself. One `syncfs` writes and flushes everything dirty on the file system,
+    polling with dozens of threads each such round costs far more CPU than the call itself. One `syncfs` writes and flushes everything dirty on the file system,
     so it also makes earlier names durable. Errors: the descriptor `syncfs` is called on is
     opened with the store, before any file is written, so any write-back failure since then is
     reported (Linux >= 5.8) to the next call, one call at a time; on failure each file is
@@ -305,8 +304,8 @@ class _NameSyncer:
 
     A file's data is fsynced before it gets its name (`write_file_atomically`); the directory
     holding the new name must be fsynced too, or a power cut may lose the name. That directory
-    fsync cost the storing thread ~1-8 ms of waiting on this machine's disk (a third of a
-    stored envelope's wall time, the most of any step). Here a thread fsyncs the directories
+    fsync is the longest wait of any step of storing an envelope, so it is kept off the
+    storing thread: here a thread fsyncs the directories
     handed over (each once per pass, however many names it got). `wait` returns once every
     name handed over before the call is durable, or raises the first failure; with no thread
     (none could be started, or it ended), the waiting thread syncs them itself.

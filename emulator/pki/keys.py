@@ -222,7 +222,7 @@ def _check_modulus(kind: KeyKind, bits: int) -> int:
 def _dsa_parameters(bits: int) -> dsa.DSAParameters:
     """Domain parameters (p, q, g) shared by every DSA key of one size in this process.
 
-    Finding them costs ~0.7 s for 2048 bits while a key from them costs microseconds; sharing
+    Finding them is slow for 2048 bits while a key from them is quick; sharing
     public domain parameters is normal DSA practice (FIPS 186), and it keeps a 1,000-device
     DSA fleet from spending many minutes at start-up. Each key is still its own.
     """
