@@ -29,13 +29,12 @@ from typing import Any, TypeVar
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa
 from cryptography.x509 import verification as xv
 
 from .errors import ChainError
 from .findings import FindingId
 from .policy import DEFAULT_POLICY, Policy
-from .signature import KeyPolicyError, check_key_policy
+from .signature import KeyPolicyError, check_key_policy, is_dsa_key
 
 __all__ = ["CERTIFICATE_ERRORS", "explain_chain_failure", "fingerprint", "is_weak_hash", "load_der_certificate",
            "per_certificate", "read_now", "validate_chain"]
@@ -184,7 +183,7 @@ def _public_key(cert: x509.Certificate, role: str) -> Any:
 
 
 def _needs_primitives(certs: Sequence[x509.Certificate]) -> bool:
-    return any(isinstance(_public_key(cert, "chain"), dsa.DSAPublicKey) for cert in certs)
+    return any(is_dsa_key(_public_key(cert, "chain")) for cert in certs)
 
 
 def _validate_with_primitives(
