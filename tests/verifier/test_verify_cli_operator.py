@@ -148,3 +148,112 @@ def test_verify_prints_no_dsa_deprecation_warning_without_a_dsa_key(tmp_path: Pa
     done = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT, timeout=120)
     assert done.returncode == 0, ([f["message"] for f in json.loads(done.stdout)["findings"]], done.stderr)
     assert done.stderr == ""
+
+
+# -- human output: lines a pipe can grep, -v, names as the router prints them -------------------
+
+# The test device's subjects carry serialNumber and unstructuredName, as the router's `crypto ca
+# enroll` makes them (tests/verifier/vbuilder.py).
+LEAF_SUBJECT = "unstructuredName=r1.example.net,serialNumber=FOC2104R15R,CN=system-trustpoint"
+ROOT_SUBJECT = "unstructuredName=r1.example.net,serialNumber=FOC2104R15R,CN=system-trustpoint root"
+
+
+def test_format_name_uses_the_routers_attribute_names(device: Device) -> None:
+    from verifier.chain import format_name
+
+    assert "2.5.4.5=" in device.leaf.subject.rfc4514_string()  # what cryptography prints by itself
+    assert format_name(device.leaf.subject) == LEAF_SUBJECT
+    assert format_name(device.root.subject) == ROOT_SUBJECT
+
+
+def test_verbose_lists_the_checks_passed_and_every_message(tmp_path: Path, device: Device) -> None:
+    named = device
+    store = _enrolled(tmp_path, named)
+    path = _stored(tmp_path / "store" / "r1", named)
+    result = _runner().invoke(cli, ["verify", str(path), "--trust-store", str(store), "--at", "received", "-v"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1] == f"{path}: TRUSTED (device r1)"
+    from verifier.chain import fingerprint
+
+    assert lines[2:7] == [
+        f"  passed: signature verified (ECDSA SHA-256) with the ECDSA secp256r1 leaf {LEAF_SUBJECT}",
+        f"  passed: chain to the root enrolled for r1 ({ROOT_SUBJECT}, SHA-256 {fingerprint(named.root)})",
+        f"  passed: valid at {NOW.isoformat()} (leaf expires in 365 days, root expires in 3650 days)",
+        f"  passed: nonce matches the one sent ({named.nonce.hex()})",
+        "  passed: dossier: 4 items, 4 collected",
+    ], lines
+    assert lines[7].startswith("  info record.not_checked: ") and "no record log" in lines[7]
+    # an untrusted one: no passed checks, its findings with their messages
+    path.write_bytes(path.read_bytes() + b" ")
+    result = _runner().invoke(cli, ["verify", str(path), "--trust-store", str(store), "--at", "received", "-v"])
+    assert result.exit_code == 1
+    assert "passed:" not in result.output
+    assert "  error stored.mismatch: " in result.output and "records SHA-256" in result.output
+    # --json stays the schema's, -v or not
+    as_json = _runner().invoke(cli, ["verify", str(path), "--trust-store", str(store), "--at", "received", "-v",
+                                     "--json"])
+    jsonschema.validate(json.loads(as_json.output), schemas.load("verdict"))
+
+
+def test_at_says_once_what_it_accepts() -> None:
+    result = _runner().invoke(cli, ["verify", "x.envelope", "--root", "r.pem", "--at", "yesterday"])
+    assert result.exit_code == 2
+    message = result.output.splitlines()[-1]
+    assert message.count("--at") == 1, message
+    assert "now, received" in message and "ISO-8601" in message and "'yesterday'" in message
+    zoneless = _runner().invoke(cli, ["verify", "x.envelope", "--root", "r.pem", "--at", "2026-01-01T00:00:00"])
+    assert zoneless.exit_code == 2 and "no zone" in zoneless.output
+
+
+def test_trust_list_shows_how_each_root_and_leaf_was_enrolled(tmp_path: Path, device: Device) -> None:
+    from verifier.truststore import TrustStore
+
+    named = device
+    store = _enrolled(tmp_path, named)
+    TrustStore.open(store).pin_leaf("r1", named.leaf, source="fingerprint")
+    result = _runner().invoke(cli, ["trust", "list", "--trust-store", str(store)])
+    assert result.exit_code == 0, result.output
+    [line] = result.output.splitlines()
+    fields = line.split("\t")
+    assert fields[0] == "r1" and fields[3] == "manual:root.pem" and fields[7] == "fingerprint", fields
+    assert fields[2] == ROOT_SUBJECT
+    listed = json.loads(_runner().invoke(cli, ["trust", "list", "--trust-store", str(store), "--json"]).output)
+    assert listed["devices"][0]["roots"][0]["source"] == "manual:root.pem"
+
+
+def test_output_that_is_not_a_terminal_is_one_line_per_record(tmp_path: Path, device: Device) -> None:
+    """A real pipe (not click's runner): long paths, ids and fingerprints are never split or
+    boxed, so `grep` finds them in a CI log."""
+    store = _enrolled(tmp_path, device)
+    deep = tmp_path / ("a-rather-long-folder-name-" * 4) / "r1"
+    good = _stored(deep, device)
+    bad = _stored(deep.parent / "case", device)
+    bad.write_bytes(bad.read_bytes().replace(b"FOC2104R15R", b"FOC2104R15X"))
+    env_columns = {"COLUMNS": "40"}  # a narrow terminal would fold; a pipe must not
+    command = [sys.executable, "-m", "dossier_cli", "verify", str(good), str(bad), "--trust-store", str(store),
+               "--device", "r1", "--at", "received"]
+    import os
+
+    done = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT, timeout=120,
+                          env={**os.environ, **env_columns})
+    assert done.returncode == 1, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and not any(ch in done.stdout for ch in "│┃━─")
+    assert lines[0].split("\t")[:3] == ["r1", str(good), "TRUSTED"]
+    assert lines[1].split("\t")[:3] == ["r1", str(bad), "NOT TRUSTED"]
+    assert "stored.mismatch" in lines[1].split("\t")[3] and "signature.invalid" in lines[1].split("\t")[3]
+    listed = subprocess.run([sys.executable, "-m", "dossier_cli", "trust", "list", "--trust-store", str(store)],
+                            capture_output=True, text=True, cwd=PROJECT, timeout=120, env={**os.environ, **env_columns})
+    assert listed.returncode == 0, listed.stderr
+    from verifier.chain import fingerprint
+
+    [line] = listed.stdout.splitlines()
+    assert line.split("\t")[1] == fingerprint(device.root)
+
+
+def test_enroll_shows_the_candidate_root_with_the_routers_names(device: Device) -> None:
+    from collector.enroll import RootCandidate
+
+    shown = RootCandidate("r1", device.root, device.leaf).describe()
+    assert shown["subject"] == ROOT_SUBJECT and shown["issuer"] == ROOT_SUBJECT
