@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -233,8 +234,6 @@ def test_output_that_is_not_a_terminal_is_one_line_per_record(tmp_path: Path, de
     env_columns = {"COLUMNS": "40"}  # a narrow terminal would fold; a pipe must not
     command = [sys.executable, "-m", "dossier_cli", "verify", str(good), str(bad), "--trust-store", str(store),
                "--device", "r1", "--at", "received"]
-    import os
-
     done = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT, timeout=120,
                           env={**os.environ, **env_columns})
     assert done.returncode == 1, done.stderr
