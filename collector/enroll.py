@@ -59,11 +59,14 @@ class _Offered:
         return sha1(self.certificate.public_bytes(Encoding.DER)).hexdigest().upper()  # noqa: S324 - display only
 
     def describe(self) -> dict[str, Any]:
+        """What the operator checks before trusting it (names as the router prints them)."""
+        from verifier.chain import format_name
+
         cert = self.certificate
         return {
             "device": self.device,
-            "subject": cert.subject.rfc4514_string(),
-            "issuer": cert.issuer.rfc4514_string(),
+            "subject": format_name(cert.subject),
+            "issuer": format_name(cert.issuer),
             "serial": _serial(cert.serial_number),
             "not_before": cert.not_valid_before_utc.isoformat(),
             "not_after": cert.not_valid_after_utc.isoformat(),

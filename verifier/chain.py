@@ -29,16 +29,15 @@ from typing import Any, TypeVar
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa
 from cryptography.x509 import verification as xv
 
 from .errors import ChainError
 from .findings import FindingId
 from .policy import DEFAULT_POLICY, Policy
-from .signature import KeyPolicyError, check_key_policy
+from .signature import KeyPolicyError, check_key_policy, is_dsa_key
 
-__all__ = ["CERTIFICATE_ERRORS", "explain_chain_failure", "fingerprint", "is_weak_hash", "load_der_certificate",
-           "per_certificate", "read_now", "validate_chain"]
+__all__ = ["CERTIFICATE_ERRORS", "explain_chain_failure", "fingerprint", "format_name", "is_weak_hash",
+           "load_der_certificate", "per_certificate", "read_now", "validate_chain"]
 
 _WEAK_HASHES = (hashes.SHA1, hashes.MD5)
 _CACHE_SIZE = 4096  # one entry per (leaf, roots) pair: a fleet of thousands of devices fits
@@ -56,6 +55,23 @@ T = TypeVar("T")
 #: (a subjectAltName that does not parse), x509.DuplicateExtension (not a ValueError) for an
 #: extension listed twice; found by the property tests and a hostile device's SUDI output.
 CERTIFICATE_ERRORS = (ValueError, TypeError, KeyError, x509.InvalidVersion, x509.DuplicateExtension)
+
+
+#: The attribute names the router prints (`show crypto ca certificates`) where RFC 4514 has none
+#: and cryptography would print the dotted OID.
+_ATTRIBUTE_NAMES = {
+    x509.NameOID.SERIAL_NUMBER: "serialNumber",
+    x509.ObjectIdentifier("1.2.840.113549.1.9.2"): "unstructuredName",
+    x509.ObjectIdentifier("1.2.840.113549.1.9.8"): "unstructuredAddress",
+    x509.NameOID.EMAIL_ADDRESS: "emailAddress",
+}
+
+
+def format_name(name: x509.Name) -> str:
+    """A certificate subject or issuer as users read it: RFC 4514 with the router's attribute
+    names (`CN=r1,unstructuredName=r1.example.com,serialNumber=FOC2104R15R`), never dotted OIDs.
+    Device text: a terminal shows it through `verifier.display.inert`."""
+    return name.rfc4514_string(_ATTRIBUTE_NAMES)
 
 
 def read_now(cert: x509.Certificate) -> x509.Certificate:
@@ -184,7 +200,7 @@ def _public_key(cert: x509.Certificate, role: str) -> Any:
 
 
 def _needs_primitives(certs: Sequence[x509.Certificate]) -> bool:
-    return any(isinstance(_public_key(cert, "chain"), dsa.DSAPublicKey) for cert in certs)
+    return any(is_dsa_key(_public_key(cert, "chain")) for cert in certs)
 
 
 def _validate_with_primitives(
@@ -377,8 +393,8 @@ def _explain(
     issuers = [root for root in roots if root.subject == leaf.issuer]
     if not issuers:
         add(FindingId.CHAIN_NOT_ISSUED_BY_ROOT, "the leaf's issuer is not the enrolled root's "
-            "subject", " or ".join(root.subject.rfc4514_string() for root in roots),
-            leaf.issuer.rfc4514_string())
+            "subject", " or ".join(format_name(root.subject) for root in roots),
+            format_name(leaf.issuer))
         return found
     signed_by = None
     for root in issuers:

@@ -24,6 +24,10 @@ __all__ = ["register"]
 
 EXIT_TRUSTED, EXIT_UNTRUSTED, EXIT_INPUT = 0, 1, 2
 _PROGRESS_FROM = 20  # files: below this a progress bar only flickers
+_PASSED = "passed_checks"  # a result's key for -v (never printed as JSON)
+#: What --at accepts.
+_AT_ACCEPTED = ("now, received (the time the metadata says the output was received) or an ISO-8601 time "
+                "with a zone such as 2026-06-01T12:00:00Z")
 _VERIFY_EPILOG = """\b
 FILE is an envelope as the device printed it (an optional timestamp line such as
 'Sun Oct 20 13:07:24.136 UTC' and blank lines may come first; CRLF line ends are accepted),
@@ -33,8 +37,12 @@ nonce and the time received. '-' reads standard input.
 \b
 Exit codes:
   0  every envelope is trusted
-  1  at least one envelope is not trusted
+  1  at least one envelope is not trusted (a stored one that no longer matches its
+     metadata is not trusted: finding stored.mismatch)
   2  usage or input error (missing file, unreadable trust store or metadata, bad option)
+
+When standard output is not a terminal, each envelope is one line of tab-separated
+fields (device, file, verdict, reasons, days to expiry leaf/root).
 """
 
 
@@ -43,11 +51,12 @@ class _Settings:
 
     def __init__(self, store: str | None, roots: list[bytes], device: str | None, nonce: bytes | None,
                  at: str, policy: Policy, profiles: Any = None, collector_key: bytes | None = None,
-                 profile_given: bool = False) -> None:
+                 profile_given: bool = False, verbose: bool = False) -> None:
         self.store, self.roots, self.device, self.nonce, self.at, self.policy = store, roots, device, nonce, at, policy
         self.profiles = profiles  # verifier.profiles.clisupport.ProfileOptions, or None: the XR envelope
         self.collector_key = collector_key  # raw Ed25519 public key the record logs are checked with
         self.profile_given = profile_given  # --profile was given: it wins over the metadata's
+        self.verbose = verbose  # -v without --json: each result also lists the checks it passed
 
 
 _worker: dict[str, Any] = {}
@@ -73,7 +82,12 @@ def _verify_one(path: str, stdin_bytes: bytes | None = None) -> dict[str, Any]:
             at=settings.at, policy=settings.policy, profile=given,
             options=options, collector_key=settings.collector_key, record_logs=_worker.setdefault("logs", {}),
             raw=stdin_bytes)
-        return {"file": path, **verdict.to_json()}
+        result = {"file": path, **verdict.to_json()}
+        if settings.verbose:
+            from .summary import passed_checks
+
+            result[_PASSED] = passed_checks(verdict)  # for the human output only: not in the schema
+        return result
     except VerifierError as exc:
         return {"file": path, "error": str(exc)}
     except Exception as exc:  # a verifier bug this file reached: its own error line; the others go on
@@ -158,6 +172,8 @@ def _fail(message: str) -> None:
               help="Judge validity at this time; 'received' uses the metadata's time received.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per envelope, one per line "
               "(schemas/verdict.schema.json).")
+@click.option("-v", "--verbose", is_flag=True, help="Also print each finding's message and, for a trusted "
+              "envelope, the checks it passed.")
 @click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(1, 256),
               help="Verify in this many processes.")
 @click.option("--allow-dsa", is_flag=True, help="Accept legacy DSA device keys (ENVELOPE.md allows DSA-2048).")
@@ -195,7 +211,7 @@ def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tupl
                    nonce_dec: int | None = None, signers: tuple[Path, ...] = (), signature: Path | None = None,
                    kgv: Path | None = None, kgv_signers: tuple[Path, ...] = (),
                    kgv_roots: tuple[Path, ...] = (), collector_key: Path | None = None,
-                   strict_dossier: bool = False) -> None:
+                   strict_dossier: bool = False, verbose: bool = False) -> None:
     """Verify signed dossier envelopes (signature, chain to the enrolled root, nonce, dossier), or with
     --profile the signed outputs Cisco devices print (IOS XE SUDI, integrity, system integrity; KGV files)."""
     if trust_store is not None and roots:
@@ -230,11 +246,7 @@ def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tupl
             profiles = profile_options(profile, signers, signature, kgv, kgv_signers, kgv_roots)
         except VerifierError as exc:
             raise InputError(str(exc)) from None
-    if at not in ("now", "received"):
-        try:
-            parse_time(at, "--at")
-        except VerifierError as exc:
-            raise click.BadParameter(str(exc), param_hint="--at") from None
+    _check_at(at)
     if insecure_skip_nonce:
         click.echo("WARNING: --insecure-skip-nonce: freshness is not checked; replays will verify", err=True)
     store_path = None
@@ -243,7 +255,7 @@ def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tupl
     policy = Policy(allow_dsa=allow_dsa, require_dossier=require_dossier, insecure_skip_nonce=insecure_skip_nonce,
                     strict_dossier=strict_dossier)
     settings = _Settings(store_path, _load_roots(roots), device, nonce, at, policy, profiles,
-                         _collector_key(collector_key, trust_store), profile_given)
+                         _collector_key(collector_key, trust_store), profile_given, verbose and not as_json)
     stdin_bytes = _stdin_bytes().read(policy.max_envelope_bytes + 1) if "-" in files else None
     results = []
     stream = _run(list(files), settings, jobs, stdin_bytes)
@@ -258,7 +270,7 @@ def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tupl
             click.echo(json.dumps(result, sort_keys=True))
         results.append(result)
     if not as_json:
-        _print_table(results)
+        _print_results(results, verbose=verbose)
         for result in results:
             if "error" in result:
                 click.echo(f"Error: {inert(result['error'])}", err=True)
@@ -266,6 +278,23 @@ def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tupl
     if any("error" in result for result in results):
         context.exit(EXIT_INPUT)
     context.exit(EXIT_TRUSTED if all(result["trusted"] for result in results) else EXIT_UNTRUSTED)
+
+
+def _check_at(at: str) -> None:
+    """Refuse an --at that is not now, received or an ISO-8601 time with a zone."""
+    import datetime as dt
+
+    if at in ("now", "received"):
+        return
+    try:
+        parse_time(at, "--at")
+    except VerifierError:
+        try:
+            zoneless = dt.datetime.fromisoformat(at).tzinfo is None
+        except ValueError:
+            zoneless = False
+        hint = " (a time with no zone: add Z or an offset such as +00:00)" if zoneless else ""
+        raise click.BadParameter(f"expected {_AT_ACCEPTED}; found {at!r}{hint}", param_hint="--at") from None
 
 
 def _collector_key(given: Path | None, trust_store: Path | None) -> bytes | None:
@@ -284,27 +313,62 @@ def _collector_key(given: Path | None, trust_store: Path | None) -> bytes | None
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
-def _print_table(results: list[dict[str, Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _verdict_word(result: dict[str, Any]) -> tuple[str, str]:
+    """What the verdict column says, and its colour."""
+    if "error" in result:
+        return "INPUT ERROR", "bold yellow"
+    if result["trusted"]:
+        alerts = any(f["severity"] == Severity.ALERT for f in result["findings"])
+        return ("TRUSTED (alert)", "bold yellow") if alerts else ("TRUSTED", "bold green")
+    return "NOT TRUSTED", "bold red"
 
-    table = Table(title=None, show_lines=False)
-    for column in ("device", "file", "verdict", "reasons", "days to expiry (leaf/root)"):
-        table.add_column(column, overflow="fold")
+
+def _print_results(results: list[dict[str, Any]], *, verbose: bool) -> None:
+    """The verdicts as a table on a terminal; elsewhere (a pipe, a CI log) one line per envelope
+    of tab-separated fields, so that no id, path or fingerprint is split by wrapping. With
+    `verbose`, then each envelope's passed checks and findings with their messages."""
+    rows = []
     for result in results:
-        if "error" in result:
-            verdict = cell("INPUT ERROR", "bold yellow")
-        elif result["trusted"]:
-            alerts = any(f["severity"] == Severity.ALERT for f in result["findings"])
-            verdict = cell("TRUSTED (alert)", "bold yellow") if alerts else cell("TRUSTED", "bold green")
-        else:
-            verdict = cell("NOT TRUSTED", "bold red")
         days = result.get("days_to_expiry") or {}
         expiry = f"{days.get('leaf', '-')}/{days.get('root', '-')}" if days else "-"
-        # Device names and paths come from metadata and the command line: data, never markup.
-        table.add_row(cell(result.get("device") or "-"), cell(result["file"]), verdict,
-                      cell(_reasons(result)), cell(expiry))
-    Console(soft_wrap=False).print(table)
+        rows.append((result.get("device") or "-", result["file"], _verdict_word(result), _reasons(result), expiry))
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=None, show_lines=False)
+        for column in _VERIFY_COLUMNS:
+            table.add_column(column, overflow="fold")
+        for device, file, (word, style), reasons, expiry in rows:
+            # Device names and paths come from metadata and the command line: data, never markup.
+            table.add_row(cell(device), cell(file), cell(word, style), cell(reasons), cell(expiry))
+        Console(soft_wrap=False).print(table)
+    else:
+        _print_lines([(device, file, word, reasons, expiry) for device, file, (word, _), reasons, expiry in rows])
+    if verbose:
+        for result in results:
+            if "error" not in result:
+                _print_details(result)
+
+
+_VERIFY_COLUMNS = ("device", "file", "verdict", "reasons", "days to expiry (leaf/root)")
+
+
+def _print_lines(rows: Sequence[Sequence[object]]) -> None:
+    """One record per line, fields separated by tabs (inert: a tab or newline in a field is
+    shown as its escape, so it cannot add a field or a line)."""
+    for row in rows:
+        click.echo("\t".join(inert(value) for value in row))
+
+
+def _print_details(result: dict[str, Any]) -> None:
+    """-v: the checks a trusted envelope passed, then every finding with its message."""
+    word, _ = _verdict_word(result)
+    click.echo(f"{inert(result['file'])}: {word} (device {inert(result.get('device') or '-')})")
+    for check in result.get(_PASSED, []):
+        click.echo(f"  passed: {inert(check)}")
+    for finding in result["findings"]:
+        click.echo(f"  {finding['severity']} {finding['id']}: {inert(finding['message'])}")
 
 
 # -- trust store commands ---------------------------------------------------------------------
@@ -354,7 +418,9 @@ def trust_add(device: str, root_pem: Path | None, trust_store: Path, valid_from:
         store = _open_store(trust_store, create=True)
         if root_pem is not None:
             entry = store.add_root(device, _read_pem(root_pem, "root"), source=f"manual:{root_pem.name}", **window)
-            subject = inert(entry.certificate.subject.rfc4514_string())
+            from .chain import format_name
+
+            subject = inert(format_name(entry.certificate.subject))
             click.echo(f"{inert(device)}: root {entry.sha256} ({subject})")
         if trust_pool:
             store.use_trust_pool(device)
@@ -371,8 +437,10 @@ def trust_add(device: str, root_pem: Path | None, trust_store: Path, valid_from:
 @_store_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def trust_list(trust_store: Path, as_json: bool) -> None:
-    """List enrolled devices and their roots. A damaged store (a certificate that does not match
-    its recorded SHA-256, ...) is an input error (exit 2), as it is for `dossier verify`."""
+    """List enrolled devices, their roots and pinned leaf, and how each was enrolled (source).
+    When standard output is not a terminal, one line per root of tab-separated fields. A damaged
+    store (a certificate that does not match its recorded SHA-256, ...) is an input error (exit
+    2), as it is for `dossier verify`."""
     try:
         store = _open_store(trust_store)
         records = []
@@ -394,22 +462,44 @@ def trust_list(trust_store: Path, as_json: bool) -> None:
             item.pop("pem", None)
         click.echo(json.dumps({"devices": records, "pool": pool}, indent=2, sort_keys=True))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table()
-    for column in ("device", "root SHA-256", "subject", "enrolled", "window", "pinned leaf"):
-        table.add_column(column, overflow="fold")
+    rows = []
     for record in records:
+        leaf = record["pinned_leaf"] or {}
         for item in record["roots"] or [{}]:
             window = f"{item.get('valid_from') or '-'} .. {item.get('valid_until') or '-'}" if item else "-"
             root = item.get("sha256", "(pool only)" if record["trust_pool"] else "-")
-            table.add_row(cell(record["device"]), cell(root),
-                          cell(item.get("subject", "-")), cell(item.get("enrolled_at", "-")), cell(window),
-                          cell((record["pinned_leaf"] or {}).get("sha256", "-")))
-    Console(soft_wrap=False).print(table)
+            rows.append((record["device"], root, _subject(item), item.get("source", "-"), item.get("enrolled_at", "-"),
+                         window, leaf.get("sha256", "-"), leaf.get("source", "-")))
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table()
+        for column in _TRUST_COLUMNS:
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*(cell(value) for value in row))
+        Console(soft_wrap=False).print(table)
+    else:
+        _print_lines(rows)
     if pool:
         click.echo(f"trust pool: {len(pool)} CA certificate(s)")
+
+
+#: `dossier trust list`'s columns; "source" is how each was enrolled or pinned (fingerprint,
+#: interactive, tofu, manual:<file>, bundle:<file>): what an auditor asks first.
+_TRUST_COLUMNS = ("device", "root SHA-256", "subject", "source", "enrolled", "window", "pinned leaf",
+                  "leaf source")
+
+
+def _subject(item: dict[str, Any]) -> str:
+    """A stored certificate's subject with the router's attribute names (the store records the
+    RFC 4514 text with dotted OIDs; the certificate itself was checked by `store.check`)."""
+    from .chain import format_name
+
+    if "pem" not in item:
+        return item.get("subject", "-")
+    return format_name(x509.load_pem_x509_certificate(item["pem"].encode()).subject)
 
 
 @trust_group.command("remove")

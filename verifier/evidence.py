@@ -9,10 +9,13 @@ metadata). Both pick how to verify from the metadata's kind (`verifier.stored.ki
       else the IOS XR envelope;
   (2) the signer: the one given, else the output the metadata names as `signer`;
   (3) require_dossier: the policy's, or the kind's (the collector asked for a dossier);
-  (4) device and nonce: the ones given, else the metadata's (a given one that differs is an
-      input error); the time judged at: "received" (the metadata's), "now", or a time;
-  (5) a stored file (`verify_stored`) also has its signed record checked in the store's
-      record log (verifier/records.py).
+  (4) device and nonce: the ones given, else the metadata's; the time judged at: "received"
+      (the metadata's), "now", or a time. A given nonce that differs from the metadata's is an
+      input error; a given device that differs is verified as the device given (the trust
+      decision is bound to the device named) and is never trusted (`stored.mismatch`);
+  (5) a stored file (`verify_stored`) is checked against its metadata (size, SHA-256, the
+      collector's file name and device folder: each contradiction a `stored.mismatch` error)
+      and has its signed record checked in the store's record log (verifier/records.py).
 """
 
 from __future__ import annotations
@@ -81,7 +84,9 @@ def verify_evidence(
         kind = kind_of(metadata)
     except EnvelopeError as exc:
         raise EnvelopeError(f"{where}: {exc}") from None
-    device = _one(device, meta.get("device") if metadata is not None else None, "device", where)
+    recorded_device = meta.get("device") if metadata is not None else None
+    disagreement = _device_disagreement(device, recorded_device, where)
+    device = device if device is not None else recorded_device
     nonce = _nonce(nonce, metadata, where)
     when = _moment(at, metadata, where)
     # (1) the profile; (2) the signer
@@ -93,13 +98,17 @@ def verify_evidence(
 
         chosen = dataclasses.replace(options or ProfileOptions(profile), profile=profile,
                                      signer=(options.signer if options is not None else None) or signer)
-        return verify_file(chosen, raw, path=where, trust_store=trust_store, roots=roots, device=device,
-                           nonce=nonce, at=when, policy=policy)
-    # (3) the collector asked this device for a dossier: anything else is not one
-    if kind is not None and kind.require_dossier and not policy.require_dossier:
-        policy = dataclasses.replace(policy, require_dossier=True)
-    return verify_envelope(raw, trust_store=trust_store, roots=roots, device=device, expected_nonce=nonce,
-                           at=when, policy=policy)
+        verdict = verify_file(chosen, raw, path=where, trust_store=trust_store, roots=roots, device=device,
+                              nonce=nonce, at=when, policy=policy)
+    else:
+        # (3) the collector asked this device for a dossier: anything else is not one
+        if kind is not None and kind.require_dossier and not policy.require_dossier:
+            policy = dataclasses.replace(policy, require_dossier=True)
+        verdict = verify_envelope(raw, trust_store=trust_store, roots=roots, device=device, expected_nonce=nonce,
+                                  at=when, policy=policy)
+    if disagreement is not None:
+        verdict.findings.insert(0, disagreement)
+    return verdict
 
 
 def verify_stored(
@@ -127,30 +136,37 @@ def verify_stored(
     log is checked with (None: the log's own key, with a warning finding). `record_logs`: a
     cache of logs read, kept by a caller verifying many files (each log read once). `raw`: the
     file's bytes when the caller has read them already (standard input, `path` '-').
-    Raises VerifierError for an unreadable file or metadata, or metadata that disagrees with
-    the file or with what is given (the message names the file).
+    `device` given: the file's folder need not be named after it (a copy in a case folder).
+    Raises VerifierError for an unreadable file or metadata, or a nonce given that the metadata
+    contradicts (the message names the file); a file that contradicts its metadata is an
+    untrusted verdict (`stored.mismatch`).
     """
     policy = policy or _DEFAULT_POLICY
     where = str(path)
     if raw is not None:
         item = EnvelopeInput(where, raw)
     else:
-        item = read_envelope_file(path, max_bytes=policy.max_envelope_bytes)
+        item = read_envelope_file(path, max_bytes=policy.max_envelope_bytes, device=device)
     if item.meta is None and at == AT_RECEIVED:
         raise VerifierError(f"{where}: --at received needs the collector's metadata ({where}.meta.json)")
     verdict = verify_evidence(item.raw, item.meta, trust_store=trust_store, roots=roots, device=device, nonce=nonce,
                               at=at, policy=policy, signer=signer or item.signer, profile=profile,
                               options=options, where=where)
+    verdict.findings[:0] = item.mismatches  # what the file contradicts in its record comes first
     if item.meta is not None:  # (5) stored by the collector: its signed record
         verdict.findings.extend(_record_findings(item, collector_key, record_logs, policy,
                                                  at_received=at == AT_RECEIVED))
     return verdict
 
 
-def _one(given: str | None, stored: Any, what: str, where: str) -> str | None:
-    if given is not None and stored is not None and given != stored:
-        raise VerifierError(f"{where}: --{what} {given!r} differs from the metadata's {what} {stored!r}")
-    return given if given is not None else stored
+def _device_disagreement(given: str | None, recorded: Any, where: str) -> Finding | None:
+    """The `stored.mismatch` error when the device given is not the one the metadata records."""
+    if given is None or recorded is None or given == recorded:
+        return None
+    return Finding(FindingId.STORED_MISMATCH, Severity.ERROR,
+                   f"{where}: --device {given!r} differs from the metadata's device {recorded!r}; verified as "
+                   f"{given!r}, and not trusted while the two disagree",
+                   expected=f"device {given} (--device)", found=f"device {recorded} (the metadata)")
 
 
 def _nonce(given: bytes | None, metadata: Mapping[str, Any] | None, where: str) -> bytes | None:

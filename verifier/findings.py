@@ -116,6 +116,8 @@ class FindingId(enum.StrEnum):
     RECORD_LOG_MISSING = "record.log_missing"
     RECORD_KEY_NOT_PINNED = "record.key_not_pinned"
     RECORD_NOT_CHECKED = "record.not_checked"
+    # (8b) the stored file against its metadata: bytes, SHA-256, file name, device folder
+    STORED_MISMATCH = "stored.mismatch"
 
     # (9) the vendor profiles (verifier/profiles/): which profile, the printed output, measurements
     PROFILE_UNKNOWN = "profile.unknown"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EnvelopeError
+from .findings import Finding, FindingId, Severity
 from .stored import (ENVELOPE_SUFFIX, StoredFileError, legacy_signer, parse_stored_name, read_sidecar,
                      read_stored_bytes)
 from .stored import META_SUFFIX as _STORED_META_SUFFIX
@@ -36,6 +37,14 @@ class EnvelopeInput:
     #: The output of the same poll that signs this one (the metadata's `signer`, read from the
     #: same folder and checked against its own metadata), e.g. an IOS XE integrity output's SUDI.
     signer: bytes | None = None
+    #: What the file (or its signer), its name or its folder contradicts in the metadata, as
+    #: `stored.mismatch` error findings: it was changed, truncated, renamed or moved since it
+    #: was stored. Evidence that does not match its record is a verdict, not an input error.
+    mismatches: tuple[Finding, ...] = ()
+
+
+def _mismatch(message: str, expected: str, found: str) -> Finding:
+    return Finding(FindingId.STORED_MISMATCH, Severity.ERROR, message, expected, found)
 
 
 def parse_time(text: str, where: str) -> dt.datetime:
@@ -49,7 +58,8 @@ def parse_time(text: str, where: str) -> dt.datetime:
     return value
 
 
-def _read_meta(meta_path: Path, raw: bytes) -> dict[str, Any]:
+def _read_meta(meta_path: Path) -> dict[str, Any]:
+    """The metadata in `meta_path`; raises EnvelopeError when it cannot be read as metadata."""
     try:
         meta = read_sidecar(meta_path, max_bytes=MAX_META_BYTES)
     except StoredFileError as exc:
@@ -63,24 +73,33 @@ def _read_meta(meta_path: Path, raw: bytes) -> dict[str, Any]:
     for name in ("device", "nonce", "received"):
         if not isinstance(meta.get(name), str):
             raise EnvelopeError(f"{meta_path}: expected a string member {name!r}, found {meta.get(name)!r}")
-    if "bytes" in meta and meta["bytes"] != len(raw):
-        raise EnvelopeError(
-            f"{meta_path}: records {meta['bytes']} bytes but the envelope file has {len(raw)}; "
-            "the stored envelope was changed or truncated"
-        )
-    if "sha256" in meta and meta["sha256"] != hashlib.sha256(raw).hexdigest():
-        raise EnvelopeError(
-            f"{meta_path}: records SHA-256 {meta['sha256']} but the envelope file hashes to "
-            f"{hashlib.sha256(raw).hexdigest()}; the stored envelope was changed"
-        )
     return meta
 
 
-def read_envelope_file(path: str | Path, *, max_bytes: int, stdin: Any = None) -> EnvelopeInput:
+def _content_mismatches(meta_path: Path, meta: dict[str, Any], raw: bytes) -> list[Finding]:
+    """The recorded size and SHA-256 that the file's bytes `raw` contradict."""
+    found: list[Finding] = []
+    if "bytes" in meta and meta["bytes"] != len(raw):
+        found.append(_mismatch(
+            f"{meta_path}: records {meta['bytes']} bytes but the file has {len(raw)}; it was changed or "
+            "truncated after it was stored", f"{meta['bytes']} bytes (the metadata's bytes)", f"{len(raw)} bytes"))
+    digest = hashlib.sha256(raw).hexdigest()
+    if "sha256" in meta and meta["sha256"] != digest:
+        found.append(_mismatch(
+            f"{meta_path}: records SHA-256 {meta['sha256']} but the file hashes to {digest}; it was changed "
+            "after it was stored", f"SHA-256 {meta['sha256']} (the metadata's sha256)", f"SHA-256 {digest}"))
+    return found
+
+
+def read_envelope_file(path: str | Path, *, max_bytes: int, stdin: Any = None,
+                       device: str | None = None) -> EnvelopeInput:
     """Read `path` ('-' for `stdin`) and its `.meta.json` sidecar if there is one.
 
-    Raises EnvelopeError if the file is missing, too large, or its metadata is unreadable or
-    disagrees with the file.
+    `device`: the device the caller names (`--device`); the folder name is then not compared
+    with the metadata's device (copies in a case folder), the metadata's device is (by the
+    caller). What the file, its name or its folder contradicts in the metadata is returned as
+    `mismatches`. Raises EnvelopeError if the file is missing or too large, or its metadata is
+    unreadable.
     """
     if str(path) == "-":
         raw = stdin.read(max_bytes + 1) if stdin is not None else b""
@@ -93,27 +112,31 @@ def read_envelope_file(path: str | Path, *, max_bytes: int, stdin: Any = None) -
     meta_path = file.with_name(file.name + META_SUFFIX)
     if not meta_path.exists():
         return EnvelopeInput(str(file), raw)
-    meta = _read_meta(meta_path, raw)
+    meta = _read_meta(meta_path)
     try:
         nonce = bytes.fromhex(meta["nonce"])
     except ValueError:
         raise EnvelopeError(f"{meta_path}: nonce must be hex, found {meta['nonce']!r}") from None
     received = parse_time(meta["received"], f"{meta_path}: received")
-    _check_collector_name(file, meta, nonce)
+    mismatches = _content_mismatches(meta_path, meta, raw)
+    mismatches += _name_mismatches(file, meta, nonce, received, folder_is_device=device is None)
     profile = meta.get("verifier_profile")
     if profile is not None and not isinstance(profile, str):
         raise EnvelopeError(f"{meta_path}: expected verifier_profile to be a string, found {profile!r}")
     signer_name = meta.get("signer")
     if signer_name is None:
         signer_name = legacy_signer(file, meta)  # stored before `signer`: its poll's SUDI output
-    signer = _read_signer(file, signer_name, meta, max_bytes) if signer_name is not None else None
-    return EnvelopeInput(str(file), raw, meta["device"], nonce, received, meta, profile, signer)
+    signer = None
+    if signer_name is not None:
+        signer, signer_mismatches = _read_signer(file, signer_name, meta, max_bytes)
+        mismatches += signer_mismatches
+    return EnvelopeInput(str(file), raw, meta["device"], nonce, received, meta, profile, signer, tuple(mismatches))
 
 
-def _read_signer(file: Path, name: Any, meta: dict[str, Any], max_bytes: int) -> bytes:
+def _read_signer(file: Path, name: Any, meta: dict[str, Any], max_bytes: int) -> tuple[bytes, list[Finding]]:
     """The bytes of the output `name` that signs `file` (the metadata's `signer`: same folder,
-    same device, same poll), checked against the signer's own metadata. Raises EnvelopeError
-    otherwise."""
+    same device, same poll), and what they contradict in the signer's own metadata. Raises
+    EnvelopeError when it cannot be read, or belongs to another device or poll."""
     where = f"{file}{META_SUFFIX}: signer"
     if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
         raise EnvelopeError(f"{where}: expected the file name of an output beside it, found {name!r}")
@@ -127,37 +150,43 @@ def _read_signer(file: Path, name: Any, meta: dict[str, Any], max_bytes: int) ->
             "it was stored by the same poll and must be kept beside it (copy both, or pass --signer)"
         ) from None
     signer_meta_path = signer_file.with_name(signer_file.name + META_SUFFIX)
+    mismatches: list[Finding] = []
     if signer_meta_path.exists():
-        signer_meta = _read_meta(signer_meta_path, raw)
+        signer_meta = _read_meta(signer_meta_path)
+        mismatches = _content_mismatches(signer_meta_path, signer_meta, raw)
         for member in ("device", "poll_id"):
             if signer_meta.get(member) != meta.get(member):
                 raise EnvelopeError(
                     f"{where}: {signer_file} belongs to {member} {signer_meta.get(member)!r}, expected "
                     f"{meta.get(member)!r} (the same poll's output); the metadata or the files were changed"
                 )
-    return raw
+    return raw, mismatches
 
 
-def _check_collector_name(file: Path, meta: dict[str, Any], nonce: bytes) -> None:
-    """The collector also records the nonce (its first 8 hex digits) in the file name and the
-    device in the folder name: metadata edited to fit a replayed envelope would contradict them."""
+def _name_mismatches(file: Path, meta: dict[str, Any], nonce: bytes, received: dt.datetime, *,
+                     folder_is_device: bool) -> list[Finding]:
+    """What the collector's file name (the nonce's first hex digits, the time received) and
+    device folder contradict in the metadata: metadata edited to fit a replayed envelope would
+    contradict them. `folder_is_device` False: the caller named the device (a copy in a case
+    folder), so the folder's name says nothing."""
     named = parse_stored_name(file.name)
     if named is None:
-        return  # not named by the collector: the metadata is all there is
+        return []  # not named by the collector: the metadata is all there is
+    found: list[Finding] = []
     if not nonce.hex().startswith(named.nonce_prefix.lower()):
-        raise EnvelopeError(
+        found.append(_mismatch(
             f"{file}: the file name says nonce {named.nonce_prefix}... was sent, but the metadata says "
-            f"{nonce.hex()}; the metadata or the file was changed"
-        )
-    stamp = named.received
-    received = parse_time(meta["received"], f"{file}{META_SUFFIX}: received")
-    if received != stamp:
-        raise EnvelopeError(
-            f"{file}: the file name says it was received at {stamp.isoformat()}, but the metadata says "
-            f"{received.isoformat()}; the metadata or the file was changed"
-        )
-    if file.parent.name != meta["device"]:
-        raise EnvelopeError(
+            f"{nonce.hex()}; the metadata or the file was changed",
+            f"nonce {named.nonce_prefix}... (the file name)", f"nonce {nonce.hex()} (the metadata)"))
+    if received != named.received:
+        found.append(_mismatch(
+            f"{file}: the file name says it was received at {named.received.isoformat()}, but the metadata "
+            f"says {received.isoformat()}; the metadata or the file was changed",
+            f"received {named.received.isoformat()} (the file name)", f"received {received.isoformat()} (the metadata)"))
+    if folder_is_device and file.parent.name != meta["device"]:
+        found.append(_mismatch(
             f"{file}: stored under device folder {file.parent.name!r}, but the metadata says device "
-            f"{meta['device']!r}; the metadata or the file was moved or changed"
-        )
+            f"{meta['device']!r}; the metadata or the file was moved or changed (a copy outside the store: "
+            "name the device with --device)",
+            f"device {file.parent.name} (the folder)", f"device {meta['device']} (the metadata)"))
+    return found

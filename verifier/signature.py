@@ -3,16 +3,21 @@ section 3 table), never read from the input, so an attacker cannot pick a weaker
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeGuard
+
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa, x448, x25519
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from .errors import SignatureError
 from .findings import FindingId
 from .policy import DEFAULT_POLICY, Policy
 
-__all__ = ["algorithm_name", "check_key_policy", "describe_key", "verify_signature"]
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.dsa import DSAPublicKey
+
+__all__ = ["algorithm_name", "check_key_policy", "describe_key", "is_dsa_key", "verify_signature"]
 
 _CURVE_HASH: dict[str, type[hashes.HashAlgorithm]] = {
     "secp256r1": hashes.SHA256,
@@ -29,13 +34,29 @@ class KeyPolicyError(SignatureError):
         self.finding_id, self.expected, self.found = finding_id, expected, found
 
 
+#: Key types that are not DSA, told apart without naming DSA (see `is_dsa_key`).
+_NOT_DSA = (rsa.RSAPublicKey, ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey, ed448.Ed448PublicKey,
+            x25519.X25519PublicKey, x448.X448PublicKey)
+
+
+def is_dsa_key(key: object) -> TypeGuard[DSAPublicKey]:
+    """Whether `key` is a DSA public key. cryptography deprecates DSA and warns on each use of
+    its DSA names (51 and later), so they are looked up only for a key that is none of the
+    other types: a fleet without DSA keys never touches them, and prints no warning."""
+    if isinstance(key, _NOT_DSA):
+        return False
+    from cryptography.hazmat.primitives.asymmetric import dsa
+
+    return isinstance(key, dsa.DSAPublicKey)
+
+
 def describe_key(key: PublicKeyTypes) -> str:
     """'RSA-2048', 'ECDSA secp256r1', 'DSA-2048', or the key class name."""
     if isinstance(key, rsa.RSAPublicKey):
         return f"RSA-{key.key_size}"
     if isinstance(key, ec.EllipticCurvePublicKey):
         return f"ECDSA {key.curve.name}"
-    if isinstance(key, dsa.DSAPublicKey):
+    if is_dsa_key(key):
         return f"DSA-{key.key_size}"
     return type(key).__name__.lstrip("_")
 
@@ -46,7 +67,7 @@ def algorithm_name(key: PublicKeyTypes) -> str:
         return "RSASSA-PKCS1-v1_5 SHA-256"
     if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _CURVE_HASH:
         return f"ECDSA {_CURVE_HASH[key.curve.name].name.upper().replace('SHA', 'SHA-')}"
-    if isinstance(key, dsa.DSAPublicKey):
+    if is_dsa_key(key):
         return "DSA SHA-256"
     return "none"
 
@@ -72,7 +93,7 @@ def check_key_policy(key: PublicKeyTypes, policy: Policy = DEFAULT_POLICY, *, ro
                 found,
             )
         return
-    if isinstance(key, dsa.DSAPublicKey):
+    if is_dsa_key(key):
         if not policy.allow_dsa:
             raise KeyPolicyError(
                 FindingId.SIGNATURE_UNSUPPORTED_KEY,
@@ -112,7 +133,7 @@ def verify_signature(key: PublicKeyTypes, signature: bytes, message: bytes) -> N
             if hash_type is None:
                 raise SignatureError(f"no envelope signature algorithm for curve {key.curve.name}")
             key.verify(signature, message, ec.ECDSA(hash_type()))
-        elif isinstance(key, dsa.DSAPublicKey):
+        elif is_dsa_key(key):
             key.verify(signature, message, hashes.SHA256())
         else:
             raise SignatureError(f"no envelope signature algorithm for {describe_key(key)}")

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 import schemas
 
 from ._schemacheck import UnsupportedSchema, compile_schema, ecma_validator
-from .chain import CERTIFICATE_ERRORS, fingerprint, read_now
+from .chain import CERTIFICATE_ERRORS, fingerprint, format_name, read_now
 from .errors import TrustStoreError
 
 __all__ = ["RootEntry", "TrustStore", "parse_bundle"]
@@ -460,7 +460,7 @@ class TrustStore:
         """
         if not _is_ca(root):
             raise TrustStoreError(
-                f"the certificate {root.subject.rfc4514_string()} is not a CA (basicConstraints "
+                f"the certificate {format_name(root.subject)} is not a CA (basicConstraints "
                 "CA:TRUE); enroll the device's root (`system-trustpoint ca-certificate`), not its leaf"
             )
         if valid_from and valid_until and valid_until < valid_from:
@@ -525,7 +525,7 @@ class TrustStore:
     def add_intermediate(self, device: str, cert: x509.Certificate) -> None:
         """Enroll a sub-CA for `device` (an enterprise CA enrolled with its sub-CA)."""
         if not _is_ca(cert):
-            raise TrustStoreError(f"the intermediate {cert.subject.rfc4514_string()} is not a CA")
+            raise TrustStoreError(f"the intermediate {format_name(cert.subject)} is not a CA")
 
         def change(record: dict[str, Any]) -> None:
             sha = fingerprint(cert)
@@ -554,7 +554,7 @@ class TrustStore:
         for cert in certificates:
             if not _is_ca(cert):
                 raise TrustStoreError(
-                    f"the bundle holds {cert.subject.rfc4514_string()}, which is not a CA; "
+                    f"the bundle holds {format_name(cert.subject)}, which is not a CA; "
                     "a trust pool holds CA certificates only"
                 )
         file = self.path / "pool.json"

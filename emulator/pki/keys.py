@@ -155,10 +155,11 @@ def check_label(label: str | None) -> str:
 def kind_of_key(key: Any) -> KeyKind:
     if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
         return "rsa"
-    if isinstance(key, (dsa.DSAPrivateKey, dsa.DSAPublicKey)):
-        return "dsa"
     if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
         return "ecdsa"
+    # DSA last: cryptography 51+ warns on each use of its DSA names (deprecated)
+    if isinstance(key, (dsa.DSAPrivateKey, dsa.DSAPublicKey)):
+        return "dsa"
     raise PkiError(f"% Unsupported key type {type(key).__name__}: expected RSA, DSA or ECDSA")
 
 

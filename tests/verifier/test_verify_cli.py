@@ -155,13 +155,17 @@ def test_stored_envelope_uses_its_metadata_and_received_time(tmp_path: Path, fil
     assert today.exit_code == 1 and "chain.leaf_expired" in today.output
 
 
-def test_metadata_that_disagrees_with_the_file_is_an_input_error(tmp_path: Path, files, device: Device) -> None:
+def test_metadata_that_disagrees_with_the_file_is_an_untrusted_verdict(tmp_path: Path, files, device: Device) -> None:
+    """Issue 17: a stored envelope changed after it was stored is evidence, not a usage error."""
     store = _store(tmp_path, files["root"])
     stored = _collected(tmp_path, device, "x", received=NOW)
     stored.write_bytes(stored.read_bytes() + b" ")
     result = _runner().invoke(cli, ["verify", str(stored), "--trust-store", str(store), "--json"])
-    assert result.exit_code == 2
-    assert "records" in json.loads(result.output)["error"]
+    assert result.exit_code == 1, result.output
+    line = json.loads(result.output)
+    jsonschema.validate(line, schemas.load("verdict"))
+    assert line["trusted"] is False and line["findings"][0]["id"] == "stored.mismatch"
+    assert "records" in line["findings"][0]["message"]
 
 
 def test_conflicting_nonce_is_an_input_error(tmp_path: Path, files, device: Device) -> None:
@@ -287,23 +291,31 @@ def test_end_to_end_subprocess(tmp_path: Path, files) -> None:
     assert [json.loads(line)["device"] for line in done.stdout.splitlines()] == ["r1", "r1"]
 
 
-def test_metadata_that_contradicts_the_collector_file_name_is_an_input_error(tmp_path: Path, files, device: Device) -> None:
+def test_metadata_that_contradicts_the_collector_file_name_is_an_untrusted_verdict(
+        tmp_path: Path, files, device: Device) -> None:
     folder = tmp_path / "r1"
     folder.mkdir()
     good = _collected(folder, device, "20260601T120000.000000Z-1580", received=NOW)
     args = ["--root", str(files["root"]), "--at", NOW.isoformat(), "--json"]
     assert _runner().invoke(cli, ["verify", str(good), *args]).exit_code == 0
+
+    def mismatch(path: Path) -> dict:
+        result = _runner().invoke(cli, ["verify", str(path), *args])
+        assert result.exit_code == 1, result.output
+        line = json.loads(result.output)
+        assert not line["trusted"] and line["findings"][0]["id"] == "stored.mismatch", line["findings"]
+        return line["findings"][0]
+
     replayed = _collected(folder, device, "20260601T120000.000000Z-deadbeef", received=NOW)
-    result = _runner().invoke(cli, ["verify", str(replayed), *args])
-    assert result.exit_code == 2 and "file name says nonce deadbeef" in result.output
+    assert "file name says nonce deadbeef" in mismatch(replayed)["message"]
     moved_in_time = _collected(folder, device, "20260601T120000.000000Z-1580", received=NOW - DAY)
-    result = _runner().invoke(cli, ["verify", str(moved_in_time), *args])
-    assert result.exit_code == 2 and "received at" in result.output
+    assert "received at" in mismatch(moved_in_time)["message"]
     other = tmp_path / "r2"
     other.mkdir()
     moved = _collected(other, device, "20260601T120000.000000Z-1580", received=NOW)
-    result = _runner().invoke(cli, ["verify", str(moved), *args])
-    assert result.exit_code == 2 and "device folder 'r2'" in result.output
+    finding = mismatch(moved)
+    assert "device folder 'r2'" in finding["message"] and "--device" in finding["message"]
+    assert (finding["expected"], finding["found"]) == ("device r2 (the folder)", "device r1 (the metadata)")
 
 
 def test_strict_dossier_fails_what_a_newer_release_could_print(files, device: Device) -> None:

@@ -616,6 +616,8 @@ ELSEWHERE.add(FindingId.VERIFIER_INCOMPLETE)
 ELSEWHERE.update({FindingId.IDENTITY_MISMATCH, FindingId.IDENTITY_NOT_PINNED, FindingId.IDENTITY_NOT_CHECKED})
 # The record log's findings: tests/verifier/test_records.py and tests/adversarial/test_adv_record_log.py.
 ELSEWHERE.update(finding_id for finding_id in FindingId if finding_id.startswith("record."))
+# A stored file against its metadata: tests/verifier/test_verify_cli_operator.py and test_verify_cli.py.
+ELSEWHERE.add(FindingId.STORED_MISMATCH)
 # The vendor profiles' findings: tests/verifier_profiles/test_profile_findings.py.
 ELSEWHERE.update(PROFILE_FINDING_IDS)
 

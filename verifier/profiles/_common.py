@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
-from ..chain import fingerprint, load_der_certificate
+from ..chain import fingerprint, format_name, load_der_certificate
 from ..errors import VerifierError
 from ..findings import FindingId, Severity
 from ..nonce import XE_NONCE_MAX
@@ -264,10 +264,10 @@ def _is_ca(cert: x509.Certificate) -> bool | None:
 def _legacy(cert: x509.Certificate) -> list[str]:
     notes = []
     if isinstance(cert.signature_hash_algorithm, hashes.SHA1):
-        notes.append(f"{cert.subject.rfc4514_string()} is signed with SHA-1")
+        notes.append(f"{format_name(cert.subject)} is signed with SHA-1")
     key = cert.public_key()
     if isinstance(key, rsa.RSAPublicKey) and key.public_numbers().e < 65537:
-        notes.append(f"{cert.subject.rfc4514_string()} has RSA exponent e={key.public_numbers().e}")
+        notes.append(f"{format_name(cert.subject)} has RSA exponent e={key.public_numbers().e}")
     return notes
 
 
@@ -313,7 +313,7 @@ def check_sudi_chain(
         sub_ca = anchors.by_fingerprint(printed_sub_ca)
         if sub_ca is None:
             verdict.add(FindingId.CHAIN_SUBCA_NOT_PINNED, Severity.ERROR,
-                        f"the printed sub-CA ({printed_sub_ca.subject.rfc4514_string()}) is not one of the "
+                        f"the printed sub-CA ({format_name(printed_sub_ca.subject)}) is not one of the "
                         "pinned anchors; pin the device's SUDI sub-CA with its root (--root, or import "
                         "Cisco's bundle into the trust store)",
                         "a pinned sub-CA", fingerprint(printed_sub_ca))
@@ -323,7 +323,7 @@ def check_sudi_chain(
         sub_ca = next((c for c in candidates if _signed_by(leaf, c, allow_legacy=False) is None), None)
         if sub_ca is None:
             verdict.add(FindingId.CHAIN_SUBCA_NOT_PINNED, Severity.ERROR,
-                        f"no pinned sub-CA issued this certificate (issuer {leaf.issuer.rfc4514_string()})",
+                        f"no pinned sub-CA issued this certificate (issuer {format_name(leaf.issuer)})",
                         "a pinned sub-CA whose key signed the device certificate",
                         f"{len(candidates)} pinned CA(s) with that name")
             return False
@@ -331,7 +331,7 @@ def check_sudi_chain(
         root = anchors.by_fingerprint(printed_root)
         if root is None:
             verdict.add(FindingId.CHAIN_ROOT_NOT_ENROLLED, Severity.ERROR,
-                        f"the printed root ({printed_root.subject.rfc4514_string()}) is not a pinned anchor",
+                        f"the printed root ({format_name(printed_root.subject)}) is not a pinned anchor",
                         "a pinned root", fingerprint(printed_root))
             return False
     else:
@@ -339,7 +339,7 @@ def check_sudi_chain(
         root = next((r for r in roots if _signed_by(sub_ca, r, allow_legacy=True) is None), None)
         if root is None:
             verdict.add(FindingId.CHAIN_ROOT_NOT_ENROLLED, Severity.ERROR,
-                        f"no pinned root issued the sub-CA (issuer {sub_ca.issuer.rfc4514_string()})",
+                        f"no pinned root issued the sub-CA (issuer {format_name(sub_ca.issuer)})",
                         "a pinned root", f"{len(roots)} pinned certificate(s) with that name")
             return False
     verdict.root = root
@@ -347,7 +347,7 @@ def check_sudi_chain(
     if sub_ca.issuer != root.subject or _is_ca(root) is False:
         verdict.add(FindingId.CHAIN_NOT_ISSUED_BY_ROOT, Severity.ERROR,
                     "the sub-CA is not issued by the root printed with it",
-                    root.subject.rfc4514_string(), sub_ca.issuer.rfc4514_string())
+                    format_name(root.subject), format_name(sub_ca.issuer))
         return False
     problem = _signed_by(sub_ca, root, allow_legacy=True)  # both pinned by DER: SHA-1 tolerated
     if problem:
@@ -361,7 +361,7 @@ def check_sudi_chain(
     if leaf.issuer != sub_ca.subject:
         verdict.add(FindingId.CHAIN_LEAF_NOT_ISSUED_BY_SUBCA, Severity.ERROR,
                     "the device certificate's issuer is not the sub-CA",
-                    sub_ca.subject.rfc4514_string(), leaf.issuer.rfc4514_string())
+                    format_name(sub_ca.subject), format_name(leaf.issuer))
         return False
     problem = _signed_by(leaf, sub_ca, allow_legacy=False)  # the leaf is not pinned: no SHA-1
     if problem:
@@ -487,8 +487,8 @@ def check_ca_path(
         nxt = next((c for c in issuers if _signed_by(current, c, allow_legacy=False) is None), None)
         if nxt is None:
             verdict.add(FindingId.CHAIN_INVALID, Severity.ERROR,
-                        f"no pinned anchor or given intermediate issued {current.subject.rfc4514_string()}",
-                        "a chain to a pinned anchor", f"issuer {current.issuer.rfc4514_string()}")
+                        f"no pinned anchor or given intermediate issued {format_name(current.subject)}",
+                        "a chain to a pinned anchor", f"issuer {format_name(current.issuer)}")
             return False
         pool = [c for c in pool if c is not nxt]
         current = nxt

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from .._strictjson import JSONProblem, brackets_outside_strings, check_depth
-from ..chain import CERTIFICATE_ERRORS, read_now
+from ..chain import CERTIFICATE_ERRORS, format_name, read_now
 from ..findings import Finding, FindingId, Severity
 from ..truststore import TrustStore
 from ._common import Anchors, Measurements, ProfileError, ProfileVerdict, check_ca_path, load_anchors
@@ -184,7 +184,7 @@ def _check_signature(verdict: ProfileVerdict, data: bytes, signature: bytes, sig
     chain_ok = check_ca_path(verdict, leaf, intermediates, anchors, when)
     if not chain_ok:
         verdict.add(FindingId.KGV_SIGNER_UNTRUSTED, Severity.ERROR,
-                    f"the KGV signer {leaf.subject.rfc4514_string()} does not chain to a pinned anchor "
+                    f"the KGV signer {format_name(leaf.subject)} does not chain to a pinned anchor "
                     "(Cisco Root CA M2 for Cisco's KGV files)", "a chain to the pinned anchor", "none")
     algorithm = _SIGNATURE_HASHES.get(len(signature))
     key = leaf.public_key()
