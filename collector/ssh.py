@@ -182,6 +182,11 @@ def _closed_before_banner(exc: paramiko.SSHException) -> bool:
     return "protocol banner" in str(exc) and isinstance(cause, (EOFError, ConnectionResetError))
 
 
+def _no_banner(name: str, known_name: str, timeout: float) -> DeadlineError:
+    return DeadlineError(f"{name}: no SSH banner from {known_name} within {timeout:g} s: not an SSH server, "
+                         "or overloaded")
+
+
 def _start_transport(sock: socket.socket | paramiko.Channel, deadlines: _Deadlines,
                      known_name: str, pinned: HostKey | None, name: str) -> paramiko.Transport:
     transport = paramiko.Transport(sock)
@@ -195,6 +200,8 @@ def _start_transport(sock: socket.socket | paramiko.Channel, deadlines: _Deadlin
         transport.close()
         text = str(exc)
         if isinstance(exc.__cause__ or exc.__context__, TimeoutError):
+            if "protocol banner" in text:
+                raise _no_banner(name, known_name, timeout) from exc
             raise DeadlineError(f"{name}: SSH handshake with {known_name} timed out ({timeout:g} s)") from exc
         if "rate" in text.lower() or "too many" in text.lower() or _closed_before_banner(exc):
             # IOS XR's `ssh server rate-limit` accepts the TCP connection and closes it before
@@ -211,6 +218,14 @@ def _start_transport(sock: socket.socket | paramiko.Channel, deadlines: _Deadlin
         transport.close()
         raise ConnectError(f"{name}: {known_name} closed the connection during the SSH handshake "
                            f"({type(exc).__name__}); it may be rate-limiting sessions") from exc
+    if not transport.initial_kex_done:
+        # start_client returns without an error when its timeout passes mid-handshake; the
+        # host key asked for next would fail in paramiko's words ("No existing session").
+        transport.close()
+        if not transport.remote_version:
+            raise _no_banner(name, known_name, timeout)
+        raise DeadlineError(f"{name}: SSH handshake with {known_name} did not finish within {timeout:g} s "
+                            f"(it sent the banner {transport.remote_version!r})")
     try:
         _check_host_key(transport, known_name, pinned, name)
     except HostKeyError:
