@@ -226,7 +226,8 @@ def test_an_extra_field_in_a_credential_is_named_in_its_own_form(tmp_path: Path)
                    "    credential: {key_file: k, passphrase: x}\n")
     result = CliRunner().invoke(cli, ["collect", "-i", str(bad), "--store", str(tmp_path / "s")])
     assert result.exit_code == 2
-    assert "credential: unexpected field(s) passphrase; expected one of: key_file, passphrase_env" in result.stderr
+    assert ("credential: unexpected field(s) passphrase (did you mean passphrase_env?); expected one of: key_file, "
+            "passphrase_env") in result.stderr
 
 
 def test_a_password_file_that_is_not_utf8_is_reported_without_its_bytes(tmp_path: Path) -> None:
