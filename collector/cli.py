@@ -43,6 +43,8 @@ from .store import DamagedFile, Store
 __all__ = ["register"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: A second SIGINT aborts the run: the shell's code for a command ended by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 128 + signal.SIGINT
 DEFAULT_STORE = "state/store"
 #: `--interval` sleeps interval x (1 +/- this), so a fleet of collectors does not poll in step.
 INTERVAL_JITTER = 0.1
@@ -296,8 +298,18 @@ def _install_stop_handlers(stop: threading.Event) -> dict[int, Any]:
         return {}
 
     def handler(signum: int, frame: object) -> None:
-        log.warning("received %s: finishing in-flight devices, then exiting",
-                    signal.Signals(signum).name)
+        if signum == signal.SIGINT and stop.is_set():
+            # A device may take up to its timeouts.device (300 s by default) to finish: the
+            # operator asking twice means now. Exiting at once is what a crash does, and the
+            # store is made for that: what is stored stays, the index stays marked dirty and the
+            # next run rebuilds it. Threads blocked in sockets would hold up a normal exit.
+            sys.stdout.flush()
+            sys.stderr.write("received SIGINT again: aborting now; envelopes stored so far are kept and "
+                             "the next run rebuilds the index\n")
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)
+        log.warning("received %s: finishing in-flight devices, then exiting%s", signal.Signals(signum).name,
+                    " (Ctrl-C again aborts at once)" if signum == signal.SIGINT else "")
         stop.set()
 
     return {signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGINT)}
