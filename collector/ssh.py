@@ -33,7 +33,8 @@ from .errors import (
 )
 from .inventory import Credential, Device, HostKey, JumpHost, ssh_fingerprint
 
-__all__ = ["MAX_OUTPUT_BYTES", "PREFERRED_CIPHERS", "CommandResult", "DeviceSession", "prefer_ciphers", "run_command"]
+__all__ = ["MAX_OUTPUT_BYTES", "PREFERRED_CIPHERS", "CommandResult", "DeviceSession", "offered_host_key",
+           "prefer_ciphers", "run_command"]
 
 #: Bytes one command may send, stdout and stderr together: what the verifier accepts, since
 #: more cannot verify and would only hold memory. It is the XR envelope's bound; IOS XE outputs
@@ -188,7 +189,8 @@ def _no_banner(name: str, known_name: str, timeout: float) -> DeadlineError:
 
 
 def _start_transport(sock: socket.socket | paramiko.Channel, deadlines: _Deadlines,
-                     known_name: str, pinned: HostKey | None, name: str) -> paramiko.Transport:
+                     known_name: str, pinned: HostKey | None, name: str, *,
+                     check_host_key: bool = True) -> paramiko.Transport:
     transport = paramiko.Transport(sock)
     prefer_ciphers(transport)
     _prefer_pinned_key_type(transport, pinned)
@@ -226,6 +228,8 @@ def _start_transport(sock: socket.socket | paramiko.Channel, deadlines: _Deadlin
             raise _no_banner(name, known_name, timeout)
         raise DeadlineError(f"{name}: SSH handshake with {known_name} did not finish within {timeout:g} s "
                             f"(it sent the banner {transport.remote_version!r})")
+    if not check_host_key:
+        return transport
     try:
         _check_host_key(transport, known_name, pinned, name)
     except HostKeyError:
@@ -253,6 +257,29 @@ def _open_jump(jump: JumpHost, device: Device, deadlines: _Deadlines) -> tuple[p
         transport.close()
         raise
     return transport, channel
+
+
+def offered_host_key(device: Device) -> HostKey:
+    """The host key the device offers in the SSH handshake (through its jump host, whose own
+    key must match its pin), for an operator to confirm before it is pinned: nothing is
+    authenticated or trusted here. Raises what `run_command` raises for the connection."""
+    deadlines = _Deadlines(device, None)
+    jump: paramiko.Transport | None = None
+    with _translated(device):
+        try:
+            if device.jump_host is not None:
+                jump, sock = _open_jump(device.jump_host, device, deadlines)
+            else:
+                sock = _open_socket(device.host, device.port, deadlines.budget(device.timeouts.connect, "connect"),
+                                    device.name)
+            transport = _start_transport(sock, deadlines, device.known_hosts_name, device.host_key, device.name,
+                                         check_host_key=False)
+            offered = transport.get_remote_server_key()
+            transport.close()
+        finally:
+            if jump is not None:
+                jump.close()
+    return HostKey.parse(f"{device.known_hosts_name} {offered.get_name()} {offered.get_base64()}")
 
 
 class DeviceSession:
