@@ -3,13 +3,12 @@ elsewhere.
 
 A table wrapped at 80 columns into a CI log or a cron mail splits finding ids and fingerprints
 across lines (`signature.invali` / `d`), and `grep` then misses them. Off a terminal each row
-is one line of `column=value` fields (a value with a space or an `=` is JSON-quoted), so every
+is one line of `column=value` fields (a value with a space, `=` or `"` is double-quoted), so every
 id stays whole and a line names its device.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import click
@@ -29,9 +28,19 @@ def record_line(fields: Sequence[tuple[str, Text | str]]) -> str:
         text = value.plain if isinstance(value, Text) else inert(value)
         if not text:
             continue
-        quoted = json.dumps(text) if any(ch in text for ch in ' ="') else text
-        parts.append(f"{name.replace(' ', '_')}={quoted}")
+        parts.append(f"{name.replace(' ', '_')}={_quoted(text)}")
     return " ".join(parts)
+
+
+def _quoted(text: str) -> str:
+    """As a shell would read it: bare when plain, else in double quotes, or single quotes when it
+    holds a double quote and no single one (JSON stays legible). Backslashes stay as `inert`
+    wrote them (`\\x1b`)."""
+    if not any(ch in text for ch in " ='\""):
+        return text
+    if '"' in text and "'" not in text:
+        return f"'{text}'"
+    return '"' + text.replace('"', '\\"') + '"'
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Text | str]],

@@ -62,12 +62,16 @@ _trust_store_option = click.option(
 
 
 def _print_findings(findings: Sequence[Finding], title: str) -> None:
-    """Each change with its readable message (what was there before, what is there now)."""
+    """Each change with its readable message, then what was there before and after (whole)."""
     from ..tables import print_table
 
+    def show(value: object) -> str:
+        return "" if value is None else value if isinstance(value, str) else json.dumps(value)
+
     rows = [[cell(finding.id), cell(finding.severity, _SEVERITY_STYLE.get(str(finding.severity), "white")),
-             cell(finding.subject), cell(finding.message)] for finding in findings]
-    print_table(title, ("id", "severity", "subject", "message"), rows)
+             cell(finding.subject), cell(finding.message), cell(show(finding.before)), cell(show(finding.after))]
+            for finding in findings]
+    print_table(title, ("id", "severity", "subject", "message", "before", "after"), rows)
 
 
 @click.command("diff")

@@ -9,6 +9,7 @@ from typing import Any
 
 from click.testing import CliRunner
 
+from collector.tables import record_line
 from dossier_cli.main import cli
 from emulator import facts as device_facts
 from emulator.faults import Fault
@@ -87,5 +88,5 @@ def test_collect_fail_on_appraise_verbose_and_diff_messages(rig_factory: Any, tm
     finding = next(f for f in json.loads(CliRunner().invoke(
         cli, ["diff", "--store", store, "--device", name, "--from", "0", *trust, "--json"]).stdout)["findings"]
         if f["id"] == "drift.hardware.part_swapped")
-    assert f"message={json.dumps(finding['message'])}" in swapped  # the readable message, whole
+    assert record_line([("message", finding["message"])]) in swapped  # the readable message, whole
 
