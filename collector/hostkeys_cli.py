@@ -11,6 +11,7 @@ import click
 
 from verifier.display import inert
 
+from .cli import _apply, _inventory_option, _select_options
 from .errors import CollectorError, InventoryError
 from .hostkeys import Pin, keys_from_known_hosts, normalise_ssh_fingerprint, pin_host_keys
 from .inventory import Device, HostKey, load_inventory
@@ -21,10 +22,8 @@ log = logging.getLogger("collector.hostkeys")
 
 
 @click.command("hostkeys")
-@click.option("--inventory", "-i", "inventory_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              envvar="DOSSIER_INVENTORY", show_envvar=True, help="Fleet inventory YAML to pin the keys in.")
-@click.option("--device", "-d", "devices", multiple=True, help="Only this device (repeatable).")
-@click.option("--group", "-g", "groups", multiple=True, help="Only devices in this group (repeatable).")
+@_inventory_option
+@_apply(_select_options)
 @click.option("--known-hosts", "known_hosts", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Take each device's key from this OpenSSH known_hosts file (hashed entries too) "
                    "instead of asking the device.")
