@@ -40,6 +40,8 @@ __all__ = [
 FIRST_EXPIRY_NOTICE_DAYS = 60
 #: Seed: weekly "until a week before the expiry", then "every day until the certificate expiry".
 LAST_WEEK_DAYS = 7
+#: The highest TCP/UDP port number.
+MAX_PORT = 65535
 
 
 def expiry_slot(days_left: int) -> str | None:
@@ -113,6 +115,23 @@ def _check_listening(path: str) -> None:
                      "alerts are not delivered until it is back\n")
 
 
+def _syslog_host_port(address: str) -> tuple[str, int]:
+    """HOST:PORT (`[v6]:PORT` too) checked now: a port out of range or a host that does not
+    resolve would otherwise be accepted and fail at the first alert, which is then lost."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        raise ValueError(f"expected a syslog address HOST:PORT (UDP) or an absolute socket path, found {address!r}")
+    if not 1 <= int(port) <= MAX_PORT:
+        raise ValueError(f"expected a syslog UDP port from 1 to {MAX_PORT}, found {port} in {address!r}")
+    try:
+        socket.getaddrinfo(host, int(port), type=socket.SOCK_DGRAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+        raise ValueError(f"expected a syslog host name or address that resolves, found {host!r} ({reason})") from exc
+    return host, int(port)
+
+
 class AlertSink:
     """Sends alerts to syslog (when configured) and keeps them in `sent` for summaries and tests."""
 
@@ -142,11 +161,8 @@ class AlertSink:
                 raise ValueError(f"expected a syslog socket at {address}, found a file that is not a socket")
             _check_listening(address)
             return _SysLogHandler(address=address, facility=facility)
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"expected a syslog address HOST:PORT (UDP) or a socket path, found {address!r}")
-        return _SysLogHandler(address=(host.strip("[]"), int(port)), facility=facility,
-                              socktype=socket.SOCK_DGRAM)
+        host, port = _syslog_host_port(address)
+        return _SysLogHandler(address=(host, port), facility=facility, socktype=socket.SOCK_DGRAM)
 
     def close(self) -> None:
         if self._logger is not None:

@@ -43,9 +43,13 @@ from .store import DamagedFile, Store
 __all__ = ["register"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: A second SIGINT aborts the run: the shell's code for a command ended by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 128 + signal.SIGINT
 DEFAULT_STORE = "state/store"
 #: `--interval` sleeps interval x (1 +/- this), so a fleet of collectors does not poll in step.
 INTERVAL_JITTER = 0.1
+#: `collect --fail-on`: the appraisal statuses an operator may fail a run on.
+FAIL_ON_CHOICES = ("warning", "contraindicated")
 
 log = logging.getLogger("collector")
 
@@ -179,15 +183,21 @@ def _stderr_console() -> Console:
 @click.option("--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Appraise each envelope against this policy YAML as it is collected (stored "
                    "beside it; a device going from affirming to worse raises an alert).")
+@click.option("--fail-on", "fail_on", type=click.Choice(FAIL_ON_CHOICES), default=None,
+              help="With --policy: exit 1 when a device's appraisal is this or worse (for cron and CI).")
 @_json_option
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar and table (default: when stderr is a terminal; plain log lines otherwise).")
+@click.option("--quiet", "-q", is_flag=True,
+              help="Print only failures (devices not trusted, appraisals at --fail-on): nothing on success.")
+@click.option("--verbose", "-v", is_flag=True, help="Print each finding's message under its device.")
 @_key_option
 def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Path,
                     devices: tuple[str, ...], groups: tuple[str, ...], concurrency: int,
                     run_deadline: float | None, retries: int, mode: str, interval: float | None,
                     metrics_file: Path | None, syslog_address: str | None, policy_path: Path | None,
-                    as_json: bool, progress: bool | None, collector_key: Path | None = None) -> None:
+                    as_json: bool, progress: bool | None, collector_key: Path | None = None,
+                    fail_on: str | None = None, quiet: bool = False, verbose: bool = False) -> None:
     """Poll devices for fresh signed dossiers, store them byte for byte, and verify each at once.
 
     Each device gets a new 16-byte nonce from the OS CSPRNG on both the dossier and `utility
@@ -197,11 +207,16 @@ def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Pa
     \b
     Exit codes:
       0  every device collected and trusted
-      1  a device failed or its envelope is not trusted (or another run holds the lock)
+      1  a device failed or its envelope is not trusted (or another run holds the lock), or
+         with --fail-on, an appraisal is at that status or worse
       2  configuration error (inventory, store, trust store, options); nothing is polled,
          except for a device credential that cannot be read: the other devices are polled
     """
     with _errors_to_exit_codes():
+        if fail_on is not None and policy_path is None:
+            raise click.UsageError("--fail-on needs --policy: it judges the appraisal made with that policy")
+        if quiet and (verbose or as_json):
+            raise click.UsageError(f"--quiet contradicts --{'verbose' if verbose else 'json'}")
         inventory = load_inventory(inventory_path)
         selected = inventory.select(devices, groups)
         if metrics_file is not None:
@@ -230,7 +245,7 @@ def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Pa
         records.check_key()
         options = CollectOptions(concurrency=concurrency, run_deadline_s=run_deadline, retries=retries,
                                  policy=policy)
-        show_progress = _stderr_console().is_terminal if progress is None else progress
+        show_progress = (_stderr_console().is_terminal and not quiet) if progress is None else progress
         stop = threading.Event()
         previous = _install_stop_handlers(stop)
         try:
@@ -238,12 +253,18 @@ def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Pa
             while True:
                 summary = _one_run(store, trust_store_path, selected, options, alerts, stop,
                                    show_progress=show_progress and not as_json, looping=interval is not None,
-                                   records=records)
+                                   records=records, quiet=quiet)
                 if summary is not None:
                     if metrics_file is not None:
                         write_metrics(metrics_file, store.readable_states())
-                    _print_summary(summary, as_json=as_json)
-                    code = summary.exit_code
+                    at_fail_on = _at_fail_on(summary, fail_on)
+                    if quiet:
+                        for outcome in at_fail_on:
+                            click.echo(f"{inert(outcome.device)}: appraisal "
+                                       f"{(outcome.appraisal or {}).get('status')} (--fail-on {fail_on})", err=True)
+                    else:
+                        _print_summary(summary, as_json=as_json, verbose=verbose)
+                    code = EXIT_FAILED if at_fail_on else summary.exit_code
                     if any((o.reason or "").startswith("inventory.") for o in summary.outcomes):
                         # A device's credential could not be read: the others were polled, but
                         # the inventory needs fixing (its message says what to do).
@@ -277,8 +298,18 @@ def _install_stop_handlers(stop: threading.Event) -> dict[int, Any]:
         return {}
 
     def handler(signum: int, frame: object) -> None:
-        log.warning("received %s: finishing in-flight devices, then exiting",
-                    signal.Signals(signum).name)
+        if signum == signal.SIGINT and stop.is_set():
+            # A device may take up to its timeouts.device (300 s by default) to finish: the
+            # operator asking twice means now. Exiting at once is what a crash does, and the
+            # store is made for that: what is stored stays, the index stays marked dirty and the
+            # next run rebuilds it. Threads blocked in sockets would hold up a normal exit.
+            sys.stdout.flush()
+            sys.stderr.write("received SIGINT again: aborting now; envelopes stored so far are kept and "
+                             "the next run rebuilds the index\n")
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)
+        log.warning("received %s: finishing in-flight devices, then exiting%s", signal.Signals(signum).name,
+                    " (Ctrl-C again aborts at once)" if signum == signal.SIGINT else "")
         stop.set()
 
     return {signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGINT)}
@@ -289,9 +320,21 @@ def _restore_stop_handlers(previous: dict[int, Any]) -> None:
         signal.signal(signum, handler)
 
 
+def _at_fail_on(summary: RunSummary, fail_on: str | None) -> list[DeviceOutcome]:
+    """The outcomes whose appraisal is `fail_on` or worse (none without --fail-on)."""
+    if fail_on is None:
+        return []
+    from .insights.findings import Status
+
+    threshold = Status(fail_on).rank
+    return [outcome for outcome in summary.outcomes
+            if (outcome.appraisal or {}).get("status") in set(Status)
+            and Status(outcome.appraisal["status"]).rank >= threshold]  # type: ignore[index]
+
+
 def _one_run(store: Store, trust_store_path: Path, devices: list[Any], options: CollectOptions,
              alerts: AlertSink, stop: threading.Event, *, show_progress: bool,
-             looping: bool, records: RecordLog | None = None) -> RunSummary | None:
+             looping: bool, records: RecordLog | None = None, quiet: bool = False) -> RunSummary | None:
     lock = RunLock(store.root / "collect.lock")
     try:
         lock.acquire()
@@ -315,7 +358,8 @@ def _one_run(store: Store, trust_store_path: Path, devices: list[Any], options: 
                 return collector.run(devices, stop=stop)
 
         def log_line(outcome: DeviceOutcome) -> None:
-            click.echo(_log_line(outcome), err=True)
+            if not (quiet and outcome.status == TRUSTED):
+                click.echo(_log_line(outcome), err=True)
 
         collector = Collector(store, trust_store_path=trust_store_path, options=options,
                               alerts=alerts, on_outcome=log_line, records=records)
@@ -343,31 +387,41 @@ _STATUS_STYLE = {"trusted": "green", "untrusted": "bold red", "failed": "red", "
                  "failed (unverified state file)": "red", "unrecorded": "yellow", "not verified": "yellow"}
 
 
-def _print_summary(summary: RunSummary, *, as_json: bool) -> None:
+def _print_summary(summary: RunSummary, *, as_json: bool, verbose: bool = False) -> None:
     if as_json:
         click.echo(json.dumps(summary.to_json(), indent=2))
         return
-    console = Console()
-    grid = Table(title=cell(f"Collection {summary.started} -> {summary.finished}"))
+    from .tables import print_table
+
     appraised = any(outcome.appraisal for outcome in summary.outcomes)  # run with --policy
-    for column in ("device", "status", "reason", "tries", "secs", "bytes", "expiry days leaf/root"):
-        grid.add_column(column, overflow="fold")
-    if appraised:
-        grid.add_column("appraisal", overflow="fold")
+    columns = ["device", "status", "reason", "warnings", "tries", "secs", "bytes", "expiry days leaf/root"]
+    rows, details = [], []
     for outcome in summary.outcomes:
         expiry = outcome.days_to_expiry
-        cells = [cell(outcome.device), cell(outcome.status, _STATUS_STYLE[outcome.status]),
-                 cell(outcome.reason), str(outcome.attempts), f"{outcome.duration_s:.2f}",
-                 "" if outcome.bytes is None else str(outcome.bytes),
-                 f"{expiry['leaf']}/{expiry['root']}" if {"leaf", "root"} <= set(expiry) else ""]
+        warnings = sorted({str(f.get("id")) for f in outcome.findings if f.get("severity") == "warning"})
+        row = [cell(outcome.device), cell(outcome.status, _STATUS_STYLE[outcome.status]),
+               cell(outcome.reason), cell(f"{len(warnings)}: {', '.join(warnings)}" if warnings else ""),
+               str(outcome.attempts), f"{outcome.duration_s:.2f}", "" if outcome.bytes is None else str(outcome.bytes),
+               f"{expiry['leaf']}/{expiry['root']}" if {"leaf", "root"} <= set(expiry) else ""]
         if appraised:
             status = (outcome.appraisal or {}).get("status") or ""
-            cells.append(cell(status, _APPRAISAL_STYLE.get(status, "")))
-        grid.add_row(*cells)
-    console.print(grid)
+            row.append(cell(status, _APPRAISAL_STYLE.get(status, "")))
+        rows.append(row)
+        details.append(_finding_lines(outcome) if verbose else [])
+    print_table(f"Collection {summary.started} -> {summary.finished}", columns + ["appraisal"] * appraised,
+                rows, details)
     counts = summary.counts
-    console.print(cell(f"{counts['trusted']} trusted, {counts['untrusted']} untrusted, {counts['failed']} "
-                       f"failed, {counts['skipped']} skipped; envelopes under {summary.store}"))
+    click.echo(inert(f"{counts['trusted']} trusted, {counts['untrusted']} untrusted, {counts['failed']} "
+                     f"failed, {counts['skipped']} skipped; envelopes under {summary.store}"))
+
+
+def _finding_lines(outcome: DeviceOutcome) -> list[str]:
+    """--verbose: the failure's message, then each finding's `severity id: message`."""
+    lines = [f"{outcome.reason or outcome.status}: {outcome.message}"] if outcome.message else []
+    for finding in outcome.findings:
+        output = f" ({finding['output']})" if finding.get("output") else ""
+        lines.append(f"{finding.get('severity')} {finding.get('id')}{output}: {finding.get('message')}")
+    return lines
 
 
 # --- dossier enroll ---------------------------------------------------------------------------
@@ -727,8 +781,9 @@ def prune_command(store_path: Path, keep_days: float | None, keep_last: int | No
 
 def register(group: click.Group) -> None:
     """Add this package's subcommands to the top-level `dossier` group."""
+    from .hostkeys_cli import hostkeys_command
     from .insights.cli import appraise_command, diff_command, report_command
 
     for command in (collect_command, enroll_command, status_command, store_group, diff_command,
-                    report_command, appraise_command):
+                    report_command, appraise_command, hostkeys_command):
         group.add_command(command)

@@ -420,19 +420,42 @@ def _nearest_line(marked: _Marked, path: tuple[Any, ...]) -> int:
     return marked.lines.get(path, 1)
 
 
+#: The forms a credential takes (schemas/inventory.schema.json), as error messages list them.
+CREDENTIAL_FORMS = ("{password_env: VAR}", "{password_file: PATH}", "{key_file: PATH[, passphrase_env: VAR]}",
+                    "{agent: true}")
+#: The field that names each form.
+CREDENTIAL_KINDS = ("password_env", "password_file", "key_file", "agent")
+#: Every field a credential form has: a misspelt one is matched against these.
+CREDENTIAL_FIELDS = ("password_env", "password_file", "key_file", "passphrase_env", "agent")
+
+
 def _explain(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        forms = f"{', '.join(CREDENTIAL_FORMS[:-1])} or {CREDENTIAL_FORMS[-1]}"
         if "password" in extra:
-            return (
-                "inline passwords are not accepted; use {password_env: VAR}, "
-                "{password_file: PATH}, {key_file: PATH} or {agent: true}"
-            )
-        allowed = ", ".join(sorted(error.schema.get("properties", {})))
-        return f"unexpected field(s) {', '.join(extra)}; expected one of: {allowed}"
+            return f"inline passwords are not accepted; use {forms}"
+        if error.absolute_path and error.absolute_path[-1] == "credential" and not set(error.instance) & set(
+                CREDENTIAL_KINDS):
+            # No form's own field is there, so the closest branch is a guess: list every form.
+            return f"unexpected field(s) {_with_suggestions(extra, CREDENTIAL_FIELDS)}; a credential is {forms}"
+        known = sorted(error.schema.get("properties", {}))
+        return f"unexpected field(s) {_with_suggestions(extra, known)}; expected one of: {', '.join(known)}"
     if error.validator == "pattern" and str(error.schema.get("pattern", "")).startswith("^(\\S+ )?"):
         return f"expected a known_hosts line '[host]:port ssh-ed25519 AAAA...', found {error.instance!r}"
     return f"expected {_expected(error)}, found {error.instance!r}"
+
+
+def _with_suggestions(unexpected: Iterable[str], known: Iterable[str]) -> str:
+    """`pasword_file (did you mean password_file?)` for each field close to a known one."""
+    import difflib
+
+    known = list(known)
+    shown = []
+    for field_name in unexpected:
+        close = difflib.get_close_matches(field_name, known, n=1)
+        shown.append(f"{field_name} (did you mean {close[0]}?)" if close else field_name)
+    return ", ".join(shown)
 
 
 def _expected(error: jsonschema.ValidationError) -> str:

@@ -33,7 +33,8 @@ from .errors import (
 )
 from .inventory import Credential, Device, HostKey, JumpHost, ssh_fingerprint
 
-__all__ = ["MAX_OUTPUT_BYTES", "PREFERRED_CIPHERS", "CommandResult", "DeviceSession", "prefer_ciphers", "run_command"]
+__all__ = ["MAX_OUTPUT_BYTES", "PREFERRED_CIPHERS", "CommandResult", "DeviceSession", "offered_host_key",
+           "prefer_ciphers", "run_command"]
 
 #: Bytes one command may send, stdout and stderr together: what the verifier accepts, since
 #: more cannot verify and would only hold memory. It is the XR envelope's bound; IOS XE outputs
@@ -182,8 +183,14 @@ def _closed_before_banner(exc: paramiko.SSHException) -> bool:
     return "protocol banner" in str(exc) and isinstance(cause, (EOFError, ConnectionResetError))
 
 
+def _no_banner(name: str, known_name: str, timeout: float) -> DeadlineError:
+    return DeadlineError(f"{name}: no SSH banner from {known_name} within {timeout:g} s: not an SSH server, "
+                         "or overloaded")
+
+
 def _start_transport(sock: socket.socket | paramiko.Channel, deadlines: _Deadlines,
-                     known_name: str, pinned: HostKey | None, name: str) -> paramiko.Transport:
+                     known_name: str, pinned: HostKey | None, name: str, *,
+                     check_host_key: bool = True) -> paramiko.Transport:
     transport = paramiko.Transport(sock)
     prefer_ciphers(transport)
     _prefer_pinned_key_type(transport, pinned)
@@ -195,6 +202,8 @@ def _start_transport(sock: socket.socket | paramiko.Channel, deadlines: _Deadlin
         transport.close()
         text = str(exc)
         if isinstance(exc.__cause__ or exc.__context__, TimeoutError):
+            if "protocol banner" in text:
+                raise _no_banner(name, known_name, timeout) from exc
             raise DeadlineError(f"{name}: SSH handshake with {known_name} timed out ({timeout:g} s)") from exc
         if "rate" in text.lower() or "too many" in text.lower() or _closed_before_banner(exc):
             # IOS XR's `ssh server rate-limit` accepts the TCP connection and closes it before
@@ -211,6 +220,16 @@ def _start_transport(sock: socket.socket | paramiko.Channel, deadlines: _Deadlin
         transport.close()
         raise ConnectError(f"{name}: {known_name} closed the connection during the SSH handshake "
                            f"({type(exc).__name__}); it may be rate-limiting sessions") from exc
+    if not transport.initial_kex_done:
+        # start_client returns without an error when its timeout passes mid-handshake; the
+        # host key asked for next would fail in paramiko's words ("No existing session").
+        transport.close()
+        if not transport.remote_version:
+            raise _no_banner(name, known_name, timeout)
+        raise DeadlineError(f"{name}: SSH handshake with {known_name} did not finish within {timeout:g} s "
+                            f"(it sent the banner {transport.remote_version!r})")
+    if not check_host_key:
+        return transport
     try:
         _check_host_key(transport, known_name, pinned, name)
     except HostKeyError:
@@ -238,6 +257,29 @@ def _open_jump(jump: JumpHost, device: Device, deadlines: _Deadlines) -> tuple[p
         transport.close()
         raise
     return transport, channel
+
+
+def offered_host_key(device: Device) -> HostKey:
+    """The host key the device offers in the SSH handshake (through its jump host, whose own
+    key must match its pin), for an operator to confirm before it is pinned: nothing is
+    authenticated or trusted here. Raises what `run_command` raises for the connection."""
+    deadlines = _Deadlines(device, None)
+    jump: paramiko.Transport | None = None
+    with _translated(device):
+        try:
+            if device.jump_host is not None:
+                jump, sock = _open_jump(device.jump_host, device, deadlines)
+            else:
+                sock = _open_socket(device.host, device.port, deadlines.budget(device.timeouts.connect, "connect"),
+                                    device.name)
+            transport = _start_transport(sock, deadlines, device.known_hosts_name, device.host_key, device.name,
+                                         check_host_key=False)
+            offered = transport.get_remote_server_key()
+            transport.close()
+        finally:
+            if jump is not None:
+                jump.close()
+    return HostKey.parse(f"{device.known_hosts_name} {offered.get_name()} {offered.get_base64()}")
 
 
 class DeviceSession:

@@ -80,14 +80,27 @@ def serve_command(devices: int, platform: str, listen: str, base_port: int, stat
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    first, last = fleet.devices[0], fleet.devices[-1]
-    click.echo(f"{len(fleet.devices)} device(s) on {listen}, ports {first.port}..{last.port}", err=True)
+    for line in _where_devices_listen(fleet, inventory_out):
+        click.echo(line, err=True)
     click.echo("ready")
     sys.stdout.flush()
     while not stop.wait(1.0):
         pass
     fleet.stop()
     click.echo("stopped", err=True)
+
+
+def _where_devices_listen(fleet: Fleet, inventory_out: Path | None) -> list[str]:
+    """Where each device listens: a range only when the ports are consecutive (--base-port);
+    without --inventory-out, one `NAME HOST:PORT` line per device, since nothing else tells
+    which device is on which free port."""
+    ports = [device.port for device in fleet.devices]
+    consecutive = ports == list(range(ports[0], ports[0] + len(ports)))
+    where = f"ports {ports[0]}..{ports[-1]}" if consecutive else "ports picked by the system"
+    lines = [f"{len(ports)} device(s) on {fleet.host}, {where}"]
+    if inventory_out is not None:
+        return lines + [f"inventory written to {inventory_out}"]
+    return lines + [f"{device.name} {device.host}:{device.port}" for device in fleet.devices]
 
 
 def register(group: click.Group) -> None:

@@ -6,11 +6,8 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from verifier.cli import DEFAULT_TRUST_STORE  # one default for every command
 from verifier.display import cell, inert  # device text is shown inert, never as markup
@@ -65,15 +62,16 @@ _trust_store_option = click.option(
 
 
 def _print_findings(findings: Sequence[Finding], title: str) -> None:
-    grid = Table(title=cell(title))
-    for column in ("id", "severity", "subject", "before", "after"):
-        grid.add_column(column, overflow="fold")
-    for finding in findings:
-        def show(value: Any) -> str:
-            return "" if value is None else (value if isinstance(value, str) else json.dumps(value))[:80]
-        grid.add_row(cell(finding.id), cell(finding.severity, _SEVERITY_STYLE.get(str(finding.severity), "white")),
-                     cell(finding.subject), cell(show(finding.before)), cell(show(finding.after)))
-    Console().print(grid)
+    """Each change with its readable message, then what was there before and after (whole)."""
+    from ..tables import print_table
+
+    def show(value: object) -> str:
+        return "" if value is None else value if isinstance(value, str) else json.dumps(value)
+
+    rows = [[cell(finding.id), cell(finding.severity, _SEVERITY_STYLE.get(str(finding.severity), "white")),
+             cell(finding.subject), cell(finding.message), cell(show(finding.before)), cell(show(finding.after))]
+            for finding in findings]
+    print_table(title, ("id", "severity", "subject", "message", "before", "after"), rows)
 
 
 @click.command("diff")
@@ -179,8 +177,9 @@ def report_command(store_path: Path, out_path: Path | None, trust_store_path: Pa
 @click.option("--history", is_flag=True, help="Appraise every stored envelope, not only each device's newest.")
 @_trust_store_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document for machines.")
+@click.option("--verbose", "-v", is_flag=True, help="Print each finding's message under its device.")
 def appraise_command(store_path: Path, policy_path: Path, devices: tuple[str, ...], history: bool,
-                     trust_store_path: Path, as_json: bool) -> None:
+                     trust_store_path: Path, as_json: bool, verbose: bool = False) -> None:
     """Appraise stored envelopes against a policy and store the results (replacing older ones).
 
     \b
@@ -210,14 +209,16 @@ def appraise_command(store_path: Path, policy_path: Path, devices: tuple[str, ..
             click.echo(json.dumps({"policy": policy.to_json(), "appraisals": [r.to_json(max_drift=0) for r in results]},
                                   indent=2, default=str))
         else:
-            grid = Table(title=cell(f"Appraisal against {policy.name} ({policy_path})"))
-            for column in ("device", "envelope", "status", "not affirming", "findings"):
-                grid.add_column(column, overflow="fold")
+            from ..tables import print_table
+
+            rows, details = [], []
             for result in results:
                 worse = ", ".join(f"{c}={s}" for c, s in result.vector.items() if s.rank > Status.AFFIRMING.rank)
-                grid.add_row(cell(result.device), cell(result.envelope.split("/")[-1]),
+                rows.append([cell(result.device), cell(result.envelope.split("/")[-1]),
                              cell(result.status, _STATUS_STYLE[str(result.status)]), cell(worse),
-                             cell(", ".join(sorted({str(f.id) for f in result.findings if f.severity != "info"}))))
-            Console().print(grid)
+                             cell(", ".join(sorted({str(f.id) for f in result.findings if f.severity != "info"})))])
+                details.append([f"{f.severity} {f.id}: {f.message}" for f in result.findings] if verbose else [])
+            print_table(f"Appraisal against {policy.name} ({policy_path})",
+                        ("device", "envelope", "status", "not affirming", "findings"), rows, details)
         ok = bool(newest) and all(r.status is Status.AFFIRMING for r in newest.values())
         raise _Exit(EXIT_OK if ok else EXIT_FAILED)

@@ -104,6 +104,22 @@ def test_metrics_file_and_syslog_socket_are_checked_before_polling(tmp_path: Pat
     assert _polled(fakes) == []
 
 
+def test_a_syslog_port_out_of_range_or_an_unknown_host_is_refused_before_polling(tmp_path: Path, pki) -> None:
+    fakes, inventory, store, trust = _fleet(tmp_path, pki)
+    with FakeFleet(fakes) as fleet:
+        fleet.write_inventory(inventory, password_dir=tmp_path / "pw")
+        TrustStore.open(trust, create=True)
+        base = ["collect", "-i", str(inventory), "--store", str(store), "--trust-store", str(trust)]
+        for address, expected in (("127.0.0.1:99999", "expected a syslog UDP port from 1 to 65535, found 99999"),
+                                  ("127.0.0.1:0", "found 0"),
+                                  ("no-such-host.invalid:514", "expected a syslog host name or address that "
+                                                               "resolves, found 'no-such-host.invalid'")):
+            result = CliRunner().invoke(cli, base + ["--syslog", address])
+            assert result.exit_code == 2, (address, result.output)
+            assert expected in result.stderr, (address, result.stderr)
+    assert _polled(fakes) == []
+
+
 def test_an_unreadable_credential_fails_its_device_and_the_run_exits_2(tmp_path: Path, pki,
                                                                        monkeypatch) -> None:
     fakes, inventory, store, trust = _fleet(tmp_path, pki)
@@ -210,7 +226,8 @@ def test_an_extra_field_in_a_credential_is_named_in_its_own_form(tmp_path: Path)
                    "    credential: {key_file: k, passphrase: x}\n")
     result = CliRunner().invoke(cli, ["collect", "-i", str(bad), "--store", str(tmp_path / "s")])
     assert result.exit_code == 2
-    assert "credential: unexpected field(s) passphrase; expected one of: key_file, passphrase_env" in result.stderr
+    assert ("credential: unexpected field(s) passphrase (did you mean passphrase_env?); expected one of: key_file, "
+            "passphrase_env") in result.stderr
 
 
 def test_a_password_file_that_is_not_utf8_is_reported_without_its_bytes(tmp_path: Path) -> None:

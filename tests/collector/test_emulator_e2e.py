@@ -188,6 +188,46 @@ def test_sigkill_mid_collection_loses_nothing_and_the_index_rebuilds(tmp_path: P
     assert result.exit_code == 0 and json.loads(result.stdout)["envelopes"] == 6
 
 
+def test_a_second_sigint_aborts_at_once_and_keeps_what_is_stored(tmp_path: Path) -> None:
+    store_dir, trust = tmp_path / "store", tmp_path / "truststore"
+    server, inventory = _serve(tmp_path, slow=False)
+    try:
+        assert CliRunner().invoke(cli, ["enroll", "-i", str(inventory), "--trust-store", str(trust),
+                                        "--trust-on-first-use"]).exit_code == 0
+        assert CliRunner().invoke(cli, ["collect", "-i", str(inventory), "--store", str(store_dir),
+                                        "--trust-store", str(trust), "--quiet"]).exit_code == 0
+    finally:
+        server.communicate("")
+    before = {p: sha256(p.read_bytes()).hexdigest() for p in store_dir.rglob("*.envelope")}
+    # Every device now takes 30 s: a first Ctrl-C would wait for them; a second must not.
+    server, inventory = _serve(tmp_path, slow=True)
+    try:
+        collector = subprocess.Popen(
+            [sys.executable, "-m", "dossier_cli", "collect", "-i", str(inventory), "--store", str(store_dir),
+             "--trust-store", str(trust), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"}, text=True)
+        deadline = time.monotonic() + 20
+        while not (store_dir / "index.dirty").exists():  # the run has started
+            assert time.monotonic() < deadline and collector.poll() is None
+            time.sleep(0.02)
+        time.sleep(1.0)  # sessions are open and output is trickling in
+        collector.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert collector.poll() is None, "the first Ctrl-C lets in-flight devices finish"
+        begin = time.monotonic()
+        collector.send_signal(signal.SIGINT)
+        _, stderr = collector.communicate(timeout=10)
+        took = time.monotonic() - begin
+    finally:
+        server.communicate("")
+    assert collector.returncode == 130 and took < 5, (collector.returncode, took, stderr)
+    assert "Ctrl-C again aborts at once" in stderr and "received SIGINT again: aborting now" in stderr
+    assert {p: sha256(p.read_bytes()).hexdigest() for p in store_dir.rglob("*.envelope")} == before
+    store = Store.open(store_dir)
+    assert store.dirty, "left as a crash leaves it: the next run rebuilds the index"
+    assert store.recover() == 6
+
+
 @pytest.mark.slow
 def test_two_hundred_devices_in_one_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fleet = Fleet(state_dir=tmp_path / "fleet", devices=200, provisioned=True, key_type="ecdsa-p256",

@@ -81,6 +81,11 @@ devices:
          "inline passwords are not accepted"),
         ("devices:\n  - name: r1\n    host: h\n    username: u\n    credential: {agent: true}\n    prot: 22\n",
          2, "unexpected field(s) prot"),
+        ("devices:\n  - name: r1\n    host: h\n    username: u\n    credential: {pasword_file: pw}\n", 5,
+         "unexpected field(s) pasword_file (did you mean password_file?); a credential is {password_env: VAR}, "
+         "{password_file: PATH}, {key_file: PATH[, passphrase_env: VAR]} or {agent: true}"),
+        ("devices:\n  - name: r1\n    host: h\n    username: u\n    credential: {agent: true}\n    hostkey: x\n",
+         2, "unexpected field(s) hostkey (did you mean host_key?)"),
         ("devices:\n  - name: r1\n    host: h\n    host: h2\n", 4, "expected each key once"),
         ("devices:\n  - name: r1\n    host: h\n    username: u\n    credential: {agent: true}\n    port: 70000\n",
          6, "devices[0].port"),

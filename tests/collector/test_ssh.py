@@ -103,6 +103,25 @@ def test_connection_refused_is_transient(tmp_path: Path) -> None:
     assert caught.value.transient
 
 
+def test_a_host_that_sends_no_ssh_banner_is_named_with_what_happened(tmp_path: Path) -> None:
+    listener = socket.socket()  # accepts TCP and never speaks, as a wrong port or a hung daemon does
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    fleet, _ = one_device(tmp_path, reply(b"x"))
+    with fleet:
+        device = inventory_device(fleet, tmp_path)
+    device = dataclasses.replace(device, port=listener.getsockname()[1],
+                                 timeouts=Timeouts(connect=0.5, auth=1, command=1, device=5))
+    try:
+        with pytest.raises(DeadlineError) as caught:
+            run_command(device, "show x")
+    finally:
+        listener.close()
+    assert str(caught.value) == (f"xr-0001: no SSH banner from [127.0.0.1]:{device.port} within 0.5 s: "
+                                 "not an SSH server, or overloaded")
+    assert caught.value.transient
+
+
 def test_session_refused_by_device_is_transient(tmp_path: Path) -> None:
     fleet, _ = one_device(tmp_path, reply(b"x"), refuse_sessions=True)
     with fleet:

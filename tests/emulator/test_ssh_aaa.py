@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -159,3 +160,24 @@ def test_serve_command_prints_ready_writes_inventory_and_stops_on_sigterm(tmp_pa
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
+
+
+def test_serve_without_an_inventory_prints_which_device_listens_on_which_port(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dossier_cli", "emulator", "serve", "--devices", "3", "--state-dir", str(tmp_path / "s"),
+         "--files", "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "ready"  # type: ignore[union-attr]
+        lines = [process.stderr.readline().rstrip("\n") for _ in range(4)]  # type: ignore[union-attr]
+        assert lines[0] == "3 device(s) on 127.0.0.1, ports picked by the system", lines
+        mapped = dict(line.split(" ") for line in lines[1:])
+        assert sorted(mapped) == ["xr-0001", "xr-0002", "xr-0003"]
+        for name, address in mapped.items():  # each device answers SSH on the port printed beside its name
+            host, port = address.rsplit(":", 1)
+            assert host == "127.0.0.1"
+            with socket.create_connection((host, int(port)), timeout=5) as sock:
+                assert sock.recv(64).startswith(b"SSH-2.0-"), name
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=20)
+    assert process.returncode == 0
