@@ -24,6 +24,7 @@ the index's verdicts are shown, with the log's `record.log_missing` warning.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +33,7 @@ from verifier.findings import FindingId
 from .records import StoreRecords
 from .store import EnvelopeRecord, Store
 
-__all__ = ["FAILED_UNVERIFIED", "NOT_VERIFIED", "UNRECORDED", "fleet_status", "reason_text"]
+__all__ = ["FAILED_UNVERIFIED", "NOT_VERIFIED", "UNRECORDED", "failed_poll", "fleet_status", "reason_text"]
 
 TRUSTED, UNTRUSTED, FAILED = "trusted", "untrusted", "failed"  # as collector.collect spells them
 #: A failed poll as the (unsigned) device state tells it: no envelope, so no record.
@@ -60,13 +61,12 @@ def fleet_status(store: Store, checks: StoreRecords | None = None) -> list[dict[
         status, reason, message, findings, received = None, None, None, [], None
         if record is not None:
             status, reason, message, findings, received = _signed_status(record, checks)
-        last_reached = received if record is None or received else record.received
+        last_reached = received or (record.received if record is not None else None)
         # (4) the state file, advisory
-        state_status = state.get("last_status")
-        poll_ts = state.get("last_poll_ts")
-        last_poll = _iso(poll_ts) if isinstance(poll_ts, (int, float)) and not isinstance(poll_ts, bool) else None
-        if state_status == FAILED:
-            status, reason, message = FAILED_UNVERIFIED, state.get("last_reason"), _text(state.get("last_message"))
+        state_status, last_poll, failed = state.get("last_status"), _poll_time(state), failed_poll(state)
+        if failed is not None:
+            status = FAILED_UNVERIFIED
+            reason, message, last_poll = failed
         elif record is not None and state.get("last_path") == record.path and state_status == status:
             if status != TRUSTED:
                 reason = state.get("last_reason")
@@ -121,6 +121,21 @@ def _verdict_message(store: Store, record: EnvelopeRecord, reason: str | None) -
     return None
 
 
+def failed_poll(state: Mapping[str, Any]) -> tuple[str | None, str | None, str | None] | None:
+    """The reason, message and time of a device state's last poll when it failed (it stored
+    nothing, so the advisory state is all there is); None when the last poll did not fail."""
+    if state.get("last_status") != FAILED:
+        return None
+    return _text(state.get("last_reason")), _text(state.get("last_message")), _poll_time(state)
+
+
+def _poll_time(state: Mapping[str, Any]) -> str | None:
+    poll_ts = state.get("last_poll_ts")
+    if not isinstance(poll_ts, (int, float)) or isinstance(poll_ts, bool):
+        return None
+    return datetime.fromtimestamp(poll_ts, UTC).isoformat(timespec="seconds")
+
+
 def _text(value: Any) -> str | None:
     """A message from an unsigned file: a string, or nothing."""
     return value if isinstance(value, str) and value else None
@@ -148,7 +163,6 @@ def _unsigned_status(store: Store) -> list[dict[str, Any]]:
     for device in sorted(set(latest) | set(states)):
         state = states.get(device, {})
         record = latest.get(device)
-        poll_ts = state.get("last_poll_ts")
         status = state.get("last_status") or (None if record is None else (TRUSTED if record.trusted else UNTRUSTED))
         reason = state.get("last_reason") or (record.reasons[0] if status == UNTRUSTED and record and record.reasons
                                               else None)
@@ -157,7 +171,7 @@ def _unsigned_status(store: Store) -> list[dict[str, Any]]:
             message = _verdict_message(store, record, reason)
         rows.append({
             "device": device,
-            "last_poll": _iso(poll_ts) if poll_ts else None,
+            "last_poll": _poll_time(state),
             "last_status": status,
             "last_reason": reason,
             "last_message": message,
@@ -179,7 +193,3 @@ def reason_text(row: dict[str, Any]) -> str:
         since = f"not reached since {row['last_reached'][:19]}" if row["last_reached"] else "never reached"
         text = f"{text} ({since})" if text else since
     return text
-
-
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")

@@ -9,6 +9,7 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..status import failed_poll
 from ..store import EnvelopeRecord, Store
 from .findings import Category, DriftId, Finding
 from .history import StoredVerdicts, replay
@@ -40,7 +41,6 @@ STATUSES = ("affirming", "warning", "contraindicated", "none")
 #: its last poll failed and stored nothing (unreachable), or nothing of it is stored (unknown).
 TRUSTED, UNTRUSTED, UNREACHABLE, UNKNOWN = "trusted", "untrusted", "unreachable", "unknown"
 VERIFICATION_STATES = (TRUSTED, UNTRUSTED, UNREACHABLE, UNKNOWN)
-_FAILED = "failed"  # a failed poll, as collector.collect spells it in the device state
 _COLOR = {"affirming": "#2e7d32", "warning": "#ef8f00", "contraindicated": "#c62828", "none": "#9e9e9e"}
 _KIND_COLOR = {"files": "#5c6bc0", "packages": "#26a69a", "reboots": "#8d6e63", "commits": "#ab47bc",
                "hardware": "#78909c", "boot": "#ec407a", "certificates": "#ffa726"}
@@ -73,29 +73,19 @@ def _expiry_days(store: Store, record: EnvelopeRecord | None, now: dt.datetime) 
     return days
 
 
-def _poll_time(state: Mapping[str, Any]) -> str | None:
-    poll_ts = state.get("last_poll_ts")
-    if not isinstance(poll_ts, (int, float)) or isinstance(poll_ts, bool):
-        return None
-    return dt.datetime.fromtimestamp(poll_ts, dt.UTC).isoformat(timespec="milliseconds")
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
 def _verification(record: EnvelopeRecord | None, verdict: Any, state: Mapping[str, Any]) -> dict[str, Any]:
     """The device's verification state: a failed last poll (the device state says so; nothing
     was stored) is `unreachable` with the state's reason and message; otherwise the verdict of
     the newest stored output, with its first error's id and message when not trusted."""
     last_reached = record.received if record is not None else None
-    if state.get("last_status") == _FAILED:
-        return {"state": UNREACHABLE, "reason": _text(state.get("last_reason")),
-                "message": _text(state.get("last_message")), "checked": _poll_time(state),
+    failed = failed_poll(state)
+    if failed is not None:
+        reason, message, polled = failed
+        return {"state": UNREACHABLE, "reason": reason, "message": message, "checked": polled,
                 "last_reached": last_reached}
     if record is None or verdict is None:
         return {"state": UNKNOWN, "reason": None, "message": "no collection of this device is stored",
-                "checked": _poll_time(state), "last_reached": None}
+                "checked": None, "last_reached": None}
     if verdict.trusted:
         return {"state": TRUSTED, "reason": None, "message": None, "checked": record.received,
                 "last_reached": last_reached}
