@@ -611,17 +611,20 @@ def status_command(store_path: Path, as_json: bool, collector_key: Path | None =
         else:
             for finding in checks.log.problems:
                 click.echo(f"record log {finding.severity}: {finding.id}: {inert(finding.message)}", err=True)
+            from .status import reason_text
+
             grid = Table(title=cell(f"Fleet status ({store_path})"))
-            for column in ("device", "last poll (UTC)", "status", "reason", "last trusted (UTC)",
+            grid.add_column("device", no_wrap=True)  # a name split over two lines reads as two devices
+            for column in ("last poll (UTC)", "status", "reason", "last trusted (UTC)",
                            "expiry days leaf/root", "appraisal"):
                 grid.add_column(column, overflow="fold")
             for row in rows:
                 status = row["last_status"] or ""
                 expiry = ("" if row["days_leaf"] is None and row["days_root"] is None
-                          else f"{row['days_leaf']}/{row['days_root']}")
+                          else f"{_days(row['days_leaf'])}/{_days(row['days_root'])}")  # never 364/None
                 grid.add_row(cell(row["device"]), cell((row["last_poll"] or "")[:19]),
                              cell(status, _STATUS_STYLE.get(status, "white")),
-                             cell(row["last_reason"]), cell((row["last_trusted"] or "")[:19]), cell(expiry),
+                             cell(reason_text(row)), cell((row["last_trusted"] or "")[:19]), cell(expiry),
                              cell(row["appraisal"], _APPRAISAL_STYLE.get(row["appraisal"] or "", "")))
             Console().print(grid)
         bad = any(row["last_status"] != TRUSTED or row["record_findings"] for row in rows) or record_errors
@@ -629,6 +632,10 @@ def status_command(store_path: Path, as_json: bool, collector_key: Path | None =
 
 
 _APPRAISAL_STYLE = {"affirming": "green", "warning": "yellow", "contraindicated": "bold red"}
+
+
+def _days(days: int | None) -> str:
+    return "-" if days is None else str(days)
 
 
 def _key_missing(checks: StoreRecords) -> bool:

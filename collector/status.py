@@ -10,9 +10,12 @@ its last trusted collection come from the collector's signed records (docs/desig
   (2) the index row's `trusted` is compared with the record (`record.mismatch` when they differ);
   (3) the last trusted collection is the newest signed record of the device saying trusted
       whose envelope still checks against it (not the index's newest trusted row);
-  (4) the device state is advisory: its status and reason are shown only when its `last_path`
-      is the envelope of (1) and it agrees with the record; a failed poll stores nothing and so
-      has no record: it is shown as FAILED_UNVERIFIED.
+  (4) the device state is advisory: its status, reason and message are shown only when its
+      `last_path` is the envelope of (1) and it agrees with the record; a failed poll stores
+      nothing and so has no record: it is shown as FAILED_UNVERIFIED, with the state's message
+      and the time the device was last reached (the newest stored envelope's, or none);
+  (5) an untrusted envelope whose state does not agree is explained by the message its stored
+      verdict gives for the record's reason id (the id is signed, the message only explains it).
 
 A store with no record log and no collector key (written before the log) has nothing signed:
 the index's verdicts are shown, with the log's `record.log_missing` warning.
@@ -21,6 +24,7 @@ the index's verdicts are shown, with the log's `record.log_missing` warning.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +33,7 @@ from verifier.findings import FindingId
 from .records import StoreRecords
 from .store import EnvelopeRecord, Store
 
-__all__ = ["FAILED_UNVERIFIED", "NOT_VERIFIED", "UNRECORDED", "fleet_status"]
+__all__ = ["FAILED_UNVERIFIED", "NOT_VERIFIED", "UNRECORDED", "failed_poll", "fleet_status", "reason_text"]
 
 TRUSTED, UNTRUSTED, FAILED = "trusted", "untrusted", "failed"  # as collector.collect spells them
 #: A failed poll as the (unsigned) device state tells it: no envelope, so no record.
@@ -54,24 +58,30 @@ def fleet_status(store: Store, checks: StoreRecords | None = None) -> list[dict[
     rows = []
     for device in sorted(set(latest) | set(states)):
         state, record = states.get(device, {}), latest.get(device)
-        status, reason, findings, received = None, None, [], None
+        status, reason, message, findings, received = None, None, None, [], None
         if record is not None:
-            status, reason, findings, received = _signed_status(record, checks)
+            status, reason, message, findings, received = _signed_status(record, checks)
+        last_reached = received or (record.received if record is not None else None)
         # (4) the state file, advisory
-        state_status = state.get("last_status")
-        poll_ts = state.get("last_poll_ts")
-        last_poll = _iso(poll_ts) if isinstance(poll_ts, (int, float)) and not isinstance(poll_ts, bool) else None
-        if state_status == FAILED:
-            status, reason = FAILED_UNVERIFIED, state.get("last_reason")
+        state_status, last_poll, failed = state.get("last_status"), _poll_time(state), failed_poll(state)
+        if failed is not None:
+            status = FAILED_UNVERIFIED
+            reason, message, last_poll = failed
         elif record is not None and state.get("last_path") == record.path and state_status == status:
-            reason = state.get("last_reason") if status != TRUSTED else None
+            if status != TRUSTED:
+                reason = state.get("last_reason")
+                message = _text(state.get("last_message")) or message
         else:
             last_poll = received
+        if status == UNTRUSTED and message is None and record is not None:
+            message = _verdict_message(store, record, reason)  # (5)
         rows.append({
             "device": device,
             "last_poll": last_poll,
             "last_status": status,
             "last_reason": reason,
+            "last_message": message,
+            "last_reached": last_reached,
             "last_trusted": _last_trusted(by_device.get(device, []), checks),
             "days_leaf": record.days_leaf if record else None,
             "days_root": record.days_root if record else None,
@@ -83,20 +93,52 @@ def fleet_status(store: Store, checks: StoreRecords | None = None) -> list[dict[
     return rows
 
 
-def _signed_status(record: EnvelopeRecord, checks: StoreRecords) -> tuple[str, str | None, list[str], str | None]:
-    """(1)+(2): status, reason, record finding ids and the signed received time of `record`."""
+def _signed_status(record: EnvelopeRecord,
+                   checks: StoreRecords) -> tuple[str, str | None, str | None, list[str], str | None]:
+    """(1)+(2): status, reason, the reason's message when a record check gives it, record
+    finding ids and the signed received time of `record`."""
     errors = checks.errors(record)
     findings = sorted({str(f.id) for f in errors if f not in checks.log.problems})
     signed = checks.log.records.get(record.path)
     if signed is not None and record.trusted != signed["trusted"]:
         findings = sorted({*findings, str(FindingId.RECORD_MISMATCH)})  # the index row was edited
     if errors:
-        return UNTRUSTED, str(errors[0].id), findings, None
+        return UNTRUSTED, str(errors[0].id), errors[0].message, findings, None
     if signed is None:
-        return UNRECORDED, str(FindingId.RECORD_BEFORE_LOG), findings, None
+        return UNRECORDED, str(FindingId.RECORD_BEFORE_LOG), None, findings, None
     status = {True: TRUSTED, False: UNTRUSTED, None: NOT_VERIFIED}[signed["trusted"]]
     reason = None if signed["trusted"] else (signed["reasons"][0] if signed["reasons"] else None)
-    return status, reason, findings, signed["received"]
+    return status, reason, None, findings, signed["received"]
+
+
+def _verdict_message(store: Store, record: EnvelopeRecord, reason: str | None) -> str | None:
+    """(5) the message the stored verdict gives for finding `reason` (None when it has none)."""
+    verdict = store.verdict(record)
+    findings = verdict.get("findings") if isinstance(verdict, dict) else None
+    for finding in findings if isinstance(findings, list) else ():
+        if isinstance(finding, dict) and finding.get("id") == reason:
+            return _text(finding.get("message"))
+    return None
+
+
+def failed_poll(state: Mapping[str, Any]) -> tuple[str | None, str | None, str | None] | None:
+    """The reason, message and time of a device state's last poll when it failed (it stored
+    nothing, so the advisory state is all there is); None when the last poll did not fail."""
+    if state.get("last_status") != FAILED:
+        return None
+    return _text(state.get("last_reason")), _text(state.get("last_message")), _poll_time(state)
+
+
+def _poll_time(state: Mapping[str, Any]) -> str | None:
+    poll_ts = state.get("last_poll_ts")
+    if not isinstance(poll_ts, (int, float)) or isinstance(poll_ts, bool):
+        return None
+    return datetime.fromtimestamp(poll_ts, UTC).isoformat(timespec="seconds")
+
+
+def _text(value: Any) -> str | None:
+    """A message from an unsigned file: a string, or nothing."""
+    return value if isinstance(value, str) and value else None
 
 
 def _last_trusted(signed: list[dict[str, Any]], checks: StoreRecords) -> str | None:
@@ -121,13 +163,19 @@ def _unsigned_status(store: Store) -> list[dict[str, Any]]:
     for device in sorted(set(latest) | set(states)):
         state = states.get(device, {})
         record = latest.get(device)
-        poll_ts = state.get("last_poll_ts")
+        status = state.get("last_status") or (None if record is None else (TRUSTED if record.trusted else UNTRUSTED))
+        reason = state.get("last_reason") or (record.reasons[0] if status == UNTRUSTED and record and record.reasons
+                                              else None)
+        message = _text(state.get("last_message"))
+        if status == UNTRUSTED and message is None and record is not None:
+            message = _verdict_message(store, record, reason)
         rows.append({
             "device": device,
-            "last_poll": _iso(poll_ts) if poll_ts else None,
-            "last_status": state.get("last_status") or (
-                None if record is None else (TRUSTED if record.trusted else UNTRUSTED)),
-            "last_reason": state.get("last_reason"),
+            "last_poll": _poll_time(state),
+            "last_status": status,
+            "last_reason": reason,
+            "last_message": message,
+            "last_reached": record.received if record else None,
             "last_trusted": trusted[device].received if device in trusted else None,
             "days_leaf": record.days_leaf if record else None,
             "days_root": record.days_root if record else None,
@@ -138,5 +186,10 @@ def _unsigned_status(store: Store) -> list[dict[str, Any]]:
     return rows
 
 
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+def reason_text(row: dict[str, Any]) -> str:
+    """A row's reason id with its message; for a failed poll, since when the device was not reached."""
+    text = ": ".join(part for part in (row["last_reason"], row["last_message"]) if part)
+    if row["last_status"] == FAILED_UNVERIFIED:
+        since = f"not reached since {row['last_reached'][:19]}" if row["last_reached"] else "never reached"
+        text = f"{text} ({since})" if text else since
+    return text

@@ -9,6 +9,7 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..status import failed_poll
 from ..store import EnvelopeRecord, Store
 from .findings import Category, DriftId, Finding
 from .history import StoredVerdicts, replay
@@ -36,6 +37,10 @@ _KIND_OF = {
     DriftId.LEAF_REKEYED: "certificates", DriftId.ROOT_CHANGED: "certificates",
 }
 STATUSES = ("affirming", "warning", "contraindicated", "none")
+#: A device's verification state: its newest stored output verified again (trusted or not), or
+#: its last poll failed and stored nothing (unreachable), or nothing of it is stored (unknown).
+TRUSTED, UNTRUSTED, UNREACHABLE, UNKNOWN = "trusted", "untrusted", "unreachable", "unknown"
+VERIFICATION_STATES = (TRUSTED, UNTRUSTED, UNREACHABLE, UNKNOWN)
 _COLOR = {"affirming": "#2e7d32", "warning": "#ef8f00", "contraindicated": "#c62828", "none": "#9e9e9e"}
 _KIND_COLOR = {"files": "#5c6bc0", "packages": "#26a69a", "reboots": "#8d6e63", "commits": "#ab47bc",
                "hardware": "#78909c", "boot": "#ec407a", "certificates": "#ffa726"}
@@ -68,9 +73,30 @@ def _expiry_days(store: Store, record: EnvelopeRecord | None, now: dt.datetime) 
     return days
 
 
+def _verification(record: EnvelopeRecord | None, verdict: Any, state: Mapping[str, Any]) -> dict[str, Any]:
+    """The device's verification state: a failed last poll (the device state says so; nothing
+    was stored) is `unreachable` with the state's reason and message; otherwise the verdict of
+    the newest stored output, with its first error's id and message when not trusted."""
+    last_reached = record.received if record is not None else None
+    failed = failed_poll(state)
+    if failed is not None:
+        reason, message, polled = failed
+        return {"state": UNREACHABLE, "reason": reason, "message": message, "checked": polled,
+                "last_reached": last_reached}
+    if record is None or verdict is None:
+        return {"state": UNKNOWN, "reason": None, "message": "no collection of this device is stored",
+                "checked": None, "last_reached": None}
+    if verdict.trusted:
+        return {"state": TRUSTED, "reason": None, "message": None, "checked": record.received,
+                "last_reached": last_reached}
+    error = verdict.errors[0]
+    return {"state": UNTRUSTED, "reason": str(error.id), "message": error.message, "checked": record.received,
+            "last_reached": last_reached}
+
+
 def build_report(store: Store, verdicts: StoredVerdicts, *, now: dt.datetime | None = None) -> dict[str, Any]:
-    """The report's data: one entry per device with its table row and its timeline (its drift
-    from what verifying each stored output returns: `verdicts`)."""
+    """The report's data: one entry per device with its verification state, its table row and
+    its timeline (its drift from what verifying each stored output returns: `verdicts`)."""
     now = now or dt.datetime.now(dt.UTC)
     latest, latest_trusted, states = store.latest(), store.latest_trusted(), store.readable_states()
     statuses = {path: status for _, _, path, status in store.appraisal_statuses()}
@@ -86,19 +112,21 @@ def build_report(store: Store, verdicts: StoredVerdicts, *, now: dt.datetime | N
                 "changes": _counts(step.drift),
             })
         record = latest.get(name)
+        verdict = verdicts(record) if record is not None else None
         appraisal = store.appraisal(record) if record is not None else None
         open_findings = []
         if appraisal is not None:
             open_findings = [{"id": f["id"], "severity": f["severity"], "category": f["category"],
                               "message": f["message"]}
                              for f in appraisal.get("findings", []) if f.get("severity") != "info"]
-        elif record is not None and record.trusted is False:
-            open_findings = [{"id": reason, "severity": "error", "category": str(Category.IDENTITY),
-                              "message": "the verifier did not trust the newest envelope"}
-                             for reason in record.reasons]
+        elif verdict is not None and not verdict.trusted:
+            open_findings = [{"id": str(f.id), "severity": str(f.severity), "category": str(Category.IDENTITY),
+                              "message": f.message} for f in verdict.errors]
         state = states.get(name, {})
         devices.append({
             "device": name,
+            "verification": _verification(record, verdict, state),
+            "appraised": appraisal is not None,
             "last_collection": record.received if record else None,
             "last_poll_status": state.get("last_status"),
             "last_trusted": latest_trusted[name].received if name in latest_trusted else None,
@@ -109,32 +137,48 @@ def build_report(store: Store, verdicts: StoredVerdicts, *, now: dt.datetime | N
             "timeline": timeline,
         })
     counts = dict.fromkeys(STATUSES, 0)
+    verification = dict.fromkeys(VERIFICATION_STATES, 0)
     for device in devices:
         counts[device["status"] if device["status"] in counts else "none"] += 1
+        verification[device["verification"]["state"]] += 1
     return {"format": REPORT_FORMAT, "generated": now.isoformat(timespec="seconds"), "store": str(store.root),
-            "summary": {"devices": len(devices), "status_counts": counts}, "devices": devices}
+            "summary": {"devices": len(devices), "status_counts": counts, "verification_counts": verification,
+                        "appraised": sum(1 for device in devices if device["appraised"])},
+            "devices": devices}
 
 
 # --- HTML ------------------------------------------------------------------------------------
 
+_STATE_COLOR = {TRUSTED: "#2e7d32", UNTRUSTED: "#c62828", UNREACHABLE: "#5e35b1", UNKNOWN: "#757575"}
+#: A symbol beside each word: a state reads without colour (colour-blind readers, print, grey scale).
+_STATE_SYMBOL = {TRUSTED: "\u2714", UNTRUSTED: "\u2718", UNREACHABLE: "\u2298", UNKNOWN: "?"}
+_STATUS_SYMBOL = {"affirming": "\u2714", "warning": "\u25b2", "contraindicated": "\u2718", "none": "\u2013"}
+_STATUS_WORD = {"none": "not appraised"}
+#: Horizontal room one date label of a timeline needs (two lines: date, then time).
+_LABEL_SPACING_PX = 72
+
 _CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:1.5rem auto;max-width:1200px;
-padding:0 1rem;color:#212121;background:#fafafa}
-h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem}
-.meta{color:#616161;font-size:.9rem}
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;margin:1.5rem auto;
+max-width:1300px;padding:0 1rem;color:#212121;background:#fafafa}
+h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem}h3{font-size:1rem;margin:.8rem 0 .3rem}
+.meta{color:#616161;font-size:.9rem}.asof{font-size:1rem;font-weight:600;margin:.2rem 0}
 table{border-collapse:collapse;width:100%;font-size:.9rem;background:#fff}
 th,td{border-bottom:1px solid #e0e0e0;padding:.35rem .5rem;text-align:left;vertical-align:top}
 th{cursor:pointer;user-select:none;background:#eeeeee;position:sticky;top:0}
 th[aria-sort=ascending]::after{content:' \\25B2'}th[aria-sort=descending]::after{content:' \\25BC'}
-.status{display:inline-block;padding:.05rem .45rem;border-radius:.6rem;color:#fff;font-weight:600;font-size:.8rem}
-.affirming{background:#2e7d32}.warning{background:#ef8f00}.contraindicated{background:#c62828}.none{background:#9e9e9e}
+.name,.when{white-space:nowrap}
+.status{display:inline-block;padding:.05rem .45rem;border-radius:.6rem;color:#fff;font-weight:600;font-size:.8rem;
+white-space:nowrap}
+.why{font-size:.85rem}.why b{font-family:ui-monospace,'DejaVu Sans Mono',monospace;font-weight:600}
 details{background:#fff;border:1px solid #e0e0e0;border-radius:.3rem;margin:.5rem 0;padding:.4rem .8rem}
-summary{cursor:pointer;font-weight:600}
+summary{cursor:pointer;font-weight:600}summary .name{margin-right:.4rem}
 .cards{display:flex;gap:1rem;flex-wrap:wrap;align-items:center}
-.legend span{margin-right:.8rem;font-size:.8rem}
+.legend span{margin-right:.8rem;font-size:.8rem;white-space:nowrap}
 .legend i{display:inline-block;width:.7rem;height:.7rem;margin-right:.25rem;vertical-align:middle}
 ul.findings{margin:.3rem 0;padding-left:1.2rem;font-size:.85rem}
-"""
+figure{margin:.6rem 0}figcaption{font-size:.85rem;color:#424242;margin-bottom:.2rem}
+""" + "".join(f".{status}{{background:{color}}}" for status, color in _COLOR.items()) \
+    + "".join(f".v-{state}{{background:{color}}}" for state, color in _STATE_COLOR.items())
 
 _SCRIPT = """
 document.querySelectorAll('table.sortable th').forEach(function(th,col){
@@ -156,79 +200,165 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _status_badge(status: str) -> str:
-    return f'<span class="status {_e(status)}">{_e(status)}</span>'
+def _when(iso: str | None, *, seconds: bool = True) -> str:
+    """An ISO time as `YYYY-MM-DD HH:MM[:SS] UTC`; text that is no time is shown as it is."""
+    if not iso:
+        return "never"
+    try:
+        moment = dt.datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
 
 
-def _status_chart(counts: Mapping[str, int]) -> str:
+def _status_badge(status: str, *, device: bool = True) -> str:
+    """An appraisal status; a device's `none` reads "not appraised", a trust vector's "none"."""
+    word = _STATUS_WORD.get(status, status) if device else status
+    return f'<span class="status {_e(status)}">{_STATUS_SYMBOL.get(status, "")} {_e(word)}</span>'
+
+
+def _state_badge(state: str) -> str:
+    return f'<span class="status v-{_e(state)}">{_STATE_SYMBOL.get(state, "")} {_e(state)}</span>'
+
+
+def _why(verification: Mapping[str, Any]) -> str:
+    """The state explained: the reason id with its message, and the time it is about."""
+    state = verification["state"]
+    reason = f'<b>{_e(verification["reason"])}</b>: ' if verification["reason"] else ""
+    message = f'{reason}{_e(verification["message"] or "")}'
+    checked = f'<span class="when">{_e(_when(verification["checked"]))}</span>'
+    if state == TRUSTED:
+        return f"collection of {checked}"
+    if state == UNTRUSTED:
+        return f'{message}<br><span class="meta">collection of {checked}</span>'
+    if state == UNREACHABLE:
+        reached = verification["last_reached"]
+        since = (f'not reached since <span class="when">{_e(_when(reached))}</span>' if reached
+                 else "never reached")
+        return f'{message}<br><span class="meta">last poll {checked} failed; {since}</span>'
+    return message
+
+
+def _share_chart(counts: Mapping[str, int], order: Sequence[str], colors: Mapping[str, str],
+                 symbols: Mapping[str, str], label: str) -> str:
     total = max(1, sum(counts.values()))
     width, x, parts = 600, 0.0, []
-    for status in STATUSES:
-        share = counts.get(status, 0) / total * width
+    for key in order:
+        share = counts.get(key, 0) / total * width
         if share:
-            parts.append(f'<rect x="{x:.1f}" y="0" width="{share:.1f}" height="28" fill="{_COLOR[status]}">'
-                         f'<title>{_e(status)}: {counts[status]}</title></rect>')
+            parts.append(f'<rect x="{x:.1f}" y="0" width="{share:.1f}" height="28" fill="{colors[key]}">'
+                         f'<title>{_e(key)}: {counts[key]}</title></rect>')
             if share > 40:
-                parts.append(f'<text x="{x + 6:.1f}" y="19" fill="#fff" font-size="13">{counts[status]}</text>')
+                parts.append(f'<text x="{x + 6:.1f}" y="19" fill="#fff" font-size="13">'
+                             f'{symbols.get(key, "")} {counts[key]}</text>')
         x += share
-    return (f'<svg role="img" aria-label="devices by status" width="{width}" height="28" '
+    return (f'<svg role="img" aria-label="{_e(label)}" width="{width}" height="28" '
             f'viewBox="0 0 {width} 28">{"".join(parts)}</svg>')
 
 
-def _timeline_chart(timeline: Sequence[Mapping[str, Any]]) -> str:
-    points = list(timeline)[-MAX_TIMELINE_POINTS:]
+def _timeline_chart(timeline: Sequence[Mapping[str, Any]], failed_poll: str | None = None) -> str:
+    """Per collection: its verification mark, its appraisal dot (when appraised) and its changes
+    as stacked bars; then the failed last poll (`failed_poll`, its time) when there was one; a y
+    axis of change counts and an x axis dated by time (UTC)."""
+    points: list[Mapping[str, Any] | None] = list(timeline)[-MAX_TIMELINE_POINTS:]
+    if failed_poll is not None:
+        points.append(None)  # the failed poll: a slot with no collection
     if not points:
-        return "<p>no collections</p>"
-    step, height, top = 18, 120, 24
-    width = max(200, 40 + step * len(points))
-    biggest = max([1] + [sum(p["changes"].values()) for p in points])
-    parts = [f'<line x1="30" y1="{height}" x2="{width}" y2="{height}" stroke="#bdbdbd"/>']
+        return "<p>no stored collections</p>"
+    step, left, top, bottom = 18, 70, 44, 140
+    width = max(260, left + step * len(points) + 50)
+    height = bottom + 44
+    biggest = max([1] + [sum(p["changes"].values()) for p in points if p is not None])
+    appraised = any(p["status"] != "none" for p in points if p is not None)
+    grey = 'font-size="10" fill="#616161"'
+    parts = [f'<text x="{left - 8}" y="18" text-anchor="end" {grey}>verified</text>',
+             f'<line x1="{left - 4}" y1="{bottom}" x2="{width - 10}" y2="{bottom}" stroke="#9e9e9e"/>',
+             f'<line x1="{left - 4}" y1="{top}" x2="{left - 4}" y2="{bottom}" stroke="#9e9e9e"/>',
+             f'<text x="{left - 8}" y="{top + 4}" text-anchor="end" {grey}>{biggest}</text>',
+             f'<text x="{left - 8}" y="{bottom}" text-anchor="end" {grey}>0</text>',
+             f'<text x="{left - 8}" y="{(top + bottom) // 2 + 4}" text-anchor="end" {grey}>changes</text>',
+             f'<text x="{left}" y="{height - 2}" {grey}>collection received (UTC)</text>']
+    if appraised:
+        parts.append(f'<text x="{left - 8}" y="34" text-anchor="end" {grey}>appraisal</text>')
+    every = max(1, -(-_LABEL_SPACING_PX // step))
+    labelled = -every
     for number, point in enumerate(points):
-        cx = 40 + number * step
-        parts.append(f'<circle cx="{cx}" cy="12" r="6" fill="{_COLOR.get(point["status"], "#9e9e9e")}">'
-                     f'<title>{_e(point["received"])}: {_e(point["status"])}'
-                     f'{"" if point["trusted"] else " (untrusted)"}</title></circle>')
-        y = float(height)
-        for kind in CHANGE_KINDS:
+        cx = left + number * step + step // 2
+        when = point["received"] if point is not None else failed_poll
+        received = _when(when)
+        state = UNREACHABLE if point is None else TRUSTED if point["trusted"] else UNTRUSTED
+        what = "poll failed, nothing stored" if point is None else state
+        parts.append(f'<text x="{cx}" y="19" text-anchor="middle" font-size="13" fill="{_STATE_COLOR[state]}">'
+                     f'{_STATE_SYMBOL[state]}<title>{_e(received)}: {what}</title></text>')
+        if point is not None and appraised:
+            parts.append(f'<circle cx="{cx}" cy="30" r="5" fill="{_COLOR.get(point["status"], "#9e9e9e")}">'
+                         f'<title>{_e(received)}: {_e(point["status"])}</title></circle>')
+        y = float(bottom)
+        for kind in CHANGE_KINDS if point is not None else ():
             count = point["changes"].get(kind, 0)
             if not count:
                 continue
-            bar = (height - top) * count / biggest
+            bar = (bottom - top) * count / biggest
             y -= bar
             parts.append(f'<rect x="{cx - 6}" y="{y:.1f}" width="12" height="{bar:.1f}" fill="{_KIND_COLOR[kind]}">'
-                         f'<title>{_e(point["received"])}: {count} {kind}</title></rect>')
-    return (f'<svg role="img" aria-label="status and changes over time" width="{width}" height="{height + 4}" '
-            f'viewBox="0 0 {width} {height + 4}">{"".join(parts)}</svg>')
+                         f'<title>{_e(received)}: {count} {kind}</title></rect>')
+        last = number == len(points) - 1
+        if number - labelled >= every or (last and number - labelled >= every // 2 + 1):
+            labelled = number
+            day, _, clock = _when(when, seconds=False).partition(" ")
+            parts.append(f'<line x1="{cx}" y1="{bottom}" x2="{cx}" y2="{bottom + 4}" stroke="#9e9e9e"/>'
+                         f'<text x="{cx}" y="{bottom + 15}" text-anchor="middle" font-size="10">{_e(day)}</text>'
+                         f'<text x="{cx}" y="{bottom + 27}" text-anchor="middle" {grey}>'
+                         f'{_e(clock.removesuffix(" UTC"))}</text>')
+    return (f'<svg role="img" aria-label="verification, appraisal and changes per collection, by date" '
+            f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">{"".join(parts)}</svg>')
 
 
-def _legend() -> str:
-    statuses = "".join(f'<span><i style="background:{_COLOR[s]}"></i>{s}</span>' for s in STATUSES)
+def _legend(appraised: bool) -> str:
+    states = "".join(f'<span><i style="background:{_STATE_COLOR[s]}"></i>{_STATE_SYMBOL[s]} {s}</span>'
+                     for s in VERIFICATION_STATES)
+    statuses = "".join(f'<span><i style="background:{_COLOR[s]}"></i>{_STATUS_SYMBOL[s]} '
+                       f'{_STATUS_WORD.get(s, s)}</span>' for s in STATUSES) if appraised else ""
     kinds = "".join(f'<span><i style="background:{_KIND_COLOR[k]}"></i>{k}</span>' for k in CHANGE_KINDS)
-    return f'<div class="legend">{statuses}</div><div class="legend">{kinds}</div>'
+    return "".join(f'<div class="legend">{part}</div>' for part in (states, statuses, kinds) if part)
+
+
+def _expiry(days: Mapping[str, int | None]) -> str:
+    return " / ".join("-" if days.get(role) is None else str(days[role]) for role in ("leaf", "root"))
 
 
 def render_html(report: Mapping[str, Any]) -> str:
     """The report as one self-contained HTML page."""
+    appraised = report["summary"]["appraised"] > 0
     rows, sections = [], []
     for device in report["devices"]:
-        name = device["device"]
+        name, verification = device["device"], device["verification"]
+        state = verification["state"]
         anchor = "dev-" + "".join(c if c.isalnum() else "-" for c in name)
-        expiry = device["days_to_expiry"]
-        leaf = expiry.get("leaf")
+        leaf = device["days_to_expiry"].get("leaf")
         findings = device["open_findings"]
         shown = ", ".join(_e(f["id"]) for f in findings[:MAX_OPEN_FINDINGS_SHOWN])
         more = len(findings) - MAX_OPEN_FINDINGS_SHOWN
         rank = STATUSES.index(device["status"]) if device["status"] in STATUSES else len(STATUSES)
+        # an unreachable device's appraisal is its last stored collection's: say so beside it
+        of_when = (f'<br><span class="meta">of the collection of {_e(_when(device["last_collection"]))}</span>'
+                   if state == UNREACHABLE and device["appraised"] else "")
+        appraisal_cell = (f'<td data-sort="{rank}">{_status_badge(device["status"])}{of_when}</td>'
+                          if appraised else "")
         rows.append(
-            f'<tr data-device="{_e(name)}" data-status="{_e(device["status"])}">'
-            f'<td data-sort="{_e(name)}"><a href="#{anchor}">{_e(name)}</a></td>'
-            f'<td data-sort="{_e(device["last_trusted"] or "")}">{_e((device["last_trusted"] or "never")[:19])}</td>'
-            f'<td data-sort="{rank}">{_status_badge(device["status"])}</td>'
-            f'<td data-sort="{leaf if leaf is not None else 99999}">{_e("" if leaf is None else leaf)}'
-            f'{"" if expiry.get("root") is None else " / " + _e(expiry["root"])}</td>'
+            f'<tr data-device="{_e(name)}" data-status="{_e(device["status"])}" data-verification="{_e(state)}">'
+            f'<td class="name" data-sort="{_e(name)}"><a href="#{anchor}">{_e(name)}</a></td>'
+            f'<td data-sort="{VERIFICATION_STATES.index(state)}">{_state_badge(state)}</td>'
+            f'<td class="why" data-sort="{_e(verification["reason"] or "")}">{_why(verification)}</td>'
+            f'{appraisal_cell}'
+            f'<td class="when" data-sort="{_e(device["last_trusted"] or "")}">{_e(_when(device["last_trusted"]))}</td>'
+            f'<td data-sort="{leaf if leaf is not None else 99999}">{_e(_expiry(device["days_to_expiry"]))}</td>'
             f'<td data-sort="{len(findings)}">{len(findings)}{": " + shown if shown else ""}'
             f'{f" (+{more})" if more > 0 else ""}</td></tr>')
-        vector = "".join(f"<span>{_e(c)} {_status_badge(s)}</span> " for c, s in device["trust_vector"].items())
+        vector = "".join(f"<span>{_e(category)} {_status_badge(status, device=False)}</span> "
+                         for category, status in device["trust_vector"].items())
         items = "".join(f'<li><b>{_e(f["id"])}</b> ({_e(f["severity"])}, {_e(f["category"])}): {_e(f["message"])}</li>'
                         for f in findings)
         changes = dict.fromkeys(CHANGE_KINDS, 0)
@@ -236,28 +366,46 @@ def render_html(report: Mapping[str, Any]) -> str:
             for kind, count in point["changes"].items():
                 changes[kind] += count
         change_text = ", ".join(f"{count} {kind}" for kind, count in changes.items() if count) or "none"
+        # a device that needs looking at is open: its state and findings are never hidden
+        is_open = " open" if state != TRUSTED or device["status"] in ("warning", "contraindicated") else ""
         sections.append(
-            f'<details id="{anchor}"><summary>{_e(name)} {_status_badge(device["status"])}</summary>'
-            f'<p class="meta">last collection {_e(device["last_collection"])}; last trusted '
-            f'{_e(device["last_trusted"] or "never")}; {len(device["timeline"])} collections; changes: '
+            f'<details id="{anchor}"{is_open}><summary><span class="name">{_e(name)}</span> {_state_badge(state)}'
+            f'{" " + _status_badge(device["status"]) if device["appraised"] else ""}</summary>'
+            f'<p class="why">{_why(verification)}</p>'
+            f'<p class="meta">last collection {_e(_when(device["last_collection"]))}; last trusted '
+            f'{_e(_when(device["last_trusted"]))}; {len(device["timeline"])} collections; changes: '
             f'{_e(change_text)}</p><div class="cards">{vector}</div>'
-            f'{_timeline_chart(device["timeline"])}'
+            f'{_timeline_chart(device["timeline"], verification["checked"] if state == UNREACHABLE else None)}'
             f'{"<ul class=findings>" + items + "</ul>" if items else "<p>no open findings</p>"}</details>')
-    counts = report["summary"]["status_counts"]
-    summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES)
+    summary = report["summary"]
+    counts, states = summary["status_counts"], summary["verification_counts"]
+    asof = _when(report["generated"])
+    state_text = ", ".join(f"{states.get(s, 0)} {s}" for s in VERIFICATION_STATES if states.get(s, 0))
+    status_text = ", ".join(f"{counts.get(s, 0)} {_STATUS_WORD.get(s, s)}" for s in STATUSES)
+    charts = [f'<figure><figcaption>Verification of each device\'s newest collection, as of {_e(asof)}: '
+              f'{_e(state_text or "no devices")}</figcaption>'
+              f'{_share_chart(states, VERIFICATION_STATES, _STATE_COLOR, _STATE_SYMBOL, "devices by verification")}'
+              f'</figure>']
+    if appraised:
+        charts.append(f'<figure><figcaption>Appraisal against the policy, as of {_e(asof)}: {_e(status_text)}'
+                      f'</figcaption>{_share_chart(counts, STATUSES, _COLOR, _STATUS_SYMBOL, "devices by appraisal")}'
+                      f'</figure>')
+    appraisal_head = "<th>appraisal</th>" if appraised else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Fleet trust posture</title><style>{_CSS}</style></head>
+<title>Fleet trust posture as of {_e(asof)}</title><style>{_CSS}</style></head>
 <body>
 <h1>Fleet trust posture</h1>
-<p class="meta">{report["summary"]["devices"]} devices ({_e(summary)}); store {_e(report["store"])};
-generated {_e(report["generated"])}</p>
-{_status_chart(counts)}
-{_legend()}
+<p class="asof" id="as-of">as of {_e(asof)}</p>
+<p class="meta">{summary["devices"]} devices; store {_e(report["store"])}{
+"" if appraised else "; no appraisal stored (collect with --policy, or dossier appraise, to add one)"}</p>
+{"".join(charts)}
+{_legend(appraised)}
 <h2>Devices</h2>
-<table class="sortable" id="fleet"><thead><tr><th>device</th><th>last trusted collection (UTC)</th>
-<th>status</th><th>days to certificate expiry (leaf / root)</th><th>open findings</th></tr></thead>
+<table class="sortable" id="fleet"><thead><tr><th>device</th><th>verification</th><th>why / since when</th>
+{appraisal_head}<th>last trusted collection</th><th>certificate expiry in days (leaf / root)</th><th>open findings</th>
+</tr></thead>
 <tbody>
 {"".join(rows)}
 </tbody></table>

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,3 +64,49 @@ def rig_factory(tmp_path: Path) -> Iterator[Any]:
     yield make
     for fleet in fleets:
         fleet.stop()
+
+
+#: Browsers looked for, Debian's first (.ci/run installs `chromium`).
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+#: Set by .ci/run: there a missing browser fails the browser tests instead of skipping them.
+REQUIRE_BROWSER_ENV = "DOSSIER_REQUIRE_BROWSER"
+#: Headless Chromium needs these where it runs as root in a container without a GPU, and so that
+#: it reaches for no network (the page is one local file) and starts in about a second.
+_HEADLESS_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                   "--window-size=1400,2000")
+#: A page of this project renders in about a second; far longer is a hung browser.
+BROWSER_TIMEOUT_S = 60
+
+
+@dataclasses.dataclass
+class HeadlessBrowser:
+    """Headless Chromium in its own screenshot and DOM-dump modes, with a fresh profile."""
+
+    executable: str
+    profile: Path
+
+    def _run(self, page: Path, mode: str) -> str:
+        done = subprocess.run([self.executable, *_HEADLESS_FLAGS, f"--user-data-dir={self.profile}", mode,
+                               page.resolve().as_uri()],
+                              check=True, timeout=BROWSER_TIMEOUT_S, capture_output=True, text=True)
+        return done.stdout
+
+    def dom(self, page: Path) -> str:
+        """The page's DOM as the browser rendered it (after its script ran)."""
+        return self._run(page, "--dump-dom")
+
+    def screenshot(self, page: Path, png: Path) -> Path:
+        self._run(page, f"--screenshot={png}")
+        return png
+
+
+@pytest.fixture
+def headless_browser(tmp_path: Path) -> HeadlessBrowser:
+    executable = next((shutil.which(name) for name in BROWSERS if shutil.which(name)), None)
+    if executable is None:
+        why = f"no headless browser on this machine (looked for {', '.join(BROWSERS)})"
+        if os.environ.get(REQUIRE_BROWSER_ENV):
+            pytest.fail(f"{why}; ${REQUIRE_BROWSER_ENV} is set (.ci/run installs Debian's chromium)")
+        pytest.skip(f"{why}; .ci/run installs Debian's chromium")
+    return HeadlessBrowser(executable, tmp_path / "browser-profile")
