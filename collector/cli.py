@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from verifier.cli import DEFAULT_TRUST_STORE  # one default for every command
-from verifier.display import cell, inert  # device text is shown inert, never as markup
+from verifier.display import cell, inert, print_table  # device text is shown inert, never as markup
 from verifier.findings import FindingId, Severity
 
 from .alerts import AlertSink, write_metrics
@@ -391,7 +391,6 @@ def _print_summary(summary: RunSummary, *, as_json: bool, verbose: bool = False)
     if as_json:
         click.echo(json.dumps(summary.to_json(), indent=2))
         return
-    from .tables import print_table
 
     appraised = any(outcome.appraisal for outcome in summary.outcomes)  # run with --policy
     columns = ["device", "status", "reason", "warnings", "tries", "secs", "bytes", "expiry days leaf/root"]
@@ -613,20 +612,17 @@ def status_command(store_path: Path, as_json: bool, collector_key: Path | None =
                 click.echo(f"record log {finding.severity}: {finding.id}: {inert(finding.message)}", err=True)
             from .status import reason_text
 
-            grid = Table(title=cell(f"Fleet status ({store_path})"))
-            grid.add_column("device", no_wrap=True)  # a name split over two lines reads as two devices
-            for column in ("last poll (UTC)", "status", "reason", "last trusted (UTC)",
-                           "expiry days leaf/root", "appraisal"):
-                grid.add_column(column, overflow="fold")
+            table = []
             for row in rows:
                 status = row["last_status"] or ""
                 expiry = ("" if row["days_leaf"] is None and row["days_root"] is None
                           else f"{_days(row['days_leaf'])}/{_days(row['days_root'])}")  # never 364/None
-                grid.add_row(cell(row["device"]), cell((row["last_poll"] or "")[:19]),
-                             cell(status, _STATUS_STYLE.get(status, "white")),
-                             cell(reason_text(row)), cell((row["last_trusted"] or "")[:19]), cell(expiry),
-                             cell(row["appraisal"], _APPRAISAL_STYLE.get(row["appraisal"] or "", "")))
-            Console().print(grid)
+                table.append((cell(row["device"]), cell((row["last_poll"] or "")[:19]),
+                              cell(status, _STATUS_STYLE.get(status, "white")),
+                              cell(reason_text(row)), cell((row["last_trusted"] or "")[:19]), cell(expiry),
+                              cell(row["appraisal"], _APPRAISAL_STYLE.get(row["appraisal"] or "", ""))))
+            print_table(f"Fleet status ({store_path})", ("device", "last poll (UTC)", "status", "reason",
+                        "last trusted (UTC)", "expiry days leaf/root", "appraisal"), table, no_wrap=("device",))
         bad = any(row["last_status"] != TRUSTED or row["record_findings"] for row in rows) or record_errors
         raise _Exit(EXIT_FAILED if bad or not rows else EXIT_OK)
 

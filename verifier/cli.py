@@ -13,7 +13,7 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from .display import cell, inert
+from .display import cell, inert, print_table
 from .errors import VerifierError
 from .findings import Severity
 from .inputs import parse_time
@@ -324,41 +324,25 @@ def _verdict_word(result: dict[str, Any]) -> tuple[str, str]:
 
 
 def _print_results(results: list[dict[str, Any]], *, verbose: bool) -> None:
-    """The verdicts as a table on a terminal; elsewhere (a pipe, a CI log) one line per envelope
-    of tab-separated fields, so that no id, path or fingerprint is split by wrapping. With
-    `verbose`, then each envelope's passed checks and findings with their messages."""
+    """The verdicts as a table on a terminal; elsewhere (a pipe, a CI log) one record per line
+    (`verifier.display.print_table`), so that no id, path or fingerprint is split by wrapping.
+    With `verbose`, then each envelope's passed checks and findings with their messages."""
     rows = []
     for result in results:
         days = result.get("days_to_expiry") or {}
         expiry = f"{days.get('leaf', '-')}/{days.get('root', '-')}" if days else "-"
-        rows.append((result.get("device") or "-", result["file"], _verdict_word(result), _reasons(result), expiry))
-    if sys.stdout.isatty():
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=None, show_lines=False)
-        for column in _VERIFY_COLUMNS:
-            table.add_column(column, overflow="fold")
-        for device, file, (word, style), reasons, expiry in rows:
-            # Device names and paths come from metadata and the command line: data, never markup.
-            table.add_row(cell(device), cell(file), cell(word, style), cell(reasons), cell(expiry))
-        Console(soft_wrap=False).print(table)
-    else:
-        _print_lines([(device, file, word, reasons, expiry) for device, file, (word, _), reasons, expiry in rows])
+        word, style = _verdict_word(result)
+        # Device names and paths come from metadata and the command line: data, never markup.
+        rows.append((cell(result.get("device") or "-"), cell(result["file"]), cell(word, style),
+                     cell(_reasons(result)), cell(expiry)))
+    print_table(None, _VERIFY_COLUMNS, rows, no_wrap=("device",))
     if verbose:
         for result in results:
             if "error" not in result:
                 _print_details(result)
 
 
-_VERIFY_COLUMNS = ("device", "file", "verdict", "reasons", "days to expiry (leaf/root)")
-
-
-def _print_lines(rows: Sequence[Sequence[object]]) -> None:
-    """One record per line, fields separated by tabs (inert: a tab or newline in a field is
-    shown as its escape, so it cannot add a field or a line)."""
-    for row in rows:
-        click.echo("\t".join(inert(value) for value in row))
+_VERIFY_COLUMNS = ("device", "file", "verdict", "reasons", "expiry days leaf/root")
 
 
 def _print_details(result: dict[str, Any]) -> None:
@@ -470,18 +454,7 @@ def trust_list(trust_store: Path, as_json: bool) -> None:
             root = item.get("sha256", "(pool only)" if record["trust_pool"] else "-")
             rows.append((record["device"], root, _subject(item), item.get("source", "-"), item.get("enrolled_at", "-"),
                          window, leaf.get("sha256", "-"), leaf.get("source", "-")))
-    if sys.stdout.isatty():
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table()
-        for column in _TRUST_COLUMNS:
-            table.add_column(column, overflow="fold")
-        for row in rows:
-            table.add_row(*(cell(value) for value in row))
-        Console(soft_wrap=False).print(table)
-    else:
-        _print_lines(rows)
+    print_table(None, _TRUST_COLUMNS, rows, no_wrap=("device",))
     if pool:
         click.echo(f"trust pool: {len(pool)} CA certificate(s)")
 

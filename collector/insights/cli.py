@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from verifier.cli import DEFAULT_TRUST_STORE  # one default for every command
-from verifier.display import cell, inert  # device text is shown inert, never as markup
+from verifier.display import cell, inert, print_table  # device text is shown inert, never as markup
 
 from ..errors import StoreError
 from ..store import Store, write_file_atomically
@@ -63,7 +63,6 @@ _trust_store_option = click.option(
 
 def _print_findings(findings: Sequence[Finding], title: str) -> None:
     """Each change with its readable message, then what was there before and after (whole)."""
-    from ..tables import print_table
 
     def show(value: object) -> str:
         return "" if value is None else value if isinstance(value, str) else json.dumps(value)
@@ -209,8 +208,7 @@ def appraise_command(store_path: Path, policy_path: Path, devices: tuple[str, ..
             click.echo(json.dumps({"policy": policy.to_json(), "appraisals": [r.to_json(max_drift=0) for r in results]},
                                   indent=2, default=str))
         else:
-            from ..tables import print_table
-
+        
             rows, details = [], []
             for result in results:
                 worse = ", ".join(f"{c}={s}" for c, s in result.vector.items() if s.rank > Status.AFFIRMING.rank)

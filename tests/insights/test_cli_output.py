@@ -9,7 +9,7 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from collector.tables import record_line
+from verifier.display import record_line
 from dossier_cli.main import cli
 from emulator import facts as device_facts
 from emulator.faults import Fault

@@ -216,9 +216,9 @@ def test_trust_list_shows_how_each_root_and_leaf_was_enrolled(tmp_path: Path, de
     result = _runner().invoke(cli, ["trust", "list", "--trust-store", str(store)])
     assert result.exit_code == 0, result.output
     [line] = result.output.splitlines()
-    fields = line.split("\t")
-    assert fields[0] == "r1" and fields[3] == "manual:root.pem" and fields[7] == "fingerprint", fields
-    assert fields[2] == ROOT_SUBJECT
+    fields = _fields(line)
+    assert fields["device"] == "r1" and fields["source"] == "manual:root.pem", fields
+    assert fields["leaf_source"] == "fingerprint" and fields["subject"] == ROOT_SUBJECT
     listed = json.loads(_runner().invoke(cli, ["trust", "list", "--trust-store", str(store), "--json"]).output)
     assert listed["devices"][0]["roots"][0]["source"] == "manual:root.pem"
 
@@ -237,18 +237,25 @@ def test_output_that_is_not_a_terminal_is_one_line_per_record(tmp_path: Path, de
     done = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT, timeout=120,
                           env={**os.environ, **env_columns})
     assert done.returncode == 1, done.stderr
-    lines = done.stdout.splitlines()
+    lines = [_fields(line) for line in done.stdout.splitlines()]
     assert len(lines) == 2 and not any(ch in done.stdout for ch in "│┃━─")
-    assert lines[0].split("\t")[:3] == ["r1", str(good), "TRUSTED"]
-    assert lines[1].split("\t")[:3] == ["r1", str(bad), "NOT TRUSTED"]
-    assert "stored.mismatch" in lines[1].split("\t")[3] and "signature.invalid" in lines[1].split("\t")[3]
+    assert [lines[0][k] for k in ("device", "file", "verdict")] == ["r1", str(good), "TRUSTED"]
+    assert [lines[1][k] for k in ("device", "file", "verdict")] == ["r1", str(bad), "NOT TRUSTED"]
+    assert "stored.mismatch" in lines[1]["reasons"] and "signature.invalid" in lines[1]["reasons"]
     listed = subprocess.run([sys.executable, "-m", "dossier_cli", "trust", "list", "--trust-store", str(store)],
                             capture_output=True, text=True, cwd=PROJECT, timeout=120, env={**os.environ, **env_columns})
     assert listed.returncode == 0, listed.stderr
     from verifier.chain import fingerprint
 
     [line] = listed.stdout.splitlines()
-    assert line.split("\t")[1] == fingerprint(device.root)
+    assert _fields(line)["root_SHA-256"] == fingerprint(device.root)
+
+
+def _fields(line: str) -> dict[str, str]:
+    """A `column=value` record line (`verifier.display.record_line`), as a shell splits it."""
+    import shlex
+
+    return dict(field.split("=", 1) for field in shlex.split(line))
 
 
 def test_enroll_shows_the_candidate_root_with_the_routers_names(device: Device) -> None:
