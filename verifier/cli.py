@@ -41,8 +41,8 @@ Exit codes:
      metadata is not trusted: finding stored.mismatch)
   2  usage or input error (missing file, unreadable trust store or metadata, bad option)
 
-When standard output is not a terminal, each envelope is one line of tab-separated
-fields (device, file, verdict, reasons, days to expiry leaf/root).
+When standard output is not a terminal, each envelope is one line of column=value fields
+(device, file, verdict, reasons, expiry_days_leaf/root; a value with spaces is quoted).
 """
 
 
@@ -422,7 +422,7 @@ def trust_add(device: str, root_pem: Path | None, trust_store: Path, valid_from:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def trust_list(trust_store: Path, as_json: bool) -> None:
     """List enrolled devices, their roots and pinned leaf, and how each was enrolled (source).
-    When standard output is not a terminal, one line per root of tab-separated fields. A damaged
+    When standard output is not a terminal, one line of column=value fields per root. A damaged
     store (a certificate that does not match its recorded SHA-256, ...) is an input error (exit
     2), as it is for `dossier verify`."""
     try:

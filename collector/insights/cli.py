@@ -140,11 +140,14 @@ def diff_command(envelopes: tuple[Path, ...], store_path: Path | None, device: s
 @_trust_store_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report's data as JSON (schemas/report.schema.json).")
 def report_command(store_path: Path, out_path: Path | None, trust_store_path: Path, as_json: bool) -> None:
-    """The fleet's trust posture: a table of devices (last trusted collection, appraisal status,
-    days to certificate expiry, open findings) and per-device timelines of status and changes.
+    """The fleet's trust posture: a table of devices (verification state: trusted, untrusted with
+    the verifier's message, or unreachable since when; last trusted collection; days to
+    certificate expiry; open findings; the appraisal status when one is stored) and per-device
+    timelines of status and changes, as of the time it is made.
 
-    The HTML file needs no network: styles, SVG charts and the table sorting are inline.
-    Statuses come from stored appraisals (`dossier collect --policy`, `dossier appraise`).
+    The verification state is verified again against --trust-store, with or without a policy;
+    appraisal statuses come from stored appraisals (`dossier collect --policy`, `dossier
+    appraise`). The HTML file needs no network: styles, SVG charts and the table sorting are inline.
     """
     from ..cli import _errors_to_exit_codes, _Exit
 
