@@ -9,7 +9,10 @@ layer every CLI imports, so this is the one place that does it.
 
 from __future__ import annotations
 
-from rich.text import Text
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 __all__ = ["cell", "inert"]
 
@@ -42,4 +45,6 @@ def _escape(ch: str) -> str:
 
 def cell(value: object, style: str = "") -> Text:
     """A Rich table cell (or title) showing `value` literally: inert, and never read as markup."""
+    from rich.text import Text  # here: `inert` alone (a verdict as JSON) does not need Rich
+
     return Text("" if value is None else inert(value), style=style)
