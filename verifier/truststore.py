@@ -37,7 +37,8 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 
 import schemas
 
-from ._schemacheck import UnsupportedSchema, compile_schema, ecma_validator
+from ._schemacheck import UnsupportedSchema, compile_schema
+from ._schemapatterns import ecma_validator
 from .chain import CERTIFICATE_ERRORS, fingerprint, read_now
 from .errors import TrustStoreError
 

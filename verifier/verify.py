@@ -45,10 +45,10 @@ from ._schemacheck import (
     UnsupportedSchema,
     compile_colon_counter,
     compile_schema,
-    ecma_validator,
     instance_depth_bound,
     numbers_within,
 )
+from ._schemapatterns import ecma_validator
 from ._strictjson import JSONProblem, brackets_outside_strings, check_depth, loads_strict
 from .chain import explain_chain_failure, fingerprint, is_weak_hash, per_certificate, validate_chain
 from .departures import departures
