@@ -5,7 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,9 @@ _worker: dict[str, Any] = {}
 
 def _init_worker(settings: _Settings) -> None:
     _worker["settings"] = settings
-    _worker["store"] = TrustStore.open(settings.store) if settings.store else None
+    # Frozen: one consistent trust store for the run, each of its files read once (not a stat
+    # of every file it has per envelope verified).
+    _worker["store"] = TrustStore.open(settings.store).frozen() if settings.store else None
     _worker["roots"] = [x509.load_der_x509_certificate(der) for der in settings.roots]
 
 
@@ -95,17 +97,32 @@ def _verify_one(path: str, stdin_bytes: bytes | None = None) -> dict[str, Any]:
                                       f"{str(exc)[:200]}); expected a verdict: please report this as a verifier bug"}
 
 
-def _run(files: Sequence[str], settings: _Settings, jobs: int, stdin_bytes: bytes | None) -> Iterator[dict[str, Any]]:
+#: `json.dumps(result, sort_keys=True)`, the same text, without making an encoder per call.
+_json_line = json.JSONEncoder(sort_keys=True).encode
+#: What the exit code needs of a result printed as JSON (all the parent keeps of it).
+_EXIT_KEYS = ("file", "trusted", "error")
+
+
+def _verify_json(path: str, stdin_bytes: bytes | None = None) -> tuple[str, dict[str, Any]]:
+    """`_verify_one`'s result as its JSON line, and the part of it the exit code needs: a worker
+    sends back the line, not the whole result (the parent then only writes it)."""
+    result = _verify_one(path, stdin_bytes)
+    return _json_line(result), {key: result[key] for key in _EXIT_KEYS if key in result}
+
+
+def _run(files: Sequence[str], settings: _Settings, jobs: int, stdin_bytes: bytes | None,
+         verify: Callable[..., Any] = _verify_one) -> Iterator[Any]:
+    """`verify` (`_verify_one` or `_verify_json`) of each file, in input order."""
     if jobs <= 1 or len(files) <= 1 or stdin_bytes is not None:  # stdin was read here
         _init_worker(settings)
         for path in files:
-            yield _verify_one(path, stdin_bytes if path == "-" else None)
+            yield verify(path, stdin_bytes if path == "-" else None)
         return
     # Verification is CPU-bound Python: processes, not threads (the GIL). Results come back in
     # input order so the output is stable.
     with concurrent.futures.ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(settings,)) as pool:
         chunk = max(1, min(64, len(files) // (jobs * 4)))
-        yield from pool.map(_verify_one, files, chunksize=chunk)
+        yield from pool.map(verify, files, chunksize=chunk)
 
 
 # Info findings an operator acts on, by id -> what the table says: shown for trusted envelopes
@@ -258,7 +275,7 @@ def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tupl
                          _collector_key(collector_key, trust_store), profile_given, verbose and not as_json)
     stdin_bytes = _stdin_bytes().read(policy.max_envelope_bytes + 1) if "-" in files else None
     results = []
-    stream = _run(list(files), settings, jobs, stdin_bytes)
+    stream = _run(list(files), settings, jobs, stdin_bytes, _verify_json if as_json else _verify_one)
     if not as_json and len(files) > _PROGRESS_FROM and sys.stderr.isatty():
         from rich.console import Console
         from rich.progress import track
@@ -267,7 +284,8 @@ def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tupl
                        console=Console(stderr=True))
     for result in stream:
         if as_json:
-            click.echo(json.dumps(result, sort_keys=True))
+            line, result = result
+            click.echo(line)
         results.append(result)
     if not as_json:
         _print_results(results, verbose=verbose)

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import click
-from rich.text import Text
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
 __all__ = ["cell", "inert", "print_table", "record_line"]
 
@@ -55,11 +55,15 @@ def _escape(ch: str) -> str:
 
 def cell(value: object, style: str = "") -> Text:
     """A Rich table cell (or title) showing `value` literally: inert, and never read as markup."""
+    from rich.text import Text  # here: `inert` alone (a verdict as JSON) does not need Rich
+
     return Text("" if value is None else inert(value), style=style)
 
 
 def record_line(fields: Sequence[tuple[str, Text | str]]) -> str:
     """`name=value name2="two words"`; empty values are left out."""
+    from rich.text import Text
+
     parts = []
     for name, value in fields:
         text = value.plain if isinstance(value, Text) else inert(value)
@@ -90,6 +94,7 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
     made into cells here)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = console or Console()
     if not console.is_terminal:

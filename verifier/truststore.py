@@ -29,18 +29,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 import schemas
 
-from ._schemacheck import UnsupportedSchema, compile_schema, ecma_validator
+from ._schemacheck import UnsupportedSchema, compile_schema
+from ._schemapatterns import ecma_validator
 from .chain import CERTIFICATE_ERRORS, fingerprint, format_name, read_now
 from .errors import TrustStoreError
+
+if TYPE_CHECKING:
+    import jsonschema
 
 __all__ = ["RootEntry", "TrustStore", "parse_bundle"]
 
@@ -147,6 +150,7 @@ class RootEntry:
 
 @cache
 def _validator() -> jsonschema.Draft202012Validator:
+    """jsonschema's validator: it explains what the compiled check refused, and checks writes."""
     return ecma_validator(schemas.load("truststore"))
 
 
@@ -206,7 +210,6 @@ class TrustStore:
     def __init__(self, path: Path) -> None:
         """Use `TrustStore.open`."""
         self.path = Path(path)
-        self._validator = _validator()
         # file -> (identity of the version read, parsed content). Writes replace files (a new
         # inode), so a changed identity means re-read: verifying a batch reads each file once.
         self._files: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
@@ -306,7 +309,7 @@ class TrustStore:
             raise TrustStoreError(f"{file}: cannot be read as JSON ({exc}); the store is damaged") from None
         if _is_valid()(content):
             return content
-        errors = sorted(self._validator.iter_errors(content), key=lambda error: error.path)
+        errors = sorted(_validator().iter_errors(content), key=lambda error: error.path)
         if errors:
             raise TrustStoreError(
                 f"{file}: does not match schemas/truststore.schema.json "
@@ -317,7 +320,7 @@ class TrustStore:
     def _write(self, file: Path, content: dict[str, Any]) -> None:
         if self._frozen:
             raise TrustStoreError(f"{self.path}: a frozen view (one collection run's) cannot be changed")
-        self._validator.validate(content)
+        _validator().validate(content)
         file.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".tmp")
         try:

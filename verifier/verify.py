@@ -34,9 +34,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
@@ -46,10 +45,10 @@ from ._schemacheck import (
     UnsupportedSchema,
     compile_colon_counter,
     compile_schema,
-    ecma_validator,
     instance_depth_bound,
     numbers_within,
 )
+from ._schemapatterns import ecma_validator
 from ._strictjson import JSONProblem, brackets_outside_strings, check_depth, loads_strict
 from .chain import explain_chain_failure, fingerprint, is_weak_hash, per_certificate, validate_chain
 from .departures import departures
@@ -58,6 +57,9 @@ from .errors import ChainError, SignatureError, VerifierError
 from .findings import Finding, FindingId, Severity
 from .policy import DEFAULT_POLICY, Policy
 from .signature import KeyPolicyError, algorithm_name, check_key_policy, verify_signature
+
+if TYPE_CHECKING:
+    import jsonschema  # imported by `ecma_validator` when a refused dossier needs explaining
 from .truststore import TrustStore
 
 __all__ = ["Verdict", "verify_envelope"]

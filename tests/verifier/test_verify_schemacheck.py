@@ -13,15 +13,8 @@ from hypothesis import strategies as st
 
 import schemas
 from vbuilder import dossier
-from verifier._schemacheck import (
-    UnsupportedSchema,
-    compile_colon_counter,
-    compile_schema,
-    ecma_regex,
-    ecma_validator,
-    numbers_within,
-    pattern_search,
-)
+from verifier._schemacheck import UnsupportedSchema, compile_colon_counter, compile_schema, numbers_within
+from verifier._schemapatterns import ecma_regex, ecma_validator, pattern_search
 
 _SCHEMA = schemas.load("dossier")
 _CHECK = compile_schema(_SCHEMA)
@@ -162,7 +155,7 @@ _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\n
 @settings(max_examples=500, deadline=None)
 @given(text=st.text(alphabet=_ALPHABET, max_size=12) | st.text(alphabet="0123456789abcdefABC\n ", min_size=60, max_size=66))
 def test_fast_patterns_equal_the_regex(text: str) -> None:
-    from verifier._schemacheck import FAST_PATTERNS
+    from verifier._schemapatterns import FAST_PATTERNS
 
     for pattern, fast in FAST_PATTERNS.items():
         assert fast(text) == (pattern_search(pattern)(text) is not None), (pattern, text)
@@ -171,7 +164,7 @@ def test_fast_patterns_equal_the_regex(text: str) -> None:
 @pytest.mark.parametrize("text", ["", "AAAA", "AA==", "AAA=", "AAAA\n", "A===", "AAAA=", "AA=A", "====", "AAAAAA==",
                                   "ab" * 32, "ab" * 32 + "\n", "AB" * 32, "ab" * 31, "ab" * 32 + "\n\n"])
 def test_fast_patterns_on_edges(text: str) -> None:
-    from verifier._schemacheck import FAST_PATTERNS
+    from verifier._schemapatterns import FAST_PATTERNS
 
     for pattern, fast in FAST_PATTERNS.items():
         assert fast(text) == (pattern_search(pattern)(text) is not None), (pattern, text)
@@ -181,19 +174,19 @@ def test_fast_patterns_on_edges(text: str) -> None:
 @given(column=st.lists(st.text(alphabet=_ALPHABET + "\x00", max_size=12) | st.sampled_from(["AAAA", "AA==", "QUJD"]),
                        min_size=1, max_size=6))
 def test_base64_column_says_yes_only_when_every_item_matches(column: list[str]) -> None:
-    from verifier._schemacheck import _COLUMN_PATTERNS, BASE64_PATTERN
+    from verifier._schemapatterns import BASE64_PATTERN, COLUMN_PATTERNS
 
     each = all(pattern_search(BASE64_PATTERN)(text) for text in column)
-    assert _COLUMN_PATTERNS[BASE64_PATTERN](column) == each, column
+    assert COLUMN_PATTERNS[BASE64_PATTERN](column) == each, column
 
 
 @settings(max_examples=300, deadline=None)
 @given(column=st.lists(st.text(alphabet="0123456789abcdefA\n", min_size=62, max_size=65), min_size=1, max_size=4))
 def test_sha256_column_says_yes_only_when_every_item_matches(column: list[str]) -> None:
-    from verifier._schemacheck import _COLUMN_PATTERNS, SHA256_HEX_PATTERN
+    from verifier._schemapatterns import COLUMN_PATTERNS, SHA256_HEX_PATTERN
 
     each = all(pattern_search(SHA256_HEX_PATTERN)(text) for text in column)
-    assert _COLUMN_PATTERNS[SHA256_HEX_PATTERN](column) == each, column
+    assert COLUMN_PATTERNS[SHA256_HEX_PATTERN](column) == each, column
 
 
 def _depth(value) -> int:
