@@ -25,6 +25,8 @@ from typing import Any
 
 from cryptography import x509
 
+from verifier.chain import format_name
+
 from .store import write_file_atomically
 
 __all__ = [
@@ -218,7 +220,7 @@ class AlertSink:
             return False
         details = (f"Device= {device}, Trustpoint Name= system-trustpoint, Certificate Type= "
                    f"{'CA' if kind == 'root' else 'ID'}, Serial Number= {_serial(cert)}, Issuer Name= "
-                   f"{cert.issuer.rfc4514_string()}, Subject name= {cert.subject.rfc4514_string()}, "
+                   f"{format_name(cert.issuer)}, Subject name= {format_name(cert.subject)}, "
                    f"Time Left= {_time_left(cert, now)}")
         if days_left <= LAST_WEEK_DAYS:
             sent = self.send(1, "%SECURITY-CEPKI-1-CERT_EXPIRING_ALERT : Certificate expiring WITHIN A "

@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from verifier.cli import DEFAULT_TRUST_STORE  # one default for every command
-from verifier.display import cell, inert, print_table  # device text is shown inert, never as markup
+from verifier.display import cell, inert, inert_lines, print_table  # device text is shown inert, never as markup
 from verifier.findings import FindingId, Severity
 
 from .alerts import AlertSink, write_metrics
@@ -131,10 +131,10 @@ def _errors_to_exit_codes() -> Iterator[None]:
     except _Exit as done:
         sys.exit(done.code)
     except (InventoryError, StoreError, VerifierError) as exc:
-        click.echo(f"error: {inert(exc)}", err=True)
+        click.echo(f"error: {inert_lines(exc)}", err=True)
         sys.exit(EXIT_USAGE)
     except CollectorError as exc:
-        click.echo(f"error: {inert(exc)}", err=True)
+        click.echo(f"error: {inert_lines(exc)}", err=True)
         sys.exit(EXIT_FAILED)
 
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
-__all__ = ["cell", "inert", "print_table", "record_line"]
+__all__ = ["cell", "inert", "inert_lines", "print_table", "record_line"]
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -42,6 +42,13 @@ def inert(value: object) -> str:
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def inert_lines(value: object, indent: str = "  ") -> str:
+    """A multi-line message (an inventory's list of mistakes) made inert line by line, each line
+    after the first indented: it reads as one message, and no line of it can pass for another
+    message (an `error:` line) whatever a line holds."""
+    return ("\n" + indent).join(inert(line) for line in str(value).split("\n"))
 
 
 def _escape(ch: str) -> str:

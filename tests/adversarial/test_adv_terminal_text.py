@@ -156,3 +156,12 @@ def test_drift_table_shows_a_device_file_name_literally(capsys: pytest.CaptureFi
     printed = capsys.readouterr().out
     assert f"/harddisk:/{MARKUP}\\x1b]0;owned\\x07" in printed and '{"sha256": "[/]"}' in printed
     assert f"Drift a -> {MARKUP}" in printed and "\x1b" not in printed
+
+
+def test_a_multi_line_message_is_inert_line_by_line_and_cannot_pass_for_another_message() -> None:
+    from verifier.display import inert_lines
+
+    shown = inert_lines("inventory.yaml:3: name: expected a string\ninventory.yaml:9: error: \x1b[2Jfake")
+    first, second = shown.split("\n")
+    assert first == "inventory.yaml:3: name: expected a string"
+    assert second.startswith("  ") and "\x1b" not in second and "\\x1b[2Jfake" in second
