@@ -109,16 +109,21 @@ def read_stored_bytes(path: Path, max_bytes: int, what: str = "stored") -> bytes
     except OSError as exc:
         raise StoredFileError(path, "unreadable", f"a readable {what} file", str(exc.strerror or exc)) from None
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise StoredFileError(path, "not_regular", f"a readable {what} file (a regular file)", _file_type(mode))
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise StoredFileError(path, "not_regular", f"a readable {what} file (a regular file)",
+                                  _file_type(status.st_mode))
         chunks, left = [], max_bytes + 1
+        # The first read asks for the file's size and one byte more (os.read allocates what it
+        # is asked for: a fixed large chunk costs more than reading a small envelope itself).
+        want = status.st_size + 1
         while left > 0:
-            chunk = os.read(fd, min(left, _READ_CHUNK))
+            chunk = os.read(fd, min(left, want))
             if not chunk:
                 break
             chunks.append(chunk)
             left -= len(chunk)
+            want = _READ_CHUNK  # a file that grew while read: the rest in chunks
         return b"".join(chunks)
     except OSError as exc:
         raise StoredFileError(path, "unreadable", f"a readable {what} file", str(exc.strerror or exc)) from None
