@@ -3,7 +3,8 @@
 One thread watches every listening socket (a fleet of 1,000 devices does not need 1,000
 accept threads); each accepted connection gets a thread that runs the SSH handshake and then
 serves its channels: an `exec` request runs one command (how collectors work), a `shell`
-request with a PTY gets the interactive CLI.
+request with a PTY gets the interactive CLI, and the `sftp` subsystem or an `scp -f` exec
+reads files from harddisk: (emulator.filetransfer).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import paramiko
 
 from .commands import Session, session_loop
+from . import filetransfer
 from .device import Device
 from .faults import Fault
 from .terminal import ChannelTerminal, SessionClosed
@@ -88,6 +90,12 @@ class _ServerInterface(paramiko.ServerInterface):
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
         self._accepted(channel, ("exec", command.decode("utf-8", errors="replace")))
+        return True
+
+    def check_channel_subsystem_request(self, channel: paramiko.Channel, name: str) -> bool:
+        if name != filetransfer.SFTP_SUBSYSTEM:
+            return False
+        self._accepted(channel, ("subsystem", name))
         return True
 
     def _accepted(self, channel: paramiko.Channel, request: tuple[str, Any]) -> None:
@@ -185,7 +193,14 @@ class DeviceServer:
             kind, command = request
             assert interface.username is not None
             try:
-                if kind == "exec":
+                if kind == "subsystem":
+                    filetransfer.serve_sftp(channel, interface, self.device, interface.username,
+                                            self.device.line_timeouts()[0])
+                elif kind == "exec" and filetransfer.is_scp(command):
+                    status = filetransfer.run_scp(channel, self.device, interface.username, command)
+                    channel.send_exit_status(status)
+                    channel.shutdown_write()
+                elif kind == "exec":
                     self._run_exec(transport, channel, interface.username, command)
                 else:
                     self._run_shell(channel, interface.username, interface.pty.get(channel.get_id()))
