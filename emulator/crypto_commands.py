@@ -62,8 +62,6 @@ __all__ = [
     "h_crypto_key_zeroize",
     "h_show_certificates",
     "h_show_mypubkey",
-    "h_show_trustpool",
-    "h_trustpool_import",
 ]
 
 
@@ -274,11 +272,3 @@ def h_show_certificates(s: Session, m: Match) -> str:
             continue
         entries.append((name, ca, router))
     return format_show_certificates(entries, bool(m.args.get("detail")))
-
-
-def h_show_trustpool(s: Session, m: Match) -> str:
-    return "% The CA trustpool is empty on this emulated device.\n"
-
-
-def h_trustpool_import(s: Session, m: Match) -> str:
-    raise PkiError("% Trustpool import from a URL is not supported by this emulator (no network)")
