@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509 import verification
 
 from . import PkiError
-from .screens import format_dn, format_ios_time, format_serial, sha1_fingerprint_hex
+from .screens import crl_distribution_points, format_dn, format_ios_time, format_serial, sha1_fingerprint_hex
 
 __all__ = [
     "BUILT_IN",
@@ -218,17 +218,6 @@ def validate_peer_certificate(
     )
 
 
-def _crl_urls(cert: x509.Certificate) -> list[str]:
-    try:
-        points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-    except x509.ExtensionNotFound:
-        return []
-    return [
-        name.value for point in points for name in (point.full_name or [])
-        if isinstance(name, x509.UniformResourceIdentifier) and name.value.startswith("http://")
-    ]
-
-
 def _check_revocation(
     leaf: x509.Certificate, anchor: Anchor, now: datetime, fetch_crl: Callable[[str], bytes]
 ) -> None:
@@ -236,7 +225,7 @@ def _check_revocation(
         f"% Revocation status of {format_dn(leaf.subject)} unknown: the {anchor.source} policy "
         "requires a CRL"
     )
-    urls = _crl_urls(leaf)
+    urls = [url for url in crl_distribution_points(leaf) if url.startswith("http://")]
     if not urls:
         raise PkiError(f"{unknown} and the certificate names no http CRL distribution point; "
                        "configure 'crl optional' to skip the check")

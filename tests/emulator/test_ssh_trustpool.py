@@ -236,7 +236,7 @@ def test_a_trustpoint_ca_and_its_policy_come_before_the_same_ca_in_the_pool(blan
     with Shell(device) as shell:
         shell.cmd("crypto ca authenticate peer", expect=r"on a line by itself\s*$")
         shell.send(_pem(ca_cert).decode().replace("\n", "\r") + "\r")
-        shell.read_until(r"\[yes/no\]: $")
+        shell.read_until(r"Do you accept this certificate\?\? \[yes/no\]:$")
         shell.cmd("yes")
     output = strip_timestamp(run(device, f"crypto ca trustpool import url {base}/bundle.pem"))
     assert "was revoked" in output, output
