@@ -36,8 +36,6 @@ from .crypto_commands import (
     h_crypto_key_zeroize,
     h_show_certificates,
     h_show_mypubkey,
-    h_show_trustpool,
-    h_trustpool_import,
 )
 from .device import Device, DeviceError, hash_secret
 from .faults import Fault
@@ -45,6 +43,7 @@ from .grammar import GrammarError, Match, Row, completions, match_line
 from .nonce import NonceError, parse_hex_nonce
 from .pki import PkiError
 from .terminal import SessionClosed, Terminal
+from .trustpool_commands import h_show_trustpool, h_trustpool_import
 
 __all__ = ["CONFIG_ROWS", "EXEC_ROWS", "MODE_PROMPTS", "PERSONALITIES", "PIPE_ROWS", "Personality", "Session",
            "XE_EXEC_ROWS", "XE_PIPE_ROWS"]
@@ -580,7 +579,7 @@ EXEC_ROWS: list[Row] = [
     _exec("show running-config [<section...>]", h_show_running, (READ, "config-services")),
     _exec("show crypto key mypubkey {kind:rsa|dsa|ecdsa}", h_show_mypubkey, (READ, "crypto")),
     _exec("show crypto ca certificates [<tp>] [{detail:detail}]", h_show_certificates, (READ, "crypto")),
-    _exec("show crypto ca trustpool [policy]", h_show_trustpool, (READ, "crypto")),
+    _exec("show crypto ca trustpool [{policy:policy}]", h_show_trustpool, (READ, "crypto")),
     _exec(
         f"show platform security integrity dossier [include {{items:{DOSSIER_ITEMS}}}+] "
         "[filesystem-inventory-options <fsopts>] [nonce <nonce>]",

@@ -62,8 +62,6 @@ __all__ = [
     "h_crypto_key_zeroize",
     "h_show_certificates",
     "h_show_mypubkey",
-    "h_show_trustpool",
-    "h_trustpool_import",
 ]
 
 
@@ -114,7 +112,9 @@ def h_crypto_key_generate(s: Session, m: Match) -> str:
     prompt = format_generate_prompt(kind, label, usage)
     head, _, question = prompt.partition("\n")
     s.term.write(head + "\n")
-    if (kind, label) in device.keys:
+    device.boot_rsa_key()
+    replacing = (kind, label) in device.keys
+    if replacing:
         s.term.write(format_already_have_keys(label))
         answer = s.term.ask(REPLACE_KEYS_QUESTION, default="no").lower()
         if answer not in ("yes", "y"):
@@ -123,6 +123,10 @@ def h_crypto_key_generate(s: Session, m: Match) -> str:
         size = {"curve": m.args["curve"]}
     else:
         explanation, _, ask = question.rpartition("\n")
+        if replacing:
+            # The seed's re-generation example indents the explanation after the replace
+            # question and leaves a blank line before the size question.
+            explanation = "\n".join("  " + line for line in explanation.splitlines()) + "\n"
         s.term.write(explanation + "\n")
         size = parse_generate_answer(kind, s.term.ask(ask, default=""))
     keypair = generate_keypair(kind, label, usage=usage, now=device.clock.now(), **size)
@@ -132,6 +136,7 @@ def h_crypto_key_generate(s: Session, m: Match) -> str:
 
 def h_crypto_key_zeroize(s: Session, m: Match) -> str:
     kind, label = m.args["kind"], m.args.get("label")
+    s.device.boot_rsa_key()
     targets = [key for key in s.device.keys if key[0] == kind and (label is None or key[1] == label)]
     if not targets:
         what = f"{kind.upper()} key pair {label}" if label else f"{kind.upper()} keys"
@@ -163,6 +168,7 @@ def h_crypto_key_import(s: Session, m: Match) -> str:
 
 def h_show_mypubkey(s: Session, m: Match) -> str:
     kind = m.args["kind"]
+    s.device.boot_rsa_key()
     keys = [kp for (k, _), kp in sorted(s.device.keys.items()) if k == kind]
     return format_mypubkey(keys, kind)
 
@@ -220,6 +226,7 @@ def _authenticated_trustpoint(s: Session, name: str) -> tuple[TrustpointConfig, 
 def _trustpoint_key(s: Session, tp: TrustpointConfig) -> KeyPair:
     """The key pair the trustpoint's router certificate certifies (keypair, rsakeypair, default)."""
     kind, label = tp.leaf_key_ref()
+    s.device.boot_rsa_key()  # the default RSA key a trustpoint without keypair uses
     key = s.device.keys.get((kind, label))
     if key is None:
         raise PkiError(f"% Key pair {label} ({kind}) does not exist: generate it first")
@@ -274,11 +281,3 @@ def h_show_certificates(s: Session, m: Match) -> str:
             continue
         entries.append((name, ca, router))
     return format_show_certificates(entries, bool(m.args.get("detail")))
-
-
-def h_show_trustpool(s: Session, m: Match) -> str:
-    return "% The CA trustpool is empty on this emulated device.\n"
-
-
-def h_trustpool_import(s: Session, m: Match) -> str:
-    raise PkiError("% Trustpool import from a URL is not supported by this emulator (no network)")

@@ -46,7 +46,7 @@ from . import signing
 from .config import ConfigNode
 from .faults import Fault, FaultSet
 from .pki.certificates import make_leaf_certificate, make_root_certificate
-from .pki.keys import KeyPair, delete_keypair, generate_keypair, load_keypairs, save_keypair
+from .pki.keys import DEFAULT_KEY_LABEL, KeyPair, delete_keypair, generate_keypair, load_keypairs, save_keypair
 from .pki.trustpoints import TrustpointConfig, resolve_trustpoint_keys
 
 __all__ = ["HARDDISK_PREFIXES", "HOST_KEY_TYPES", "KEY_TYPES", "PLATFORMS", "Device", "DeviceError", "hash_secret"]
@@ -202,6 +202,8 @@ class Device:
         self._facts: Any = None
         self._fsinv: Any = None
         self._keys: dict[tuple[str, str], KeyPair] | None = None
+        self._booted = self.clock.now()
+        self._boot_rsa_checked = False
         self._authorized_keys: list[str] | None = None
         self._verified: dict[str, bytes] = {}
         self._xe: Any = None
@@ -334,6 +336,19 @@ class Device:
         with self.lock:
             save_keypair(keypair, self.folder / "keys")
             self.keys[(keypair.kind, keypair.label)] = keypair
+
+    def boot_rsa_key(self) -> None:
+        """The seed's boot-time RSA key ("From Cisco IOS XR Software Release 7.0.1 and later,
+        the crypto keys are auto-generated at the time of router boot up"): `the_default`,
+        dated at boot, when the device has no RSA key. Made on the first look at RSA keys after
+        the start rather than in __init__, so a large fleet pays only for keys someone uses;
+        zeroized, it stays gone until the next start."""
+        with self.lock:
+            if self._boot_rsa_checked:
+                return
+            self._boot_rsa_checked = True
+            if not any(kind == "rsa" for kind, _ in self.keys):
+                self.store_key(generate_keypair("rsa", DEFAULT_KEY_LABEL, now=self._booted))
 
     def delete_key(self, kind: str, label: str) -> None:
         with self.lock:
@@ -583,6 +598,7 @@ class Device:
 
     def issue_leaf(self, trustpoint: str, *, include_serial: bool, ip_address: str | None, **validity: Any) -> x509.Certificate:
         tp = self.trustpoint_config(trustpoint)
+        self.boot_rsa_key()  # the default RSA key a trustpoint without keypair certifies
         ca_cert, _ = self.certificates(trustpoint)
         if ca_cert is None:
             raise DeviceError(f"% Trustpoint {trustpoint} is not authenticated: run 'crypto ca authenticate {trustpoint}' first")

@@ -43,6 +43,7 @@ __all__ = [
     "REENTER_PASSWORD_PROMPT",
     "REPLACE_KEYS_QUESTION",
     "ZEROIZE_KEYS_QUESTION",
+    "crl_distribution_points",
     "format_already_have_keys",
     "format_authenticate_output",
     "format_ca_fingerprint_prompt",
@@ -91,9 +92,9 @@ INCLUDE_SERIAL_QUESTION = "% Include the router serial number in the subject nam
 INCLUDE_IP_QUESTION = "% Include an IP address in the subject name? [yes/no]: "
 # Asked after "yes" to INCLUDE_IP_QUESTION (IOS wording; the seed answers "no").
 ENTER_IP_QUESTION = "Enter Interface name or IP Address[]: "
-# The seed prints "Do you accept this certificate?? [yes/no]:" (a typo in the old example);
-# the issue asks for one question mark.
-ACCEPT_CERTIFICATE_QUESTION = "Do you accept this certificate? [yes/no]: "
+# Verbatim from the seed's `crypto ca authenticate myca` example, doubled question mark and
+# no space after the colon included: scripts written against a router match this text.
+ACCEPT_CERTIFICATE_QUESTION = "Do you accept this certificate?? [yes/no]:"
 # Seed, "crypto ca enroll myca".
 ENROLL_PASSWORD_NOTICE = (
     "% Start certificate enrollment ...\n"
@@ -381,6 +382,31 @@ def _detail_lines(cert: x509.Certificate, indent: str) -> list[str]:
     return lines
 
 
+def crl_distribution_points(cert: x509.Certificate) -> list[str]:
+    """The URIs of the certificate's CRL distribution points ([] when it names none)."""
+    try:
+        points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    except x509.ExtensionNotFound:
+        return []
+    return [
+        str(name.value) for point in points for name in (point.full_name or [])
+        if isinstance(name, x509.UniformResourceIdentifier)
+    ]
+
+
+def _summary_with_crl_points(cert: x509.Certificate, indent: str) -> list[str]:
+    """`format_certificate_summary`, with the seed's "CRL Distribution Point" line and the
+    certificate's URIs (one a line) right after "Validity End" when it names any."""
+    lines = format_certificate_summary(cert, indent=indent)
+    urls = crl_distribution_points(cert)
+    if urls:
+        after_validity = next(i for i, line in enumerate(lines) if "Validity End" in line) + 1
+        lines[after_validity:after_validity] = [
+            f"{indent}CRL Distribution Point", *(f"{indent}  {url}" for url in urls)
+        ]
+    return lines
+
+
 def format_show_certificates(
     trustpoints: Iterable[tuple[str, x509.Certificate | None, x509.Certificate | None]],
     detail: bool = False,
@@ -396,14 +422,14 @@ def format_show_certificates(
         out += ["", f"Trustpoint : {name}", "====="]
         if ca_cert is not None:
             out.append("CA certificate")
-            out += format_certificate_summary(ca_cert, indent="  ")
+            out += _summary_with_crl_points(ca_cert, "  ")
             if detail:
                 out += _detail_lines(ca_cert, "  ")
         if router_cert is not None:
             out.append("Router certificate")
             out.append("  Key usage      : General Purpose")
             out.append("  Status         : Available")
-            out += format_certificate_summary(router_cert, indent="  ")
+            out += _summary_with_crl_points(router_cert, "  ")
             if detail:
                 out += _detail_lines(router_cert, "  ")
             out.append(f"  Associated Trustpoint: {name}")

@@ -95,7 +95,7 @@ def test_cut_and_paste_enrollment_with_an_outside_ca(blank_fleet) -> None:
         shell.cmd("crypto ca authenticate myca", expect=r"on a line by itself\s*$")
         pem = ca_cert.public_bytes(serialization.Encoding.PEM).decode()
         shell.send(pem.replace("\n", "\r") + "\r")
-        output = shell.read_until(r"Do you accept this certificate\? \[yes/no\]: $")
+        output = shell.read_until(r"Do you accept this certificate\?\? \[yes/no\]:$")
         assert "Fingerprint" in output
         shell.cmd("yes")
         shell.cmd("crypto ca enroll myca", expect=r"subject name\? \[yes/no\]: $")
@@ -131,7 +131,7 @@ def test_import_of_a_certificate_for_another_key_is_refused(blank_fleet) -> None
             shell.cmd(line)
         shell.cmd("crypto ca authenticate myca", expect=r"on a line by itself\s*$")
         shell.send(ca_cert.public_bytes(serialization.Encoding.PEM).decode().replace("\n", "\r") + "\r")
-        shell.read_until(r"\[yes/no\]: $")
+        shell.read_until(r"\[yes/no\]:$")
         shell.cmd("yes")
         stranger = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.timezone.utc)
