@@ -293,6 +293,8 @@ def _attribute_values(signed_attributes: _Node) -> dict[bytes, _Node]:
         parts = attribute.children()
         if len(parts) != 2 or len(parts[1].children()) != 1:
             raise PkiError("% SCEP message has a signed attribute that is not one OID and one value")
+        if parts[0].raw in values:  # two values for one name: which would count is ambiguous
+            raise PkiError("% SCEP message has a signed attribute given twice")
         values[parts[0].raw] = parts[1].children()[0]
     return values
 
@@ -314,45 +316,67 @@ def _verify_signature(signer: x509.Certificate, signature: bytes, data: bytes,
         ) from error
 
 
+@dataclass(frozen=True)
+class _SignedData:
+    content: bytes
+    certificates: list[x509.Certificate]
+    issuer_and_serial: tuple[bytes, bytes]
+    digest_oid: bytes
+    signed_attributes: _Node
+    signature: bytes
+
+
+def _signed_data(der: bytes) -> _SignedData:
+    """The parts of a ContentInfo(SignedData) with one signer; PkiError when it is not one."""
+    try:
+        content_info = _parse(der).children()
+        if len(content_info) != 2 or content_info[0].raw != _ID_SIGNED_DATA or content_info[1].tag != 0xA0:
+            raise PkiError("% SCEP message is not a CMS SignedData")
+        parts = _parse(content_info[1].body).children()
+        if len(parts) < 4:
+            raise PkiError(f"% SCEP message is not a CMS SignedData: {len(parts)} fields, expected 4 or more")
+        encapsulated = parts[2].children()
+        content = _octets(_parse(encapsulated[1].body)) if len(encapsulated) > 1 else b""
+        certificates: list[x509.Certificate] = []
+        for optional in parts[3:-1]:
+            if optional.tag == 0xA0:  # [0] IMPLICIT CertificateSet; [1] would be CRLs
+                certificates += [x509.load_der_x509_certificate(node.raw) for node in optional.children()]
+        signer_infos = parts[-1].children()
+        if len(signer_infos) != 1:
+            raise PkiError(f"% SCEP message must have one signer; found {len(signer_infos)}")
+        _version, sid, digest_algorithm, attributes, _algorithm, signature = signer_infos[0].children()[:6]
+        issuer, serial = sid.children()
+        digest_oid = digest_algorithm.children()[0].raw
+    except (IndexError, ValueError) as error:  # a field missing or not a certificate
+        raise PkiError(f"% SCEP message is not a CMS SignedData SCEP can read: {error}") from error
+    if attributes.tag != 0xA0:
+        raise PkiError("% SCEP message has no signed attributes")
+    return _SignedData(content, certificates, (issuer.raw, serial.raw), digest_oid, attributes, signature.body)
+
+
 def parse_pki_message(der: bytes, signers: Sequence[x509.Certificate] | None = None) -> PkiMessage:
     """Read and check a pkiMessage: the signature over the signed attributes and the content
     digest. `signers` are the certificates it may be signed by (the CA's, for a CertRep);
     None takes the signer from the message itself (a CA reading a request)."""
-    # (1) ContentInfo of type signedData
-    content_info = _parse(der).children()
-    if len(content_info) != 2 or content_info[0].raw != _ID_SIGNED_DATA or content_info[1].tag != 0xA0:
-        raise PkiError("% SCEP message is not a CMS SignedData")
-    parts = _parse(content_info[1].body).children()
-    if len(parts) < 4:
-        raise PkiError(f"% SCEP message is not a CMS SignedData: {len(parts)} fields")
-    encapsulated = parts[2].children()
-    content = _octets(_parse(encapsulated[1].body)) if len(encapsulated) > 1 else b""
-    certificates: list[x509.Certificate] = []
-    for optional in parts[3:-1]:
-        if optional.tag == 0xA0:  # [0] IMPLICIT CertificateSet; [1] would be CRLs
-            certificates += [x509.load_der_x509_certificate(node.raw) for node in optional.children()]
-    signer_infos = parts[-1].children()
-    if len(signer_infos) != 1:
-        raise PkiError(f"% SCEP message must have one signer; found {len(signer_infos)}")
-    version, sid, digest_algorithm, attributes_node, _algorithm, signature = signer_infos[0].children()[:6]
-    if attributes_node.tag != 0xA0:
-        raise PkiError("% SCEP message has no signed attributes")
+    # (1) ContentInfo of type signedData, one signer
+    parsed = _signed_data(der)
+    content, certificates = parsed.content, parsed.certificates
     # (2) the signer is a certificate we were told to trust (or, for a CA, the one enclosed)
-    issuer, serial = sid.children()
-    candidates = list(signers) if signers is not None else list(certificates)
+    issuer, serial = parsed.issuer_and_serial
+    candidates = list(signers) if signers is not None else certificates
     signer = next(
         (cert for cert in candidates
-         if cert.issuer.public_bytes() == issuer.raw and _integer(cert.serial_number) == serial.raw),
+         if cert.issuer.public_bytes() == issuer and _integer(cert.serial_number) == serial),
         None,
     )
     if signer is None:
         raise PkiError("% SCEP message is signed by a certificate that is not the CA's (issuer and serial unknown)")
-    digest_class = _DIGESTS.get(digest_algorithm.children()[0].raw)
+    digest_class = _DIGESTS.get(parsed.digest_oid)
     if digest_class is None:
         raise PkiError("% SCEP message uses an unsupported digest algorithm")
     # (3) the signature covers the signed attributes, re-tagged as a SET (RFC 5652 5.4)
-    _verify_signature(signer, signature.body, b"\x31" + attributes_node.raw[1:], digest_class())
-    values = _attribute_values(attributes_node)
+    _verify_signature(signer, parsed.signature, b"\x31" + parsed.signed_attributes.raw[1:], digest_class())
+    values = _attribute_values(parsed.signed_attributes)
     # (4) the messageDigest attribute is the digest of the content
     content_digest = hashes.Hash(digest_class())
     content_digest.update(content)
