@@ -10,6 +10,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from . import signing
@@ -27,9 +28,12 @@ from .pki.keys import (
 )
 from .pki.screens import (
     ACCEPT_CERTIFICATE_QUESTION,
+    ENROLL_PASSWORD_NOTICE,
     ENTER_IP_QUESTION,
     INCLUDE_IP_QUESTION,
     INCLUDE_SERIAL_QUESTION,
+    PASSWORD_PROMPT,
+    REENTER_PASSWORD_PROMPT,
     REPLACE_KEYS_QUESTION,
     ZEROIZE_KEYS_QUESTION,
     format_already_have_keys,
@@ -45,6 +49,7 @@ from .pki.screens import (
     format_serial_notice,
     format_show_certificates,
 )
+from .pki.scep import DEFAULT_RETRY_COUNT, DEFAULT_RETRY_MINUTES, ScepClient
 from .pki.trustpoints import TrustpointConfig, check_enrollment_supported
 
 if TYPE_CHECKING:
@@ -183,7 +188,7 @@ def h_ca_authenticate(s: Session, m: Match) -> str:
             f"% CA certificate already exists for trustpoint {name}: clear it first with "
             f"'clear crypto ca certificates {name}'"
         )
-    check_enrollment_supported(tp)  # `url self` or `terminal`; SCEP is not emulated
+    check_enrollment_supported(tp)
     if tp.enrollment == "self":
         cert = device.issue_root(name)
         return format_authenticate_output(tp, cert, device.fqdn)
@@ -192,12 +197,15 @@ def h_ca_authenticate(s: Session, m: Match) -> str:
             "Enter the base 64 encoded CA certificate.\nEnd with a blank line or the word \"quit\" on a line by itself\n"
         )
         cert = parse_pasted_certificate(text)
-        s.term.write(format_ca_fingerprint_prompt(cert))
-        answer = s.term.ask(ACCEPT_CERTIFICATE_QUESTION, default="no").lower()
-        if answer not in ("yes", "y"):
-            return "% Certificate not accepted.\n"
-        device.store_certificate(name, "ca", cert)
-        return ""
+    else:  # SCEP: GetCACaps, GetCACert
+        cert = ScepClient(tp.enrollment, identifier=name).get_ca().ca_cert
+    # The seed: the CA certificate's fingerprint, then the operator accepts it or nothing is kept.
+    s.term.write(format_ca_fingerprint_prompt(cert).removesuffix(ACCEPT_CERTIFICATE_QUESTION))
+    answer = s.term.ask(ACCEPT_CERTIFICATE_QUESTION, default="no").lower()
+    if answer not in ("yes", "y"):
+        return "% Certificate not accepted.\n"
+    device.store_certificate(name, "ca", cert)
+    return ""
 
 
 def _ask_subject_extras(s: Session, tp: TrustpointConfig) -> tuple[bool, str | None]:
@@ -233,22 +241,66 @@ def _trustpoint_key(s: Session, tp: TrustpointConfig) -> KeyPair:
     return key
 
 
+def _ask_challenge_password(s: Session) -> str:
+    """The seed's challenge password, asked twice without echo; never stored."""
+    s.term.write(ENROLL_PASSWORD_NOTICE)
+    password = s.term.ask(PASSWORD_PROMPT, secret=True)
+    again = s.term.ask(REENTER_PASSWORD_PROMPT, secret=True)
+    if not password:
+        raise PkiError("% A challenge password is required: expected one, found an empty answer; "
+                       "enter the command again")
+    if password != again:
+        raise PkiError("% Passwords do not match: expected the same password twice; enter the command again")
+    return password
+
+
+def _enroll_over_scep(s: Session, tp: TrustpointConfig, ca_cert: Any, key: KeyPair, csr_pem: str) -> Any:
+    """PKCSReq to the trustpoint's SCEP CA (retrying while pending); the certificate it issued."""
+    if key.kind != "rsa":
+        # RFC 8894 3.3.2: the CA encrypts its answer to the requester's key; only RSA can receive it.
+        raise PkiError(
+            f"% SCEP enrollment needs an RSA key pair: the CA encrypts the certificate to the router's "
+            f"key; found {key.kind} key {key.label}; configure 'keypair rsa <label>' or 'rsakeypair <label>'"
+        )
+    client = ScepClient(tp.enrollment or "", identifier=tp.name)
+    ca = client.get_ca()
+    if ca.ca_cert != ca_cert:
+        raise PkiError(
+            f"% The CA at {tp.enrollment} now serves a certificate other than the one authenticated for "
+            f"trustpoint {tp.name}: clear it with 'clear crypto ca certificates {tp.name}' and authenticate again"
+        )
+    s.term.write("% Certificate request sent to Certificate Authority\n" + format_request_fingerprint(csr_pem))
+    cert = client.enroll(
+        ca, x509.load_pem_x509_csr(csr_pem.encode()), key.private_key, clock=s.device.clock.timestamp,
+        retry_minutes=tp.enrollment_retry_period or DEFAULT_RETRY_MINUTES,
+        retry_count=tp.enrollment_retry_count or DEFAULT_RETRY_COUNT, notify=s.term.write,
+    )
+    check_imported_certificate(cert, ca_cert, key, trustpoint=tp.name)
+    return cert
+
+
 def h_ca_enroll(s: Session, m: Match) -> str:
     name = m.args["tp"]
     device = s.device
-    tp, _ = _authenticated_trustpoint(s, name)
+    tp, ca_cert = _authenticated_trustpoint(s, name)
     check_enrollment_supported(tp)
-    include, ip = _ask_subject_extras(s, tp)
     if tp.enrollment == "self":
+        include, ip = _ask_subject_extras(s, tp)
         cert = device.issue_leaf(name, include_serial=include, ip_address=ip)
         return format_enroll_output(tp, cert, _trustpoint_key(s, tp))
+    # A CA enrollment (cut-and-paste or SCEP): the seed asks a challenge password first.
+    password = _ask_challenge_password(s)
+    include, ip = _ask_subject_extras(s, tp)
+    key = _trustpoint_key(s, tp)
+    csr = build_csr(
+        tp, key, chassis_serial=device.facts.chassis_serial, fqdn=device.fqdn,
+        ip_address=ip, include_serial=include, challenge_password=password,
+    )
     if tp.enrollment == "terminal":
-        csr = build_csr(
-            tp, _trustpoint_key(s, tp), chassis_serial=device.facts.chassis_serial, fqdn=device.fqdn,
-            ip_address=ip, include_serial=include,
-        )
         return format_csr_output(csr) + format_request_fingerprint(csr)
-    raise AssertionError(f"unreachable: check_enrollment_supported accepted {tp.enrollment!r}")
+    cert = _enroll_over_scep(s, tp, ca_cert, key, csr)
+    device.store_certificate(name, "router", cert)
+    return format_enroll_output(tp, cert, key)
 
 
 def h_ca_import(s: Session, m: Match) -> str:

@@ -13,6 +13,7 @@ from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from . import PkiError
 from .keys import DEFAULT_KEY_LABEL, KeyPair, check_kind, check_label
+from .scep import check_scep_url
 
 __all__ = [
     "DEFAULT_LEAF_KEY_USAGE",
@@ -340,18 +341,16 @@ def apply_trustpoint_command(
 
 
 def check_enrollment_supported(tp: TrustpointConfig) -> None:
-    """Raise PkiError unless the trustpoint enrolls with `url self` or `terminal`."""
+    """Raise PkiError unless the trustpoint enrolls with `url self`, `terminal` or a SCEP CA's
+    `url http://...`."""
     if tp.enrollment in ("self", "terminal"):
         return
     if tp.enrollment is None:
         raise PkiError(
-            f"% Trustpoint {tp.name} has no enrollment method: configure 'enrollment url self'"
-            " or 'enrollment terminal'"
+            f"% Trustpoint {tp.name} has no enrollment method: configure 'enrollment url self',"
+            " 'enrollment url http://<SCEP CA>' or 'enrollment terminal'"
         )
-    raise PkiError(
-        f"% Enrollment over SCEP ({tp.enrollment}) is not supported by this emulator: use "
-        "'enrollment url self' or 'enrollment terminal'"
-    )
+    check_scep_url(tp.enrollment)
 
 
 def resolve_trustpoint_keys(

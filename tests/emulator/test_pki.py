@@ -602,8 +602,9 @@ def test_resolve_keys_and_enrollment_checks() -> None:
     root, leaf = resolve_trustpoint_keys(tp, keys)
     assert (root.label, leaf.label) == ("system-root-key", "system-enroll-key")
     check_enrollment_supported(tp)
-    with pytest.raises(PkiError, match="SCEP .*not supported"):
-        check_enrollment_supported(apply_trustpoint_command(tp, "enrollment url http://ca.example".split()))
+    check_enrollment_supported(apply_trustpoint_command(tp, "enrollment url http://ca.example/scep".split()))
+    with pytest.raises(PkiError, match="Invalid enrollment URL 'ftp://ca.example'"):
+        check_enrollment_supported(apply_trustpoint_command(tp, "enrollment url ftp://ca.example".split()))
     with pytest.raises(PkiError, match="no enrollment method"):
         check_enrollment_supported(TrustpointConfig(name="x"))
     with pytest.raises(PkiError, match="no ca-keypair"):

@@ -98,7 +98,9 @@ def test_cut_and_paste_enrollment_with_an_outside_ca(blank_fleet) -> None:
         output = shell.read_until(r"Do you accept this certificate\?\? \[yes/no\]:$")
         assert "Fingerprint" in output
         shell.cmd("yes")
-        shell.cmd("crypto ca enroll myca", expect=r"subject name\? \[yes/no\]: $")
+        shell.cmd("crypto ca enroll myca", expect=r"Password: $")
+        shell.cmd("s3cret", expect=r"Re-enter Password: $")
+        shell.cmd("s3cret", expect=r"subject name\? \[yes/no\]: $")
         shell.cmd("yes", expect=r"\[yes/no\]: $")
         output = shell.cmd("no")
         begin = output.index("-----BEGIN CERTIFICATE REQUEST-----")
@@ -144,15 +146,6 @@ def test_import_of_a_certificate_for_another_key_is_refused(blank_fleet) -> None
         shell.send(issued.public_bytes(serialization.Encoding.PEM).decode().replace("\n", "\r") + "\r")
         output = shell.read_until(r"RP/0/RP0/CPU0:[\w.-]+#$")
     assert "% Certificate import failed" in output
-
-
-def test_scep_enrollment_answers_not_supported(blank_fleet) -> None:
-    device = blank_fleet.devices[0]
-    with Shell(device) as shell:
-        for line in ["configure", "crypto ca trustpoint scep", "enrollment url http://ca.example.com/scep", "commit", "end"]:
-            shell.cmd(line)
-        output = shell.cmd("crypto ca authenticate scep")
-    assert "not supported" in output
 
 
 KEY_TYPES = ["rsa2048", "rsa3072", "rsa4096", "ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "dsa2048"]
