@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from . import alerts
 from . import dossier as dossier_mod
 from . import facts as facts_mod
 from . import iosxe, showtext, signing
@@ -157,7 +158,7 @@ class Session:
         except GrammarError as error:
             self.term.write(error.render(len(self.prompt()) if self.term.interactive else None))
         except (CommandError, DeviceError, PkiError, signing.SignError, facts_mod.ContentError,
-                iosxe.XeError, NonceError) as error:
+                iosxe.XeError, NonceError, alerts.AlertError) as error:
             message = getattr(error, "message", str(error))
             self.term.write(message if message.endswith("\n") else message + "\n")
         except SessionClosed:
@@ -577,6 +578,7 @@ EXEC_ROWS: list[Row] = [
     _exec("show reboot history [location <node>]", h_show_reboot_history, (READ, "sysmgr")),
     _exec("show configuration commit list", _facts_text(showtext.show_configuration_commit_list), (READ, "config-services")),
     _exec("show running-config [<section...>]", h_show_running, (READ, "config-services")),
+    _exec("show logging", lambda s, m: s.device.alerts.show_logging(), (READ, "logging")),
     _exec("show crypto key mypubkey {kind:rsa|dsa|ecdsa}", h_show_mypubkey, (READ, "crypto")),
     _exec("show crypto ca certificates [<tp>] [{detail:detail}]", h_show_certificates, (READ, "crypto")),
     _exec("show crypto ca trustpool [{policy:policy}]", h_show_trustpool, (READ, "crypto")),
@@ -665,6 +667,12 @@ CONFIG_ROWS: dict[str, list[Row]] = {
         _cfg("ssh server netconf vrf <vrf>", "line"),
         _cfg("ssh timeout <n:5-120>", 2),
         _cfg("snmp-server traps pki", "line"),
+        _cfg("snmp-server host <addr> traps version 2c <community> [udp-port <port:1-65535>]", 3,
+             store=alerts.address_store("addr")),
+        _cfg("logging <host> [vrf <vrf>] [port <port:1-65535>]", 2,
+             store=alerts.address_store("host")),
+        _cfg("logging buffered <bytes:307200-125000000>", 2),
+        _cfg("logging format {fmt:bsd|rfc5424}", 2),
     ],
     "trustp": [
         _cfg("keypair {kind:rsa|dsa|ecdsa} <label>", 1),

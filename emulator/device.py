@@ -3,7 +3,8 @@
 Each device keeps everything in its own folder under the state directory, and comes back the
 same after a restart:
 
-    <state-dir>/<name>/device.json      identity (seed, serial counter, clock offset, platform)
+    <state-dir>/<name>/device.json      identity (seed, serial counter, clock offset, platform,
+                                        expiry alerts already sent)
     <state-dir>/<name>/config.json      the committed configuration tree
     <state-dir>/<name>/host_key         SSH host private key (mode 0600)
     <state-dir>/<name>/keys/            crypto key pairs (private keys mode 0600)
@@ -40,6 +41,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from . import alerts as alerts_mod
 from . import facts as facts_mod
 from . import fsinv as fsinv_mod
 from . import signing
@@ -207,6 +209,7 @@ class Device:
         self._authorized_keys: list[str] | None = None
         self._verified: dict[str, bytes] = {}
         self._xe: Any = None
+        self.alerts = alerts_mod.ExpiryAlerts(self)
         if not config_path.exists() or not info_path.exists():
             self.save()
 
@@ -372,6 +375,7 @@ class Device:
                 path.unlink(missing_ok=True)
             else:
                 _atomic_write(path, cert.public_bytes(serialization.Encoding.PEM))
+            self.alerts.invalidate()
 
     def trustpoint_names_with_certs(self) -> list[str]:
         folder = self.folder / "certs"
@@ -543,9 +547,11 @@ class Device:
         return when.strftime("%a %b %d %H:%M:%S.") + f"{when.microsecond // 1000:03d} UTC"
 
     def advance_clock(self, seconds: float) -> None:
-        """Move the device clock forward (tests use it to make snapshot blocks come due)."""
+        """Move the device clock forward (tests use it to make snapshot blocks and certificate
+        expiry alerts come due); the alerts due at the new time go out before this returns."""
         with self.lock:
             self.clock.offset += seconds
+            self.alerts.check()
             self.save()
 
     # -- signing credentials ---------------------------------------------------------------
@@ -642,6 +648,7 @@ class Device:
 
     def on_commit(self) -> None:
         """Apply what a committed configuration changes outside the tree itself."""
+        self.alerts.invalidate()
         inventories = self.fsinv
         interval = self.snapshot_interval()
         if inventories is not None and interval is not None:

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import yaml
 
 from . import iosxe
+from .alerts import AlertScheduler
 from .device import KEY_TYPES, PLATFORMS, SYSTEM_TRUSTPOINT, Device
 from .faults import CERTIFICATE_FAULTS, Fault
 from .server import Listener
@@ -105,6 +106,7 @@ class Fleet:
         self.platform = platform
         self.devices: list[EmulatedDevice] = []
         self._listener: Listener | None = None
+        self._alerts: AlertScheduler | None = None
 
     def __enter__(self) -> "Fleet":
         self.start()
@@ -173,6 +175,8 @@ class Fleet:
             listener.stop()
             raise
         listener.start()
+        self._alerts = AlertScheduler(lambda: [entry.device.alerts for entry in self.devices])
+        self._alerts.start()
 
     def device_platform(self, index: int) -> str:
         """The platform of device number `index` (1-based): mixed fleets alternate XR, XE."""
@@ -186,6 +190,9 @@ class Fleet:
         return iosxe.load_authority(self.state_dir)
 
     def stop(self) -> None:
+        if self._alerts is not None:
+            self._alerts.stop()
+            self._alerts = None
         if self._listener is not None:
             self._listener.stop()
             self._listener = None

@@ -20,7 +20,9 @@ def test_a_thousand_devices_in_one_process(tmp_path: Path) -> None:
     threads_before = set(threading.enumerate())  # (other tests' threads may end meanwhile)
     with Fleet(state_dir=tmp_path / "state", devices=1000, files=50) as fleet:
         assert len({entry.port for entry in fleet.devices}) == 1000
-        assert len(set(threading.enumerate()) - threads_before) == 1  # one accept thread for all
+        # One accept thread and one PKI expiry alert timer thread, each for all the devices.
+        started = set(threading.enumerate()) - threads_before
+        assert sorted(thread.name for thread in started) == ["emulator-accept", "pki-expiry-alerts"]
         for entry in random.Random(3).sample(fleet.devices, 5):
             assert "Cisco IOS XR" in strip_timestamp(run(entry, "show version"))
         fleet.write_inventory(tmp_path / "inventory.yaml")
