@@ -259,10 +259,17 @@ def _send_udp(payload: bytes, address: str, port: int) -> None:
 
 
 def trustpool_certificates(device: Any) -> list[x509.Certificate]:
-    """The trust pool's certificates: each is a candidate that the `trustpool` exclusion keeps
-    silent. The emulator's pool is empty until `crypto ca trustpool import` is emulated; its
-    store plugs in here."""
-    return []
+    """The trust pool's certificates (the built-in bundle and what was downloaded), each a
+    candidate the `trustpool` exclusion keeps silent. Read as `show crypto ca trustpool` shows
+    them, without the automatic update (no download from a timer). The trust pool is the IOS XR
+    personality's: an IOS XE device has none here."""
+    if device.platform == "iosxe":
+        return []
+    from .pki.trustpool import active_entries, load_downloaded
+    from .trustpool_commands import built_in_bundle
+
+    return [entry.certificate
+            for entry in active_entries(built_in_bundle(device), load_downloaded(device.folder / "trustpool"))]
 
 
 class ExpiryAlerts:

@@ -294,7 +294,7 @@ def test_ca_certificate_without_router_certificate_is_silent(tmp_path: Path, sys
         assert ca_cert is not None
         entry.device.store_certificate(SYSTEM_TRUSTPOINT, "router", None)  # the CA alone is left
         move_clock_to(entry.device, ca_cert.not_valid_after_utc.timestamp() - 7 * DAY)
-        assert [exclusion(c) for c in entry.device.alerts.candidates()] == ["ca-only"]
+        assert [exclusion(c) for c in entry.device.alerts.candidates() if c.source != "trustpool"] == ["ca-only"]
         assert syslog.drain() == []
 
 
@@ -326,3 +326,16 @@ def test_fleet_tick_checks_only_devices_that_are_due(tmp_path: Path, syslog: Sys
         assert scheduler.tick() == 2  # the leaf and its CA certificate
         assert len([m for m in syslog.drain() if "Type= ID" in m]) == 1
         assert scheduler.tick() == 0
+
+
+def test_trust_pool_certificates_are_candidates_the_exclusion_keeps_silent(tmp_path: Path,
+                                                                          syslog: SyslogReceiver) -> None:
+    """The pool (the built-in bundle of emulated vendor CAs) is looked at and never alerted on,
+    even at 7 days before one of its certificates expires."""
+    with Fleet(state_dir=tmp_path / "state", devices=1, provisioned=True, files=50) as fleet:
+        entry = fleet.devices[0]
+        configure(entry, alert_lines(entry, syslog))
+        pool = [c for c in entry.device.alerts.candidates() if c.source == "trustpool"]
+        assert pool and all(exclusion(c) == "trustpool" for c in pool)
+        move_clock_to(entry.device, min(c.certificate.not_valid_after_utc for c in pool).timestamp() - 7 * DAY)
+        assert not [line for line in syslog.drain() if "trustpool" in line.lower()]
