@@ -104,18 +104,21 @@ class ChannelTerminal:
 
     def _more_key(self) -> str:
         """One key typed at ` --More-- ` (the rest of a chunk is kept for the line editor)."""
-        while True:
-            try:
-                chunk = self._read_chars(self._idle_timeout())
-            except socket.timeout:
-                raise SessionClosed("idle timeout") from None
-            if chunk == "":
-                raise SessionClosed("end of input")
-            key, rest = chunk[0], chunk[1:]
-            if key == "\r" and rest[:1] in ("\n", "\x00"):
-                rest = rest[1:]  # CR LF / CR NUL is one Return
-            self._pending = rest + self._pending
-            return key
+        chunk = self._typed_chars()
+        if chunk == "":
+            raise SessionClosed("end of input")
+        key, rest = chunk[0], chunk[1:]
+        if key == "\r" and rest[:1] in ("\n", "\x00"):
+            rest = rest[1:]  # CR LF / CR NUL is one Return
+        self._pending = rest + self._pending
+        return key
+
+    def _typed_chars(self) -> str:
+        """What the user typed next ('' at end of input); the idle timeout ends the session."""
+        try:
+            return self._read_chars(self._idle_timeout())
+        except socket.timeout:
+            raise SessionClosed("idle timeout") from None
 
     # -- input -----------------------------------------------------------------------------
     def _read_chars(self, timeout: float | None) -> str:
@@ -191,10 +194,7 @@ class ChannelTerminal:
         """One line typed at the terminal, with echo and editing."""
         editor = LineEditor(self, history=[] if secret else self.history, secret=secret, prompt=prompt)
         while True:
-            try:
-                chunk = self._read_chars(self._idle_timeout())
-            except socket.timeout:
-                raise SessionClosed("idle timeout") from None
+            chunk = self._typed_chars()
             if chunk == "":
                 if editor.buffer:
                     return "".join(editor.buffer)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -172,9 +173,6 @@ def test_commit_confirmed_minutes_rolls_back_in_real_time(xr) -> None:
         shell.cmd("configure")
         shell.cmd("hostname trial")
         assert shell.cmd("commit confirmed minutes 1").rstrip().endswith("RP/0/RP0/CPU0:trial(config)#")
-        shell.read_until(r"$", timeout=0.5)
-    import time
-
     deadline = time.monotonic() + 5
     while xr.device.hostname != xr.name and time.monotonic() < deadline:
         time.sleep(0.05)
