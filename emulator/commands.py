@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -25,7 +26,9 @@ from . import alerts
 from . import dossier as dossier_mod
 from . import facts as facts_mod
 from . import iosxe, showtext, signing
-from .config import ConfigNode, render_running_config
+from .cli_state import cli_state
+from .config import ConfigNode, render_running_config, running_config_sections
+from .config_session import DEFAULT_TRIAL_SECONDS, ConfigEdit, ConfigSession, LockedError, expire_trial
 from .crypto_commands import (
     h_attest_certificate,
     h_ca_authenticate,
@@ -53,6 +56,9 @@ log = logging.getLogger(__name__)
 
 NOT_AUTHORIZED = "% This command is not authorized\n"
 NODE_PREFIX = "RP/0/RP0/CPU0"
+# Lines per page on a terminal until `terminal length` says otherwise (IOS XR's default).
+DEFAULT_TERMINAL_LENGTH = 24
+NO_SUCH_ITEM = "% No such configuration item(s)\n"
 
 MODE_PROMPTS = {
     "exec": "",
@@ -101,11 +107,22 @@ class Session:
         self.username = username
         self.term = term
         self.modes: list[Mode] = [Mode("exec", None)]
-        self.candidate: ConfigNode | None = None
-        self.length = 24
+        self.config: ConfigSession | None = None
+        self.length = DEFAULT_TERMINAL_LENGTH
         self.width = 80
+        self.timestamps = True  # `terminal exec prompt no-timestamp` turns the line off
         self.closed = False
         self.personality = PERSONALITIES[device.platform]
+        self.cli = cli_state(device)
+        self.line = self.cli.open_line(username, _peer_host(term), pty=term.interactive)
+        # An exec channel's session ends when the server drops it; a shell's in session_loop.
+        weakref.finalize(self, self.cli.close_line, self.line.session_id)
+        self._command = ""  # the command being run (for a caret under a handler's complaint)
+
+    @property
+    def candidate(self) -> ConfigNode | None:
+        """This session's candidate configuration (None outside configuration mode)."""
+        return self.config.candidate if self.config is not None else None
 
     # -- prompts and modes -----------------------------------------------------------------
     @property
@@ -123,7 +140,7 @@ class Session:
         return self.candidate.walk_path(self.config_path())
 
     def uncommitted(self) -> bool:
-        return self.candidate is not None and self.candidate.to_dict() != self.device.running.to_dict()
+        return self.config is not None and self.config.uncommitted()
 
     def help(self, text: str) -> list[str]:
         """`?` help for a partly typed line in the current mode."""
@@ -144,9 +161,12 @@ class Session:
             if self.mode != "exec":
                 self._end()
             return
+        self.line.last_input = time.monotonic()
+        expire_trial(self.device)
         if not line.strip() or line.lstrip().startswith("!"):
             return
         command, pipes = split_pipes(line)
+        self._command = command
         first = line.split()[0].lower()
         if len(first) >= 3 and "describe".startswith(first):
             command, pipes = line.strip(), []  # `describe` explains the whole line, pipes included
@@ -158,7 +178,7 @@ class Session:
         except GrammarError as error:
             self.term.write(error.render(len(self.prompt()) if self.term.interactive else None))
         except (CommandError, DeviceError, PkiError, signing.SignError, facts_mod.ContentError,
-                iosxe.XeError, NonceError, alerts.AlertError) as error:
+                iosxe.XeError, NonceError, alerts.AlertError, LockedError) as error:
             message = getattr(error, "message", str(error))
             self.term.write(message if message.endswith("\n") else message + "\n")
         except SessionClosed:
@@ -182,19 +202,26 @@ class Session:
         for pipe in pipe_matches:
             tasks += pipe.row.meta.get("tasks", [])
         self._authorize(tasks)
-        if match.row.meta.get("stamp", True):
-            self.term.write(self.device.timestamp_text(self.device.clock.now()) + "\n")
+        stamped = self._stamp(match.row.meta.get("stamp", True))
         output = match.row.handler(self, match) or ""  # type: ignore[misc]
         for pipe in pipe_matches:
             output = pipe.row.handler(self, pipe, output)  # type: ignore[misc]
-        self._emit(output, dossier=bool(match.row.meta.get("dossier")))
+        self._emit(output, dossier=bool(match.row.meta.get("dossier")), shown=stamped)
 
-    def _emit(self, output: str, *, dossier: bool = False) -> None:
+    def _stamp(self, wanted: bool) -> int:
+        """Print the timestamp line when the command has one and the session wants it; the
+        number of lines printed (the pager counts them)."""
+        if not (wanted and self.timestamps):
+            return 0
+        self.term.write(self.device.timestamp_text(self.device.clock.now()) + "\n")
+        return 1
+
+    def _emit(self, output: str, *, dossier: bool = False, shown: int = 0) -> None:
         faults = self.device.faults
         if dossier and Fault.NOT_JSON in faults:
             # A device that breaks off mid-answer: what arrives is not a JSON document.
             output = output[: max(1, len(output) // 2)] + "\n% Error: dossier collection aborted\n"
-        self.term.write(output)
+        self.term.page(output, self.length, shown=shown)
 
     def _execute_config(self, line: str, command: str, pipes: list[str]) -> None:
         first_error: GrammarError | None = None
@@ -207,13 +234,12 @@ class Session:
             # A parent mode's command leaves the submodes (as IOS XR does).
             del self.modes[depth + 1 :]
             if match.row.handler is not None:
-                if match.row.meta.get("stamp"):
-                    self.term.write(self.device.timestamp_text(self.device.clock.now()) + "\n")
+                stamped = self._stamp(bool(match.row.meta.get("stamp")))
                 output = match.row.handler(self, match) or ""
                 for pipe in pipes:
                     pm = match_line(pipe, PIPE_ROWS)
                     output = pm.row.handler(self, pm, output)  # type: ignore[misc]
-                self.term.write(output)
+                self._emit(output, shown=stamped)
             else:
                 self._apply_config_row(match)
             return
@@ -229,46 +255,43 @@ class Session:
         return stack
 
     def _apply_config_row(self, match: Match) -> None:
+        assert self.config is not None
         meta = match.row.meta
-        node = self.config_node()
+        path = tuple(self.config_path())
         parts = match.parts
         if meta.get("no"):
             parts = parts[1:]
-            key = config_key(meta["key"], parts)
-            node.remove(key)
+            self.config.edit(ConfigEdit(path, config_key(meta["key"], parts), None))
             return
         canonical = " ".join(parts)
         canonical = meta.get("store", lambda c, a: c)(canonical, match.args)
         key = config_key(meta["key"], parts)
         submode = meta.get("mode")
-        child = node.set(canonical, key, submode=submode is not None)
-        if submode is not None:
+        child = self.config.edit(ConfigEdit(path, key, canonical, submode is not None))
+        if submode is not None and child is not None:
             self.modes.append(Mode(submode, child.key))
 
     # -- configuration session -------------------------------------------------------------
-    def enter_config(self) -> None:
-        self.candidate = self.device.running.clone()
+    def enter_config(self, *, exclusive: bool = False) -> None:
+        """Start a configuration session; LockedError while another session holds the lock."""
+        self.config = ConfigSession(self.device, self.username, self.line, exclusive=exclusive)
         self.modes = [Mode("exec", None), Mode("config", None)]
 
-    def commit(self, label: str | None = None, comment: str | None = None) -> str:
-        assert self.candidate is not None
-        if not self.uncommitted():
-            return "% No configuration changes to commit.\n"
-        with self.device.lock:
-            self.device.running = self.candidate.clone()
-            now = self.device.clock.timestamp()
-            self.device.last_change = time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(now)) + f" by {self.username}"
-            facts_mod.record_commit(
-                self.device.facts, user=self.username, client="CLI", line="vty0:node0_RP0_CPU0",
-                label=label or "", comment=comment or "", now=now,
-            )
-            self.device.on_commit()
-            self.device.save()
-        return ""
+    def commit(self, label: str | None = None, comment: str | None = None, *,
+               trial_seconds: int | None = None) -> str:
+        assert self.config is not None
+        return self.config.commit(label=label, comment=comment, trial_seconds=trial_seconds)
 
     def leave_config(self) -> None:
-        self.candidate = None
+        if self.config is not None:
+            self.config.leave()
+        self.config = None
         self.modes = [Mode("exec", None)]
+
+    def close(self) -> None:
+        """The session is over: its line and any lock it held are released."""
+        self.leave_config()
+        self.cli.close_line(self.line.session_id)
 
     def _end(self) -> str:
         if self.uncommitted():
@@ -349,6 +372,12 @@ def pipe_include(session: Session, match: Match, output: str) -> str:
     return "".join(line for line in output.splitlines(keepends=True) if pattern.search(line))
 
 
+def pipe_count(session: Session, match: Match, output: str) -> str:
+    pattern = _regex(match.args.get("regex", ""))
+    count = sum(1 for line in output.splitlines() if pattern.search(line))
+    return f"Number of lines which match regexp = {count}\n"
+
+
 def pipe_exclude(session: Session, match: Match, output: str) -> str:
     pattern = _regex(match.args["regex"])
     return "".join(line for line in output.splitlines(keepends=True) if not pattern.search(line))
@@ -364,6 +393,9 @@ def pipe_begin(session: Session, match: Match, output: str) -> str:
 
 
 def _regex(text: str) -> re.Pattern[str]:
+    """The pattern of `| include "a|b"` (quotes, which keep a `|` in the pattern, dropped)."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1]
     try:
         return re.compile(text)
     except re.error as exc:
@@ -384,8 +416,21 @@ def h_terminal_width(s: Session, m: Match) -> str:
 
 
 def h_configure(s: Session, m: Match) -> str:
-    s.enter_config()
+    s.enter_config(exclusive=m.args.get("how") == "exclusive")
     return ""
+
+
+def h_terminal_timestamp(s: Session, m: Match) -> str:
+    s.timestamps = m.args["what"] == "timestamp"
+    return ""
+
+
+def h_show_users(s: Session, m: Match) -> str:
+    return showtext.show_users(s.cli.lines(), current=s.line.session_id, now=time.monotonic())
+
+
+def h_show_ssh(s: Session, m: Match) -> str:
+    return showtext.show_ssh(s.cli.lines())
 
 
 def h_exit(s: Session, m: Match) -> str:
@@ -411,18 +456,25 @@ def h_show_reboot_history(s: Session, m: Match) -> str:
 
 def h_show_running(s: Session, m: Match) -> str:
     tree = s.device.running
-    return render_running_config(
-        tree, version=s.device.facts.xr_version, last_change=s.device.last_change, section=m.args.get("section")
-    )
+    section = m.args.get("section")
+    if section:
+        known = running_config_sections(row.pattern for row in CONFIG_ROWS["config"])
+        if section.split()[0] not in known:
+            # IOS XR knows its sections: a word that names none is invalid input, caret under it.
+            raise GrammarError("invalid", len(s._command.rstrip()) - len(section), s._command)
+    text = render_running_config(tree, version=s.device.facts.xr_version, last_change=s.device.last_change,
+                                 section=section)
+    return text or NO_SUCH_ITEM
 
 
 def h_show_configuration(s: Session, m: Match) -> str:
     """Uncommitted changes in this configuration session."""
-    if s.candidate is None:
+    if s.config is None:
         return ""
+    target = s.config.target()
     running = set(_flatten(s.device.running))
-    added = [line for line in _flatten(s.candidate) if line not in running]
-    removed = [f"no {line.strip()}" for line in _flatten(s.device.running) if line not in set(_flatten(s.candidate))]
+    added = [line for line in _flatten(target) if line not in running]
+    removed = [f"no {line.strip()}" for line in _flatten(s.device.running) if line not in set(_flatten(target))]
     body = added + removed
     return "Building configuration...\n" + "".join(f"{line}\n" for line in body) + "end\n"
 
@@ -527,6 +579,14 @@ def h_commit(s: Session, m: Match) -> str:
     return s.commit(m.args.get("label"), m.args.get("comment"))
 
 
+def h_commit_confirmed(s: Session, m: Match) -> str:
+    if "minutes" in m.args:
+        seconds = m.args["minutes"] * 60
+    else:
+        seconds = m.args.get("seconds", DEFAULT_TRIAL_SECONDS)
+    return s.commit(m.args.get("label"), trial_seconds=seconds)
+
+
 def h_end(s: Session, m: Match) -> str:
     return s._end()
 
@@ -563,13 +623,15 @@ def _exec(pattern: str, handler: Callable[..., Any], *tasks: tuple[str, str], **
 EXEC_ROWS: list[Row] = [
     _exec("terminal length <n:0-512>", h_terminal_length, stamp=False),
     _exec("terminal width <n:0-512>", h_terminal_width, stamp=False),
-    _exec("terminal exec prompt no-timestamp", lambda s, m: "", stamp=False),
+    _exec("terminal exec prompt {what:no-timestamp|timestamp}", h_terminal_timestamp, stamp=False),
     _exec("configure [{how:terminal|exclusive}]", h_configure, ("write", "config-services"), stamp=False),
     _exec("exit", h_exit, stamp=False),
     _exec("quit", h_exit, stamp=False),
     _exec("logout", h_exit, stamp=False),
     _exec("describe <command...>", h_describe),
     _exec("show clock", h_show_clock),
+    _exec("show users", h_show_users),
+    _exec("show ssh", h_show_ssh, (READ, "crypto")),
     _exec("show version", lambda s, m: showtext.show_version(s.device.facts, now=s.device.clock.timestamp()),
           (READ, "basic-services")),
     _exec("show platform", _facts_text(showtext.show_platform), (READ, "system")),
@@ -611,6 +673,7 @@ PIPE_ROWS: list[Row] = [
     Row("include <regex...>", pipe_include),
     Row("exclude <regex...>", pipe_exclude),
     Row("begin <regex...>", pipe_begin),
+    Row("count [<regex...>]", pipe_count),
 ]
 
 
@@ -625,7 +688,7 @@ XE_EXEC_ROWS: list[Row] = [
     _exec("logout", h_exit, stamp=False),
     *iosxe.XE_SHOW_ROWS,
 ]
-XE_PIPE_ROWS: list[Row] = [row for row in PIPE_ROWS if row.handler in (pipe_include, pipe_exclude, pipe_begin)]
+XE_PIPE_ROWS: list[Row] = [row for row in PIPE_ROWS if row.handler in (pipe_include, pipe_exclude, pipe_begin, pipe_count)]
 
 
 @dataclass(frozen=True)
@@ -748,6 +811,8 @@ NO_ROWS: dict[str, list[Row]] = {mode: _no_rows(rows) for mode, rows in CONFIG_R
 
 CONFIG_COMMON_ROWS: list[Row] = [
     Row("commit [label <label>] [comment <comment...>]", h_commit),
+    Row("commit [label <label>] confirmed [<seconds:30-65535>]", h_commit_confirmed),
+    Row("commit [label <label>] confirmed minutes <minutes:1-65535>", h_commit_confirmed),
     Row("end", h_end),
     Row("exit", h_exit_mode),
     Row("abort", h_abort),
@@ -760,10 +825,24 @@ CONFIG_COMMON_ROWS: list[Row] = [
 def session_loop(session: Session) -> None:
     """Prompt, read a line, execute; until `exit` or the client goes away."""
     term = session.term
-    while not session.closed:
-        term.write(session.prompt())
-        try:
-            line = term.read_line(prompt=session.prompt())
-        except SessionClosed:
-            break
-        session.execute(line)
+    try:
+        while not session.closed:
+            term.write(session.prompt())
+            try:
+                line = term.read_line(prompt=session.prompt())
+            except SessionClosed:
+                break
+            session.execute(line)
+    finally:
+        session.close()
+
+
+def _peer_host(term: Terminal) -> str:
+    """The client's address, as `show users` and `show ssh` print it ('' when unknown)."""
+    channel = getattr(term, "channel", None)
+    transport = channel.get_transport() if channel is not None else None
+    try:
+        peer = transport.getpeername() if transport is not None else None
+    except OSError:
+        return ""
+    return str(peer[0]) if peer else ""

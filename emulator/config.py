@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
-__all__ = ["ConfigNode", "render_running_config"]
+__all__ = ["SECTION_ORDER", "ConfigNode", "render_running_config", "running_config_sections"]
 
 
 @dataclass
@@ -89,8 +89,12 @@ class ConfigNode:
         )
 
     def render(self, depth: int = 0) -> list[str]:
+        """The lines as IOS XR prints them: one space of indent per submode; at the top level a
+        submode's block is closed by `!`, and opened by one unless a `!` is already there."""
         out: list[str] = []
         for child in self.children:
+            if depth == 0 and child.submode and out and out[-1] != "!":
+                out.append("!")
             out.append(" " * depth + child.line)
             if child.submode:
                 out.extend(child.render(depth + 1))
@@ -99,11 +103,45 @@ class ConfigNode:
         return out
 
 
+# The order of top-level sections in `show running-config`. The seed's running-configuration
+# examples print `ssh server ...` before `line default`, and `netconf-yang agent` before `domain
+# name`; where the seed is silent the order is IOS XR's (users and AAA first). A section's lines
+# keep the order they were configured in; sections not listed follow, in that order too.
+SECTION_ORDER = (
+    "hostname",
+    "taskgroup",
+    "usergroup",
+    "username",
+    "crypto ca trustpool",
+    "crypto ca trustpoint",
+    "filesystem-inventory",
+    "logging",
+    "snmp-server",
+    "ssh",
+    "line",
+    "netconf-yang",
+    "domain",
+)
+
+
+def _section_rank(line: str) -> int:
+    for rank, prefix in enumerate(SECTION_ORDER):
+        if line == prefix or line.startswith(prefix + " "):
+            return rank
+    return len(SECTION_ORDER)
+
+
+def running_config_sections(patterns: Iterable[str]) -> set[str]:
+    """The words `show running-config <section>` accepts: each configuration command's first."""
+    return {pattern.split()[0] for pattern in patterns if pattern.split()}
+
+
 def render_running_config(root: ConfigNode, *, version: str, last_change: str, section: str | None) -> str:
-    """`show running-config [section]` text."""
+    """`show running-config [section]` text ('' when the section has nothing configured)."""
+    ordered = ConfigNode(children=sorted(root.children, key=lambda child: _section_rank(child.line)))
     if section:
         wanted = section.split()
-        selected = ConfigNode(children=[c for c in root.children if c.line.split()[: len(wanted)] == wanted])
+        selected = ConfigNode(children=[c for c in ordered.children if c.line.split()[: len(wanted)] == wanted])
         body = selected.render()
         return "\n".join(body) + "\n" if body else ""
     header = [
@@ -112,5 +150,5 @@ def render_running_config(root: ConfigNode, *, version: str, last_change: str, s
         f"!! Last configuration change at {last_change}",
         "!",
     ]
-    body = root.render()
+    body = ordered.render()
     return "\n".join(header + body + ["end"]) + "\n"

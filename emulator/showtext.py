@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
+from emulator.cli_state import LineInfo
 from emulator.facts import XR_RELEASES, DeviceFacts, FactsError, xr_time
 
 __all__ = [
@@ -19,6 +20,8 @@ __all__ = [
     "show_inventory",
     "show_platform",
     "show_reboot_history",
+    "show_ssh",
+    "show_users",
     "show_version",
     "timestamp_line",
 ]
@@ -31,6 +34,10 @@ _COMMIT_COLUMNS = (5, 22, 10, 20, 12)
 # `show reboot history` column widths (No, Time, Cause Code)
 _REBOOT_COLUMNS = (7, 30, 12)
 _INVENTORY_PID_WIDTH = 18
+# `show users` columns (marker, Line, User, Service, Conns, Idle) then Location
+_USERS_COLUMNS = (3, 16, 21, 9, 5)
+# `show ssh` columns (id, chan, pty, location, state, userid, host, ver, authentication)
+_SSH_COLUMNS = (5, 5, 8, 16, 16, 10, 22, 4, 18)
 _UPTIME_UNITS = (("year", 365 * 86_400), ("week", 7 * 86_400), ("day", 86_400), ("hour", 3_600), ("minute", 60))
 
 # A release outside the table (after `upgrade_package` of the boot image) still prints a build.
@@ -174,3 +181,29 @@ def show_configuration_commit_list(facts: DeviceFacts) -> str:
             )
         )
     return "".join(lines)
+
+
+def show_users(lines: list[LineInfo], *, current: int, now: float) -> str:
+    """`show users`: one row per SSH session, `*` on the one asking."""
+    out = ["   Line            User                 Service  Conns   Idle        Location"]
+    for info in lines:
+        idle = max(0, int(now - info.last_input))
+        hours, rest = divmod(idle, 3600)
+        marker = "*" if info.session_id == current else ""
+        widths = _USERS_COLUMNS
+        out.append(f"{marker:<{widths[0]}}{info.line:<{widths[1]}}{info.username:<{widths[2]}}{'ssh':<{widths[3]}}"
+                   f"{0:>{widths[4]}}  {hours:02d}:{rest // 60:02d}:{rest % 60:02d}     {info.host}".rstrip())
+    return "\n".join(out) + "\n"
+
+
+def show_ssh(lines: list[LineInfo]) -> str:
+    """`show ssh`: the incoming SSH sessions (this emulator makes no outgoing ones)."""
+    headings = ("id", "chan", "pty", "location", "state", "userid", "host", "ver", "authentication")
+    header = "".join(f"{h:<{w}}" for h, w in zip(headings, _SSH_COLUMNS)) + "connection type"
+    rows = []
+    for info in lines:
+        # The authentication method is not kept per session: shown as '-'.
+        values = (info.session_id, 1, info.line, "0/RP0/CPU0", "SESSION_OPEN", info.username, info.host, "v2", "-")
+        rows.append("".join(f"{str(v):<{w}}" for v, w in zip(values, _SSH_COLUMNS)) + "Command-Line-Interface")
+    return "\n".join(["SSH version : Cisco-2.0", "", header, "-" * len(header), "Incoming sessions", *rows, "",
+                      "Outgoing sessions", ""]) + "\n"

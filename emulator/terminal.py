@@ -3,7 +3,8 @@
 Handlers write text and sometimes ask a question (`How many bits in the modulus [2048]:`).
 On an exec channel a question reads a line from the channel's stdin and takes the default at
 end of input, so `ssh host 'crypto key generate rsa k'` works unattended. On a terminal the
-line editor echoes what the user types (screen-scraping clients wait for that echo).
+line editor echoes what the user types (screen-scraping clients wait for that echo), and long
+output stops at the terminal length with ` --More-- ` (space: a page, return: a line, q: quit).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ __all__ = ["ChannelTerminal", "LineEditor", "SessionClosed", "Terminal"]
 EXEC_ANSWER_TIMEOUT_S = 10.0
 # Bound on one typed line: a terminal is not a file transfer.
 MAX_LINE_CHARS = 64 * 1024
+# What IOS XR prints when a page is full, and erases (backspace, blank, backspace) after a key.
+MORE_PROMPT = " --More-- "
+MORE_ERASE = "\b" * len(MORE_PROMPT) + " " * len(MORE_PROMPT) + "\b" * len(MORE_PROMPT)
 
 
 class SessionClosed(Exception):
@@ -38,6 +42,8 @@ class Terminal(Protocol):
     def read_block(self, prompt: str) -> str: ...
 
     def read_line(self, *, secret: bool = False, prompt: str = "") -> str: ...
+
+    def page(self, text: str, length: int, *, shown: int = 0) -> None: ...
 
 
 class ChannelTerminal:
@@ -70,6 +76,49 @@ class ChannelTerminal:
                 self.channel.sendall(data)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise SessionClosed(str(exc)) from exc
+
+    def page(self, text: str, length: int, *, shown: int = 0) -> None:
+        """Write command output, stopping every `length` - 1 lines at ` --More-- ` on a
+        terminal (`shown`: lines of this output already on screen, the timestamp line).
+        Exec channels and `terminal length 0` get the text in one piece."""
+        lines = text.splitlines(keepends=True)
+        if not self.interactive or length <= 0 or len(lines) + shown < length:
+            self.write(text)
+            return
+        room = max(1, length - 1 - shown)
+        index = 0
+        while index < len(lines):
+            self.write("".join(lines[index : index + room]))
+            index += room
+            if index >= len(lines):
+                return
+            self.write(MORE_PROMPT)
+            key = self._more_key()
+            self.write(MORE_ERASE)
+            if key == " ":
+                room = max(1, length - 1)
+            elif key in "\r\n":
+                room = 1
+            else:  # q, Ctrl-C, anything else: the rest of the output is dropped
+                return
+
+    def _more_key(self) -> str:
+        """One key typed at ` --More-- ` (the rest of a chunk is kept for the line editor)."""
+        chunk = self._typed_chars()
+        if chunk == "":
+            raise SessionClosed("end of input")
+        key, rest = chunk[0], chunk[1:]
+        if key == "\r" and rest[:1] in ("\n", "\x00"):
+            rest = rest[1:]  # CR LF / CR NUL is one Return
+        self._pending = rest + self._pending
+        return key
+
+    def _typed_chars(self) -> str:
+        """What the user typed next ('' at end of input); the idle timeout ends the session."""
+        try:
+            return self._read_chars(self._idle_timeout())
+        except socket.timeout:
+            raise SessionClosed("idle timeout") from None
 
     # -- input -----------------------------------------------------------------------------
     def _read_chars(self, timeout: float | None) -> str:
@@ -145,10 +194,7 @@ class ChannelTerminal:
         """One line typed at the terminal, with echo and editing."""
         editor = LineEditor(self, history=[] if secret else self.history, secret=secret, prompt=prompt)
         while True:
-            try:
-                chunk = self._read_chars(self._idle_timeout())
-            except socket.timeout:
-                raise SessionClosed("idle timeout") from None
+            chunk = self._typed_chars()
             if chunk == "":
                 if editor.buffer:
                     return "".join(editor.buffer)

@@ -62,14 +62,18 @@ def strip_timestamp(output: str) -> str:
 
 
 class Shell:
-    """An interactive session (PTY) driven line by line, as a person or netmiko would."""
+    """An interactive session (PTY) driven line by line, as a person or netmiko would.
 
-    def __init__(self, device: Any, **kwargs: Any) -> None:
+    Like a script, it starts with `terminal length 0` (no ` --More-- ` paging) unless `paging`."""
+
+    def __init__(self, device: Any, *, paging: bool = False, **kwargs: Any) -> None:
         self.client = connect(device, **kwargs)
         self.channel = self.client.invoke_shell(width=200, height=50)
         self.channel.settimeout(30)
         self.buffer = ""
         self.read_until(PROMPT_RE)
+        if not paging:
+            self.cmd("terminal length 0")
 
     def read_until(self, pattern: re.Pattern[str] | str, timeout: float = 30.0) -> str:
         regex = re.compile(pattern) if isinstance(pattern, str) else pattern

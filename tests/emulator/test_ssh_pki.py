@@ -67,7 +67,7 @@ def test_no_crypto_ca_trustpoint_removes_it(blank_fleet) -> None:
         shell.cmd(f"no crypto ca trustpoint {TP}")
         shell.cmd("commit")
         shell.cmd("end")
-    assert strip_timestamp(run(device, f"show running-config crypto ca trustpoint {TP}")) == ""
+    assert strip_timestamp(run(device, f"show running-config crypto ca trustpoint {TP}")) == "% No such configuration item(s)\n"
 
 
 def _outside_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:

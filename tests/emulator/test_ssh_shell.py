@@ -86,7 +86,7 @@ def test_abort_discards_and_no_removes(blank_fleet) -> None:
         shell.cmd("configure")
         shell.cmd("snmp-server traps pki")
         shell.cmd("abort")
-        assert strip_timestamp(run(device, "show running-config snmp-server")) == ""
+        assert strip_timestamp(run(device, "show running-config snmp-server")) == "% No such configuration item(s)\n"
         shell.cmd("configure")
         shell.cmd("snmp-server traps pki")
         shell.cmd("commit")
@@ -94,7 +94,7 @@ def test_abort_discards_and_no_removes(blank_fleet) -> None:
         shell.cmd("no snmp-server traps pki")
         shell.cmd("commit")
         shell.cmd("end")
-    assert strip_timestamp(run(device, "show running-config snmp-server")) == ""
+    assert strip_timestamp(run(device, "show running-config snmp-server")) == "% No such configuration item(s)\n"
 
 
 def test_commit_with_nothing_to_commit(blank_fleet) -> None:
