@@ -168,6 +168,7 @@ class Device:
         admin_password: str | None = None,
         username: str = "admin",
         platform: str = "iosxr",
+        chassis: str = facts_mod.DEFAULT_PLATFORM_PID,
     ) -> None:
         self.name = name
         self.folder = Path(state_dir) / name
@@ -189,6 +190,7 @@ class Device:
                 "host_key_type": host_key_type,
                 "created": time.time(),
                 "platform": platform,
+                "chassis": chassis,
             }
         if self.info.get("platform", "iosxr") not in PLATFORMS:
             raise DeviceError(f"% Unknown platform {self.info['platform']!r} in {info_path}; "
@@ -217,6 +219,11 @@ class Device:
     def platform(self) -> str:
         """`iosxr` or `iosxe`: which command table, prompt and identity the device has."""
         return str(self.info.get("platform", "iosxr"))
+
+    @property
+    def chassis(self) -> str:
+        """The IOS XR chassis PID the device's facts are made for (its route processors)."""
+        return str(self.info.get("chassis", facts_mod.DEFAULT_PLATFORM_PID))
 
     def xe_identity(self) -> Any:
         """The IOS XE SUDI key, certificate and measurements (made on first use, then kept)."""
@@ -295,7 +302,9 @@ class Device:
                 if path.exists():
                     self._facts = facts_mod.DeviceFacts.from_dict(json.loads(path.read_text("utf-8")))
                 else:
-                    self._facts = facts_mod.make_facts(self.name, self.info["seed"], files=self.info["files"])
+                    self._facts = facts_mod.make_facts(
+                        self.name, self.info["seed"], files=self.info["files"], platform_pid=self.chassis
+                    )
                     _atomic_write(path, json.dumps(self._facts.to_dict()).encode())
             return self._facts
 
