@@ -8,7 +8,8 @@ same after a restart:
     <state-dir>/<name>/config.json      the committed configuration tree
     <state-dir>/<name>/host_key         SSH host private key (mode 0600)
     <state-dir>/<name>/keys/            crypto key pairs (private keys mode 0600)
-    <state-dir>/<name>/certs/<tp>/      ca.pem and router.pem per trustpoint
+    <state-dir>/<name>/certs/<tp>/      ca.pem and router.pem per trustpoint (usage keys: also
+                                        router-encryption.pem)
     <state-dir>/<name>/facts.json       packages, histories, inventory (emulator.facts)
     <state-dir>/<name>/fsinv.json       file-system inventory state (emulator.fsinv)
     <state-dir>/<name>/harddisk/        the `harddisk:` file system (`| file`, `dir`, `more`)
@@ -51,7 +52,7 @@ from .pki.certificates import make_leaf_certificate, make_root_certificate
 from .pki.keys import DEFAULT_KEY_LABEL, KeyPair, delete_keypair, generate_keypair, load_keypairs, save_keypair
 from .pki.trustpoints import TrustpointConfig, resolve_trustpoint_keys
 
-__all__ = ["HARDDISK_PREFIXES", "HOST_KEY_TYPES", "KEY_TYPES", "PLATFORMS", "Device", "DeviceError", "hash_secret"]
+__all__ = ["ENCRYPTION_CERTIFICATE", "HARDDISK_PREFIXES", "HOST_KEY_TYPES", "KEY_TYPES", "PLATFORMS", "Device", "DeviceError", "hash_secret"]
 
 # Dossier signing key types a fleet can be provisioned with: (kind, modulus or curve).
 KEY_TYPES: dict[str, tuple[str, int | str]] = {
@@ -68,6 +69,8 @@ HOST_KEY_TYPES = ("ed25519", "ecdsa", "rsa")
 PLATFORMS = ("iosxr", "iosxe")
 
 SYSTEM_TRUSTPOINT = "system-trustpoint"
+# The certificate file (under certs/<tp>/) of the encryption half of RSA usage keys.
+ENCRYPTION_CERTIFICATE = "router-encryption"
 ROOT_KEY_LABEL = "system-root-key"
 ENROLL_KEY_LABEL = "system-enroll-key"
 DEFAULT_DOMAIN = "example.com"
@@ -376,6 +379,12 @@ class Device:
         if (folder / "router.pem").exists():
             router = x509.load_pem_x509_certificate((folder / "router.pem").read_bytes())
         return ca, router
+
+    def encryption_certificate(self, trustpoint: str) -> x509.Certificate | None:
+        """The router certificate of the encryption key of RSA usage keys (router.pem holds the
+        signature key's), or None."""
+        path = self.folder / "certs" / trustpoint / f"{ENCRYPTION_CERTIFICATE}.pem"
+        return x509.load_pem_x509_certificate(path.read_bytes()) if path.exists() else None
 
     def store_certificate(self, trustpoint: str, which: str, cert: x509.Certificate | None) -> None:
         path = self.folder / "certs" / trustpoint / f"{which}.pem"

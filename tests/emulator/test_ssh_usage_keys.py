@@ -1,0 +1,142 @@
+"""RSA usage keys over SSH, as the seed describes them: two key pairs (signature and encryption)
+under one label, `crypto ca enroll` printing two requests, `crypto ca import` entered twice in
+either order, and both keys and both router certificates shown."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import stat
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from emu_ssh import PROMPT_RE, Shell, run, strip_timestamp
+
+REQUEST_RE = re.compile(
+    r"% (Signature|Encryption) key certificate request:\nCertificate Request follows:\n\n"
+    r"(-----BEGIN CERTIFICATE REQUEST-----.+?-----END CERTIFICATE REQUEST-----)", re.S
+)
+
+
+def _outside_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Usage Keys Root CA")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(11).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _issue(ca_key, ca_cert, csr: x509.CertificateSigningRequest, serial: int, *, encipherment: bool) -> x509.Certificate:
+    now = dt.datetime.now(dt.timezone.utc)
+    usage = x509.KeyUsage(not encipherment, False, encipherment, False, False, False, False, False, False)
+    return (
+        x509.CertificateBuilder().subject_name(csr.subject).issuer_name(ca_cert.subject)
+        .public_key(csr.public_key()).serial_number(serial)
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=90))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def _paste(shell: Shell, command: str, cert: x509.Certificate, expect: re.Pattern[str] | str = PROMPT_RE) -> str:
+    shell.cmd(command, expect=r"on a line by itself\s*$")
+    shell.send(cert.public_bytes(serialization.Encoding.PEM).decode().replace("\n", "\r") + "\r")
+    return shell.read_until(expect)
+
+
+def _authenticate(shell: Shell, cert: x509.Certificate) -> None:
+    _paste(shell, "crypto ca authenticate myca", cert, expect=r"Do you accept this certificate\?\? \[yes/no\]:$")
+    shell.cmd("yes")
+
+
+def _public_der(key) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _mypubkey_blocks(device) -> list[tuple[str, str, bytes]]:
+    """(label, type, public DER) of each key `show crypto key mypubkey rsa` lists."""
+    shown = strip_timestamp(run(device, "show crypto key mypubkey rsa"))
+    blocks = []
+    for block in shown.strip().split("\n\n"):
+        lines = block.splitlines()
+        data = "".join("".join(line.split()) for line in lines[5:])
+        blocks.append((lines[0].split(": ", 1)[1], lines[1].split(": ", 1)[1], bytes.fromhex(data)))
+    return blocks
+
+
+def test_usage_keys_are_two_key_pairs_each_in_a_private_file(blank_fleet) -> None:
+    device = blank_fleet.devices[0]
+    output = strip_timestamp(run(device, "crypto key generate rsa usage keys mykey", stdin="1024\n"))
+    assert "for your Special Usage\nKeypair." in output and output.endswith("[OK]\n"), output
+    keys = [block for block in _mypubkey_blocks(device) if block[0] == "mykey"]
+    assert [(label, kind) for label, kind, _ in keys] == [("mykey", "RSA Signature"), ("mykey", "RSA Encryption")]
+    assert keys[0][2] != keys[1][2]
+    keypair = device.device.keys[("rsa", "mykey")]
+    assert (_public_der(keypair.private_key.public_key()), _public_der(keypair.encryption_key.public_key())) == (
+        keys[0][2], keys[1][2])
+    folder = device.device.folder / "keys"
+    for name in ("rsa-mykey.key.pem", "rsa-mykey.encryption-key.pem"):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600, name
+    assert strip_timestamp(run(device, "crypto key zeroize rsa mykey", stdin="yes\n")).endswith("[OK]\n")
+    assert not (folder / "rsa-mykey.encryption-key.pem").exists()
+
+
+def test_enroll_requests_two_certificates_and_import_takes_them_in_either_order(blank_fleet) -> None:
+    device = blank_fleet.devices[0]
+    ca_key, ca_cert = _outside_ca()
+    run(device, "crypto key generate rsa usage keys mykey", stdin="1024\n")
+    with Shell(device) as shell:
+        for line in ["configure", "crypto ca trustpoint myca", "enrollment terminal", "rsakeypair mykey",
+                     "subject-name CN=router1,O=Example", "commit", "end"]:
+            shell.cmd(line)
+        _authenticate(shell, ca_cert)
+        shell.cmd("crypto ca enroll myca", expect=r"Password: $")
+        shell.cmd("s3cret", expect=r"Re-enter Password: $")
+        shell.cmd("s3cret", expect=r"subject name\? \[yes/no\]: $")
+        shell.cmd("yes", expect=r"\[yes/no\]: $")
+        output = shell.cmd("no")
+        requests = REQUEST_RE.findall(output.replace("\r", ""))
+        assert [purpose for purpose, _ in requests] == ["Signature", "Encryption"], output
+        assert output.count("Fingerprint: ") == 2
+        csrs = [x509.load_pem_x509_csr(pem.encode()) for _, pem in requests]
+        assert all(csr.is_signature_valid for csr in csrs)
+        keypair = device.device.keys[("rsa", "mykey")]
+        assert [_public_der(csr.public_key()) for csr in csrs] == [
+            _public_der(keypair.private_key.public_key()), _public_der(keypair.encryption_key.public_key())]
+        signature_cert = _issue(ca_key, ca_cert, csrs[0], 101, encipherment=False)
+        encryption_cert = _issue(ca_key, ca_cert, csrs[1], 102, encipherment=True)
+        # The seed: "It does not matter which certificate is pasted first."
+        assert "successfully imported" in _paste(shell, "crypto ca import myca certificate", encryption_cert)
+        assert "successfully imported" in _paste(shell, "crypto ca import myca certificate", signature_cert)
+        shown = shell.cmd("show crypto ca certificates myca").replace("\r", "")
+    routers = shown.split("Router certificate\n")[1:]
+    assert [part.splitlines()[0] for part in routers] == ["  Key usage      : Signature", "  Key usage      : Encryption"]
+    assert "Serial Number  : 65" in routers[0] and "Serial Number  : 66" in routers[1], shown
+    assert device.device.certificates("myca")[1] == signature_cert
+    assert device.device.encryption_certificate("myca") == encryption_cert
+    run(device, "clear crypto ca certificates myca")
+    assert device.device.encryption_certificate("myca") is None
+
+
+def test_a_certificate_for_neither_usage_key_is_refused(blank_fleet) -> None:
+    device = blank_fleet.devices[0]
+    ca_key, ca_cert = _outside_ca()
+    run(device, "crypto key generate rsa usage keys mykey", stdin="1024\n")
+    with Shell(device) as shell:
+        for line in ["configure", "crypto ca trustpoint myca", "enrollment terminal", "rsakeypair mykey", "commit", "end"]:
+            shell.cmd(line)
+        _authenticate(shell, ca_cert)
+        stranger = ec.generate_private_key(ec.SECP256R1())
+        csr = (x509.CertificateSigningRequestBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")])).sign(stranger, hashes.SHA256()))
+        output = _paste(shell, "crypto ca import myca certificate", _issue(ca_key, ca_cert, csr, 5, encipherment=False))
+    assert "does not match either key pair rsa mykey of trustpoint myca" in output, output
