@@ -292,8 +292,12 @@ def h_ca_enroll(s: Session, m: Match) -> str:
     check_enrollment_supported(tp)
     if tp.enrollment == "self":
         include, ip = _ask_subject_extras(s, tp)
-        cert = device.issue_leaf(name, include_serial=include, ip_address=ip)
-        return format_enroll_output(tp, cert, _trustpoint_key(s, tp))
+        output = []
+        for purpose, half in _trustpoint_key(s, tp).halves():
+            cert = device.issue_leaf(name, include_serial=include, ip_address=ip,
+                                     encryption=purpose == "encryption")
+            output.append(format_enroll_output(tp, cert, half))
+        return "".join(output)
     # A CA enrollment (cut-and-paste or SCEP): the seed asks a challenge password first.
     password = _ask_challenge_password(s)
     include, ip = _ask_subject_extras(s, tp)

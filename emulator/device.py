@@ -620,7 +620,10 @@ class Device:
         self.store_certificate(trustpoint, "ca", cert)
         return cert
 
-    def issue_leaf(self, trustpoint: str, *, include_serial: bool, ip_address: str | None, **validity: Any) -> x509.Certificate:
+    def issue_leaf(self, trustpoint: str, *, include_serial: bool, ip_address: str | None,
+                   encryption: bool = False, **validity: Any) -> x509.Certificate:
+        """Self-enrollment: the router certificate of the trustpoint's key (`encryption`: of the
+        encryption half of its RSA usage keys, kept in router-encryption.pem)."""
         tp = self.trustpoint_config(trustpoint)
         self.boot_rsa_key()  # the default RSA key a trustpoint without keypair certifies
         ca_cert, _ = self.certificates(trustpoint)
@@ -629,13 +632,18 @@ class Device:
         root_key, leaf_key = resolve_trustpoint_keys(tp, self.keys)
         if root_key is None:
             raise DeviceError(f"% Trustpoint {trustpoint} needs a ca-keypair for self enrollment")
+        if encryption:
+            if leaf_key.encryption_key is None:
+                raise DeviceError(f"% Key pair {leaf_key.label} of trustpoint {trustpoint} has no encryption "
+                                  "key: expected RSA usage keys")
+            leaf_key = dict(leaf_key.halves())["encryption"]
         cert = make_leaf_certificate(
             tp, leaf_key, root_cert=ca_cert, root_key=root_key,
             chassis_serial=self.facts.chassis_serial if include_serial else None,
             fqdn=self.fqdn, ip_address=ip_address, serial_number=self.next_serial(),
             now=self.clock.now(), **validity,
         )
-        self.store_certificate(trustpoint, "router", cert)
+        self.store_certificate(trustpoint, ENCRYPTION_CERTIFICATE if encryption else "router", cert)
         return cert
 
     def signing_credentials(self, trustpoint: str = SYSTEM_TRUSTPOINT) -> tuple[KeyPair, list[tuple[str, x509.Certificate]]]:

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import secrets
 import stat
+from typing import Iterator
+
+import pytest
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -14,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from emu_ssh import PROMPT_RE, Shell, run, strip_timestamp
+from scep_ca import ScepCa, ScepServer
+from verifier.verify import verify_envelope
 
 REQUEST_RE = re.compile(
     r"% (Signature|Encryption) key certificate request:\nCertificate Request follows:\n\n"
@@ -140,3 +146,61 @@ def test_a_certificate_for_neither_usage_key_is_refused(blank_fleet) -> None:
                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")])).sign(stranger, hashes.SHA256()))
         output = _paste(shell, "crypto ca import myca certificate", _issue(ca_key, ca_cert, csr, 5, encipherment=False))
     assert "does not match either key pair rsa mykey of trustpoint myca" in output, output
+
+
+@pytest.fixture()
+def scep_ca() -> Iterator[tuple[ScepCa, str]]:
+    ca = ScepCa(challenge_password="enroll-me-7")
+    with ScepServer(ca) as url:
+        yield ca, url
+
+
+def test_scep_enrolls_both_keys_and_the_signature_key_signs_the_dossier(blank_fleet, scep_ca) -> None:
+    ca, url = scep_ca
+    device = blank_fleet.devices[0]
+    trustpoint = "system-trustpoint"
+    run(device, "crypto key generate rsa usage keys system-enroll-key", stdin="2048\n")
+    with Shell(device) as shell:
+        for line in ["configure", f"crypto ca trustpoint {trustpoint}", f"enrollment url {url}",
+                     "rsakeypair system-enroll-key", "commit", "end"]:
+            shell.cmd(line)
+        shell.cmd(f"crypto ca authenticate {trustpoint}", expect=r"Do you accept this certificate\?\? \[yes/no\]:$")
+        shell.cmd("yes")
+        shell.cmd(f"crypto ca enroll {trustpoint}", expect=r"Password: $")
+        shell.cmd("enroll-me-7", expect=r"Re-enter Password: $")
+        shell.cmd("enroll-me-7", expect=r"subject name\? \[yes/no\]: $")
+        shell.cmd("no", expect=r"IP address in the subject name\? \[yes/no\]: $")
+        output = shell.cmd("no").replace("\r", "")
+    assert output.index("% Signature key certificate request:") < output.index("% Encryption key certificate request:")
+    assert output.count("% Certificate request sent to Certificate Authority") == 2
+    signature_cert, encryption_cert = ca.issued
+    keypair = device.device.keys[("rsa", "system-enroll-key")]
+    assert _public_der(signature_cert.public_key()) == _public_der(keypair.private_key.public_key())
+    assert _public_der(encryption_cert.public_key()) == _public_der(keypair.encryption_key.public_key())
+    nonce = secrets.token_bytes(16)
+    envelope = strip_timestamp(run(
+        device, f"show platform security integrity dossier include packages nonce {nonce.hex()} "
+                f"| utility sign nonce {nonce.hex()} include-certificate"))
+    verdict = verify_envelope(envelope.encode(), roots=[ca.cert], expected_nonce=nonce)
+    assert verdict.trusted, verdict.ids()
+    assert verdict.leaf == signature_cert
+
+
+def test_self_enrollment_issues_a_certificate_per_usage_key(blank_fleet) -> None:
+    device = blank_fleet.devices[0]
+    run(device, "crypto key generate rsa usage keys mykey", stdin="1024\n")
+    run(device, "crypto key generate rsa rootkey", stdin="2048\n")
+    with Shell(device) as shell:
+        for line in ["configure", "crypto ca trustpoint selfca", "enrollment url self", "ca-keypair rsa rootkey",
+                     "rsakeypair mykey", "commit", "end"]:
+            shell.cmd(line)
+        shell.cmd("crypto ca authenticate selfca")
+        shell.cmd("crypto ca enroll selfca", expect=r"subject name\? \[yes/no\]: $")
+        shell.cmd("no", expect=r"\[yes/no\]: $")
+        output = shell.cmd("no").replace("\r", "")
+        shown = shell.cmd("show crypto ca certificates selfca").replace("\r", "")
+    assert output.count("Certificate keypair configured Type: 1, Label: mykey.") == 2, output
+    assert "Key usage      : Signature" in shown and "Key usage      : Encryption" in shown, shown
+    keypair = device.device.keys[("rsa", "mykey")]
+    assert _public_der(device.device.encryption_certificate("selfca").public_key()) == _public_der(
+        keypair.encryption_key.public_key())
