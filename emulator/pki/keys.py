@@ -400,6 +400,26 @@ def save_keypair(keypair: KeyPair, directory: Path) -> None:
     )
 
 
+def _load_stored_key(path: Path, kind: KeyKind, *, public: bool) -> Any:
+    """One stored PEM key of `kind`; PkiError naming the file when unreadable or of another kind."""
+    try:
+        pem = path.read_bytes()
+        if public:
+            key: Any = serialization.load_pem_public_key(pem)
+        else:
+            key = serialization.load_pem_private_key(pem, password=None)
+    except (OSError, ValueError, TypeError) as error:
+        raise PkiError(
+            f"% Key store damaged: cannot read {path} ({error}); remove it and generate the key again"
+        ) from error
+    if kind_of_key(key) != kind:
+        raise PkiError(
+            f"% Key store damaged: {path} holds a {kind_of_key(key).upper()} key; "
+            f"its metadata says {kind.upper()}"
+        )
+    return key
+
+
 def load_keypairs(directory: Path) -> dict[tuple[str, str], KeyPair]:
     """Every key pair saved under `directory`, keyed by (kind, label); {} if there is none.
 
@@ -428,39 +448,10 @@ def load_keypairs(directory: Path) -> dict[tuple[str, str], KeyPair]:
             ) from error
         stem = _stem(kind, label)
         key_path = directory / (stem + (_PUBLIC_SUFFIX if imported else _PRIVATE_SUFFIX))
-        try:
-            pem = key_path.read_bytes()
-            if imported:
-                key: Any = serialization.load_pem_public_key(pem)
-            else:
-                key = serialization.load_pem_private_key(pem, password=None)
-        except (OSError, ValueError, TypeError) as error:
-            raise PkiError(
-                f"% Key store damaged: cannot read {key_path} ({error}); "
-                "remove it and generate the key again"
-            ) from error
-        if kind_of_key(key) != kind:
-            raise PkiError(
-                f"% Key store damaged: {key_path} holds a {kind_of_key(key).upper()} key; "
-                f"its metadata says {kind.upper()}"
-            )
+        key = _load_stored_key(key_path, kind, public=imported)
         encryption_key = None
         if has_encryption:
-            encryption_path = directory / (stem + _ENCRYPTION_SUFFIX)
-            try:
-                encryption_key = serialization.load_pem_private_key(
-                    encryption_path.read_bytes(), password=None
-                )
-            except (OSError, ValueError, TypeError) as error:
-                raise PkiError(
-                    f"% Key store damaged: cannot read {encryption_path} ({error}); "
-                    "remove it and generate the key again"
-                ) from error
-            if kind_of_key(encryption_key) != kind:
-                raise PkiError(
-                    f"% Key store damaged: {encryption_path} holds a "
-                    f"{kind_of_key(encryption_key).upper()} key; its metadata says {kind.upper()}"
-                )
+            encryption_key = _load_stored_key(directory / (stem + _ENCRYPTION_SUFFIX), kind, public=False)
         found[(kind, label)] = KeyPair(
             label=label,
             kind=kind,

@@ -8,36 +8,20 @@ import datetime as dt
 import re
 import secrets
 import stat
-from typing import Iterator
-
-import pytest
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from _pki_helpers import outside_ca
 from emu_ssh import PROMPT_RE, Shell, run, strip_timestamp
-from scep_ca import ScepCa, ScepServer
 from verifier.verify import verify_envelope
 
 REQUEST_RE = re.compile(
     r"% (Signature|Encryption) key certificate request:\nCertificate Request follows:\n\n"
     r"(-----BEGIN CERTIFICATE REQUEST-----.+?-----END CERTIFICATE REQUEST-----)", re.S
 )
-
-
-def _outside_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Usage Keys Root CA")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(11).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
 
 
 def _issue(ca_key, ca_cert, csr: x509.CertificateSigningRequest, serial: int, *, encipherment: bool) -> x509.Certificate:
@@ -98,7 +82,7 @@ def test_usage_keys_are_two_key_pairs_each_in_a_private_file(blank_fleet) -> Non
 
 def test_enroll_requests_two_certificates_and_import_takes_them_in_either_order(blank_fleet) -> None:
     device = blank_fleet.devices[0]
-    ca_key, ca_cert = _outside_ca()
+    ca_key, ca_cert = outside_ca("Usage Keys Root CA")
     run(device, "crypto key generate rsa usage keys mykey", stdin="1024\n")
     with Shell(device) as shell:
         for line in ["configure", "crypto ca trustpoint myca", "enrollment terminal", "rsakeypair mykey",
@@ -135,7 +119,7 @@ def test_enroll_requests_two_certificates_and_import_takes_them_in_either_order(
 
 def test_a_certificate_for_neither_usage_key_is_refused(blank_fleet) -> None:
     device = blank_fleet.devices[0]
-    ca_key, ca_cert = _outside_ca()
+    ca_key, ca_cert = outside_ca("Usage Keys Root CA")
     run(device, "crypto key generate rsa usage keys mykey", stdin="1024\n")
     with Shell(device) as shell:
         for line in ["configure", "crypto ca trustpoint myca", "enrollment terminal", "rsakeypair mykey", "commit", "end"]:
@@ -146,13 +130,6 @@ def test_a_certificate_for_neither_usage_key_is_refused(blank_fleet) -> None:
                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")])).sign(stranger, hashes.SHA256()))
         output = _paste(shell, "crypto ca import myca certificate", _issue(ca_key, ca_cert, csr, 5, encipherment=False))
     assert "does not match either key pair rsa mykey of trustpoint myca" in output, output
-
-
-@pytest.fixture()
-def scep_ca() -> Iterator[tuple[ScepCa, str]]:
-    ca = ScepCa(challenge_password="enroll-me-7")
-    with ScepServer(ca) as url:
-        yield ca, url
 
 
 def test_scep_enrolls_both_keys_and_the_signature_key_signs_the_dossier(blank_fleet, scep_ca) -> None:
