@@ -9,6 +9,7 @@ import re
 import secrets
 import stat
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -16,6 +17,8 @@ from cryptography.x509.oid import NameOID
 
 from _pki_helpers import outside_ca
 from emu_ssh import PROMPT_RE, Shell, run, strip_timestamp
+from emulator.pki import PkiError
+from emulator.pki.keys import generate_keypair, load_keypairs, save_keypair
 from verifier.verify import verify_envelope
 
 REQUEST_RE = re.compile(
@@ -181,3 +184,14 @@ def test_self_enrollment_issues_a_certificate_per_usage_key(blank_fleet) -> None
     keypair = device.device.keys[("rsa", "mykey")]
     assert _public_der(device.device.encryption_certificate("selfca").public_key()) == _public_der(
         keypair.encryption_key.public_key())
+
+
+def test_usage_keys_come_back_from_the_key_store_with_both_halves(tmp_path) -> None:
+    keypair = generate_keypair("rsa", "mykey", modulus=1024, usage="usage", now=dt.datetime.now(dt.timezone.utc))
+    save_keypair(keypair, tmp_path)
+    loaded = load_keypairs(tmp_path)[("rsa", "mykey")]
+    assert [(purpose, half.public_der()) for purpose, half in loaded.halves()] == [
+        (purpose, half.public_der()) for purpose, half in keypair.halves()]
+    (tmp_path / "rsa-mykey.encryption-key.pem").write_text("not a key")
+    with pytest.raises(PkiError, match=r"Key store damaged: cannot read .*rsa-mykey.encryption-key.pem"):
+        load_keypairs(tmp_path)
