@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from .device import HOST_KEY_TYPES, KEY_TYPES
+from .facts import DEFAULT_PLATFORM_PID, PLATFORM_PIDS
 from .faults import Fault, parse_fault_spec
 from .fleet import FLEET_PLATFORMS, Fleet, FleetError
 
@@ -28,6 +29,9 @@ def emulator_group() -> None:
               help="Device personality: iosxr (dossier, utility sign, attest certificate), iosxe "
                    "(Router# prompt, SUDI and integrity signing under an emulated SUDI CA kept in "
                    "STATE_DIR/xe-sudi-ca), or mixed (xr-0001, xe-0002, xr-0003, ...).")
+@click.option("--chassis", type=click.Choice(PLATFORM_PIDS), default=DEFAULT_PLATFORM_PID, show_default=True,
+              help="Chassis of every IOS XR device; NCS-5504 has two route processors (0/RP0/CPU0 and "
+                   "0/RP1/CPU0), so filesystem-inventory-options can name the remote node.")
 @click.option("--listen", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
 @click.option("--base-port", type=click.IntRange(0, 65535), default=0, show_default=True,
               help="Port of the first device; the others follow. 0 picks free ports.")
@@ -49,7 +53,7 @@ def emulator_group() -> None:
 @click.option("--fault", "faults", multiple=True, metavar="DEVICE=FAULT[:k=v,...]",
               help="Inject a fault, e.g. xr-0002=slow-output:delay=3. Faults: "
                    + ", ".join(f.value for f in Fault) + ". Repeatable.")
-def serve_command(devices: int, platform: str, listen: str, base_port: int, state_dir: Path, inventory_out: Path | None,
+def serve_command(devices: int, platform: str, chassis: str, listen: str, base_port: int, state_dir: Path, inventory_out: Path | None,
                   provisioned: bool, key_type: str, host_key_type: str, seed: int, files: int,
                   username: str, faults: tuple[str, ...]) -> None:
     """Serve N emulated IOS XR / IOS XE devices over SSH until SIGINT or SIGTERM.
@@ -64,7 +68,7 @@ def serve_command(devices: int, platform: str, listen: str, base_port: int, stat
         raise click.BadParameter(str(exc), param_hint="--fault") from None
     fleet = Fleet(state_dir=state_dir, devices=devices, host=listen, base_port=base_port,
                   provisioned=provisioned, key_type=key_type, host_key_type=host_key_type,
-                  seed=seed, files=files, username=username, platform=platform)
+                  seed=seed, files=files, username=username, platform=platform, chassis=chassis)
     try:
         fleet.start()
     except FleetError as exc:

@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from . import signing
-from .device import HARDDISK_PREFIXES
+from .device import ENCRYPTION_CERTIFICATE, HARDDISK_PREFIXES
 from .grammar import Match
 from .nonce import parse_hex_nonce
 from .pki import PkiError
@@ -46,6 +46,7 @@ from .pki.screens import (
     format_generate_prompt,
     format_mypubkey,
     format_request_fingerprint,
+    format_request_heading,
     format_serial_notice,
     format_show_certificates,
 )
@@ -279,6 +280,11 @@ def _enroll_over_scep(s: Session, tp: TrustpointConfig, ca_cert: Any, key: KeyPa
     return cert
 
 
+def _certificate_slot(purpose: str) -> str:
+    """The file a router certificate for a key of this purpose is kept in."""
+    return ENCRYPTION_CERTIFICATE if purpose == "encryption" else "router"
+
+
 def h_ca_enroll(s: Session, m: Match) -> str:
     name = m.args["tp"]
     device = s.device
@@ -286,21 +292,33 @@ def h_ca_enroll(s: Session, m: Match) -> str:
     check_enrollment_supported(tp)
     if tp.enrollment == "self":
         include, ip = _ask_subject_extras(s, tp)
-        cert = device.issue_leaf(name, include_serial=include, ip_address=ip)
-        return format_enroll_output(tp, cert, _trustpoint_key(s, tp))
+        output = []
+        for purpose, half in _trustpoint_key(s, tp).halves():
+            cert = device.issue_leaf(name, include_serial=include, ip_address=ip,
+                                     encryption=purpose == "encryption")
+            output.append(format_enroll_output(tp, cert, half))
+        return "".join(output)
     # A CA enrollment (cut-and-paste or SCEP): the seed asks a challenge password first.
     password = _ask_challenge_password(s)
     include, ip = _ask_subject_extras(s, tp)
     key = _trustpoint_key(s, tp)
-    csr = build_csr(
-        tp, key, chassis_serial=device.facts.chassis_serial, fqdn=device.fqdn,
-        ip_address=ip, include_serial=include, challenge_password=password,
-    )
-    if tp.enrollment == "terminal":
-        return format_csr_output(csr) + format_request_fingerprint(csr)
-    cert = _enroll_over_scep(s, tp, ca_cert, key, csr)
-    device.store_certificate(name, "router", cert)
-    return format_enroll_output(tp, cert, key)
+    # The seed: "request as many certificates as there are RSA key pairs" (usage keys: two).
+    halves = key.halves()
+    output = []
+    for purpose, half in halves:
+        csr = build_csr(
+            tp, half, chassis_serial=device.facts.chassis_serial, fqdn=device.fqdn,
+            ip_address=ip, include_serial=include, challenge_password=password,
+        )
+        heading = format_request_heading(purpose) if len(halves) > 1 else ""
+        if tp.enrollment == "terminal":
+            output.append(heading + format_csr_output(csr) + format_request_fingerprint(csr))
+            continue
+        s.term.write(heading)
+        cert = _enroll_over_scep(s, tp, ca_cert, half, csr)
+        device.store_certificate(name, _certificate_slot(purpose), cert)
+        output.append(format_enroll_output(tp, cert, half))
+    return "".join(output)
 
 
 def h_ca_import(s: Session, m: Match) -> str:
@@ -311,8 +329,9 @@ def h_ca_import(s: Session, m: Match) -> str:
     )
     cert = parse_pasted_certificate(text)
     key = _trustpoint_key(s, tp)
-    check_imported_certificate(cert, ca_cert, key, trustpoint=name)
-    s.device.store_certificate(name, "router", cert)
+    # Usage keys need two imports, either certificate first (the seed): its key says its slot.
+    purpose = check_imported_certificate(cert, ca_cert, key, trustpoint=name)
+    s.device.store_certificate(name, _certificate_slot(purpose), cert)
     return "% Certificate successfully imported.\n"
 
 
@@ -320,6 +339,7 @@ def h_clear_certificates(s: Session, m: Match) -> str:
     name = m.args["tp"]
     s.device.store_certificate(name, "ca", None)
     s.device.store_certificate(name, "router", None)
+    s.device.store_certificate(name, ENCRYPTION_CERTIFICATE, None)
     return ""
 
 
@@ -329,7 +349,22 @@ def h_show_certificates(s: Session, m: Match) -> str:
     entries = []
     for name in names:
         ca, router = device.certificates(name)
-        if ca is None and router is None:
+        encryption = device.encryption_certificate(name)
+        if ca is None and router is None and encryption is None:
             continue
-        entries.append((name, ca, router))
+        if encryption is None and not _has_usage_keys(s, name):
+            entries.append((name, ca, router))
+            continue
+        pairs = [("signature", router), ("encryption", encryption)]
+        entries.append((name, ca, [(purpose, cert) for purpose, cert in pairs if cert is not None]))
     return format_show_certificates(entries, bool(m.args.get("detail")))
+
+
+def _has_usage_keys(s: Session, name: str) -> bool:
+    """True when the trustpoint's key pair is RSA usage keys (its router.pem is the signature
+    key's certificate); False for general keys or a trustpoint no longer configured."""
+    node = s.device.running.find(f"crypto ca trustpoint {name}")
+    if node is None:
+        return False
+    key = s.device.keys.get(s.device.trustpoint_config(name).leaf_key_ref())
+    return key is not None and key.encryption_key is not None

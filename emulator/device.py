@@ -8,7 +8,8 @@ same after a restart:
     <state-dir>/<name>/config.json      the committed configuration tree
     <state-dir>/<name>/host_key         SSH host private key (mode 0600)
     <state-dir>/<name>/keys/            crypto key pairs (private keys mode 0600)
-    <state-dir>/<name>/certs/<tp>/      ca.pem and router.pem per trustpoint
+    <state-dir>/<name>/certs/<tp>/      ca.pem and router.pem per trustpoint (usage keys: also
+                                        router-encryption.pem)
     <state-dir>/<name>/facts.json       packages, histories, inventory (emulator.facts)
     <state-dir>/<name>/fsinv.json       file-system inventory state (emulator.fsinv)
     <state-dir>/<name>/harddisk/        the `harddisk:` file system (`| file`, `dir`, `more`)
@@ -51,7 +52,7 @@ from .pki.certificates import make_leaf_certificate, make_root_certificate
 from .pki.keys import DEFAULT_KEY_LABEL, KeyPair, delete_keypair, generate_keypair, load_keypairs, save_keypair
 from .pki.trustpoints import TrustpointConfig, resolve_trustpoint_keys
 
-__all__ = ["HARDDISK_PREFIXES", "HOST_KEY_TYPES", "KEY_TYPES", "PLATFORMS", "Device", "DeviceError", "hash_secret"]
+__all__ = ["ENCRYPTION_CERTIFICATE", "HARDDISK_PREFIXES", "HOST_KEY_TYPES", "KEY_TYPES", "PLATFORMS", "Device", "DeviceError", "hash_secret"]
 
 # Dossier signing key types a fleet can be provisioned with: (kind, modulus or curve).
 KEY_TYPES: dict[str, tuple[str, int | str]] = {
@@ -68,6 +69,8 @@ HOST_KEY_TYPES = ("ed25519", "ecdsa", "rsa")
 PLATFORMS = ("iosxr", "iosxe")
 
 SYSTEM_TRUSTPOINT = "system-trustpoint"
+# The certificate file (under certs/<tp>/) of the encryption half of RSA usage keys.
+ENCRYPTION_CERTIFICATE = "router-encryption"
 ROOT_KEY_LABEL = "system-root-key"
 ENROLL_KEY_LABEL = "system-enroll-key"
 DEFAULT_DOMAIN = "example.com"
@@ -168,6 +171,7 @@ class Device:
         admin_password: str | None = None,
         username: str = "admin",
         platform: str = "iosxr",
+        chassis: str = facts_mod.DEFAULT_PLATFORM_PID,
     ) -> None:
         self.name = name
         self.folder = Path(state_dir) / name
@@ -189,6 +193,7 @@ class Device:
                 "host_key_type": host_key_type,
                 "created": time.time(),
                 "platform": platform,
+                "chassis": chassis,
             }
         if self.info.get("platform", "iosxr") not in PLATFORMS:
             raise DeviceError(f"% Unknown platform {self.info['platform']!r} in {info_path}; "
@@ -217,6 +222,11 @@ class Device:
     def platform(self) -> str:
         """`iosxr` or `iosxe`: which command table, prompt and identity the device has."""
         return str(self.info.get("platform", "iosxr"))
+
+    @property
+    def chassis(self) -> str:
+        """The IOS XR chassis PID the device's facts are made for (its route processors)."""
+        return str(self.info.get("chassis", facts_mod.DEFAULT_PLATFORM_PID))
 
     def xe_identity(self) -> Any:
         """The IOS XE SUDI key, certificate and measurements (made on first use, then kept)."""
@@ -295,7 +305,9 @@ class Device:
                 if path.exists():
                     self._facts = facts_mod.DeviceFacts.from_dict(json.loads(path.read_text("utf-8")))
                 else:
-                    self._facts = facts_mod.make_facts(self.name, self.info["seed"], files=self.info["files"])
+                    self._facts = facts_mod.make_facts(
+                        self.name, self.info["seed"], files=self.info["files"], platform_pid=self.chassis
+                    )
                     _atomic_write(path, json.dumps(self._facts.to_dict()).encode())
             return self._facts
 
@@ -367,6 +379,12 @@ class Device:
         if (folder / "router.pem").exists():
             router = x509.load_pem_x509_certificate((folder / "router.pem").read_bytes())
         return ca, router
+
+    def encryption_certificate(self, trustpoint: str) -> x509.Certificate | None:
+        """The router certificate of the encryption key of RSA usage keys (router.pem holds the
+        signature key's), or None."""
+        path = self.folder / "certs" / trustpoint / f"{ENCRYPTION_CERTIFICATE}.pem"
+        return x509.load_pem_x509_certificate(path.read_bytes()) if path.exists() else None
 
     def store_certificate(self, trustpoint: str, which: str, cert: x509.Certificate | None) -> None:
         path = self.folder / "certs" / trustpoint / f"{which}.pem"
@@ -602,7 +620,10 @@ class Device:
         self.store_certificate(trustpoint, "ca", cert)
         return cert
 
-    def issue_leaf(self, trustpoint: str, *, include_serial: bool, ip_address: str | None, **validity: Any) -> x509.Certificate:
+    def issue_leaf(self, trustpoint: str, *, include_serial: bool, ip_address: str | None,
+                   encryption: bool = False, **validity: Any) -> x509.Certificate:
+        """Self-enrollment: the router certificate of the trustpoint's key (`encryption`: of the
+        encryption half of its RSA usage keys, kept in router-encryption.pem)."""
         tp = self.trustpoint_config(trustpoint)
         self.boot_rsa_key()  # the default RSA key a trustpoint without keypair certifies
         ca_cert, _ = self.certificates(trustpoint)
@@ -611,13 +632,18 @@ class Device:
         root_key, leaf_key = resolve_trustpoint_keys(tp, self.keys)
         if root_key is None:
             raise DeviceError(f"% Trustpoint {trustpoint} needs a ca-keypair for self enrollment")
+        if encryption:
+            if leaf_key.encryption_key is None:
+                raise DeviceError(f"% Key pair {leaf_key.label} of trustpoint {trustpoint} has no encryption "
+                                  "key: expected RSA usage keys")
+            leaf_key = dict(leaf_key.halves())["encryption"]
         cert = make_leaf_certificate(
             tp, leaf_key, root_cert=ca_cert, root_key=root_key,
             chassis_serial=self.facts.chassis_serial if include_serial else None,
             fqdn=self.fqdn, ip_address=ip_address, serial_number=self.next_serial(),
             now=self.clock.now(), **validity,
         )
-        self.store_certificate(trustpoint, "router", cert)
+        self.store_certificate(trustpoint, ENCRYPTION_CERTIFICATE if encryption else "router", cert)
         return cert
 
     def signing_credentials(self, trustpoint: str = SYSTEM_TRUSTPOINT) -> tuple[KeyPair, list[tuple[str, x509.Certificate]]]:

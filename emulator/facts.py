@@ -27,6 +27,7 @@ __all__ = [
     "Commit",
     "ContentError",
     "DeviceFacts",
+    "DEFAULT_PLATFORM_PID",
     "FACTS_EPOCH",
     "FIRST_COMMIT_ID",
     "FactsError",
@@ -191,6 +192,8 @@ _PROFILES: dict[str, _Profile] = {
     )
 }
 PLATFORM_PIDS: tuple[str, ...] = tuple(_PROFILES)
+# The fleet's chassis unless one is chosen: a fixed 1RU router with one route processor.
+DEFAULT_PLATFORM_PID = "NCS-55A1-24H"
 
 # XR 7.x releases with the build line `show version` prints for them.
 XR_RELEASES: dict[str, tuple[str, str, str]] = {
@@ -427,7 +430,7 @@ def make_facts(
     hostname: str,
     seed: int,
     *,
-    platform_pid: str = "NCS-55A1-24H",
+    platform_pid: str = DEFAULT_PLATFORM_PID,
     files: int = 3000,
     failing_items: Mapping[str, str] | None = None,
 ) -> DeviceFacts:

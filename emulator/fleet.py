@@ -24,6 +24,7 @@ import yaml
 from . import iosxe
 from .alerts import AlertScheduler
 from .device import KEY_TYPES, PLATFORMS, SYSTEM_TRUSTPOINT, Device
+from .facts import DEFAULT_PLATFORM_PID, PLATFORM_PIDS
 from .faults import CERTIFICATE_FAULTS, Fault
 from .server import Listener
 
@@ -85,11 +86,14 @@ class Fleet:
         username: str = "admin",
         progress: Callable[[int, int], None] | None = None,
         platform: str = "iosxr",
+        chassis: str = DEFAULT_PLATFORM_PID,
     ) -> None:
         if key_type not in KEY_TYPES:
             raise FleetError(f"unknown key type {key_type!r}; expected one of: {', '.join(KEY_TYPES)}")
         if platform not in FLEET_PLATFORMS:
             raise FleetError(f"unknown platform {platform!r}; expected one of: {', '.join(FLEET_PLATFORMS)}")
+        if chassis not in PLATFORM_PIDS:
+            raise FleetError(f"unknown chassis {chassis!r}; expected one of: {', '.join(PLATFORM_PIDS)}")
         if devices < 1:
             raise FleetError(f"a fleet needs at least one device, found devices={devices}")
         self.state_dir = Path(state_dir)
@@ -104,6 +108,7 @@ class Fleet:
         self.username = username
         self.progress = progress
         self.platform = platform
+        self.chassis = chassis
         self.devices: list[EmulatedDevice] = []
         self._listener: Listener | None = None
         self._alerts: AlertScheduler | None = None
@@ -151,11 +156,14 @@ class Fleet:
                 device = Device(
                     name, self.state_dir, seed=self.seed * 100_003 + index, files=self.files,
                     host_key_type=self.host_key_type, admin_password=password, username=self.username,
-                    platform=platform,
+                    platform=platform, chassis=self.chassis,
                 )
                 if device.platform != platform:
                     raise FleetError(f"{name}: the state directory holds an {device.platform} device, "
                                      f"this fleet asks for {platform}; use another --state-dir")
+                if platform == "iosxr" and device.chassis != self.chassis:
+                    raise FleetError(f"{name}: the state directory holds an {device.chassis} chassis, "
+                                     f"this fleet asks for {self.chassis}; use another --state-dir")
                 if platform == "iosxe":
                     device.xe_identity()  # the SUDI identity is factory-made: make it before serving
                 elif self.provisioned and device.certificates(SYSTEM_TRUSTPOINT)[1] is None:

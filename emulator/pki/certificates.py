@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from . import PkiError
-from .keys import MAX_PASTE_CHARS, KeyPair
+from .keys import MAX_PASTE_CHARS, KeyPair, KeyPurpose
 from .screens import format_dn, format_ios_time
 from .trustpoints import (
     DEFAULT_LEAF_KEY_USAGE,
@@ -305,9 +305,10 @@ def check_imported_certificate(
     *,
     trustpoint: str = "",
     now: datetime | None = None,
-) -> None:
+) -> KeyPurpose:
     """`crypto ca import <tp> certificate`: the pasted certificate must be issued by the
-    trustpoint's CA and certify our key. Raises PkiError with the reason otherwise."""
+    trustpoint's CA and certify our key (for usage keys: either of the two, in any order, as the
+    seed says). Returns the purpose of the key it certifies; raises PkiError otherwise."""
     where = f" of trustpoint {trustpoint}" if trustpoint else ""
     if cert.issuer != ca_cert.subject:
         raise PkiError(
@@ -324,10 +325,12 @@ def check_imported_certificate(
     found = cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    if found != key.public_der():
+    purpose = next((purpose for purpose, half in key.halves() if half.public_der() == found), None)
+    if purpose is None:
+        which = "either key pair" if key.encryption_key is not None else "key pair"
         raise PkiError(
-            f"% Certificate import failed: the certificate's public key does not match key "
-            f"pair {key.kind} {key.label}{where}; paste the certificate issued for this "
+            f"% Certificate import failed: the certificate's public key does not match {which} "
+            f"{key.kind} {key.label}{where}; paste the certificate issued for this "
             "router's request"
         )
     if now is not None:
@@ -338,3 +341,4 @@ def check_imported_certificate(
                 f"{format_ios_time(cert.not_valid_before_utc)} to "
                 f"{format_ios_time(cert.not_valid_after_utc)}; it is now {format_ios_time(moment)}"
             )
+    return purpose

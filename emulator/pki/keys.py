@@ -37,6 +37,7 @@ __all__ = [
     "RSA_MODULUS_MIN",
     "KeyKind",
     "KeyPair",
+    "KeyPurpose",
     "KeyUsage",
     "check_kind",
     "check_label",
@@ -52,6 +53,8 @@ __all__ = [
 
 KeyKind = Literal["rsa", "dsa", "ecdsa"]
 KeyUsage = Literal["general", "usage"]
+# What one key pair of a label is for: general purpose, or one half of usage keys.
+KeyPurpose = Literal["general", "signature", "encryption"]
 
 # IOS XR names a key generated without a label `the_default` (the seed never shows a label-less
 # key, so this follows IOS XR behaviour; it is used for every key kind).
@@ -87,7 +90,9 @@ class KeyPair:
     """One labelled key pair of the router (`crypto key generate ...`).
 
     `private_key` is None only for a public key imported with
-    `crypto key import authentication rsa`, which is then in `imported_public_key`.
+    `crypto key import authentication rsa`, which is then in `imported_public_key`. RSA usage
+    keys (`usage keys`) are two key pairs under one label: `private_key` signs,
+    `encryption_key` is the encryption pair; each gets its own certificate.
     """
 
     label: str
@@ -96,6 +101,7 @@ class KeyPair:
     private_key: Any
     created: datetime
     imported_public_key: Any = None
+    encryption_key: Any = None
 
     @property
     def public_key(self) -> Any:
@@ -133,6 +139,17 @@ class KeyPair:
         return self.public_key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
+
+    def halves(self) -> list[tuple[KeyPurpose, KeyPair]]:
+        """Each key pair under this label with its purpose: `[("general", self)]`, or for RSA
+        usage keys `[("signature", ...), ("encryption", ...)]` (the order IOS requests them in)."""
+        if self.encryption_key is None:
+            return [("general", self)]
+        encryption = KeyPair(
+            label=self.label, kind=self.kind, usage=self.usage,
+            private_key=self.encryption_key, created=self.created,
+        )
+        return [("signature", self), ("encryption", encryption)]
 
 
 def check_kind(kind: str) -> KeyKind:
@@ -242,7 +259,9 @@ def generate_keypair(
     """Generate a key pair as `crypto key generate rsa|dsa|ecdsa [label]` does.
 
     RSA: modulus 512..4096 (default 2048). DSA: 1024 or 2048 (default 2048). ECDSA: curve
-    nistp256 (default), nistp384 or nistp521. Raises PkiError for anything else.
+    nistp256 (default), nistp384 or nistp521. RSA usage keys are two key pairs of that size
+    (signature and encryption, as the seed: "your router has two RSA key pairs"). Raises
+    PkiError for anything else.
     """
     kind = check_kind(kind)
     label = check_label(label)
@@ -251,10 +270,7 @@ def generate_keypair(
     if kind == "rsa":
         bits = RSA_MODULUS_DEFAULT if modulus is None else modulus
         _check_modulus("rsa", bits)
-        if bits < _CRYPTOGRAPHY_RSA_MIN:
-            private_key: Any = _small_rsa_key(bits)
-        else:
-            private_key = rsa.generate_private_key(_RSA_PUBLIC_EXPONENT, bits)
+        private_key: Any = _rsa_key(bits)
     elif kind == "dsa":
         bits = DSA_SIZE_DEFAULT if modulus is None else modulus
         _check_modulus("dsa", bits)
@@ -266,7 +282,17 @@ def generate_keypair(
                 f"% Invalid curve {curve!r}: expected one of " + ", ".join(ECDSA_CURVES)
             )
         private_key = ec.generate_private_key(ECDSA_CURVES[curve_name]())
-    return KeyPair(label=label, kind=kind, usage=usage, private_key=private_key, created=now)
+    encryption_key = None
+    if kind == "rsa" and usage == "usage":
+        encryption_key = _rsa_key(bits)
+    return KeyPair(label=label, kind=kind, usage=usage, private_key=private_key, created=now,
+                   encryption_key=encryption_key)
+
+
+def _rsa_key(bits: int) -> rsa.RSAPrivateKey:
+    if bits < _CRYPTOGRAPHY_RSA_MIN:
+        return _small_rsa_key(bits)
+    return rsa.generate_private_key(_RSA_PUBLIC_EXPONENT, bits)
 
 def parse_generate_answer(kind: str, answer: str) -> dict[str, Any]:
     """The answer to `format_generate_prompt`'s question as keyword arguments for
@@ -292,6 +318,9 @@ def parse_generate_answer(kind: str, answer: str) -> dict[str, Any]:
 _PRIVATE_SUFFIX = ".key.pem"
 _PUBLIC_SUFFIX = ".pub.pem"
 _META_SUFFIX = ".meta.json"
+# The encryption half of usage keys. Not `.key.pem`-suffixed, so no label's files can share
+# its name and the label listing in `delete_keypair` does not mistake it for a key pair.
+_ENCRYPTION_SUFFIX = ".encryption-key.pem"
 _PRIVATE_FILE_MODE = 0o600
 _PUBLIC_FILE_MODE = 0o644
 
@@ -321,6 +350,12 @@ def _stem(kind: str, label: str) -> str:
     return f"{kind}-{label}"
 
 
+def _private_pem(private_key: Any) -> bytes:
+    return private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
 def save_keypair(keypair: KeyPair, directory: Path) -> None:
     """Store a key pair under `directory`: PEM key (private: mode 0600) + metadata JSON.
 
@@ -336,12 +371,17 @@ def save_keypair(keypair: KeyPair, directory: Path) -> None:
         )
         _atomic_write(directory / (stem + _PUBLIC_SUFFIX), pem, _PUBLIC_FILE_MODE)
     else:
-        pem = keypair.private_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+        _atomic_write(
+            directory / (stem + _PRIVATE_SUFFIX), _private_pem(keypair.private_key), _PRIVATE_FILE_MODE
         )
-        _atomic_write(directory / (stem + _PRIVATE_SUFFIX), pem, _PRIVATE_FILE_MODE)
+    if keypair.encryption_key is not None:
+        _atomic_write(
+            directory / (stem + _ENCRYPTION_SUFFIX),
+            _private_pem(keypair.encryption_key),
+            _PRIVATE_FILE_MODE,
+        )
+    else:
+        (directory / (stem + _ENCRYPTION_SUFFIX)).unlink(missing_ok=True)
     created = keypair.created
     if created.tzinfo is None:
         created = created.replace(tzinfo=timezone.utc)
@@ -351,12 +391,33 @@ def save_keypair(keypair: KeyPair, directory: Path) -> None:
         "usage": keypair.usage,
         "created": created.isoformat(),
         "imported": keypair.is_imported,
+        "encryption": keypair.encryption_key is not None,
     }
     _atomic_write(
         directory / (stem + _META_SUFFIX),
         (json.dumps(meta, indent=2) + "\n").encode(),
         _PUBLIC_FILE_MODE,
     )
+
+
+def _load_stored_key(path: Path, kind: KeyKind, *, public: bool) -> Any:
+    """One stored PEM key of `kind`; PkiError naming the file when unreadable or of another kind."""
+    try:
+        pem = path.read_bytes()
+        if public:
+            key: Any = serialization.load_pem_public_key(pem)
+        else:
+            key = serialization.load_pem_private_key(pem, password=None)
+    except (OSError, ValueError, TypeError) as error:
+        raise PkiError(
+            f"% Key store damaged: cannot read {path} ({error}); remove it and generate the key again"
+        ) from error
+    if kind_of_key(key) != kind:
+        raise PkiError(
+            f"% Key store damaged: {path} holds a {kind_of_key(key).upper()} key; "
+            f"its metadata says {kind.upper()}"
+        )
+    return key
 
 
 def load_keypairs(directory: Path) -> dict[tuple[str, str], KeyPair]:
@@ -378,6 +439,8 @@ def load_keypairs(directory: Path) -> dict[tuple[str, str], KeyPair]:
                 raise ValueError(f"usage {usage!r} is not 'general' or 'usage'")
             created = datetime.fromisoformat(meta["created"])
             imported = bool(meta["imported"])
+            # Absent in metadata written before usage keys had an encryption half.
+            has_encryption = bool(meta.get("encryption", False))
         except (OSError, ValueError, KeyError, TypeError, PkiError) as error:
             raise PkiError(
                 f"% Key store damaged: {meta_path} is not valid key metadata ({error}); "
@@ -385,22 +448,10 @@ def load_keypairs(directory: Path) -> dict[tuple[str, str], KeyPair]:
             ) from error
         stem = _stem(kind, label)
         key_path = directory / (stem + (_PUBLIC_SUFFIX if imported else _PRIVATE_SUFFIX))
-        try:
-            pem = key_path.read_bytes()
-            if imported:
-                key: Any = serialization.load_pem_public_key(pem)
-            else:
-                key = serialization.load_pem_private_key(pem, password=None)
-        except (OSError, ValueError, TypeError) as error:
-            raise PkiError(
-                f"% Key store damaged: cannot read {key_path} ({error}); "
-                "remove it and generate the key again"
-            ) from error
-        if kind_of_key(key) != kind:
-            raise PkiError(
-                f"% Key store damaged: {key_path} holds a {kind_of_key(key).upper()} key; "
-                f"its metadata says {kind.upper()}"
-            )
+        key = _load_stored_key(key_path, kind, public=imported)
+        encryption_key = None
+        if has_encryption:
+            encryption_key = _load_stored_key(directory / (stem + _ENCRYPTION_SUFFIX), kind, public=False)
         found[(kind, label)] = KeyPair(
             label=label,
             kind=kind,
@@ -408,6 +459,7 @@ def load_keypairs(directory: Path) -> dict[tuple[str, str], KeyPair]:
             private_key=None if imported else key,
             created=created,
             imported_public_key=key if imported else None,
+            encryption_key=encryption_key,
         )
     return found
 
@@ -423,7 +475,7 @@ def delete_keypair(directory: Path, kind: str, label: str | None = None) -> list
     prefix = f"{kind}-"
     stored_labels = {
         path.name[len(prefix) : -len(suffix)]
-        for suffix in (_META_SUFFIX, _PRIVATE_SUFFIX, _PUBLIC_SUFFIX)
+        for suffix in (_META_SUFFIX, _PRIVATE_SUFFIX, _PUBLIC_SUFFIX, _ENCRYPTION_SUFFIX)
         for path in (directory.glob(f"{prefix}*{suffix}") if directory.is_dir() else [])
     }
     if label is None:
@@ -441,6 +493,7 @@ def delete_keypair(directory: Path, kind: str, label: str | None = None) -> list
         (directory / (stem + _META_SUFFIX)).unlink(missing_ok=True)
         (directory / (stem + _PRIVATE_SUFFIX)).unlink(missing_ok=True)
         (directory / (stem + _PUBLIC_SUFFIX)).unlink(missing_ok=True)
+        (directory / (stem + _ENCRYPTION_SUFFIX)).unlink(missing_ok=True)
     return labels
 
 

@@ -4,7 +4,8 @@ and layout where the seed shows them)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Union
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -23,6 +24,7 @@ from .keys import (
     RSA_MODULUS_MAX,
     RSA_MODULUS_MIN,
     KeyPair,
+    KeyPurpose,
     KeyUsage,
     check_kind,
     check_label,
@@ -58,6 +60,7 @@ __all__ = [
     "format_key_usage_string",
     "format_mypubkey",
     "format_request_fingerprint",
+    "format_request_heading",
     "format_serial",
     "format_serial_notice",
     "format_show_certificates",
@@ -218,20 +221,28 @@ def _grouped_hex(der: bytes) -> list[str]:
     ]
 
 
-def _key_type_text(keypair: KeyPair) -> str:
-    purpose = "General purpose" if keypair.usage == "general" else "Special Usage"
+# The `Type :` words for each half of RSA usage keys, after the seed's "RSA General purpose".
+_HALF_TYPE_WORDS = {"signature": "Signature", "encryption": "Encryption"}
+# `Key usage :` of a router certificate, after the seed's "General Purpose".
+_CERTIFICATE_USAGE_WORDS = {"general": "General Purpose", "signature": "Signature", "encryption": "Encryption"}
+
+
+def _key_type_text(keypair: KeyPair, purpose: KeyPurpose = "general") -> str:
+    if keypair.kind == "rsa" and purpose in _HALF_TYPE_WORDS:
+        return f"RSA {_HALF_TYPE_WORDS[purpose]}"
+    words = "General purpose" if keypair.usage == "general" else "Special Usage"
     if keypair.kind == "ecdsa":
         # Assumed: IOS XR names the curve in the type line.
         curve = keypair.curve or ""
-        return f"ECDSA {purpose.split()[0]} Curve {curve[:1].upper()}{curve[1:]}"
-    return f"{keypair.kind.upper()} {purpose}"
+        return f"ECDSA {words.split()[0]} Curve {curve[:1].upper()}{curve[1:]}"
+    return f"{keypair.kind.upper()} {words}"
 
 
 def format_mypubkey(keypairs: Iterable[KeyPair], kind: str, tz_name: str = "UTC") -> str:
     """`show crypto key mypubkey rsa|dsa|ecdsa` in the seed's layout ("" when no key).
 
     Data is the DER SubjectPublicKeyInfo as upper-case hex, 8 digits a group, 8 groups a line.
-    Keys are listed oldest first.
+    Keys are listed oldest first; RSA usage keys as two keys of one label, signature first.
     """
     kind = check_kind(kind)
     selected = sorted(
@@ -239,10 +250,10 @@ def format_mypubkey(keypairs: Iterable[KeyPair], kind: str, tz_name: str = "UTC"
         key=lambda keypair: (_aware(keypair.created), keypair.label),
     )
     blocks = []
-    for keypair in selected:
+    for purpose, keypair in (half for pair in selected for half in pair.halves()):
         lines = [
             f"Key label: {keypair.label}",
-            f"Type      : {_key_type_text(keypair)}",
+            f"Type      : {_key_type_text(keypair, purpose)}",
             f"Size      : {keypair.size}",
             f"Created   : {format_ios_time(keypair.created, tz_name)}",
             "Data      :",
@@ -407,13 +418,18 @@ def _summary_with_crl_points(cert: x509.Certificate, indent: str) -> list[str]:
     return lines
 
 
+RouterCertificates = Union[x509.Certificate, Sequence[tuple[str, x509.Certificate]], None]
+
+
 def format_show_certificates(
-    trustpoints: Iterable[tuple[str, x509.Certificate | None, x509.Certificate | None]],
+    trustpoints: Iterable[tuple[str, x509.Certificate | None, RouterCertificates]],
     detail: bool = False,
 ) -> str:
     """`show crypto ca certificates [name] [detail]` in the seed's layout.
 
-    `trustpoints` is (name, ca_cert or None, router_cert or None) per trustpoint. Times are
+    `trustpoints` is (name, ca_cert or None, router certificates) per trustpoint: None, one
+    general-purpose certificate, or (purpose, certificate) pairs (usage keys: "signature",
+    "encryption"), each shown with its "Key usage". Times are
     UTC, as in the seed. `detail` adds, under each certificate, the public key, signature
     algorithm and extensions. A trustpoint with no certificate prints only its header.
     """
@@ -425,9 +441,11 @@ def format_show_certificates(
             out += _summary_with_crl_points(ca_cert, "  ")
             if detail:
                 out += _detail_lines(ca_cert, "  ")
-        if router_cert is not None:
+        if isinstance(router_cert, x509.Certificate):
+            router_cert = [("general", router_cert)]
+        for purpose, router_cert in router_cert or ():
             out.append("Router certificate")
-            out.append("  Key usage      : General Purpose")
+            out.append(f"  Key usage      : {_CERTIFICATE_USAGE_WORDS[purpose]}")
             out.append("  Status         : Available")
             out += _summary_with_crl_points(router_cert, "  ")
             if detail:
@@ -461,6 +479,11 @@ def format_request_fingerprint(csr_pem: str) -> str:
     digest.update(der)
     digits = digest.finalize().hex().upper()
     return "Fingerprint: " + " ".join(digits[i : i + 8] for i in range(0, len(digits), 8)) + "\n"
+
+
+def format_request_heading(purpose: str) -> str:
+    """The line before each request of RSA usage keys, naming the key it is for."""
+    return f"% {_HALF_TYPE_WORDS[purpose]} key certificate request:\n"
 
 
 def format_csr_output(csr_pem: str) -> str:

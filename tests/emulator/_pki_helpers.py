@@ -10,7 +10,12 @@ from datetime import datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
 
+import datetime as dt
+
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from emulator.pki.certificates import make_leaf_certificate, make_root_certificate
 from emulator.pki.keys import KeyPair, generate_keypair
@@ -21,6 +26,7 @@ __all__ = [
     "SEED",
     "Chain",
     "cached_keypair",
+    "outside_ca",
     "seed_trustpoint",
     "system_chain",
 ]
@@ -58,6 +64,21 @@ def cached_keypair(key_type: str, role: str = "leaf") -> KeyPair:
     kind, options = KEY_TYPES[key_type]
     label = "system-enroll-key" if role == "leaf" else f"system-{role}-key"
     return generate_keypair(kind, label, now=SEED_CREATED, **options)  # type: ignore[arg-type]
+
+
+def outside_ca(common_name: str = "Enterprise Root CA") -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A fresh P-256 root CA outside the device (for cut-and-paste enrollment), valid now."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(7).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
 
 
 def seed_trustpoint(kind: str = "rsa") -> TrustpointConfig:

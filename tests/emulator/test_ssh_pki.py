@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from _pki_helpers import outside_ca
 from emu_proof import check_envelope
 from emu_ssh import Shell, run, strip_timestamp
 from emulator.fleet import Fleet
@@ -70,23 +71,9 @@ def test_no_crypto_ca_trustpoint_removes_it(blank_fleet) -> None:
     assert strip_timestamp(run(device, f"show running-config crypto ca trustpoint {TP}")) == "% No such configuration item(s)\n"
 
 
-def _outside_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Enterprise Root CA")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(7).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
 def test_cut_and_paste_enrollment_with_an_outside_ca(blank_fleet) -> None:
     device = blank_fleet.devices[0]
-    ca_key, ca_cert = _outside_ca()
+    ca_key, ca_cert = outside_ca()
     run(device, "crypto key generate ecdsa mykey", stdin="nistp256\n")
     with Shell(device) as shell:
         for line in ["configure", "crypto ca trustpoint myca", "enrollment terminal", "keypair ecdsa mykey",
@@ -126,7 +113,7 @@ def test_cut_and_paste_enrollment_with_an_outside_ca(blank_fleet) -> None:
 
 def test_import_of_a_certificate_for_another_key_is_refused(blank_fleet) -> None:
     device = blank_fleet.devices[0]
-    ca_key, ca_cert = _outside_ca()
+    ca_key, ca_cert = outside_ca()
     run(device, "crypto key generate ecdsa mykey", stdin="nistp256\n")
     with Shell(device) as shell:
         for line in ["configure", "crypto ca trustpoint myca", "enrollment terminal", "keypair ecdsa mykey", "commit", "end"]:

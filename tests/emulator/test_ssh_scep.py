@@ -11,7 +11,6 @@ import re
 import secrets
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,13 +24,6 @@ from verifier.verify import verify_envelope
 
 CHALLENGE = "enroll-me-7"
 ACCEPT = r"Do you accept this certificate\?\? \[yes/no\]:$"
-
-
-@pytest.fixture()
-def scep_ca() -> Iterator[tuple[ScepCa, str]]:
-    ca = ScepCa(challenge_password=CHALLENGE)
-    with ScepServer(ca) as url:
-        yield ca, url
 
 
 def _configure(shell: Shell, trustpoint: str, url: str, *extra: str) -> None:
