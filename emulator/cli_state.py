@@ -7,6 +7,7 @@ of the command line, not of the router's identity, keys or files.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import threading
 import time
@@ -53,6 +54,10 @@ class CliState:
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
+        # Sessions closed but not yet taken off (`close_line` takes no lock: it runs from a
+        # garbage collector finalizer, which can fire in any thread while that thread holds
+        # `_guard`, inside an allocation; a lock taken there would deadlock).
+        self._closing: collections.deque[int] = collections.deque()
         self._ids = itertools.count(1)
         self._lines: dict[int, LineInfo] = {}
         self.lock_holder: int | None = None  # session id holding `configure exclusive`
@@ -61,6 +66,7 @@ class CliState:
     # -- lines -----------------------------------------------------------------------------
     def open_line(self, username: str, host: str, *, pty: bool) -> LineInfo:
         with self._guard:
+            self._take_off_closed()
             used = {info.vty for info in self._lines.values()}
             vty = next(n for n in itertools.count(FIRST_VTY) if n not in used)
             now = time.monotonic()
@@ -69,23 +75,32 @@ class CliState:
             return info
 
     def close_line(self, session_id: int) -> None:
-        with self._guard:
+        """Take the session's line off (at the next look at the lines); safe from a finalizer."""
+        self._closing.append(session_id)
+
+    def _take_off_closed(self) -> None:
+        """Under `_guard`: the lines of sessions closed since, and their lock, let go."""
+        while self._closing:
+            session_id = self._closing.popleft()
             self._lines.pop(session_id, None)
             if self.lock_holder == session_id:
                 self.lock_holder = None
 
     def lines(self) -> list[LineInfo]:
         with self._guard:
+            self._take_off_closed()
             return sorted(self._lines.values(), key=lambda info: info.vty)
 
     def line(self, session_id: int) -> LineInfo | None:
         with self._guard:
+            self._take_off_closed()
             return self._lines.get(session_id)
 
     # -- the exclusive lock ----------------------------------------------------------------
     def take_lock(self, session_id: int) -> bool:
         """True when this session now holds the lock (or already did)."""
         with self._guard:
+            self._take_off_closed()
             if self.lock_holder not in (None, session_id) and self.lock_holder in self._lines:
                 return False
             self.lock_holder = session_id
@@ -93,12 +108,14 @@ class CliState:
 
     def release_lock(self, session_id: int) -> None:
         with self._guard:
+            self._take_off_closed()
             if self.lock_holder == session_id:
                 self.lock_holder = None
 
     def locked_against(self, session_id: int) -> LineInfo | None:
         """The session holding the lock when it is not `session_id`."""
         with self._guard:
+            self._take_off_closed()
             if self.lock_holder is None or self.lock_holder == session_id:
                 return None
             return self._lines.get(self.lock_holder)
@@ -110,12 +127,14 @@ class CliState:
         timer.daemon = True
         trial.timer = timer
         with self._guard:
+            self._take_off_closed()
             self.trial = trial
         timer.start()
 
     def end_trial(self) -> TrialCommit | None:
         """Take the pending trial (to confirm or roll back); None when there is none."""
         with self._guard:
+            self._take_off_closed()
             trial, self.trial = self.trial, None
         if trial is not None and trial.timer is not None:
             trial.timer.cancel()

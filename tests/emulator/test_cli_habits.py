@@ -268,3 +268,26 @@ def test_show_users_and_show_ssh_list_the_sessions(xr) -> None:
     assert "Line            User" in users
     assert "SSH version : Cisco-2.0" in ssh and "Incoming sessions" in ssh
     assert ssh.count("SESSION_OPEN") >= 2
+
+
+def test_a_session_closed_from_a_finalizer_while_the_lines_are_being_read_does_not_deadlock() -> None:
+    """A Session's line is let go by a garbage-collector finalizer, which can run in a thread
+    that is inside `CliState` holding its lock (an allocation there triggers the collection):
+    `close_line` must never wait for that lock. Found as a rare hang of a new shell in CI."""
+    import threading
+
+    from emulator.cli_state import CliState
+
+    state = CliState()
+    first = state.open_line("admin", "127.0.0.1", pty=True)
+    done = threading.Event()
+
+    def finalizer_inside_the_lock() -> None:
+        with state._guard:  # what the collector's thread holds when the finalizer fires
+            state.close_line(first.session_id)
+        done.set()
+
+    worker = threading.Thread(target=finalizer_inside_the_lock, daemon=True)
+    worker.start()
+    assert done.wait(5), "close_line waited for the lock its own thread holds"
+    assert state.lines() == []  # taken off at the next look
