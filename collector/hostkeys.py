@@ -70,15 +70,37 @@ def normalise_ssh_fingerprint(text: str) -> str:
 
 def keys_from_known_hosts(path: Path, devices: Iterable[Device]) -> tuple[dict[str, HostKey], list[str]]:
     """Each device's key in an OpenSSH known_hosts file (hashed `|1|` entries too), looked up
-    as OpenSSH would (`[host]:port` off port 22). Returns the keys found and the names of the
-    devices the file has no key for. Raises InventoryError if the file cannot be read."""
+    as OpenSSH would (`[host]:port` off port 22). Lines OpenSSH would not use for a host key are
+    skipped as it skips them: `@cert-authority` lines (a CA for host certificates, not a host's
+    key) and lines it cannot read. Returns the keys found and the names of the devices the file
+    has no key for. Raises InventoryError if the file cannot be read, or if the key found for a
+    device is also listed `@revoked`."""
     import paramiko
+    from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 
-    known = paramiko.HostKeys()
     try:
-        known.load(str(path))
+        text = path.read_text("utf-8", errors="replace")
     except OSError as exc:
         raise InventoryError(f"cannot read known_hosts file {path}: {exc.strerror or exc}") from exc
+    known = paramiko.HostKeys()
+    revoked: set[str] = set()  # base64 blobs of keys OpenSSH refuses whatever else the file says
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.startswith("@"):
+            marker, _, rest = stripped.partition(" ")
+            fields = rest.split()
+            if marker == "@revoked" and len(fields) >= 3:
+                revoked.add(fields[2])
+            continue
+        try:
+            entry = HostKeyEntry.from_line(stripped, number)
+        except (InvalidHostKey, paramiko.SSHException, ValueError):
+            continue  # as OpenSSH does with a line it cannot read
+        if entry is not None and entry.key is not None:
+            for hostname in entry.hostnames:
+                known.add(hostname, entry.key.get_name(), entry.key)
     found: dict[str, HostKey] = {}
     missing: list[str] = []
     for device in devices:
@@ -89,6 +111,9 @@ def keys_from_known_hosts(path: Path, devices: Iterable[Device]) -> tuple[dict[s
             missing.append(device.name)
             continue
         key = entry[types[0]]  # type: ignore[index]
+        if key.get_base64() in revoked:
+            raise InventoryError(f"{path}: the {key.get_name()} key for {device.name} ({device.known_hosts_name}) is "
+                                 "listed @revoked; not pinning it: expected a key that is not revoked")
         found[device.name] = HostKey.parse(f"{device.known_hosts_name} {key.get_name()} {key.get_base64()}")
     return found, missing
 

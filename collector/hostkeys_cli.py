@@ -145,9 +145,11 @@ def _decide(device: Device, key: HostKey, *, known_hosts: Path | None, expected:
         log.warning("TRUST ON FIRST USE: pinning %s host key %s %s without checking it", device.name, key.key_type,
                     key.fingerprint)
         return {**result, "action": action, "pinned_by": "trust-on-first-use"}
-    if not as_json:
-        click.echo(inert(f"\n{device.name} ({device.known_hosts_name}) offers host key {key.key_type}"))
-        click.echo(f"  SHA256 Fingerprint: {key.fingerprint}")
-    if not click.confirm(inert(f"Is this {device.name}'s host key (compare with its console)?"), default=False):
+    # On stderr, with --json too: the operator sees the fingerprint before answering, and the
+    # JSON document on stdout stays whole.
+    click.echo(inert(f"\n{device.name} ({device.known_hosts_name}) offers host key {key.key_type}"), err=True)
+    click.echo(f"  SHA256 Fingerprint: {key.fingerprint}", err=True)
+    if not click.confirm(inert(f"Is this {device.name}'s host key (compare with its console)?"), default=False,
+                         err=True):
         return {**result, "action": "declined"}
     return {**result, "action": action, "pinned_by": "interactive"}

@@ -93,7 +93,7 @@ def test_pin_a_fetched_key_only_once_confirmed(tmp_path: Path, monkeypatch: pyte
         # Interactive: the fingerprint is shown and the answer decides.
         monkeypatch.setattr(collector_cli, "_stdin_is_terminal", lambda: True)
         declined = CliRunner().invoke(cli, [*base, "-d", second.name], input="n\n")
-        assert declined.exit_code == 1 and "SHA256 Fingerprint: SHA256:" in declined.stdout
+        assert declined.exit_code == 1 and "SHA256 Fingerprint: SHA256:" in declined.stderr  # the prompt is on stderr
         assert load_inventory(inventory).devices[1].host_key is None
         accepted = CliRunner().invoke(cli, [*base, "-d", second.name], input="y\n")
         assert accepted.exit_code == 0, accepted.output
@@ -134,3 +134,25 @@ def _fingerprint(line: str) -> str:
     from collector.inventory import HostKey
 
     return HostKey.parse(line).fingerprint
+
+
+def test_known_hosts_markers_and_unreadable_lines_are_read_as_openssh_does(tmp_path: Path) -> None:
+    """Found by a review: an `@cert-authority` or `@revoked` line (common in a real
+    ~/.ssh/known_hosts) or a line that is not a key made the command fail with a traceback.
+    Such lines are skipped as OpenSSH skips them, and a key listed @revoked is never pinned."""
+    with Fleet(state_dir=tmp_path / "fleet", devices=2, provisioned=True, files=SMALL_FILES, seed=3) as fleet:
+        inventory = tmp_path / "inventory.yaml"
+        _inventory(fleet, inventory)
+        lines = [device.host_key_line for device in fleet.devices]
+        host, key_type, blob = lines[0].split()[:3]
+        noise = [f"@cert-authority *.example.net {key_type} {blob}", "not a known_hosts line at all",
+                 f"{host} ssh-ed25519 !!!not-base64!!!"]
+        known_hosts = tmp_path / "known_hosts"
+        known_hosts.write_text("\n".join([*noise, *lines, ""]))
+        pinned = CliRunner().invoke(cli, ["hostkeys", "-i", str(inventory), "--known-hosts", str(known_hosts)])
+        assert pinned.exit_code == 0, pinned.output
+        assert pinned.stdout.count("pinned (known-hosts, SHA256:") == 2
+        _inventory(fleet, inventory)  # unpinned again
+        known_hosts.write_text("\n".join([f"@revoked * {key_type} {blob}", *lines, ""]))
+        revoked = CliRunner().invoke(cli, ["hostkeys", "-i", str(inventory), "--known-hosts", str(known_hosts)])
+        assert revoked.exit_code == 2 and "@revoked" in revoked.output and "Traceback" not in revoked.output
