@@ -156,7 +156,23 @@ def verify_stored(
     if item.meta is not None:  # (5) stored by the collector: its signed record
         verdict.findings.extend(_record_findings(item, collector_key, record_logs, policy,
                                                  at_received=at == AT_RECEIVED))
+    elif raw is None and _in_a_recorded_store(Path(path)):
+        # A file the collector named, in a store that keeps a record log, whose metadata is gone:
+        # its signed record still says what it was (deleting the metadata must not skip that).
+        verdict.add(FindingId.STORED_MISMATCH, Severity.ERROR,
+                    f"{where}: the collector's metadata beside it ({where}.meta.json) is missing; the file is "
+                    "checked against its signed record", "the metadata the collector wrote", "none")
+        verdict.findings.extend(_record_findings(item, collector_key, record_logs, policy, at_received=False))
     return verdict
+
+
+def _in_a_recorded_store(path: Path) -> bool:
+    """Whether `path` is named as the collector names what it stores and sits in a store with a
+    record log."""
+    from .records import locate_log
+    from .stored import parse_stored_name
+
+    return parse_stored_name(path.name) is not None and locate_log(path).exists()
 
 
 def _device_disagreement(given: str | None, recorded: Any, where: str) -> Finding | None:

@@ -460,3 +460,19 @@ def test_an_invalid_last_line_is_cut_off_recorded_and_appending_goes_on(tmp_path
     assert set(checked.records) == {"d/a.envelope", "d/b.envelope"}
     torn = parse_line(_lines(store)[2])
     assert torn["kind"] == "torn" and torn["removed_bytes"] == len(bad) + 1
+
+
+def test_an_envelope_whose_metadata_was_deleted_is_still_checked_against_its_record(collected: dict,
+                                                                                    store: Path) -> None:
+    """Found by a review: with its .meta.json moved away, a stored envelope was verified with
+    the nonce and device given on the command line and no record check at all (TRUSTED)."""
+    envelope = store / collected["device"] / collected["trusted"].name
+    meta = envelope.with_name(envelope.name + ".meta.json")
+    nonce = json.loads(meta.read_text())["nonce"]
+    meta.unlink()
+    result = CliRunner().invoke(cli, ["verify", str(envelope), "--trust-store", str(collected["trust"]),
+                                      "--device", collected["device"], "--nonce", nonce, "--json"])
+    assert result.exit_code == 1, result.output
+    (verdict,) = [json.loads(line) for line in result.stdout.splitlines()]
+    ids = {f["id"] for f in verdict["findings"]}
+    assert not verdict["trusted"] and "stored.mismatch" in ids
