@@ -79,6 +79,8 @@ DEFAULT_BUFFER_BYTES = 2_097_152
 # The fleet tick: certificates are checked at most once a minute of real time; the check of an
 # idle device is one comparison, so 1,000 devices cost nothing between due points.
 TICK_SECONDS = 60.0
+# How long a tick waits for a busy device's lock before leaving that device for the next tick.
+LOCK_WAIT_SECONDS = 1.0
 
 # CISCO-PKI-MIB (ciscoMgmt 854): the expiry notification and the certChainEntry columns it carries.
 SYS_UPTIME_OID = (1, 3, 6, 1, 2, 1, 1, 3, 0)
@@ -325,34 +327,45 @@ class ExpiryAlerts:
             return True
         return self._next_due is not None and self.device.clock.timestamp() >= self._next_due
 
-    def check(self) -> list[Alert]:
-        """Send what is due at the device's current time; return the alerts sent."""
+    def check(self, *, lock_timeout: float | None = None) -> list[Alert] | None:
+        """Send what is due at the device's current time; return the alerts sent.
+
+        With `lock_timeout`, wait at most that long for the device's lock and return None (the
+        check skipped, to be tried on a later tick) when the device stays busy."""
         device = self.device
-        with device.lock:
-            now = device.clock.now()
-            sent_points: dict[str, int] = device.info.setdefault("pki_expiry_alerts", {})
-            alerts: list[Alert] = []
-            next_due: float | None = None
-            current = self.candidates()
-            for stale in set(sent_points) - {c.key for c in current}:
-                del sent_points[stale]  # a certificate replaced or cleared: forget its alerts
-            for candidate in current:
-                if exclusion(candidate) is not None:
-                    continue
-                end = candidate.certificate.not_valid_after_utc
-                remaining = (end - now).total_seconds()
-                point = latest_due_point(remaining)
-                if point is not None and sent_points.get(candidate.key, FIRST_ALERT_DAYS + 1) > point:
-                    sent_points[candidate.key] = point
-                    alerts.append(Alert(candidate, point, remaining, now))
-                upcoming = next_due_remaining(remaining)
-                if upcoming is not None:
-                    at = end.timestamp() - upcoming
-                    next_due = at if next_due is None else min(next_due, at)
-            self._next_due, self._known = next_due, True
-            for alert in alerts:
-                self._deliver(alert)
-            return alerts
+        if not device.lock.acquire(timeout=-1 if lock_timeout is None else lock_timeout):
+            return None
+        try:
+            return self._check_locked()
+        finally:
+            device.lock.release()
+
+    def _check_locked(self) -> list[Alert]:
+        device = self.device
+        now = device.clock.now()
+        sent_points: dict[str, int] = device.info.setdefault("pki_expiry_alerts", {})
+        alerts: list[Alert] = []
+        next_due: float | None = None
+        current = self.candidates()
+        for stale in set(sent_points) - {c.key for c in current}:
+            del sent_points[stale]  # a certificate replaced or cleared: forget its alerts
+        for candidate in current:
+            if exclusion(candidate) is not None:
+                continue
+            end = candidate.certificate.not_valid_after_utc
+            remaining = (end - now).total_seconds()
+            point = latest_due_point(remaining)
+            if point is not None and sent_points.get(candidate.key, FIRST_ALERT_DAYS + 1) > point:
+                sent_points[candidate.key] = point
+                alerts.append(Alert(candidate, point, remaining, now))
+            upcoming = next_due_remaining(remaining)
+            if upcoming is not None:
+                at = end.timestamp() - upcoming
+                next_due = at if next_due is None else min(next_due, at)
+        self._next_due, self._known = next_due, True
+        for alert in alerts:
+            self._deliver(alert)
+        return alerts
 
     # -- delivery ----------------------------------------------------------------------------
     def _deliver(self, alert: Alert) -> None:
@@ -452,12 +465,19 @@ class AlertScheduler:
             self._thread = None
 
     def tick(self) -> int:
-        """Check every device that is due; return how many alerts went out."""
+        """Check every device that is due; return how many alerts went out.
+
+        A device whose lock stays busy for LOCK_WAIT_SECONDS (a command holding it) is skipped
+        this tick and checked on a later one: one device can never stop the fleet's alerts."""
         sent = 0
         for timer in self._timers():
             try:
                 if timer.due():
-                    sent += len(timer.check())
+                    alerts = timer.check(lock_timeout=LOCK_WAIT_SECONDS)
+                    if alerts is None:
+                        log.debug("%s: busy; PKI expiry alert check left for the next tick", timer.device.name)
+                        continue
+                    sent += len(alerts)
             except Exception:  # noqa: BLE001 - one device's damaged state must not stop the others' timers
                 log.exception("%s: PKI expiry alert check failed", timer.device.name)
         return sent

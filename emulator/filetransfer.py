@@ -21,10 +21,11 @@ import posixpath
 import shlex
 import socket
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import paramiko
-from paramiko.sftp import SFTP_NO_SUCH_FILE, SFTP_PERMISSION_DENIED
+from paramiko.sftp import SFTP_FAILURE, SFTP_NO_SUCH_FILE, SFTP_PERMISSION_DENIED
 
 from .commands import NOT_AUTHORIZED, PERSONALITIES
 from .device import HARDDISK_PREFIXES, Device, DeviceError
@@ -45,6 +46,9 @@ ROOT_NAME = "/harddisk:"
 SCP_ACK_TIMEOUT_S = 30.0
 # scp data is sent in pieces of this size (paramiko's largest packet is 32 KiB).
 SCP_CHUNK_BYTES = 32_768
+# The files and folders one SFTP session may hold open at once (DoS bound: each is a file
+# descriptor or a folder listing in memory); past it an open is answered SFTP_FAILURE.
+MAX_SFTP_HANDLES = 64
 # What an scp or SFTP client sees when it asks to write.
 READ_ONLY = "harddisk: is read-only over SCP and SFTP on this device"
 
@@ -142,6 +146,13 @@ class DeviceSFTP(paramiko.SFTPServerInterface):
         super().__init__(server)
         self.device = device
         self.username = username
+        # How many handles the session holds open (set by _SFTPServer, which keeps the tables).
+        self.open_handles: Callable[[], int] = lambda: 0
+
+    def _check_handles(self, path: str) -> None:
+        if self.open_handles() >= MAX_SFTP_HANDLES:
+            raise TransferRefused(f"{path}: too many open files (at most {MAX_SFTP_HANDLES} per session)",
+                                  SFTP_FAILURE)
 
     def _refused(self, operation: str, path: str, error: TransferRefused) -> int:
         log.info("%s: sftp %s %r by %s refused: %s", self.device.name, operation, path, self.username, error.message)
@@ -169,7 +180,8 @@ class DeviceSFTP(paramiko.SFTPServerInterface):
     lstat = stat  # links are resolved (and confined) before any use
 
     def list_folder(self, path: str) -> list[paramiko.SFTPAttributes] | int:
-        try:
+        try:  # paramiko asks for the listing only to open a folder handle (opendir)
+            self._check_handles(path)
             folder = self._existing(path, LIST_COMMAND)
             if not folder.is_dir():
                 raise TransferRefused(f"{path}: not a directory", SFTP_NO_SUCH_FILE)
@@ -193,6 +205,7 @@ class DeviceSFTP(paramiko.SFTPServerInterface):
         try:
             if flags & (os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC):
                 raise TransferRefused(f"{path}: {READ_ONLY}")
+            self._check_handles(path)
             target = self._existing(path)
             if not target.is_file():
                 raise TransferRefused(f"{path}: not a regular file")
@@ -229,6 +242,10 @@ class DeviceSFTP(paramiko.SFTPServerInterface):
 
 
 class _SFTPServer(paramiko.SFTPServer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.server.open_handles = lambda: len(self.file_table) + len(self.folder_table)
+
     def finish_subsystem(self) -> None:
         # OpenSSH's clients wait for the exit status before the close (paramiko closes first).
         try:
@@ -318,6 +335,13 @@ def run_scp(channel: paramiko.Channel, device: Device, username: str, command: s
     except (_ScpAborted, socket.timeout, OSError, EOFError) as error:
         log.debug("%s: scp ended early: %s", device.name, error)
         return 1
+    except Exception as error:  # noqa: BLE001 - RecursionError and the like: an scp error, never a crash
+        log.exception("%s: scp by %s failed", device.name, username)
+        try:
+            channel.sendall(f"\x02scp: internal error: {type(error).__name__}\n".encode())
+        except (OSError, EOFError):
+            pass
+        return 1
     return 1 if failed else 0
 
 
@@ -329,16 +353,19 @@ def _send_path(channel: paramiko.Channel, device: Device, username: str, path: s
         raise TransferRefused(f"{path}: No such file or directory")
     if target.is_dir() and recursive:
         authorize(device, username, LIST_COMMAND)
-        _send_folder(channel, device, target, path, keep_times=keep_times)
+        _send_folder(channel, device, target, path, keep_times=keep_times, visited=set())
     elif target.is_file():
         _send_file(channel, target, path, keep_times=keep_times)
     else:
         raise TransferRefused(f"{path}: not a regular file")
 
 
-def _send_folder(channel: paramiko.Channel, device: Device, folder: Path, path: str, *, keep_times: bool) -> None:
-    """`scp -r`: the folder as D ... E records around its entries (links leaving harddisk: skipped)."""
+def _send_folder(channel: paramiko.Channel, device: Device, folder: Path, path: str, *, keep_times: bool,
+                 visited: set[Path]) -> None:
+    """`scp -r`: the folder as D ... E records around its entries (links leaving harddisk:
+    skipped, and so are folders already sent: a link back up, `a/loop -> ..`, is not a loop)."""
     root = (device.folder / "harddisk").resolve()
+    visited.add(folder)
     _send_times(channel, folder.stat(), keep_times)
     channel.sendall(f"D0755 0 {folder.name}\n".encode())
     _ack(channel)
@@ -352,7 +379,10 @@ def _send_folder(channel: paramiko.Channel, device: Device, folder: Path, path: 
             channel.sendall(f"\x01scp: {entry_path}: {error.message}\n".encode())
             continue
         if target.is_dir():
-            _send_folder(channel, device, target, entry_path, keep_times=keep_times)
+            if target in visited:
+                channel.sendall(f"\x01scp: {entry_path}: skipped, a link to a folder already copied\n".encode())
+                continue
+            _send_folder(channel, device, target, entry_path, keep_times=keep_times, visited=visited)
         elif target.is_file():
             _send_file(channel, target, entry_path, keep_times=keep_times)
     channel.sendall(b"E\n")

@@ -71,9 +71,16 @@ def peer_anchors(device: Device, entries: list[PoolEntry], policy: TrustpoolPoli
 
 
 def _download(device: Device, url: str, entries: list[PoolEntry], policy: TrustpoolPolicy) -> list[x509.Certificate]:
+    """Fetch and parse the bundle at `url`. Call it without `device.lock`: the fetch may take up
+    to the fetch deadline, and the device (its other sessions, the fleet's alert thread) must not
+    wait for it. The CA stores the server is checked against are read under the lock first."""
+    with device.lock:
+        anchors = peer_anchors(device, entries, policy)
+        now = device.clock.now()
+
     def check_server(leaf: x509.Certificate, host: str) -> Anchor:
         return validate_peer_certificate(
-            leaf, peer_anchors(device, entries, policy), host=host, now=device.clock.now(),
+            leaf, anchors, host=host, now=now,
             fetch_crl=lambda crl_url: fetch_url(crl_url, max_bytes=MAX_CRL_BYTES),
         )
 
@@ -81,21 +88,25 @@ def _download(device: Device, url: str, entries: list[PoolEntry], policy: Trustp
 
 
 def _pool(device: Device) -> tuple[list[PoolEntry], TrustpoolPolicy, str]:
-    """The active pool, its policy, and a warning when a due automatic update failed."""
+    """The active pool, its policy, and a warning when a due automatic update failed.
+
+    Whether the update is due is decided under `device.lock`; the download runs without it (a
+    slow or trickling server must not freeze the device), and the lock is taken again to save."""
     folder = device.folder / "trustpool"
-    policy = _policy(device)
     with device.lock:
+        policy = _policy(device)
         entries = active_entries(built_in_bundle(device), load_downloaded(folder))
         if not auto_update_due(entries, policy, device.clock.now()):
             return entries, policy, ""
-        assert policy.cabundle_url is not None
-        try:
-            bundle = _download(device, policy.cabundle_url, entries, policy)
-        except PkiError as error:
-            # The pool stays as it was; the next use tries again (the seed retries on a schedule).
-            return entries, policy, f"% Trustpool automatic update failed: {error.message.lstrip('% ')}\n"
+    assert policy.cabundle_url is not None
+    try:
+        bundle = _download(device, policy.cabundle_url, entries, policy)
+    except PkiError as error:
+        # The pool stays as it was; the next use tries again (the seed retries on a schedule).
+        return entries, policy, f"% Trustpool automatic update failed: {error.message.lstrip('% ')}\n"
+    with device.lock:
         save_downloaded(folder, bundle)
-        return active_entries(built_in_bundle(device), bundle), policy, ""
+    return active_entries(built_in_bundle(device), bundle), policy, ""
 
 
 def h_show_trustpool(s: Session, m: Match) -> str:

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from . import PkiError
+from .httpread import read_capped
 
 __all__ = [
     "DEFAULT_RETRY_COUNT",
@@ -47,6 +48,8 @@ __all__ = [
 MAX_SCEP_RESPONSE_BYTES = 1 << 20
 # A CA on the lab network answers in well under this; past it the command must not hang.
 SCEP_HTTP_TIMEOUT_S = 30.0
+# ...and the whole answer (a CA trickling its body a byte at a time) within this.
+SCEP_HTTP_DEADLINE_S = 60.0
 # RFC 8894 section 3.2.1.4: senderNonce is 16 random bytes.
 NONCE_BYTES = 16
 # The requester's self-signed certificate only identifies it inside this exchange.
@@ -458,9 +461,10 @@ class ScepClient:
             self.url + separator + urllib.parse.urlencode(query), data=body,
             headers={"Content-Type": "application/x-pki-message"} if body is not None else {},
         )
+        deadline = time.monotonic() + SCEP_HTTP_DEADLINE_S
         try:
             with self._opener.open(request, timeout=SCEP_HTTP_TIMEOUT_S) as response:
-                data = response.read(MAX_SCEP_RESPONSE_BYTES + 1)
+                data = read_capped(response, MAX_SCEP_RESPONSE_BYTES, deadline)
                 content_type = response.headers.get_content_type()
         except urllib.error.HTTPError as error:
             raise PkiError(f"% SCEP {operation} to {self.url} failed: the CA answered HTTP {error.code} {error.reason}") from error

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
+import socket
 import ssl
+import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509 import verification
 
 from . import PkiError
+from .httpread import read_capped
 from .screens import crl_distribution_points, format_dn, format_ios_time, format_serial, sha1_fingerprint_hex
 
 __all__ = [
@@ -44,8 +48,11 @@ DOWNLOADED = "Downloaded"
 # DoS bounds on what a download may hand us: Cisco's full bundle (ios.p7b) is about 60 kB.
 MAX_BUNDLE_BYTES = 1024 * 1024
 MAX_CRL_BYTES = 4 * 1024 * 1024
-# A download that hangs must not hold the CLI session for ever.
+# A download that hangs must not hold the CLI session for ever: each socket operation waits at
+# most FETCH_TIMEOUT_SECONDS, and the whole fetch (connect, headers, body) at most
+# FETCH_DEADLINE_SECONDS, so a server that trickles a byte at a time cannot stretch it.
 FETCH_TIMEOUT_SECONDS = 10.0
+FETCH_DEADLINE_SECONDS = 30.0
 _DOWNLOADED_FILE = "downloaded.pem"
 
 
@@ -254,8 +261,10 @@ def fetch_url(
 ) -> bytes:
     """GET `url` (http, or https whose server certificate `check_server` must accept).
 
-    Raises PkiError naming the URL and what went wrong (scheme, connection, status, size).
+    The whole fetch ends within FETCH_DEADLINE_SECONDS. Raises PkiError naming the URL and what
+    went wrong (scheme, connection, status, size, deadline).
     """
+    deadline = time.monotonic() + FETCH_DEADLINE_SECONDS
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise PkiError(f"% Invalid URL {url!r}: expected http://host[:port]/path or https://...")
@@ -264,6 +273,7 @@ def fetch_url(
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
+    timeout = min(FETCH_TIMEOUT_SECONDS, FETCH_DEADLINE_SECONDS)
     connection: http.client.HTTPConnection
     if parts.scheme == "https":
         # The server's certificate is checked below against the trustpoints and the pool, not
@@ -271,13 +281,32 @@ def fetch_url(
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        connection = http.client.HTTPSConnection(
-            parts.hostname, parts.port, timeout=FETCH_TIMEOUT_SECONDS, context=context
-        )
+        connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout, context=context)
     else:
-        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=FETCH_TIMEOUT_SECONDS)
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    expired = threading.Event()
+    # The socket, kept here: http.client lets go of it when it hands it to the response.
+    sockets: list[socket.socket] = []
+
+    def cut_off() -> None:
+        # The deadline passed while a read was blocked (a header trickled a byte at a time):
+        # shutting the socket down wakes that read up.
+        expired.set()
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), cut_off)
+    watchdog.daemon = True
+    watchdog.start()
     try:
         connection.connect()
+        assert connection.sock is not None
+        sockets.append(connection.sock)
+        if expired.is_set():  # the watchdog fired while connecting
+            raise TimeoutError("connecting took too long")
         if check_server is not None and parts.scheme == "https":
             der = connection.sock.getpeercert(binary_form=True)  # type: ignore[union-attr]
             check_server(x509.load_der_x509_certificate(der), parts.hostname)
@@ -285,10 +314,15 @@ def fetch_url(
         response = connection.getresponse()
         if response.status != 200:
             raise PkiError(f"% Cannot fetch {url}: the server answered {response.status} {response.reason}")
-        data = response.read(max_bytes + 1)
+        data = read_capped(response, max_bytes, deadline, sockets[0], per_read_timeout=timeout)
     except (OSError, http.client.HTTPException, ValueError) as error:
+        if expired.is_set() or time.monotonic() >= deadline:
+            raise PkiError(
+                f"% Cannot fetch {url}: no complete answer within {FETCH_DEADLINE_SECONDS:g} seconds"
+            ) from error
         raise PkiError(f"% Cannot fetch {url}: {error}") from error
     finally:
+        watchdog.cancel()
         connection.close()
     if len(data) > max_bytes:
         raise PkiError(f"% Cannot fetch {url}: expected at most {max_bytes} bytes; found more")

@@ -21,6 +21,7 @@ import paramiko
 import pytest
 
 from emu_ssh import connect, run, strip_timestamp
+from emulator import alerts as alerts_mod
 from emulator.alerts import (
     ALERT_DAYS,
     EXCLUSIONS,
@@ -339,3 +340,32 @@ def test_trust_pool_certificates_are_candidates_the_exclusion_keeps_silent(tmp_p
         assert pool and all(exclusion(c) == "trustpool" for c in pool)
         move_clock_to(entry.device, min(c.certificate.not_valid_after_utc for c in pool).timestamp() - 7 * DAY)
         assert not [line for line in syslog.drain() if "trustpool" in line.lower()]
+
+
+def test_fleet_tick_skips_a_device_whose_lock_is_held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A device busy past LOCK_WAIT_SECONDS is left for the next tick; the others are checked."""
+    monkeypatch.setattr(alerts_mod, "LOCK_WAIT_SECONDS", 0.05)
+    with Fleet(state_dir=tmp_path / "state", devices=2, provisioned=True, files=50) as fleet:
+        busy, idle = (entry.device for entry in fleet.devices)
+        scheduler = AlertScheduler(lambda: [entry.device.alerts for entry in fleet.devices])
+        assert scheduler.tick() == 0
+        for device in (busy, idle):
+            _, leaf = device.certificates(SYSTEM_TRUSTPOINT)
+            device.clock.offset += (leaf.not_valid_after_utc - device.clock.now() - timedelta(days=5)).total_seconds()
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with busy.lock:
+                held.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        try:
+            assert held.wait(10)
+            assert scheduler.tick() == 2  # the idle device's leaf and CA; the busy one skipped
+            assert busy.alerts.due() and not idle.alerts.due()
+        finally:
+            release.set()
+            holder.join()
+        assert scheduler.tick() == 2  # the busy device's turn came on the next tick

@@ -11,6 +11,7 @@ import paramiko
 import pytest
 
 from emu_ssh import Shell, connect, generate_client_key, private_key_text, run, strip_timestamp
+from emulator import filetransfer
 from emulator.faults import Fault
 from emulator.fleet import Fleet
 
@@ -218,3 +219,54 @@ def test_scp_recursive_copies_a_folder_with_its_times(files_fleet, tmp_path: Pat
     assert copied.read_bytes() == expected
     on_device = device.device.folder / "harddisk" / "reports" / "version.txt"
     assert int(copied.stat().st_mtime) == int(on_device.stat().st_mtime)
+
+
+def test_sftp_open_handles_are_capped_per_session(files_fleet) -> None:
+    device = files_fleet.devices[0]
+    client = connect(device)
+    try:
+        sftp = client.open_sftp()
+        opened = [sftp.open(f"harddisk:/{DOSSIER_FILE}") for _ in range(filetransfer.MAX_SFTP_HANDLES)]
+        with pytest.raises(IOError):
+            sftp.open(f"harddisk:/{DOSSIER_FILE}")
+        with pytest.raises(IOError):
+            sftp.listdir("harddisk:")  # a folder handle counts too
+        opened.pop().close()
+        with sftp.open(f"harddisk:/{DOSSIER_FILE}") as again:  # a closed handle frees its place
+            assert again.read(1) == b"{"
+        for handle in opened:
+            handle.close()
+        assert DOSSIER_FILE in sftp.listdir("harddisk:")
+    finally:
+        client.close()
+
+
+@needs_openssh
+def test_scp_recursive_skips_a_symlink_loop(files_fleet, tmp_path: Path) -> None:
+    device = files_fleet.devices[0]
+    planted = device.device.folder / "harddisk" / "looped"
+    (planted / "a").mkdir(parents=True)
+    (planted / "a" / "note.txt").write_text("inside\n")
+    (planted / "a" / "loop").symlink_to("..")
+    try:
+        client = Client(device, tmp_path, device.username)
+        result = client.scp("-r", client.remote("harddisk:/looped"), str(tmp_path / "copy"), legacy=True)
+    finally:
+        (planted / "a" / "loop").unlink()
+        shutil.rmtree(planted)
+    assert (tmp_path / "copy" / "a" / "note.txt").read_text() == "inside\n"
+    assert "harddisk:/looped/a/loop: skipped, a link to a folder already copied" in result.stderr
+    assert result.returncode == 1  # the warning counts as an error at the client, as scp does
+
+
+@needs_openssh
+def test_scp_turns_an_unexpected_error_into_an_scp_error(files_fleet, tmp_path: Path, monkeypatch) -> None:
+    def explode(*args: object, **kwargs: object) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(filetransfer, "_send_file", explode)
+    device = files_fleet.devices[0]
+    client = Client(device, tmp_path, device.username)
+    result = client.scp(client.remote(f"harddisk:/{DOSSIER_FILE}"), str(tmp_path / "copy.json"), legacy=True)
+    assert result.returncode != 0
+    assert "scp: internal error: RecursionError" in result.stderr

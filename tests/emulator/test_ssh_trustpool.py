@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
+import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from ipaddress import ip_address
@@ -22,6 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from emu_ssh import Shell, run, strip_timestamp
 from emulator import iosxe
+from emulator.pki import trustpool as trustpool_mod
 
 NOW = dt.datetime.now(dt.timezone.utc)
 
@@ -246,3 +249,66 @@ def test_a_trustpoint_ca_and_its_policy_come_before_the_same_ca_in_the_pool(blan
     # With the pool requiring a CRL, the trustpoint's policy still decides.
     _configure(device, ["crypto ca trustpool policy", "no crl optional"])
     assert "1 CA certificates" in strip_timestamp(run(device, f"crypto ca trustpool import url {base}/bundle.pem"))
+
+
+@contextmanager
+def _trickling_server() -> Iterator[tuple[str, threading.Event]]:
+    """An HTTP server on 127.0.0.1 (port 0) that answers each request with one byte and then
+    says nothing more until the test ends. Yields (base URL, set once a request came in)."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    stop, requested = threading.Event(), threading.Event()
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            held.append(conn)
+            conn.recv(65536)
+            conn.sendall(b"H")
+            requested.set()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", requested
+    finally:
+        stop.set()
+        listener.close()
+        for conn in held:
+            conn.close()
+        thread.join(5)
+
+
+def test_a_trickling_cabundle_server_neither_hangs_the_show_nor_holds_the_device(blank_fleet, monkeypatch) -> None:
+    """The due automatic update downloads without the device's lock and within a total deadline:
+    meanwhile the device's other commands and its expiry alert check go on."""
+    deadline = 3.0
+    monkeypatch.setattr(trustpool_mod, "FETCH_DEADLINE_SECONDS", deadline)
+    device = blank_fleet.devices[0]
+    _, short_lived = _ca("Short Lived CA", days=2)
+    with _http_server({"/first.pem": _pem(short_lived)}) as base, _trickling_server() as (slow, requested):
+        run(device, f"crypto ca trustpool import url {base}/first.pem")
+        _configure(device, ["crypto ca trustpool policy", f"cabundle url {slow}/next.pem"])
+        device.device.advance_clock(3 * 86400)  # the pool's earliest CA has expired: update due
+        shown: list[str] = []
+        started = time.monotonic()
+        show = threading.Thread(target=lambda: shown.append(_show(device, "show crypto ca trustpool")))
+        show.start()
+        assert requested.wait(10), "the update did not start"
+        # While the download trickles: the device's lock is free, the alert check runs, and a
+        # command that takes the lock (a commit) answers.
+        assert device.device.alerts.check(lock_timeout=0.5) is not None
+        _configure(device, ["crypto ca trustpool policy", "description Still answering."])
+        assert "description Still answering." in _show(device, "show running-config crypto ca trustpool policy")
+        show.join(deadline + 20)
+        elapsed = time.monotonic() - started
+    assert not show.is_alive()
+    assert elapsed < deadline + 15
+    assert "% Trustpool automatic update failed: Cannot fetch" in shown[0]
+    assert f"no complete answer within {deadline:g} seconds" in shown[0]
+    assert "CN=Short Lived CA" in shown[0]  # the pool stays as it was
