@@ -210,9 +210,11 @@ class Collector:
             # the run apply from the next run).
             opened = TrustStore.open(self.trust_store_path, create=True)
             freeze_trust_store(str(self.trust_store_path), opened=opened)  # the parsed files persist
-        self.store.recover()
+        reindexed = self.store.recover()
         if self.records is not None:
             self.records.start(self.store)  # the log's header (and baseline) before any poll is stored
+            if reindexed is not None:  # rebuilt from the files: only what the log vouches for stays trusted
+                self.records.flag_unrecorded(self.store)
         self.store.mark_dirty()
         outcomes: dict[str, DeviceOutcome] = {}
         pending = list(devices)

@@ -157,6 +157,18 @@ class RecordLog:
         (its tail checked and repaired)."""
         self._write([], store=store)
 
+    def flag_unrecorded(self, store: Store) -> int:
+        """After the index was rebuilt from the files (a run that did not finish, e.g. a second
+        Ctrl-C between storing an output and recording it): mark untrusted in the index every
+        envelope whose signed record fails, as `dossier store reindex` does, so that the index
+        never calls trusted what the log does not vouch for. Returns how many were marked."""
+        checks = StoreRecords(store, read_log(store.root / LOG_NAME, self._key.public_key()))
+        every = [record for device in store.latest() for record in store.history(device)]
+        flagged = flag_untrusted(every, checks)
+        for record in flagged:
+            store.index(record)
+        return len(flagged)
+
     def _write(self, fields: list[dict[str, Any]], store: Store | None = None) -> None:
         """Under the lock and flock: catch up with the log, then write `fields` as signed lines."""
         with self._lock:

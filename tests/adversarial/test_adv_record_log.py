@@ -476,3 +476,23 @@ def test_an_envelope_whose_metadata_was_deleted_is_still_checked_against_its_rec
     (verdict,) = [json.loads(line) for line in result.stdout.splitlines()]
     ids = {f["id"] for f in verdict["findings"]}
     assert not verdict["trusted"] and "stored.mismatch" in ids
+
+
+def test_a_recovery_reindex_keeps_untrusted_what_the_log_does_not_vouch_for(collected: dict, store: Path) -> None:
+    """Found by a review: an envelope stored just before a crash or a second Ctrl-C (no signed
+    record yet), or planted while the index was dirty, came back trusted from the next run's
+    recovery (the index rebuilt from the verdict files), where `store reindex` flagged it."""
+    from collector.collect import Collector
+
+    trust = collected["trust"]
+    untrusted = store / collected["untrusted"].relative_to(collected["tmp"] / "store")
+    trusted = store / collected["trusted"].relative_to(collected["tmp"] / "store")
+    received = json.loads(untrusted.with_name(untrusted.name + ".meta.json").read_text())["received"]
+    replayed = _replay(store, trusted, datetime.fromisoformat(received.replace("Z", "+00:00")) + timedelta(seconds=5))
+    (store / "index.dirty").write_bytes(b"a collection run is writing\n")  # the run that died
+    with Store.open(store) as opened:
+        Collector(opened, trust_store_path=trust).run([])  # the next run: recovery, then nothing to poll
+        newest_trusted = opened.latest_trusted().get(collected["device"])
+        row = next(r for r in opened.history(collected["device"]) if r.path.endswith(replayed.name))
+    assert row.trusted is False and "record.missing" in row.reasons
+    assert newest_trusted is not None and not newest_trusted.path.endswith(replayed.name)
