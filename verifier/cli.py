@@ -237,18 +237,18 @@ def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tupl
         raise click.UsageError("no trust anchor: give --trust-store DIR or --root ROOT.pem")
     if files.count("-") > 1:
         raise click.UsageError("'-' (standard input) can be given once")
+    from .nonce import Nonce  # the one reader of a nonce's hex and IOS XE decimal forms
+
     nonce = None
     if nonce_hex is not None:
         try:
-            nonce = bytes.fromhex(nonce_hex)
-        except ValueError:
-            raise click.BadParameter(f"expected hex digits, found {nonce_hex!r}", param_hint="--nonce") from None
-        if not 1 <= len(nonce) <= 64:
-            raise click.BadParameter(f"expected 1 to 64 bytes, found {len(nonce)}", param_hint="--nonce")
+            nonce = Nonce.from_hex(nonce_hex)
+        except VerifierError as exc:
+            raise click.BadParameter(str(exc), param_hint="--nonce") from None
     if nonce_dec is not None:
         if nonce is not None:
             raise click.UsageError("give --nonce or --nonce-dec, not both")
-        nonce = nonce_dec.to_bytes(8, "big")  # how IOS XE signs it: u64 big-endian
+        nonce = Nonce.from_decimal(nonce_dec)  # how IOS XE signs it: u64 big-endian
     profile_given = profile is not None
     profile = profile or "xr-dossier"
     profiles = None

@@ -43,10 +43,9 @@ class Nonce(bytes):
         try:
             raw = bytes.fromhex(text)
         except (TypeError, ValueError):
-            raise VerifierError(f"expected a nonce in hex digits, found {text!r}") from None
+            raise VerifierError(f"expected hex digits, found {text!r}") from None
         if not MIN_NONCE_BYTES <= len(raw) <= MAX_NONCE_BYTES:
-            raise VerifierError(f"expected a nonce of {MIN_NONCE_BYTES} to {MAX_NONCE_BYTES} bytes, "
-                                f"found {len(raw)}")
+            raise VerifierError(f"expected {MIN_NONCE_BYTES} to {MAX_NONCE_BYTES} bytes, found {len(raw)}")
         return cls(raw)
 
     @classmethod
