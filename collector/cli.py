@@ -237,9 +237,7 @@ def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Pa
             except PolicyError as exc:
                 raise click.BadParameter(str(exc), param_hint="--policy") from exc
         store = Store.open(store_path)
-        from verifier.records import default_key_path
-
-        key_path = collector_key or default_key_path(trust_store_path)
+        key_path = _key_path(collector_key, trust_store_path)
         check_key_outside(key_path, store.root)
         records = RecordLog(store.root, load_or_create_key(key_path))
         records.check_key()
@@ -708,10 +706,8 @@ def reindex_command(store_path: Path, as_json: bool, collector_key: Path | None 
 def key_command(collector_key: Path | None, trust_store_path: Path | None) -> None:
     """Print the collector's public key (PEM) and its SHA-256 fingerprint, for auditors
     (`dossier verify --collector-key`). Makes the key if there is none yet."""
-    from verifier.records import default_key_path
-
     with _errors_to_exit_codes():
-        key = collector_key or (default_key_path(trust_store_path) if trust_store_path else _key_path(None))
+        key = _key_path(collector_key, trust_store_path)
         if not key.exists():
             load_or_create_key(key)
         pem, fingerprint = public_key_of(key)
