@@ -27,7 +27,7 @@ from .errors import EnvelopeError
 
 __all__ = [
     "APPRAISAL_SUFFIX", "ENVELOPE_SUFFIX", "KINDS", "MAX_SIDECAR_BYTES", "META_SUFFIX", "METADATA_FORMAT",
-    "VERDICT_SUFFIX", "Kind", "StoredFileError", "StoredName", "kind_of", "legacy_signer", "parse_stored_name",
+    "VERDICT_SUFFIX", "Kind", "StoredFileError", "StoredName", "kind_of", "legacy_poll_role", "legacy_signer", "parse_stored_name",
     "read_sidecar", "read_stored_bytes", "sidecar_path", "stored_name",
 ]
 
@@ -227,13 +227,25 @@ def kind_of(meta: Mapping[str, Any] | None) -> Kind | None:
     return KINDS["xr-signed-output"]
 
 
-def legacy_signer(envelope_path: Path, meta: Mapping[str, Any]) -> str | None:
-    """For an IOS XE integrity output stored before `signer` and `poll_id` (stores of earlier
-    collectors, which stored a poll as its `sudi` output then the outputs it signs): the file
-    name of the nearest `sudi` output stored before it in its folder; None otherwise, or when
-    there is none. The caller checks the named output as it checks a `signer`."""
+def legacy_poll_role(meta: Mapping[str, Any]) -> str | None:
+    """The one rule for IOS XE outputs stored before `poll_id`, `signer` and `kind` (stores of
+    earlier collectors, which stored a poll as its `sudi` output then the outputs it signs):
+    `"start"` for such a `sudi` output, `"member"` for another such output (it belongs to the
+    nearest `sudi` output stored before it), None for an output that names its poll itself or
+    is not one of those."""
     if meta.get("signer") is not None or meta.get("poll_id") is not None or meta.get("kind") is not None:
         return None  # a collector that records its polls names the signer itself
+    if meta.get("platform") is None:
+        return None
+    return "start" if meta.get("output") == "sudi" else "member"
+
+
+def legacy_signer(envelope_path: Path, meta: Mapping[str, Any]) -> str | None:
+    """For an IOS XE integrity output stored before poll ids (`legacy_poll_role`): the file name
+    of the nearest `sudi` output stored before it in its folder; None otherwise, or when there is
+    none. The caller checks the named output as it checks a `signer`."""
+    if legacy_poll_role(meta) != "member":
+        return None
     kind = kind_of(meta)
     if kind is None or kind.name != "xe-integrity":
         return None
@@ -244,6 +256,6 @@ def legacy_signer(envelope_path: Path, meta: Mapping[str, Any]) -> str | None:
             other = read_sidecar(sidecar_path(candidate, META_SUFFIX))
         except StoredFileError:
             return None  # a damaged neighbour: no guessing past it
-        if other is not None and other.get("output") == "sudi" and other.get("platform") == meta.get("platform"):
+        if other is not None and legacy_poll_role(other) == "start" and other.get("platform") == meta.get("platform"):
             return candidate.name
     return None

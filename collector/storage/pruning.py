@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from verifier.stored import legacy_poll_role
+
 from ..errors import StoreError
 from ..sidecars import read_metadata
 from .layout import APPRAISAL_SUFFIX, ENVELOPE_SUFFIX, META_SUFFIX, VERDICT_SUFFIX, EnvelopeRecord, _iso
@@ -98,7 +100,7 @@ class Pruning:
 def _poll_unit_keys(records: Sequence[EnvelopeRecord], metas: Sequence[dict[str, Any] | None]) -> dict[str, str]:
     """For each record's path, the key of the poll unit it belongs to: outputs sharing a
     `poll_id`, and an output with the output it names as `signer`. Outputs stored before poll
-    ids (IOS XE, `platform` in the metadata): a `sudi` output and the outputs after it up to the
+    ids (`verifier.stored.legacy_poll_role`): a `sudi` output and the outputs after it up to the
     next `sudi`, as earlier collectors stored a poll. Anything else is a unit of its own."""
     parent: dict[str, str] = {record.path: record.path for record in records}
 
@@ -119,11 +121,10 @@ def _poll_unit_keys(records: Sequence[EnvelopeRecord], metas: Sequence[dict[str,
         poll_id, signer = meta.get("poll_id"), meta.get("signer")
         if isinstance(poll_id, str):
             join(record.path, by_poll.setdefault(poll_id, record.path))
-        elif meta.get("platform") is not None:
-            if meta.get("output") == "sudi":
-                legacy_sudi = record.path
-            elif legacy_sudi is not None:
-                join(record.path, legacy_sudi)
+        elif (role := legacy_poll_role(meta)) == "start":
+            legacy_sudi = record.path
+        elif role == "member" and legacy_sudi is not None:
+            join(record.path, legacy_sudi)
         if isinstance(signer, str) and "/" not in signer:
             join(record.path, str(PurePosixPath(record.path).with_name(signer)))
     return {path: find(path) for path in parent}

@@ -61,14 +61,19 @@ def test_prune_keeps_the_signer_of_a_kept_output_and_it_still_verifies(tmp_path:
 
 
 def test_prune_keeps_poll_units_of_a_store_written_before_poll_ids(tmp_path: Path) -> None:
-    """A store from an earlier collector (no poll_id, no signer in the metadata): its XE polls
-    are still pruned as units, SUDI output first, then what came after it."""
+    """A store from an earlier collector (no poll_id, signer or kind in the metadata: kind came
+    after poll ids): its XE polls are still pruned as units, SUDI output first, then what came
+    after it, and the kept integrity output still finds its SUDI output as signer."""
     store, trust, device = _collected_twice(tmp_path)
     for meta_path in (store / device).glob("*" + META_SUFFIX):
         meta = json.loads(meta_path.read_text())
-        meta.pop("poll_id"), meta.pop("signer", None)
+        meta.pop("poll_id"), meta.pop("signer", None), meta.pop("kind", None)
         meta_path.write_text(json.dumps(meta))
-    _prune_and_reverify(store, trust, device)
+    kept = _prune_and_reverify(store, trust, device)
+    result = CliRunner().invoke(cli, ["verify", *map(str, kept), "--trust-store", str(trust), "--at", "received",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    assert all(json.loads(line)["trusted"] for line in result.output.splitlines())
 
 
 def test_a_missing_signer_is_named_with_what_to_do(tmp_path: Path) -> None:
