@@ -214,6 +214,7 @@ class Device:
         self._authorized_keys: list[str] | None = None
         self._verified: dict[str, bytes] = {}
         self._xe: Any = None
+        self._tpm: Any = None
         self.alerts = alerts_mod.ExpiryAlerts(self)
         if not config_path.exists() or not info_path.exists():
             self.save()
@@ -241,6 +242,16 @@ class Device:
                     iosxe.xe_facts(self.hostname, int(self.info["seed"])), now=self.clock.now(),
                 )
             return self._xe
+
+    @property
+    def tpm(self) -> Any:
+        """The node TPMs behind the NETCONF attestation RPCs (emulator.tpm.model.DeviceTpm)."""
+        with self.lock:
+            if self._tpm is None:
+                from .tpm.model import DeviceTpm
+
+                self._tpm = DeviceTpm(self)
+            return self._tpm
 
     # -- persistence -----------------------------------------------------------------------
     def save(self) -> None:
