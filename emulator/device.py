@@ -436,6 +436,11 @@ class Device:
         value = node.value("snapshot-interval")
         return int(value) if value else None
 
+    def netconf_agent_ssh(self) -> bool:
+        """`netconf-yang agent` with `ssh` configured: the separate NETCONF port serves clients."""
+        agent = self.running.find("netconf-yang agent")
+        return agent is not None and agent.find("ssh") is not None
+
     def rate_limit(self) -> int | None:
         value = self.running.value("ssh server rate-limit")
         return int(value) if value else None
