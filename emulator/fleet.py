@@ -8,7 +8,8 @@
 `netconf=True` configures `netconf-yang agent ssh` on each IOS XR device and opens its separate
 NETCONF port (`device.netconf_port`, `netconf_port` in the inventory); the `netconf` SSH
 subsystem answers on the SSH port either way (docs/tpm-attestation.md). `fleet.tpm_authority()`
-is the emulated TPM vendor CA every attestation key chains to.
+is the emulated TPM vendor CA every attestation key chains to; `swtpm=("xr-0002",)` backs those
+devices' TPMs with real swtpm processes (with netconf=True) instead of the built-in model.
 
 `platform="iosxe"` serves IOS XE devices (xe-0001, ...; `Router#` prompts, SUDI and integrity
 commands, one shared emulated SUDI authority: `fleet.sudi_authority()`); `platform="mixed"`
@@ -98,6 +99,7 @@ class Fleet:
         platform: str = "iosxr",
         chassis: str = DEFAULT_PLATFORM_PID,
         netconf: bool = False,
+        swtpm: tuple[str, ...] = (),
     ) -> None:
         if key_type not in KEY_TYPES:
             raise FleetError(f"unknown key type {key_type!r}; expected one of: {', '.join(KEY_TYPES)}")
@@ -121,6 +123,7 @@ class Fleet:
         self.platform = platform
         self.chassis = chassis
         self.netconf = netconf
+        self.swtpm = tuple(swtpm)  # devices whose node TPMs are real swtpm processes
         self.devices: list[EmulatedDevice] = []
         self._listener: Listener | None = None
         self._alerts: AlertScheduler | None = None
@@ -190,6 +193,8 @@ class Fleet:
                     if not device.netconf_agent_ssh():
                         agent = device.running.set("netconf-yang agent", "netconf-yang agent", submode=True)
                         agent.set("ssh", "ssh")
+                    if name in self.swtpm:
+                        device.tpm.use_swtpm()
                     try:
                         netconf_port = listener.add(device, 0, netconf_only=True)
                     except OSError as exc:
@@ -231,6 +236,8 @@ class Fleet:
             self._listener.stop()
             self._listener = None
         for entry in self.devices:
+            if entry.name in self.swtpm:
+                entry.device.tpm.close()
             entry.device.save()
 
     def __getitem__(self, name: str) -> EmulatedDevice:
