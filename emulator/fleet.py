@@ -34,6 +34,7 @@ from .facts import DEFAULT_PLATFORM_PID, PLATFORM_PIDS
 from .faults import CERTIFICATE_FAULTS, Fault
 from .server import Listener
 from .tpm.authority import TpmAuthority, load_authority as load_tpm_authority
+from .tpm.swtpm import TOOLS as SWTPM_TOOLS, swtpm_available
 
 __all__ = ["FLEET_PLATFORMS", "EmulatedDevice", "Fleet", "FleetError"]
 
@@ -109,6 +110,11 @@ class Fleet:
             raise FleetError(f"unknown chassis {chassis!r}; expected one of: {', '.join(PLATFORM_PIDS)}")
         if devices < 1:
             raise FleetError(f"a fleet needs at least one device, found devices={devices}")
+        if swtpm and not netconf:
+            raise FleetError("swtpm-backed TPMs answer over NETCONF: expected netconf=True with swtpm")
+        if swtpm and not swtpm_available():
+            raise FleetError(f"swtpm-backed TPMs need {', '.join(SWTPM_TOOLS)} (Debian: swtpm, swtpm-tools, "
+                             "tpm2-tools); found some missing")
         self.state_dir = Path(state_dir)
         self.count = devices
         self.host = host
@@ -208,6 +214,10 @@ class Fleet:
         except BaseException:
             listener.stop()
             raise
+        unknown = sorted(set(self.swtpm) - {entry.name for entry in self.devices if entry.netconf_port})
+        if unknown:
+            listener.stop()
+            raise FleetError(f"swtpm asked for {', '.join(unknown)}: expected IOS XR devices of this fleet")
         listener.start()
         self._alerts = AlertScheduler(lambda: [entry.device.alerts for entry in self.devices])
         self._alerts.start()

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
 from ..tpm.model import AK_CERTIFICATE_ID, TpmError
+from ..tpm.swtpm import SwtpmError
 from .errors import RpcError
 
 __all__ = ["CAPABILITY", "NS", "REQUIRED_TASKS", "answer"]
@@ -215,5 +216,8 @@ def answer(device: Any, username: str, operation: Any) -> list[Any]:
     if missing:
         needed = ", ".join(f"{permission} {task}" for permission, task in missing)
         raise RpcError("access-denied", f"user {username!r} lacks task IDs: {needed}", error_type="application")
-    with device.lock:
-        return [handler(device, operation)]
+    try:
+        with device.lock:
+            return [handler(device, operation)]
+    except SwtpmError as exc:  # the device's software TPM failed: the client hears it, the agent goes on
+        raise RpcError("operation-failed", f"the node's TPM failed: {exc}") from None
