@@ -25,7 +25,6 @@ from .swtpm import Swtpm
 __all__ = ["AK_CERTIFICATE_ID", "DeviceTpm", "Quote", "TpmError"]
 
 AK_CERTIFICATE_ID = "aik"  # the one certificate-identifier a node answers
-SIGNATURE_VERSION = 1  # get-certificate's signed-data format: nonce || uint32 version || DER...
 STALE_NONCE = bytes(16)  # TPM_NONCE_UNBOUND's default extraData
 DEFAULT_MISMATCH_BOOT_PCR = 4
 DEFAULT_UNKNOWN_FILE = "/tmp/.x/implant"
@@ -155,16 +154,14 @@ class DeviceTpm:
         authority = self.authority
         return [(AK_CERTIFICATE_ID, self.ak(node)[1]), ("tpm-ca", authority.sub_ca), ("tpm-root", authority.root)]
 
-    def sign_certificates(self, node: str, nonce: bytes) -> tuple[int, bytes]:
-        """(signature version, ECDSA DER signature by the AK) over nonce || version || DERs."""
-        der = b"".join(cert.public_bytes(serialization.Encoding.DER) for _, cert in self.chain(node))
-        signed = nonce + SIGNATURE_VERSION.to_bytes(4, "big") + der
+    def sign(self, node: str, data: bytes) -> bytes:
+        """ECDSA-SHA256 (DER) signature by the node's AK over `data`."""
         key = self.ak(node)[0]
         if key is None:
             swtpm = self._swtpm_of(node)
             assert swtpm is not None
-            return SIGNATURE_VERSION, swtpm.sign(signed)
-        return SIGNATURE_VERSION, key.sign(signed, ec.ECDSA(hashes.SHA256()))
+            return swtpm.sign(data)
+        return key.sign(data, ec.ECDSA(hashes.SHA256()))
 
     # -- state ---------------------------------------------------------------------------------
     def _fault(self, fault: Fault, node: str) -> dict[str, Any] | None:

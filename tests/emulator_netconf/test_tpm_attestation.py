@@ -9,9 +9,12 @@ import os
 import struct
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from ncclient.operations.rpc import RPCError
 
 from emulator.facts import node_integrity, tamper_package
 from emulator.faults import Fault
@@ -187,3 +190,35 @@ def test_a_swtpm_backed_device_quotes_what_the_built_in_model_computes(nc_fleet,
     attest = b64(node_data, "a:pcr-quote")
     assert attest[-32:] == hashlib.sha256(b"".join(quoted[i] for i in sorted(quoted))).digest()
     assert quoted == {i: v for i, v in entry.device.tpm.pcrs(node).items() if i in quoted}
+
+
+def test_the_cli_attest_certificate_and_the_rpc_answer_alike(nc_fleet) -> None:
+    """`show platform security attest certificate aik ... json` is the get-certificate RPC: the
+    same AK chain, signed by the AK; `system-identity` over NETCONF is the CLI's trustpoint chain."""
+    import json
+
+    import paramiko
+
+    entry = nc_fleet["xr-0001"]
+    node = entry.device.facts.nodes[0]
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    client.connect(entry.host, port=entry.port, username=entry.username, password=entry.password,
+                   look_for_keys=False, allow_agent=False, timeout=30)
+    try:
+        _, stdout, _ = client.exec_command(
+            f"show platform security attest certificate aik location {node} nonce 0a0b0c json", timeout=30)
+        text = stdout.read().decode()
+    finally:
+        client.close()
+    cli = json.loads(text[text.index("{"):])["get-certificate-response"]["system-certificates"][0]
+    with connect(entry) as session:
+        ak = _chain(session, node)[0]
+        with pytest.raises(RPCError) as unprovisioned:  # no system trustpoint on this fleet
+            call(session, "get-certificate", certificate_identifier="system-identity")
+    assert unprovisioned.value.tag == "operation-failed"
+    ders = [base64.b64decode(c["value"]) for c in cli["certificates"]["certificate"]]
+    assert [c["name"] for c in cli["certificates"]["certificate"]] == ["aik", "tpm-ca", "tpm-root"]
+    assert x509.load_der_x509_certificate(ders[0]) == ak
+    ak.public_key().verify(base64.b64decode(cli["signature"]), bytes.fromhex("0a0b0c") + struct.pack(">I", 1)
+                           + b"".join(ders), ec.ECDSA(hashes.SHA256()))
