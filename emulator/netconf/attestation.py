@@ -199,47 +199,50 @@ def _attest(device: Any, operation: Any) -> Any:
     return registers
 
 
-def _boot_logs(device: Any, operation: Any) -> Any:
+def _event_logs(device: Any, operation: Any, root: str, events: Callable[[str], list[Any]],
+                add_entry: Callable[[Any, Any], None]) -> Any:
+    """Per node: location, up-time, then each event numbered within (start, end]."""
     start, end = _event_range(operation)
-    logs = etree.Element(_q("system-boot-integrity"), nsmap={None: NS})
+    logs = etree.Element(_q(root), nsmap={None: NS})
     for node in _nodes(device, operation):
         data = etree.SubElement(logs, _q("node-data"))
         _leaf(data, "node-location", node)
         _leaf(data, "up-time", device.tpm.up_time(node))
-        for event in device.tpm.boot_log(node):
-            if not start < event.number <= end:
-                continue
-            entry = etree.SubElement(data, _q("event_log"))
-            _leaf(entry, "event-number", event.number)
-            _leaf(entry, "event-type", event.event_type)
-            _leaf(entry, "pcr-index", event.pcr_index)
-            digests = etree.SubElement(entry, _q("digest-list"))
-            _leaf(digests, "digest-hash-algorithm", "SHA256")
-            _leaf(digests, "digest", _b64(event.digest))
-            _leaf(entry, "event-size", len(event.data))
-            _leaf(entry, "event-data", _b64(event.data))
+        for event in events(node):
+            if start < event.number <= end:
+                add_entry(data, event)
     return logs
+
+
+def _boot_event(data: Any, event: Any) -> None:
+    entry = etree.SubElement(data, _q("event_log"))
+    _leaf(entry, "event-number", event.number)
+    _leaf(entry, "event-type", event.event_type)
+    _leaf(entry, "pcr-index", event.pcr_index)
+    digests = etree.SubElement(entry, _q("digest-list"))
+    _leaf(digests, "digest-hash-algorithm", "SHA256")
+    _leaf(digests, "digest", _b64(event.digest))
+    _leaf(entry, "event-size", len(event.data))
+    _leaf(entry, "event-data", _b64(event.data))
+
+
+def _ima_event(data: Any, event: Any) -> None:
+    entry = etree.SubElement(data, _q("ima-event-log"))
+    _leaf(entry, "event-number", event.number)
+    _leaf(entry, "ima-template", event.template)
+    _leaf(entry, "filename-hint", event.filename)
+    _leaf(entry, "filedata-hash", _b64(event.filedata_hash))
+    _leaf(entry, "template-hash-algorithm", "sha256")
+    _leaf(entry, "template-hash", _b64(event.template_hash))
+    _leaf(entry, "pcr-index", event.pcr_index)
+
+
+def _boot_logs(device: Any, operation: Any) -> Any:
+    return _event_logs(device, operation, "system-boot-integrity", device.tpm.boot_log, _boot_event)
 
 
 def _ima_logs(device: Any, operation: Any) -> Any:
-    start, end = _event_range(operation)
-    logs = etree.Element(_q("system-ima"), nsmap={None: NS})
-    for node in _nodes(device, operation):
-        data = etree.SubElement(logs, _q("node-data"))
-        _leaf(data, "node-location", node)
-        _leaf(data, "up-time", device.tpm.up_time(node))
-        for event in device.tpm.ima_log(node):
-            if not start < event.number <= end:
-                continue
-            entry = etree.SubElement(data, _q("ima-event-log"))
-            _leaf(entry, "event-number", event.number)
-            _leaf(entry, "ima-template", event.template)
-            _leaf(entry, "filename-hint", event.filename)
-            _leaf(entry, "filedata-hash", _b64(event.filedata_hash))
-            _leaf(entry, "template-hash-algorithm", "sha256")
-            _leaf(entry, "template-hash", _b64(event.template_hash))
-            _leaf(entry, "pcr-index", event.pcr_index)
-    return logs
+    return _event_logs(device, operation, "system-ima", device.tpm.ima_log, _ima_event)
 
 
 RPCS: dict[str, Callable[[Any, Any], Any]] = {
