@@ -1,8 +1,9 @@
 """What a node's measured boot and IMA put in its PCRs, derived from the device's state.
 
 The boot event log follows the PCR map of docs/tpm-attestation.md (firmware, platform, boot
-loader and kernel, secure boot, command line, one event per OS package); the IMA log measures
-`boot_aggregate` and then each executable file of the node's file-system inventory. Both are
+loader and kernel, secure boot, command line, the OS image: the boot package); the IMA log
+measures `boot_aggregate`, each other package as it is loaded, then each executable file of the
+node's file-system inventory. Both are
 pure functions of the facts and the inventory, so a changed package or file changes the logs and
 the PCRs, and the dossier's `system-integrity-snapshot` can report the same PCR values.
 """
@@ -28,6 +29,7 @@ __all__ = [
     "extend",
     "ima_entry",
     "ima_log",
+    "package_path",
     "replay",
 ]
 
@@ -47,6 +49,7 @@ SEPARATOR_DATA = bytes(4)
 FIRMWARE_VERSION = "1.52"
 GRUB_VERSION = "2.06"
 EXECUTE_BITS = 0o111
+PACKAGE_ROOT = "/opt/cisco/XR/packages"  # where the file-system inventory puts package files
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,8 @@ def boot_log(facts: Any, node: str) -> list[BootEvent]:
     ]
     measured += [(pcr, EV_SEPARATOR, SEPARATOR_DATA, b"") for pcr in range(8)]
     measured.append((8, EV_IPL, f"cmdline hostname={facts.hostname} node={node}".encode(), b""))
-    measured += [(9, EV_IPL, f"package {pkg.full_name}".encode(), bytes.fromhex(pkg.runtime_fingerprint))
-                 for pkg in facts.packages]
+    measured.append((9, EV_IPL, f"package {boot_package.full_name}".encode(),
+                     bytes.fromhex(boot_package.runtime_fingerprint)))
     return [BootEvent(number, event_type, pcr, digest or digest_of(data), data)
             for number, (pcr, event_type, data, digest) in enumerate(measured, start=1)]
 
@@ -126,12 +129,21 @@ def ima_entry(number: int, filename: str, filedata_hash: bytes) -> ImaEvent:
     return ImaEvent(number, filename, filedata_hash, digest_of(template))
 
 
+def package_path(full_name: str) -> str:
+    """The IMA file name of an optional package (its runtime fingerprint is the digest)."""
+    return f"{PACKAGE_ROOT}/{full_name}"
+
+
 def ima_log(facts: Any, node: str, files: Mapping[str, Any] | None,
             extra: Iterable[tuple[str, bytes]] = ()) -> list[ImaEvent]:
-    """`boot_aggregate`, then each executable file of `files` (the node's file-system inventory,
-    path -> record) in path order with its inventory digest, then `extra` (path, digest)."""
+    """`boot_aggregate`; each package after the boot package, as loaded (its runtime
+    fingerprint); each executable file of `files` (the node's file-system inventory, path ->
+    record) in path order with its inventory digest; then `extra` (path, digest)."""
     pcrs = boot_pcrs(facts, node)
     entries = [ima_entry(1, "boot_aggregate", digest_of(b"".join(pcrs[i] for i in BOOT_PCRS)))]
+    for package in facts.packages[1:]:
+        entries.append(ima_entry(len(entries) + 1, package_path(package.full_name),
+                                 bytes.fromhex(package.runtime_fingerprint)))
     for path in sorted(files or ()):
         record = files[path]  # type: ignore[index]
         if record[_MODE] & EXECUTE_BITS:

@@ -9,6 +9,7 @@ extended again; the AK is persistent and survives.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -21,13 +22,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 __all__ = ["AK_HANDLE", "Swtpm", "SwtpmError", "swtpm_available"]
 
+log = logging.getLogger(__name__)
+
 AK_HANDLE = "0x81010002"  # the AK's persistent handle (TCG's range for storage/attestation keys)
 STARTUP_TIMEOUT_S = 10.0  # time for swtpm to create its socket
 TOOL_TIMEOUT_S = 30.0
 # One tpm2_pcrextend call per this many measurements: long logs stay within argv limits.
 EXTENDS_PER_CALL = 256
 TOOLS = ("swtpm", "tpm2_createek", "tpm2_createak", "tpm2_evictcontrol", "tpm2_flushcontext",
-         "tpm2_pcrextend", "tpm2_quote", "tpm2_sign")
+         "tpm2_pcrextend", "tpm2_quote", "tpm2_sign", "tpm2_shutdown", "tpm2_dictionarylockout")
 
 
 class SwtpmError(Exception):
@@ -71,9 +74,18 @@ class Swtpm:
                 raise SwtpmError(f"swtpm did not create {self.socket} within {STARTUP_TIMEOUT_S} s")
             time.sleep(0.01)
         self.extended = []
+        # A TPM counts a start after an unorderly stop (a killed emulator) as a dictionary-attack
+        # failure and locks out its AK after a few; the lockout hierarchy's empty auth clears it.
+        self._tool("tpm2_dictionarylockout", "--clear-lockout")
 
     def stop(self) -> None:
+        """Shut the TPM down in order (TPM2_Shutdown), then end swtpm."""
         if self._process is not None:
+            if self._process.poll() is None:
+                try:
+                    self._tool("tpm2_shutdown")
+                except (SwtpmError, subprocess.TimeoutExpired, OSError) as exc:
+                    log.debug("%s: TPM2_Shutdown failed: %s", self.folder, exc)
             self._process.terminate()
             try:
                 self._process.wait(timeout=5)

@@ -99,27 +99,38 @@ def test_tpm2_checkquote_accepts_the_quote_and_the_logs_replay_to_its_pcrs(nc_fl
     assert _text(ima[0], "a:filename-hint") == "boot_aggregate"
     assert b64(ima[0], "a:filedata-hash") == hashlib.sha256(b"".join(quoted[i] for i in range(10))).digest()
     inventory = entry.device.fsinv[node].current_files()
-    for event in ima[1:]:  # every runtime measurement has a reference value in the inventory
-        record = inventory[_text(event, "a:filename-hint")]
-        assert base64.b64decode(record[9]) == b64(event, "a:filedata-hash")
+    packages = {f"/opt/cisco/XR/packages/{p.full_name}": bytes.fromhex(p.runtime_fingerprint)
+                for p in entry.device.facts.packages[1:]}
+    for event in ima[1:]:  # every runtime measurement has a reference value: a package or a file
+        name = _text(event, "a:filename-hint")
+        reference = packages[name] if name in packages else base64.b64decode(inventory[name][9])
+        assert reference == b64(event, "a:filedata-hash")
     assert [int(_text(e, "a:event-number")) for e in later] == [len(ima) - 1, len(ima)]
     # the dossier's system-integrity-snapshot reports the quoted boot PCRs
     dossier = node_integrity(entry.device.facts, node)
     assert [bytes.fromhex(p["value"]) for p in dossier["pcrs"]] == [quoted[i] for i in range(10)]
 
 
-def test_a_changed_package_changes_pcr9_and_its_boot_event(nc_fleet, faulty: str) -> None:
+def test_a_changed_package_changes_the_logs_and_pcrs(nc_fleet, faulty: str) -> None:
+    """An optional package is measured by IMA (PCR 10); the boot package (the OS image) by the
+    measured boot (PCR 9), so PCR 10's boot_aggregate changes with it."""
     device = nc_fleet[faulty].device
     node = device.facts.nodes[0]
+    optional, boot = device.facts.packages[-1], device.facts.boot_package
     with connect(nc_fleet[faulty]) as session:
         before = pcr_values(_attest(session, b"n1", location=node)[0])
-        package = device.facts.packages[-1]
-        tamper_package(device.facts, package.name)
-        after = pcr_values(_attest(session, b"n2", location=node)[0])
+        tamper_package(device.facts, optional.name)
+        middle = pcr_values(_attest(session, b"n2", location=node)[0])
+        ima = _ima_log(session, node)
+        tamper_package(device.facts, boot.name)
+        after = pcr_values(_attest(session, b"n3", location=node)[0])
         events = _boot_log(session, node)
-    assert [i for i in ALL_PCRS if before[i] != after[i]] == [9, 10]  # PCR 10: boot_aggregate covers 9
-    package_event = [e for e in events if b64(e, "a:event-data") == f"package {package.full_name}".encode()][0]
-    assert b64(package_event, "a:digest-list/a:digest") == bytes.fromhex(package.runtime_fingerprint)
+    assert [i for i in ALL_PCRS if before[i] != middle[i]] == [10]
+    assert [i for i in ALL_PCRS if middle[i] != after[i]] == [9, 10]
+    entry = [e for e in ima if _text(e, "a:filename-hint").endswith(f"/{optional.full_name}")][0]
+    assert b64(entry, "a:filedata-hash") == bytes.fromhex(optional.runtime_fingerprint)
+    boot_event = [e for e in events if b64(e, "a:event-data") == f"package {boot.full_name}".encode()][0]
+    assert b64(boot_event, "a:digest-list/a:digest") == bytes.fromhex(boot.runtime_fingerprint)
 
 
 def _checked(nc_fleet, name: str, work: Path, nonce: bytes):
