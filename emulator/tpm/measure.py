@@ -13,8 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
-from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
 
 from ..fsinv import _DIGEST, _MODE  # the inventory's record layout
 
@@ -26,6 +25,7 @@ __all__ = [
     "boot_log",
     "boot_pcrs",
     "digest_of",
+    "executables",
     "extend",
     "ima_entry",
     "ima_log",
@@ -52,8 +52,7 @@ EXECUTE_BITS = 0o111
 PACKAGE_ROOT = "/opt/cisco/XR/packages"  # where the file-system inventory puts package files
 
 
-@dataclass(frozen=True)
-class BootEvent:
+class BootEvent(NamedTuple):
     """One TCG PC Client crypto-agile event (TCG_PCR_EVENT2) with its SHA-256 digest."""
 
     number: int
@@ -63,9 +62,8 @@ class BootEvent:
     data: bytes
 
 
-@dataclass(frozen=True)
-class ImaEvent:
-    """One `ima-ng` entry of the IMA measurement list."""
+class ImaEvent(NamedTuple):
+    """One `ima-ng` entry of the IMA measurement list (a tuple: logs have thousands)."""
 
     number: int
     filename: str
@@ -134,20 +132,25 @@ def package_path(full_name: str) -> str:
     return f"{PACKAGE_ROOT}/{full_name}"
 
 
-def ima_log(facts: Any, node: str, files: Mapping[str, Any] | None,
-            extra: Iterable[tuple[str, bytes]] = ()) -> list[ImaEvent]:
+def executables(files: Mapping[str, Any] | None) -> list[ImaEvent]:
+    """The IMA entries (numbered from 1) of the executable files of a node's file-system
+    inventory (path -> record), in path order, each with its inventory digest."""
+    found = [(path, record) for path, record in sorted((files or {}).items()) if record[_MODE] & EXECUTE_BITS]
+    return [ima_entry(number, path, base64.b64decode(record[_DIGEST]))
+            for number, (path, record) in enumerate(found, start=1)]
+
+
+def ima_log(facts: Any, node: str, files: list[ImaEvent], extra: Iterable[tuple[str, bytes]] = ()) -> list[ImaEvent]:
     """`boot_aggregate`; each package after the boot package, as loaded (its runtime
-    fingerprint); each executable file of `files` (the node's file-system inventory, path ->
-    record) in path order with its inventory digest; then `extra` (path, digest)."""
+    fingerprint); the executable files (`executables`); then `extra` (path, digest)."""
     pcrs = boot_pcrs(facts, node)
     entries = [ima_entry(1, "boot_aggregate", digest_of(b"".join(pcrs[i] for i in BOOT_PCRS)))]
     for package in facts.packages[1:]:
         entries.append(ima_entry(len(entries) + 1, package_path(package.full_name),
                                  bytes.fromhex(package.runtime_fingerprint)))
-    for path in sorted(files or ()):
-        record = files[path]  # type: ignore[index]
-        if record[_MODE] & EXECUTE_BITS:
-            entries.append(ima_entry(len(entries) + 1, path, base64.b64decode(record[_DIGEST])))
+    offset = len(entries)
+    entries += [ImaEvent(entry.number + offset, entry.filename, entry.filedata_hash, entry.template_hash)
+                for entry in files]
     for path, digest in extra:
         entries.append(ima_entry(len(entries) + 1, path, digest))
     return entries

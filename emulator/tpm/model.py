@@ -63,6 +63,7 @@ class DeviceTpm:
         self._keys: dict[str, tuple[ec.EllipticCurvePrivateKey | None, x509.Certificate]] = {}
         self._lock = threading.RLock()
         self._swtpm: dict[str, Swtpm] | None = None
+        self._executables_cache: dict[str, tuple[tuple[int, int], list[measure.ImaEvent]]] = {}
 
     def use_swtpm(self) -> None:
         """Back every node with swtpm from now on (raises SwtpmError if it cannot start)."""
@@ -182,13 +183,20 @@ class DeviceTpm:
             return int(float(backwards.get("seconds", DEFAULT_BACKWARDS_UPTIME_S)))
         return self.true_up_time(node)
 
-    def _files(self, node: str) -> dict[str, Any] | None:
+    def _executables(self, node: str) -> list[measure.ImaEvent]:
+        """IMA entries of the node's executables, kept while its inventory takes no new block
+        (its files change only with a block): rebuilding them reads every file's record."""
         inventories = self.device.fsinv
         if inventories is None or node not in inventories:
-            return None
+            return []
         inventory = inventories[node]
         inventory.advance_to(self.device.clock.timestamp())
-        return inventory.current_files()
+        key = (id(inventory), inventory.block_count)
+        cached = self._executables_cache.get(node)
+        if cached is None or cached[0] != key:
+            cached = (key, measure.executables(inventory.current_files()))
+            self._executables_cache[node] = cached
+        return cached[1]
 
     def boot_log(self, node: str) -> list[measure.BootEvent]:
         """The boot event log as reported (TPM_BOOT_LOG_MISMATCH alters one event's digest)."""
@@ -210,7 +218,7 @@ class DeviceTpm:
         if unknown is not None:
             path = str(unknown.get("path", DEFAULT_UNKNOWN_FILE))
             extra.append((path, measure.digest_of(f"unknown|{path}".encode())))
-        return measure.ima_log(self.device.facts, node, self._files(node), extra)
+        return measure.ima_log(self.device.facts, node, self._executables(node), extra)
 
     def measurements(self, node: str) -> list[tuple[int, bytes]]:
         """(PCR, digest) of every measurement the node's TPM took, in order: boot, then IMA."""
