@@ -23,7 +23,7 @@ from ..errors import StoreError
 from ..insights.diff import item_payload
 from ..insights.errors import InsightsError
 from ..insights.history import StoredVerdicts, diff_history, file_state_at, pick_record
-from ..insights.report import VERIFICATION_STATES, expiry_days, verification_state
+from ..insights.report import VERIFICATION_STATES, certificate_expiry, expiry_days, verification_state
 from ..status import failed_poll, poll_time
 from ..store import EnvelopeRecord, Store, parse_iso
 
@@ -57,10 +57,12 @@ class DeviceInfo:
 
 @dataclass
 class _Summary:
-    """What a fleet row needs of a verdict: trusted, and its errors (id, message)."""
+    """What a fleet row needs of an output: its verdict's trusted and errors (id, message), and
+    the certificates' ends in its stored verdict (`certificate_expiry`)."""
 
     trusted: bool
     errors: list[Any] = field(default_factory=list)
+    ends: dict[str, str | None] | None = None
 
 
 @dataclass
@@ -112,7 +114,8 @@ class StoreQueries:
             summary = self._summaries.get(key)
         if summary is None:
             verdict = self.verdict(record)
-            summary = _Summary(bool(verdict.trusted), list(verdict.errors))
+            summary = _Summary(bool(verdict.trusted), list(verdict.errors), self._read(certificate_expiry, self.store,
+                                                                                     record))
             with self._lock:
                 if len(self._summaries) >= MAX_SUMMARIES:
                     self._summaries.pop(next(iter(self._summaries)))
@@ -152,8 +155,8 @@ class StoreQueries:
         summary = self._summary(record) if record is not None else None
         failed = failed_poll(state)
         info = self.inventory.get(name, DeviceInfo())
-        with self._lock:
-            days = expiry_days(self.store, trusted, now)
+        days = expiry_days(self.store, trusted, now, ends=self._summary(trusted).ends) if trusted is not None \
+            else expiry_days(self.store, None, now)
         return {
             "device": name,
             "platform": info.platform,
@@ -170,14 +173,14 @@ class StoreQueries:
 
     def device(self, name: str, *, now: dt.datetime | None = None) -> dict[str, Any]:
         """The fleet row of `name`; raises QueryError (404) when the store holds nothing of it."""
-        rows = [row for row in self.fleet(now=now) if row["device"] == name] if self._known(name) else []
-        if not rows:
+        records = self._read(self.store.history, name)
+        state = self._read(self.store.readable_states).get(name, {})
+        if not records and not state:
             raise QueryError(404, "device.unknown", f"no device {name!r} in the store",
                              expected="a device name the fleet lists", found=name)
-        return rows[0]
-
-    def _known(self, name: str) -> bool:
-        return bool(self._read(self.store.history, name, 1)) or name in self._read(self.store.readable_states)
+        statuses = {path: status for _, _, path, status in self._read(self.store.appraisal_statuses, name)}
+        trusted = next((record for record in records if record.trusted), None)
+        return self._row(name, records[0] if records else None, trusted, state, statuses, now or dt.datetime.now(dt.UTC))
 
     # --- one device's collections --------------------------------------------------------------
 
