@@ -32,7 +32,29 @@ _ENVELOPE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$"
 
 VerificationState = Literal["trusted", "untrusted", "unreachable", "unknown"]  # report.VERIFICATION_STATES
 
-router = APIRouter(prefix=API_PREFIX, tags=["api"], dependencies=[Depends(require(READ))])
+def known_query_only(request: Request) -> None:
+    """Refuse a query parameter the operation does not take: a misspelt filter (`?stat=trusted`)
+    would otherwise be ignored and answer with the whole fleet."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = {param.alias for param in _query_params(dependant)}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise ApiError(400, "query.unknown", f"unknown query parameter {inert(unknown[0])!r}",
+                       expected=f"one of {', '.join(sorted(known))}" if known else "no query parameters",
+                       found=inert(", ".join(unknown))[:200])
+
+
+def _query_params(dependant: Any) -> list[Any]:
+    params = list(dependant.query_params)
+    for sub in dependant.dependencies:
+        params.extend(_query_params(sub))
+    return params
+
+
+router = APIRouter(prefix=API_PREFIX, tags=["api"], dependencies=[Depends(require(READ)), Depends(known_query_only)])
 
 
 def _responses(name: str) -> dict[int | str, dict[str, Any]]:

@@ -44,7 +44,8 @@ def create_app(settings: ServiceSettings, *, tokens: Tokens | None = None, start
     tokens = tokens if tokens is not None else Tokens.load(settings.tokens_file)
     settings.check(has_tokens=bool(tokens))
     try:
-        store = Store.open(settings.store, create=False)
+        # Serving alone reads an existing store; polling too may start a new one.
+        store = Store.open(settings.store, create=settings.inventory is not None)
         inventory = load_inventory(settings.inventory) if settings.inventory is not None else None
     except CollectorError as exc:
         raise ServiceError(str(exc)) from None

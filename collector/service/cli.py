@@ -7,6 +7,7 @@ Thin: options become a `ServiceSettings`, `create_app` builds the app, uvicorn s
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import click
@@ -71,12 +72,20 @@ def serve_group(ctx: click.Context, store_path: Path, trust_store_path: Path, to
     import uvicorn
 
     host, port = settings.host_port
+    try:
+        # Bound and listening before the message: a client may connect from the moment it reads it.
+        listener = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as exc:
+        click.echo(f"error: cannot listen on {inert(listen)}: {exc.strerror}", err=True)
+        ctx.exit(EXIT_USAGE)
     scheme = "https" if tls_cert is not None else "http"
-    click.echo(f"serving {inert(store_path)} at {scheme}://{listen}/ (API at /api/v1/, OpenAPI at /openapi.json)",
-               err=True)
-    uvicorn.run(app, host=host, port=port, ssl_certfile=os.fspath(tls_cert) if tls_cert else None,
-                ssl_keyfile=os.fspath(tls_key) if tls_key else None, log_level="warning",
-                server_header=False, proxy_headers=False)
+    click.echo(f"serving {inert(store_path)} at {scheme}://{inert(listen)}/ (API at /api/v1/, OpenAPI at "
+               "/openapi.json)", err=True)
+    config = uvicorn.Config(app, ssl_certfile=os.fspath(tls_cert) if tls_cert else None,
+                            ssl_keyfile=os.fspath(tls_key) if tls_key else None, log_level="warning",
+                            server_header=False, proxy_headers=False)
+    with listener:
+        uvicorn.Server(config).run(sockets=[listener])
 
 
 @serve_group.group("token")

@@ -108,3 +108,10 @@ def test_the_state_filter_names_the_report_states() -> None:
     from collector.service.api import VerificationState
 
     assert get_args(VerificationState) == VERIFICATION_STATES
+
+
+def test_a_misspelt_query_parameter_is_refused_not_ignored(client: Any) -> None:
+    response = client.get("/api/v1/fleet", params={"stat": "trusted"})
+    assert response.status_code == 400
+    error = _valid("api-error", response.json())["error"]
+    assert error["code"] == "query.unknown" and error["found"] == "stat" and "state" in error["expected"]
