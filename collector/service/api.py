@@ -201,7 +201,9 @@ def search_packages(request: Request, name: Annotated[str, Query(min_length=1, m
 
 @router.get("/search/files", responses=_responses("api-search"), summary="Devices holding a file")
 def search_files(request: Request, path: Annotated[str, Query(min_length=1, max_length=4096)],
-                 digest: Annotated[str | None, Query(pattern=r"^[0-9A-Fa-f]{8,128}$")] = None) -> Response:
+                 digest: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9+/=]{8,128}$",
+                                                     description="As the dossier spells it (base64), or in "
+                                                                 "hex")] = None) -> Response:
     """Devices whose files as of their newest trusted collection include `path` (with `digest`
     when given) on some node."""
     matches = _queries(request).search(file=path, digest=digest)

@@ -11,6 +11,7 @@ themselves with `Depends(require(READ))` or `Depends(require(ADMIN))` from
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -61,6 +62,8 @@ def create_app(settings: ServiceSettings, *, tokens: Tokens | None = None, start
             loop = CollectorLoop(settings, inventory)
             loop.start()
         app.state.collector_loop = loop
+        if settings.warm_on_start:
+            threading.Thread(target=queries.warm, name="dossier-serve-warm", daemon=True).start()
         try:
             yield
         finally:

@@ -13,7 +13,10 @@ name, and a changed one has another digest).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -27,6 +30,8 @@ from ..insights.history import StoredVerdicts, diff_history, file_state_at, pick
 from ..insights.report import VERIFICATION_STATES, certificate_expiry, expiry_days, verification_state
 from ..status import failed_poll, poll_time
 from ..store import EnvelopeRecord, Store, parse_iso
+
+log = logging.getLogger("collector.service")
 
 __all__ = ["MAX_PAGE", "MAX_SUMMARIES", "DeviceInfo", "QueryError", "StoreQueries", "filter_rows", "inventory_info"]
 
@@ -94,6 +99,14 @@ class StoreQueries:
         self._summaries: dict[tuple[str, str], _Summary] = {}
         self._content: dict[tuple[str, str], _Content] = {}
         self._fleet: tuple[tuple[Any, ...], float, list[dict[str, Any]]] | None = None
+
+    def warm(self) -> None:
+        """Verify every device's newest outputs once (at start, in the background), so that the
+        first fleet request does not pay for the whole fleet."""
+        try:
+            self.fleet()
+        except QueryError as exc:
+            log.warning("the fleet could not be read ahead of requests: %s", exc.message)
 
     def forget_verdicts(self) -> None:
         """Verify again from the next query on (call after the trust store changed)."""
@@ -292,7 +305,7 @@ class StoreQueries:
                                     "package": package, "version": content.packages[package]})
                 continue
             for (node, path), (algorithm, value) in content.files.items():
-                if path == file and (digest is None or value.lower() == digest.lower()):
+                if path == file and (digest is None or digest_matches(value, digest)):
                     matches.append({"device": name, "envelope": _name(record), "received": record.received,
                                     "node": node, "file": path, "algorithm": algorithm, "digest": value})
         return matches
@@ -342,6 +355,18 @@ class StoreQueries:
 
 def _name(record: EnvelopeRecord) -> str:
     return record.path.rsplit("/", 1)[-1]
+
+
+def digest_matches(stored: str, wanted: str) -> bool:
+    """Whether `wanted` (as the dossier spells it, base64, or in hex) is the digest `stored`
+    (the dossier's `digest-value`, base64)."""
+    if wanted == stored:
+        return True
+    try:
+        raw = base64.b64decode(stored, validate=True)
+    except (binascii.Error, ValueError):
+        return wanted.lower() == stored.lower()
+    return wanted.lower() == raw.hex()
 
 
 def inventory_info(devices: Iterable[Any]) -> dict[str, DeviceInfo]:

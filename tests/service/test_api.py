@@ -115,3 +115,30 @@ def test_a_misspelt_query_parameter_is_refused_not_ignored(client: Any) -> None:
     assert response.status_code == 400
     error = _valid("api-error", response.json())["error"]
     assert error["code"] == "query.unknown" and error["found"] == "stat" and "state" in error["expected"]
+
+
+def test_search_finds_a_file_at_its_digest(client: Any, collected: Any) -> None:
+    """The file and digest are read here from the verifier's own verdict of the first output (its
+    full snapshot; an independent path); the service answers from its file state as of the
+    newest trusted output, which the later increments leave that file in."""
+    from verifier import TrustStore
+    from verifier.evidence import verify_stored
+
+    oldest = client.get(f"/api/v1/devices/{GOOD}/history").json()["collections"][-1]["envelope"]
+    verdict = verify_stored(collected.store_dir / GOOD / oldest, trust_store=TrustStore.open(collected.trust))
+    assert verdict.trusted
+    nodes = verdict.dossier["filesystem-inventory"]["filesystem-inventory"]
+    node, content = next(iter(nodes.items()))
+    entry = content["snapshots"][0]["files"][0]
+    path, digest = entry["name"], entry["digest"]["digest-value"]
+    found = _valid("api-search", client.get("/api/v1/search/files", params={"path": path}).json())
+    mine = [match for match in found["matches"] if match["device"] == GOOD]
+    assert mine and mine[0]["node"] == node and mine[0]["file"] == path
+    assert mine[0]["digest"] == digest
+    import base64
+
+    for spelling in (digest, base64.b64decode(digest).hex()):
+        at = client.get("/api/v1/search/files", params={"path": path, "digest": spelling}).json()["matches"]
+        assert GOOD in {match["device"] for match in at}
+    elsewhere = client.get("/api/v1/search/files", params={"path": path, "digest": "00" * 32}).json()
+    assert elsewhere["matches"] == []
