@@ -26,11 +26,12 @@ API_PREFIX = "/api/v1"
 FLEET_FORMAT = "trust-dossier/api-fleet/1"
 DEFAULT_PAGE = 100
 #: Path parameters are device and envelope names: the store's own patterns (anything else
-#: matches nothing, and is answered 404 before the store is asked).
+#: names nothing stored, and is answered 400 before the store is asked).
 _DEVICE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 _ENVELOPE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$"
 
 VerificationState = Literal["trusted", "untrusted", "unreachable", "unknown"]  # report.VERIFICATION_STATES
+
 
 def known_query_only(request: Request) -> None:
     """Refuse a query parameter the operation does not take: a misspelt filter (`?stat=trusted`)

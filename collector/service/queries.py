@@ -33,12 +33,13 @@ from ..insights.errors import InsightsError
 from ..insights.history import StoredVerdicts, diff_history, file_state_at, pick_record
 from ..insights.report import VERIFICATION_STATES, certificate_expiry, expiry_days, verification_state
 from ..status import failed_poll, poll_time
-from .errors import ErrorCode
 from ..store import EnvelopeRecord, Store, parse_iso
+from .errors import ErrorCode
 
 log = logging.getLogger("collector.service")
 
-__all__ = ["MAX_PAGE", "MAX_SUMMARIES", "DeviceInfo", "QueryError", "StoreQueries", "filter_rows", "inventory_info"]
+__all__ = ["FLEET_CACHE_MAX_AGE_S", "MAX_CONTENT", "MAX_PAGE", "MAX_SUMMARIES", "DeviceInfo", "QueryError",
+           "StoreQueries", "digest_matches", "filter_rows", "inventory_info"]
 
 #: Rows one fleet page returns at most (a client pages through the rest with the cursor).
 MAX_PAGE = 1000
@@ -56,7 +57,9 @@ MAX_CONTENT = 4096
 
 
 class QueryError(Exception):
-    """A query names something the store does not hold (`status` 404) or asks it wrongly (400)."""
+    """A query the store cannot answer: HTTP `status` (400 asked wrongly, 404 not held, 409 a
+    stored output unreadable, 503 the store or trust store unusable), an `ErrorCode`, and what
+    was expected and found."""
 
     def __init__(self, status: int, code: str, message: str, *, expected: str | None = None,
                  found: str | None = None) -> None:
