@@ -28,7 +28,7 @@ from verifier.findings import Finding as VerifierFinding
 from verifier.findings import Severity
 
 from ..errors import StoreError
-from ..insights.diff import item_payload
+from ..insights.diff import item_payload, software_version
 from ..insights.errors import InsightsError
 from ..insights.history import StoredVerdicts, diff_history, file_state_at, pick_record
 from ..insights.report import VERIFICATION_STATES, certificate_expiry, expiry_days, verification_state
@@ -38,7 +38,7 @@ from .errors import ErrorCode
 
 log = logging.getLogger("collector.service")
 
-__all__ = ["FLEET_CACHE_MAX_AGE_S", "MAX_CONTENT", "MAX_PAGE", "MAX_SUMMARIES", "DeviceInfo", "QueryError",
+__all__ = ["FLEET_CACHE_MAX_AGE_S", "MAX_CONTENT", "MAX_PAGE", "MAX_SUMMARIES", "Content", "DeviceInfo", "QueryError",
            "StoreQueries", "digest_matches", "filter_rows", "inventory_info"]
 
 #: Rows one fleet page returns at most (a client pages through the rest with the cursor).
@@ -86,9 +86,12 @@ class _Summary:
 
 
 @dataclass
-class _Content:
-    """The packages and files of one trusted output, for search."""
+class Content:
+    """What one trusted output says a device runs (`StoreQueries.content`): its release, its
+    packages (name -> version) and its files as of that output ((node, path) -> (algorithm,
+    digest)). For search, the dashboard's device page and fleet consensus."""
 
+    release: str | None
     packages: dict[str, str | None]
     files: dict[tuple[str, str], tuple[str, str]]  # (node, path) -> (algorithm, digest)
 
@@ -105,7 +108,7 @@ class StoreQueries:
         # StoredVerdicts and its record-log cache are not safe to share between threads.
         self._lock = threading.RLock()
         self._summaries: dict[tuple[str, str], _Summary] = {}
-        self._content: dict[tuple[str, str], _Content] = {}
+        self._content: dict[tuple[str, str], Content] = {}
         self._fleet: tuple[tuple[Any, ...], float, list[dict[str, Any]]] | None = None
 
     def warm(self) -> None:
@@ -322,17 +325,7 @@ class StoreQueries:
                              expected="package=NAME[&version=V] or file=PATH[&digest=HEX]",
                              found="both" if package else "neither")
         matches = []
-        for name, record in sorted(self._read(self.store.latest_trusted).items()):
-            try:
-                content = self._content_of(record)
-            except QueryError as exc:
-                if exc.code != ErrorCode.STORE_UNREADABLE:
-                    raise
-                if unreadable is not None:
-                    unreadable.append(name)
-                continue
-            if content is None:
-                continue
+        for name, (record, content) in self.fleet_content(unreadable).items():
             if package is not None:
                 if package in content.packages and (version is None or content.packages[package] == version):
                     matches.append({"device": name, "envelope": _name(record), "received": record.received,
@@ -344,7 +337,30 @@ class StoreQueries:
                                     "node": node, "file": path, "algorithm": algorithm, "digest": value})
         return matches
 
-    def _content_of(self, record: EnvelopeRecord) -> _Content | None:
+    def content(self, record: EnvelopeRecord) -> Content | None:
+        """What `record`'s output says the device runs, None unless it verifies as trusted with
+        a dossier; raises QueryError (409) when it or an earlier output cannot be read. Kept per
+        output (`MAX_CONTENT`): do not modify it."""
+        return self._content_of(record)
+
+    def fleet_content(self, unreadable: list[str] | None = None) -> dict[str, tuple[EnvelopeRecord, Content]]:
+        """Each device's newest trusted output and its content; a device whose outputs cannot
+        be read is left out (and named in `unreadable`)."""
+        found = {}
+        for name, record in sorted(self._read(self.store.latest_trusted).items()):
+            try:
+                content = self._content_of(record)
+            except QueryError as exc:
+                if exc.code != ErrorCode.STORE_UNREADABLE:
+                    raise
+                if unreadable is not None:
+                    unreadable.append(name)
+                continue
+            if content is not None:
+                found[name] = (record, content)
+        return found
+
+    def _content_of(self, record: EnvelopeRecord) -> Content | None:
         key = (record.path, record.sha256)
         content = self._content.get(key)
         if content is None:
@@ -367,7 +383,7 @@ class StoreQueries:
             for node in state.nodes:
                 for path, entry in (state.files(node) or {}).items():
                     files[(node, path)] = (entry[0], entry[1])
-            content = _Content(packages, files)
+            content = Content(software_version(verdict.dossier), packages, files)
             with self._lock:
                 if len(self._content) >= MAX_CONTENT:
                     self._content.pop(next(iter(self._content)))

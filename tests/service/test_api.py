@@ -189,3 +189,14 @@ def test_refuses_to_start_without_a_trust_store(collected: Any, tmp_path: Any) -
 
     with pytest.raises(ServiceError, match="trust store"):
         create_app(ServiceSettings(store=collected.store_dir, trust_store=tmp_path / "none"))
+
+
+def test_content_gives_release_packages_and_files_of_each_newest_trusted_output(app: Any, collected: Any) -> None:
+    """What the dashboard's device page and fleet consensus read (`StoreQueries.fleet_content`)."""
+    unreadable: list[str] = []
+    fleet = app.state.queries.fleet_content(unreadable)
+    assert set(fleet) == {GOOD, TAMPERED, UNREACHABLE} and unreadable == []  # each has a trusted output
+    record, content = fleet[GOOD]
+    facts = collected.fleet[GOOD].device.facts
+    assert content.packages[facts.packages[0].name] == facts.packages[0].version
+    assert content.release and content.files
