@@ -159,10 +159,10 @@ def test_a_damaged_stored_output_is_an_error_of_its_own_never_a_500(collected: A
                                  warm_on_start=False))
     fleet = client.get("/api/v1/fleet")
     rows = {row["device"]: row for row in _valid("api-fleet", client.get("/api/v1/fleet").json())["devices"]}
-    assert len(rows) == 3  # the other devices are shown as ever
+    assert len(rows) == 3, rows  # the other devices are shown as ever
     damaged = rows[GOOD]["verification"]
-    assert damaged["state"] == "untrusted" and damaged["reason"] == "store.unreadable"
-    assert newest.name in damaged["message"] and str(tmp_path) not in damaged["message"]
+    assert damaged["state"] == "untrusted" and damaged["reason"] == "store.unreadable", (newest.name, rows[GOOD])
+    assert newest.name in damaged["message"] and str(tmp_path) not in damaged["message"], damaged
     assert _valid("api-device", client.get(f"/api/v1/devices/{GOOD}").json())["device"]["verification"] == damaged
     for path in (f"/api/v1/devices/{GOOD}/outputs/{newest.name}", f"/api/v1/devices/{GOOD}/drift"):
         response = client.get(path)
