@@ -3,35 +3,23 @@ device tampered, one unreachable on the second poll), and the service app over i
 
 from __future__ import annotations
 
-import dataclasses
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import sys
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 from collector.collect import CollectOptions, Collector
 from collector.enroll import enroll_root, fetch_root
 from collector.inventory import load_inventory
 from collector.store import Store
 from emulator.faults import Fault
-from emulator.fleet import Fleet  # noqa: E402
+from emulator.fleet import Fleet
 
-from service_rig import GOOD, ITEMS, TAMPERED, UNREACHABLE  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parent))
 
-
-@dataclasses.dataclass
-class Collected:
-    """A store with two collections of a three-device fleet, and where its trust store is."""
-
-    store_dir: Path
-    trust: Path
-    inventory: Path
-    fleet: Fleet
+from service_rig import ITEMS, TAMPERED, UNREACHABLE, Collected, make_app  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -56,14 +44,6 @@ def collected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collected]:
         yield Collected(root / "store", trust, inventory, fleet)
     finally:
         fleet.stop()
-
-
-def make_app(collected: Collected, **settings: Any) -> Any:
-    from collector.service.app import create_app
-    from collector.service.settings import ServiceSettings
-
-    return create_app(ServiceSettings(store=collected.store_dir, trust_store=collected.trust,
-                                      inventory=collected.inventory, **settings), start_collector=False)
 
 
 @pytest.fixture(scope="session")

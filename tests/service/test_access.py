@@ -20,8 +20,7 @@ from collector.service.settings import ServiceSettings
 from collector.service.tokens import Tokens
 from dossier_cli.main import cli
 
-from conftest import make_app
-from service_rig import GOOD
+from service_rig import GOOD, make_app
 
 
 @pytest.fixture(scope="module")

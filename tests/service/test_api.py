@@ -149,7 +149,7 @@ def test_a_damaged_stored_output_is_an_error_of_its_own_never_a_500(collected: A
 
     from fastapi.testclient import TestClient
 
-    from conftest import Collected, make_app
+    from service_rig import Collected, make_app
 
     store = tmp_path / "store"
     shutil.copytree(collected.store_dir, store)

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 
 from collector.service.tokens import Tokens
 
-from conftest import make_app
+from service_rig import make_app
 
 #: Examples per operation: enough to hit each parameter's edges, small enough to stay in seconds.
 MAX_EXAMPLES = 25
