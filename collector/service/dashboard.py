@@ -1,0 +1,252 @@
+"""The web dashboard (docs/dashboard.md): server-side pages over the service's read-only queries.
+
+Pages are Jinja2 templates rendered on the server with autoescape on and every value made inert
+first (`verifier.display.inert`: controls, bidi overrides and zero widths shown as escapes), so
+device text is only ever text. Reading needs no JavaScript; `dashboard.js` only adds sorting by
+a click. CSS and script are package data served by this router; the pages reference nothing
+else, and the Content-Security-Policy forbids the browser to fetch anything else.
+
+Sign-in: the page reads a read token from the `dossier_token` cookie, or from `?token=` once,
+which is answered with a redirect that sets the cookie and drops the token from the address.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+from collections.abc import Callable, Mapping
+from importlib import resources
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from verifier.display import inert
+
+from ..insights.report import VERIFICATION_STATES
+from .access import READ, page_caller
+from .queries import (QueryError, StoreQueries, device_content, device_findings, device_timeline,
+                      fleet_consensus_of, parse_iso)
+
+__all__ = ["DASHBOARD_PREFIX", "router"]
+
+DASHBOARD_PREFIX = "/dashboard"
+#: Files listed on a device page (a file inventory can be tens of thousands of entries); the
+#: `file` filter narrows the list to the ones wanted.
+MAX_FILES_SHOWN = 500
+#: The longest text a query parameter of the pages may hold (a device name, a date, a filter).
+MAX_PARAMETER = 200
+#: No script, style or image from anywhere but this service; no inline script; no framing.
+_CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'")
+_SECURITY_HEADERS = {"Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff",
+                     "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+_DEVICE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+_ASSETS = {"dashboard.css": "text/css; charset=utf-8", "dashboard.js": "text/javascript; charset=utf-8"}
+
+APPRAISAL_STATUSES = ("contraindicated", "warning", "none", "affirming")
+#: Sort orders the fleet page offers; "worst first" is the ascending order of state and status.
+_STATE_RANK = {"untrusted": 0, "unreachable": 1, "unknown": 2, "trusted": 3}
+_STATUS_RANK = {status: rank for rank, status in enumerate(APPRAISAL_STATUSES)}
+SORT_KEYS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "device": lambda row: row["device"],
+    "state": lambda row: (_STATE_RANK.get(row["verification"]["state"], 9), row["device"]),
+    "status": lambda row: (_STATUS_RANK.get(row["status"], 9), row["device"]),
+    "consensus": lambda row: (-len(row["consensus"]), row["device"]),
+    "last_collection": lambda row: (row["last_collection"] or "", row["device"]),
+    "last_trusted": lambda row: (row["last_trusted"] or "", row["device"]),
+    "expiry": lambda row: (_soonest(row["days_to_expiry"]), row["device"]),
+}
+_STATE_SYMBOL = {"trusted": "\u2714", "untrusted": "\u2718", "unreachable": "\u2298", "unknown": "?"}
+_STATUS_SYMBOL = {"affirming": "\u2714", "warning": "\u25b2", "contraindicated": "\u2718", "none": "\u2013"}
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+router = APIRouter(prefix=DASHBOARD_PREFIX, include_in_schema=False)
+
+
+def _soonest(days: Mapping[str, Any] | None) -> float:
+    values = [v for v in (days or {}).values() if isinstance(v, int)]
+    return min(values) if values else float("inf")
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+
+def _page_text(value: Any) -> Any:
+    """Every `{{ value }}` of a template: None shows as nothing, text as `inert` text (then
+    autoescaped), markup the template built itself as it is."""
+    from markupsafe import Markup
+
+    if value is None:
+        return ""
+    if isinstance(value, Markup):
+        return value
+    return inert(value) if isinstance(value, str) else value
+
+
+@functools.cache
+def _templates() -> Any:
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    environment = Environment(loader=PackageLoader("collector.service", "templates"),
+                              autoescape=select_autoescape(default=True, default_for_string=True),
+                              finalize=_page_text, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    environment.filters["when"] = _when
+    environment.globals.update(state_symbol=_STATE_SYMBOL, status_symbol=_STATUS_SYMBOL, prefix=DASHBOARD_PREFIX,
+                               api_prefix="/api/v1")
+    return environment
+
+
+def _when(iso: Any) -> str:
+    """An ISO time as `YYYY-MM-DD HH:MM:SS UTC`; anything else as it is."""
+    if not iso:
+        return "never"
+    try:
+        moment = parse_iso(str(iso))
+    except ValueError:
+        return str(iso)
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _html(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    body = _templates().get_template(template).render(**context)
+    return HTMLResponse(body, status_code=status, headers=_SECURITY_HEADERS)
+
+
+def _query_string(**params: Any) -> str:
+    return urlencode({k: v for k, v in params.items() if v not in (None, "")})
+
+
+# --- sign-in -------------------------------------------------------------------------------------
+
+
+def _signed_in(request: Request, token: Annotated[str | None, Query(max_length=MAX_PARAMETER)] = None) -> Any:
+    """A read caller (cookie or `?token=`); raises the sign-in answers `page_caller` raises."""
+    return page_caller(request, READ, token)
+
+
+@router.get("/static/{asset}")
+def asset(asset: Annotated[str, Path(pattern=r"^[a-z]+\.(css|js)$")]) -> Response:
+    """The dashboard's CSS and script (package data), the same for everyone: no token needed."""
+    if asset not in _ASSETS:
+        return Response("not found", status_code=404, media_type="text/plain")
+    body = resources.files("collector.service").joinpath("static", asset).read_bytes()
+    return Response(body, media_type=_ASSETS[asset],
+                    headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"})
+
+
+# --- the fleet -------------------------------------------------------------------------------------
+
+
+def parse_as_of(text: str | None) -> dt.datetime | None:
+    """`2026-12-01` (the end of that day, UTC) or `2026-12-01T10:30[:15]` (UTC) from the date
+    input; raises QueryError (400) naming the expected form."""
+    if not text:
+        return None
+    try:
+        if _DATE_ONLY.match(text):
+            day = dt.date.fromisoformat(text)
+            return dt.datetime.combine(day, dt.time(23, 59, 59), dt.UTC)
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or not re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$", text):
+        raise QueryError(400, "dashboard.as_of", "the date is not one the page reads",
+                         expected="YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS] (UTC)", found=text)
+    return moment.replace(tzinfo=dt.UTC)
+
+
+def _fleet_page(queries: StoreQueries, *, as_of: str | None, state: str | None, status: str | None,
+                q: str | None, sort: str, order: str) -> dict[str, Any]:
+    if state and state not in VERIFICATION_STATES:
+        raise QueryError(400, "dashboard.state", f"unknown state {state!r}",
+                         expected=f"one of {', '.join(VERIFICATION_STATES)}", found=state)
+    if status and status not in APPRAISAL_STATUSES:
+        raise QueryError(400, "dashboard.status", f"unknown appraisal status {status!r}",
+                         expected=f"one of {', '.join(APPRAISAL_STATUSES)}", found=status)
+    if sort not in SORT_KEYS or order not in ("asc", "desc"):
+        raise QueryError(400, "dashboard.sort", f"cannot sort by {sort!r} {order!r}",
+                         expected=f"sort one of {', '.join(SORT_KEYS)}, order asc or desc", found=f"{sort} {order}")
+    moment = parse_as_of(as_of)
+    now = dt.datetime.now(dt.UTC)
+    if moment is not None and moment > now:
+        moment = None  # the future is now: the newest of everything
+    rows = queries.fleet(as_of=moment)
+    consensus = fleet_consensus_of(queries, as_of=moment)
+    counts = dict.fromkeys(VERIFICATION_STATES, 0)
+    for row in rows:
+        row["consensus"] = [finding.to_json() for finding in consensus.of(row["device"])]
+        counts[row["verification"]["state"]] += 1
+    shown = [row for row in rows
+             if (not state or row["verification"]["state"] == state) and (not status or row["status"] == status)
+             and (not q or q.lower() in row["device"].lower())]
+    shown.sort(key=SORT_KEYS[sort], reverse=order == "desc")
+    return {"rows": shown, "total": len(rows), "counts": counts, "consensus": consensus,
+            "as_of": moment, "as_of_input": moment.strftime("%Y-%m-%dT%H:%M:%S") if moment else "",
+            "generated": now, "filters": {"state": state or "", "status": status or "", "q": q or ""},
+            "sort": sort, "order": order, "states": VERIFICATION_STATES, "statuses": APPRAISAL_STATUSES,
+            "sort_keys": list(SORT_KEYS)}
+
+
+@router.get("", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse)
+async def fleet(request: Request, caller: Annotated[Any, Depends(_signed_in)],
+                as_of: Annotated[str | None, Query(max_length=MAX_PARAMETER)] = None,
+                state: Annotated[str | None, Query(max_length=MAX_PARAMETER)] = None,
+                status: Annotated[str | None, Query(max_length=MAX_PARAMETER)] = None,
+                q: Annotated[str | None, Query(max_length=MAX_PARAMETER)] = None,
+                sort: Annotated[str, Query(max_length=MAX_PARAMETER)] = "device",
+                order: Annotated[str, Query(max_length=MAX_PARAMETER)] = "asc") -> Response:
+    """The fleet: every device's state in colour and words, sortable and filterable, as of now
+    or a past moment, with the devices fleet consensus flags."""
+    queries: StoreQueries = request.app.state.queries
+    try:
+        page = await run_in_threadpool(_fleet_page, queries, as_of=as_of, state=state, status=status, q=q,
+                                       sort=sort, order=order)
+    except QueryError as exc:
+        return _error_page(exc)
+
+    def link(**change: Any) -> str:
+        params = {**page["filters"], "as_of": page["as_of_input"], "sort": sort, "order": order, **change}
+        return f"{DASHBOARD_PREFIX}?{_query_string(**params)}"
+
+    return _html("fleet.html", **page, link=link)
+
+
+# --- one device ------------------------------------------------------------------------------------
+
+
+def _device_page(queries: StoreQueries, name: str, file_filter: str | None) -> dict[str, Any]:
+    row = queries.device(name)
+    consensus = fleet_consensus_of(queries)
+    content = device_content(queries, name)
+    files, files_total = [], 0
+    if content is not None:
+        matching = [f for f in content["files"] if not file_filter or file_filter in f["path"]]
+        files_total, files = len(matching), matching[:MAX_FILES_SHOWN]
+    return {"row": row, "now": device_findings(queries, name), "timeline": device_timeline(queries, name),
+            "consensus": [finding.to_json() for finding in consensus.of(name)], "group": consensus.group_of(name),
+            "not_compared": consensus.not_compared.get(name), "min_agreeing": consensus.min_agreeing,
+            "content": content, "files": files, "files_total": files_total, "file_filter": file_filter or "",
+            "max_files": MAX_FILES_SHOWN, "generated": dt.datetime.now(dt.UTC)}
+
+
+@router.get("/devices/{name}", response_class=HTMLResponse)
+async def device(request: Request, caller: Annotated[Any, Depends(_signed_in)],
+                 name: Annotated[str, Path(pattern=_DEVICE)],
+                 file: Annotated[str | None, Query(max_length=MAX_PARAMETER)] = None) -> Response:
+    """One device: its state and findings, its collections and changes, packages and files."""
+    queries: StoreQueries = request.app.state.queries
+    try:
+        page = await run_in_threadpool(_device_page, queries, name, file)
+    except QueryError as exc:
+        return _error_page(exc)
+    return _html("device.html", **page)
+
+
+def _error_page(exc: QueryError) -> HTMLResponse:
+    return _html("error.html", status=exc.status, code=exc.code, message=exc.message, expected=exc.expected,
+                 found=exc.found)
