@@ -70,6 +70,10 @@ class StoredVerdicts:
                     raise InsightsError(str(exc)) from None
         return self._opened
 
+    def trust_store(self) -> Any:
+        """The trust store, opened (`verifier.TrustStore`); raises InsightsError as `__call__`."""
+        return self._anchors()
+
     def __call__(self, record: EnvelopeRecord) -> Any:
         """The verdict of `record`'s output. Raises InsightsError when the output or its metadata
         cannot be read as stored."""
