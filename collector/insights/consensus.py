@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..store import EnvelopeRecord, Store
+from ..store import EnvelopeRecord, Store, parse_iso
 from .diff import item_payload, software_version
 from .findings import Category, ConsensusId, Finding, Severity
 from .history import StoredVerdicts, file_state_at, stored_evidence
@@ -77,14 +77,6 @@ class FleetConsensus:
                 "not_compared": dict(sorted(self.not_compared.items()))}
 
 
-def _received(record: EnvelopeRecord) -> dt.datetime | None:
-    try:
-        moment = dt.datetime.fromisoformat(record.received.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
-
-
 def records_as_of(store: Store, as_of: dt.datetime | None) -> dict[str, EnvelopeRecord]:
     """Each device's newest trusted output received at or before `as_of` (now when None)."""
     if as_of is None:
@@ -92,8 +84,7 @@ def records_as_of(store: Store, as_of: dt.datetime | None) -> dict[str, Envelope
     picked: dict[str, EnvelopeRecord] = {}
     for device in store.latest():
         for record in store.history(device):  # newest first
-            received = _received(record)
-            if record.trusted and received is not None and received <= as_of:
+            if record.trusted and parse_iso(record.received) <= as_of:
                 picked[device] = record
                 break
     return picked

@@ -18,18 +18,18 @@ import re
 from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from verifier.display import inert
 
 from ..insights.report import VERIFICATION_STATES
-from .access import READ, page_caller
-from .queries import (QueryError, StoreQueries, device_content, device_findings, device_timeline,
-                      fleet_consensus_of, parse_iso)
+from .access import PAGE_COOKIE, page_token_problem
+from ..store import parse_iso
+from .queries import QueryError, StoreQueries, device_content, device_findings, device_timeline, fleet_consensus_of
 
 __all__ = ["DASHBOARD_PREFIX", "router"]
 
@@ -122,10 +122,59 @@ def _query_string(**params: Any) -> str:
 
 # --- sign-in -------------------------------------------------------------------------------------
 
+#: A sign-in form is one token and one path back; anything longer is not one.
+MAX_SIGN_IN_BYTES = 4096
 
-def _signed_in(request: Request, token: Annotated[str | None, Query(max_length=MAX_PARAMETER)] = None) -> Any:
-    """A read caller (cookie or `?token=`); raises the sign-in answers `page_caller` raises."""
-    return page_caller(request, READ, token)
+
+def _sign_in(request: Request, token: str | None) -> Response | None:
+    """None when the request may read; otherwise the answer instead of the page: with `?token=`,
+    a redirect to the same page without it that sets the cookie; else the sign-in form (401)."""
+    if token is not None:
+        problem = page_token_problem(request, token)
+        if problem is not None:
+            return _sign_in_page(_back(request), problem)
+        url = request.url.remove_query_params("token")
+        return _signed_in(request, url.path + (f"?{url.query}" if url.query else ""), token)
+    problem = page_token_problem(request, request.cookies.get(PAGE_COOKIE))
+    return None if problem is None else _sign_in_page(_back(request), problem)
+
+
+def _back(request: Request) -> str:
+    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+
+
+def _signed_in(request: Request, back: str, token: str) -> Response:
+    response = RedirectResponse(back, status_code=303, headers=_SECURITY_HEADERS)
+    response.set_cookie(PAGE_COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https",
+                        path="/")
+    return response
+
+
+def _sign_in_page(back: str, problem: str | None) -> HTMLResponse:
+    return _html("sign_in.html", status=401, next=back, problem=problem)
+
+
+def _safe_back(back: str | None) -> str:
+    """Only a page of this dashboard: a sign-in never sends the browser elsewhere."""
+    if back and back.startswith(DASHBOARD_PREFIX) and not back.startswith("//") and "\\" not in back:
+        return back
+    return DASHBOARD_PREFIX
+
+
+@router.post("/sign-in")
+async def sign_in(request: Request) -> Response:
+    """The sign-in form: a read token kept in the `dossier_token` cookie, then back to the page."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_SIGN_IN_BYTES:
+            return _sign_in_page(DASHBOARD_PREFIX, f"the form is over {MAX_SIGN_IN_BYTES} bytes; expected a token")
+    form = parse_qs(body.decode("utf-8", "replace"))
+    token, back = (form.get("token") or [""])[0], _safe_back((form.get("next") or [""])[0])
+    problem = page_token_problem(request, token)
+    if problem is not None:
+        return _sign_in_page(back, problem)
+    return _signed_in(request, back, token)
 
 
 @router.get("/static/{asset}")
@@ -193,7 +242,7 @@ def _fleet_page(queries: StoreQueries, *, as_of: str | None, state: str | None, 
 
 @router.get("", response_class=HTMLResponse)
 @router.get("/", response_class=HTMLResponse)
-async def fleet(request: Request, caller: Annotated[Any, Depends(_signed_in)],
+async def fleet(request: Request, token: Annotated[str | None, Query(max_length=MAX_PARAMETER)] = None,
                 as_of: Annotated[str | None, Query(max_length=MAX_PARAMETER)] = None,
                 state: Annotated[str | None, Query(max_length=MAX_PARAMETER)] = None,
                 status: Annotated[str | None, Query(max_length=MAX_PARAMETER)] = None,
@@ -202,6 +251,9 @@ async def fleet(request: Request, caller: Annotated[Any, Depends(_signed_in)],
                 order: Annotated[str, Query(max_length=MAX_PARAMETER)] = "asc") -> Response:
     """The fleet: every device's state in colour and words, sortable and filterable, as of now
     or a past moment, with the devices fleet consensus flags."""
+    refused = _sign_in(request, token)
+    if refused is not None:
+        return refused
     queries: StoreQueries = request.app.state.queries
     try:
         page = await run_in_threadpool(_fleet_page, queries, as_of=as_of, state=state, status=status, q=q,
@@ -235,10 +287,13 @@ def _device_page(queries: StoreQueries, name: str, file_filter: str | None) -> d
 
 
 @router.get("/devices/{name}", response_class=HTMLResponse)
-async def device(request: Request, caller: Annotated[Any, Depends(_signed_in)],
-                 name: Annotated[str, Path(pattern=_DEVICE)],
-                 file: Annotated[str | None, Query(max_length=MAX_PARAMETER)] = None) -> Response:
+async def device(request: Request, name: Annotated[str, Path(pattern=_DEVICE)],
+                 file: Annotated[str | None, Query(max_length=MAX_PARAMETER)] = None,
+                 token: Annotated[str | None, Query(max_length=MAX_PARAMETER)] = None) -> Response:
     """One device: its state and findings, its collections and changes, packages and files."""
+    refused = _sign_in(request, token)
+    if refused is not None:
+        return refused
     queries: StoreQueries = request.app.state.queries
     try:
         page = await run_in_threadpool(_device_page, queries, name, file)

@@ -6,10 +6,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as dt
+import sys
 import time
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 from collector.collect import CollectOptions, Collector
 from collector.enroll import enroll_root, fetch_root
@@ -34,8 +37,7 @@ POLICY = {
         "unexplained-file-changes": {"level": "warn"},
     },
 }
-#: Device text a hostile router could send: markup, a right-to-left override, a C1 control.
-HOSTILE_USER = "<script>alert(1)</script>\u202eevil\x9b"
+from dashboard_fleet import HOSTILE_USER  # noqa: E402
 
 
 @dataclasses.dataclass
