@@ -95,7 +95,8 @@ def _templates() -> Any:
                               autoescape=select_autoescape(default=True, default_for_string=True),
                               finalize=_page_text, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     environment.filters["when"] = _when
-    environment.globals.update(state_symbol=_STATE_SYMBOL, status_symbol=_STATUS_SYMBOL, prefix=DASHBOARD_PREFIX,
+    environment.globals.update(state_symbol=_STATE_SYMBOL, status_symbol=_STATUS_SYMBOL, state_rank=_STATE_RANK,
+                               status_rank=_STATUS_RANK, prefix=DASHBOARD_PREFIX,
                                api_prefix="/api/v1")
     return environment
 
@@ -228,6 +229,8 @@ def _fleet_page(queries: StoreQueries, *, as_of: str | None, state: str | None, 
     counts = dict.fromkeys(VERIFICATION_STATES, 0)
     for row in rows:
         row["consensus"] = [finding.to_json() for finding in consensus.of(row["device"])]
+        soonest = _soonest(row["days_to_expiry"])
+        row["expiry_sort"] = soonest if soonest != float("inf") else ""
         counts[row["verification"]["state"]] += 1
     shown = [row for row in rows
              if (not state or row["verification"]["state"] == state) and (not status or row["status"] == status)
