@@ -341,21 +341,22 @@ _consensus_lock = threading.Lock()
 
 def fleet_consensus_of(queries: StoreQueries, *, as_of: dt.datetime | None = None) -> Any:
     """Fleet consensus (`collector.insights.consensus`) over the newest trusted outputs as of
-    `as_of`, computed once per set of outputs."""
+    `as_of`, computed once per set of outputs. It verifies with its own `StoredVerdicts` under
+    its own lock: a computation (seconds for a large fleet) holds up other consensus requests,
+    never the API's."""
     from ..insights.consensus import fleet_consensus, records_as_of
 
-    with queries._lock:
-        picked = queries._read(records_as_of, queries.store, as_of)
-        key = (id(queries), as_of.isoformat() if as_of else None, tuple(sorted(r.path for r in picked.values())))
-        with _consensus_lock:
-            if key in _consensus_kept:
-                return _consensus_kept[key]
+    picked = queries._read(records_as_of, queries.store, as_of)
+    key = (id(queries), as_of.isoformat() if as_of else None, tuple(sorted(r.path for r in picked.values())))
+    with _consensus_lock:
+        if key in _consensus_kept:
+            return _consensus_kept[key]
+        verdicts = StoredVerdicts(queries.store, queries.trust_store())
         try:
-            result = fleet_consensus(queries.store, queries.verdicts, as_of=as_of)
+            result = queries._read(lambda: fleet_consensus(queries.store, verdicts, as_of=as_of))
         except InsightsError as exc:
             raise QueryError(409, "store.unreadable", str(exc), expected="readable stored outputs",
                              found=str(queries.store.root)) from None
-    with _consensus_lock:
         if len(_consensus_kept) >= MAX_CONSENSUS_KEPT:
             _consensus_kept.pop(next(iter(_consensus_kept)))
         _consensus_kept[key] = result
