@@ -335,7 +335,7 @@ MAX_TIMELINE = 50
 #: Changes listed per collection on the timeline (all are counted).
 MAX_CHANGES_SHOWN = 50
 
-_consensus_kept: dict[tuple[int, str | None, tuple[str, ...]], Any] = {}
+_consensus_kept: dict[tuple[int, bool, tuple[str, ...]], Any] = {}
 _consensus_lock = threading.Lock()
 
 
@@ -347,7 +347,9 @@ def fleet_consensus_of(queries: StoreQueries, *, as_of: dt.datetime | None = Non
     from ..insights.consensus import fleet_consensus, records_as_of
 
     picked = queries._read(records_as_of, queries.store, as_of)
-    key = (id(queries), as_of.isoformat() if as_of else None, tuple(sorted(r.path for r in picked.values())))
+    # Keyed by the outputs compared, not the moment: any two moments between the same
+    # collections share one computation.
+    key = (id(queries), as_of is None, tuple(sorted(r.path for r in picked.values())))
     with _consensus_lock:
         if key in _consensus_kept:
             return _consensus_kept[key]
