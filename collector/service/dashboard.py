@@ -28,6 +28,7 @@ from verifier.display import inert
 
 from ..insights.report import VERIFICATION_STATES
 from .access import PAGE_COOKIE, page_token_problem
+from .api import API_PREFIX, DeviceName
 from ..store import parse_iso
 from .queries import QueryError, StoreQueries, device_content, device_findings, device_timeline, fleet_consensus_of
 
@@ -44,7 +45,6 @@ _CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'
         "frame-ancestors 'none'; base-uri 'none'")
 _SECURITY_HEADERS = {"Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff",
                      "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
-_DEVICE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 _ASSETS = {"dashboard.css": "text/css; charset=utf-8", "dashboard.js": "text/javascript; charset=utf-8"}
 
 APPRAISAL_STATUSES = ("contraindicated", "warning", "none", "affirming")
@@ -97,7 +97,7 @@ def _templates() -> Any:
     environment.filters["when"] = _when
     environment.globals.update(state_symbol=_STATE_SYMBOL, status_symbol=_STATUS_SYMBOL, state_rank=_STATE_RANK,
                                status_rank=_STATUS_RANK, prefix=DASHBOARD_PREFIX,
-                               api_prefix="/api/v1")
+                               api_prefix=API_PREFIX)
     return environment
 
 
@@ -290,7 +290,7 @@ def _device_page(queries: StoreQueries, name: str, file_filter: str | None) -> d
 
 
 @router.get("/devices/{name}", response_class=HTMLResponse)
-async def device(request: Request, name: Annotated[str, Path(pattern=_DEVICE)],
+async def device(request: Request, name: DeviceName,
                  file: Annotated[str | None, Query(max_length=MAX_PARAMETER)] = None,
                  token: Annotated[str | None, Query(max_length=MAX_PARAMETER)] = None) -> Response:
     """One device: its state and findings, its collections and changes, packages and files."""
