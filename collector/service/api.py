@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -30,7 +30,31 @@ DEFAULT_PAGE = 100
 _DEVICE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 _ENVELOPE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$"
 
-router = APIRouter(prefix=API_PREFIX, tags=["api"], dependencies=[Depends(require(READ))])
+VerificationState = Literal["trusted", "untrusted", "unreachable", "unknown"]  # report.VERIFICATION_STATES
+
+def known_query_only(request: Request) -> None:
+    """Refuse a query parameter the operation does not take: a misspelt filter (`?stat=trusted`)
+    would otherwise be ignored and answer with the whole fleet."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = {param.alias for param in _query_params(dependant)}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise ApiError(400, "query.unknown", f"unknown query parameter {inert(unknown[0])!r}",
+                       expected=f"one of {', '.join(sorted(known))}" if known else "no query parameters",
+                       found=inert(", ".join(unknown))[:200])
+
+
+def _query_params(dependant: Any) -> list[Any]:
+    params = list(dependant.query_params)
+    for sub in dependant.dependencies:
+        params.extend(_query_params(sub))
+    return params
+
+
+router = APIRouter(prefix=API_PREFIX, tags=["api"], dependencies=[Depends(require(READ)), Depends(known_query_only)])
 
 
 def _responses(name: str) -> dict[int | str, dict[str, Any]]:
@@ -38,7 +62,10 @@ def _responses(name: str) -> dict[int | str, dict[str, Any]]:
     return {200: {"content": {"application/json": {"schema": response_schema(name)}}},
             304: {"description": "Not modified (If-None-Match matched the ETag)"},
             400: {"description": "Bad request", **error}, 401: {"description": "No or unknown token", **error},
-            403: {"description": "Token of the wrong scope", **error}, 404: {"description": "Not found", **error}}
+            403: {"description": "Token of the wrong scope", **error}, 404: {"description": "Not found", **error},
+            409: {"description": "A stored output cannot be read", **error},
+            413: {"description": "Upload too large", **error},
+            503: {"description": "The store or trust store cannot be read", **error}}
 
 
 def _queries(request: Request) -> StoreQueries:
@@ -60,21 +87,39 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _time_query(description: str) -> Any:
+    return Query(max_length=64, description=f"{description} (RFC 3339, with an offset: 2026-12-01T00:00:00Z)",
+                 json_schema_extra={"format": "date-time"})
+
+
+def _time(name: str, text: str | None) -> dt.datetime | None:
+    """A query parameter's RFC 3339 time (an offset required); raises ApiError (400)."""
+    if text is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None or "T" not in text.upper():
+        raise ApiError(400, f"query.{name}", f"{name} is not a time with an offset",
+                       expected="an RFC 3339 time with an offset (2026-12-01T00:00:00Z)", found=inert(text))
+    return moment
+
+
 @router.get("/fleet", responses=_responses("api-fleet"), summary="The fleet: one row per device")
 def fleet(request: Request,
-          state: Annotated[str | None, Query(description="Only devices in this verification state")] = None,
+          state: Annotated[VerificationState | None, Query(description="Only devices in this verification "
+                                                                        "state")] = None,
           platform: Annotated[str | None, Query(max_length=64)] = None,
           group: Annotated[str | None, Query(max_length=64)] = None,
           limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
           after: Annotated[str | None, Query(max_length=64, description="Cursor: the `next` of the previous page")] = None,
-          as_of: Annotated[dt.datetime | None, Query(description="The fleet as stored at this time (ISO 8601)")] = None,
+          as_of: Annotated[str | None, _time_query("The fleet as stored at this time")] = None,
           ) -> Response:
     """Devices sorted by name; a page holds `limit` of them from after the cursor `after`."""
     now = _now()
-    if as_of is not None and as_of.tzinfo is None:
-        raise ApiError(400, "query.as_of", "as_of needs a time zone", expected="an ISO 8601 time with an offset "
-                       "(2026-12-01T00:00:00Z)", found=as_of.isoformat())
-    rows = filter_rows(_queries(request).fleet(now=now, as_of=as_of), state=state, platform=platform, group=group)
+    moment = _time("as_of", as_of)
+    rows = filter_rows(_queries(request).fleet(now=now, as_of=moment), state=state, platform=platform, group=group)
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["verification"]["state"]] = counts.get(row["verification"]["state"], 0) + 1
@@ -82,7 +127,7 @@ def fleet(request: Request,
     page = rows[start:start + limit]
     more = start + limit < len(rows)
     return _json(request, {"format": FLEET_FORMAT, "generated": now.isoformat(timespec="seconds"),
-                           "as_of": as_of.isoformat() if as_of is not None else None, "total": len(rows),
+                           "as_of": moment.isoformat() if moment is not None else None, "total": len(rows),
                            "counts": counts, "devices": page,
                            "next": page[-1]["device"] if more and page else None})
 
@@ -121,8 +166,8 @@ def output(request: Request, name: DeviceName, envelope: EnvelopeName) -> Respon
 
 
 @router.get("/devices/{name}/outputs/{envelope}/raw", summary="One stored output: the exact bytes received",
-            responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string",
-                                                                                 "format": "binary"}}}}})
+            responses={**_responses("api-error"), 200: {"content": {"application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"}}}}})
 def output_raw(request: Request, name: DeviceName, envelope: EnvelopeName) -> Response:
     """Exactly what the device printed, as a download (never rendered: it is device text)."""
     queries = _queries(request)
@@ -145,33 +190,37 @@ def drift(request: Request, name: DeviceName,
     return _json(request, _queries(request).drift(name, before, after))
 
 
-@router.get("/search", responses=_responses("api-search"), summary="Devices running a package or holding a file")
-def search(request: Request,
-           package: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-           version: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-           file: Annotated[str | None, Query(min_length=1, max_length=4096)] = None,
-           digest: Annotated[str | None, Query(pattern=r"^[0-9A-Fa-f]{8,128}$")] = None) -> Response:
-    """From each device's newest trusted collection: `package` (at `version`), or `file` (with
-    `digest`)."""
-    if version is not None and package is None or digest is not None and file is None:
-        raise ApiError(400, "search.query", "version goes with package, digest with file",
-                       expected="package=NAME[&version=V] or file=PATH[&digest=HEX]",
-                       found=f"{'version' if version is not None else 'digest'} alone")
-    matches = _queries(request).search(package=package, version=version, file=file, digest=digest)
-    return _json(request, {"query": {"package": package, "version": version, "file": file, "digest": digest},
+@router.get("/search/packages", responses=_responses("api-search"), summary="Devices running a package")
+def search_packages(request: Request, name: Annotated[str, Query(min_length=1, max_length=200)],
+                    version: Annotated[str | None, Query(min_length=1, max_length=200)] = None) -> Response:
+    """Devices whose newest trusted collection lists package `name` (at `version` when given)."""
+    matches = _queries(request).search(package=name, version=version)
+    return _json(request, {"query": {"package": name, "version": version, "file": None, "digest": None},
+                           "matches": matches})
+
+
+@router.get("/search/files", responses=_responses("api-search"), summary="Devices holding a file")
+def search_files(request: Request, path: Annotated[str, Query(min_length=1, max_length=4096)],
+                 digest: Annotated[str | None, Query(pattern=r"^[0-9A-Fa-f]{8,128}$")] = None) -> Response:
+    """Devices whose files as of their newest trusted collection include `path` (with `digest`
+    when given) on some node."""
+    matches = _queries(request).search(file=path, digest=digest)
+    return _json(request, {"query": {"package": None, "version": None, "file": path, "digest": digest},
                            "matches": matches})
 
 
 @router.post("/verify", responses=_responses("api-verification"), dependencies=[Depends(require(ADMIN))],
              summary="Verify an uploaded envelope against the service's trust store (stores nothing)",
              openapi_extra={"requestBody": {"required": True, "content": {
-                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+                 "application/octet-stream": {"schema": {"type": "string", "format": "binary", "minLength": 1,
+                                                         "description": "The envelope exactly as a device "
+                                                                        "printed it"}}}}})
 async def verify_upload(request: Request,
                         device: Annotated[str | None, Query(pattern=_DEVICE)] = None,
-                        nonce: Annotated[str | None, Query(pattern=r"^[0-9A-Fa-f]{2,128}$",
+                        nonce: Annotated[str | None, Query(pattern=r"^(?:[0-9A-Fa-f]{2}){1,64}$",
                                                            description="The nonce sent, in hex")] = None,
-                        at: Annotated[dt.datetime | None, Query(description="Judge validity at this time "
-                                                                            "(default: now)")] = None) -> Response:
+                        at: Annotated[str | None, _time_query("Judge validity at this time (default: now)")] = None,
+                        ) -> Response:
     """The verdict of the request body (an envelope exactly as a device printed it) for `device`
     with `nonce`; nothing is stored."""
     limit = request.app.state.settings.max_upload_bytes
@@ -188,10 +237,7 @@ async def verify_upload(request: Request,
     if not raw:
         raise ApiError(400, "upload.empty", "the request body is empty", expected="an envelope's bytes",
                        found="0 bytes")
-    if at is not None and at.tzinfo is None:
-        raise ApiError(400, "query.at", "at needs a time zone", expected="an ISO 8601 time with an offset",
-                       found=at.isoformat())
-    verdict = await run_in_threadpool(_verify, _queries(request), raw, device, nonce, at)
+    verdict = await run_in_threadpool(_verify, _queries(request), raw, device, nonce, _time("at", at))
     return _json(request, {"stored": False, "device": device, "bytes": len(raw),
                            "sha256": hashlib.sha256(raw).hexdigest(), "verdict": verdict})
 

@@ -24,6 +24,7 @@ from ..inventory import load_inventory
 from ..store import Store
 from .errors import ApiError, ServiceError, error_body
 from .queries import QueryError, StoreQueries, inventory_info
+from .schemas import response_schema
 from .settings import ServiceSettings
 from .tokens import Tokens
 
@@ -43,7 +44,8 @@ def create_app(settings: ServiceSettings, *, tokens: Tokens | None = None, start
     tokens = tokens if tokens is not None else Tokens.load(settings.tokens_file)
     settings.check(has_tokens=bool(tokens))
     try:
-        store = Store.open(settings.store, create=False)
+        # Serving alone reads an existing store; polling too may start a new one.
+        store = Store.open(settings.store, create=settings.inventory is not None)
         inventory = load_inventory(settings.inventory) if settings.inventory is not None else None
     except CollectorError as exc:
         raise ServiceError(str(exc)) from None
@@ -74,7 +76,30 @@ def create_app(settings: ServiceSettings, *, tokens: Tokens | None = None, start
     _install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    _document_errors_as_answered(app)
     return app
+
+
+def _document_errors_as_answered(app: FastAPI) -> None:
+    """FastAPI documents a 422 of its own for every operation; this app answers an invalid
+    request with 400 and the error schema instead, so the document says so."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build()
+            for operations in document.get("paths", {}).values():
+                for operation in operations.values():
+                    responses = operation.get("responses", {})
+                    responses.pop("422", None)
+                    responses.setdefault("400", {"description": "Bad request", "content": {
+                        "application/json": {"schema": response_schema("api-error")}}})
+            for name in ("HTTPValidationError", "ValidationError"):
+                document.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ from ..errors import StoreError
 from ..insights.diff import item_payload
 from ..insights.errors import InsightsError
 from ..insights.history import StoredVerdicts, diff_history, file_state_at, pick_record
-from ..insights.report import VERIFICATION_STATES, expiry_days, verification_state
+from ..insights.report import VERIFICATION_STATES, certificate_expiry, expiry_days, verification_state
 from ..status import failed_poll, poll_time
 from ..store import EnvelopeRecord, Store, parse_iso
 
@@ -33,6 +34,12 @@ __all__ = ["MAX_PAGE", "MAX_SUMMARIES", "DeviceInfo", "QueryError", "StoreQuerie
 MAX_PAGE = 1000
 #: Verdict summaries kept (a few hundred bytes each): ten collections of 10,000 devices.
 MAX_SUMMARIES = 100_000
+#: The fleet's rows are computed again when the store's index or device states change (their
+#: files' size and modification time), and at least this often: a file's time can miss two
+#: writes within one clock tick, so a change is never hidden for longer than this.
+FLEET_CACHE_MAX_AGE_S = 5.0
+#: The files whose change means the fleet may have changed (index in WAL mode, device states).
+_WATCHED = ("index.sqlite", "index.sqlite-wal", "state/_devices.json")
 #: Content summaries (packages and files of a device's newest trusted output) kept for search;
 #: a file inventory can be thousands of entries, so fewer of these.
 MAX_CONTENT = 4096
@@ -57,10 +64,12 @@ class DeviceInfo:
 
 @dataclass
 class _Summary:
-    """What a fleet row needs of a verdict: trusted, and its errors (id, message)."""
+    """What a fleet row needs of an output: its verdict's trusted and errors (id, message), and
+    the certificates' ends in its stored verdict (`certificate_expiry`)."""
 
     trusted: bool
     errors: list[Any] = field(default_factory=list)
+    ends: dict[str, str | None] | None = None
 
 
 @dataclass
@@ -77,12 +86,32 @@ class StoreQueries:
 
     def __init__(self, store: Store, trust_store: Any, *, inventory: Mapping[str, DeviceInfo] | None = None) -> None:
         self.store = store
+        self._trust_store = trust_store
         self.verdicts = StoredVerdicts(store, trust_store)
         self.inventory: Mapping[str, DeviceInfo] = inventory or {}
         # StoredVerdicts and its record-log cache are not safe to share between threads.
         self._lock = threading.RLock()
         self._summaries: dict[tuple[str, str], _Summary] = {}
         self._content: dict[tuple[str, str], _Content] = {}
+        self._fleet: tuple[tuple[Any, ...], float, list[dict[str, Any]]] | None = None
+
+    def forget_verdicts(self) -> None:
+        """Verify again from the next query on (call after the trust store changed)."""
+        with self._lock:
+            self.verdicts = StoredVerdicts(self.store, self._trust_store)
+            self._summaries.clear()
+            self._content.clear()
+            self._fleet = None
+
+    def _store_fingerprint(self) -> tuple[Any, ...]:
+        marks: list[Any] = []
+        for name in _WATCHED:
+            try:
+                info = (self.store.root / name).stat()
+                marks.append((info.st_mtime_ns, info.st_size, info.st_ino))
+            except OSError:
+                marks.append(None)
+        return tuple(marks)
 
     # --- verdicts ------------------------------------------------------------------------------
 
@@ -112,7 +141,8 @@ class StoreQueries:
             summary = self._summaries.get(key)
         if summary is None:
             verdict = self.verdict(record)
-            summary = _Summary(bool(verdict.trusted), list(verdict.errors))
+            summary = _Summary(bool(verdict.trusted), list(verdict.errors), self._read(certificate_expiry, self.store,
+                                                                                     record))
             with self._lock:
                 if len(self._summaries) >= MAX_SUMMARIES:
                     self._summaries.pop(next(iter(self._summaries)))
@@ -123,11 +153,22 @@ class StoreQueries:
 
     def fleet(self, *, now: dt.datetime | None = None, as_of: dt.datetime | None = None) -> list[dict[str, Any]]:
         """One row per device, sorted by name: its verification state, appraisal status, last
-        poll and last attempt, last trusted collection and days to expiry.
+        poll and last attempt, last trusted collection and days to expiry. The rows are shared
+        between callers (kept while the store does not change): do not modify them.
 
         With `as_of`, the fleet as the store held it then: each device's newest output received
         by then (device states record only the latest poll, so nothing is `unreachable` then)."""
         now = now or dt.datetime.now(dt.UTC)
+        if as_of is None:
+            fingerprint, cached = self._store_fingerprint(), self._fleet
+            if cached is not None and cached[0] == fingerprint and time.monotonic() - cached[1] < FLEET_CACHE_MAX_AGE_S:
+                return list(cached[2])
+            rows = self._fleet_rows(now, None)
+            self._fleet = (fingerprint, time.monotonic(), rows)
+            return list(rows)
+        return self._fleet_rows(now, as_of)
+
+    def _fleet_rows(self, now: dt.datetime, as_of: dt.datetime | None) -> list[dict[str, Any]]:
         statuses = {path: status for _, _, path, status in self._read(self.store.appraisal_statuses)}
         if as_of is None:
             latest, latest_trusted = self._read(self.store.latest), self._read(self.store.latest_trusted)
@@ -152,8 +193,8 @@ class StoreQueries:
         summary = self._summary(record) if record is not None else None
         failed = failed_poll(state)
         info = self.inventory.get(name, DeviceInfo())
-        with self._lock:
-            days = expiry_days(self.store, trusted, now)
+        days = expiry_days(self.store, trusted, now, ends=self._summary(trusted).ends) if trusted is not None \
+            else expiry_days(self.store, None, now)
         return {
             "device": name,
             "platform": info.platform,
@@ -170,14 +211,14 @@ class StoreQueries:
 
     def device(self, name: str, *, now: dt.datetime | None = None) -> dict[str, Any]:
         """The fleet row of `name`; raises QueryError (404) when the store holds nothing of it."""
-        rows = [row for row in self.fleet(now=now) if row["device"] == name] if self._known(name) else []
-        if not rows:
+        records = self._read(self.store.history, name)
+        state = self._read(self.store.readable_states).get(name, {})
+        if not records and not state:
             raise QueryError(404, "device.unknown", f"no device {name!r} in the store",
                              expected="a device name the fleet lists", found=name)
-        return rows[0]
-
-    def _known(self, name: str) -> bool:
-        return bool(self._read(self.store.history, name, 1)) or name in self._read(self.store.readable_states)
+        statuses = {path: status for _, _, path, status in self._read(self.store.appraisal_statuses, name)}
+        trusted = next((record for record in records if record.trusted), None)
+        return self._row(name, records[0] if records else None, trusted, state, statuses, now or dt.datetime.now(dt.UTC))
 
     # --- one device's collections --------------------------------------------------------------
 

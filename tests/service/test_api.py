@@ -84,12 +84,12 @@ def test_drift_between_two_collections(client: Any) -> None:
 def test_search_finds_packages_and_files_from_trusted_content(client: Any, collected: Any) -> None:
     output = client.get(f"/api/v1/devices/{GOOD}").json()["device"]
     assert output["last_trusted"]
-    some = client.get("/api/v1/search", params={"package": "no-such-package"}).json()
+    some = client.get("/api/v1/search/packages", params={"name": "no-such-package"}).json()
     assert _valid("api-search", some)["matches"] == []
     facts = collected.fleet[GOOD].device.facts
     package = facts.packages[0]
-    found = _valid("api-search", client.get("/api/v1/search", params={"package": package.name,
-                                                                       "version": package.version}).json())
+    found = _valid("api-search", client.get("/api/v1/search/packages", params={"name": package.name,
+                                                                                "version": package.version}).json())
     assert {match["device"] for match in found["matches"]} >= {GOOD}
 
 
@@ -99,3 +99,19 @@ def test_unknown_things_are_json_errors(client: Any, path: str) -> None:
     response = client.get(path)
     assert response.status_code in (400, 404)
     _valid("api-error", response.json())
+
+
+def test_the_state_filter_names_the_report_states() -> None:
+    from typing import get_args
+
+    from collector.insights.report import VERIFICATION_STATES
+    from collector.service.api import VerificationState
+
+    assert get_args(VerificationState) == VERIFICATION_STATES
+
+
+def test_a_misspelt_query_parameter_is_refused_not_ignored(client: Any) -> None:
+    response = client.get("/api/v1/fleet", params={"stat": "trusted"})
+    assert response.status_code == 400
+    error = _valid("api-error", response.json())["error"]
+    assert error["code"] == "query.unknown" and error["found"] == "stat" and "state" in error["expected"]
