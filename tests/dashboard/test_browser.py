@@ -159,3 +159,22 @@ def test_pick_a_past_date_and_see_the_posture_then(page: Any, collected_fleet: A
     assert collected_fleet.before_faults.strftime("%Y-%m-%d %H:%M:%S") in page.locator("#as-of").inner_text()
     assert page.locator("#consensus-none").count() == 1
     _shot(page, tmp_path, "fleet-as-of")
+
+
+def test_without_javascript_headers_sort_on_the_server(browser: Any, served: dict[str, Any],
+                                                       collected_fleet: Any, tmp_path: Path) -> None:
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 1400, "height": 1000})
+    try:
+        tab = context.new_page()
+        tab.set_default_timeout(PAGE_TIMEOUT_MS)
+        tab.goto(f"{served['base']}/dashboard?token={served['token']}")
+        tab.click('#fleet th a[data-sort="state"]')  # a plain link: the server sorts
+        tab.wait_for_url("**sort=state*")
+        assert list(_states(tab).values())[:2] == ["untrusted", "unreachable"]
+        tab.select_option('select[name="state"]', "untrusted")
+        tab.click('#filters button[type="submit"]')
+        tab.wait_for_url("**state=untrusted*")
+        assert _states(tab) == {collected_fleet.untrusted_device: "untrusted"}
+        _shot(tab, tmp_path, "fleet-no-script-filtered")
+    finally:
+        context.close()
