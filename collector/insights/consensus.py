@@ -22,6 +22,7 @@ from typing import Any
 
 from ..store import EnvelopeRecord, Store, parse_iso
 from .diff import item_payload, software_version
+from .errors import InsightsError
 from .findings import Category, ConsensusId, Finding, Severity
 from .history import StoredVerdicts, file_state_at, stored_evidence
 
@@ -138,7 +139,8 @@ def _odd_ones(votes: Mapping[Any, Mapping[str, _Vote]], min_agreeing: int,
 def fleet_consensus(store: Store, verdicts: StoredVerdicts, *, as_of: dt.datetime | None = None,
                     min_agreeing: int = MIN_AGREEING) -> FleetConsensus:
     """Compare each device's newest trusted output (as of `as_of`) with the other devices on its
-    release and platform. Raises InsightsError when a stored output cannot be read."""
+    release and platform; a device whose stored outputs cannot be read is listed as not compared.
+    Raises StoreError when the store's index cannot be read."""
     result = FleetConsensus(as_of.isoformat(timespec="seconds") if as_of else None, min_agreeing)
     groups: dict[tuple[str, str], ConsensusGroup] = {}
     packages: dict[str, dict[str, tuple[str, str]]] = {}
@@ -146,7 +148,11 @@ def fleet_consensus(store: Store, verdicts: StoredVerdicts, *, as_of: dt.datetim
     for device in sorted(set(store.latest()) - set(picked)):
         result.not_compared[device] = "no trusted collection" + (" by then" if as_of else "")
     for device, record in sorted(picked.items()):
-        dossier = stored_evidence(verdicts, record).dossier
+        try:
+            dossier = stored_evidence(verdicts, record).dossier
+        except InsightsError as exc:  # a damaged output: the others are still compared
+            result.not_compared[device] = f"its stored output cannot be read ({exc})"
+            continue
         if dossier is None:
             result.not_compared[device] = "its newest trusted output has no dossier (IOS XE, or not trusted now)"
             continue
@@ -163,11 +169,16 @@ def fleet_consensus(store: Store, verdicts: StoredVerdicts, *, as_of: dt.datetim
         package_votes: dict[Any, dict[str, _Vote]] = {}
         file_votes: dict[Any, dict[str, _Vote]] = {}
         versions: dict[tuple[str, str], str] = {}
-        for device in group.devices:
+        for device in list(group.devices):
+            try:
+                files = file_state_at(store, verdicts, picked[device])
+            except InsightsError as exc:
+                result.not_compared[device] = f"its stored outputs cannot be read ({exc})"
+                group.devices.remove(device)
+                continue
             mine = packages[device]
             _tally(package_votes, device, ((name, digest) for name, (_, digest) in mine.items()))
             versions.update({(name, device): version for name, (version, _) in mine.items()})
-            files = file_state_at(store, verdicts, picked[device])
             for node in sorted(files.nodes):
                 entries = files.files(node)
                 if entries is not None:  # unknown until the next full snapshot: no vote

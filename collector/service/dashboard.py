@@ -29,6 +29,7 @@ from verifier.display import inert
 from ..insights.report import VERIFICATION_STATES
 from .access import PAGE_COOKIE, page_token_problem
 from .api import API_PREFIX, DeviceName
+from .errors import ErrorCode
 from ..store import parse_iso
 from .queries import QueryError, StoreQueries, device_content, device_findings, device_timeline, fleet_consensus_of
 
@@ -204,7 +205,7 @@ def parse_as_of(text: str | None) -> dt.datetime | None:
     except ValueError:
         moment = None
     if moment is None or not re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$", text):
-        raise QueryError(400, "dashboard.as_of", "the date is not one the page reads",
+        raise QueryError(400, ErrorCode.QUERY_AS_OF, "the date is not one the page reads",
                          expected="YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS] (UTC)", found=text)
     return moment.replace(tzinfo=dt.UTC)
 
@@ -212,13 +213,13 @@ def parse_as_of(text: str | None) -> dt.datetime | None:
 def _fleet_page(queries: StoreQueries, *, as_of: str | None, state: str | None, status: str | None,
                 q: str | None, sort: str, order: str) -> dict[str, Any]:
     if state and state not in VERIFICATION_STATES:
-        raise QueryError(400, "dashboard.state", f"unknown state {state!r}",
+        raise QueryError(400, ErrorCode.FILTER_STATE, f"unknown state {state!r}",
                          expected=f"one of {', '.join(VERIFICATION_STATES)}", found=state)
     if status and status not in APPRAISAL_STATUSES:
-        raise QueryError(400, "dashboard.status", f"unknown appraisal status {status!r}",
+        raise QueryError(400, ErrorCode.REQUEST_INVALID, f"unknown appraisal status {status!r}",
                          expected=f"one of {', '.join(APPRAISAL_STATUSES)}", found=status)
     if sort not in SORT_KEYS or order not in ("asc", "desc"):
-        raise QueryError(400, "dashboard.sort", f"cannot sort by {sort!r} {order!r}",
+        raise QueryError(400, ErrorCode.REQUEST_INVALID, f"cannot sort by {sort!r} {order!r}",
                          expected=f"sort one of {', '.join(SORT_KEYS)}, order asc or desc", found=f"{sort} {order}")
     moment = parse_as_of(as_of)
     now = dt.datetime.now(dt.UTC)
@@ -277,12 +278,25 @@ async def fleet(request: Request, token: Annotated[str | None, Query(max_length=
 def _device_page(queries: StoreQueries, name: str, file_filter: str | None) -> dict[str, Any]:
     row = queries.device(name)
     consensus = fleet_consensus_of(queries)
-    content = device_content(queries, name)
+    problems = []  # a damaged stored output hides its part of the page, never the page
+    try:
+        timeline = device_timeline(queries, name)
+    except QueryError as exc:
+        if exc.code != ErrorCode.STORE_UNREADABLE:
+            raise
+        timeline, problems = [], [f"the collections cannot all be read: {exc.message}"]
+    try:
+        content = device_content(queries, name)
+    except QueryError as exc:
+        if exc.code != ErrorCode.STORE_UNREADABLE:
+            raise
+        content = None
+        problems.append(f"the newest trusted collection cannot be read: {exc.message}")
     files, files_total = [], 0
     if content is not None:
         matching = [f for f in content["files"] if not file_filter or file_filter in f["path"]]
         files_total, files = len(matching), matching[:MAX_FILES_SHOWN]
-    return {"row": row, "now": device_findings(queries, name), "timeline": device_timeline(queries, name),
+    return {"row": row, "now": device_findings(queries, name), "timeline": timeline, "problems": problems,
             "consensus": [finding.to_json() for finding in consensus.of(name)], "group": consensus.group_of(name),
             "not_compared": consensus.not_compared.get(name), "min_agreeing": consensus.min_agreeing,
             "content": content, "files": files, "files_total": files_total, "file_filter": file_filter or "",

@@ -455,11 +455,8 @@ def fleet_consensus_of(queries: StoreQueries, *, as_of: dt.datetime | None = Non
         if key in _consensus_kept:
             return _consensus_kept[key]
         verdicts = StoredVerdicts(queries.store, queries.trust_store())
-        try:
-            result = queries._read(lambda: fleet_consensus(queries.store, verdicts, as_of=as_of))
-        except InsightsError as exc:
-            raise QueryError(409, "store.unreadable", str(exc), expected="readable stored outputs",
-                             found=str(queries.store.root)) from None
+        result = queries._read(lambda: fleet_consensus(queries.store, verdicts, as_of=as_of))
+        result.not_compared = {device: queries._relative(why) for device, why in result.not_compared.items()}
         if len(_consensus_kept) >= MAX_CONSENSUS_KEPT:
             _consensus_kept.pop(next(iter(_consensus_kept)))
         _consensus_kept[key] = result
@@ -481,8 +478,8 @@ def device_timeline(queries: StoreQueries, name: str) -> list[dict[str, Any]]:
                 steps.append(step)
                 del steps[:-MAX_TIMELINE]
         except InsightsError as exc:
-            raise QueryError(409, "store.unreadable", str(exc), expected="readable stored outputs",
-                             found=name) from None
+            raise QueryError(409, ErrorCode.STORE_UNREADABLE, queries._relative(str(exc)),
+                             expected="readable stored outputs", found=name) from None
     timeline = []
     for step in reversed(steps):
         timeline.append({
@@ -499,11 +496,11 @@ def device_findings(queries: StoreQueries, name: str) -> dict[str, Any]:
     """What is wrong with `name` now: its newest output's verifier errors (when not trusted) and
     stored appraisal findings, and the appraisal's status."""
     record = queries._records(name)[0]
-    verdict = queries.verdict(record)
+    summary = queries._summary(record)  # a damaged output reads untrusted, with why
     appraisal = queries._read(queries.store.appraisal, record) or {}
-    return {"envelope": _name(record), "received": record.received, "trusted": bool(verdict.trusted),
+    return {"envelope": _name(record), "received": record.received, "trusted": summary.trusted,
             "errors": [{"id": str(f.id), "severity": str(f.severity), "message": f.message,
-                        "expected": f.expected, "found": f.found} for f in verdict.errors],
+                        "expected": f.expected, "found": f.found} for f in summary.errors],
             "appraised": bool(appraisal), "status": appraisal.get("status", "none"),
             "findings": [f for f in appraisal.get("findings", []) if isinstance(f, Mapping)]}
 

@@ -150,3 +150,26 @@ def test_a_read_token_from_the_address_becomes_a_cookie_that_also_opens_raw_evid
         signed = form_user.post("/dashboard/sign-in", data={"token": secret, "next": "https://evil.example/"},
                                 follow_redirects=False)
         assert signed.status_code == 303 and signed.headers["location"] == "/dashboard"
+
+
+def test_a_stored_output_that_cannot_be_read_hides_its_part_never_the_pages(collected_fleet: Any,
+                                                                             tmp_path: Path) -> None:
+    import dataclasses
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    store = tmp_path / "store"
+    shutil.copytree(collected_fleet.store, store)
+    victim = collected_fleet.odd_device
+    newest = sorted((store / victim).glob("*.envelope"))[-1]
+    newest.unlink()  # the index still lists it
+    damaged = dataclasses.replace(collected_fleet, store=store)
+    with TestClient(_app(damaged)) as browser:
+        fleet = browser.get("/dashboard")
+        assert fleet.status_code == 200
+        assert _parse(fleet.text).rows[victim] == "untrusted"
+        assert victim in fleet.text and "consensus-findings" not in fleet.text  # not compared, says why
+        device = browser.get(f"/dashboard/devices/{victim}")
+        assert device.status_code == 200 and "cannot all be read" in device.text
+        assert str(store) not in device.text  # where the store lives is not the reader's to know
