@@ -12,9 +12,10 @@ Errors derive from `InsightsError` (a `CollectorError`).
 from __future__ import annotations
 
 from .appraise import APPRAISAL_FORMAT, Appraisal, appraise
+from .consensus import FleetConsensus, fleet_consensus
 from .diff import Evidence, FileSystemState, diff_dossiers, diff_evidence, diff_measurements
 from .errors import InsightsError, PolicyError
-from .findings import CATEGORIES, AppraisalId, Category, DriftId, Finding, Severity, Status
+from .findings import CATEGORIES, AppraisalId, Category, ConsensusId, DriftId, Finding, Severity, Status
 from .history import HistoryStep, StoredVerdicts, appraise_record, replay, stored_evidence
 from .policy import AppraisalPolicy, KnownGood, Level, Rule, load_hash_list, load_policy, register_reference_provider
 
@@ -25,10 +26,12 @@ __all__ = [
     "AppraisalId",
     "AppraisalPolicy",
     "Category",
+    "ConsensusId",
     "DriftId",
     "Evidence",
     "FileSystemState",
     "Finding",
+    "FleetConsensus",
     "HistoryStep",
     "InsightsError",
     "KnownGood",
@@ -43,6 +46,7 @@ __all__ = [
     "diff_dossiers",
     "diff_evidence",
     "diff_measurements",
+    "fleet_consensus",
     "load_hash_list",
     "load_policy",
     "register_reference_provider",

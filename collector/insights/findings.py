@@ -12,7 +12,7 @@ from typing import Any
 from verifier.findings import Finding as VerifierFinding
 from verifier.findings import Severity
 
-__all__ = ["CATEGORIES", "AppraisalId", "Category", "DriftId", "Finding", "Severity", "Status"]
+__all__ = ["CATEGORIES", "AppraisalId", "Category", "ConsensusId", "DriftId", "Finding", "Severity", "Status"]
 
 
 class Status(enum.StrEnum):
@@ -103,6 +103,14 @@ class AppraisalId(enum.StrEnum):
     HARDWARE_CHANGED = "appraisal.hardware.changed"
     REFERENCE_VALUES = "appraisal.reference_values.mismatch"
     TRUNCATED = "appraisal.truncated"
+
+
+class ConsensusId(enum.StrEnum):
+    """Where one device differs from the rest of the fleet on its release and platform
+    (`collector.insights.consensus`): flagged with no reference value to compare with."""
+
+    FILE_DIFFERS = "consensus.file.differs"
+    PACKAGE_DIFFERS = "consensus.package.differs"
 
 
 @dataclass(frozen=True, slots=True, init=False)

@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from .errors import ApiError, ErrorCode
 from .tokens import ADMIN, READ, SCOPES, Tokens
 
-__all__ = ["ADMIN", "READ", "Caller", "require"]
+__all__ = ["ADMIN", "PAGE_COOKIE", "READ", "Caller", "page_token_problem", "require"]
 
 _bearer = HTTPBearer(auto_error=False, description="An API token (`dossier serve token add NAME --scope read|admin`).")
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -38,6 +38,10 @@ def require(scope: str) -> Callable[..., Caller]:
                 return Caller(None, READ)
             raise _denied(403, ErrorCode.AUTH_ADMIN_REQUIRED, "this call needs an admin token, and none is configured",
                           expected="an admin token (`dossier serve token add NAME --scope admin`)", found="none")
+        if credentials is None and scope == READ and request.cookies.get(PAGE_COOKIE):
+            # The dashboard's sign-in cookie, for read calls only (its links to raw evidence):
+            # an admin call never rides on a cookie a page could make the browser send.
+            credentials = HTTPAuthorizationCredentials(scheme="Cookie", credentials=request.cookies[PAGE_COOKIE])
         if credentials is None:
             raise _denied(401, ErrorCode.AUTH_MISSING, "this call needs an API token",
                           expected="an 'Authorization: Bearer <token>' header", found="no bearer token")
@@ -61,4 +65,25 @@ def _denied(status: int, code: str, message: str, *, expected: str, found: str) 
     return error
 
 
+# --- the dashboard's sign-in (collector/service/dashboard.py) --------------------------------------
+
+#: The cookie holding the dashboard's read token (HttpOnly, SameSite=Strict; Secure over TLS).
+PAGE_COOKIE = "dossier_token"
+
+
+def page_token_problem(request: Request, secret: str | None) -> str | None:
+    """Why `secret` (a page's token) does not let its holder read, or None when it does (or when
+    no token is configured: reading is open on loopback)."""
+    tokens: Tokens = request.app.state.tokens
+    if not tokens:
+        return None
+    if not secret:
+        return "this page needs a read token, and none was given"
+    found = tokens.scope_of(secret)
+    if found is None:
+        return "the token is not one the service knows"
+    if READ not in SCOPES[found[1]]:
+        return f"the token's scope {found[1]} does not allow reading"
+    request.state.caller = found[0]
+    return None
 

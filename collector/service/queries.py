@@ -439,3 +439,106 @@ def filter_rows(rows: list[dict[str, Any]], *, state: str | None = None, platfor
             and (platform is None or row["platform"] == platform)
             and (group is None or group in row["groups"])]
 
+
+
+# --- the dashboard's queries (collector/service/dashboard.py) -------------------------------------
+# Kept in one block so the API's queries above and these merge apart.
+
+__all__ += ["MAX_CHANGES_SHOWN", "MAX_CONSENSUS_KEPT", "MAX_TIMELINE", "device_content", "device_findings",
+            "device_timeline", "fleet_consensus_of"]
+
+#: Fleet consensus results kept (per "as of" moment and the set of outputs it was computed over).
+MAX_CONSENSUS_KEPT = 8
+#: Collections of a device the dashboard's timeline shows (the newest); its drift comes from
+#: replaying them, so the page's cost follows this bound, not the device's whole history.
+MAX_TIMELINE = 50
+#: Changes listed per collection on the timeline (all are counted).
+MAX_CHANGES_SHOWN = 50
+
+_consensus_kept: dict[tuple[int, bool, tuple[str, ...]], Any] = {}
+_consensus_lock = threading.Lock()
+
+
+def fleet_consensus_of(queries: StoreQueries, *, as_of: dt.datetime | None = None) -> Any:
+    """Fleet consensus (`collector.insights.consensus`) over the newest trusted outputs as of
+    `as_of`, computed once per set of outputs. It verifies with its own `StoredVerdicts` under
+    its own lock: a computation (seconds for a large fleet) holds up other consensus requests,
+    never the API's."""
+    from ..insights.consensus import fleet_consensus, records_as_of
+
+    picked = queries._read(records_as_of, queries.store, as_of)
+    # Keyed by the outputs compared, not the moment: any two moments between the same
+    # collections share one computation.
+    key = (id(queries), as_of is None, tuple(sorted(r.path for r in picked.values())))
+    with _consensus_lock:
+        if key in _consensus_kept:
+            return _consensus_kept[key]
+        verdicts = StoredVerdicts(queries.store, queries.trust_store())
+        result = queries._read(lambda: fleet_consensus(queries.store, verdicts, as_of=as_of))
+        result.not_compared = {device: queries._relative(why) for device, why in result.not_compared.items()}
+        if len(_consensus_kept) >= MAX_CONSENSUS_KEPT:
+            _consensus_kept.pop(next(iter(_consensus_kept)))
+        _consensus_kept[key] = result
+    return result
+
+
+def device_timeline(queries: StoreQueries, name: str) -> list[dict[str, Any]]:
+    """`name`'s newest collections (at most MAX_TIMELINE), newest first: when, verified now or
+    not (with the reasons), the stored appraisal's status, and the changes since the collection
+    before it (`replay`: drift from what verification returns)."""
+    from ..insights.history import replay
+
+    queries._records(name)  # 404 for a device the store does not hold
+    statuses = {path: status for _, _, path, status in queries._read(queries.store.appraisal_statuses, name)}
+    steps = []
+    with queries._lock:
+        try:
+            for step in replay(queries.store, queries.verdicts, name):
+                steps.append(step)
+                del steps[:-MAX_TIMELINE]
+        except InsightsError as exc:
+            raise QueryError(409, ErrorCode.STORE_UNREADABLE, queries._relative(str(exc)),
+                             expected="readable stored outputs", found=name) from None
+    timeline = []
+    for step in reversed(steps):
+        timeline.append({
+            "envelope": _name(step.record), "received": step.record.received, "bytes": step.record.bytes,
+            "sha256": step.record.sha256, "trusted": step.evidence.verified, "reasons": list(step.evidence.reasons),
+            "status": statuses.get(step.record.path, "none"), "first": step.previous is None,
+            "changes": [finding.to_json() for finding in step.drift[:MAX_CHANGES_SHOWN]],
+            "changes_total": len(step.drift),
+        })
+    return timeline
+
+
+def device_findings(queries: StoreQueries, name: str) -> dict[str, Any]:
+    """What is wrong with `name` now: its newest output's verifier errors (when not trusted) and
+    stored appraisal findings, and the appraisal's status."""
+    record = queries._records(name)[0]
+    summary = queries._summary(record)  # a damaged output reads untrusted, with why
+    appraisal = queries._read(queries.store.appraisal, record) or {}
+    return {"envelope": _name(record), "received": record.received, "trusted": summary.trusted,
+            "errors": [{"id": str(f.id), "severity": str(f.severity), "message": f.message,
+                        "expected": f.expected, "found": f.found} for f in summary.errors],
+            "appraised": bool(appraisal), "status": appraisal.get("status", "none"),
+            "findings": [f for f in appraisal.get("findings", []) if isinstance(f, Mapping)]}
+
+
+def device_content(queries: StoreQueries, name: str) -> dict[str, Any] | None:
+    """Packages (with their install and runtime fingerprints) and files (with their digests) of
+    `name`'s newest trusted output, from what verifying it returned; None when it has none."""
+    record = queries._read(queries.store.latest_trusted).get(name)
+    if record is None:
+        return None
+    verdict = queries.verdict(record)
+    content = queries._content_of(record)
+    if content is None or verdict.dossier is None:
+        return None
+    payload, _ = item_payload(verdict.dossier, "packages")
+    packages = [{"name": entry.get("name"), "version": entry.get("version"),
+                 "install_fingerprint": entry.get("install-fingerprint"),
+                 "runtime_fingerprint": entry.get("runtime-fingerprint")}
+                for entry in (payload if isinstance(payload, list) else ()) if isinstance(entry, Mapping)]
+    files = [{"node": node, "path": path, "algorithm": algorithm, "digest": digest}
+             for (node, path), (algorithm, digest) in sorted(content.files.items())]
+    return {"envelope": _name(record), "received": record.received, "packages": packages, "files": files}

@@ -6,9 +6,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from .api import router as api_router
+from .dashboard import router as dashboard_router
 
 __all__ = ["ROUTERS"]
 
 ROUTERS: list[APIRouter] = [
     api_router,  # /api/v1/ (collector/service/api.py)
+    dashboard_router,  # /dashboard (collector/service/dashboard.py)
 ]
