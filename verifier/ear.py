@@ -142,6 +142,10 @@ def load_jwks(source: str) -> dict[str, Any]:
     if not isinstance(keys, list) or not keys:
         raise EarInputError(f"--jwks {source}: expected a JWK Set with at least one key in \"keys\", found "
                             f"{'an empty set' if keys == [] else 'none'}")
+    try:
+        _key_set(document)
+    except EarInputError as exc:
+        raise EarInputError(f"--jwks {source}: {exc}") from None
     return document
 
 
@@ -165,8 +169,8 @@ def verify_ear(token: str, jwks: Mapping[str, Any], *, now: dt.datetime | None =
     (EarInputError when the JWKS itself holds no usable key)."""
     from joserfc import jws
     from joserfc.errors import BadSignatureError, JoseError
-    from joserfc.jwk import KeySet
 
+    key_set = _key_set(jwks)
     # (1) bounded compact JWS with an allowed algorithm and a key id
     if len(token) > MAX_EAR_BYTES:
         raise EarInvalid(EarProblem.MALFORMED, f"expected an EAR of at most {MAX_EAR_BYTES} bytes, found {len(token)}")
@@ -179,10 +183,6 @@ def verify_ear(token: str, jwks: Mapping[str, Any], *, now: dt.datetime | None =
         raise EarInvalid(EarProblem.ALGORITHM_NOT_ALLOWED, f"expected a JWS algorithm among "
                          f"{', '.join(SIGNING_ALGORITHMS)}, found {algorithm!r}")
     # (2) the key named, and its signature
-    try:
-        key_set = KeySet.import_key_set(dict(jwks))
-    except (JoseError, ValueError, TypeError, KeyError) as exc:
-        raise EarInputError(f"expected a JWK Set of public keys, found one that cannot be read ({exc})") from None
     candidates = [key for key in key_set.keys if key.kid == key_id]
     if not isinstance(key_id, str) or not candidates:
         known = ", ".join(str(key.kid) for key in key_set.keys) or "none"
@@ -218,6 +218,21 @@ def verify_ear(token: str, jwks: Mapping[str, Any], *, now: dt.datetime | None =
             raise EarInvalid(EarProblem.STATUS_BETTER_THAN_VECTOR, f"submodule {name!r}: expected ear_status "
                              f"{worst} or worse (its vector's worst claim), found {body['ear_status']}")
     return VerifiedEar(key_id=key_id, algorithm=algorithm, claims=claims)
+
+
+def _key_set(jwks: Mapping[str, Any]) -> Any:
+    """The JWKS as joserfc keys; raises EarInputError when a key cannot be read or is private."""
+    from joserfc.errors import JoseError
+    from joserfc.jwk import KeySet
+
+    try:
+        key_set = KeySet.import_key_set(dict(jwks))
+    except (JoseError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise EarInputError(f"expected a JWK Set of public keys, found one that cannot be read ({exc})") from None
+    if any(key.is_private for key in key_set.keys):
+        raise EarInputError("expected a JWK Set of public keys, found a private key in it: publish only the "
+                            "public half (`dossier ear jwks`)")
+    return key_set
 
 
 def claims_problems(claims: Any) -> list[str]:
