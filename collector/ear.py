@@ -18,7 +18,7 @@ import logging
 import os
 import stat
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ __all__ = [
     "EarSigner",
     "ear_claims",
     "ear_key_path",
+    "ear_source",
     "issue_ear",
     "trustworthiness_vector",
 ]
@@ -219,3 +220,17 @@ def issue_ear(store: Store, verdicts: StoredVerdicts, record: EnvelopeRecord, po
     nonce = verdict.nonce if verdict.trusted else None
     return signer.sign(ear_claims(appraisal, nonce=nonce, envelope_sha256=verdict.envelope_sha256 or record.sha256,
                                   issued_at=now))
+
+
+def ear_source(store: Store, trust_store: Any, policy: AppraisalPolicy | None,
+               signer: EarSigner) -> Callable[[str, str], str | None]:
+    """`(device, stored path) -> EAR` for webhook events (called from the sender's thread, so
+    collection never waits for it); None when the path is not in the device's history."""
+
+    def ear_for(device: str, path: str) -> str | None:
+        record = next((r for r in store.history(device) if r.path == path), None)
+        if record is None:
+            return None
+        return issue_ear(store, StoredVerdicts(store, trust_store), record, policy, signer)
+
+    return ear_for
