@@ -59,6 +59,7 @@ __all__ = [
     "check_signature",
     "load_webhook_config",
     "sign",
+    "start_sender",
 ]
 
 log = logging.getLogger("collector.webhooks")
@@ -402,3 +403,18 @@ class WebhookSender:
                     handle.write(line)
             except OSError as exc:  # the log is for people; delivery goes on without it
                 log.warning("cannot write the webhook delivery log %s: %s", self.delivery_log, exc)
+
+
+def start_sender(config: WebhookConfig, store: Any, trust_store_path: Path, policy: Any,
+                 ear_key: Path | None) -> WebhookSender:
+    """The sender of `config` for a collector or service over `store` (a `collector.store.Store`):
+    its events carry the EAR of the output they are about, signed with the EAR key (beside the
+    trust store by default), and its delivery log is `<store>/state/webhook-deliveries.jsonl`
+    unless the configuration names one. Raises StoreError for an unusable EAR key."""
+    from .ear import EarSigner, ear_key_path, ear_source
+    from .verifying import trust_store_for
+
+    signer = EarSigner.load_or_create(ear_key or ear_key_path(trust_store_path), store_root=store.root)
+    (store.root / "state").mkdir(exist_ok=True)
+    return WebhookSender(config, delivery_log=store.root / "state" / "webhook-deliveries.jsonl",
+                         ear_for=ear_source(store, trust_store_for(str(trust_store_path)), policy, signer))
