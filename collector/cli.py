@@ -800,7 +800,8 @@ def register(group: click.Group) -> None:
     """Add this package's subcommands to the top-level `dossier` group."""
     from .hostkeys_cli import hostkeys_command
     from .insights.cli import appraise_command, diff_command, report_command
+    from .service.cli import serve_group
 
     for command in (collect_command, enroll_command, status_command, store_group, diff_command,
-                    report_command, appraise_command, hostkeys_command):
+                    report_command, appraise_command, hostkeys_command, serve_group):
         group.add_command(command)

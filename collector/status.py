@@ -33,7 +33,7 @@ from verifier.findings import FindingId
 from .records import StoreRecords
 from .store import EnvelopeRecord, Store
 
-__all__ = ["FAILED_UNVERIFIED", "NOT_VERIFIED", "UNRECORDED", "failed_poll", "fleet_status", "reason_text"]
+__all__ = ["FAILED_UNVERIFIED", "NOT_VERIFIED", "UNRECORDED", "failed_poll", "fleet_status", "poll_time", "reason_text"]
 
 TRUSTED, UNTRUSTED, FAILED = "trusted", "untrusted", "failed"  # as collector.collect spells them
 #: A failed poll as the (unsigned) device state tells it: no envelope, so no record.
@@ -63,7 +63,7 @@ def fleet_status(store: Store, checks: StoreRecords | None = None) -> list[dict[
             status, reason, message, findings, received = _signed_status(record, checks)
         last_reached = received or (record.received if record is not None else None)
         # (4) the state file, advisory
-        state_status, last_poll, failed = state.get("last_status"), _poll_time(state), failed_poll(state)
+        state_status, last_poll, failed = state.get("last_status"), poll_time(state), failed_poll(state)
         if failed is not None:
             status = FAILED_UNVERIFIED
             reason, message, last_poll = failed
@@ -126,10 +126,11 @@ def failed_poll(state: Mapping[str, Any]) -> tuple[str | None, str | None, str |
     nothing, so the advisory state is all there is); None when the last poll did not fail."""
     if state.get("last_status") != FAILED:
         return None
-    return _text(state.get("last_reason")), _text(state.get("last_message")), _poll_time(state)
+    return _text(state.get("last_reason")), _text(state.get("last_message")), poll_time(state)
 
 
-def _poll_time(state: Mapping[str, Any]) -> str | None:
+def poll_time(state: Mapping[str, Any]) -> str | None:
+    """The time of a device state's last poll (ISO 8601), None when it has none."""
     poll_ts = state.get("last_poll_ts")
     if not isinstance(poll_ts, (int, float)) or isinstance(poll_ts, bool):
         return None
@@ -171,7 +172,7 @@ def _unsigned_status(store: Store) -> list[dict[str, Any]]:
             message = _verdict_message(store, record, reason)
         rows.append({
             "device": device,
-            "last_poll": _poll_time(state),
+            "last_poll": poll_time(state),
             "last_status": status,
             "last_reason": reason,
             "last_message": message,

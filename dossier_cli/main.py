@@ -40,6 +40,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                "the verifier's message, or unreachable since when; last trusted collection; days to "
                "certificate expiry; open findings; the appraisal status when one is stored) and per-device "
                "timelines of status and changes, as of the time it is made."),
+    "serve": ("collector.service.cli:serve_group",
+              "Serve the fleet's trust posture over HTTP: a JSON API under /api/v1/ (OpenAPI at /openapi.json)."),
     "status": ("collector.cli:status_command",
                "Show the fleet: last collection, verdict and certificate expiry per device."),
     "store": ("collector.cli:store_group", "Maintain the envelope store (index rebuild, pruning)."),

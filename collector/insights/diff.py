@@ -20,7 +20,7 @@ from typing import Any
 from .errors import InsightsError
 from .findings import Category, DriftId, Finding, Severity
 
-__all__ = ["Evidence", "FileSystemState", "diff_dossiers", "diff_evidence", "diff_measurements",
+__all__ = ["Evidence", "FileSystemState", "diff_dossiers", "diff_evidence", "diff_measurements", "item_payload",
            "software_version"]
 
 FS_ITEM = "filesystem-inventory"
@@ -84,6 +84,11 @@ def _payload(dossier: Mapping[str, Any] | None, item: str) -> tuple[Any, str | N
         code = entry.get("result-code") if isinstance(entry, Mapping) else "malformed"
         return None, f"result-code {code}"
     return entry.get(item), None
+
+
+def item_payload(dossier: Mapping[str, Any] | None, item: str) -> tuple[Any, str | None]:
+    """A dossier item's payload: (payload, None) when it was collected, (None, why not) otherwise."""
+    return _payload(dossier, item)
 
 
 def software_version(dossier: Mapping[str, Any] | None) -> str | None:

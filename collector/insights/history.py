@@ -26,8 +26,8 @@ from .errors import InsightsError
 from .findings import DriftId, Finding
 from .policy import AppraisalPolicy
 
-__all__ = ["MAX_STORED_DRIFT", "HistoryStep", "StoredVerdicts", "appraise_record", "diff_history", "pick_record",
-           "replay", "stored_evidence"]
+__all__ = ["MAX_STORED_DRIFT", "HistoryStep", "StoredVerdicts", "appraise_record", "diff_history", "file_state_at",
+           "pick_record", "replay", "stored_evidence"]
 
 log = logging.getLogger("collector.insights")
 
@@ -69,6 +69,10 @@ class StoredVerdicts:
                 except VerifierError as exc:
                     raise InsightsError(str(exc)) from None
         return self._opened
+
+    def trust_store(self) -> Any:
+        """The trust store, opened (`verifier.TrustStore`); raises InsightsError as `__call__`."""
+        return self._anchors()
 
     def __call__(self, record: EnvelopeRecord) -> Any:
         """The verdict of `record`'s output. Raises InsightsError when the output or its metadata
@@ -183,6 +187,17 @@ def _save_file_state(store: Store, device: str, upto: str, files: FileSystemStat
     except (OSError, StoreError) as exc:
         log.warning("cannot save the file state of %s (%s); the next appraisal replays the history",
                     device, exc)
+
+
+def file_state_at(store: Store, verdicts: StoredVerdicts, record: EnvelopeRecord) -> FileSystemState:
+    """The device's files as of its stored output `record`: the saved state when it was saved
+    after `record`, otherwise the history replayed up to it."""
+    files = _load_file_state(store, record.device, record.path)
+    if files is None:
+        files = FileSystemState()
+        for _step in replay(store, verdicts, record.device, files=files, until=record):
+            pass
+    return files
 
 
 def appraise_record(store: Store, verdicts: StoredVerdicts, record: EnvelopeRecord, policy: AppraisalPolicy, *,

@@ -14,7 +14,8 @@ from ..store import EnvelopeRecord, Store
 from .findings import Category, DriftId, Finding
 from .history import StoredVerdicts, replay
 
-__all__ = ["CHANGE_KINDS", "REPORT_FORMAT", "build_report", "render_html"]
+__all__ = ["CHANGE_KINDS", "REPORT_FORMAT", "VERIFICATION_STATES", "build_report", "expiry_days", "render_html",
+           "verification_state"]
 
 REPORT_FORMAT = "trust-dossier/report/1"
 #: Findings shown per device in the table; the device's section lists them all.
@@ -55,7 +56,7 @@ def _counts(drift: Sequence[Finding]) -> dict[str, int]:
     return counts
 
 
-def _expiry_days(store: Store, record: EnvelopeRecord | None, now: dt.datetime) -> dict[str, int | None]:
+def expiry_days(store: Store, record: EnvelopeRecord | None, now: dt.datetime) -> dict[str, int | None]:
     """Days from `now` until leaf and root expire, from the newest trusted verdict."""
     days: dict[str, int | None] = {"leaf": None, "root": None}
     if record is None:
@@ -73,7 +74,7 @@ def _expiry_days(store: Store, record: EnvelopeRecord | None, now: dt.datetime) 
     return days
 
 
-def _verification(record: EnvelopeRecord | None, verdict: Any, state: Mapping[str, Any]) -> dict[str, Any]:
+def verification_state(record: EnvelopeRecord | None, verdict: Any, state: Mapping[str, Any]) -> dict[str, Any]:
     """The device's verification state: a failed last poll (the device state says so; nothing
     was stored) is `unreachable` with the state's reason and message; otherwise the verdict of
     the newest stored output, with its first error's id and message when not trusted."""
@@ -125,14 +126,14 @@ def build_report(store: Store, verdicts: StoredVerdicts, *, now: dt.datetime | N
         state = states.get(name, {})
         devices.append({
             "device": name,
-            "verification": _verification(record, verdict, state),
+            "verification": verification_state(record, verdict, state),
             "appraised": appraisal is not None,
             "last_collection": record.received if record else None,
             "last_poll_status": state.get("last_status"),
             "last_trusted": latest_trusted[name].received if name in latest_trusted else None,
             "status": appraisal["status"] if appraisal else "none",
             "trust_vector": (appraisal or {}).get("trust_vector", {}),
-            "days_to_expiry": _expiry_days(store, latest_trusted.get(name), now),
+            "days_to_expiry": expiry_days(store, latest_trusted.get(name), now),
             "open_findings": open_findings,
             "timeline": timeline,
         })

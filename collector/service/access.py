@@ -1,0 +1,64 @@
+"""Who may call what: `require(READ)` or `require(ADMIN)` as a route dependency.
+
+A request presents `Authorization: Bearer <secret>`. With no token configured (the service then
+listens on loopback only) reading needs none, and admin calls are refused: an admin call must
+always name who made it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from .errors import ApiError
+from .tokens import ADMIN, READ, SCOPES, Tokens
+
+__all__ = ["ADMIN", "READ", "Caller", "require"]
+
+_bearer = HTTPBearer(auto_error=False, description="An API token (`dossier serve token add NAME --scope read|admin`).")
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+class Caller:
+    """Who a request is from: a token's name and scope (name None: no tokens configured)."""
+
+    def __init__(self, name: str | None, scope: str) -> None:
+        self.name, self.scope = name, scope
+
+
+def require(scope: str) -> Callable[..., Caller]:
+    """A dependency that admits a request holding a token of `scope` (admin includes read)."""
+
+    def check(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Caller:
+        tokens: Tokens = request.app.state.tokens
+        if not tokens:
+            if scope == READ:
+                return Caller(None, READ)
+            raise _denied(403, "auth.admin_required", "this call needs an admin token, and none is configured",
+                          expected="an admin token (`dossier serve token add NAME --scope admin`)", found="none")
+        if credentials is None:
+            raise _denied(401, "auth.missing", "this call needs an API token",
+                          expected="an 'Authorization: Bearer <token>' header", found="no bearer token")
+        found = tokens.scope_of(credentials.credentials)
+        if found is None:
+            raise _denied(401, "auth.invalid", "the API token is not one the service knows",
+                          expected="a token from `dossier serve token add`", found="an unknown token")
+        name, token_scope = found
+        if scope not in SCOPES[token_scope]:
+            raise _denied(403, "auth.scope", f"this call needs a token of scope {scope}",
+                          expected=f"scope {scope}", found=f"scope {token_scope}")
+        request.state.caller = name
+        return Caller(name, token_scope)
+
+    return check
+
+
+def _denied(status: int, code: str, message: str, *, expected: str, found: str) -> ApiError:
+    error = ApiError(status, code, message, expected=expected, found=found)
+    error.headers = _CHALLENGE if status == 401 else None  # type: ignore[attr-defined]
+    return error
+
+
+

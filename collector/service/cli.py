@@ -1,0 +1,127 @@
+"""`dossier serve`: the HTTP service over the store (and, with --inventory, the collector's loop
+in the same process); `dossier serve token add|remove|list` manages its API tokens.
+
+Thin: options become a `ServiceSettings`, `create_app` builds the app, uvicorn serves it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from verifier.display import inert
+
+from ..cli import _key_option, _store_option, _trust_option
+from .errors import ServiceError
+from .settings import DEFAULT_LISTEN, ServiceSettings
+from .tokens import ADMIN, READ, Tokens
+
+__all__ = ["serve_group"]
+
+DEFAULT_TOKENS = "state/service-tokens.json"
+EXIT_USAGE = 2
+
+_tokens_option = click.option(
+    "--tokens", "tokens_path", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_TOKENS,
+    envvar="DOSSIER_SERVICE_TOKENS", show_envvar=True, show_default=True,
+    help="The API tokens file (salted hashes, mode 0600; `dossier serve token add`).")
+
+
+@click.group("serve", invoke_without_command=True)
+@_store_option
+@_trust_option
+@_tokens_option
+@click.option("--listen", default=DEFAULT_LISTEN, show_default=True, metavar="HOST:PORT",
+              help="Address to listen on; other than loopback only with a token configured.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="PEM certificate (chain): serve HTTPS.")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="PEM private key of --tls-cert.")
+@click.option("--inventory", "-i", "inventory_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              envvar="DOSSIER_INVENTORY", show_envvar=True,
+              help="Also poll this inventory every --interval (the collector's loop, in this process).")
+@click.option("--interval", type=click.FloatRange(min=1), default=300.0, show_default=True,
+              help="Seconds between collections with --inventory.")
+@_key_option
+@click.pass_context
+def serve_group(ctx: click.Context, store_path: Path, trust_store_path: Path, tokens_path: Path, listen: str,
+                tls_cert: Path | None, tls_key: Path | None, inventory_path: Path | None, interval: float,
+                collector_key: Path | None) -> None:
+    """Serve the fleet's trust posture over HTTP: a JSON API under /api/v1/ (OpenAPI at /openapi.json).
+
+    With --inventory the same process also polls the fleet every --interval seconds. Without a
+    token configured it listens on loopback only, and admin calls are refused.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["tokens_path"] = tokens_path
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = ServiceSettings(store=store_path, trust_store=trust_store_path, tokens_file=tokens_path,
+                               listen=listen, tls_cert=tls_cert, tls_key=tls_key, inventory=inventory_path,
+                               collect_interval_s=interval, collector_key=collector_key)
+    try:
+        from .app import create_app
+
+        app = create_app(settings)
+    except ServiceError as exc:
+        click.echo(f"error: {inert(exc)}", err=True)
+        ctx.exit(EXIT_USAGE)
+    import uvicorn
+
+    host, port = settings.host_port
+    scheme = "https" if tls_cert is not None else "http"
+    click.echo(f"serving {inert(store_path)} at {scheme}://{listen}/ (API at /api/v1/, OpenAPI at /openapi.json)",
+               err=True)
+    uvicorn.run(app, host=host, port=port, ssl_certfile=os.fspath(tls_cert) if tls_cert else None,
+                ssl_keyfile=os.fspath(tls_key) if tls_key else None, log_level="warning",
+                server_header=False, proxy_headers=False)
+
+
+@serve_group.group("token")
+def token_group() -> None:
+    """Manage the service's API tokens (scopes: read, admin)."""
+
+
+@token_group.command("add")
+@click.argument("name")
+@click.option("--scope", type=click.Choice([READ, ADMIN]), default=READ, show_default=True,
+              help="read: every GET; admin: also uploads, trust-store and webhook changes.")
+@click.pass_context
+def token_add(ctx: click.Context, name: str, scope: str) -> None:
+    """Add a token and print its secret once (only a salted hash is kept)."""
+    try:
+        tokens = Tokens.load(ctx.obj["tokens_path"])
+        secret = tokens.add(name, scope)
+    except ServiceError as exc:
+        click.echo(f"error: {inert(exc)}", err=True)
+        ctx.exit(EXIT_USAGE)
+    click.echo(secret)
+    click.echo(f"added token {name} (scope {scope}) to {tokens.path}; the secret above is not shown again",
+               err=True)
+
+
+@token_group.command("remove")
+@click.argument("name")
+@click.pass_context
+def token_remove(ctx: click.Context, name: str) -> None:
+    """Remove a token: requests with its secret are refused from the service's next start."""
+    try:
+        Tokens.load(ctx.obj["tokens_path"]).remove(name)
+    except ServiceError as exc:
+        click.echo(f"error: {inert(exc)}", err=True)
+        ctx.exit(EXIT_USAGE)
+
+
+@token_group.command("list")
+@click.pass_context
+def token_list(ctx: click.Context) -> None:
+    """List the tokens (names, scopes, when made; never secrets)."""
+    try:
+        tokens = Tokens.load(ctx.obj["tokens_path"])
+    except ServiceError as exc:
+        click.echo(f"error: {inert(exc)}", err=True)
+        ctx.exit(EXIT_USAGE)
+    for token in tokens.tokens:
+        click.echo(f"{token.name}\t{token.scope}\t{token.created}")

@@ -1,0 +1,321 @@
+"""The read-only queries of the service over the store: the one place the API and the dashboard
+pages get their data from (`StoreQueries`).
+
+Rows come from what `dossier report` and `dossier status` compute (`collector.insights.report`
+`verification_state` and `expiry_days`, `collector.status.failed_poll`); content (packages,
+files, drift) only from what verifying each stored output returns (`StoredVerdicts`), never
+from the stored bytes parsed again. Everything here returns plain JSON-ready data.
+
+Verifying a stored output again costs milliseconds, so the summary of each verdict a fleet row
+needs is kept per output (keyed by path and digest: a stored output never changes under its
+name, and a changed one has another digest).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import StoreError
+from ..insights.diff import item_payload
+from ..insights.errors import InsightsError
+from ..insights.history import StoredVerdicts, diff_history, file_state_at, pick_record
+from ..insights.report import VERIFICATION_STATES, expiry_days, verification_state
+from ..status import failed_poll, poll_time
+from ..store import EnvelopeRecord, Store, parse_iso
+
+__all__ = ["MAX_PAGE", "MAX_SUMMARIES", "DeviceInfo", "QueryError", "StoreQueries", "filter_rows", "inventory_info"]
+
+#: Rows one fleet page returns at most (a client pages through the rest with the cursor).
+MAX_PAGE = 1000
+#: Verdict summaries kept (a few hundred bytes each): ten collections of 10,000 devices.
+MAX_SUMMARIES = 100_000
+#: Content summaries (packages and files of a device's newest trusted output) kept for search;
+#: a file inventory can be thousands of entries, so fewer of these.
+MAX_CONTENT = 4096
+
+
+class QueryError(Exception):
+    """A query names something the store does not hold (`status` 404) or asks it wrongly (400)."""
+
+    def __init__(self, status: int, code: str, message: str, *, expected: str | None = None,
+                 found: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.expected, self.found = status, code, message, expected, found
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What the inventory says of a device (platform, groups); unknown without an inventory."""
+
+    platform: str | None = None
+    groups: tuple[str, ...] = ()
+
+
+@dataclass
+class _Summary:
+    """What a fleet row needs of a verdict: trusted, and its errors (id, message)."""
+
+    trusted: bool
+    errors: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class _Content:
+    """The packages and files of one trusted output, for search."""
+
+    packages: dict[str, str | None]
+    files: dict[tuple[str, str], tuple[str, str]]  # (node, path) -> (algorithm, digest)
+
+
+class StoreQueries:
+    """Read-only views of `store`, content verified against `trust_store` (a path or an open
+    `verifier.TrustStore`). Thread-safe: requests run in a thread pool."""
+
+    def __init__(self, store: Store, trust_store: Any, *, inventory: Mapping[str, DeviceInfo] | None = None) -> None:
+        self.store = store
+        self.verdicts = StoredVerdicts(store, trust_store)
+        self.inventory: Mapping[str, DeviceInfo] = inventory or {}
+        # StoredVerdicts and its record-log cache are not safe to share between threads.
+        self._lock = threading.RLock()
+        self._summaries: dict[tuple[str, str], _Summary] = {}
+        self._content: dict[tuple[str, str], _Content] = {}
+
+    # --- verdicts ------------------------------------------------------------------------------
+
+    def verdict(self, record: EnvelopeRecord) -> Any:
+        """The verdict of `record`'s output verified again (`StoredVerdicts`); raises QueryError
+        when the stored output cannot be read."""
+        with self._lock:
+            try:
+                return self.verdicts(record)
+            except InsightsError as exc:
+                raise QueryError(409, "store.unreadable", str(exc), expected="a readable stored output",
+                                 found=record.path) from None
+
+    def trust_store(self) -> Any:
+        """The service's trust store, opened (`verifier.TrustStore`); raises QueryError (503)
+        when there is none or it cannot be read."""
+        with self._lock:
+            try:
+                return self.verdicts.trust_store()
+            except InsightsError as exc:
+                raise QueryError(503, "truststore.unavailable", str(exc), expected="a trust store (--trust-store)",
+                                 found="none usable") from None
+
+    def _summary(self, record: EnvelopeRecord) -> _Summary:
+        key = (record.path, record.sha256)
+        with self._lock:
+            summary = self._summaries.get(key)
+        if summary is None:
+            verdict = self.verdict(record)
+            summary = _Summary(bool(verdict.trusted), list(verdict.errors))
+            with self._lock:
+                if len(self._summaries) >= MAX_SUMMARIES:
+                    self._summaries.pop(next(iter(self._summaries)))
+                self._summaries[key] = summary
+        return summary
+
+    # --- the fleet -----------------------------------------------------------------------------
+
+    def fleet(self, *, now: dt.datetime | None = None, as_of: dt.datetime | None = None) -> list[dict[str, Any]]:
+        """One row per device, sorted by name: its verification state, appraisal status, last
+        poll and last attempt, last trusted collection and days to expiry.
+
+        With `as_of`, the fleet as the store held it then: each device's newest output received
+        by then (device states record only the latest poll, so nothing is `unreachable` then)."""
+        now = now or dt.datetime.now(dt.UTC)
+        statuses = {path: status for _, _, path, status in self._read(self.store.appraisal_statuses)}
+        if as_of is None:
+            latest, latest_trusted = self._read(self.store.latest), self._read(self.store.latest_trusted)
+            states = self._read(self.store.readable_states)
+        else:
+            latest, latest_trusted, states = {}, {}, {}
+            for name in self._read(self.store.latest):
+                earlier = [r for r in self._read(self.store.history, name) if parse_iso(r.received) <= as_of]
+                if earlier:
+                    latest[name] = earlier[0]
+                    trusted = next((r for r in earlier if r.trusted), None)
+                    if trusted is not None:
+                        latest_trusted[name] = trusted
+        rows = []
+        for name in sorted(set(latest) | set(states)):
+            rows.append(self._row(name, latest.get(name), latest_trusted.get(name), states.get(name, {}),
+                                  statuses, as_of or now))
+        return rows
+
+    def _row(self, name: str, record: EnvelopeRecord | None, trusted: EnvelopeRecord | None,
+             state: Mapping[str, Any], statuses: Mapping[str, str], now: dt.datetime) -> dict[str, Any]:
+        summary = self._summary(record) if record is not None else None
+        failed = failed_poll(state)
+        info = self.inventory.get(name, DeviceInfo())
+        with self._lock:
+            days = expiry_days(self.store, trusted, now)
+        return {
+            "device": name,
+            "platform": info.platform,
+            "groups": list(info.groups),
+            "verification": verification_state(record, summary, state),
+            "status": statuses.get(record.path, "none") if record is not None else "none",
+            "last_collection": record.received if record is not None else None,
+            "last_envelope": record.path.split("/", 1)[1] if record is not None else None,
+            "last_trusted": trusted.received if trusted is not None else None,
+            "last_attempt": failed[2] if failed is not None else poll_time(state),
+            "last_attempt_status": state.get("last_status") if isinstance(state.get("last_status"), str) else None,
+            "days_to_expiry": days,
+        }
+
+    def device(self, name: str, *, now: dt.datetime | None = None) -> dict[str, Any]:
+        """The fleet row of `name`; raises QueryError (404) when the store holds nothing of it."""
+        rows = [row for row in self.fleet(now=now) if row["device"] == name] if self._known(name) else []
+        if not rows:
+            raise QueryError(404, "device.unknown", f"no device {name!r} in the store",
+                             expected="a device name the fleet lists", found=name)
+        return rows[0]
+
+    def _known(self, name: str) -> bool:
+        return bool(self._read(self.store.history, name, 1)) or name in self._read(self.store.readable_states)
+
+    # --- one device's collections --------------------------------------------------------------
+
+    def history(self, name: str, *, limit: int = 100, before: str | None = None) -> list[dict[str, Any]]:
+        """`name`'s stored outputs, newest first, each with its verdict at collection (index) and
+        appraisal status; `before` (an envelope name) pages back from there."""
+        records = self._records(name)
+        if before is not None:
+            position = next((i for i, r in enumerate(records) if _name(r) == before), None)
+            if position is None:
+                raise QueryError(404, "envelope.unknown", f"no envelope {before!r} of {name}",
+                                 expected="an envelope name from this device's history", found=before)
+            records = records[position + 1:]
+        statuses = {path: status for _, _, path, status in self._read(self.store.appraisal_statuses, name)}
+        return [{"envelope": _name(r), "received": r.received, "bytes": r.bytes, "sha256": r.sha256,
+                 "trusted": r.trusted, "reasons": list(r.reasons), "status": statuses.get(r.path, "none")}
+                for r in records[:limit]]
+
+    def record(self, name: str, envelope: str) -> EnvelopeRecord:
+        """The stored output `envelope` of device `name`; raises QueryError (404)."""
+        for record in self._records(name):
+            if _name(record) == envelope:
+                return record
+        raise QueryError(404, "envelope.unknown", f"no envelope {envelope!r} of {name}",
+                         expected="an envelope name from this device's history", found=envelope)
+
+    def output_bytes(self, record: EnvelopeRecord) -> bytes:
+        """The output exactly as the device printed it."""
+        return self._read(self.store.envelope_bytes, record)
+
+    def output(self, record: EnvelopeRecord) -> dict[str, Any]:
+        """One stored output: its record, its verdict (verified again now, at the time it was
+        received) and its stored appraisal (None when not appraised)."""
+        verdict = self.verdict(record)
+        return {"device": record.device, "envelope": _name(record), "received": record.received,
+                "bytes": record.bytes, "sha256": record.sha256, "nonce": record.nonce,
+                "verdict": verdict.to_json(), "appraisal": self._read(self.store.appraisal, record)}
+
+    def drift(self, name: str, before: str, after: str) -> dict[str, Any]:
+        """The changes on `name` between two collections (`pick_record` references: a position
+        such as -1, an envelope name, or the start of a received time)."""
+        records = list(reversed(self._records(name)))  # oldest first, as pick_record takes them
+        with self._lock:
+            try:
+                old, new = pick_record(records, before, name), pick_record(records, after, name)
+                findings = diff_history(self.store, self.verdicts, name, old, new)
+            except InsightsError as exc:
+                raise QueryError(404, "envelope.unknown", str(exc), expected="two envelopes of this device",
+                                 found=f"{before}, {after}") from None
+        return {"device": name, "before": _name(old), "after": _name(new),
+                "findings": [finding.to_json() for finding in findings]}
+
+    # --- fleet-wide search ---------------------------------------------------------------------
+
+    def search(self, *, package: str | None = None, version: str | None = None, file: str | None = None,
+               digest: str | None = None) -> list[dict[str, Any]]:
+        """Devices whose newest trusted output has `package` (at `version` when given), or the
+        file `file` (with `digest` when given) on some node; from what verification returned."""
+        if (package is None) == (file is None):
+            raise QueryError(400, "search.query", "expected exactly one of package or file",
+                             expected="package=NAME[&version=V] or file=PATH[&digest=HEX]",
+                             found="both" if package else "neither")
+        matches = []
+        for name, record in sorted(self._read(self.store.latest_trusted).items()):
+            content = self._content_of(record)
+            if content is None:
+                continue
+            if package is not None:
+                if package in content.packages and (version is None or content.packages[package] == version):
+                    matches.append({"device": name, "envelope": _name(record), "received": record.received,
+                                    "package": package, "version": content.packages[package]})
+                continue
+            for (node, path), (algorithm, value) in content.files.items():
+                if path == file and (digest is None or value.lower() == digest.lower()):
+                    matches.append({"device": name, "envelope": _name(record), "received": record.received,
+                                    "node": node, "file": path, "algorithm": algorithm, "digest": value})
+        return matches
+
+    def _content_of(self, record: EnvelopeRecord) -> _Content | None:
+        key = (record.path, record.sha256)
+        content = self._content.get(key)
+        if content is None:
+            verdict = self.verdict(record)
+            if not verdict.trusted or verdict.dossier is None:
+                return None
+            packages: dict[str, str | None] = {}
+            payload, _ = item_payload(verdict.dossier, "packages")
+            for entry in payload if isinstance(payload, list) else ():
+                if isinstance(entry, Mapping) and isinstance(entry.get("name"), str):
+                    version = entry.get("version")
+                    packages[entry["name"]] = version if isinstance(version, str) else None
+            with self._lock:
+                state = file_state_at(self.store, self.verdicts, record)
+            files = {}
+            for node in state.nodes:
+                for path, entry in (state.files(node) or {}).items():
+                    files[(node, path)] = (entry[0], entry[1])
+            content = _Content(packages, files)
+            with self._lock:
+                if len(self._content) >= MAX_CONTENT:
+                    self._content.pop(next(iter(self._content)))
+                self._content[key] = content
+        return content
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _records(self, name: str) -> list[EnvelopeRecord]:
+        records = self._read(self.store.history, name)
+        if not records:
+            raise QueryError(404, "device.unknown", f"no stored output of device {name!r}",
+                             expected="a device name the fleet lists", found=name)
+        return records
+
+    def _read(self, method: Any, *args: Any) -> Any:
+        try:
+            return method(*args)
+        except StoreError as exc:
+            raise QueryError(503, "store.unavailable", f"the store cannot be read: {exc}",
+                             expected="a readable store", found=str(self.store.root)) from None
+
+
+def _name(record: EnvelopeRecord) -> str:
+    return record.path.rsplit("/", 1)[-1]
+
+
+def inventory_info(devices: Iterable[Any]) -> dict[str, DeviceInfo]:
+    """Platform and groups per device of a loaded inventory's devices."""
+    return {device.name: DeviceInfo(device.platform, tuple(device.groups)) for device in devices}
+
+
+def filter_rows(rows: list[dict[str, Any]], *, state: str | None = None, platform: str | None = None,
+                group: str | None = None) -> list[dict[str, Any]]:
+    """The rows matching every filter given."""
+    if state is not None and state not in VERIFICATION_STATES:
+        raise QueryError(400, "filter.state", f"unknown state {state!r}",
+                         expected=f"one of {', '.join(VERIFICATION_STATES)}", found=state)
+    return [row for row in rows
+            if (state is None or row["verification"]["state"] == state)
+            and (platform is None or row["platform"] == platform)
+            and (group is None or group in row["groups"])]
+

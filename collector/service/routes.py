@@ -1,0 +1,14 @@
+"""The routers `create_app` includes, one line each: a part of the service adds its router here
+(its paths, its dependencies), and nothing else in the app changes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from .api import router as api_router
+
+__all__ = ["ROUTERS"]
+
+ROUTERS: list[APIRouter] = [
+    api_router,  # /api/v1/ (collector/service/api.py)
+]

@@ -1,0 +1,110 @@
+"""The API over a collected emulated fleet: each endpoint's JSON validates against its schema,
+states and content come from verification, errors are JSON with expected and found."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import jsonschema
+import pytest
+
+from collector.service.schemas import response_schema
+
+from service_rig import GOOD, TAMPERED, UNREACHABLE
+
+
+def _valid(name: str, body: Any) -> Any:
+    jsonschema.Draft202012Validator(response_schema(name)).validate(body)
+    return body
+
+
+def test_fleet_lists_every_device_with_its_state(client: Any) -> None:
+    response = client.get("/api/v1/fleet")
+    assert response.status_code == 200, response.text
+    body = _valid("api-fleet", response.json())
+    states = {row["device"]: row["verification"]["state"] for row in body["devices"]}
+    assert states == {GOOD: "trusted", TAMPERED: "untrusted", UNREACHABLE: "unreachable"}
+    tampered = next(row for row in body["devices"] if row["device"] == TAMPERED)
+    assert tampered["verification"]["reason"] and tampered["verification"]["message"]
+    assert body["counts"] == {"trusted": 1, "untrusted": 1, "unreachable": 1}
+    assert all(row["platform"] == "iosxr" for row in body["devices"])
+
+
+def test_fleet_filters_and_pages_with_a_cursor(client: Any) -> None:
+    body = client.get("/api/v1/fleet", params={"state": "untrusted"}).json()
+    assert [row["device"] for row in body["devices"]] == [TAMPERED]
+    first = client.get("/api/v1/fleet", params={"limit": 2}).json()
+    assert [row["device"] for row in first["devices"]] == [GOOD, TAMPERED] and first["next"] == TAMPERED
+    second = client.get("/api/v1/fleet", params={"limit": 2, "after": first["next"]}).json()
+    assert [row["device"] for row in second["devices"]] == [UNREACHABLE] and second["next"] is None
+    bad = client.get("/api/v1/fleet", params={"state": "fine"})
+    assert bad.status_code == 400
+    error = _valid("api-error", bad.json())["error"]
+    assert "trusted" in error["expected"] and error["found"] == "fine"
+
+
+def test_fleet_etag_answers_304_when_unchanged(client: Any) -> None:
+    first = client.get("/api/v1/fleet", params={"state": "trusted"})
+    etag = first.headers["etag"]
+    again = client.get("/api/v1/fleet", params={"state": "trusted"}, headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.headers["etag"] == etag and not again.content
+
+
+def test_fleet_as_of_a_past_time_shows_the_first_collection(client: Any) -> None:
+    history = client.get(f"/api/v1/devices/{TAMPERED}/history").json()["collections"]
+    first = history[-1]["received"]
+    body = _valid("api-fleet", client.get("/api/v1/fleet", params={"as_of": first.replace("Z", "+00:00")}).json())
+    rows = {row["device"]: row for row in body["devices"]}
+    assert rows[TAMPERED]["verification"]["state"] == "trusted"
+    assert rows[TAMPERED]["last_envelope"] == history[-1]["envelope"]
+
+
+def test_device_history_and_outputs(client: Any) -> None:
+    device = _valid("api-device", client.get(f"/api/v1/devices/{TAMPERED}").json())
+    assert device["device"]["verification"]["state"] == "untrusted"
+    history = _valid("api-history", client.get(f"/api/v1/devices/{TAMPERED}/history", params={"limit": 1}).json())
+    newest = history["collections"][0]
+    assert history["next"] == newest["envelope"]
+    older = client.get(f"/api/v1/devices/{TAMPERED}/history", params={"before": history["next"]}).json()
+    assert len(older["collections"]) == 1 and older["next"] is None
+    output = _valid("api-output", client.get(f"/api/v1/devices/{TAMPERED}/outputs/{newest['envelope']}").json())
+    assert output["verdict"]["trusted"] is False
+    raw = client.get(f"/api/v1/devices/{TAMPERED}/outputs/{newest['envelope']}/raw")
+    assert raw.headers["content-type"] == "application/octet-stream"
+    assert hashlib.sha256(raw.content).hexdigest() == newest["sha256"] == output["sha256"]
+
+
+def test_drift_between_two_collections(client: Any) -> None:
+    body = _valid("api-drift", client.get(f"/api/v1/devices/{GOOD}/drift").json())
+    assert body["device"] == GOOD and body["before"] != body["after"]
+    assert client.get(f"/api/v1/devices/{GOOD}/drift", params={"before": "99"}).status_code == 404
+
+
+def test_search_finds_packages_and_files_from_trusted_content(client: Any, collected: Any) -> None:
+    output = client.get(f"/api/v1/devices/{GOOD}").json()["device"]
+    assert output["last_trusted"]
+    some = client.get("/api/v1/search/packages", params={"name": "no-such-package"}).json()
+    assert _valid("api-search", some)["matches"] == []
+    facts = collected.fleet[GOOD].device.facts
+    package = facts.packages[0]
+    found = _valid("api-search", client.get("/api/v1/search/packages", params={"name": package.name,
+                                                                                "version": package.version}).json())
+    assert {match["device"] for match in found["matches"]} >= {GOOD}
+
+
+@pytest.mark.parametrize("path", ["/api/v1/devices/nobody", "/api/v1/devices/xr-0001/outputs/nothing",
+                                  "/api/v1/devices/..%2F..%2Fetc/history", "/api/v1/nowhere"])
+def test_unknown_things_are_json_errors(client: Any, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code in (400, 404)
+    _valid("api-error", response.json())
+
+
+def test_the_state_filter_names_the_report_states() -> None:
+    from typing import get_args
+
+    from collector.insights.report import VERIFICATION_STATES
+    from collector.service.api import VerificationState
+
+    assert get_args(VerificationState) == VERIFICATION_STATES
