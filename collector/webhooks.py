@@ -57,7 +57,9 @@ __all__ = [
     "WebhookConfigError",
     "WebhookSender",
     "check_signature",
+    "webhook_config",
     "load_webhook_config",
+    "save_webhook_config",
     "sign",
     "start_sender",
 ]
@@ -137,35 +139,38 @@ def load_webhook_config(path: Path | None, environ: Mapping[str, str] | None = N
     $DOSSIER_WEBHOOK_URLS; the secret from the file (only if no one else may read it) or
     $DOSSIER_WEBHOOK_SECRET. None when neither names a URL. Raises WebhookConfigError."""
     environ = os.environ if environ is None else environ
-    document: dict[str, Any]
     if path is not None:
         path = Path(path)
         try:
-            text = path.read_text("utf-8")
-            document = yaml.safe_load(text)
+            document = yaml.safe_load(path.read_text("utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise WebhookConfigError(f"webhook configuration {path}: expected a readable YAML or JSON file, "
                                      f"found {getattr(exc, 'strerror', None) or exc}") from None
-        errors = sorted(jsonschema.Draft202012Validator(schemas.load("webhooks")).iter_errors(document),
-                        key=lambda error: list(error.absolute_path))
-        if errors:
-            shown = "; ".join(f"/{'/'.join(map(str, e.absolute_path))}: {e.message[:160]}" for e in errors[:5])
-            raise WebhookConfigError(f"webhook configuration {path} does not match schemas/webhooks.schema.json: "
-                                     f"{shown}")
-        if "secret" in document:
+        if isinstance(document, dict) and "secret" in document:
             mode = stat.S_IMODE(path.stat().st_mode)
             if mode & 0o077:
                 raise WebhookConfigError(f"webhook configuration {path} holds the secret and is readable or writable "
                                          f"by others: expected mode 0600, found {mode:04o}; run `chmod 600 {path}` "
                                          f"or move the secret to ${SECRET_ENV}")
-        where = str(path)
-    elif environ.get(URLS_ENV, "").strip():
+        return webhook_config(document, where=str(path), base=path.parent, environ=environ)
+    if environ.get(URLS_ENV, "").strip():
         document = {"format": CONFIG_FORMAT, "urls": environ[URLS_ENV].replace(",", " ").split()}
-        where = f"${URLS_ENV}"
-        for url in document["urls"]:
-            _check_url(url, where)
-    else:
-        return None
+        return webhook_config(document, where=f"${URLS_ENV}", base=None, environ=environ)
+    return None
+
+
+def webhook_config(document: Any, *, where: str, base: Path | None,
+                   environ: Mapping[str, str] | None = None) -> WebhookConfig:
+    """A configuration document (schemas/webhooks.schema.json) as settings, the secret from it or
+    $DOSSIER_WEBHOOK_SECRET; raises WebhookConfigError naming `where`."""
+    environ = os.environ if environ is None else environ
+    errors = sorted(jsonschema.Draft202012Validator(schemas.load("webhooks")).iter_errors(document),
+                    key=lambda error: list(error.absolute_path))
+    if errors:
+        shown = "; ".join(f"/{'/'.join(map(str, e.absolute_path))}: {e.message[:160]}" for e in errors[:5])
+        raise WebhookConfigError(f"{where} does not match schemas/webhooks.schema.json: {shown}")
+    for url in document["urls"]:
+        _check_url(url, where)
     secret = document.get("secret") or environ.get(SECRET_ENV, "")
     if len(secret) < MIN_SECRET_CHARS:
         raise WebhookConfigError(f"{where}: expected a webhook secret of at least {MIN_SECRET_CHARS} characters "
@@ -173,13 +178,29 @@ def load_webhook_config(path: Path | None, environ: Mapping[str, str] | None = N
                                  f"{'none' if not secret else f'{len(secret)} characters'}; unsigned events "
                                  "could be forged by anyone who can reach the receiver")
     log_path = document.get("delivery_log")
-    if log_path is not None and path is not None and not Path(log_path).is_absolute():
-        log_path = path.parent / log_path
+    if log_path is not None and base is not None and not Path(log_path).is_absolute():
+        log_path = base / log_path
     return WebhookConfig(urls=tuple(document["urls"]), secret=secret.encode("utf-8"),
                          events=frozenset(EventType(e) for e in document.get("events", list(EventType))),
                          max_attempts=int(document.get("max_attempts", DEFAULT_MAX_ATTEMPTS)),
                          retry_base_s=float(document.get("retry_base_s", DEFAULT_RETRY_BASE_S)),
                          delivery_log=Path(log_path) if log_path else None)
+
+
+def save_webhook_config(path: Path, document: Mapping[str, Any]) -> None:
+    """Write a configuration document to `path` atomically, mode 0600 (it may hold the secret)."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(yaml.safe_dump(dict(document), sort_keys=False))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _check_url(url: str, where: str) -> None:

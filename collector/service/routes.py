@@ -6,9 +6,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from .api import router as api_router
+from .ear_hooks import router as ear_router
 
 __all__ = ["ROUTERS"]
 
 ROUTERS: list[APIRouter] = [
     api_router,  # /api/v1/ (collector/service/api.py)
+    ear_router,  # /.well-known/jwks.json, /api/v1/devices/{name}/ear, /api/v1/admin/webhooks[/settings] (ear_hooks.py)
 ]
