@@ -15,8 +15,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
-import os
-import stat
 import uuid
 from collections.abc import Callable, Mapping
 from importlib import metadata
@@ -33,7 +31,7 @@ from .insights.appraise import Appraisal
 from .insights.findings import AppraisalId, Category, Severity, Status
 from .insights.history import StoredVerdicts, appraise_record
 from .insights.policy import AppraisalPolicy
-from .records import check_key_outside
+from .records import check_key_outside, create_private_key_file, read_private_key
 from .store import EnvelopeRecord, Store
 
 __all__ = [
@@ -52,7 +50,6 @@ log = logging.getLogger("collector.ear")
 #: The EAR signing key's file, beside the trust store (as the collector key): never in the store,
 #: where whoever writes evidence could swap it.
 EAR_KEY_FILE_NAME = "ear-signing-key.pem"
-_KEY_MODE = 0o600
 #: The JWS algorithm of the P-256 key this module makes (draft-ietf-rats-ear's default).
 SIGNING_ALGORITHM = "ES256"
 DEVELOPER = "trust-dossier"
@@ -101,19 +98,9 @@ class EarSigner:
         path = Path(path)
         if store_root is not None:
             check_key_outside(path, store_root)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _KEY_MODE)
-        except FileExistsError:
-            return cls(_read_key(path))
-        except OSError as exc:
-            raise StoreError(f"cannot create the EAR signing key {path}: {exc.strerror or exc}") from exc
         key = ec.generate_private_key(ec.SECP256R1())
-        try:
-            os.write(fd, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if not create_private_key_file(path, key, "EAR signing key"):
+            return cls(_read_key(path))
         signer = cls(key)
         log.info("created the EAR signing key %s (kid %s)", path, signer.key_id)
         return signer
@@ -131,14 +118,7 @@ class EarSigner:
 
 
 def _read_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise StoreError(f"the EAR signing key {path} is readable or writable by others: expected mode 0600, "
-                         f"found {mode:04o}; run `chmod 600 {path}`")
-    try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
-        raise StoreError(f"the EAR signing key {path}: expected a P-256 private key in PEM, found {exc}") from None
+    key = read_private_key(path, "EAR signing key", "a P-256")
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
         raise StoreError(f"the EAR signing key {path}: expected a P-256 (ES256) key, found {type(key).__name__}")
     return key

@@ -127,11 +127,7 @@ def load_jwks(source: str) -> dict[str, Any]:
             raise EarInputError(f"--jwks {source}: expected a JWKS from that URL, found it unreachable "
                                 f"({getattr(exc, 'reason', exc)})") from None
     else:
-        try:
-            with open(source, "rb") as handle:
-                data = handle.read(MAX_JWKS_BYTES + 1)
-        except OSError as exc:
-            raise EarInputError(f"--jwks {source}: expected a readable JWKS file, found {exc.strerror or exc}") from None
+        data = _read_bounded(source, MAX_JWKS_BYTES, "JWKS")
     if len(data) > MAX_JWKS_BYTES:
         raise EarInputError(f"--jwks {source}: expected at most {MAX_JWKS_BYTES} bytes, found more")
     try:
@@ -149,13 +145,19 @@ def load_jwks(source: str) -> dict[str, Any]:
     return document
 
 
+def _read_bounded(path: str | Path, max_bytes: int, what: str) -> bytes:
+    """Up to `max_bytes` + 1 bytes of a regular file (a FIFO put there would block a plain open)."""
+    from .stored import StoredFileError, read_stored_bytes
+
+    try:
+        return read_stored_bytes(Path(path), max_bytes, what)
+    except StoredFileError as exc:
+        raise EarInputError(str(exc)) from None
+
+
 def read_ear_file(path: str | Path) -> str:
     """The compact JWS in an EAR file (surrounding white space ignored); raises EarInputError."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_EAR_BYTES + 1)
-    except OSError as exc:
-        raise EarInputError(f"{path}: expected a readable EAR file, found {exc.strerror or exc}") from None
+    data = _read_bounded(path, MAX_EAR_BYTES, "EAR")
     if len(data) > MAX_EAR_BYTES:
         raise EarInputError(f"{path}: expected an EAR of at most {MAX_EAR_BYTES} bytes, found more")
     try:
