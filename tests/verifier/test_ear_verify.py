@@ -7,6 +7,9 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +141,22 @@ def test_an_empty_or_odd_jwks_is_an_input_error(tmp_path: Path) -> None:
         path.write_text(text)
         with pytest.raises(EarInputError):
             verify_ear("a.b.c", load_jwks(str(path)))
+
+
+def test_ear_verify_in_a_subprocess_needs_only_the_verifier(signer: EarSigner, tmp_path: Path) -> None:
+    """Auditors run `dossier ear verify` without the collector: it imports none of it (nor the
+    emulator, paramiko or rich), and answers through the real console command."""
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(signer.jwks()))
+    ear = tmp_path / "r1.jwt"
+    ear.write_text(signer.sign(_claims() | {"iat": int(dt.datetime.now(dt.UTC).timestamp())}))
+    probe = ("import json, sys\nfrom dossier_cli.main import cli\ntry:\n    cli(sys.argv[1:], prog_name='dossier')\n"
+             "except SystemExit as exc:\n    code = exc.code\n"
+             "print(json.dumps({'exit': code, 'modules': sorted({n.split('.')[0] for n in sys.modules})}))")
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", probe, "ear", "verify", str(ear), "--jwks", str(jwks)],
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)}, cwd=root,
+                            timeout=60, check=True)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["exit"] == 0 and "valid: signed by key" in result.stdout
+    assert not set(report["modules"]) & {"collector", "emulator", "paramiko", "rich"}
