@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import json
 import urllib.error
 import urllib.request
@@ -237,12 +238,16 @@ def _key_set(jwks: Mapping[str, Any]) -> Any:
     return key_set
 
 
-def claims_problems(claims: Any) -> list[str]:
-    """What in `claims` departs from schemas/ear.schema.json (empty: it matches)."""
+@functools.cache
+def _claims_validator() -> Any:
     import jsonschema
 
     import schemas
 
-    validator = jsonschema.Draft202012Validator(schemas.load("ear"))
-    errors = sorted(validator.iter_errors(claims), key=lambda error: list(error.absolute_path))
+    return jsonschema.Draft202012Validator(schemas.load("ear"))
+
+
+def claims_problems(claims: Any) -> list[str]:
+    """What in `claims` departs from schemas/ear.schema.json (empty: it matches)."""
+    errors = sorted(_claims_validator().iter_errors(claims), key=lambda error: list(error.absolute_path))
     return [f"/{'/'.join(map(str, error.absolute_path))}: {error.message[:200]}" for error in errors[:5]]
