@@ -14,8 +14,8 @@ from ..store import EnvelopeRecord, Store
 from .findings import Category, DriftId, Finding
 from .history import StoredVerdicts, replay
 
-__all__ = ["CHANGE_KINDS", "REPORT_FORMAT", "VERIFICATION_STATES", "build_report", "expiry_days", "render_html",
-           "verification_state"]
+__all__ = ["CHANGE_KINDS", "REPORT_FORMAT", "VERIFICATION_STATES", "build_report", "certificate_expiry", "expiry_days",
+           "render_html", "verification_state"]
 
 REPORT_FORMAT = "trust-dossier/report/1"
 #: Findings shown per device in the table; the device's section lists them all.
@@ -56,19 +56,34 @@ def _counts(drift: Sequence[Finding]) -> dict[str, int]:
     return counts
 
 
-def expiry_days(store: Store, record: EnvelopeRecord | None, now: dt.datetime) -> dict[str, int | None]:
-    """Days from `now` until leaf and root expire, from the newest trusted verdict."""
+def certificate_expiry(store: Store, record: EnvelopeRecord) -> dict[str, str | None] | None:
+    """The leaf's and root's `not_after` in `record`'s stored verdict; None when it has none."""
+    verdict = store.verdict(record)
+    if verdict is None:
+        return None
+    ends: dict[str, str | None] = {"leaf": None, "root": None}
+    for role in ends:
+        cert = verdict.get(role) if isinstance(verdict, dict) else None
+        if isinstance(cert, dict) and isinstance(cert.get("not_after"), str):
+            ends[role] = cert["not_after"]
+    return ends
+
+
+def expiry_days(store: Store, record: EnvelopeRecord | None, now: dt.datetime, *,
+                ends: dict[str, str | None] | None = None) -> dict[str, int | None]:
+    """Days from `now` until leaf and root expire, from the newest trusted verdict (its
+    `certificate_expiry`, read here unless given as `ends`)."""
     days: dict[str, int | None] = {"leaf": None, "root": None}
     if record is None:
         return days
-    verdict = store.verdict(record)
-    if verdict is None:
+    if ends is None:
+        ends = certificate_expiry(store, record)
+    if ends is None:
         return {"leaf": record.days_leaf, "root": record.days_root}
-    for role in ("leaf", "root"):
-        cert = verdict.get(role) if isinstance(verdict, dict) else None
-        if isinstance(cert, dict) and isinstance(cert.get("not_after"), str):
+    for role, not_after in ends.items():
+        if not_after is not None:
             try:
-                days[role] = (dt.datetime.fromisoformat(cert["not_after"]) - now) // dt.timedelta(days=1)
+                days[role] = (dt.datetime.fromisoformat(not_after) - now) // dt.timedelta(days=1)
             except ValueError:
                 days[role] = None
     return days

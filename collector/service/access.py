@@ -12,7 +12,7 @@ from collections.abc import Callable
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from .errors import ApiError
+from .errors import ApiError, ErrorCode
 from .tokens import ADMIN, READ, SCOPES, Tokens
 
 __all__ = ["ADMIN", "READ", "Caller", "require"]
@@ -36,18 +36,18 @@ def require(scope: str) -> Callable[..., Caller]:
         if not tokens:
             if scope == READ:
                 return Caller(None, READ)
-            raise _denied(403, "auth.admin_required", "this call needs an admin token, and none is configured",
+            raise _denied(403, ErrorCode.AUTH_ADMIN_REQUIRED, "this call needs an admin token, and none is configured",
                           expected="an admin token (`dossier serve token add NAME --scope admin`)", found="none")
         if credentials is None:
-            raise _denied(401, "auth.missing", "this call needs an API token",
+            raise _denied(401, ErrorCode.AUTH_MISSING, "this call needs an API token",
                           expected="an 'Authorization: Bearer <token>' header", found="no bearer token")
         found = tokens.scope_of(credentials.credentials)
         if found is None:
-            raise _denied(401, "auth.invalid", "the API token is not one the service knows",
+            raise _denied(401, ErrorCode.AUTH_INVALID, "the API token is not one the service knows",
                           expected="a token from `dossier serve token add`", found="an unknown token")
         name, token_scope = found
         if scope not in SCOPES[token_scope]:
-            raise _denied(403, "auth.scope", f"this call needs a token of scope {scope}",
+            raise _denied(403, ErrorCode.AUTH_SCOPE, f"this call needs a token of scope {scope}",
                           expected=f"scope {scope}", found=f"scope {token_scope}")
         request.state.caller = name
         return Caller(name, token_scope)

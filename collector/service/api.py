@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from verifier.display import inert
 
 from .access import ADMIN, READ, require
-from .errors import ApiError
+from .errors import ApiError, ErrorCode
 from .queries import MAX_PAGE, StoreQueries, filter_rows
 from .schemas import response_schema
 
@@ -32,7 +32,29 @@ _ENVELOPE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$"
 
 VerificationState = Literal["trusted", "untrusted", "unreachable", "unknown"]  # report.VERIFICATION_STATES
 
-router = APIRouter(prefix=API_PREFIX, tags=["api"], dependencies=[Depends(require(READ))])
+def known_query_only(request: Request) -> None:
+    """Refuse a query parameter the operation does not take: a misspelt filter (`?stat=trusted`)
+    would otherwise be ignored and answer with the whole fleet."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = {param.alias for param in _query_params(dependant)}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise ApiError(400, ErrorCode.QUERY_UNKNOWN, f"unknown query parameter {inert(unknown[0])!r}",
+                       expected=f"one of {', '.join(sorted(known))}" if known else "no query parameters",
+                       found=inert(", ".join(unknown))[:200])
+
+
+def _query_params(dependant: Any) -> list[Any]:
+    params = list(dependant.query_params)
+    for sub in dependant.dependencies:
+        params.extend(_query_params(sub))
+    return params
+
+
+router = APIRouter(prefix=API_PREFIX, tags=["api"], dependencies=[Depends(require(READ)), Depends(known_query_only)])
 
 
 def _responses(name: str) -> dict[int | str, dict[str, Any]]:
@@ -79,7 +101,7 @@ def _time(name: str, text: str | None) -> dt.datetime | None:
     except ValueError:
         moment = None
     if moment is None or moment.tzinfo is None or "T" not in text.upper():
-        raise ApiError(400, f"query.{name}", f"{name} is not a time with an offset",
+        raise ApiError(400, ErrorCode(f"query.{name}"), f"{name} is not a time with an offset",
                        expected="an RFC 3339 time with an offset (2026-12-01T00:00:00Z)", found=inert(text))
     return moment
 
@@ -172,19 +194,23 @@ def drift(request: Request, name: DeviceName,
 def search_packages(request: Request, name: Annotated[str, Query(min_length=1, max_length=200)],
                     version: Annotated[str | None, Query(min_length=1, max_length=200)] = None) -> Response:
     """Devices whose newest trusted collection lists package `name` (at `version` when given)."""
-    matches = _queries(request).search(package=name, version=version)
+    unreadable: list[str] = []
+    matches = _queries(request).search(package=name, version=version, unreadable=unreadable)
     return _json(request, {"query": {"package": name, "version": version, "file": None, "digest": None},
-                           "matches": matches})
+                           "matches": matches, "unreadable": unreadable})
 
 
 @router.get("/search/files", responses=_responses("api-search"), summary="Devices holding a file")
 def search_files(request: Request, path: Annotated[str, Query(min_length=1, max_length=4096)],
-                 digest: Annotated[str | None, Query(pattern=r"^[0-9A-Fa-f]{8,128}$")] = None) -> Response:
+                 digest: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9+/=]{8,128}$",
+                                                     description="As the dossier spells it (base64), or in "
+                                                                 "hex")] = None) -> Response:
     """Devices whose files as of their newest trusted collection include `path` (with `digest`
     when given) on some node."""
-    matches = _queries(request).search(file=path, digest=digest)
+    unreadable: list[str] = []
+    matches = _queries(request).search(file=path, digest=digest, unreadable=unreadable)
     return _json(request, {"query": {"package": None, "version": None, "file": path, "digest": digest},
-                           "matches": matches})
+                           "matches": matches, "unreadable": unreadable})
 
 
 @router.post("/verify", responses=_responses("api-verification"), dependencies=[Depends(require(ADMIN))],
@@ -213,7 +239,7 @@ async def verify_upload(request: Request,
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw:
-        raise ApiError(400, "upload.empty", "the request body is empty", expected="an envelope's bytes",
+        raise ApiError(400, ErrorCode.UPLOAD_EMPTY, "the request body is empty", expected="an envelope's bytes",
                        found="0 bytes")
     verdict = await run_in_threadpool(_verify, _queries(request), raw, device, nonce, _time("at", at))
     return _json(request, {"stored": False, "device": device, "bytes": len(raw),
@@ -229,17 +255,17 @@ def _verify(queries: StoreQueries, raw: bytes, device: str | None, nonce_hex: st
     try:
         nonce = bytes(Nonce.from_hex(nonce_hex)) if nonce_hex is not None else None
     except VerifierError as exc:
-        raise ApiError(400, "query.nonce", str(exc), expected="1 to 64 bytes in hex", found=inert(nonce_hex)) from None
+        raise ApiError(400, ErrorCode.QUERY_NONCE, str(exc), expected="1 to 64 bytes in hex", found=inert(nonce_hex)) from None
     try:
         verdict = verify_evidence(raw, None, trust_store=queries.trust_store(), device=device, nonce=nonce,
                                   at=at or "now", where="upload")
     except VerifierError as exc:
-        raise ApiError(400, "upload.unusable", str(exc), expected="an envelope a device printed",
+        raise ApiError(400, ErrorCode.UPLOAD_UNUSABLE, str(exc), expected="an envelope a device printed",
                        found="input the verifier cannot use") from None
     return verdict.to_json()  # type: ignore[no-any-return]
 
 
 def _too_large(limit: int, found: str) -> ApiError:
-    return ApiError(413, "upload.too_large", "the upload is larger than the service accepts",
+    return ApiError(413, ErrorCode.UPLOAD_TOO_LARGE, "the upload is larger than the service accepts",
                     expected=f"at most {limit} bytes", found=found)
 

@@ -11,6 +11,7 @@ themselves with `Depends(require(READ))` or `Depends(require(ADMIN))` from
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..inventory import load_inventory
 from ..store import Store
-from .errors import ApiError, ServiceError, error_body
+from .errors import ApiError, ErrorCode, ServiceError, error_body
 from .queries import QueryError, StoreQueries, inventory_info
 from .schemas import response_schema
 from .settings import ServiceSettings
@@ -44,12 +45,18 @@ def create_app(settings: ServiceSettings, *, tokens: Tokens | None = None, start
     tokens = tokens if tokens is not None else Tokens.load(settings.tokens_file)
     settings.check(has_tokens=bool(tokens))
     try:
-        store = Store.open(settings.store, create=False)
+        # Serving alone reads an existing store; polling too may start a new one.
+        store = Store.open(settings.store, create=settings.inventory is not None)
         inventory = load_inventory(settings.inventory) if settings.inventory is not None else None
     except CollectorError as exc:
         raise ServiceError(str(exc)) from None
     queries = StoreQueries(store, settings.trust_store,
                            inventory=inventory_info(inventory.devices) if inventory is not None else None)
+    try:
+        queries.trust_store()  # fail closed: without one, nothing stored could be shown as verified
+    except QueryError as exc:
+        store.close()
+        raise ServiceError(exc.message) from None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -62,6 +69,8 @@ def create_app(settings: ServiceSettings, *, tokens: Tokens | None = None, start
             loop = CollectorLoop(settings, inventory, alerts=EarService.of(app).alerts)  # webhooks beside syslog
             loop.start()
         app.state.collector_loop = loop
+        if settings.warm_on_start:
+            threading.Thread(target=queries.warm, name="dossier-serve-warm", daemon=True).start()
         try:
             yield
         finally:
@@ -121,13 +130,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         first = problems[0] if problems else {}
         where = ".".join(str(part) for part in first.get("loc", ()))
         found = first.get("input")
-        return _error(400, "request.invalid", f"{where}: {first.get('msg', 'invalid')}",
+        return _error(400, ErrorCode.REQUEST_INVALID, f"{where}: {first.get('msg', 'invalid')}",
                       expected=str(first.get("msg", "a valid request")),
                       found=None if found is None else _short(found))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "path.unknown", 405: "method.not_allowed"}.get(exc.status_code, "http.error")
+        code = {404: ErrorCode.PATH_UNKNOWN, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(exc.status_code, ErrorCode.HTTP_ERROR)
         expected = "a path of the API (/openapi.json lists them)" if exc.status_code == 404 else None
         return _error(exc.status_code, code, str(exc.detail), expected, request.url.path if expected else None,
                       exc.headers)
@@ -136,7 +145,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # A bug, not the caller's mistake: logged with its traceback, answered without it.
         log.error("unexpected error answering %s %s", request.method, request.url.path, exc_info=exc)
-        return _error(500, "service.internal", "the service failed to answer; its log says why",
+        return _error(500, ErrorCode.SERVICE_INTERNAL, "the service failed to answer; its log says why",
                       expected="an answer", found=type(exc).__name__)
 
 

@@ -2,9 +2,39 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
-__all__ = ["ApiError", "ServiceError", "error_body"]
+__all__ = ["ApiError", "ErrorCode", "ServiceError", "error_body"]
+
+
+class ErrorCode(enum.StrEnum):
+    """Every `code` an API error can carry (schemas/api-error.schema.json lists the same).
+    Clients match on them: add codes, never rename one."""
+
+    AUTH_ADMIN_REQUIRED = "auth.admin_required"
+    AUTH_INVALID = "auth.invalid"
+    AUTH_MISSING = "auth.missing"
+    AUTH_SCOPE = "auth.scope"
+    DEVICE_UNKNOWN = "device.unknown"
+    ENVELOPE_UNKNOWN = "envelope.unknown"
+    FILTER_STATE = "filter.state"
+    HTTP_ERROR = "http.error"
+    METHOD_NOT_ALLOWED = "method.not_allowed"
+    PATH_UNKNOWN = "path.unknown"
+    QUERY_AS_OF = "query.as_of"
+    QUERY_AT = "query.at"
+    QUERY_NONCE = "query.nonce"
+    QUERY_UNKNOWN = "query.unknown"
+    REQUEST_INVALID = "request.invalid"
+    SEARCH_QUERY = "search.query"
+    SERVICE_INTERNAL = "service.internal"
+    STORE_UNAVAILABLE = "store.unavailable"
+    STORE_UNREADABLE = "store.unreadable"
+    TRUSTSTORE_UNAVAILABLE = "truststore.unavailable"
+    UPLOAD_EMPTY = "upload.empty"
+    UPLOAD_TOO_LARGE = "upload.too_large"
+    UPLOAD_UNUSABLE = "upload.unusable"
 
 
 class ServiceError(Exception):

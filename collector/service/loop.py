@@ -32,6 +32,8 @@ class CollectorLoop:
         self.stopping = threading.Event()
         self.runs = 0
         self.last_error: str | None = None
+        #: Set after each collection run (tests and the dashboard wait on it, never on a timer).
+        self.ran = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dossier-serve-collector", daemon=True)
 
     def start(self) -> None:
@@ -67,9 +69,13 @@ class CollectorLoop:
                     store.close()
                 self.runs += 1
                 self.last_error = None
-                log.info("collected %s", summary.counts())
+                log.info("collected %s", summary.counts)
             except CollectorError as exc:  # another run holds the lock, the store is full, ...
                 self.last_error = str(exc)
                 log.warning("collection skipped: %s", exc)
+            except Exception as exc:  # a bug in one run must not end polling for the life of the service
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.error("the collection run failed; the next one runs at the next interval", exc_info=exc)
+            self.ran.set()
             interval = self.settings.collect_interval_s
             self.stopping.wait(interval * random.uniform(1 - INTERVAL_JITTER, 1 + INTERVAL_JITTER))

@@ -13,19 +13,30 @@ name, and a changed one has another digest).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import logging
+import os
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from verifier.findings import Finding as VerifierFinding
+from verifier.findings import Severity
 
 from ..errors import StoreError
 from ..insights.diff import item_payload
 from ..insights.errors import InsightsError
 from ..insights.history import StoredVerdicts, diff_history, file_state_at, pick_record
-from ..insights.report import VERIFICATION_STATES, expiry_days, verification_state
+from ..insights.report import VERIFICATION_STATES, certificate_expiry, expiry_days, verification_state
 from ..status import failed_poll, poll_time
+from .errors import ErrorCode
 from ..store import EnvelopeRecord, Store, parse_iso
+
+log = logging.getLogger("collector.service")
 
 __all__ = ["MAX_PAGE", "MAX_SUMMARIES", "DeviceInfo", "QueryError", "StoreQueries", "filter_rows", "inventory_info"]
 
@@ -33,6 +44,12 @@ __all__ = ["MAX_PAGE", "MAX_SUMMARIES", "DeviceInfo", "QueryError", "StoreQuerie
 MAX_PAGE = 1000
 #: Verdict summaries kept (a few hundred bytes each): ten collections of 10,000 devices.
 MAX_SUMMARIES = 100_000
+#: The fleet's rows are computed again when the store's index or device states change (their
+#: files' size and modification time), and at least this often: a file's time can miss two
+#: writes within one clock tick, so a change is never hidden for longer than this.
+FLEET_CACHE_MAX_AGE_S = 5.0
+#: The files whose change means the fleet may have changed (index in WAL mode, device states).
+_WATCHED = ("index.sqlite", "index.sqlite-wal", "state/_devices.json")
 #: Content summaries (packages and files of a device's newest trusted output) kept for search;
 #: a file inventory can be thousands of entries, so fewer of these.
 MAX_CONTENT = 4096
@@ -57,10 +74,12 @@ class DeviceInfo:
 
 @dataclass
 class _Summary:
-    """What a fleet row needs of a verdict: trusted, and its errors (id, message)."""
+    """What a fleet row needs of an output: its verdict's trusted and errors (id, message), and
+    the certificates' ends in its stored verdict (`certificate_expiry`)."""
 
     trusted: bool
     errors: list[Any] = field(default_factory=list)
+    ends: dict[str, str | None] | None = None
 
 
 @dataclass
@@ -77,24 +96,58 @@ class StoreQueries:
 
     def __init__(self, store: Store, trust_store: Any, *, inventory: Mapping[str, DeviceInfo] | None = None) -> None:
         self.store = store
+        self._trust_store = trust_store
         self.verdicts = StoredVerdicts(store, trust_store)
         self.inventory: Mapping[str, DeviceInfo] = inventory or {}
         # StoredVerdicts and its record-log cache are not safe to share between threads.
         self._lock = threading.RLock()
         self._summaries: dict[tuple[str, str], _Summary] = {}
         self._content: dict[tuple[str, str], _Content] = {}
+        self._fleet: tuple[tuple[Any, ...], float, list[dict[str, Any]]] | None = None
+
+    def warm(self) -> None:
+        """Verify every device's newest outputs once (at start, in the background), so that the
+        first fleet request does not pay for the whole fleet."""
+        try:
+            self.fleet()
+        except QueryError as exc:
+            log.warning("the fleet could not be read ahead of requests: %s", exc.message)
+
+    def forget_verdicts(self) -> None:
+        """Verify again from the next query on (call after the trust store changed)."""
+        with self._lock:
+            self.verdicts = StoredVerdicts(self.store, self._trust_store)
+            self._summaries.clear()
+            self._content.clear()
+            self._fleet = None
+
+    def _store_fingerprint(self) -> tuple[Any, ...]:
+        marks: list[Any] = []
+        for name in _WATCHED:
+            try:
+                info = (self.store.root / name).stat()
+                marks.append((info.st_mtime_ns, info.st_size, info.st_ino))
+            except OSError:
+                marks.append(None)
+        return tuple(marks)
 
     # --- verdicts ------------------------------------------------------------------------------
 
     def verdict(self, record: EnvelopeRecord) -> Any:
         """The verdict of `record`'s output verified again (`StoredVerdicts`); raises QueryError
         when the stored output cannot be read."""
+        self.trust_store()  # a missing trust store is the service's configuration, not the output's
         with self._lock:
             try:
                 return self.verdicts(record)
             except InsightsError as exc:
-                raise QueryError(409, "store.unreadable", str(exc), expected="a readable stored output",
-                                 found=record.path) from None
+                raise QueryError(409, ErrorCode.STORE_UNREADABLE, self._relative(str(exc)),
+                                 expected="a readable stored output", found=record.path) from None
+
+    def _relative(self, message: str) -> str:
+        """`message` with the store's own location left out (callers know outputs by their paths
+        in the store; where the store lives on the server is not theirs to know)."""
+        return message.replace(f"{self.store.root}{os.sep}", "").replace(str(self.store.root), "<store>")
 
     def trust_store(self) -> Any:
         """The service's trust store, opened (`verifier.TrustStore`); raises QueryError (503)
@@ -103,16 +156,24 @@ class StoreQueries:
             try:
                 return self.verdicts.trust_store()
             except InsightsError as exc:
-                raise QueryError(503, "truststore.unavailable", str(exc), expected="a trust store (--trust-store)",
-                                 found="none usable") from None
+                raise QueryError(503, ErrorCode.TRUSTSTORE_UNAVAILABLE, str(exc),
+                                 expected="a trust store (--trust-store)", found="none usable") from None
 
     def _summary(self, record: EnvelopeRecord) -> _Summary:
         key = (record.path, record.sha256)
         with self._lock:
             summary = self._summaries.get(key)
         if summary is None:
-            verdict = self.verdict(record)
-            summary = _Summary(bool(verdict.trusted), list(verdict.errors))
+            try:
+                verdict = self.verdict(record)
+            except QueryError as exc:
+                if exc.code != ErrorCode.STORE_UNREADABLE:
+                    raise
+                # One damaged output must not take the fleet down: its device is shown untrusted
+                # (nothing proves it), with why. Not kept: a repaired output is verified again.
+                return _Summary(False, [VerifierFinding(str(exc.code), Severity.ERROR, exc.message)], None)
+            summary = _Summary(bool(verdict.trusted), list(verdict.errors), self._read(certificate_expiry, self.store,
+                                                                                     record))
             with self._lock:
                 if len(self._summaries) >= MAX_SUMMARIES:
                     self._summaries.pop(next(iter(self._summaries)))
@@ -123,11 +184,22 @@ class StoreQueries:
 
     def fleet(self, *, now: dt.datetime | None = None, as_of: dt.datetime | None = None) -> list[dict[str, Any]]:
         """One row per device, sorted by name: its verification state, appraisal status, last
-        poll and last attempt, last trusted collection and days to expiry.
+        poll and last attempt, last trusted collection and days to expiry. The rows are shared
+        between callers (kept while the store does not change): do not modify them.
 
         With `as_of`, the fleet as the store held it then: each device's newest output received
         by then (device states record only the latest poll, so nothing is `unreachable` then)."""
         now = now or dt.datetime.now(dt.UTC)
+        if as_of is None:
+            fingerprint, cached = self._store_fingerprint(), self._fleet
+            if cached is not None and cached[0] == fingerprint and time.monotonic() - cached[1] < FLEET_CACHE_MAX_AGE_S:
+                return list(cached[2])
+            rows = self._fleet_rows(now, None)
+            self._fleet = (fingerprint, time.monotonic(), rows)
+            return list(rows)
+        return self._fleet_rows(now, as_of)
+
+    def _fleet_rows(self, now: dt.datetime, as_of: dt.datetime | None) -> list[dict[str, Any]]:
         statuses = {path: status for _, _, path, status in self._read(self.store.appraisal_statuses)}
         if as_of is None:
             latest, latest_trusted = self._read(self.store.latest), self._read(self.store.latest_trusted)
@@ -152,8 +224,8 @@ class StoreQueries:
         summary = self._summary(record) if record is not None else None
         failed = failed_poll(state)
         info = self.inventory.get(name, DeviceInfo())
-        with self._lock:
-            days = expiry_days(self.store, trusted, now)
+        days = expiry_days(self.store, trusted, now, ends=self._summary(trusted).ends) if trusted is not None \
+            else expiry_days(self.store, None, now)
         return {
             "device": name,
             "platform": info.platform,
@@ -170,14 +242,14 @@ class StoreQueries:
 
     def device(self, name: str, *, now: dt.datetime | None = None) -> dict[str, Any]:
         """The fleet row of `name`; raises QueryError (404) when the store holds nothing of it."""
-        rows = [row for row in self.fleet(now=now) if row["device"] == name] if self._known(name) else []
-        if not rows:
-            raise QueryError(404, "device.unknown", f"no device {name!r} in the store",
+        records = self._read(self.store.history, name)
+        state = self._read(self.store.readable_states).get(name, {})
+        if not records and not state:
+            raise QueryError(404, ErrorCode.DEVICE_UNKNOWN, f"no device {name!r} in the store",
                              expected="a device name the fleet lists", found=name)
-        return rows[0]
-
-    def _known(self, name: str) -> bool:
-        return bool(self._read(self.store.history, name, 1)) or name in self._read(self.store.readable_states)
+        statuses = {path: status for _, _, path, status in self._read(self.store.appraisal_statuses, name)}
+        trusted = next((record for record in records if record.trusted), None)
+        return self._row(name, records[0] if records else None, trusted, state, statuses, now or dt.datetime.now(dt.UTC))
 
     # --- one device's collections --------------------------------------------------------------
 
@@ -188,7 +260,7 @@ class StoreQueries:
         if before is not None:
             position = next((i for i, r in enumerate(records) if _name(r) == before), None)
             if position is None:
-                raise QueryError(404, "envelope.unknown", f"no envelope {before!r} of {name}",
+                raise QueryError(404, ErrorCode.ENVELOPE_UNKNOWN, f"no envelope {before!r} of {name}",
                                  expected="an envelope name from this device's history", found=before)
             records = records[position + 1:]
         statuses = {path: status for _, _, path, status in self._read(self.store.appraisal_statuses, name)}
@@ -201,7 +273,7 @@ class StoreQueries:
         for record in self._records(name):
             if _name(record) == envelope:
                 return record
-        raise QueryError(404, "envelope.unknown", f"no envelope {envelope!r} of {name}",
+        raise QueryError(404, ErrorCode.ENVELOPE_UNKNOWN, f"no envelope {envelope!r} of {name}",
                          expected="an envelope name from this device's history", found=envelope)
 
     def output_bytes(self, record: EnvelopeRecord) -> bytes:
@@ -220,29 +292,42 @@ class StoreQueries:
         """The changes on `name` between two collections (`pick_record` references: a position
         such as -1, an envelope name, or the start of a received time)."""
         records = list(reversed(self._records(name)))  # oldest first, as pick_record takes them
+        try:
+            old, new = pick_record(records, before, name), pick_record(records, after, name)
+        except InsightsError as exc:
+            raise QueryError(404, ErrorCode.ENVELOPE_UNKNOWN, str(exc), expected="two envelopes of this device",
+                             found=f"{before}, {after}") from None
+        self.trust_store()
         with self._lock:
             try:
-                old, new = pick_record(records, before, name), pick_record(records, after, name)
                 findings = diff_history(self.store, self.verdicts, name, old, new)
             except InsightsError as exc:
-                raise QueryError(404, "envelope.unknown", str(exc), expected="two envelopes of this device",
-                                 found=f"{before}, {after}") from None
+                raise QueryError(409, ErrorCode.STORE_UNREADABLE, self._relative(str(exc)),
+                                 expected="readable stored outputs between the two", found=name) from None
         return {"device": name, "before": _name(old), "after": _name(new),
                 "findings": [finding.to_json() for finding in findings]}
 
     # --- fleet-wide search ---------------------------------------------------------------------
 
     def search(self, *, package: str | None = None, version: str | None = None, file: str | None = None,
-               digest: str | None = None) -> list[dict[str, Any]]:
+               digest: str | None = None, unreadable: list[str] | None = None) -> list[dict[str, Any]]:
         """Devices whose newest trusted output has `package` (at `version` when given), or the
-        file `file` (with `digest` when given) on some node; from what verification returned."""
+        file `file` (with `digest` when given) on some node; from what verification returned.
+        A device whose outputs cannot be read is left out and named in `unreadable`."""
         if (package is None) == (file is None):
-            raise QueryError(400, "search.query", "expected exactly one of package or file",
+            raise QueryError(400, ErrorCode.SEARCH_QUERY, "expected exactly one of package or file",
                              expected="package=NAME[&version=V] or file=PATH[&digest=HEX]",
                              found="both" if package else "neither")
         matches = []
         for name, record in sorted(self._read(self.store.latest_trusted).items()):
-            content = self._content_of(record)
+            try:
+                content = self._content_of(record)
+            except QueryError as exc:
+                if exc.code != ErrorCode.STORE_UNREADABLE:
+                    raise
+                if unreadable is not None:
+                    unreadable.append(name)
+                continue
             if content is None:
                 continue
             if package is not None:
@@ -251,7 +336,7 @@ class StoreQueries:
                                     "package": package, "version": content.packages[package]})
                 continue
             for (node, path), (algorithm, value) in content.files.items():
-                if path == file and (digest is None or value.lower() == digest.lower()):
+                if path == file and (digest is None or digest_matches(value, digest)):
                     matches.append({"device": name, "envelope": _name(record), "received": record.received,
                                     "node": node, "file": path, "algorithm": algorithm, "digest": value})
         return matches
@@ -270,7 +355,11 @@ class StoreQueries:
                     version = entry.get("version")
                     packages[entry["name"]] = version if isinstance(version, str) else None
             with self._lock:
-                state = file_state_at(self.store, self.verdicts, record)
+                try:
+                    state = file_state_at(self.store, self.verdicts, record)
+                except InsightsError as exc:  # an earlier output of the device cannot be read
+                    raise QueryError(409, ErrorCode.STORE_UNREADABLE, self._relative(str(exc)), expected="readable stored outputs",
+                                     found=record.device) from None
             files = {}
             for node in state.nodes:
                 for path, entry in (state.files(node) or {}).items():
@@ -287,7 +376,7 @@ class StoreQueries:
     def _records(self, name: str) -> list[EnvelopeRecord]:
         records = self._read(self.store.history, name)
         if not records:
-            raise QueryError(404, "device.unknown", f"no stored output of device {name!r}",
+            raise QueryError(404, ErrorCode.DEVICE_UNKNOWN, f"no stored output of device {name!r}",
                              expected="a device name the fleet lists", found=name)
         return records
 
@@ -295,12 +384,24 @@ class StoreQueries:
         try:
             return method(*args)
         except StoreError as exc:
-            raise QueryError(503, "store.unavailable", f"the store cannot be read: {exc}",
+            raise QueryError(503, ErrorCode.STORE_UNAVAILABLE, f"the store cannot be read: {exc}",
                              expected="a readable store", found=str(self.store.root)) from None
 
 
 def _name(record: EnvelopeRecord) -> str:
     return record.path.rsplit("/", 1)[-1]
+
+
+def digest_matches(stored: str, wanted: str) -> bool:
+    """Whether `wanted` (as the dossier spells it, base64, or in hex) is the digest `stored`
+    (the dossier's `digest-value`, base64)."""
+    if wanted == stored:
+        return True
+    try:
+        raw = base64.b64decode(stored, validate=True)
+    except (binascii.Error, ValueError):
+        return wanted.lower() == stored.lower()
+    return wanted.lower() == raw.hex()
 
 
 def inventory_info(devices: Iterable[Any]) -> dict[str, DeviceInfo]:
@@ -312,7 +413,7 @@ def filter_rows(rows: list[dict[str, Any]], *, state: str | None = None, platfor
                 group: str | None = None) -> list[dict[str, Any]]:
     """The rows matching every filter given."""
     if state is not None and state not in VERIFICATION_STATES:
-        raise QueryError(400, "filter.state", f"unknown state {state!r}",
+        raise QueryError(400, ErrorCode.FILTER_STATE, f"unknown state {state!r}",
                          expected=f"one of {', '.join(VERIFICATION_STATES)}", found=state)
     return [row for row in rows
             if (state is None or row["verification"]["state"] == state)

@@ -52,6 +52,9 @@ class ServiceSettings:
     collect_interval_s: float = 300.0
     collector_key: Path | None = None
     max_upload_bytes: int = MAX_UPLOAD_BYTES
+    #: Verify every device's newest outputs in the background at start (the first fleet request
+    #: would otherwise pay for the whole fleet: seconds for a thousand devices).
+    warm_on_start: bool = True
     #: Extra settings for routers added by other parts (dashboard, EAR, webhooks), by name.
     extra: dict[str, object] = field(default_factory=dict)
 

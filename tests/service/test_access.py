@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import ssl
 import stat
 import threading
@@ -15,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from collector.service.cli import listening_socket
 from collector.service.errors import ServiceError
 from collector.service.settings import ServiceSettings
 from collector.service.tokens import Tokens
@@ -155,9 +155,7 @@ def test_serves_https_with_a_certificate(collected: Any, tmp_path: Path) -> None
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()  # connections queue until uvicorn accepts them: no waiting for it to start
+    listener = listening_socket("127.0.0.1", 0)  # connections queue until uvicorn accepts them: no waiting
     port = listener.getsockname()[1]
     app = make_app(collected, listen=f"127.0.0.1:{port}", tls_cert=cert_path, tls_key=key_path)
     server = uvicorn.Server(uvicorn.Config(app, ssl_certfile=str(cert_path), ssl_keyfile=str(key_path),

@@ -108,3 +108,84 @@ def test_the_state_filter_names_the_report_states() -> None:
     from collector.service.api import VerificationState
 
     assert get_args(VerificationState) == VERIFICATION_STATES
+
+
+def test_a_misspelt_query_parameter_is_refused_not_ignored(client: Any) -> None:
+    response = client.get("/api/v1/fleet", params={"stat": "trusted"})
+    assert response.status_code == 400
+    error = _valid("api-error", response.json())["error"]
+    assert error["code"] == "query.unknown" and error["found"] == "stat" and "state" in error["expected"]
+
+
+def test_search_finds_a_file_at_its_digest(client: Any, collected: Any) -> None:
+    """The file and digest are read here from the verifier's own verdict of the first output (its
+    full snapshot; an independent path); the service answers from its file state as of the
+    newest trusted output, which the later increments leave that file in."""
+    from verifier import TrustStore
+    from verifier.evidence import verify_stored
+
+    oldest = client.get(f"/api/v1/devices/{GOOD}/history").json()["collections"][-1]["envelope"]
+    verdict = verify_stored(collected.store_dir / GOOD / oldest, trust_store=TrustStore.open(collected.trust))
+    assert verdict.trusted
+    nodes = verdict.dossier["filesystem-inventory"]["filesystem-inventory"]
+    node, content = next(iter(nodes.items()))
+    entry = content["snapshots"][0]["files"][0]
+    path, digest = entry["name"], entry["digest"]["digest-value"]
+    found = _valid("api-search", client.get("/api/v1/search/files", params={"path": path}).json())
+    mine = [match for match in found["matches"] if match["device"] == GOOD]
+    assert mine and mine[0]["node"] == node and mine[0]["file"] == path
+    assert mine[0]["digest"] == digest
+    import base64
+
+    for spelling in (digest, base64.b64decode(digest).hex()):
+        at = client.get("/api/v1/search/files", params={"path": path, "digest": spelling}).json()["matches"]
+        assert GOOD in {match["device"] for match in at}
+    elsewhere = client.get("/api/v1/search/files", params={"path": path, "digest": "00" * 32}).json()
+    assert elsewhere["matches"] == []
+
+
+def test_a_damaged_stored_output_is_an_error_of_its_own_never_a_500(collected: Any, tmp_path: Any) -> None:
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from conftest import Collected, make_app
+
+    store = tmp_path / "store"
+    shutil.copytree(collected.store_dir, store)
+    newest = sorted((store / GOOD).glob("*.envelope"))[-1]
+    (newest.parent / (newest.name + ".meta.json")).write_text("{not json")
+    client = TestClient(make_app(Collected(store, collected.trust, collected.inventory, collected.fleet),
+                                 warm_on_start=False))
+    fleet = client.get("/api/v1/fleet")
+    rows = {row["device"]: row for row in _valid("api-fleet", client.get("/api/v1/fleet").json())["devices"]}
+    assert len(rows) == 3  # the other devices are shown as ever
+    damaged = rows[GOOD]["verification"]
+    assert damaged["state"] == "untrusted" and damaged["reason"] == "store.unreadable"
+    assert newest.name in damaged["message"] and str(tmp_path) not in damaged["message"]
+    assert _valid("api-device", client.get(f"/api/v1/devices/{GOOD}").json())["device"]["verification"] == damaged
+    for path in (f"/api/v1/devices/{GOOD}/outputs/{newest.name}", f"/api/v1/devices/{GOOD}/drift"):
+        response = client.get(path)
+        assert response.status_code == 409, (path, response.text)
+        error = _valid("api-error", response.json())["error"]
+        assert error["code"] == "store.unreadable" and str(tmp_path) not in error["message"]
+    search = _valid("api-search", client.get("/api/v1/search/packages", params={"name": "x"}).json())
+    assert search["unreadable"] == [GOOD]
+    raw = client.get(f"/api/v1/devices/{GOOD}/outputs/{newest.name}/raw")
+    assert raw.status_code == 200 and raw.content == newest.read_bytes()  # the bytes are still served
+
+
+def test_error_codes_are_spelled_once_and_listed_in_the_schema() -> None:
+    from collector.service.errors import ErrorCode
+
+    listed = response_schema("api-error")["properties"]["error"]["properties"]["code"]["enum"]
+    assert sorted(listed) == sorted(code.value for code in ErrorCode)
+
+
+def test_refuses_to_start_without_a_trust_store(collected: Any, tmp_path: Any) -> None:
+    from collector.service.app import create_app
+    from collector.service.errors import ServiceError
+    from collector.service.settings import ServiceSettings
+
+    with pytest.raises(ServiceError, match="trust store"):
+        create_app(ServiceSettings(store=collected.store_dir, trust_store=tmp_path / "none"))
