@@ -25,7 +25,7 @@ from ..alerts import AlertSink
 from ..errors import CollectorError, StoreError
 from .access import ADMIN, READ, require
 from .api import API_PREFIX, DeviceName, _json, _responses
-from .errors import ApiError
+from .errors import ApiError, ErrorCode
 from .schemas import response_schema
 
 __all__ = ["EarService", "router"]
@@ -53,12 +53,12 @@ class EarService:
         # Without a usable key the service still serves and sends webhooks, without EARs; the
         # EAR endpoints then answer 503 with this reason.
         self.signer: EarSigner | None = None
-        self.key_problem = "no --ear-key and no trust store to keep the key beside"
+        self.key_problem = "no --ear-key, and no trust store to keep the key beside"
         if key is not None:
             try:
                 self.signer = EarSigner.load_or_create(Path(key), store_root=self.store.root)
-            except StoreError as exc:
-                self.key_problem = str(exc)
+            except StoreError as exc:  # the message names paths: the log gets it, answers do not
+                self.key_problem = "a key file that cannot be used"
                 log.warning("EARs are not issued: %s", exc)
         self.webhooks_file: Path | None = settings.extra.get("webhooks_file")
         self.alerts = AlertSink()
@@ -81,8 +81,8 @@ class EarService:
     def signing(self) -> Any:
         """The signer; raises ApiError (503) when the service has none."""
         if self.signer is None:
-            raise ApiError(503, "ear.no_key", "the service cannot sign EARs", expected="a usable EAR signing key",
-                           found=self.key_problem)
+            raise ApiError(503, ErrorCode.EAR_NO_KEY, "the service cannot sign EARs (its log says why)",
+                           expected="a usable EAR signing key", found=self.key_problem)
         return self.signer
 
     def _sender(self, config: Any) -> Any:
@@ -151,10 +151,11 @@ def device_ear(request: Request, name: DeviceName,
         token = issue_ear(service.store, StoredVerdicts(service.store, queries.trust_store()), record,
                           service.policy, signer)
     except InsightsError as exc:
-        raise ApiError(404, "ear.no_output", str(exc), expected="a stored output of the device",
-                       found=envelope) from None
+        raise ApiError(404, ErrorCode.EAR_NO_OUTPUT, queries._relative(str(exc)),
+                       expected="a stored output of the device that can be verified", found=envelope) from None
     except CollectorError as exc:
-        raise ApiError(503, "store.unreadable", str(exc), expected="a readable store", found="see the message") from None
+        raise ApiError(409, ErrorCode.STORE_UNREADABLE, queries._relative(str(exc)), expected="a readable stored output",
+                       found=envelope) from None
     return _json(request, {"format": EAR_FORMAT, "device": name, "envelope": record.path,
                            "kid": signer.key_id, "ear": token})
 
@@ -180,7 +181,7 @@ async def put_webhooks(request: Request) -> Response:
 
     service = EarService.of(request.app)
     if service.webhooks_file is None:
-        raise ApiError(409, "webhooks.not_editable", "the webhook settings cannot be changed through the API",
+        raise ApiError(409, ErrorCode.WEBHOOKS_NOT_EDITABLE, "the webhook settings cannot be changed through the API",
                        expected="a service started with --webhooks FILE (where the settings are kept)",
                        found="no webhooks file")
     try:
@@ -188,7 +189,7 @@ async def put_webhooks(request: Request) -> Response:
     except (UnicodeDecodeError, ValueError):
         document = None
     if not isinstance(document, dict):
-        raise ApiError(400, "webhooks.invalid", "the request body is not a JSON object",
+        raise ApiError(400, ErrorCode.WEBHOOKS_INVALID, "the request body is not a JSON object",
                        expected="a configuration as schemas/webhooks.schema.json", found="other content")
     if "secret" not in document:
         kept = _file_secret(service.webhooks_file)
@@ -197,13 +198,14 @@ async def put_webhooks(request: Request) -> Response:
     try:
         config = webhook_config(document, where="the request body", base=service.webhooks_file.parent)
     except WebhookConfigError as exc:
-        raise ApiError(400, "webhooks.invalid", str(exc), expected="a configuration as schemas/webhooks.schema.json",
+        raise ApiError(400, ErrorCode.WEBHOOKS_INVALID, str(exc), expected="a configuration as schemas/webhooks.schema.json",
                        found="see the message") from None
     try:
         save_webhook_config(service.webhooks_file, document)
     except OSError as exc:
-        raise ApiError(503, "webhooks.not_saved", f"cannot write {service.webhooks_file}: {exc.strerror or exc}",
-                       expected="a writable webhooks file", found=str(exc.strerror or exc)) from None
+        log.warning("cannot write the webhooks file %s: %s", service.webhooks_file, exc)
+        raise ApiError(503, ErrorCode.WEBHOOKS_NOT_SAVED, "the webhooks file cannot be written (the service's log "
+                       "says where)", expected="a writable webhooks file", found=str(exc.strerror or exc)) from None
     await run_in_threadpool(service.replace_webhooks, config)  # the old sender delivers what it holds
     return _json(request, service.settings_json())
 
