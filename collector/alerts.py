@@ -50,6 +50,9 @@ FIRST_EXPIRY_NOTICE_DAYS = 60
 LAST_WEEK_DAYS = 7
 #: The highest TCP/UDP port number.
 MAX_PORT = 65535
+#: Alerts kept in `AlertSink.sent`: `dossier serve` shares one sink across every run of its
+#: collector loop, so the list must not grow for as long as the service runs.
+MAX_KEPT_ALERTS = 10_000
 
 
 def expiry_slot(days_left: int) -> str | None:
@@ -198,6 +201,8 @@ class AlertSink:
                 for handler in handlers:
                     handler.sent_ok()
         self.sent.append(SentAlert(severity, message))
+        if len(self.sent) > MAX_KEPT_ALERTS:
+            del self.sent[: len(self.sent) - MAX_KEPT_ALERTS]
         return True
 
     def _hook(self, kind: str, device: str, message: str, details: dict[str, Any], path: str | None = None) -> None:
@@ -247,16 +252,16 @@ class AlertSink:
                    f"{format_name(cert.issuer)}, Subject name= {format_name(cert.subject)}, "
                    f"Time Left= {_time_left(cert, now)}")
         if days_left <= LAST_WEEK_DAYS:
-            sent = self.send(1, "%SECURITY-CEPKI-1-CERT_EXPIRING_ALERT : Certificate expiring WITHIN A "
-                                f"WEEK. {details}")
+            message = f"%SECURITY-CEPKI-1-CERT_EXPIRING_ALERT : Certificate expiring WITHIN A WEEK. {details}"
+            sent = self.send(1, message)
         else:
-            sent = self.send(4, f"%SECURITY-CEPKI-4-CERT_EXPIRING_WARNING : Certificate expiring in "
-                                f"{days_left} days. {details}")
+            message = f"%SECURITY-CEPKI-4-CERT_EXPIRING_WARNING : Certificate expiring in {days_left} days. {details}"
+            sent = self.send(4, message)
         if sent:  # not sent (syslog refused it): due again at the next poll
             sent_slots[key] = slot
             # Only once the slot is recorded: a notice syslog refused is sent again, and the
             # webhook with it, so a receiver sees each notice once.
-            self._hook("certificate.expiring", device, self.sent[-1].message, {
+            self._hook("certificate.expiring", device, message, {
                 "certificate": kind, "serial": _serial(cert), "days_left": days_left,
                 "not_after": cert.not_valid_after_utc.isoformat(), "notice": slot})
         return sent

@@ -3,10 +3,12 @@ a dead receiver costs the caller nothing; configuration fails closed."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -117,3 +119,35 @@ def test_configuration_fails_closed(tmp_path: Path) -> None:
     path.write_text("format: trust-dossier/webhooks/1\nurls: []\n")
     with pytest.raises(WebhookConfigError, match="schemas/webhooks.schema.json"):
         load_webhook_config(path, {})
+
+
+def _certificate(days_left: float) -> Any:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "r1")])
+    now = dt.datetime.now(dt.UTC)
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(0x0B63).not_valid_before(now - dt.timedelta(days=300))
+            .not_valid_after(now + dt.timedelta(days=days_left)).sign(key, hashes.SHA256()))
+
+
+def test_each_expiry_notice_is_one_event(tmp_path: Path) -> None:
+    """The schedule sends a notice once per slot however often the device is polled; the event
+    goes with it, so a receiver sees it once."""
+    with Receiver(SECRET) as receiver:
+        sender = WebhookSender(WebhookConfig(urls=(receiver.url,), secret=SECRET, retry_base_s=0.02))
+        alerts = AlertSink(webhooks=sender)
+        state: dict[str, Any] = {}
+        certificate = _certificate(5.5)
+        assert alerts.expiry("r1", "leaf", certificate, state)
+        assert not alerts.expiry("r1", "leaf", certificate, state)  # the next poll: already sent
+        assert sender.flush(10)
+        alerts.close()
+    [event] = receiver.accepted.values()
+    assert event["type"] == "certificate.expiring" and event["details"]["days_left"] == 5
+    assert event["details"]["notice"] == "daily-5" and event["details"]["serial"] == "0B:63"
+    assert event["message"].startswith("%SECURITY-CEPKI-1-CERT_EXPIRING_ALERT")
