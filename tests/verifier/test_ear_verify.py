@@ -136,7 +136,10 @@ def test_cli_exit_codes(signer: EarSigner, tmp_path: Path) -> None:
 
 
 def test_an_empty_or_odd_jwks_is_an_input_error(tmp_path: Path) -> None:
-    for text in ('{"keys": []}', "[]", "not json", '{"keys": [{"kty": "nope"}]}'):
+    from joserfc.jwk import ECKey
+
+    private = json.dumps({"keys": [ECKey.generate_key("P-256", private=True).as_dict(private=True) | {"kid": "k"}]})
+    for text in ('{"keys": []}', "[]", "not json", '{"keys": [{"kty": "nope"}]}', private):
         path = tmp_path / "jwks.json"
         path.write_text(text)
         with pytest.raises(EarInputError):
