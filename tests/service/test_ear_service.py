@@ -94,3 +94,12 @@ def test_admin_api_edits_webhook_settings_and_keeps_the_secret(hooks_app: Any) -
     assert bad.status_code == 400
     read_only = client.put("/api/v1/admin/webhooks/settings", json={})
     assert read_only.status_code == 401
+
+
+def test_serve_refuses_a_webhooks_file_others_can_read(collected: Any, tmp_path: Path) -> None:
+    hooks = tmp_path / "hooks.yaml"
+    hooks.write_text(f"format: trust-dossier/webhooks/1\nurls: ['https://h.example/x']\nsecret: {SECRET}\n")
+    hooks.chmod(0o644)
+    result = CliRunner().invoke(cli, ["serve", "--store", str(collected.store_dir), "--trust-store",
+                                      str(collected.trust), "--webhooks", str(hooks)])
+    assert result.exit_code == 2 and "chmod 600" in result.output and SECRET not in result.output
