@@ -5,6 +5,7 @@ new receiver gets signed events (the secret kept, never shown)."""
 from __future__ import annotations
 
 import json
+import shutil
 import stat
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import schemas
 from collector.service.ear_hooks import EarService
 from collector.service.tokens import Tokens
 from collector.webhooks import load_webhook_config
-from conftest import make_app
+from conftest import Collected, make_app
 from dossier_cli.main import cli
 from service_rig import GOOD, TAMPERED
 from webhook_receiver import Receiver  # tests/collector, on pytest's pythonpath
@@ -30,6 +31,10 @@ SECRET = "service-webhook-secret-0123"
 @pytest.fixture(scope="module")
 def hooks_app(collected: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("ear-service")
+    # A copy of the store: the sender's delivery log and the service's state go there, never into
+    # the store the other service tests share (and copy).
+    shutil.copytree(collected.store_dir, root / "store")
+    collected = Collected(root / "store", collected.trust, collected.inventory, collected.fleet)
     tokens_file = root / "tokens.json"
     admin = Tokens.load(tokens_file).add("ops", "admin")
     hooks = root / "hooks.yaml"
