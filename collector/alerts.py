@@ -1,5 +1,8 @@
 """Syslog alerts (untrusted envelope, failing device, certificate expiry) and Prometheus metrics.
 
+Each alert is also a webhook event when the sink has a `WebhookSender` (collector/webhooks.py):
+one place decides what is alerted, syslog and webhooks both carry it.
+
 The expiry schedule follows the seed's PKI alert notification: first at 60 days, then weekly
 while more than a week is left (warning), then daily in the last week (alert, modelled on
 `%SECURITY-CEPKI-1-CERT_EXPIRING_ALERT`). Each slot of that schedule is sent once per
@@ -21,13 +24,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
 from verifier.chain import format_name
 
 from .store import write_file_atomically
+
+if TYPE_CHECKING:
+    from .webhooks import WebhookSender
 
 __all__ = [
     "FIRST_EXPIRY_NOTICE_DAYS",
@@ -44,6 +50,9 @@ FIRST_EXPIRY_NOTICE_DAYS = 60
 LAST_WEEK_DAYS = 7
 #: The highest TCP/UDP port number.
 MAX_PORT = 65535
+#: Alerts kept in `AlertSink.sent`: `dossier serve` shares one sink across every run of its
+#: collector loop, so the list must not grow for as long as the service runs.
+MAX_KEPT_ALERTS = 10_000
 
 
 def expiry_slot(days_left: int) -> str | None:
@@ -137,8 +146,10 @@ def _syslog_host_port(address: str) -> tuple[str, int]:
 class AlertSink:
     """Sends alerts to syslog (when configured) and keeps them in `sent` for summaries and tests."""
 
-    def __init__(self, address: str | None = None, *, facility: int = logging.handlers.SysLogHandler.LOG_LOCAL0) -> None:
+    def __init__(self, address: str | None = None, *, facility: int = logging.handlers.SysLogHandler.LOG_LOCAL0,
+                 webhooks: WebhookSender | None = None) -> None:
         self.sent: list[SentAlert] = []
+        self.webhooks = webhooks
         self._logger: logging.Logger | None = None
         self._sending = threading.Lock()
         if address:
@@ -167,6 +178,8 @@ class AlertSink:
         return _SysLogHandler(address=(host, port), facility=facility, socktype=socket.SOCK_DGRAM)
 
     def close(self) -> None:
+        if self.webhooks is not None:
+            self.webhooks.close()
         if self._logger is not None:
             for handler in list(self._logger.handlers):
                 handler.close()
@@ -188,23 +201,39 @@ class AlertSink:
                 for handler in handlers:
                     handler.sent_ok()
         self.sent.append(SentAlert(severity, message))
+        if len(self.sent) > MAX_KEPT_ALERTS:
+            del self.sent[: len(self.sent) - MAX_KEPT_ALERTS]
         return True
 
+    def _hook(self, kind: str, device: str, message: str, details: dict[str, Any], path: str | None = None) -> None:
+        if self.webhooks is not None:
+            from .webhooks import EventType
+
+            self.webhooks.emit(EventType(kind), device, message, details, path=path)
+
     def untrusted(self, device: str, reasons: Iterable[str], path: str | None) -> None:
-        self.send(3, f"%DOSSIER-3-ENVELOPE_UNTRUSTED : Device= {device}, Reasons= "
-                     f"{', '.join(reasons) or 'unknown'}, File= {path}")
+        reasons = list(reasons)
+        message = (f"%DOSSIER-3-ENVELOPE_UNTRUSTED : Device= {device}, Reasons= "
+                   f"{', '.join(reasons) or 'unknown'}, File= {path}")
+        self.send(3, message)
+        self._hook("envelope.untrusted", device, message, {"reasons": reasons, "path": path}, path)
 
     def failed(self, device: str, reason: str, message: str) -> None:
-        self.send(3, f"%DOSSIER-3-COLLECT_FAILED : Device= {device}, Reason= {reason}, "
-                     f"Detail= {message}")
+        text = f"%DOSSIER-3-COLLECT_FAILED : Device= {device}, Reason= {reason}, Detail= {message}"
+        self.send(3, text)
+        self._hook("poll.failed", device, text, {"reason": str(reason), "detail": message})
 
     def degraded(self, device: str, before: str, after: str, categories: Iterable[str],
                  finding_ids: Iterable[str], path: str | None) -> None:
         """A device's appraisal went from affirming to something worse (collector.insights)."""
         severity = 3 if after == "contraindicated" else 4
-        self.send(severity, f"%DOSSIER-{severity}-TRUST_DEGRADED : Device= {device}, Status= {before} -> "
-                            f"{after}, Categories= {', '.join(categories) or 'none'}, Findings= "
-                            f"{', '.join(sorted(set(finding_ids))) or 'none'}, File= {path}")
+        categories, finding_ids = list(categories), sorted(set(finding_ids))
+        message = (f"%DOSSIER-{severity}-TRUST_DEGRADED : Device= {device}, Status= {before} -> "
+                   f"{after}, Categories= {', '.join(categories) or 'none'}, Findings= "
+                   f"{', '.join(finding_ids) or 'none'}, File= {path}")
+        self.send(severity, message)
+        self._hook("appraisal.degraded", device, message, {"before": before, "after": after, "categories": categories,
+                                                           "findings": finding_ids, "path": path}, path)
 
     def expiry(self, device: str, kind: str, cert: x509.Certificate, state: dict[str, Any],
                now: datetime | None = None) -> bool:
@@ -223,13 +252,18 @@ class AlertSink:
                    f"{format_name(cert.issuer)}, Subject name= {format_name(cert.subject)}, "
                    f"Time Left= {_time_left(cert, now)}")
         if days_left <= LAST_WEEK_DAYS:
-            sent = self.send(1, "%SECURITY-CEPKI-1-CERT_EXPIRING_ALERT : Certificate expiring WITHIN A "
-                                f"WEEK. {details}")
+            message = f"%SECURITY-CEPKI-1-CERT_EXPIRING_ALERT : Certificate expiring WITHIN A WEEK. {details}"
+            sent = self.send(1, message)
         else:
-            sent = self.send(4, f"%SECURITY-CEPKI-4-CERT_EXPIRING_WARNING : Certificate expiring in "
-                                f"{days_left} days. {details}")
+            message = f"%SECURITY-CEPKI-4-CERT_EXPIRING_WARNING : Certificate expiring in {days_left} days. {details}"
+            sent = self.send(4, message)
         if sent:  # not sent (syslog refused it): due again at the next poll
             sent_slots[key] = slot
+            # Only once the slot is recorded: a notice syslog refused is sent again, and the
+            # webhook with it, so a receiver sees each notice once.
+            self._hook("certificate.expiring", device, message, {
+                "certificate": kind, "serial": _serial(cert), "days_left": days_left,
+                "not_after": cert.not_valid_after_utc.isoformat(), "notice": slot})
         return sent
 
 

@@ -192,12 +192,22 @@ def _stderr_console() -> Console:
               help="Print only failures (devices not trusted, appraisals at --fail-on): nothing on success.")
 @click.option("--verbose", "-v", is_flag=True, help="Print each finding's message under its device.")
 @_key_option
+@click.option("--webhooks", "webhooks_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              envvar="DOSSIER_WEBHOOKS", show_envvar=True,
+              help="POST each alert as a signed JSON event (with its EAR) to the URLs of this file "
+                   "(schemas/webhooks.schema.json; without it: $DOSSIER_WEBHOOK_URLS). The secret: in the file "
+                   "(mode 0600) or $DOSSIER_WEBHOOK_SECRET, never on the command line. See docs/webhooks.md.")
+@click.option("--ear-key", "ear_key", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              envvar="DOSSIER_EAR_KEY", show_envvar=True,
+              help="The key that signs the EARs in webhook events (default: ear-signing-key.pem beside the "
+                   "trust store; made on first use, mode 0600).")
 def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Path,
                     devices: tuple[str, ...], groups: tuple[str, ...], concurrency: int,
                     run_deadline: float | None, retries: int, mode: str, interval: float | None,
                     metrics_file: Path | None, syslog_address: str | None, policy_path: Path | None,
                     as_json: bool, progress: bool | None, collector_key: Path | None = None,
-                    fail_on: str | None = None, quiet: bool = False, verbose: bool = False) -> None:
+                    fail_on: str | None = None, quiet: bool = False, verbose: bool = False,
+                    webhooks_path: Path | None = None, ear_key: Path | None = None) -> None:
     """Poll devices for fresh signed dossiers, store them byte for byte, and verify each at once.
 
     Each device gets a new 16-byte nonce from the OS CSPRNG on both the dossier and `utility
@@ -228,6 +238,12 @@ def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Pa
             alerts = AlertSink(syslog_address)
         except (ValueError, OSError) as exc:
             raise click.BadParameter(str(exc), param_hint="--syslog") from exc
+        from .webhooks import WebhookConfigError, load_webhook_config, start_sender
+
+        try:
+            webhooks = load_webhook_config(webhooks_path)
+        except WebhookConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--webhooks") from exc
         policy = None
         if policy_path is not None:
             from .insights import PolicyError, load_policy
@@ -241,6 +257,8 @@ def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Pa
         check_key_outside(key_path, store.root)
         records = RecordLog(store.root, load_or_create_key(key_path))
         records.check_key()
+        if webhooks is not None:
+            alerts.webhooks = start_sender(webhooks, store, trust_store_path, policy, ear_key)
         options = CollectOptions(concurrency=concurrency, run_deadline_s=run_deadline, retries=retries,
                                  policy=policy)
         show_progress = (_stderr_console().is_terminal and not quiet) if progress is None else progress

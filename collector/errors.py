@@ -57,6 +57,8 @@ class Reason(enum.StrEnum):
     VERIFY_ERROR = "verify.error"
     #: Not trusted, and the verifier named no error finding (defence in depth).
     VERIFY_UNTRUSTED = "verify.untrusted"
+    #: The webhook configuration (collector/webhooks.py) is missing a part or unsafe.
+    WEBHOOKS_INVALID = "webhooks.config_invalid"
 
 
 class CollectorError(Exception):

@@ -53,34 +53,48 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
     """The collector's signing key at `path`, made on first use (mode 0600, its public half
     beside it as *.pub.pem); raises StoreError if it is readable by others or not Ed25519."""
     path = Path(path)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _KEY_MODE)
-    except FileExistsError:
-        return _read_key(path)
-    except OSError as exc:
-        raise StoreError(f"cannot create the collector key {path}: {exc.strerror or exc}") from exc
     key = Ed25519PrivateKey.generate()
-    try:
-        os.write(fd, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    if not create_private_key_file(path, key, "collector key"):
+        return _read_key(path)
     public = public_key_path(path)
     public.write_bytes(_public_pem(key.public_key()))
     log.info("created the collector key %s (SHA-256 %s)", path, key_fingerprint(key.public_key()))
     return key
 
 
-def _read_key(path: Path) -> Ed25519PrivateKey:
-    info = path.stat()
-    if stat.S_IMODE(info.st_mode) & 0o077:
-        raise StoreError(f"the collector key {path} is readable or writable by others: expected mode 0600, "
-                         f"found {stat.S_IMODE(info.st_mode):04o}; run `chmod 600 {path}`")
+def create_private_key_file(path: Path, key: Any, what: str) -> bool:
+    """Write `key` (PKCS#8 PEM) to a new file `path`, mode 0600; False when a file is already
+    there (it is never replaced). Raises StoreError naming `what` when it cannot be created."""
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _KEY_MODE)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise StoreError(f"cannot create the {what} {path}: {exc.strerror or exc}") from exc
+    try:
+        os.write(fd, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
+
+
+def read_private_key(path: Path, what: str, kind: str) -> Any:
+    """The private key in the PEM file `path` (mode 0600 only); raises StoreError naming `what`
+    and the `kind` of key expected when it is readable by others or not a private key."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise StoreError(f"the {what} {path} is readable or writable by others: expected mode 0600, "
+                         f"found {mode:04o}; run `chmod 600 {path}`")
+    try:
+        return serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:
-        raise StoreError(f"the collector key {path}: expected an Ed25519 private key in PEM, found {exc}") from exc
+        raise StoreError(f"the {what} {path}: expected {kind} private key in PEM, found {exc}") from exc
+
+
+def _read_key(path: Path) -> Ed25519PrivateKey:
+    key = read_private_key(path, "collector key", "an Ed25519")
     if not isinstance(key, Ed25519PrivateKey):
         raise StoreError(f"the collector key {path}: expected an Ed25519 key, found {type(key).__name__}")
     return key

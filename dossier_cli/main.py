@@ -27,6 +27,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("collector.insights.cli:diff_command",
              "Show what changed on a device between two dossiers: packages, files, reboots, commits, "
              "hardware, boot measurements, certificates."),
+    "ear": ("dossier_cli.ear:ear_group",
+            "Signed attestation results (IETF RATS EAR, as a JWT): issue one for a device, check one offline."),
     "emulator": ("emulator.cli:emulator_group",
                  "Emulated IOS XR and IOS XE routers over real SSH (for tests, demos and CI)."),
     "enroll": ("collector.cli:enroll_command",

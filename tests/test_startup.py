@@ -80,12 +80,12 @@ def test_lazy_table_holds_every_registered_command() -> None:
     """Each package's `register()` names its subcommands; the lazy table must list each of them
     (a command added to a package but not to the table would be missing from `dossier`)."""
     from collector import cli as collector_cli
-    from dossier_cli import demo
+    from dossier_cli import demo, ear
     from emulator import cli as emulator_cli
     from verifier import cli as verifier_cli
 
     registered = click.Group()
-    for module in (collector_cli, demo, emulator_cli, verifier_cli):
+    for module in (collector_cli, demo, ear, emulator_cli, verifier_cli):
         module.register(registered)
     assert set(registered.commands) == set(SUBCOMMANDS)
     for name, command in registered.commands.items():

@@ -64,7 +64,9 @@ def create_app(settings: ServiceSettings, *, tokens: Tokens | None = None, start
         if inventory is not None and start_collector:
             from .loop import CollectorLoop
 
-            loop = CollectorLoop(settings, inventory)
+            from .ear_hooks import EarService
+
+            loop = CollectorLoop(settings, inventory, alerts=EarService.of(app).alerts)  # webhooks beside syslog
             loop.start()
         app.state.collector_loop = loop
         if settings.warm_on_start:
@@ -74,6 +76,9 @@ def create_app(settings: ServiceSettings, *, tokens: Tokens | None = None, start
         finally:
             if loop is not None:
                 loop.stop()
+            from .ear_hooks import close_ear_service
+
+            close_ear_service(app)  # the webhook sender may still issue an EAR from the store
             store.close()
 
     app = FastAPI(title="trust-dossier service", version=API_VERSION, lifespan=lifespan,

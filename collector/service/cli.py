@@ -46,10 +46,22 @@ _tokens_option = click.option(
 @click.option("--interval", type=click.FloatRange(min=1), default=300.0, show_default=True,
               help="Seconds between collections with --inventory.")
 @_key_option
+@click.option("--webhooks", "webhooks_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              envvar="DOSSIER_WEBHOOKS", show_envvar=True,
+              help="POST each alert as a signed event to the URLs of this file (docs/webhooks.md); the admin API "
+                   "edits it (mode 0600). Without it: $DOSSIER_WEBHOOK_URLS, not editable.")
+@click.option("--ear-key", "ear_key", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              envvar="DOSSIER_EAR_KEY", show_envvar=True,
+              help="The key EARs are signed with (default: ear-signing-key.pem beside the trust store; made on "
+                   "first use, mode 0600); its public half is at /.well-known/jwks.json.")
+@click.option("--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Appraise against this policy YAML for EARs and in the collector's loop (default: EARs "
+                   "judge identity only).")
 @click.pass_context
 def serve_group(ctx: click.Context, store_path: Path, trust_store_path: Path, tokens_path: Path, listen: str,
                 tls_cert: Path | None, tls_key: Path | None, inventory_path: Path | None, interval: float,
-                collector_key: Path | None) -> None:
+                collector_key: Path | None, webhooks_path: Path | None = None, ear_key: Path | None = None,
+                policy_path: Path | None = None) -> None:
     """Serve the fleet's trust posture over HTTP: a JSON API under /api/v1/ (OpenAPI at /openapi.json).
 
     With --inventory the same process also polls the fleet every --interval seconds. Without a
@@ -59,9 +71,10 @@ def serve_group(ctx: click.Context, store_path: Path, trust_store_path: Path, to
     ctx.obj["tokens_path"] = tokens_path
     if ctx.invoked_subcommand is not None:
         return
+    extra = _ear_and_webhooks(ctx, webhooks_path, ear_key, policy_path)
     settings = ServiceSettings(store=store_path, trust_store=trust_store_path, tokens_file=tokens_path,
                                listen=listen, tls_cert=tls_cert, tls_key=tls_key, inventory=inventory_path,
-                               collect_interval_s=interval, collector_key=collector_key)
+                               collect_interval_s=interval, collector_key=collector_key, extra=extra)
     try:
         from .app import create_app
 
@@ -102,6 +115,22 @@ def listening_socket(host: str, port: int) -> socket.socket:
         listener.close()
         raise
     return listener
+
+
+def _ear_and_webhooks(ctx: click.Context, webhooks_path: Path | None, ear_key: Path | None,
+                      policy_path: Path | None) -> dict[str, object]:
+    """The settings of collector/service/ear_hooks.py; exits 2 on a bad webhooks file or policy."""
+    from ..errors import CollectorError
+    from ..insights.policy import load_policy
+    from ..webhooks import load_webhook_config
+
+    try:
+        webhooks = load_webhook_config(webhooks_path)
+        policy = load_policy(policy_path) if policy_path is not None else None
+    except CollectorError as exc:
+        click.echo(f"error: {inert(exc)}", err=True)
+        ctx.exit(EXIT_USAGE)
+    return {"webhooks": webhooks, "webhooks_file": webhooks_path, "ear_key": ear_key, "policy": policy}
 
 
 @serve_group.group("token")

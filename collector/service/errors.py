@@ -17,6 +17,8 @@ class ErrorCode(enum.StrEnum):
     AUTH_MISSING = "auth.missing"
     AUTH_SCOPE = "auth.scope"
     DEVICE_UNKNOWN = "device.unknown"
+    EAR_NO_KEY = "ear.no_key"
+    EAR_NO_OUTPUT = "ear.no_output"
     ENVELOPE_UNKNOWN = "envelope.unknown"
     FILTER_STATE = "filter.state"
     HTTP_ERROR = "http.error"
@@ -35,6 +37,9 @@ class ErrorCode(enum.StrEnum):
     UPLOAD_EMPTY = "upload.empty"
     UPLOAD_TOO_LARGE = "upload.too_large"
     UPLOAD_UNUSABLE = "upload.unusable"
+    WEBHOOKS_INVALID = "webhooks.invalid"
+    WEBHOOKS_NOT_EDITABLE = "webhooks.not_editable"
+    WEBHOOKS_NOT_SAVED = "webhooks.not_saved"
 
 
 class ServiceError(Exception):

@@ -9,7 +9,7 @@ import random
 import threading
 from typing import Any
 
-from ..collect import Collector
+from ..collect import CollectOptions, Collector
 from ..errors import CollectorError
 from ..lock import RunLock
 from ..store import Store
@@ -25,8 +25,9 @@ INTERVAL_JITTER = 0.1
 class CollectorLoop:
     """Polls `inventory` every `settings.collect_interval_s` until `stop`."""
 
-    def __init__(self, settings: ServiceSettings, inventory: Any) -> None:
+    def __init__(self, settings: ServiceSettings, inventory: Any, *, alerts: Any = None) -> None:
         self.settings = settings
+        self.alerts = alerts  # an AlertSink (with the service's webhooks); None: a fresh one per run
         self.inventory = inventory
         self.stopping = threading.Event()
         self.runs = 0
@@ -58,8 +59,10 @@ class CollectorLoop:
                     lock = RunLock(store.root / "collect.lock")
                     lock.acquire()
                     try:
-                        summary = Collector(store, trust_store_path=trust, records=records).run(
-                            devices, stop=self.stopping)
+                        policy = self.settings.extra.get("policy")
+                        options = CollectOptions(policy=policy) if policy is not None else None
+                        summary = Collector(store, trust_store_path=trust, records=records, alerts=self.alerts,
+                                            options=options).run(devices, stop=self.stopping)
                     finally:
                         lock.release()
                 finally:

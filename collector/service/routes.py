@@ -7,10 +7,12 @@ from fastapi import APIRouter
 
 from .api import router as api_router
 from .dashboard import router as dashboard_router
+from .ear_hooks import router as ear_router
 
 __all__ = ["ROUTERS"]
 
 ROUTERS: list[APIRouter] = [
     api_router,  # /api/v1/ (collector/service/api.py)
     dashboard_router,  # /dashboard (collector/service/dashboard.py)
+    ear_router,  # /.well-known/jwks.json, /api/v1/devices/{name}/ear, /api/v1/admin/webhooks[/settings] (ear_hooks.py)
 ]
