@@ -214,6 +214,7 @@ class Device:
         self._authorized_keys: list[str] | None = None
         self._verified: dict[str, bytes] = {}
         self._xe: Any = None
+        self._tpm: Any = None
         self.alerts = alerts_mod.ExpiryAlerts(self)
         if not config_path.exists() or not info_path.exists():
             self.save()
@@ -241,6 +242,16 @@ class Device:
                     iosxe.xe_facts(self.hostname, int(self.info["seed"])), now=self.clock.now(),
                 )
             return self._xe
+
+    @property
+    def tpm(self) -> Any:
+        """The node TPMs behind the NETCONF attestation RPCs (emulator.tpm.model.DeviceTpm)."""
+        with self.lock:
+            if self._tpm is None:
+                from .tpm.model import DeviceTpm
+
+                self._tpm = DeviceTpm(self)
+            return self._tpm
 
     # -- persistence -----------------------------------------------------------------------
     def save(self) -> None:
@@ -424,6 +435,11 @@ class Device:
             return None
         value = node.value("snapshot-interval")
         return int(value) if value else None
+
+    def netconf_agent_ssh(self) -> bool:
+        """`netconf-yang agent` with `ssh` configured: the separate NETCONF port serves clients."""
+        agent = self.running.find("netconf-yang agent")
+        return agent is not None and agent.find("ssh") is not None
 
     def rate_limit(self) -> int | None:
         value = self.running.value("ssh server rate-limit")

@@ -545,22 +545,21 @@ PCR_ALGORITHM = "sha256"
 def node_integrity(facts: DeviceFacts, node: str) -> dict[str, Any]:
     """The `system-integrity-snapshot` entry for `node`; raises FactsError for an unknown node.
 
-    Boot-chain PCRs depend on the platform and release (identical on identical software);
-    PCR 7 reflects secure boot; PCRs 8-9 measure the device's own boot configuration. The IMA
+    PCRs 0-9 are the node TPM's after its measured boot (docs/tpm-attestation.md): firmware,
+    platform, boot loader and kernel, secure boot (PCR 7), command line, OS packages (PCR 9). The IMA
     aggregate covers every package's runtime fingerprint, so a tampered package changes it.
     """
     if node not in facts.secure_boot:
         raise FactsError(f"% Node {node} not found: expected one of {', '.join(facts.nodes)}")
     enabled = facts.secure_boot[node]
     pcrs = []
+    # The node's TPM holds these after its measured boot (emulator.tpm.measure): the dossier and
+    # a TPM quote over NETCONF report the same values.
+    from .tpm.measure import boot_pcrs
+
+    measured = boot_pcrs(facts, node)
     for index in range(PCR_COUNT):
-        if index == SECURE_BOOT_PCR:
-            value = _sha256_hex("pcr", facts.platform_pid, index, "secure-boot", enabled)
-        elif index >= 8:
-            value = _sha256_hex("pcr", facts.hostname, facts.seed, node, index)
-        else:
-            value = _sha256_hex("pcr", facts.platform_pid, facts.boot_package.version, index)
-        pcrs.append({"index": index, "algorithm": PCR_ALGORITHM, "value": value})
+        pcrs.append({"index": index, "algorithm": PCR_ALGORITHM, "value": measured[index].hex()})
     aggregate = _sha256_hex("ima", node, *(p.runtime_fingerprint for p in facts.packages))
     return {
         "secure-boot-status": "Enabled" if enabled else "Disabled",

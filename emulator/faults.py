@@ -33,6 +33,14 @@ class Fault(enum.Enum):
     # line the exec prints before it, as the seed's examples show a router can; the envelope is
     # still valid (ENVELOPE.md allows the line before the dossier in `data`).
     TIMESTAMP_IN_DATA = "timestamp-in-data"
+    # TPM attestation over NETCONF (docs/tpm-attestation.md "Faults"); each takes `node` (one
+    # node's TPM misbehaves; default every node).
+    TPM_OTHER_KEY = "tpm-other-key"  # the quote is signed by a key that is not the AK
+    TPM_NONCE_UNBOUND = "tpm-nonce-unbound"  # extraData holds a stale nonce (params: nonce, hex)
+    TPM_PCR_MISMATCH = "tpm-pcr-mismatch"  # a returned PCR is not what the quote covers (params: pcr)
+    TPM_BOOT_LOG_MISMATCH = "tpm-boot-log-mismatch"  # a boot event's digest is not what extended its PCR (params: pcr)
+    TPM_IMA_UNKNOWN_FILE = "tpm-ima-unknown-file"  # ran a file not in the inventory (params: path)
+    TPM_UPTIME_BACKWARDS = "tpm-uptime-backwards"  # up-time lower than before, no reboot (params: seconds)
 
 
 # Faults that change the device's certificates once, when set, rather than each answer.
@@ -79,8 +87,8 @@ def parse_fault_spec(spec: str) -> tuple[str, Fault, dict[str, Any]]:
             raise ValueError(f"fault parameter must be key=value, found {item!r}")
         if key == "items":
             params[key] = value.split("+")
-        elif key == "nonce":
-            params[key] = value  # hex digits: `1580` read as a number would lose what was typed
+        elif key in ("nonce", "node", "path"):
+            params[key] = value  # text: hex digits `1580` read as a number would lose what was typed
         else:
             try:
                 params[key] = float(value)

@@ -5,6 +5,11 @@
         fleet.write_inventory(path)        # YAML the collector loads as is
         fleet.set_fault("xr-0002", Fault.SLOW_OUTPUT, delay=2.0)
 
+`netconf=True` configures `netconf-yang agent ssh` on each IOS XR device and opens its separate
+NETCONF port (`device.netconf_port`, `netconf_port` in the inventory); the `netconf` SSH
+subsystem answers on the SSH port either way (docs/tpm-attestation.md). `fleet.tpm_authority()`
+is the emulated TPM vendor CA every attestation key chains to.
+
 `platform="iosxe"` serves IOS XE devices (xe-0001, ...; `Router#` prompts, SUDI and integrity
 commands, one shared emulated SUDI authority: `fleet.sudi_authority()`); `platform="mixed"`
 alternates xr-0001, xe-0002, xr-0003, ...
@@ -27,6 +32,7 @@ from .device import KEY_TYPES, PLATFORMS, SYSTEM_TRUSTPOINT, Device
 from .facts import DEFAULT_PLATFORM_PID, PLATFORM_PIDS
 from .faults import CERTIFICATE_FAULTS, Fault
 from .server import Listener
+from .tpm.authority import TpmAuthority, load_authority as load_tpm_authority
 
 __all__ = ["FLEET_PLATFORMS", "EmulatedDevice", "Fleet", "FleetError"]
 
@@ -54,9 +60,10 @@ class EmulatedDevice:
     host_key_line: str
     device: Device
     platform: str = "iosxr"
+    netconf_port: int | None = None  # the separate NETCONF port, when `netconf-yang agent ssh` is on
 
     def inventory_entry(self) -> dict[str, Any]:
-        return {
+        entry = {
             "name": self.name,
             "host": self.host,
             "port": self.port,
@@ -66,6 +73,9 @@ class EmulatedDevice:
             "host_key": self.host_key_line,
             "platform": self.platform,
         }
+        if self.netconf_port is not None:
+            entry["netconf_port"] = self.netconf_port
+        return entry
 
 
 class Fleet:
@@ -87,6 +97,7 @@ class Fleet:
         progress: Callable[[int, int], None] | None = None,
         platform: str = "iosxr",
         chassis: str = DEFAULT_PLATFORM_PID,
+        netconf: bool = False,
     ) -> None:
         if key_type not in KEY_TYPES:
             raise FleetError(f"unknown key type {key_type!r}; expected one of: {', '.join(KEY_TYPES)}")
@@ -109,6 +120,7 @@ class Fleet:
         self.progress = progress
         self.platform = platform
         self.chassis = chassis
+        self.netconf = netconf
         self.devices: list[EmulatedDevice] = []
         self._listener: Listener | None = None
         self._alerts: AlertScheduler | None = None
@@ -121,8 +133,8 @@ class Fleet:
         self.stop()
 
     def _ensure_file_descriptors(self) -> None:
-        """One listening socket per device, plus connections: raise the soft limit if needed."""
-        needed = self.count + FD_HEADROOM
+        """One listening socket per device (two with NETCONF), plus connections: raise the soft limit if needed."""
+        needed = self.count * (2 if self.netconf else 1) + FD_HEADROOM
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft != resource.RLIM_INFINITY and soft < needed:
             target = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
@@ -173,9 +185,18 @@ class Fleet:
                     port = listener.add(device, port)
                 except OSError as exc:
                     raise FleetError(f"{name}: cannot listen on {self.host}:{port}: {exc.strerror}") from exc
+                netconf_port = None
+                if platform == "iosxr" and self.netconf:
+                    if not device.netconf_agent_ssh():
+                        agent = device.running.set("netconf-yang agent", "netconf-yang agent", submode=True)
+                        agent.set("ssh", "ssh")
+                    try:
+                        netconf_port = listener.add(device, 0, netconf_only=True)
+                    except OSError as exc:
+                        raise FleetError(f"{name}: cannot listen for NETCONF on {self.host}: {exc.strerror}") from exc
                 self.devices.append(
                     EmulatedDevice(name, self.host, port, self.username, password, password_file,
-                                   device.host_key_line(self.host, port), device, platform)
+                                   device.host_key_line(self.host, port), device, platform, netconf_port)
                 )
                 if self.progress is not None:
                     self.progress(index, self.count)
@@ -196,6 +217,11 @@ class Fleet:
         """The emulated SUDI root and sub-CA every XE device of this fleet chains to (what a
         verifier pins for them)."""
         return iosxe.load_authority(self.state_dir)
+
+    def tpm_authority(self) -> TpmAuthority:
+        """The emulated TPM vendor root and attestation sub-CA every node's AK chains to (what a
+        verifier pins for TPM evidence)."""
+        return load_tpm_authority(self.state_dir)
 
     def stop(self) -> None:
         if self._alerts is not None:

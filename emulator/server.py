@@ -3,8 +3,9 @@
 One thread watches every listening socket (a fleet of 1,000 devices does not need 1,000
 accept threads); each accepted connection gets a thread that runs the SSH handshake and then
 serves its channels: an `exec` request runs one command (how collectors work), a `shell`
-request with a PTY gets the interactive CLI, and the `sftp` subsystem or an `scp -f` exec
-reads files from harddisk: (emulator.filetransfer).
+request with a PTY gets the interactive CLI, the `sftp` subsystem or an `scp -f` exec
+reads files from harddisk: (emulator.filetransfer), and the `netconf` subsystem runs a NETCONF
+session (emulator.netconf). A device's separate NETCONF port serves only that subsystem.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from .commands import Session, session_loop
 from . import filetransfer
 from .device import Device
 from .faults import Fault
+from .netconf.agent import serve_netconf
 from .terminal import ChannelTerminal, SessionClosed
 
-__all__ = ["DeviceServer", "Listener"]
+__all__ = ["NETCONF_SUBSYSTEM", "DeviceServer", "Listener"]
+
+NETCONF_SUBSYSTEM = "netconf"
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +51,9 @@ FLOOD_DEFAULT_S = 10.0
 
 
 class _ServerInterface(paramiko.ServerInterface):
-    def __init__(self, device: Device) -> None:
+    def __init__(self, device: Device, netconf_only: bool = False) -> None:
         self.device = device
+        self.netconf_only = netconf_only
         self.username: str | None = None
         self.requests: dict[int, tuple[str, Any]] = {}
         # Requests accepted whose answer is not sent yet (see `_accepted`), and when.
@@ -85,15 +90,20 @@ class _ServerInterface(paramiko.ServerInterface):
         return True
 
     def check_channel_shell_request(self, channel: paramiko.Channel) -> bool:
+        if self.netconf_only:
+            return False
         self._accepted(channel, ("shell", None))
         return True
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
+        if self.netconf_only:
+            return False
         self._accepted(channel, ("exec", command.decode("utf-8", errors="replace")))
         return True
 
     def check_channel_subsystem_request(self, channel: paramiko.Channel, name: str) -> bool:
-        if name != filetransfer.SFTP_SUBSYSTEM:
+        allowed = (NETCONF_SUBSYSTEM,) if self.netconf_only else (NETCONF_SUBSYSTEM, filetransfer.SFTP_SUBSYSTEM)
+        if name not in allowed:
             return False
         self._accepted(channel, ("subsystem", name))
         return True
@@ -147,15 +157,19 @@ def _hand_over_after_answers(transport: paramiko.Transport, interface: _ServerIn
 
 
 class DeviceServer:
-    """Serves SSH connections for one device."""
+    """Serves SSH connections for one device (`netconf_only`: its separate NETCONF port)."""
 
-    def __init__(self, device: Device) -> None:
+    def __init__(self, device: Device, netconf_only: bool = False) -> None:
         self.device = device
+        self.netconf_only = netconf_only
 
     def handle(self, sock: socket.socket) -> None:
         """Run one connection to completion (called in its own thread)."""
         device = self.device
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # see PERFORMANCE.md: Nagle
+        if self.netconf_only and not device.netconf_agent_ssh():
+            sock.close()  # `netconf-yang agent ssh` is not configured: the port is closed to clients
+            return
         if not device.admit_session():
             # Over `ssh server rate-limit` (or the RATE_LIMIT fault): refuse before any SSH.
             sock.close()
@@ -165,7 +179,7 @@ class DeviceServer:
         transport.handshake_timeout = HANDSHAKE_TIMEOUT_S
         transport.auth_timeout = AUTH_TIMEOUT_S
         transport.add_server_key(device.host_key)
-        interface = _ServerInterface(device)
+        interface = _ServerInterface(device, self.netconf_only)
         _hand_over_after_answers(transport, interface)
         try:
             transport.start_server(server=interface)
@@ -193,7 +207,9 @@ class DeviceServer:
             kind, command = request
             assert interface.username is not None
             try:
-                if kind == "subsystem":
+                if kind == "subsystem" and command == NETCONF_SUBSYSTEM:
+                    serve_netconf(channel, self.device, interface.username)
+                elif kind == "subsystem":
                     filetransfer.serve_sftp(channel, interface, self.device, interface.username,
                                             self.device.line_timeouts()[0])
                 elif kind == "exec" and filetransfer.is_scp(command):
@@ -349,16 +365,17 @@ class Listener:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._connections: set[threading.Thread] = set()
 
-    def add(self, device: Device, port: int = 0) -> int:
-        """Listen for `device` on `port` (0: any free port); returns the port."""
+    def add(self, device: Device, port: int = 0, *, netconf_only: bool = False) -> int:
+        """Listen for `device` on `port` (0: any free port); returns the port. `netconf_only`:
+        the device's separate NETCONF port."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, port))
         sock.listen(self.backlog)
         sock.setblocking(False)
-        bound = _Bound(sock, DeviceServer(device), sock.getsockname()[1])
-        self.bound[device.name] = bound
+        bound = _Bound(sock, DeviceServer(device, netconf_only), sock.getsockname()[1])
+        self.bound[f"{device.name}#netconf" if netconf_only else device.name] = bound
         self._selector.register(sock, selectors.EVENT_READ, bound)
         return bound.port
 
