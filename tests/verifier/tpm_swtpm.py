@@ -261,14 +261,14 @@ def boot_log_reply(nodes: dict[str, tuple[Iterable[Event], int]]) -> bytes:
 class ImaEntry:
     number: int
     filename: str
-    file_hash: str  # "sha256:<hex>"
+    file_hash: bytes  # the file's SHA-256
 
     def template_hash(self) -> bytes:
-        return hashlib.sha256(ima_ng_template(self.file_hash, self.filename)).digest()
+        return hashlib.sha256(ima_ng_template("sha256:" + self.file_hash.hex(), self.filename)).digest()
 
 
 def ima_entry(number: int, filename: str, content: bytes) -> ImaEntry:
-    return ImaEntry(number, filename, "sha256:" + hashlib.sha256(content).hexdigest())
+    return ImaEntry(number, filename, hashlib.sha256(content).digest())
 
 
 def ima_log_reply(nodes: dict[str, tuple[Iterable[ImaEntry], int]], *, template_hashes: dict[int, bytes] | None = None) -> bytes:
@@ -276,9 +276,9 @@ def ima_log_reply(nodes: dict[str, tuple[Iterable[ImaEntry], int]], *, template_
     for location, (entries, up_time) in nodes.items():
         listed = "".join(
             f"<ima-event-log><event-number>{e.number}</event-number><ima-template>ima-ng</ima-template>"
-            f"<filename-hint>{e.filename}</filename-hint><filedata-hash>{e.file_hash}</filedata-hash>"
+            f"<filename-hint>{e.filename}</filename-hint><filedata-hash>{_b64(e.file_hash)}</filedata-hash>"
             f"<template-hash-algorithm>sha256</template-hash-algorithm>"
-            f"<template-hash>{(template_hashes or {}).get(e.number, e.template_hash()).hex()}</template-hash>"
+            f"<template-hash>{_b64((template_hashes or {}).get(e.number, e.template_hash()))}</template-hash>"
             f"<pcr-index>10</pcr-index></ima-event-log>" for e in entries)
         parts.append(f"<node-data><node-location>{location}</node-location><up-time>{up_time}</up-time>{listed}</node-data>")
     return _reply(f'<system-ima xmlns="{NAMESPACE}">{"".join(parts)}</system-ima>')

@@ -1,8 +1,8 @@
 """Verify IOS XR TPM attestation (Cisco-IOS-XR-remote-attestation-act replies), node by node.
 
 A quote (`attest-platform-config-registers`) is trusted only when, for every node:
-  (1) the node's attestation certificate (`get-certificate`, same poll) chains to a pinned
-      vendor root and sub-CA (`check_sudi_chain`, as the IOS XE SUDI chain);
+  (1) the node's attestation certificate (`get-certificate`, same poll) chains through the CAs
+      listed to a pinned TPM vendor root (`check_ca_path`: signatures, CA flags, validity);
   (2) `pcr-quote` is a TPMS_ATTEST the TPM made (`TPM_GENERATED_VALUE`) of a quote
       (`TPM_ST_ATTEST_QUOTE`), and `pcr-quote-signature` verifies over it with the certificate's key;
   (3) its `extraData` is the nonce sent;
@@ -35,7 +35,7 @@ from cryptography.exceptions import InvalidSignature
 from ..chain import load_der_certificate
 from ..findings import FindingId, Severity
 from ..policy import Policy
-from ..profiles._common import Anchors, ProfileVerdict, certificate_summary, check_nonce_given, check_sudi_chain
+from ..profiles._common import Anchors, ProfileVerdict, certificate_summary, check_ca_path, check_nonce_given
 from ..signature import KeyPolicyError, algorithm_name, check_key_policy
 from .replies import (
     BootEvent,
@@ -73,7 +73,7 @@ _KIND_PROFILE = {"xr-tpm-certificate": "certificate", "xr-tpm-quote": "quote",
 class TPMInputs:
     """What verifying one TPM output needs beside its own bytes (all from the same poll, as
     the collector stored them): the `get-certificate` reply, the quote reply (for a log), the
-    PCRs asked for, the device's previous quote (for `up-time`), and where the last stored IMA
+    PCRs asked for, the device's previous quote or its values (for `up-time`), and where the last stored IMA
     log of each node ended (`{node: {"event": n, "pcr": hex}}`)."""
 
     certificate: bytes | None = None
@@ -81,6 +81,9 @@ class TPMInputs:
     requested_pcrs: tuple[int, ...] = ()
     previous_quote: bytes | None = None
     ima_start: Mapping[str, Any] | None = None
+    #: The previous verified quote's (up-time, resetCount) by node, as the collector recorded
+    #: it (the metadata's `tpm_previous`); when given, `previous_quote` is not read.
+    previous: Mapping[str, tuple[int, int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,11 @@ def verify_tpm_output(kind: str, raw: bytes, inputs: TPMInputs, *, anchors: Anch
 def _certificates(verdict: ProfileVerdict, raw: bytes | None, anchors: Anchors, when: dt.datetime,
                   policy: Policy) -> dict[str, x509.Certificate]:
     """(1) Each node's attestation certificate whose chain holds, by node location."""
+    if not anchors:
+        verdict.add(FindingId.TRUST_NO_ROOTS, Severity.ERROR,
+                    "no anchor: none configured, the device is not enrolled, or no root is inside its trust window",
+                    "a pinned TPM vendor root", "none")
+        return {}
     if raw is None:
         verdict.add(FindingId.CHAIN_NO_CERTIFICATE, Severity.ERROR,
                     "no get-certificate reply of the same poll: the quote's key is not certified",
@@ -177,11 +185,9 @@ def _certificates(verdict: ProfileVerdict, raw: bytes | None, anchors: Anchors, 
                         "1", str(len(leaves)))
             continue
         leaf = leaves[0]
-        cas = [c for c in certs if c is not leaf]
-        roots = [c for c in cas if c.issuer == c.subject]
-        subs = [c for c in cas if c.issuer != c.subject]
-        ok = check_sudi_chain(verdict, leaf, anchors, when, printed_root=roots[0] if len(roots) == 1 else None,
-                              printed_sub_ca=subs[0] if len(subs) == 1 else None)
+        verdict.leaf = verdict.leaf or leaf
+        # The vendor root is pinned; the sub-CA listed need not be (it is checked as issued by it).
+        ok = check_ca_path(verdict, leaf, [c for c in certs if c is not leaf], anchors, when)
         try:
             check_key_policy(leaf.public_key(), policy)
         except KeyPolicyError as exc:
@@ -213,7 +219,8 @@ def _verify_quote(verdict: ProfileVerdict, raw: bytes, certificates: Mapping[str
             check_nonce_given(verdict, None, policy)
         else:
             verdict.nonce = nonce
-    previous = _previous_quotes(inputs.previous_quote, certificates)
+    previous = (dict(inputs.previous) if inputs.previous is not None
+                else _previous_quotes(inputs.previous_quote, certificates))
     quoted = []
     for node in nodes:
         leaf = certificates.get(node.location)
@@ -222,7 +229,6 @@ def _verify_quote(verdict: ProfileVerdict, raw: bytes, certificates: Mapping[str
                         f"node {node.location}: no verified attestation certificate for it, so its quote proves nothing",
                         f"a certificate for {node.location}", f"certificates for {', '.join(sorted(certificates)) or 'none'}")
             continue
-        verdict.leaf = verdict.leaf or leaf
         result = _verify_node(verdict, node, leaf, nonce if check_nonce else None, inputs.requested_pcrs)
         if result is None:
             continue

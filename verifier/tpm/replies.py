@@ -79,6 +79,7 @@ class ImaEvent:
     number: int
     template: str
     filename: str
+    #: `<alg>:<hex digest>` (as ima-ng's `d-ng` field spells it).
     filedata_hash: str
     template_hash_algorithm: str
     template_hash: bytes
@@ -172,6 +173,14 @@ def _hex_or_base64(text: str, what: str, name: str) -> bytes:
     return _binary(compact, what, name)
 
 
+def _file_hash(text: str, algorithm: str, what: str) -> str:
+    """`filedata-hash` as `<alg>:<hex>`: the model's leaf is the raw digest (base64, the
+    algorithm `template-hash-algorithm`'s); an `alg:hex` spelling (Linux's ascii log) is kept."""
+    if ":" in text:
+        return text
+    return f"{algorithm or 'sha256'}:{_hex_or_base64(text, what, 'filedata-hash').hex()}"
+
+
 def _nodes(container: ET.Element, name: str, what: str) -> list[ET.Element]:
     nodes = _children(container, name)
     if not nodes or len(nodes) > MAX_NODES:
@@ -258,10 +267,11 @@ def parse_ima_log(raw: bytes) -> list[LogNode]:
             raise ReplyError(what, f"at most {MAX_EVENTS} events", str(len(entries)))
         events = []
         for entry in entries:
+            algorithm = (_text(entry, "template-hash-algorithm", what) or "").lower()
             events.append(ImaEvent(
                 _int(entry, "event-number", what, 64) or 0, _text(entry, "ima-template", what) or "",
-                _text(entry, "filename-hint", what) or "", _text(entry, "filedata-hash", what) or "",
-                (_text(entry, "template-hash-algorithm", what) or "").lower(),
+                _text(entry, "filename-hint", what) or "",
+                _file_hash(_text(entry, "filedata-hash", what) or "", algorithm, what), algorithm,
                 _hex_or_base64(_text(entry, "template-hash", what) or "", what, "template-hash"),
                 _int(entry, "pcr-index", what, 16) or 0))
         nodes.append(LogNode(_text(node, "node-location", what) or "", _int(node, "up-time", what, 32, required=False),
