@@ -40,7 +40,7 @@ from tpm_swtpm import (
     quote_reply,
 )
 
-pytestmark = pytest.mark.skipif(bool(missing_tools()) and not os.environ.get("DOSSIER_REQUIRE_TPM"),
+pytestmark = pytest.mark.skipif(bool(missing_tools()) and not os.environ.get("DOSSIER_REQUIRE_TPM_TOOLS"),
                                 reason=f"software TPM tools missing: {', '.join(missing_tools())}")
 
 NODE = "0/RP0/CPU0"
