@@ -429,6 +429,8 @@ def _replay_ima(verdict: ProfileVerdict, node: QuotedNode, events: Sequence[ImaE
                         f"{where}: the recorded start of this incremental IMA log is unusable",
                         f"a {size}-byte PCR {IMA_PCR} value and an event number", repr(dict(start))[:120])
             return None
+    # One RPC serves every node from the lowest node's start: what this node verified before is skipped.
+    events = [event for event in events if event.number >= first]
     reached = hmac.compare_digest(value, quoted)  # the quote may precede every new entry
     files, covered = [], 0
     for position, event in enumerate(events):
