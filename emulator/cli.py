@@ -53,9 +53,15 @@ def emulator_group() -> None:
 @click.option("--fault", "faults", multiple=True, metavar="DEVICE=FAULT[:k=v,...]",
               help="Inject a fault, e.g. xr-0002=slow-output:delay=3. Faults: "
                    + ", ".join(f.value for f in Fault) + ". Repeatable.")
+@click.option("--netconf", is_flag=True,
+              help="Configure `netconf-yang agent ssh` on each IOS XR device and open its NETCONF port "
+                   "(the inventory's netconf_port); docs/tpm-attestation.md.")
+@click.option("--swtpm", "swtpm_devices", multiple=True, metavar="DEVICE",
+              help="Back this device's TPMs with a real swtpm process (needs --netconf, swtpm and tpm2-tools). "
+                   "Repeatable.")
 def serve_command(devices: int, platform: str, chassis: str, listen: str, base_port: int, state_dir: Path, inventory_out: Path | None,
                   provisioned: bool, key_type: str, host_key_type: str, seed: int, files: int,
-                  username: str, faults: tuple[str, ...]) -> None:
+                  username: str, faults: tuple[str, ...], netconf: bool, swtpm_devices: tuple[str, ...]) -> None:
     """Serve N emulated IOS XR / IOS XE devices over SSH until SIGINT or SIGTERM.
 
     Prints `ready` on its own line once every device listens. Passwords are in
@@ -66,9 +72,12 @@ def serve_command(devices: int, platform: str, chassis: str, listen: str, base_p
         parsed = [parse_fault_spec(spec) for spec in faults]
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--fault") from None
+    if swtpm_devices and not netconf:
+        raise click.BadParameter("expected --netconf with --swtpm (the TPM answers over NETCONF)", param_hint="--swtpm")
     fleet = Fleet(state_dir=state_dir, devices=devices, host=listen, base_port=base_port,
                   provisioned=provisioned, key_type=key_type, host_key_type=host_key_type,
-                  seed=seed, files=files, username=username, platform=platform, chassis=chassis)
+                  seed=seed, files=files, username=username, platform=platform, chassis=chassis,
+                  netconf=netconf, swtpm=swtpm_devices)
     try:
         fleet.start()
     except FleetError as exc:
@@ -104,7 +113,9 @@ def _where_devices_listen(fleet: Fleet, inventory_out: Path | None) -> list[str]
     lines = [f"{len(ports)} device(s) on {fleet.host}, {where}"]
     if inventory_out is not None:
         return lines + [f"inventory written to {inventory_out}"]
-    return lines + [f"{device.name} {device.host}:{device.port}" for device in fleet.devices]
+    return lines + [f"{device.name} {device.host}:{device.port}"
+                    + (f" netconf {device.netconf_port}" if device.netconf_port is not None else "")
+                    for device in fleet.devices]
 
 
 def register(group: click.Group) -> None:

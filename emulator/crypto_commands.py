@@ -17,6 +17,7 @@ from . import signing
 from .device import ENCRYPTION_CERTIFICATE, HARDDISK_PREFIXES
 from .grammar import Match
 from .nonce import parse_hex_nonce
+from .tpm.model import AK_CERTIFICATE_ID
 from .pki import PkiError
 from .pki.certificates import build_csr, check_imported_certificate, parse_pasted_certificate
 from .pki.keys import (
@@ -73,40 +74,37 @@ __all__ = [
 
 # Certificate identifiers `show platform security attest certificate <id>` knows: the system
 # trustpoint's chain under its own name and under the identity name the attestation RPC uses.
-ATTEST_CERTIFICATE_IDS = ("system-identity", signing.SYSTEM_TRUSTPOINT)
+ATTEST_CERTIFICATE_IDS = ("system-identity", signing.SYSTEM_TRUSTPOINT, AK_CERTIFICATE_ID)
 
 
 def h_attest_certificate(s: Session, m: Match) -> str:
     """`show platform security attest certificate <id> location all nonce <hex> json`: per node,
     the chain as base64 DER, signed over nonce || uint32 version || the listed DERs (the YANG
-    RPC `get-certificate` of Cisco-IOS-XR-remote-attestation-act)."""
+    RPC `get-certificate` of Cisco-IOS-XR-remote-attestation-act, which the NETCONF agent
+    answers from the same `node_certificates`). `system-identity` is the system trustpoint's
+    chain on the route processors; `aik` each node's TPM attestation key."""
+    from .netconf.attestation import node_certificates
+
     nonce = parse_hex_nonce(m.args["nonce"])
     cert_id = m.args["cert"]
     if cert_id not in ATTEST_CERTIFICATE_IDS:
         raise PkiError(f"% Certificate identifier {cert_id!r} not found: expected one of "
-                           f"{', '.join(ATTEST_CERTIFICATE_IDS)}")
-    nodes = s.device.facts.rp_nodes
+                       f"{', '.join(ATTEST_CERTIFICATE_IDS)}")
+    nodes = s.device.facts.nodes if cert_id == AK_CERTIFICATE_ID else s.device.facts.rp_nodes
     where = m.args["where"]
     if where != "all":
         if where not in nodes:
             raise PkiError(f"% Invalid location {where!r}: expected 'all' or one of {', '.join(nodes)}")
         nodes = [where]
-    key, chain = s.device.signing_credentials()
-    listed = [(name, cert.public_bytes(serialization.Encoding.DER)) for name, cert in chain]
-    message = signing.signed_bytes(nonce, "", [der for _, der in listed])
-    entries = []
-    for node in nodes:
-        # Each node signs for itself; the emulated nodes share the system trustpoint's key.
-        signature = signing._sign(signing._private_key_of(key), message)
-        entries.append({
-            "node-location": node,
-            "nonce": base64.b64encode(nonce).decode("ascii"),
-            "certificates": {"certificate": [
-                {"name": name, "value": base64.b64encode(der).decode("ascii")} for name, der in listed
-            ]},
-            "signature_version": signing.SIGNATURE_VERSION,
-            "signature": base64.b64encode(signature).decode("ascii"),
-        })
+    entries = [{
+        "node-location": answer.node,
+        "nonce": base64.b64encode(nonce).decode("ascii"),
+        "certificates": {"certificate": [
+            {"name": name, "value": base64.b64encode(der).decode("ascii")} for name, der in answer.certificates
+        ]},
+        "signature_version": answer.signature_version,
+        "signature": base64.b64encode(answer.signature or b"").decode("ascii"),
+    } for answer in node_certificates(s.device, cert_id, nodes, nonce)]
     return json.dumps({"get-certificate-response": {"system-certificates": entries}}, indent=2) + "\n"
 
 

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Fault", "FaultSet", "parse_fault_spec"]
+__all__ = ["TPM_FAULTS", "Fault", "FaultSet", "parse_fault_spec"]
 
 
 class Fault(enum.Enum):
@@ -43,6 +43,9 @@ class Fault(enum.Enum):
     TPM_UPTIME_BACKWARDS = "tpm-uptime-backwards"  # up-time lower than before, no reboot (params: seconds)
 
 
+# Faults of the TPM evidence served over NETCONF: they leave the SSH dossier as it was.
+TPM_FAULTS = frozenset({Fault.TPM_OTHER_KEY, Fault.TPM_NONCE_UNBOUND, Fault.TPM_PCR_MISMATCH,
+                        Fault.TPM_BOOT_LOG_MISMATCH, Fault.TPM_IMA_UNKNOWN_FILE, Fault.TPM_UPTIME_BACKWARDS})
 # Faults that change the device's certificates once, when set, rather than each answer.
 CERTIFICATE_FAULTS = frozenset({Fault.EXPIRED_LEAF, Fault.REKEYED_LEAF, Fault.ROOT_REPLACED, Fault.MALFORMED_SAN})
 

@@ -8,7 +8,8 @@
 `netconf=True` configures `netconf-yang agent ssh` on each IOS XR device and opens its separate
 NETCONF port (`device.netconf_port`, `netconf_port` in the inventory); the `netconf` SSH
 subsystem answers on the SSH port either way (docs/tpm-attestation.md). `fleet.tpm_authority()`
-is the emulated TPM vendor CA every attestation key chains to.
+is the emulated TPM vendor CA every attestation key chains to; `swtpm=("xr-0002",)` backs those
+devices' TPMs with real swtpm processes (with netconf=True) instead of the built-in model.
 
 `platform="iosxe"` serves IOS XE devices (xe-0001, ...; `Router#` prompts, SUDI and integrity
 commands, one shared emulated SUDI authority: `fleet.sudi_authority()`); `platform="mixed"`
@@ -33,6 +34,7 @@ from .facts import DEFAULT_PLATFORM_PID, PLATFORM_PIDS
 from .faults import CERTIFICATE_FAULTS, Fault
 from .server import Listener
 from .tpm.authority import TpmAuthority, load_authority as load_tpm_authority
+from .tpm.swtpm import TOOLS as SWTPM_TOOLS, swtpm_available
 
 __all__ = ["FLEET_PLATFORMS", "EmulatedDevice", "Fleet", "FleetError"]
 
@@ -98,6 +100,7 @@ class Fleet:
         platform: str = "iosxr",
         chassis: str = DEFAULT_PLATFORM_PID,
         netconf: bool = False,
+        swtpm: tuple[str, ...] = (),
     ) -> None:
         if key_type not in KEY_TYPES:
             raise FleetError(f"unknown key type {key_type!r}; expected one of: {', '.join(KEY_TYPES)}")
@@ -107,6 +110,11 @@ class Fleet:
             raise FleetError(f"unknown chassis {chassis!r}; expected one of: {', '.join(PLATFORM_PIDS)}")
         if devices < 1:
             raise FleetError(f"a fleet needs at least one device, found devices={devices}")
+        if swtpm and not netconf:
+            raise FleetError("swtpm-backed TPMs answer over NETCONF: expected netconf=True with swtpm")
+        if swtpm and not swtpm_available():
+            raise FleetError(f"swtpm-backed TPMs need {', '.join(SWTPM_TOOLS)} (Debian: swtpm, swtpm-tools, "
+                             "tpm2-tools); found some missing")
         self.state_dir = Path(state_dir)
         self.count = devices
         self.host = host
@@ -121,6 +129,7 @@ class Fleet:
         self.platform = platform
         self.chassis = chassis
         self.netconf = netconf
+        self.swtpm = tuple(swtpm)  # devices whose node TPMs are real swtpm processes
         self.devices: list[EmulatedDevice] = []
         self._listener: Listener | None = None
         self._alerts: AlertScheduler | None = None
@@ -190,6 +199,8 @@ class Fleet:
                     if not device.netconf_agent_ssh():
                         agent = device.running.set("netconf-yang agent", "netconf-yang agent", submode=True)
                         agent.set("ssh", "ssh")
+                    if name in self.swtpm:
+                        device.tpm.use_swtpm()
                     try:
                         netconf_port = listener.add(device, 0, netconf_only=True)
                     except OSError as exc:
@@ -203,6 +214,10 @@ class Fleet:
         except BaseException:
             listener.stop()
             raise
+        unknown = sorted(set(self.swtpm) - {entry.name for entry in self.devices if entry.netconf_port})
+        if unknown:
+            listener.stop()
+            raise FleetError(f"swtpm asked for {', '.join(unknown)}: expected IOS XR devices of this fleet")
         listener.start()
         self._alerts = AlertScheduler(lambda: [entry.device.alerts for entry in self.devices])
         self._alerts.start()
@@ -231,6 +246,8 @@ class Fleet:
             self._listener.stop()
             self._listener = None
         for entry in self.devices:
+            if entry.name in self.swtpm:
+                entry.device.tpm.close()
             entry.device.save()
 
     def __getitem__(self, name: str) -> EmulatedDevice:

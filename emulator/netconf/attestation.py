@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
+from .. import signing
 from ..tpm.model import AK_CERTIFICATE_ID, TpmError
+from ..tpm.swtpm import SwtpmError
 from .errors import RpcError
 
-__all__ = ["CAPABILITY", "NS", "REQUIRED_TASKS", "answer"]
+__all__ = ["CAPABILITY", "CERTIFICATE_IDS", "NS", "REQUIRED_TASKS", "NodeCertificates", "answer",
+           "node_certificates"]
 
 NS = "http://cisco.com/ns/yang/Cisco-IOS-XR-remote-attestation-act"
 MODULE = "Cisco-IOS-XR-remote-attestation-act"
@@ -25,6 +29,45 @@ CAPABILITY = f"{NS}?module={MODULE}&revision={REVISION}"
 REQUIRED_TASKS = [("read", "system"), ("read", "crypto")]
 MAX_NONCE_BYTES = 64  # the model's binary length 0..64 (a TPM2B_DATA holds at most 64)
 MAX_UINT64 = (1 << 64) - 1
+# get-certificate's identifiers: the TPM's attestation key (default), or the system trustpoint's
+# chain, whose key signs the dossier (as `show platform security attest certificate` answers).
+SYSTEM_CERTIFICATE_IDS = ("system-identity", signing.SYSTEM_TRUSTPOINT)
+CERTIFICATE_IDS = (AK_CERTIFICATE_ID, *SYSTEM_CERTIFICATE_IDS)
+
+
+@dataclass(frozen=True)
+class NodeCertificates:
+    """One node's get-certificate answer: the chain (name, DER), leaf first, and the signature
+    over nonce || uint32 version || the DERs (None without a nonce)."""
+
+    node: str
+    certificates: list[tuple[str, bytes]]
+    signature: bytes | None
+    signature_version: int = signing.SIGNATURE_VERSION
+
+
+def node_certificates(device: Any, identifier: str, nodes: list[str], nonce: bytes | None) -> list[NodeCertificates]:
+    """The get-certificate answer per node for `identifier` (one of CERTIFICATE_IDS); raises
+    ValueError naming the identifiers for another, signing.SignError when the system
+    trustpoint has no key or certificate."""
+    if identifier not in CERTIFICATE_IDS:
+        raise ValueError(f"certificate identifier {identifier!r} not found: expected one of {', '.join(CERTIFICATE_IDS)}")
+    answers = []
+    if identifier != AK_CERTIFICATE_ID:
+        key, chain = device.signing_credentials()
+        listed = [(name, cert.public_bytes(serialization.Encoding.DER)) for name, cert in chain]
+        signed = signing.signed_bytes(nonce, "", [der for _, der in listed]) if nonce is not None else b""
+        for node in nodes:
+            # Each node signs for itself; the emulated nodes share the system trustpoint's key.
+            signature = signing._sign(signing._private_key_of(key), signed) if nonce is not None else None
+            answers.append(NodeCertificates(node, listed, signature))
+        return answers
+    for node in nodes:
+        listed = [(name, cert.public_bytes(serialization.Encoding.DER)) for name, cert in device.tpm.chain(node)]
+        signature = device.tpm.sign(node, signing.signed_bytes(nonce, "", [der for _, der in listed])) \
+            if nonce is not None else None
+        answers.append(NodeCertificates(node, listed, signature))
+    return answers
 
 
 def _q(tag: str) -> str:
@@ -92,7 +135,7 @@ def _nodes(device: Any, operation: Any) -> list[str]:
         raise RpcError("invalid-value", str(exc), info={"bad-element": "location"}) from None
 
 
-def _certificate_id(operation: Any, name: str) -> None:
+def _attestation_key_id(operation: Any, name: str) -> None:
     identifier = _text(operation, name)
     if identifier not in (None, AK_CERTIFICATE_ID):
         raise RpcError("invalid-value", f"expected <{name}> {AK_CERTIFICATE_ID!r}, found {identifier[:40]!r}",
@@ -101,28 +144,33 @@ def _certificate_id(operation: Any, name: str) -> None:
 
 # -- the RPCs ------------------------------------------------------------------------------------
 def _get_certificate(device: Any, operation: Any) -> Any:
-    _certificate_id(operation, "certificate-identifier")
+    identifier = _text(operation, "certificate-identifier") or AK_CERTIFICATE_ID
     nonce = _nonce(operation)
+    try:
+        answers = node_certificates(device, identifier, _nodes(device, operation), nonce)
+    except ValueError as exc:
+        raise RpcError("invalid-value", str(exc), info={"bad-element": "certificate-identifier"}) from None
+    except signing.SignError as exc:
+        raise RpcError("operation-failed", str(exc).lstrip("% ")) from None
     response = etree.Element(_q("get-certificate-response"), nsmap={None: NS})
-    for node in _nodes(device, operation):
+    for answer in answers:
         system = etree.SubElement(response, _q("system-certificates"))
-        _leaf(system, "node-location", node)
+        _leaf(system, "node-location", answer.node)
         if nonce is not None:
             _leaf(system, "nonce", _b64(nonce))
         certificates = etree.SubElement(system, _q("certificates"))
-        for name, cert in device.tpm.chain(node):
+        for name, der in answer.certificates:
             entry = etree.SubElement(certificates, _q("certificate"))
             _leaf(entry, "name", name)
-            _leaf(entry, "value", _b64(cert.public_bytes(serialization.Encoding.DER)))
-        if nonce is not None:
-            version, signature = device.tpm.sign_certificates(node, nonce)
-            _leaf(system, "signature_version", version)
-            _leaf(system, "signature", _b64(signature))
+            _leaf(entry, "value", _b64(der))
+        if answer.signature is not None:
+            _leaf(system, "signature_version", answer.signature_version)
+            _leaf(system, "signature", _b64(answer.signature))
     return response
 
 
 def _attest(device: Any, operation: Any) -> Any:
-    _certificate_id(operation, "attestation-certificate-identifier")
+    _attestation_key_id(operation, "attestation-certificate-identifier")
     texts = [(child.text or "").strip() for child in _children(operation, "pcr-index")]
     if not texts:
         raise RpcError("missing-element", "expected at least one <pcr-index>, found none",
@@ -151,47 +199,50 @@ def _attest(device: Any, operation: Any) -> Any:
     return registers
 
 
-def _boot_logs(device: Any, operation: Any) -> Any:
+def _event_logs(device: Any, operation: Any, root: str, events: Callable[[str], list[Any]],
+                add_entry: Callable[[Any, Any], None]) -> Any:
+    """Per node: location, up-time, then each event numbered within (start, end]."""
     start, end = _event_range(operation)
-    logs = etree.Element(_q("system-boot-integrity"), nsmap={None: NS})
+    logs = etree.Element(_q(root), nsmap={None: NS})
     for node in _nodes(device, operation):
         data = etree.SubElement(logs, _q("node-data"))
         _leaf(data, "node-location", node)
         _leaf(data, "up-time", device.tpm.up_time(node))
-        for event in device.tpm.boot_log(node):
-            if not start < event.number <= end:
-                continue
-            entry = etree.SubElement(data, _q("event_log"))
-            _leaf(entry, "event-number", event.number)
-            _leaf(entry, "event-type", event.event_type)
-            _leaf(entry, "pcr-index", event.pcr_index)
-            digests = etree.SubElement(entry, _q("digest-list"))
-            _leaf(digests, "digest-hash-algorithm", "SHA256")
-            _leaf(digests, "digest", _b64(event.digest))
-            _leaf(entry, "event-size", len(event.data))
-            _leaf(entry, "event-data", _b64(event.data))
+        for event in events(node):
+            if start < event.number <= end:
+                add_entry(data, event)
     return logs
+
+
+def _boot_event(data: Any, event: Any) -> None:
+    entry = etree.SubElement(data, _q("event_log"))
+    _leaf(entry, "event-number", event.number)
+    _leaf(entry, "event-type", event.event_type)
+    _leaf(entry, "pcr-index", event.pcr_index)
+    digests = etree.SubElement(entry, _q("digest-list"))
+    _leaf(digests, "digest-hash-algorithm", "SHA256")
+    _leaf(digests, "digest", _b64(event.digest))
+    _leaf(entry, "event-size", len(event.data))
+    _leaf(entry, "event-data", _b64(event.data))
+
+
+def _ima_event(data: Any, event: Any) -> None:
+    entry = etree.SubElement(data, _q("ima-event-log"))
+    _leaf(entry, "event-number", event.number)
+    _leaf(entry, "ima-template", event.template)
+    _leaf(entry, "filename-hint", event.filename)
+    _leaf(entry, "filedata-hash", _b64(event.filedata_hash))
+    _leaf(entry, "template-hash-algorithm", "sha256")
+    _leaf(entry, "template-hash", _b64(event.template_hash))
+    _leaf(entry, "pcr-index", event.pcr_index)
+
+
+def _boot_logs(device: Any, operation: Any) -> Any:
+    return _event_logs(device, operation, "system-boot-integrity", device.tpm.boot_log, _boot_event)
 
 
 def _ima_logs(device: Any, operation: Any) -> Any:
-    start, end = _event_range(operation)
-    logs = etree.Element(_q("system-ima"), nsmap={None: NS})
-    for node in _nodes(device, operation):
-        data = etree.SubElement(logs, _q("node-data"))
-        _leaf(data, "node-location", node)
-        _leaf(data, "up-time", device.tpm.up_time(node))
-        for event in device.tpm.ima_log(node):
-            if not start < event.number <= end:
-                continue
-            entry = etree.SubElement(data, _q("ima-event-log"))
-            _leaf(entry, "event-number", event.number)
-            _leaf(entry, "ima-template", event.template)
-            _leaf(entry, "filename-hint", event.filename)
-            _leaf(entry, "filedata-hash", _b64(event.filedata_hash))
-            _leaf(entry, "template-hash-algorithm", "sha256")
-            _leaf(entry, "template-hash", _b64(event.template_hash))
-            _leaf(entry, "pcr-index", event.pcr_index)
-    return logs
+    return _event_logs(device, operation, "system-ima", device.tpm.ima_log, _ima_event)
 
 
 RPCS: dict[str, Callable[[Any, Any], Any]] = {
@@ -215,5 +266,8 @@ def answer(device: Any, username: str, operation: Any) -> list[Any]:
     if missing:
         needed = ", ".join(f"{permission} {task}" for permission, task in missing)
         raise RpcError("access-denied", f"user {username!r} lacks task IDs: {needed}", error_type="application")
-    with device.lock:
-        return [handler(device, operation)]
+    try:
+        with device.lock:
+            return [handler(device, operation)]
+    except SwtpmError as exc:  # the device's software TPM failed: the client hears it, the agent goes on
+        raise RpcError("operation-failed", f"the node's TPM failed: {exc}") from None

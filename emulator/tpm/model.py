@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from ..faults import Fault
 from . import measure, structures
 from .authority import TpmAuthority, load_authority
+from .swtpm import Swtpm
 
 __all__ = ["AK_CERTIFICATE_ID", "DeviceTpm", "Quote", "TpmError"]
 
 AK_CERTIFICATE_ID = "aik"  # the one certificate-identifier a node answers
-SIGNATURE_VERSION = 1  # get-certificate's signed-data format: nonce || uint32 version || DER...
 STALE_NONCE = bytes(16)  # TPM_NONCE_UNBOUND's default extraData
 DEFAULT_MISMATCH_BOOT_PCR = 4
 DEFAULT_UNKNOWN_FILE = "/tmp/.x/implant"
@@ -51,13 +51,45 @@ def _file_stem(node: str) -> str:
 
 
 class DeviceTpm:
-    """One TPM per node of `device`; AK keys and certificates kept in the device's folder."""
+    """One TPM per node of `device`; AK keys and certificates kept in the device's folder.
+
+    Built in by default; after `use_swtpm()` each node's TPM is a real swtpm process (its AK,
+    quotes and signatures are the TPM's), until `close()`.
+    """
 
     def __init__(self, device: Any) -> None:
         self.device = device
         self.folder = Path(device.folder) / "tpm"
-        self._keys: dict[str, tuple[ec.EllipticCurvePrivateKey, x509.Certificate]] = {}
-        self._lock = threading.Lock()
+        self._keys: dict[str, tuple[ec.EllipticCurvePrivateKey | None, x509.Certificate]] = {}
+        self._lock = threading.RLock()
+        self._swtpm: dict[str, Swtpm] | None = None
+
+    def use_swtpm(self) -> None:
+        """Back every node with swtpm from now on (raises SwtpmError if it cannot start)."""
+        with self._lock:
+            if self._swtpm is None:
+                self._swtpm = {}
+                self._keys.clear()
+
+    def close(self) -> None:
+        """Stop the swtpm processes, if any."""
+        with self._lock:
+            for swtpm in (self._swtpm or {}).values():
+                swtpm.close()
+            if self._swtpm is not None:
+                self._swtpm = {}
+
+    def _swtpm_of(self, node: str) -> Swtpm | None:
+        with self._lock:
+            if self._swtpm is None:
+                return None
+            swtpm = self._swtpm.get(node)
+            if swtpm is None:
+                swtpm = Swtpm(self.folder / f"{_file_stem(node)}.swtpm")
+                swtpm.folder.mkdir(parents=True, exist_ok=True)
+                swtpm.start()
+                self._swtpm[node] = swtpm
+            return swtpm
 
     @property
     def authority(self) -> TpmAuthority:
@@ -72,11 +104,17 @@ class DeviceTpm:
             raise TpmError(f"unknown location {location!r}: expected one of {', '.join(nodes)}")
         return [location]
 
-    def ak(self, node: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-        """The node's AK and its certificate (made and certified on first use, then kept)."""
+    def ak(self, node: str) -> tuple[ec.EllipticCurvePrivateKey | None, x509.Certificate]:
+        """The node's AK (None: it is inside swtpm) and its certificate (made and certified on
+        first use, then kept)."""
         with self._lock:
             if node in self._keys:
                 return self._keys[node]
+            swtpm = self._swtpm_of(node)
+            if swtpm is not None:
+                cert = self._swtpm_certificate(node, swtpm)
+                self._keys[node] = (None, cert)
+                return None, cert
             key_path = self.folder / f"{_file_stem(node)}.ak.key"
             cert_path = self.folder / f"{_file_stem(node)}.ak.pem"
             if key_path.exists() and cert_path.exists():
@@ -97,16 +135,33 @@ class DeviceTpm:
             self._keys[node] = (key, cert)
             return key, cert
 
+    def _swtpm_certificate(self, node: str, swtpm: Swtpm) -> x509.Certificate:
+        from ..iosxe import _write
+
+        public = swtpm.ak_public()
+        cert_path = swtpm.folder / "ak.cert.pem"
+        if cert_path.exists():
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            if cert.public_key() == public:
+                return cert
+        cert = self.authority.issue_ak(public, hostname=self.device.hostname, node=node,
+                                       chassis_serial=self.device.facts.chassis_serial, now=self.device.clock.now())
+        _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        return cert
+
     def chain(self, node: str) -> list[tuple[str, x509.Certificate]]:
         """(name, certificate) leaf first: the AK, the attestation sub-CA, the vendor root."""
         authority = self.authority
         return [(AK_CERTIFICATE_ID, self.ak(node)[1]), ("tpm-ca", authority.sub_ca), ("tpm-root", authority.root)]
 
-    def sign_certificates(self, node: str, nonce: bytes) -> tuple[int, bytes]:
-        """(signature version, ECDSA DER signature by the AK) over nonce || version || DERs."""
-        der = b"".join(cert.public_bytes(serialization.Encoding.DER) for _, cert in self.chain(node))
-        signed = nonce + SIGNATURE_VERSION.to_bytes(4, "big") + der
-        return SIGNATURE_VERSION, self.ak(node)[0].sign(signed, ec.ECDSA(hashes.SHA256()))
+    def sign(self, node: str, data: bytes) -> bytes:
+        """ECDSA-SHA256 (DER) signature by the node's AK over `data`."""
+        key = self.ak(node)[0]
+        if key is None:
+            swtpm = self._swtpm_of(node)
+            assert swtpm is not None
+            return swtpm.sign(data)
+        return key.sign(data, ec.ECDSA(hashes.SHA256()))
 
     # -- state ---------------------------------------------------------------------------------
     def _fault(self, fault: Fault, node: str) -> dict[str, Any] | None:
@@ -157,12 +212,15 @@ class DeviceTpm:
             extra.append((path, measure.digest_of(f"unknown|{path}".encode())))
         return measure.ima_log(self.device.facts, node, self._files(node), extra)
 
-    def pcrs(self, node: str) -> dict[int, bytes]:
+    def measurements(self, node: str) -> list[tuple[int, bytes]]:
+        """(PCR, digest) of every measurement the node's TPM took, in order: boot, then IMA."""
+        boot = [(event.pcr_index, event.digest) for event in measure.boot_log(self.device.facts, node)]
+        return boot + [(entry.pcr_index, entry.template_hash) for entry in self.ima_log(node)]
+
+    def pcrs(self, node: str, measurements: list[tuple[int, bytes]] | None = None) -> dict[int, bytes]:
         """Every PCR of the node's SHA-256 bank (0-23) as the TPM holds it."""
         values = {index: measure.ZERO_PCR for index in range(structures.PCR_BANK_SIZE)}
-        values.update(measure.boot_pcrs(self.device.facts, node))
-        ima = measure.replay((entry.pcr_index, entry.template_hash) for entry in self.ima_log(node))
-        values.update(ima)
+        values.update(measure.replay(measurements if measurements is not None else self.measurements(node)))
         return values
 
     # -- quote ---------------------------------------------------------------------------------
@@ -172,7 +230,8 @@ class DeviceTpm:
             if not 0 <= index < structures.PCR_BANK_SIZE:
                 raise TpmError(f"PCR index {index} out of range: expected 0-{structures.PCR_BANK_SIZE - 1}")
         key, _ = self.ak(node)
-        held = self.pcrs(node)
+        measurements = self.measurements(node)
+        held = self.pcrs(node, measurements)
         selected = sorted(set(indexes))
         extra_data = nonce
         unbound = self._fault(Fault.TPM_NONCE_UNBOUND, node)
@@ -181,16 +240,23 @@ class DeviceTpm:
         up_time = self.up_time(node)
         history = self.device.facts.reboots.get(node, [])
         clock = structures.ClockInfo(clock_ms=up_time * 1000, reset_count=len(history))
-        attest = structures.quote_attest(
-            signer_name=structures.object_name(key.public_key()), extra_data=extra_data, clock=clock,
-            indexes=selected, digest=structures.pcr_digest(held[i] for i in selected))
-        signer = key
+        swtpm = self._swtpm_of(node)
+        if swtpm is not None:
+            with self._lock:
+                swtpm.measure(measurements)
+                attest, signature = swtpm.quote(selected, extra_data)
+        else:
+            assert key is not None
+            attest = structures.quote_attest(
+                signer_name=structures.object_name(key.public_key()), extra_data=extra_data, clock=clock,
+                indexes=selected, digest=structures.pcr_digest(held[i] for i in selected))
+            signature = structures.sign_attest(key, attest)
         if self._fault(Fault.TPM_OTHER_KEY, node) is not None:
-            signer = ec.generate_private_key(ec.SECP256R1())
+            signature = structures.sign_attest(ec.generate_private_key(ec.SECP256R1()), attest)
         reported = {index: held[index] for index in selected}
         mismatch = self._fault(Fault.TPM_PCR_MISMATCH, node)
         if mismatch is not None:
             pcr = int(float(mismatch.get("pcr", selected[0])))
             if pcr in reported:
                 reported[pcr] = measure.digest_of(b"not-what-was-quoted" + reported[pcr])
-        return Quote(node, up_time, reported, attest, structures.sign_attest(signer, attest))
+        return Quote(node, up_time, reported, attest, signature)

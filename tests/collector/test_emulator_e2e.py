@@ -24,7 +24,7 @@ from collector import store as store_module
 from collector.store import Store
 from dossier_cli.main import cli
 from verifier import TrustStore
-from emulator.faults import Fault
+from emulator.faults import TPM_FAULTS, Fault
 from emulator.fleet import Fleet
 
 # Fault -> (status, reason) the collector must end in. Transport faults are failures with the
@@ -67,9 +67,8 @@ def test_every_fault_ends_in_its_verdict_and_the_rest_succeed(tmp_path: Path, st
         return real_finish_many(self, batch)
 
     monkeypatch.setattr(Collector, "_finish_many", finish_many)
-    # MALFORMED_SAN is IOS XE only (test_adv_hostile_fleet.py); the TPM faults act on NETCONF
-    # only (test_tpm_collect.py).
-    faults = [f for f in Fault if f is not Fault.MALFORMED_SAN and not f.value.startswith("tpm-")]
+    # IOS XE only: test_adv_hostile_fleet.py; TPM faults touch the NETCONF evidence, not the dossier.
+    faults = [f for f in Fault if f is not Fault.MALFORMED_SAN and f not in TPM_FAULTS]
     assert set(faults) == set(EXPECTED), "a new emulator fault needs an expectation here"
     count = len(faults) + 2
     with Fleet(state_dir=tmp_path / "fleet", devices=count, provisioned=True,
@@ -124,7 +123,7 @@ SERVE_FLEET = """
 import sys, threading
 from pathlib import Path
 from emulator.fleet import Fleet
-from emulator.faults import Fault
+from emulator.faults import TPM_FAULTS, Fault
 state, inventory, slow = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "slow"
 with Fleet(state_dir=state, devices=6, provisioned=True, files=20, seed=9) as fleet:
     fleet.write_inventory(inventory)

@@ -87,13 +87,19 @@ def serialized_pcrs(pcrs: dict[int, bytes]) -> bytes:
     return out
 
 
+def require_tpm_tools(*tools: str) -> None:
+    """Skip (fail in CI: DOSSIER_REQUIRE_TPM_TOOLS) when a tool is not installed."""
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        if os.environ.get(REQUIRE_TPM_TOOLS_ENV):
+            pytest.fail(f"{', '.join(missing)} missing and {REQUIRE_TPM_TOOLS_ENV} is set")
+        pytest.skip(f"{', '.join(missing)} not installed (Debian: swtpm, swtpm-tools, tpm2-tools)")
+
+
 def tpm2_checkquote(folder: Path, ak_certificate: Any, node_data: Any, nonce: bytes) -> subprocess.CompletedProcess:
     """tpm2_checkquote on one node-data of an attest reply: AK public key as PEM, -m the quote,
     -s its signature, -f the returned PCR values, -q the nonce sent."""
-    if shutil.which("tpm2_checkquote") is None:
-        if os.environ.get(REQUIRE_TPM_TOOLS_ENV):
-            pytest.fail("tpm2_checkquote (tpm2-tools) is missing and DOSSIER_REQUIRE_TPM_TOOLS is set")
-        pytest.skip("tpm2_checkquote (tpm2-tools) is not installed")
+    require_tpm_tools("tpm2_checkquote")
     files = {"ak.pem": ak_certificate.public_key().public_bytes(
                  serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
              "quote.msg": b64(node_data, "a:pcr-quote"), "quote.sig": b64(node_data, "a:pcr-quote-signature"),

@@ -111,7 +111,7 @@ def test_unknown_rpc_and_bad_inputs_raise_rpc_errors_in_ncclient(nc_fleet) -> No
             (rpc("attest-platform-config-registers", pcr_index=0, nonce="%%%"), "invalid-value", "base64"),
             (rpc("attest-platform-config-registers", pcr_index=0, nonce="A" * 88), "invalid-value", "at most 64"),
             (rpc("get-certificate", location="0/RP9/CPU0"), "invalid-value", "expected one of 0/RP0/CPU0"),
-            (rpc("get-certificate", certificate_identifier="sudi"), "invalid-value", "'aik'"),
+            (rpc("get-certificate", certificate_identifier="sudi"), "invalid-value", "expected one of aik, system-identity"),
             (rpc("get-platform-ima-event-logs", start_event_number=5, end_event_number=2), "invalid-value", ">="),
         ]
         for element, tag, text in cases:

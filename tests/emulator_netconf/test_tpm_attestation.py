@@ -9,13 +9,17 @@ import os
 import struct
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ncclient.operations.rpc import RPCError
+
 from emulator.facts import node_integrity, tamper_package
 from emulator.faults import Fault
-from nc_helpers import b64, call, connect, find, pcr_values, tpm2_checkquote
+from emulator.tpm.swtpm import TOOLS as SWTPM_TOOLS
+from nc_helpers import b64, call, connect, find, pcr_values, require_tpm_tools, tpm2_checkquote
 
 ALL_PCRS = list(range(11))
 
@@ -163,3 +167,58 @@ def test_log_and_uptime_faults(nc_fleet, faulty: str) -> None:
         reported = int(_text(_attest(session, b"n", location=node)[0], "a:up-time"))
         assert reported < honest_up_time
         assert len(entry.device.facts.reboots[node]) == len(entry.device.facts.reboots[node])  # no reboot recorded
+
+
+def test_a_swtpm_backed_device_quotes_what_the_built_in_model_computes(nc_fleet, work: Path) -> None:
+    """xr-0002's quotes come from a real TPM (swtpm) extended with the device's logs: its PCR
+    digest is the one the built-in model computes from the same logs."""
+    require_tpm_tools(*SWTPM_TOOLS, "tpm2_checkquote")
+    entry = nc_fleet["xr-0002"]
+    node = entry.device.facts.nodes[0]
+    nonce = os.urandom(32)
+    with connect(entry) as session:
+        reply = call(session, "get-certificate", location=node, nonce=base64.b64encode(nonce).decode())
+        ak = _chain(session, node)[0]
+        node_data = _attest(session, nonce, location=node)[0]
+    system = find(reply, "a:system-certificates")[0]
+    ders = [base64.b64decode(v.text) for v in find(system, "a:certificates/a:certificate/a:value")]
+    ak.public_key().verify(b64(system, "a:signature"), nonce + struct.pack(">I", 1) + b"".join(ders),
+                           ec.ECDSA(hashes.SHA256()))
+    checked = tpm2_checkquote(work, ak, node_data, nonce)
+    assert checked.returncode == 0, checked.stderr
+    quoted = pcr_values(node_data)
+    attest = b64(node_data, "a:pcr-quote")
+    assert attest[-32:] == hashlib.sha256(b"".join(quoted[i] for i in sorted(quoted))).digest()
+    assert quoted == {i: v for i, v in entry.device.tpm.pcrs(node).items() if i in quoted}
+
+
+def test_the_cli_attest_certificate_and_the_rpc_answer_alike(nc_fleet) -> None:
+    """`show platform security attest certificate aik ... json` is the get-certificate RPC: the
+    same AK chain, signed by the AK; `system-identity` over NETCONF is the CLI's trustpoint chain."""
+    import json
+
+    import paramiko
+
+    entry = nc_fleet["xr-0001"]
+    node = entry.device.facts.nodes[0]
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    client.connect(entry.host, port=entry.port, username=entry.username, password=entry.password,
+                   look_for_keys=False, allow_agent=False, timeout=30)
+    try:
+        _, stdout, _ = client.exec_command(
+            f"show platform security attest certificate aik location {node} nonce 0a0b0c json", timeout=30)
+        text = stdout.read().decode()
+    finally:
+        client.close()
+    cli = json.loads(text[text.index("{"):])["get-certificate-response"]["system-certificates"][0]
+    with connect(entry) as session:
+        ak = _chain(session, node)[0]
+        with pytest.raises(RPCError) as unprovisioned:  # no system trustpoint on this fleet
+            call(session, "get-certificate", certificate_identifier="system-identity")
+    assert unprovisioned.value.tag == "operation-failed"
+    ders = [base64.b64decode(c["value"]) for c in cli["certificates"]["certificate"]]
+    assert [c["name"] for c in cli["certificates"]["certificate"]] == ["aik", "tpm-ca", "tpm-root"]
+    assert x509.load_der_x509_certificate(ders[0]) == ak
+    ak.public_key().verify(base64.b64decode(cli["signature"]), bytes.fromhex("0a0b0c") + struct.pack(">I", 1)
+                           + b"".join(ders), ec.ECDSA(hashes.SHA256()))
