@@ -26,7 +26,10 @@ from emulator.faults import Fault
 from emulator.fleet import Fleet
 from verifier import TrustStore
 from verifier.evidence import verify_stored
-from verifier.stored import KINDS, META_SUFFIX, read_sidecar
+from collector.insights.policy import AppraisalPolicy
+from emulator.tpm.swtpm import swtpm_available
+from verifier.stored import APPRAISAL_SUFFIX, KINDS, META_SUFFIX, read_sidecar
+from verifier.tpm.replies import parse_certificates, parse_quote
 
 SMALL_FILES = 12
 #: Each TPM fault -> the finding it must end in (docs/tpm-attestation.md "Faults").
@@ -38,6 +41,9 @@ EXPECTED = {
     Fault.TPM_UPTIME_BACKWARDS: "tpm.uptime_decreased",
 }
 TPM_OUTPUTS = ["certificate", "quote", "boot-log", "ima-log"]
+ITEMS = ("packages", "reboot-history", "system-integrity-snapshot", "filesystem-inventory")
+#: The quote faults tpm2_checkquote judges too (the others are in the logs or the up-time).
+QUOTE_FAULTS = (Fault.TPM_OTHER_KEY, Fault.TPM_NONCE_UNBOUND, Fault.TPM_PCR_MISMATCH)
 
 
 @dataclasses.dataclass
@@ -53,11 +59,13 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     """A fleet with the NETCONF agent on, every device asked for its dossier and its TPM
     evidence, the dossier roots and the TPM vendor root pinned per device."""
     base = tmp_path_factory.mktemp("tpm-fleet")
-    with Fleet(state_dir=base / "fleet", devices=len(EXPECTED) + 2, provisioned=True, netconf=True,
-               files=SMALL_FILES, seed=7, key_type="ecdsa-p256") as fleet:
+    with Fleet(state_dir=base / "fleet", devices=len(EXPECTED) + 3, provisioned=True, netconf=True,
+               files=SMALL_FILES, seed=7, key_type="ecdsa-p256",
+               swtpm=("xr-0001",) if swtpm_available() else ()) as fleet:
         inventory = base / "inventory.yaml"
         fleet.write_inventory(inventory)
-        text = inventory.read_text().replace("platform: iosxr", "platform: iosxr\n  evidence: [dossier, tpm]")
+        text = inventory.read_text().replace(
+            "platform: iosxr", f"platform: iosxr\n  evidence: [dossier, tpm]\n  items: [{', '.join(ITEMS)}]")
         inventory.write_text(text)
         devices = list(load_inventory(inventory).devices)
         trust = base / "truststore"
@@ -69,9 +77,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         yield Setup(fleet, devices, trust, inventory)
 
 
-def _collect(setup: Setup, store: Path, devices: list[Device] | None = None) -> dict[str, Any]:
+def _collect(setup: Setup, store: Path, devices: list[Device] | None = None, policy: Any = None) -> dict[str, Any]:
     collector = Collector(Store.open(store), trust_store_path=setup.trust,
-                          options=CollectOptions(concurrency=4, retries=0))
+                          options=CollectOptions(concurrency=4, retries=0, policy=policy))
     summary = collector.run(devices or setup.devices)
     return {o.device: o for o in summary.outcomes}
 
@@ -127,6 +135,59 @@ def test_every_tpm_fault_ends_in_its_finding_and_the_rest_stay_trusted(setup: Se
         assert outcome.status == "untrusted" and EXPECTED[fault] in ids, (fault, outcome.message, ids)
     assert outcomes[setup.devices[0].name].status == "trusted"
     assert outcomes[setup.devices[-1].name].status == "trusted"
+    # tpm2_checkquote beside our verifier, on the quotes as stored: it accepts the good ones (a
+    # real swtpm's, the built-in model's) and rejects each faulty one.
+    judged = {setup.devices[0].name: True, setup.devices[-1].name: True}
+    judged.update({name: False for name, fault in faulty.items() if fault in QUOTE_FAULTS})
+    for name, good in judged.items():
+        assert _checkquote(store / name, tmp_path / name) is good, name
+
+
+def _checkquote(folder: Path, work: Path) -> bool:
+    """tpm2_checkquote's verdict on the newest stored quote of `folder`, with the AK of the
+    poll's certificate reply and the nonce its metadata says was sent."""
+    import subprocess
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography import x509
+
+    from tpm_swtpm import _pcrs_file  # the PCR file tpm2-tools reads
+
+    work.mkdir()
+    quote_meta = [(p, read_sidecar(p)) for p in sorted(folder.glob("*" + META_SUFFIX))]
+    path, meta = [(p, m) for p, m in quote_meta if m["output"] == "quote"][-1]
+    envelope = path.with_name(path.name[:-len(META_SUFFIX)] + ".envelope")
+    node = parse_quote(envelope.read_bytes())[0]
+    leaf = x509.load_der_x509_certificate(parse_certificates((folder / meta["signer"]).read_bytes())[0].certificates[0])
+    (work / "ak.pem").write_bytes(leaf.public_key().public_bytes(serialization.Encoding.PEM,
+                                                                 serialization.PublicFormat.SubjectPublicKeyInfo))
+    (work / "q.msg").write_bytes(node.quote)
+    (work / "q.sig").write_bytes(node.signature)
+    (work / "q.pcrs").write_bytes(_pcrs_file(node.pcrs))
+    done = subprocess.run(["tpm2_checkquote", "-u", "ak.pem", "-m", "q.msg", "-s", "q.sig", "-f", "q.pcrs",
+                           "-g", "sha256", "-q", meta["nonce"]], cwd=work, capture_output=True, timeout=30)
+    return done.returncode == 0
+
+
+def test_a_file_measured_without_a_reference_value_is_an_appraisal_finding(setup: Setup, tmp_path: Path) -> None:
+    """The emulator runs a file the file-system inventory does not list; the IMA log replays
+    (verified, trusted), and the appraisal finds the measurement without reference value."""
+    policy = AppraisalPolicy.from_document({"format": "trust-dossier/policy/1",
+                                            "rules": {"runtime-measurements": {"level": "enforce"},
+                                                      "boot-measurements": {"level": "warn"}}})
+    store = tmp_path / "store"
+    victim, clean = setup.devices[1].name, setup.devices[2].name
+    setup.fleet.set_fault(victim, Fault.TPM_IMA_UNKNOWN_FILE)
+    try:
+        outcomes = _collect(setup, store, [d for d in setup.devices if d.name in (victim, clean)], policy=policy)
+    finally:
+        setup.fleet.clear_faults(victim)
+    assert outcomes[victim].status == "trusted" and outcomes[victim].appraisal["status"] == "contraindicated"
+    assert outcomes[clean].appraisal["status"] == "affirming", outcomes[clean].appraisal
+    found = [finding for path in sorted((store / victim).glob("*" + APPRAISAL_SUFFIX))
+             for finding in read_sidecar(path, "appraisal")["findings"]]
+    unknown = [f for f in found if f["id"] == "appraisal.tpm.measurement_unknown"]
+    assert unknown and unknown[0]["subject"] == "/tmp/.x/implant", found
 
 
 def test_dossier_collect_reports_tpm_outputs(setup: Setup, tmp_path: Path) -> None:
