@@ -232,3 +232,20 @@ def test_a_netconf_server_that_stalls_cannot_hang_the_collector(setup: Setup, tm
         listener.close()
         for connection in held:
             connection.close()
+
+
+def test_status_judges_the_whole_poll_not_its_newest_output(setup: Setup, tmp_path: Path) -> None:
+    """A poll whose dossier is trusted and whose quote is not: `dossier status` says untrusted
+    (the newest stored output, the IMA log, would say trusted alone), and shows each kind."""
+    store = tmp_path / "store"
+    device = setup.devices[0]
+    _collect(setup, store, [device])
+    setup.fleet.set_fault(device.name, Fault.TPM_NONCE_UNBOUND)
+    try:
+        _collect(setup, store, [device])
+    finally:
+        setup.fleet.clear_faults(device.name)
+    result = CliRunner().invoke(cli, ["status", "--store", str(store), "--trust-store", str(setup.trust), "--json"])
+    row = json.loads(result.stdout)["devices"][0]
+    assert row["last_status"] == "untrusted" and row["evidence"] == {"dossier": "trusted", "tpm": "untrusted"}, row
+    assert result.exit_code == 1
