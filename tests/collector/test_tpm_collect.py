@@ -14,8 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from click.testing import CliRunner
+
+import schemas
 
 from collector.collect import CollectOptions, Collector
 from collector.enroll import enroll_root, fetch_root
@@ -249,3 +252,26 @@ def test_status_judges_the_whole_poll_not_its_newest_output(setup: Setup, tmp_pa
     row = json.loads(result.stdout)["devices"][0]
     assert row["last_status"] == "untrusted" and row["evidence"] == {"dossier": "trusted", "tpm": "untrusted"}, row
     assert result.exit_code == 1
+
+
+def test_the_report_shows_tpm_evidence_beside_the_dossier(setup: Setup, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    device, faulty = setup.devices[0], setup.devices[1]
+    _collect(setup, store, [device, faulty])
+    setup.fleet.set_fault(faulty.name, Fault.TPM_BOOT_LOG_MISMATCH)
+    try:
+        _collect(setup, store, [faulty])
+    finally:
+        setup.fleet.clear_faults(faulty.name)
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(cli, ["report", "--store", str(store), "--trust-store", str(setup.trust),
+                                      "--json", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    jsonschema.validate(report, schemas.load("report"))
+    rows = {row["device"]: row for row in report["devices"]}
+    assert rows[device.name]["tpm"]["state"] == "trusted" and rows[device.name]["verification"]["state"] == "trusted"
+    assert rows[faulty.name]["tpm"]["reason"] == "tpm.boot_log_mismatch"
+    assert rows[faulty.name]["verification"]["state"] == "untrusted"
+    assert len(rows[device.name]["timeline"]) == 1  # the dossier's timeline, not one point per TPM reply
+    assert "TPM attestation" in out.read_text()
