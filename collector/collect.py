@@ -500,6 +500,10 @@ class Collector:
                 else one.findings
             outcome.days_to_expiry = outcome.days_to_expiry or one.days_to_expiry
             if not one.trusted:
+                if output.kind == "xr-tpm-ima-log":
+                    # A log that did not replay from where the last one ended (an entry changed in
+                    # place, a lost state) is asked for whole at the next poll.
+                    state.pop(TPM_STATE[output.kind], None)
                 reasons = record.reasons
                 message = one.errors[0]["message"] if one.errors else "the verifier did not trust the output"
                 failure = failure or (reasons[0] if reasons else Reason.VERIFY_UNTRUSTED, named + message, reasons,

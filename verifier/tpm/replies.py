@@ -12,6 +12,7 @@ import binascii
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "MAX_REPLY_BYTES", "NAMESPACE", "BootEvent", "CertificateNode", "ImaEvent", "LogNode", "QuoteNode",
@@ -229,51 +230,51 @@ def parse_certificates(raw: bytes) -> list[CertificateNode]:
     return nodes
 
 
-def parse_boot_log(raw: bytes) -> list[LogNode]:
-    """The nodes of a `get-platform-boot-integrity-event-logs` reply."""
-    what = "get-platform-boot-integrity-event-logs reply"
-    container = _container(_parse(raw, what), "system-boot-integrity", what)
+def _log_nodes(raw: bytes, operation: str, container_name: str, entry_names: tuple[str, ...],
+               read_entry: Any) -> list[LogNode]:
+    """The nodes of an event-log reply: each node's entries (named `entry_names`) read by
+    `read_entry(entry, what)`, at most MAX_EVENTS a node."""
+    what = f"{operation} reply"
+    container = _container(_parse(raw, what), container_name, what)
     nodes = []
     for node in _nodes(container, "node-data", what):
-        entries = _children(node, "event_log") + _children(node, "event-log")
+        entries = [entry for name in entry_names for entry in _children(node, name)]
         if len(entries) > MAX_EVENTS:
             raise ReplyError(what, f"at most {MAX_EVENTS} events", str(len(entries)))
-        events = []
-        for entry in entries:
-            digests: dict[str, bytes] = {}
-            for item in _children(entry, "digest-list"):
-                algorithm = _DIGEST_ALGORITHMS.get((_text(item, "digest-hash-algorithm", what) or "").lower())
-                if algorithm is None:
-                    raise ReplyError(what, "digest-hash-algorithm SHA1, SHA256, SHA384 or SHA512",
-                                     repr(_text(item, "digest-hash-algorithm", what)))
-                digests[algorithm] = _hex_or_base64(_text(item, "digest", what) or "", what, "digest")
-            data = _text(entry, "event-data", what, required=False)
-            events.append(BootEvent(_int(entry, "event-number", what, 32) or 0, _int(entry, "event-type", what, 32) or 0,
-                                    _int(entry, "pcr-index", what, 16) or 0, digests,
-                                    _binary(data, what, "event-data") if data else b""))
         nodes.append(LogNode(_text(node, "node-location", what) or "", _int(node, "up-time", what, 32, required=False),
-                             tuple(events)))
+                             tuple(read_entry(entry, what) for entry in entries)))
     return nodes
+
+
+def _boot_event(entry: ET.Element, what: str) -> BootEvent:
+    digests: dict[str, bytes] = {}
+    for item in _children(entry, "digest-list"):
+        algorithm = _DIGEST_ALGORITHMS.get((_text(item, "digest-hash-algorithm", what) or "").lower())
+        if algorithm is None:
+            raise ReplyError(what, "digest-hash-algorithm SHA1, SHA256, SHA384 or SHA512",
+                             repr(_text(item, "digest-hash-algorithm", what)))
+        digests[algorithm] = _hex_or_base64(_text(item, "digest", what) or "", what, "digest")
+    data = _text(entry, "event-data", what, required=False)
+    return BootEvent(_int(entry, "event-number", what, 32) or 0, _int(entry, "event-type", what, 32) or 0,
+                     _int(entry, "pcr-index", what, 16) or 0, digests, _binary(data, what, "event-data") if data else b"")
+
+
+def _ima_event(entry: ET.Element, what: str) -> ImaEvent:
+    algorithm = (_text(entry, "template-hash-algorithm", what) or "").lower()
+    return ImaEvent(_int(entry, "event-number", what, 64) or 0, _text(entry, "ima-template", what) or "",
+                    _text(entry, "filename-hint", what) or "",
+                    _file_hash(_text(entry, "filedata-hash", what) or "", algorithm, what), algorithm,
+                    _hex_or_base64(_text(entry, "template-hash", what) or "", what, "template-hash"),
+                    _int(entry, "pcr-index", what, 16) or 0)
+
+
+def parse_boot_log(raw: bytes) -> list[LogNode]:
+    """The nodes of a `get-platform-boot-integrity-event-logs` reply (the model names an entry
+    `event_log`; `event-log` is read alike)."""
+    return _log_nodes(raw, "get-platform-boot-integrity-event-logs", "system-boot-integrity",
+                      ("event_log", "event-log"), _boot_event)
 
 
 def parse_ima_log(raw: bytes) -> list[LogNode]:
     """The nodes of a `get-platform-ima-event-logs` reply."""
-    what = "get-platform-ima-event-logs reply"
-    container = _container(_parse(raw, what), "system-ima", what)
-    nodes = []
-    for node in _nodes(container, "node-data", what):
-        entries = _children(node, "ima-event-log")
-        if len(entries) > MAX_EVENTS:
-            raise ReplyError(what, f"at most {MAX_EVENTS} events", str(len(entries)))
-        events = []
-        for entry in entries:
-            algorithm = (_text(entry, "template-hash-algorithm", what) or "").lower()
-            events.append(ImaEvent(
-                _int(entry, "event-number", what, 64) or 0, _text(entry, "ima-template", what) or "",
-                _text(entry, "filename-hint", what) or "",
-                _file_hash(_text(entry, "filedata-hash", what) or "", algorithm, what), algorithm,
-                _hex_or_base64(_text(entry, "template-hash", what) or "", what, "template-hash"),
-                _int(entry, "pcr-index", what, 16) or 0))
-        nodes.append(LogNode(_text(node, "node-location", what) or "", _int(node, "up-time", what, 32, required=False),
-                             tuple(events)))
-    return nodes
+    return _log_nodes(raw, "get-platform-ima-event-logs", "system-ima", ("ima-event-log",), _ima_event)
