@@ -67,6 +67,9 @@ def emulator_cpu(pid: int) -> float:
 
 
 def main() -> None:
+    import logging
+
+    logging.getLogger("collector.enroll").setLevel(logging.ERROR)  # one TOFU warning per device otherwise
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)

@@ -8,6 +8,7 @@ per byte) or one base64 `<value>`. Raises `ReplyError` (expected, found) for any
 from __future__ import annotations
 
 import base64
+import functools
 import binascii
 import re
 import xml.etree.ElementTree as ET
@@ -29,6 +30,9 @@ MAX_NODES = 1024
 MAX_EVENTS = 200_000
 #: Element depth of a reply (rpc-reply/container/node-data/list/leaf is 5-6).
 MAX_DEPTH = 16
+#: Replies parsed lately, by their bytes: the outputs of one poll each read the same
+#: certificate and quote replies (a poll verifies four outputs; a run, several polls at once).
+_PARSED_CACHE = 64
 #: A DTD is how entity-expansion and external-entity attacks enter XML; no reply has one.
 _DTD = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
 _DIGEST_ALGORITHMS = {"0": "sha1", "1": "sha256", "2": "sha384", "3": "sha512",
@@ -128,7 +132,8 @@ def _check_depth(root: ET.Element, what: str) -> None:
 
 
 def _container(root: ET.Element, name: str, what: str) -> ET.Element:
-    found = [e for e in root.iter() if _local(e.tag) == name]
+    qualified = "}" + name
+    found = [e for e in root.iter() if e.tag == name or e.tag.endswith(qualified)]
     if len(found) != 1:
         raise ReplyError(what, f"one <{name}> of {NAMESPACE}", f"{len(found)}")
     if not found[0].tag.startswith("{" + NAMESPACE + "}"):
@@ -137,7 +142,8 @@ def _container(root: ET.Element, name: str, what: str) -> ET.Element:
 
 
 def _children(element: ET.Element, name: str) -> list[ET.Element]:
-    return [child for child in element if _local(child.tag) == name]
+    qualified = "}" + name
+    return [child for child in element if child.tag == name or child.tag.endswith(qualified)]
 
 
 def _text(element: ET.Element, name: str, what: str, *, required: bool = True) -> str | None:
@@ -186,10 +192,11 @@ def _nodes(container: ET.Element, name: str, what: str) -> list[ET.Element]:
     nodes = _children(container, name)
     if not nodes or len(nodes) > MAX_NODES:
         raise ReplyError(what, f"1 to {MAX_NODES} <{name}> entries", str(len(nodes)))
-    return nodes
+    return tuple(nodes)
 
 
-def parse_quote(raw: bytes) -> list[QuoteNode]:
+@functools.lru_cache(maxsize=_PARSED_CACHE)
+def parse_quote(raw: bytes) -> tuple[QuoteNode, ...]:
     """The nodes of an `attest-platform-config-registers` reply."""
     what = "attest-platform-config-registers reply"
     container = _container(_parse(raw, what), "platform-config-registers", what)
@@ -213,10 +220,11 @@ def parse_quote(raw: bytes) -> list[QuoteNode]:
         nodes.append(QuoteNode(location, _int(node, "up-time", what, 32, required=False), pcrs,
                                _binary(_text(node, "pcr-quote", what), what, "pcr-quote"),
                                _binary(_text(node, "pcr-quote-signature", what), what, "pcr-quote-signature")))
-    return nodes
+    return tuple(nodes)
 
 
-def parse_certificates(raw: bytes) -> list[CertificateNode]:
+@functools.lru_cache(maxsize=_PARSED_CACHE)
+def parse_certificates(raw: bytes) -> tuple[CertificateNode, ...]:
     """The nodes of a `get-certificate` reply (certificates as listed, DER)."""
     what = "get-certificate reply"
     container = _container(_parse(raw, what), "get-certificate-response", what)
@@ -227,11 +235,11 @@ def parse_certificates(raw: bytes) -> list[CertificateNode]:
             for cert in _children(holder, "certificate"):
                 ders.append(_binary(_text(cert, "value", what), what, "certificate value"))
         nodes.append(CertificateNode(_text(node, "node-location", what) or "", tuple(ders)))
-    return nodes
+    return tuple(nodes)
 
 
 def _log_nodes(raw: bytes, operation: str, container_name: str, entry_names: tuple[str, ...],
-               read_entry: Any) -> list[LogNode]:
+               read_entry: Any) -> tuple[LogNode, ...]:
     """The nodes of an event-log reply: each node's entries (named `entry_names`) read by
     `read_entry(entry, what)`, at most MAX_EVENTS a node."""
     what = f"{operation} reply"
@@ -243,7 +251,7 @@ def _log_nodes(raw: bytes, operation: str, container_name: str, entry_names: tup
             raise ReplyError(what, f"at most {MAX_EVENTS} events", str(len(entries)))
         nodes.append(LogNode(_text(node, "node-location", what) or "", _int(node, "up-time", what, 32, required=False),
                              tuple(read_entry(entry, what) for entry in entries)))
-    return nodes
+    return tuple(nodes)
 
 
 def _boot_event(entry: ET.Element, what: str) -> BootEvent:
@@ -268,13 +276,15 @@ def _ima_event(entry: ET.Element, what: str) -> ImaEvent:
                     _int(entry, "pcr-index", what, 16) or 0)
 
 
-def parse_boot_log(raw: bytes) -> list[LogNode]:
+@functools.lru_cache(maxsize=_PARSED_CACHE)
+def parse_boot_log(raw: bytes) -> tuple[LogNode, ...]:
     """The nodes of a `get-platform-boot-integrity-event-logs` reply (the model names an entry
     `event_log`; `event-log` is read alike)."""
     return _log_nodes(raw, "get-platform-boot-integrity-event-logs", "system-boot-integrity",
                       ("event_log", "event-log"), _boot_event)
 
 
-def parse_ima_log(raw: bytes) -> list[LogNode]:
+@functools.lru_cache(maxsize=_PARSED_CACHE)
+def parse_ima_log(raw: bytes) -> tuple[LogNode, ...]:
     """The nodes of a `get-platform-ima-event-logs` reply."""
     return _log_nodes(raw, "get-platform-ima-event-logs", "system-ima", ("ima-event-log",), _ima_event)
