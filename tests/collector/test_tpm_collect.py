@@ -275,3 +275,15 @@ def test_the_report_shows_tpm_evidence_beside_the_dossier(setup: Setup, tmp_path
     assert rows[faulty.name]["verification"]["state"] == "untrusted"
     assert len(rows[device.name]["timeline"]) == 1  # the dossier's timeline, not one point per TPM reply
     assert "TPM attestation" in out.read_text()
+
+
+def test_dossier_verify_checks_stored_tpm_outputs_like_the_others(setup: Setup, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    device = setup.devices[-1]
+    _collect(setup, store, [dataclasses.replace(device, evidence=("tpm",))])
+    files = sorted(str(p) for p in (store / device.name).glob("*.envelope"))
+    result = CliRunner().invoke(cli, ["verify", *files, "--trust-store", str(setup.trust), "--at", "received", "--json"])
+    verdicts = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    assert result.exit_code == 0 and len(verdicts) == 4 and all(v["trusted"] for v in verdicts), result.output
+    assert {v["profile"] for v in verdicts} == {"xr-tpm-certificate", "xr-tpm-quote", "xr-tpm-boot-log",
+                                                 "xr-tpm-ima-log"}
