@@ -633,8 +633,11 @@ def status_command(store_path: Path, as_json: bool, collector_key: Path | None =
                 status = row["last_status"] or ""
                 expiry = ("" if row["days_leaf"] is None and row["days_root"] is None
                           else f"{_days(row['days_leaf'])}/{_days(row['days_root'])}")  # never 364/None
+                kinds = row.get("evidence") or {}
+                shown = status + (f" ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))})"
+                                  if len(kinds) > 1 else "")  # a poll of several kinds: each one's
                 table.append((cell(row["device"]), cell((row["last_poll"] or "")[:19]),
-                              cell(status, _STATUS_STYLE.get(status, "white")),
+                              cell(shown, _STATUS_STYLE.get(status, "white")),
                               cell(reason_text(row)), cell((row["last_trusted"] or "")[:19]), cell(expiry),
                               cell(row["appraisal"], _APPRAISAL_STYLE.get(row["appraisal"] or "", ""))))
             print_table(f"Fleet status ({store_path})", ("device", "last poll (UTC)", "status", "reason",

@@ -343,7 +343,7 @@ class Collector:
             return outcome
         items = tuple(self.options.items or device.items)
         state = self._read_state(device.name)
-        strategy = strategy_for(profile_for(device.platform), items=items, state=state)
+        strategy = strategy_for(profile_for(device.platform), items=items, state=state, evidence=device.evidence)
         outcome = DeviceOutcome(device=device.name, host=device.host, status=FAILED)
         outputs = self.with_retries(lambda: strategy.poll_once(connect_as, deadline=deadline), device=device,
                                     outcome=outcome, state=state, begin=begin, deadline=deadline, stop=stop)
@@ -401,6 +401,10 @@ class Collector:
             return next((o for o in fetched.outputs if o.name == output.signer_from), None) \
                 if output.signer_from else None
 
+        def quote_of(fetched: _Fetched, output: PolledOutput) -> PolledOutput | None:
+            return next((o for o in fetched.outputs if o.name == output.quote_from), None) \
+                if output.quote_from else None
+
         def check(records: list[EnvelopeRecord | None]) -> list[StoredVerdict | None]:
             """Between storing the outputs and writing their metadata: the verdicts go in it."""
             if not self.options.verify:
@@ -409,10 +413,11 @@ class Collector:
             calls = []
             for position in wanted:
                 fetched, output = flat[position]
-                signer = signer_of(fetched, output)
+                signer, quote = signer_of(fetched, output), quote_of(fetched, output)
                 calls.append((output.result.output, output.kind, self.trust_store_arg, fetched.device.name,
                               output.nonce, output.result.received,
-                              signer.result.output if signer is not None else None))
+                              signer.result.output if signer is not None else None,
+                              quote.result.output if quote is not None else None, output.extra))
             for position, one in zip(wanted, verify_many(calls), strict=True):
                 checked[position] = one
             return [stored_verdict(one) if one is not None else None for one in checked]  # None: refused
@@ -427,6 +432,9 @@ class Collector:
             signer = signer_of(fetched, output)
             if signer is not None:
                 extra["signer"] = stored_name(signer.result.received, signer.nonce.hex()) + ENVELOPE_SUFFIX
+            quote = quote_of(fetched, output)
+            if quote is not None:
+                extra["quote"] = stored_name(quote.result.received, quote.nonce.hex()) + ENVELOPE_SUFFIX
             entries.append({"device": fetched.device.name, "host": fetched.device.host, "nonce_hex": output.nonce.hex(),
                             "output": output.result.output, "started": output.result.started,
                             "received": output.result.received, "duration_s": output.result.duration_s,
@@ -492,6 +500,10 @@ class Collector:
                 else one.findings
             outcome.days_to_expiry = outcome.days_to_expiry or one.days_to_expiry
             if not one.trusted:
+                if output.kind == "xr-tpm-ima-log":
+                    # A log that did not replay from where the last one ended (an entry changed in
+                    # place, a lost state) is asked for whole at the next poll.
+                    state.pop(TPM_STATE[output.kind], None)
                 reasons = record.reasons
                 message = one.errors[0]["message"] if one.errors else "the verifier did not trust the output"
                 failure = failure or (reasons[0] if reasons else Reason.VERIFY_UNTRUSTED, named + message, reasons,
@@ -504,6 +516,8 @@ class Collector:
                 for node, block in one.filesystem_blocks.items():
                     blocks[node] = max(block, blocks.get(node, -1))
                 state["filesystem_blocks"] = blocks
+            if output.kind in TPM_STATE:
+                _record_tpm_state(output.kind, one, state)
             for kind, der in (("leaf", one.leaf_der), ("root", one.root_der)):
                 if der is not None:
                     self.alerts.expiry(device.name, kind, _certificate(der), state)
@@ -656,6 +670,24 @@ class _Finishers:
                     future.set_exception(outcome)
                 else:
                     future.set_result(outcome)
+
+
+#: TPM outputs whose verified values the next poll starts from (docs/design/tpm-verification.md):
+#: the quote's up-time and resetCount per node, where each node's IMA log ended.
+TPM_STATE = {"xr-tpm-quote": "tpm_quote", "xr-tpm-ima-log": "tpm_ima"}
+
+
+def _record_tpm_state(kind: str, checked: Checked, state: dict[str, Any]) -> None:
+    """Keep, per node, what a trusted TPM output proved for the next poll to start from."""
+    nodes = checked.verdict_json.get("profile_data", {}).get("authenticated", {}).get("nodes", [])
+    known = state.get(TPM_STATE[kind])
+    kept = dict(known) if isinstance(known, Mapping) else {}
+    for node in nodes:
+        if kind == "xr-tpm-quote" and node.get("up_time") is not None:
+            kept[node["node"]] = {"up_time": node["up_time"], "reset_count": node["reset_count"]}
+        elif kind == "xr-tpm-ima-log":
+            kept[node["node"]] = node["end"]
+    state[TPM_STATE[kind]] = kept
 
 
 @lru_cache(maxsize=4096)

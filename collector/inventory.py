@@ -28,6 +28,7 @@ import schemas
 from .errors import InventoryError
 
 __all__ = [
+    "DEFAULT_EVIDENCE",
     "DEFAULT_ITEMS",
     "Credential",
     "Device",
@@ -47,6 +48,8 @@ DEFAULT_ITEMS: tuple[str, ...] = (
     "system-integrity-snapshot",
     "system-inventory",
 )
+#: What a poll collects when the inventory does not say: the dossier (or IOS XE's signed commands).
+DEFAULT_EVIDENCE: tuple[str, ...] = ("dossier",)
 #: Inventories are hand-written; anything bigger is a mistake (or not an inventory).
 MAX_INVENTORY_BYTES = 32 * 1024 * 1024
 #: How many problems one error message lists before it stops.
@@ -258,6 +261,11 @@ class Device:
     jump_host: JumpHost | None = None
     groups: tuple[str, ...] = ()
     where: str = ""
+    #: What a poll collects (`collector.polling.strategy_for`): "dossier" (the platform's signed
+    #: evidence over SSH) and/or "tpm" (TPM attestation over NETCONF).
+    evidence: tuple[str, ...] = DEFAULT_EVIDENCE
+    #: The NETCONF port (`netconf-yang agent ssh`); None: the `netconf` subsystem on `port`.
+    netconf_port: int | None = None
 
     def with_credentials_loaded(self) -> Device:
         """This device with its credentials (and its jump host's) `loaded` for one poll:
@@ -578,6 +586,10 @@ def _resolve(document: dict[str, Any], marked: _Marked, path: Path) -> tuple[lis
                 problems.append(f"{path}:{marked.lines[('devices', index, 'host_key')]}: "
                                 f"devices[{index}].host_key: {exc}")
                 continue
+        if "tpm" in pick("evidence", DEFAULT_EVIDENCE) and pick("platform", "iosxr") != "iosxr":
+            problems.append(f"{where}: devices[{index}] ({name}).evidence: expected `tpm` only on IOS XR devices "
+                            f"(the remote-attestation model is IOS XR's), found it on platform {pick('platform')}")
+            continue
         jump = pick("jump_host")
         jump_host = None
         if jump is not None:
@@ -604,6 +616,8 @@ def _resolve(document: dict[str, Any], marked: _Marked, path: Path) -> tuple[lis
                 jump_host=jump_host,
                 groups=tuple(raw.get("groups", [])),
                 where=where,
+                evidence=tuple(pick("evidence", DEFAULT_EVIDENCE)),
+                netconf_port=pick("netconf_port"),
             )
         )
     return devices, problems

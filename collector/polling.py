@@ -15,10 +15,16 @@ Strategies:
   - `SignedCommandsPoll` (IOS XE): the platform's self-signed commands (SUDI, then integrity),
     one fresh decimal 64-bit nonce each, over one connection; the integrity output is signed by
     the SUDI output's certificate.
+  - `TpmPoll` (IOS XR, `evidence: [tpm]` in the inventory): the four remote-attestation RPCs
+    over one NETCONF session with ncclient (docs/tpm-attestation.md), a fresh nonce each; the
+    quote is signed by the certificate reply's key, the logs replay to the quote; the IMA log
+    is asked only for events newer than the last one verified, per node.
+  - `CombinedPoll`: several of these in one attempt (`evidence: [dossier, tpm]`).
 """
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,10 +37,12 @@ from .inventory import Device
 from .platforms import PlatformProfile
 from .ssh import CommandResult, DeviceSession, run_command
 
-__all__ = ["FILESYSTEM_ITEM", "DossierPoll", "PollStrategy", "PolledOutput", "SignedCommandsPoll",
-           "filesystem_options", "strategy_for"]
+__all__ = ["FILESYSTEM_ITEM", "TPM_PCRS", "CombinedPoll", "DossierPoll", "PollStrategy", "PolledOutput",
+           "SignedCommandsPoll", "TpmPoll", "filesystem_options", "strategy_for"]
 
 FILESYSTEM_ITEM = "filesystem-inventory"
+#: The PCRs a TPM quote is asked for: 0-9 the measured boot, 10 IMA (docs/tpm-attestation.md).
+TPM_PCRS: tuple[int, ...] = tuple(range(11))
 
 
 @dataclass
@@ -43,18 +51,22 @@ class PolledOutput:
 
     #: Which output of the poll this is (`dossier`, `sudi`, `integrity`): the metadata's `output`.
     name: str
-    #: What the output is (the metadata's `kind`): `xr-dossier`, `xe-sudi`, `xe-integrity`.
+    #: What the output is (the metadata's `kind`): `xr-dossier`, `xe-sudi`, `xe-integrity`, `xr-tpm-*`.
     kind: str
     #: The verifier profile that checks it (`verifier.profiles.PROFILES`).
     verifier_profile: str
     #: The nonce sent (the metadata's `nonce` is its hex; IOS XE's also its `nonce_decimal`).
     nonce: Nonce
+    #: The command sent (a NETCONF output: the RPC's XML).
     command: str
+    #: What came back, exactly (a NETCONF output: the `<rpc-reply>`; no exit status).
     result: CommandResult
     #: The name of the output of the same poll whose certificate signs this one, if any.
     signer_from: str | None = None
     #: More metadata members (`items`, `nonce_decimal`).
     extra: dict[str, Any] = field(default_factory=dict)
+    #: A TPM event log's: the name of the same poll's quote it replays to (the metadata's `quote`).
+    quote_from: str | None = None
 
 
 class PollStrategy(Protocol):
@@ -105,10 +117,107 @@ class SignedCommandsPoll:
         return outputs
 
 
-def strategy_for(profile: PlatformProfile, *, items: tuple[str, ...], state: Mapping[str, Any]) -> PollStrategy:
-    """The strategy for the evidence `profile` names (`PlatformProfile.evidence`), set up for
-    one poll: the dossier's `items` and the file-system blocks already collected (`state`)."""
-    return _STRATEGIES[profile.evidence](profile, items, state)
+@dataclass(frozen=True)
+class TpmPoll:
+    """IOS XR TPM attestation over NETCONF (see the module docstring)."""
+
+    pcrs: tuple[int, ...] = TPM_PCRS
+    #: Per node, where the last verified IMA log ended (`{node: {"event": n, "pcr": hex}}`).
+    ima_start: Mapping[str, Any] | None = None
+    #: Per node, the last verified quote's up-time and resetCount.
+    previous: Mapping[str, Any] | None = None
+
+    def poll_once(self, device: Device, *, deadline: float) -> list[PolledOutput]:
+        from verifier.stored import TPM_PROFILE
+
+        from .netconf import NetconfSession
+
+        outputs = []
+        with NetconfSession(device, run_deadline=deadline) as session:
+            for name, kind, build, related in self._steps():
+                nonce = Nonce.fresh()  # the certificate and quote RPCs bind it; the logs' names and records use it
+                request = build(nonce)
+                result = session.rpc(request)
+                extra: dict[str, Any] = {}
+                if kind == "xr-tpm-quote":
+                    extra["pcrs"] = list(self.pcrs)
+                    if self.previous:
+                        extra["tpm_previous"] = dict(self.previous)
+                if kind == "xr-tpm-ima-log" and self.ima_start:
+                    extra["ima_start"] = dict(self.ima_start)
+                outputs.append(PolledOutput(name, kind, TPM_PROFILE, nonce, request, result,
+                                            signer_from=None if name == "certificate" else "certificate",
+                                            extra=extra, quote_from=related))
+        return outputs
+
+    def _steps(self) -> list[tuple[str, str, Any, str | None]]:
+        return [("certificate", "xr-tpm-certificate", _rpc_certificate, None),
+                ("quote", "xr-tpm-quote", lambda nonce: _rpc_quote(nonce, self.pcrs), None),
+                ("boot-log", "xr-tpm-boot-log", lambda nonce: _rpc_log("get-platform-boot-integrity-event-logs", None),
+                 "quote"),
+                ("ima-log", "xr-tpm-ima-log", lambda nonce: _rpc_log("get-platform-ima-event-logs", self._ima_from()),
+                 "quote")]
+
+    def _ima_from(self) -> int | None:
+        """`start-event-number`: events after it are sent. One RPC serves every node, so it is
+        the lowest node's last event (each node's log is replayed from its own, `ima_start`);
+        a node with none recorded asks for the whole log."""
+        if not self.ima_start:
+            return None
+        ends = [entry.get("event") for entry in self.ima_start.values() if isinstance(entry, Mapping)]
+        if not ends or not all(type(end) is int and end >= 0 for end in ends):
+            return None
+        return min(ends)
+
+
+def _rpc_certificate(nonce: Nonce) -> str:
+    from verifier.tpm.replies import NAMESPACE
+
+    return (f'<get-certificate xmlns="{NAMESPACE}"><nonce>{base64.b64encode(nonce).decode()}</nonce>'
+            "<certificate-identifier>aik</certificate-identifier></get-certificate>")
+
+
+def _rpc_quote(nonce: Nonce, pcrs: tuple[int, ...]) -> str:
+    from verifier.tpm.replies import NAMESPACE
+
+    indexes = "".join(f"<pcr-index>{index}</pcr-index>" for index in pcrs)
+    return (f'<attest-platform-config-registers xmlns="{NAMESPACE}">{indexes}'
+            f"<nonce>{base64.b64encode(nonce).decode()}</nonce></attest-platform-config-registers>")
+
+
+def _rpc_log(operation: str, start: int | None) -> str:
+    from verifier.tpm.replies import NAMESPACE
+
+    after = f"<start-event-number>{start}</start-event-number>" if start is not None else ""
+    return f'<{operation} xmlns="{NAMESPACE}">{after}</{operation}>'
+
+
+@dataclass(frozen=True)
+class CombinedPoll:
+    """Several kinds of evidence in one attempt, one after the other (a retry repeats them all)."""
+
+    strategies: tuple[PollStrategy, ...]
+
+    def poll_once(self, device: Device, *, deadline: float) -> list[PolledOutput]:
+        return [output for strategy in self.strategies for output in strategy.poll_once(device, deadline=deadline)]
+
+
+def strategy_for(profile: PlatformProfile, *, items: tuple[str, ...], state: Mapping[str, Any],
+                 evidence: tuple[str, ...] = ("dossier",)) -> PollStrategy:
+    """The strategy for one poll of the `evidence` the inventory asks for: "dossier" (the
+    platform's, `PlatformProfile.evidence`: the dossier's `items` and the file-system blocks
+    already collected, from `state`) and/or "tpm" (`TpmPoll`, from where `state` says the
+    last IMA log and quote ended)."""
+    strategies: list[PollStrategy] = []
+    if "dossier" in evidence:
+        strategies.append(_STRATEGIES[profile.evidence](profile, items, state))
+    if "tpm" in evidence:
+        strategies.append(TpmPoll(ima_start=_mapping(state.get("tpm_ima")), previous=_mapping(state.get("tpm_quote"))))
+    return strategies[0] if len(strategies) == 1 else CombinedPoll(tuple(strategies))
+
+
+def _mapping(value: Any) -> dict[str, Any] | None:
+    return {str(k): v for k, v in value.items() if isinstance(v, Mapping)} if isinstance(value, Mapping) else None
 
 
 def _dossier(profile: PlatformProfile, items: tuple[str, ...], state: Mapping[str, Any]) -> PollStrategy:

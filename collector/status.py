@@ -59,8 +59,10 @@ def fleet_status(store: Store, checks: StoreRecords | None = None) -> list[dict[
     for device in sorted(set(latest) | set(states)):
         state, record = states.get(device, {}), latest.get(device)
         status, reason, message, findings, received = None, None, None, [], None
+        evidence: dict[str, str] = {}
         if record is not None:
             status, reason, message, findings, received = _signed_status(record, checks)
+            status, reason, message, evidence = _whole_poll(store, record, checks, (status, reason, message))
         last_reached = received or (record.received if record is not None else None)
         # (4) the state file, advisory
         state_status, last_poll, failed = state.get("last_status"), poll_time(state), failed_poll(state)
@@ -86,11 +88,69 @@ def fleet_status(store: Store, checks: StoreRecords | None = None) -> list[dict[
             "days_leaf": record.days_leaf if record else None,
             "days_root": record.days_root if record else None,
             "latest_file": str(store.root / record.path) if record else None,
-            # collector.insights: the newest envelope's appraisal (None when not appraised)
-            "appraisal": appraised.get(record.path) if record else None,
+            # collector.insights: the newest poll's appraisal, its worst output's (None when not appraised)
+            "appraisal": _worst_appraisal(store, record, appraised) if record else None,
+            # The newest poll's evidence by kind ("dossier", "tpm"): each one's signed status.
+            "evidence": evidence,
             "record_findings": findings,
         })
     return rows
+
+
+#: Outputs one poll stores at most (the dossier, or IOS XE's two, and four TPM replies).
+MAX_POLL_OUTPUTS = 8
+_STATUS_RANK = {TRUSTED: 0, NOT_VERIFIED: 1, UNRECORDED: 1, UNTRUSTED: 2}
+_APPRAISAL_RANK = {"affirming": 0, "none": 0, "warning": 1, "contraindicated": 2}
+
+
+def poll_outputs(store: Store, record: EnvelopeRecord) -> list[tuple[EnvelopeRecord, str]]:
+    """The outputs the poll of `record` stored, newest first, each with its evidence ("tpm"
+    for a TPM reply, else "dossier"), by the metadata's `poll_id`; `record` alone when its
+    metadata names no poll."""
+    from verifier import VerifierError
+    from verifier.stored import META_SUFFIX, read_sidecar, sidecar_path
+
+    def meta(one: EnvelopeRecord) -> dict[str, Any]:
+        try:
+            return read_sidecar(sidecar_path(store.root / one.path, META_SUFFIX)) or {}
+        except VerifierError:
+            return {}
+
+    def evidence(fields: Mapping[str, Any]) -> str:
+        return "tpm" if str(fields.get("kind", "")).startswith("xr-tpm-") else "dossier"
+
+    own = meta(record)
+    poll = own.get("poll_id")
+    if poll is None:
+        return [(record, evidence(own))]
+    outputs = []
+    for other in store.history(record.device, limit=MAX_POLL_OUTPUTS):
+        fields = own if other.path == record.path else meta(other)
+        if fields.get("poll_id") == poll:
+            outputs.append((other, evidence(fields)))
+    return outputs or [(record, evidence(own))]
+
+
+def _whole_poll(store: Store, record: EnvelopeRecord, checks: StoreRecords,
+                newest: tuple[str, str | None, str | None]) -> tuple[str, str | None, str | None, dict[str, str]]:
+    """The device's status from every output of its newest poll, not only the newest one (a poll
+    of the dossier and TPM evidence is trusted only when each output is); the first output worse
+    than the newest explains it. Returns status, reason, message and each evidence's status."""
+    status, reason, message = newest
+    by_evidence: dict[str, str] = {}
+    for other, evidence in poll_outputs(store, record):
+        mine = newest if other.path == record.path else _signed_status(other, checks)[:3]
+        known = by_evidence.get(evidence)
+        if known is None or _STATUS_RANK.get(mine[0], 2) > _STATUS_RANK.get(known, 2):
+            by_evidence[evidence] = mine[0]
+        if _STATUS_RANK.get(mine[0], 2) > _STATUS_RANK.get(status, 2):
+            status, reason, message = mine
+    return status, reason, message, by_evidence
+
+
+def _worst_appraisal(store: Store, record: EnvelopeRecord, appraised: Mapping[str, str]) -> str | None:
+    found = [appraised[other.path] for other, _ in poll_outputs(store, record) if other.path in appraised]
+    return max(found, key=lambda status: _APPRAISAL_RANK.get(status, 2)) if found else None
 
 
 def _signed_status(record: EnvelopeRecord,

@@ -79,17 +79,20 @@ def trust_store_for(trust_store_path: str | None) -> Any:
 
 
 def verify_polled(raw: bytes, kind: str, trust_store_path: str | None, device: str, nonce: bytes,
-                  received: datetime, signer: bytes | None = None) -> Checked:
+                  received: datetime, signer: bytes | None = None, quote: bytes | None = None,
+                  extra: Mapping[str, Any] | None = None) -> Checked:
     """Verify one polled output, at the time it was received, the way a stored one is verified
     (`verifier.evidence.verify_evidence`): its `kind` (what the metadata about to be written
     says) picks the verifier profile and whether its text must be a dossier; `signer` is the
-    same poll's output whose certificate signs it (IOS XE integrity: its SUDI output)."""
+    same poll's output whose certificate signs it (IOS XE integrity: its SUDI output; a TPM
+    output: the certificate reply), `quote` a TPM log's quote reply, `extra` the metadata
+    members about to be written with it (a TPM output's `pcrs`, `ima_start`, `tpm_previous`)."""
     from verifier import VerifierError
     from verifier.evidence import verify_evidence
 
     try:
-        verdict = verify_evidence(raw, {"kind": kind}, trust_store=trust_store_for(trust_store_path), device=device,
-                                  nonce=nonce, at=received, signer=signer, where=device)
+        verdict = verify_evidence(raw, {**(extra or {}), "kind": kind}, trust_store=trust_store_for(trust_store_path),
+                                  device=device, nonce=nonce, at=received, signer=signer, where=device, quote=quote)
         blocks = _filesystem_blocks(verdict.dossier) if verdict.trusted and verdict.dossier else {}
         return checked_from(verdict, filesystem_blocks=blocks)
     except VerifierError as exc:
@@ -104,7 +107,7 @@ def verify_bytes(raw: bytes, trust_store_path: str | None, device: str, nonce_he
     return verify_polled(raw, "xr-dossier", trust_store_path, device, bytes.fromhex(nonce_hex), received)
 
 
-def verify_many(calls: list[tuple[bytes, str, str | None, str, bytes, datetime, bytes | None]]) -> list[Checked]:
+def verify_many(calls: list[tuple[Any, ...]]) -> list[Checked]:
     """`verify_polled` for each of `calls` (its arguments), back to back: the caches stay warm
     from one to the next."""
     return [verify_polled(*call) for call in calls]

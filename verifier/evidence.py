@@ -30,7 +30,7 @@ from .errors import EnvelopeError, VerifierError
 from .findings import Finding, FindingId, Severity
 from .inputs import EnvelopeInput, parse_time, read_envelope_file
 from .policy import Policy
-from .stored import kind_of
+from .stored import TPM_PROFILE, kind_of
 from .verify import Verdict, verify_envelope
 
 if TYPE_CHECKING:
@@ -64,6 +64,8 @@ def verify_evidence(
     profile: str | None = None,
     options: ProfileOptions | None = None,
     where: str = "-",
+    quote: bytes | None = None,
+    previous_quote: bytes | None = None,
 ) -> Verdict:
     """Verify the output `raw` whose metadata is `metadata` (schemas/metadata.schema.json, as
     stored or about to be; None: none) and return its verdict; steps (1)-(4) above.
@@ -75,7 +77,8 @@ def verify_evidence(
     (verifier/profiles; "auto" guesses) whatever the metadata says; `options`: a profile's side
     inputs (signature, KGV file, signer; `verifier.profiles.clisupport.ProfileOptions`, whose
     own `profile` is ignored: `profile` or the metadata decides). `where`: how
-    messages name the output. Raises VerifierError for the caller's or the metadata's mistakes
+    messages name the output. TPM outputs (verifier/tpm/): `signer` is the poll's certificate
+    reply, `quote` a log's quote reply, `previous_quote` the device's quote before this one. Raises VerifierError for the caller's or the metadata's mistakes
     (the message starts with `where`); anything about the output itself is a finding.
     """
     policy = policy or _DEFAULT_POLICY
@@ -93,7 +96,14 @@ def verify_evidence(
     if profile is None:
         declared = meta.get("verifier_profile")
         profile = kind.profile if kind is not None else declared if isinstance(declared, str) else _ENVELOPE_PROFILE
-    if profile != _ENVELOPE_PROFILE:
+    if profile == TPM_PROFILE:
+        from .tpm.evidence import verify_tpm_evidence
+
+        verdict = verify_tpm_evidence(raw, meta, kind.name if kind is not None else None, trust_store=trust_store,
+                                      roots=roots, device=device, nonce=nonce, at=when, policy=policy,
+                                      signer=(options.signer if options is not None else None) or signer,
+                                      quote=quote, previous_quote=previous_quote, where=where)
+    elif profile != _ENVELOPE_PROFILE:
         from .profiles.clisupport import ProfileOptions, verify_file
 
         chosen = dataclasses.replace(options or ProfileOptions(profile), profile=profile,
@@ -151,7 +161,8 @@ def verify_stored(
         raise VerifierError(f"{where}: --at received needs the collector's metadata ({where}.meta.json)")
     verdict = verify_evidence(item.raw, item.meta, trust_store=trust_store, roots=roots, device=device, nonce=nonce,
                               at=at, policy=policy, signer=signer or item.signer, profile=profile,
-                              options=options, where=where)
+                              options=options, where=where, quote=item.quote,
+                              previous_quote=_previous_quote(item, policy))
     verdict.findings[:0] = item.mismatches  # what the file contradicts in its record comes first
     if item.meta is not None:  # (5) stored by the collector: its signed record
         verdict.findings.extend(_record_findings(item, collector_key, record_logs, policy,
@@ -164,6 +175,23 @@ def verify_stored(
                     "checked against its signed record", "the metadata the collector wrote", "none")
         verdict.findings.extend(_record_findings(item, collector_key, record_logs, policy, at_received=False))
     return verdict
+
+
+def _previous_quote(item: EnvelopeInput, policy: Policy) -> bytes | None:
+    """A stored TPM quote whose metadata does not carry the previous quote's up-time: the bytes
+    of the device's quote stored before it (its up-time is compared with), if any."""
+    from .stored import StoredFileError, previous_of_kind, read_stored_bytes
+
+    meta = item.meta or {}
+    if meta.get("kind") != "xr-tpm-quote" or meta.get("tpm_previous") is not None or item.path == "-":
+        return None
+    previous = previous_of_kind(Path(item.path), "xr-tpm-quote")
+    if previous is None:
+        return None
+    try:
+        return read_stored_bytes(previous, policy.max_envelope_bytes, "previous quote")
+    except StoredFileError:
+        return None  # unreadable: the comparison is skipped, as for a first quote
 
 
 def _in_a_recorded_store(path: Path) -> bool:

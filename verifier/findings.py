@@ -144,6 +144,22 @@ class FindingId(enum.StrEnum):
     KGV_HASH_UNKNOWN = "kgv.hash_unknown"
     KGV_MALFORMED = "kgv.malformed"
 
+    # (10) TPM attestation (verifier/tpm/, the xr-tpm-* profiles; docs/design/tpm-verification.md)
+    TPM_REPLY_MALFORMED = "tpm.reply_malformed"
+    TPM_QUOTE_MALFORMED = "tpm.quote_malformed"
+    TPM_NOT_GENERATED = "tpm.not_generated"
+    TPM_NOT_A_QUOTE = "tpm.not_a_quote"
+    TPM_NODE_MISSING = "tpm.node_missing"
+    TPM_PCR_SELECTION = "tpm.pcr_selection"
+    TPM_PCR_DIGEST_MISMATCH = "tpm.pcr_digest_mismatch"
+    TPM_BOOT_LOG_MISMATCH = "tpm.boot_log_mismatch"
+    TPM_IMA_LOG_MISMATCH = "tpm.ima_log_mismatch"
+    TPM_IMA_TEMPLATE_MISMATCH = "tpm.ima_template_mismatch"
+    TPM_IMA_UNSUPPORTED = "tpm.ima_unsupported"
+    TPM_IMA_NOT_QUOTED = "tpm.ima_not_quoted"
+    TPM_UPTIME_DECREASED = "tpm.uptime_decreased"
+    TPM_REBOOTED = "tpm.rebooted"
+
     VERIFIER_INCOMPLETE = "verifier.incomplete"
 
 

@@ -37,6 +37,8 @@ class EnvelopeInput:
     #: The output of the same poll that signs this one (the metadata's `signer`, read from the
     #: same folder and checked against its own metadata), e.g. an IOS XE integrity output's SUDI.
     signer: bytes | None = None
+    #: A TPM event log's quote (the metadata's `quote`, read and checked as `signer` is).
+    quote: bytes | None = None
     #: What the file (or its signer), its name or its folder contradicts in the metadata, as
     #: `stored.mismatch` error findings: it was changed, truncated, renamed or moved since it
     #: was stored. Evidence that does not match its record is a verdict, not an input error.
@@ -130,14 +132,21 @@ def read_envelope_file(path: str | Path, *, max_bytes: int, stdin: Any = None,
     if signer_name is not None:
         signer, signer_mismatches = _read_signer(file, signer_name, meta, max_bytes)
         mismatches += signer_mismatches
-    return EnvelopeInput(str(file), raw, meta["device"], nonce, received, meta, profile, signer, tuple(mismatches))
+    quote = None
+    if meta.get("quote") is not None:
+        quote, quote_mismatches = _read_signer(file, meta["quote"], meta, max_bytes, member="quote")
+        mismatches += quote_mismatches
+    return EnvelopeInput(str(file), raw, meta["device"], nonce, received, meta, profile, signer, quote,
+                         tuple(mismatches))
 
 
-def _read_signer(file: Path, name: Any, meta: dict[str, Any], max_bytes: int) -> tuple[bytes, list[Finding]]:
-    """The bytes of the output `name` that signs `file` (the metadata's `signer`: same folder,
-    same device, same poll), and what they contradict in the signer's own metadata. Raises
-    EnvelopeError when it cannot be read, or belongs to another device or poll."""
-    where = f"{file}{META_SUFFIX}: signer"
+def _read_signer(file: Path, name: Any, meta: dict[str, Any], max_bytes: int,
+                 member: str = "signer") -> tuple[bytes, list[Finding]]:
+    """The bytes of the output `name` that signs `file` (the metadata's `signer`, or the
+    `member` naming another output of the poll: same folder, same device, same poll), and what
+    they contradict in that output's own metadata. Raises EnvelopeError when it cannot be
+    read, or belongs to another device or poll."""
+    where = f"{file}{META_SUFFIX}: {member}"
     if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
         raise EnvelopeError(f"{where}: expected the file name of an output beside it, found {name!r}")
     signer_file = file.with_name(name)
@@ -145,7 +154,8 @@ def _read_signer(file: Path, name: Any, meta: dict[str, Any], max_bytes: int) ->
         raw = read_stored_bytes(signer_file, max_bytes, "signer output")
     except StoredFileError as exc:
         raise EnvelopeError(
-            f"{where}: the output that signs this one, {signer_file}, cannot be read (expected {exc.expected}, "
+            f"{where}: the output {'that signs this one' if member == 'signer' else 'of the same poll it names'}, "
+            f"{signer_file}, cannot be read (expected {exc.expected}, "
             f"found {exc.found}); "
             "it was stored by the same poll and must be kept beside it (copy both, or pass --signer)"
         ) from None

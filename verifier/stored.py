@@ -27,8 +27,9 @@ from .errors import EnvelopeError
 
 __all__ = [
     "APPRAISAL_SUFFIX", "ENVELOPE_SUFFIX", "KINDS", "MAX_SIDECAR_BYTES", "META_SUFFIX", "METADATA_FORMAT",
-    "VERDICT_SUFFIX", "Kind", "StoredFileError", "StoredName", "kind_of", "legacy_poll_role", "legacy_signer", "parse_stored_name",
-    "read_sidecar", "read_stored_bytes", "sidecar_path", "stored_name",
+    "TPM_KINDS", "TPM_PROFILE", "VERDICT_SUFFIX", "Kind", "StoredFileError", "StoredName", "kind_of",
+    "legacy_poll_role", "legacy_signer", "parse_stored_name", "previous_of_kind", "read_sidecar", "read_stored_bytes", "sidecar_path",
+    "stored_name",
 ]
 
 METADATA_FORMAT = "trust-dossier/envelope-metadata/1"
@@ -184,6 +185,8 @@ class Kind:
     description: str
 
 
+#: The verifier profile of every TPM attestation kind (`verifier.tpm.verify_tpm_output`).
+TPM_PROFILE = "xr-tpm"
 #: Every kind the metadata's `kind` may name (schemas/metadata.schema.json lists the same).
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     Kind("xr-dossier", "xr-dossier", True, "an IOS XR dossier envelope (the integrity dossier command)"),
@@ -191,7 +194,18 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     Kind("xe-sudi", "xe-sudi-sign", False, "an IOS XE SUDI certificate output signed with the nonce"),
     Kind("xe-integrity", "xe-integrity-sign", False,
          "an IOS XE integrity output signed with the nonce (its SUDI output is its `signer`)"),
+    Kind("xr-tpm-certificate", TPM_PROFILE, False,
+         "an IOS XR get-certificate NETCONF reply: the TPM attestation key's certificate chain"),
+    Kind("xr-tpm-quote", TPM_PROFILE, False,
+         "an IOS XR attest-platform-config-registers NETCONF reply: a TPM quote of the PCRs over the nonce "
+         "(its get-certificate reply is its `signer`)"),
+    Kind("xr-tpm-boot-log", TPM_PROFILE, False,
+         "an IOS XR get-platform-boot-integrity-event-logs NETCONF reply, replayed to its poll's `quote`"),
+    Kind("xr-tpm-ima-log", TPM_PROFILE, False,
+         "an IOS XR get-platform-ima-event-logs NETCONF reply (from `ima_start`), replayed to its poll's `quote`"),
 )}
+#: The kinds a TPM attestation poll stores (verifier/tpm/, docs/tpm-attestation.md).
+TPM_KINDS = frozenset(name for name in KINDS if name.startswith("xr-tpm-"))
 #: The XR command that asks for a dossier (how stores from before `kind` tell one).
 _DOSSIER_COMMAND = "integrity dossier"
 #: Stores from before `kind`: an IOS XE output's `output` name -> its kind.
@@ -258,4 +272,20 @@ def legacy_signer(envelope_path: Path, meta: Mapping[str, Any]) -> str | None:
             return None  # a damaged neighbour: no guessing past it
         if other is not None and legacy_poll_role(other) == "start" and other.get("platform") == meta.get("platform"):
             return candidate.name
+    return None
+
+
+def previous_of_kind(envelope_path: Path, kind: str, *, limit: int = 64) -> Path | None:
+    """The newest output of `kind` stored before `envelope_path` in its folder (names sort by
+    the time received), looking at no more than `limit` earlier files of any kind; None when
+    there is none. A damaged neighbour is skipped: what it would have said is then unknown."""
+    earlier = sorted((p for p in envelope_path.parent.glob("*" + ENVELOPE_SUFFIX) if p.name < envelope_path.name),
+                     reverse=True)
+    for candidate in earlier[:limit]:
+        try:
+            meta = read_sidecar(sidecar_path(candidate, META_SUFFIX))
+        except StoredFileError:
+            continue
+        if meta is not None and meta.get("kind") == kind:
+            return candidate
     return None

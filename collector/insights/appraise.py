@@ -42,6 +42,7 @@ _RULE_CATEGORY = {
     "unexplained-file-changes": Category.FILE_SYSTEM,
     "secure-boot": Category.BOOT,
     "boot-measurements": Category.BOOT,
+    "runtime-measurements": Category.EXECUTABLES,
     "reboots": Category.BOOT,
     "hardware-changes": Category.HARDWARE,
     "commits": Category.CONFIGURATION,
@@ -181,7 +182,11 @@ def appraise(current: Evidence, drift: Sequence[Finding], policy: AppraisalPolic
         for change in _ids(drift, DriftId.ROOT_CHANGED):
             result.violate(active["certificates"], AppraisalId.IDENTITY_ROOT_CHANGED, "root", change.message,
                            change.before, change.after)
-    if current.dossier is not None and current.verified:
+    if current.tpm is not None and current.verified:  # TPM evidence: boot events, IMA files
+        from .tpm import appraise_tpm
+
+        skipped += appraise_tpm(current, drift, active, result, files)
+    elif current.dossier is not None and current.verified:
         for rule in active.values():
             result.touch(_RULE_CATEGORY[rule.name])
         _executables(current, drift, active, result)

@@ -51,6 +51,10 @@ class Evidence:
     days_to_expiry: dict[str, int] = field(default_factory=dict)
     #: IOS XE: the boot and OS measurements the signature and PCRs bind (`verifier.profiles`).
     measurements: list[Any] = field(default_factory=list)
+    #: TPM evidence (verifier/tpm/): the kind (`xr-tpm-boot-log`, ...) and the nodes its quote
+    #: binds (their boot events or IMA files), set only when trusted.
+    tpm_kind: str | None = None
+    tpm: list[dict[str, Any]] | None = None
 
     @classmethod
     def from_verdict(cls, verdict: Any, *, label: str, received: str | None = None) -> Evidence:
@@ -61,16 +65,19 @@ class Evidence:
         trusted = bool(verdict.trusted)
         root = getattr(verdict, "presented_root", None) or verdict.root
         measurements = [m for m in getattr(verdict, "measurements", []) if m.bound] if trusted else []
+        profile = str(getattr(verdict, "profile", "") or "")
+        tpm_kind = profile if profile.startswith("xr-tpm-") else None
+        tpm = list(getattr(verdict, "authenticated", {}).get("nodes", [])) if tpm_kind and trusted else None
         return cls(label=label, dossier=verdict.dossier if trusted else None, verified=trusted,
                    leaf_sha256=fingerprint(verdict.leaf) if verdict.leaf is not None else None,
                    root_sha256=fingerprint(root) if root is not None else None, received=received,
                    reasons=[str(f.id) for f in verdict.errors], days_to_expiry=dict(verdict.days_to_expiry or {}),
-                   measurements=measurements)
+                   measurements=measurements, tpm_kind=tpm_kind, tpm=tpm)
 
     @property
     def has_content(self) -> bool:
-        """Whether a trusted output gave content to appraise (a dossier or measurements)."""
-        return self.verified and (self.dossier is not None or bool(self.measurements))
+        """Whether a trusted output gave content to appraise (a dossier, measurements or TPM evidence)."""
+        return self.verified and (self.dossier is not None or bool(self.measurements) or self.tpm is not None)
 
 
 def _payload(dossier: Mapping[str, Any] | None, item: str) -> tuple[Any, str | None]:
@@ -440,6 +447,21 @@ def diff_measurements(before: list[Any], after: list[Any]) -> list[Finding]:
     return out
 
 
+def diff_boot_events(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[Finding]:
+    """Boot events (node, PCR, event data) of a trusted TPM boot log that are new or whose
+    digest changed since the previous trusted one (an IMA log has no events: nothing)."""
+    def events(nodes: list[dict[str, Any]]) -> dict[tuple[str, int, str], str]:
+        return {(str(node.get("node")), event.get("pcr"), str(event.get("data"))): str(event.get("digest"))
+                for node in nodes for event in node.get("events", []) if isinstance(event, Mapping)}
+
+    old, new = events(before), events(after)
+    return [Finding(DriftId.TPM_BOOT_EVENT_CHANGED, Severity.WARNING, Category.BOOT, f"{node} PCR {pcr}",
+                    f"boot event {data!r} in PCR {pcr} of {node} " + ("is new" if key not in old else "changed digest"),
+                    old.get(key), digest)
+            for key, digest in sorted(new.items(), key=str) if old.get(key) != digest
+            for node, pcr, data in [key]]
+
+
 def diff_evidence(before: Evidence, after: Evidence, files: FileSystemState | None = None) -> list[Finding]:
     """Drift from `before` to `after`.
 
@@ -456,6 +478,9 @@ def diff_evidence(before: Evidence, after: Evidence, files: FileSystemState | No
         return out
     if before.measurements or after.measurements:  # IOS XE: what the signed integrity output binds
         out.extend(diff_measurements(before.measurements, after.measurements))
+        return out
+    if before.tpm is not None or after.tpm is not None:  # TPM evidence: boot events the quotes bind
+        out.extend(diff_boot_events(before.tpm or [], after.tpm or []))
         return out
     assert before.dossier is not None and after.dossier is not None
     out.extend(diff_dossiers(before.dossier, after.dossier))

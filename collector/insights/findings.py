@@ -77,6 +77,7 @@ class DriftId(enum.StrEnum):
     BOOT_MEASUREMENT_CHANGED = "drift.boot.measurement_changed"
     OS_MEASUREMENT_CHANGED = "drift.software.measurement_changed"
     IMA_CHANGED = "drift.boot.ima_aggregate_changed"
+    TPM_BOOT_EVENT_CHANGED = "drift.tpm.boot_event_changed"
     LEAF_REKEYED = "drift.cert.leaf_rekeyed"
     ROOT_CHANGED = "drift.cert.root_changed"
 
@@ -102,6 +103,8 @@ class AppraisalId(enum.StrEnum):
     COMMIT_USER_NOT_ALLOWED = "appraisal.config.user_not_allowed"
     HARDWARE_CHANGED = "appraisal.hardware.changed"
     REFERENCE_VALUES = "appraisal.reference_values.mismatch"
+    TPM_MEASUREMENT_UNKNOWN = "appraisal.tpm.measurement_unknown"
+    TPM_MEASUREMENT_CHANGED = "appraisal.tpm.measurement_changed"
     TRUNCATED = "appraisal.truncated"
 
 

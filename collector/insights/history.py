@@ -226,6 +226,8 @@ def appraise_record(store: Store, verdicts: StoredVerdicts, record: EnvelopeReco
         for older in trusted_before:
             files.apply(stored_evidence(verdicts, older).dossier, report=False)
     evidence = stored_evidence(verdicts, record)
+    if evidence.tpm_kind is not None:  # TPM evidence is judged against the device's dossier files
+        files = _dossier_files(store, verdicts, record)
     drift: list[Finding] = []
     if previous is not None:
         before = stored_evidence(verdicts, previous)
@@ -241,6 +243,21 @@ def appraise_record(store: Store, verdicts: StoredVerdicts, record: EnvelopeReco
     if save:
         store.save_appraisal(record, result.to_json(max_drift=MAX_STORED_DRIFT))
     return result
+
+
+def _dossier_files(store: Store, verdicts: StoredVerdicts, record: EnvelopeRecord) -> FileSystemState | None:
+    """The device's files as of its newest trusted dossier received no later than `record`
+    (None: no trusted dossier yet), from the saved file state or else the history."""
+    dossiers = [r for r in reversed(store.history(record.device))
+                if r.trusted and r.received <= record.received and _kind(store, r) == "xr-dossier"]
+    if not dossiers:
+        return None
+    files = _load_file_state(store, record.device, dossiers[-1].path)
+    if files is None:
+        files = FileSystemState()
+        for older in dossiers:
+            files.apply(stored_evidence(verdicts, older).dossier, report=False)
+    return files
 
 
 def pick_record(records: list[EnvelopeRecord], reference: str, device: str) -> EnvelopeRecord:

@@ -25,21 +25,38 @@ def appraise_collected(store: Store, verdicts: StoredVerdicts, records: list[Env
     that cannot run is reported in the result and the state, never as affirming.
     """
     previous = state.get("appraisal_status")
-    record = records[-1]
+    chosen = _appraised(store, records)
+    results = []
     try:
-        result = appraise_record(store, verdicts, record, policy)
+        for record in chosen:
+            results.append(appraise_record(store, verdicts, record, policy))
     except (InsightsError, StoreError) as exc:
         state["appraisal_status"] = None
         state["appraisal_error"] = str(exc)
-        alerts.failed(record.device, exc.reason, f"appraisal failed: {exc}")
+        alerts.failed(chosen[0].device, exc.reason, f"appraisal failed: {exc}")
         return {"status": None, "error": str(exc)}
+    result = max(results, key=lambda one: one.status.rank)  # the device is as good as its worst evidence
+    record = chosen[results.index(result)]
+    vector = {name: str(Status.worst([one.vector[name] for one in results])) for name in result.vector}
     status = str(result.status)
     state["appraisal_status"] = status
     state["appraisal_path"] = record.path
     state.pop("appraisal_error", None)
     if previous == str(Status.AFFIRMING) and result.status.rank > Status.AFFIRMING.rank:
         state["appraisal_degradations"] = int(state.get("appraisal_degradations", 0)) + 1
-        worst = [f"{c}={s}" for c, s in result.vector.items() if s.rank > Status.AFFIRMING.rank]
+        worst = [f"{c}={s}" for c, s in vector.items() if Status(s).rank > Status.AFFIRMING.rank]
         alerts.degraded(record.device, previous, status, worst,
-                        [str(f.id) for f in result.findings if f.severity != "info"], record.path)
-    return {"status": status, "trust_vector": {k: str(v) for k, v in result.vector.items()}}
+                        [str(f.id) for one in results for f in one.findings if f.severity != "info"], record.path)
+    return {"status": status, "trust_vector": vector}
+
+
+def _appraised(store: Store, records: list[EnvelopeRecord]) -> list[EnvelopeRecord]:
+    """The outputs of a poll that are appraised: the platform's last one (IOS XE stores the SUDI
+    output that signs the integrity output before it) and each TPM event log (the certificate
+    and quote they rest on say nothing to appraise by themselves)."""
+    from .history import _kind
+
+    kinds = [_kind(store, record) for record in records]
+    platform = [r for r, k in zip(records, kinds, strict=True) if not (k or "").startswith("xr-tpm-")]
+    logs = [r for r, k in zip(records, kinds, strict=True) if k in ("xr-tpm-boot-log", "xr-tpm-ima-log")]
+    return platform[-1:] + logs or records[-1:]

@@ -9,7 +9,7 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..status import failed_poll
+from ..status import failed_poll, poll_outputs
 from ..store import EnvelopeRecord, Store
 from .findings import Category, DriftId, Finding
 from .history import StoredVerdicts, replay
@@ -110,6 +110,14 @@ def verification_state(record: EnvelopeRecord | None, verdict: Any, state: Mappi
             "last_reached": last_reached}
 
 
+def _tpm_verification(outputs: Sequence[EnvelopeRecord], verdicts: StoredVerdicts,
+                      state: Mapping[str, Any]) -> dict[str, Any]:
+    """The TPM outputs of a poll verified again: the first untrusted one's state, else trusted."""
+    judged = [(one, verdicts(one)) for one in outputs]
+    worst = next(((one, verdict) for one, verdict in judged if not verdict.trusted), judged[0])
+    return verification_state(worst[0], worst[1], state)
+
+
 def build_report(store: Store, verdicts: StoredVerdicts, *, now: dt.datetime | None = None) -> dict[str, Any]:
     """The report's data: one entry per device with its verification state, its table row and
     its timeline (its drift from what verifying each stored output returns: `verdicts`)."""
@@ -118,8 +126,15 @@ def build_report(store: Store, verdicts: StoredVerdicts, *, now: dt.datetime | N
     statuses = {path: status for _, _, path, status in store.appraisal_statuses()}
     devices = []
     for name in sorted(set(latest) | set(states)):
+        newest = latest.get(name)
+        outputs = poll_outputs(store, newest) if newest is not None else []
+        dossier_outputs = [one for one, evidence in outputs if evidence == "dossier"]
+        tpm_outputs = [one for one, evidence in outputs if evidence == "tpm"]
+        # The timeline and the appraisal follow the platform's evidence (the dossier), as before
+        # TPM evidence was stored beside it; TPM outputs are judged on their own line.
+        record = dossier_outputs[0] if dossier_outputs else newest
         timeline = []
-        for step in replay(store, verdicts, name):
+        for step in replay(store, verdicts, name, until=record):
             timeline.append({
                 "received": step.record.received,
                 "envelope": step.record.path,
@@ -127,7 +142,6 @@ def build_report(store: Store, verdicts: StoredVerdicts, *, now: dt.datetime | N
                 "status": statuses.get(step.record.path, "none"),
                 "changes": _counts(step.drift),
             })
-        record = latest.get(name)
         verdict = verdicts(record) if record is not None else None
         appraisal = store.appraisal(record) if record is not None else None
         open_findings = []
@@ -139,9 +153,14 @@ def build_report(store: Store, verdicts: StoredVerdicts, *, now: dt.datetime | N
             open_findings = [{"id": str(f.id), "severity": str(f.severity), "category": str(Category.IDENTITY),
                               "message": f.message} for f in verdict.errors]
         state = states.get(name, {})
+        verification = verification_state(record, verdict, state)
+        tpm = _tpm_verification(tpm_outputs, verdicts, state) if tpm_outputs else None
+        if tpm is not None and verification["state"] == TRUSTED and tpm["state"] != TRUSTED:
+            verification = tpm  # the device is trusted only when each kind of its evidence is
         devices.append({
             "device": name,
-            "verification": verification_state(record, verdict, state),
+            "verification": verification,
+            "tpm": tpm,
             "appraised": appraisal is not None,
             "last_collection": record.received if record else None,
             "last_poll_status": state.get("last_status"),
@@ -388,6 +407,8 @@ def render_html(report: Mapping[str, Any]) -> str:
             f'<details id="{anchor}"{is_open}><summary><span class="name">{_e(name)}</span> {_state_badge(state)}'
             f'{" " + _status_badge(device["status"]) if device["appraised"] else ""}</summary>'
             f'<p class="why">{_why(verification)}</p>'
+            + (f'<p class="why">TPM attestation: {_state_badge(device["tpm"]["state"])} {_why(device["tpm"])}</p>'
+               if device.get("tpm") else "") +
             f'<p class="meta">last collection {_e(_when(device["last_collection"]))}; last trusted '
             f'{_e(_when(device["last_trusted"]))}; {len(device["timeline"])} collections; changes: '
             f'{_e(change_text)}</p><div class="cards">{vector}</div>'

@@ -620,6 +620,8 @@ ELSEWHERE.update(finding_id for finding_id in FindingId if finding_id.startswith
 ELSEWHERE.add(FindingId.STORED_MISMATCH)
 # The vendor profiles' findings: tests/verifier_profiles/test_profile_findings.py.
 ELSEWHERE.update(PROFILE_FINDING_IDS)
+# TPM attestation's findings: tests/verifier/test_tpm_verify.py (each one a case there).
+ELSEWHERE.update(finding_id for finding_id in FindingId if finding_id.startswith("tpm."))
 
 
 def test_a_step_that_did_not_complete_is_never_trusted(monkeypatch: pytest.MonkeyPatch) -> None:
