@@ -71,9 +71,8 @@ def _init_worker(settings: _Settings) -> None:
 
 
 def _verify_one(path: str, stdin_bytes: bytes | None = None) -> dict[str, Any]:
-    """Verify one file in this process (`stdin_bytes`: standard input as read, for path '-');
-    returns a JSON-ready result (never raises: a problem with the file, or a verifier bug it
-    reached, is the result's "error")."""
+    """Verify one file in this process; returns a JSON-ready result (never raises: a problem with
+    the file, or a verifier bug it reached, is the result's "error")."""
     from .evidence import verify_stored
 
     settings: _Settings = _worker["settings"]
@@ -84,7 +83,7 @@ def _verify_one(path: str, stdin_bytes: bytes | None = None) -> dict[str, Any]:
             path, trust_store=_worker["store"], roots=_worker["roots"], device=settings.device, nonce=settings.nonce,
             at=settings.at, policy=settings.policy, profile=given,
             options=options, collector_key=settings.collector_key, record_logs=_worker.setdefault("logs", {}),
-            raw=stdin_bytes if path == "-" else None)
+            raw=stdin_bytes)
         result = {"file": path, **verdict.to_json()}
         if settings.verbose:
             from .summary import passed_checks
@@ -111,36 +110,19 @@ def _verify_json(path: str, stdin_bytes: bytes | None = None) -> tuple[str, dict
     return _json_line(result), {key: result[key] for key in _EXIT_KEYS if key in result}
 
 
-def _verify_json_chunk(paths: Sequence[str], stdin_bytes: bytes | None = None) -> tuple[str, list[dict[str, Any]]]:
-    """`_verify_json` of each of `paths`: their lines as one text, and what the exit code needs
-    of each. One text per chunk is what a worker of `--jobs N` sends back, so the parent makes
-    one receive and one write per chunk, not per file."""
-    lines, kept = [], []
-    for path in paths:
-        line, result = _verify_json(path, stdin_bytes)
-        lines.append(line)
-        kept.append(result)
-    return "\n".join(lines) + "\n", kept
-
-
-def _chunk_size(files: int, jobs: int) -> int:
-    """Files per task of the pool: several tasks per job, so that the jobs finish together."""
-    return max(1, min(64, files // (jobs * 4)))
-
-
-def _run(items: Sequence[Any], settings: _Settings, jobs: int, stdin_bytes: bytes | None,
-         verify: Callable[..., Any] = _verify_one, chunksize: int | None = None) -> Iterator[Any]:
-    """`verify` (`_verify_one`, or `_verify_json_chunk` of chunks of files) of each item, in input
-    order; `chunksize`: items per task of the pool (default: `_chunk_size`)."""
-    if jobs <= 1 or len(items) <= 1 or stdin_bytes is not None:  # stdin was read here
+def _run(files: Sequence[str], settings: _Settings, jobs: int, stdin_bytes: bytes | None,
+         verify: Callable[..., Any] = _verify_one) -> Iterator[Any]:
+    """`verify` (`_verify_one` or `_verify_json`) of each file, in input order."""
+    if jobs <= 1 or len(files) <= 1 or stdin_bytes is not None:  # stdin was read here
         _init_worker(settings)
-        for item in items:
-            yield verify(item, stdin_bytes)
+        for path in files:
+            yield verify(path, stdin_bytes if path == "-" else None)
         return
     # Verification is CPU-bound Python: processes, not threads (the GIL). Results come back in
     # input order so the output is stable.
     with concurrent.futures.ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(settings,)) as pool:
-        yield from pool.map(verify, items, chunksize=chunksize or _chunk_size(len(items), jobs))
+        chunk = max(1, min(64, len(files) // (jobs * 4)))
+        yield from pool.map(verify, files, chunksize=chunk)
 
 
 # Info findings an operator acts on, by id -> what the table says: shown for trusted envelopes
@@ -292,23 +274,19 @@ def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tupl
     settings = _Settings(store_path, _load_roots(roots), device, nonce, at, policy, profiles,
                          _collector_key(collector_key, trust_store), profile_given, verbose and not as_json)
     stdin_bytes = _stdin_bytes().read(policy.max_envelope_bytes + 1) if "-" in files else None
-    results: list[dict[str, Any]] = []
-    if as_json:
-        # Chunks of files, each verified into one text of lines and written at once.
-        size = _chunk_size(len(files), jobs)
-        chunks = [files[start:start + size] for start in range(0, len(files), size)]
-        for text, kept in _run(chunks, settings, jobs, stdin_bytes, _verify_json_chunk, chunksize=1):
-            click.echo(text, nl=False)
-            results.extend(kept)
-    else:
-        stream = _run(list(files), settings, jobs, stdin_bytes)
-        if len(files) > _PROGRESS_FROM and sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import track
+    results = []
+    stream = _run(list(files), settings, jobs, stdin_bytes, _verify_json if as_json else _verify_one)
+    if not as_json and len(files) > _PROGRESS_FROM and sys.stderr.isatty():
+        from rich.console import Console
+        from rich.progress import track
 
-            stream = track(stream, total=len(files), description="verifying", transient=True,
-                           console=Console(stderr=True))
-        results.extend(stream)
+        stream = track(stream, total=len(files), description="verifying", transient=True,
+                       console=Console(stderr=True))
+    for result in stream:
+        if as_json:
+            line, result = result
+            click.echo(line)
+        results.append(result)
     if not as_json:
         _print_results(results, verbose=verbose)
         for result in results:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,17 +104,14 @@ def read_envelope_file(path: str | Path, *, max_bytes: int, stdin: Any = None,
     if str(path) == "-":
         raw = stdin.read(max_bytes + 1) if stdin is not None else b""
         return EnvelopeInput("-", raw)
-    # Names as text until a file turns out to have metadata: `dossier verify` of many envelopes
-    # as the devices printed them does nothing else per file (no Path objects on that path).
-    name = os.fspath(path)
+    file = Path(path)
     try:
-        raw = read_stored_bytes(name, max_bytes, "envelope")  # a named pipe is refused, never waited on
+        raw = read_stored_bytes(file, max_bytes, "envelope")  # a named pipe is refused, never waited on
     except StoredFileError as exc:
-        raise EnvelopeError(f"{Path(name)}: cannot read (expected {exc.expected}, found {exc.found})") from None
-    if not os.path.exists(name + META_SUFFIX):
-        return EnvelopeInput(name, raw)
-    file = Path(name)
+        raise EnvelopeError(f"{file}: cannot read (expected {exc.expected}, found {exc.found})") from None
     meta_path = file.with_name(file.name + META_SUFFIX)
+    if not meta_path.exists():
+        return EnvelopeInput(str(file), raw)
     meta = _read_meta(meta_path)
     try:
         nonce = bytes.fromhex(meta["nonce"])
