@@ -780,9 +780,10 @@ def prune_command(store_path: Path, keep_days: float | None, keep_last: int | No
 
 def register(group: click.Group) -> None:
     """Add this package's subcommands to the top-level `dossier` group."""
+    from .distributed.cli import schedule_command, worker_command
     from .hostkeys_cli import hostkeys_command
     from .insights.cli import appraise_command, diff_command, report_command
 
     for command in (collect_command, enroll_command, status_command, store_group, diff_command,
-                    report_command, appraise_command, hostkeys_command):
+                    report_command, appraise_command, hostkeys_command, worker_command, schedule_command):
         group.add_command(command)

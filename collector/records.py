@@ -110,8 +110,13 @@ def check_key_outside(key_path: Path, store_root: Path) -> None:
 class RecordLog:
     """Appends signed records to `<store>/records.jsonl` (thread-safe; `flock` across processes)."""
 
-    def __init__(self, store_root: Path, key: Ed25519PrivateKey) -> None:
-        self.path = Path(store_root) / LOG_NAME
+    def __init__(self, store_root: Path, key: Ed25519PrivateKey, *, log_path: Path | None = None,
+                 baseline: bool = True) -> None:
+        """`log_path` (default `<store>/records.jsonl`): one writer's own log in a shared store
+        (`records.d/<writer>.jsonl`), started without a baseline (`baseline=False`): the other
+        writers' logs vouch for what they stored."""
+        self.path = Path(log_path) if log_path is not None else Path(store_root) / LOG_NAME
+        self._with_baseline = baseline
         self._key = key
         self._fingerprint = key_fingerprint(key.public_key())
         self._lock = threading.Lock()
@@ -186,7 +191,7 @@ class RecordLog:
                 out: list[bytes] = []
                 if self._known != (info.st_ino, info.st_size):
                     out = self._catch_up(fd, info.st_size)  # another writer, or first append
-                if info.st_size == 0 and store is not None:
+                if info.st_size == 0 and store is not None and self._with_baseline:
                     fields = [*self._baseline(store), *fields]
                 if not out and not fields:
                     self._known = (info.st_ino, info.st_size)

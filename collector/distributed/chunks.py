@@ -1,0 +1,136 @@
+"""A worker's side of distributed collection: collect one chunk of a run's devices.
+
+The chunk goes through the same `Collector` as `dossier collect` (poll strategies, storage,
+verification, record signing, appraisal); only the store (files on the shared folder, index in
+PostgreSQL), the record log (this writer's own, `records.d/<writer>.jsonl`) and the claims
+around each device differ.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..collect import CollectOptions, Collector, DeviceOutcome
+from ..inventory import load_inventory
+from ..records import RecordLog, check_key_outside, load_or_create_key
+from ..storage.postgres import PostgresStore
+from .config import DistributedConfig
+from .coordination import Claim, Coordination
+
+__all__ = ["RECORDS_FOLDER", "WorkerContext", "writer_key_path"]
+
+log = logging.getLogger("collector.distributed")
+
+#: The folder of the shared store holding one record log per writer.
+RECORDS_FOLDER = "records.d"
+
+
+def writer_key_path(config: DistributedConfig) -> Path:
+    """This writer's signing key: the configured one, else collector-keys/<worker>.pem beside
+    the trust store (outside the shared store)."""
+    return config.collector_key or Path(config.trust_store).parent / "collector-keys" / f"{config.worker_name}.pem"
+
+
+@dataclass
+class WorkerContext:
+    """What a worker process holds between chunks: its store, coordination, key and log."""
+
+    config: DistributedConfig
+    queues: tuple[str, ...]
+    store: PostgresStore = field(init=False)
+    coordination: Coordination = field(init=False)
+    records: RecordLog = field(init=False)
+    _beating: threading.Event = field(init=False, default_factory=threading.Event)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        config = self.config
+        self.store = PostgresStore.open_shared(config.store, config.database_dsn)
+        self.coordination = Coordination(config.database_dsn)
+        key_path = writer_key_path(config)
+        check_key_outside(key_path, self.store.root)
+        key_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = load_or_create_key(key_path)
+        (self.store.root / RECORDS_FOLDER).mkdir(exist_ok=True)
+        self.records = RecordLog(self.store.root, key, baseline=False,
+                                 log_path=self.store.root / RECORDS_FOLDER / f"{config.worker_name}.jsonl")
+        self.records.check_key()
+        from verifier.records import key_fingerprint
+
+        self.fingerprint = key_fingerprint(key.public_key())
+        self.beat()
+
+    def beat(self) -> None:
+        self.coordination.heartbeat(self.config.worker_name, queues=self.queues, host=socket.gethostname(),
+                                    pid=os.getpid(), heartbeat_s=self.config.heartbeat_s,
+                                    key_fingerprint=self.fingerprint)
+
+    def start_heartbeats(self) -> threading.Thread:
+        """Beat every `heartbeat_s` in a thread until `close` (while chunks run, too)."""
+        def loop() -> None:
+            while not self._beating.wait(self.config.heartbeat_s):
+                try:
+                    self.beat()
+                except Exception as exc:  # noqa: BLE001 - a missed beat is logged; the next one retries
+                    log.warning("heartbeat of %s failed: %s", self.config.worker_name, exc)
+
+        thread = threading.Thread(target=loop, name="heartbeat", daemon=True)
+        thread.start()
+        return thread
+
+    def close(self) -> None:
+        self._beating.set()
+        self.coordination.close()
+        self.store.close()
+
+    def collect_chunk(self, run_id: str, names: Sequence[str]) -> dict[str, Any]:
+        """Collect the devices `names` of `run_id`: each claimed first (skipped when done or
+        held by a live worker), devices a dead worker stored but did not finish indexed from
+        their files, the rest polled. Returns counts by what happened."""
+        config = self.config
+        wanted = set(names)
+        devices = [device for device in load_inventory(config.inventory).devices if device.name in wanted]
+        for missing in sorted(wanted - {device.name for device in devices}):
+            log.warning("run %s: device %s is not in the inventory %s any more; not polled", run_id, missing,
+                        config.inventory)
+        claims: dict[str, Claim] = {}
+        to_poll = []
+        counts = {"polled": 0, "already_done": 0, "recovered": 0}
+        for device in devices:
+            claim = self.coordination.claim(run_id, device.name, config.worker_name,
+                                            silent_after_s=config.silent_after_s, interval_s=config.interval_s)
+            if claim is None:
+                counts["already_done"] += 1
+                continue
+            if claim.previous_worker is not None and claim.previous_claimed is not None:
+                # The dead worker may have stored the device's outputs before it could say so.
+                stored = self.store.files_since(device.name, claim.previous_claimed.replace(microsecond=0))
+                if stored:
+                    self.store.index_files(stored)
+                    self.coordination.finish(claim, "recovered")
+                    counts["recovered"] += 1
+                    log.warning("run %s: %s was stored by %s, which stopped before finishing it; indexed from its "
+                                "files, not polled again", run_id, device.name, claim.previous_worker)
+                    continue
+            claims[device.name] = claim
+            to_poll.append(device)
+
+        def finished(outcome: DeviceOutcome) -> None:
+            self.coordination.finish(claims[outcome.device], outcome.status)
+
+        with self._lock:  # one chunk at a time per context (the solo pool runs one anyway)
+            collector = Collector(self.store, trust_store_path=config.trust_store,
+                                  options=CollectOptions(concurrency=config.concurrency), records=self.records,
+                                  on_outcome=finished)
+            summary = collector.run(to_poll) if to_poll else None
+        counts["polled"] = len(to_poll)
+        if summary is not None:
+            counts.update(summary.counts)
+        return counts
