@@ -28,8 +28,9 @@ from verifier.findings import Finding, FindingId, Severity
 from verifier.policy import MAX_ENVELOPE_BYTES
 from verifier.records import (BASELINE_PER_LINE, LOG_NAME, MAX_LINE_BYTES, LogCheck, RecordFormatError,
                               baseline_fields, check_record, default_key_path, header_fields, key_fingerprint,
-                              line_hash, line_signed_by, load_public_key, make_line, parse_line, public_key_path,
-                              read_log, read_stored_envelope, record_fields, torn_fields)
+                              line_hash, line_signed_by, load_public_key, load_public_keys, make_line,
+                              parse_line, public_key_path, read_log, read_logs, read_stored_envelope, record_fields,
+                              store_log, torn_fields)
 from verifier.stored import StoredFileError, read_stored_bytes
 
 from .errors import StoreError
@@ -297,17 +298,20 @@ class StoreRecords:
 
     @classmethod
     def read(cls, store: Store, public_key_path: Path | None, *, how_to_give_key: str | None = None) -> StoreRecords:
-        """Read `store`'s log, checked against the public key at `public_key_path`. None: the
+        """Read `store`'s log, checked against the public key at `public_key_path` (a folder of
+        keys for a store of several writers, `records.d`). None: the
         key the log names, with a warning, or with `how_to_give_key` (what to do), an error:
         whoever rewrites the whole log under their own key passes that. Raises StoreError if
         the key cannot be read."""
-        key = None
+        keys = None
         if public_key_path is not None:
             try:
-                key = load_public_key(public_key_path)
+                keys = load_public_keys(public_key_path)
             except VerifierError as exc:
                 raise StoreError(str(exc)) from exc
-        checked = read_log(store.root / LOG_NAME, key)
+        log_path = store_log(store.root)  # the store's log, or its writers' folder of logs
+        checked = (read_logs(log_path, keys) if log_path.is_dir()
+                   else read_log(log_path, keys[0] if keys else None))
         if how_to_give_key is not None:
             checked.problems = [
                 replace(finding, severity=Severity.ERROR,

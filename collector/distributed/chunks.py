@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from verifier.records import WRITERS_FOLDER
+
 from ..collect import CollectOptions, Collector, DeviceOutcome
 from ..inventory import load_inventory
 from ..records import RecordLog, check_key_outside, load_or_create_key
@@ -24,18 +26,26 @@ from ..storage.postgres import PostgresStore
 from .config import DistributedConfig
 from .coordination import Claim, Coordination
 
-__all__ = ["RECORDS_FOLDER", "WorkerContext", "writer_key_path"]
+__all__ = ["RECORDS_FOLDER", "WRITER_KEYS_FOLDER", "WorkerContext", "writer_key_path", "writer_keys_folder"]
 
 log = logging.getLogger("collector.distributed")
 
-#: The folder of the shared store holding one record log per writer.
-RECORDS_FOLDER = "records.d"
+RECORDS_FOLDER = WRITERS_FOLDER  # one record log per writer in the shared store
+
+
+#: Beside the trust store: each writer's key (`<worker>.pem`, its public half `<worker>.pub.pem`).
+WRITER_KEYS_FOLDER = "collector-keys"
+
+
+def writer_keys_folder(trust_store: Path) -> Path:
+    """Where the writers' keys are by default (and where status and reindex look for them)."""
+    return Path(trust_store).parent / WRITER_KEYS_FOLDER
 
 
 def writer_key_path(config: DistributedConfig) -> Path:
     """This writer's signing key: the configured one, else collector-keys/<worker>.pem beside
     the trust store (outside the shared store)."""
-    return config.collector_key or Path(config.trust_store).parent / "collector-keys" / f"{config.worker_name}.pem"
+    return config.collector_key or writer_keys_folder(config.trust_store) / f"{config.worker_name}.pem"
 
 
 @dataclass
@@ -86,8 +96,12 @@ class WorkerContext:
         return thread
 
     def close(self) -> None:
+        """Stop beating and leave (a worker stopped on purpose is not reported as silent)."""
         self._beating.set()
-        self.coordination.close()
+        try:
+            self.coordination.retire(self.config.worker_name)
+        finally:
+            self.coordination.close()
         self.store.close()
 
     def collect_chunk(self, run_id: str, names: Sequence[str]) -> dict[str, Any]:

@@ -191,6 +191,11 @@ class Coordination:
                        "key_fingerprint = EXCLUDED.key_fingerprint, heartbeat_s = EXCLUDED.heartbeat_s",
                        (worker, ",".join(queues), host, pid, key_fingerprint, heartbeat_s))
 
+    def retire(self, worker: str) -> None:
+        """A worker that stops on purpose is no longer expected to beat."""
+        with self._sql() as db:
+            db.execute("DELETE FROM workers WHERE worker = %s", (worker,))
+
     def workers(self) -> list[WorkerBeat]:
         with self._sql() as db:
             rows = db.execute("SELECT worker, queues, host, pid, beat, heartbeat_s, key_fingerprint FROM workers "

@@ -3,10 +3,14 @@ processes against an emulated fleet."""
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
+from dossier_cli.main import cli
 
 from rig import (enroll, processes, start_fleet, stop_fleet, wait_for, write_config,  # noqa: E402
                  write_inventory)
@@ -81,8 +85,22 @@ def test_a_killed_workers_chunk_is_taken_over_and_every_device_collected_once(
     assert {worker for _, worker, _, _ in claims} == {"doomed", "survivor"}
     # Each writer signed its own record log, chained on its own.
     assert sorted(p.name for p in (store / "records.d").iterdir()) == ["doomed.jsonl", "survivor.jsonl"]
+    # Status reads the shared index, checks each writer's records with its key, and names the
+    # worker that stopped heartbeating.
+    result = CliRunner().invoke(cli, ["status", "--config", str(config), "--json"])
+    status = json.loads(result.stdout)
+    assert list(status["silent_workers"]) == ["doomed"]
+    assert status["not_attempted"] == {}
+    assert result.exit_code == 1
+    assert len(status["devices"]) == 200
+    unrecorded = [row["device"] for row in status["devices"] if row["last_status"] != "trusted"]
+    # At most the devices the doomed worker stored but did not get to record (recovered from files).
+    recovered = sorted(device for device, _, state, _ in claims if state == "recovered")
+    assert set(unrecorded) <= set(recovered), (unrecorded, recovered)
+    assert status["records"]["problems"] == []
 
 
+@pytest.mark.slow  # two worker processes, a scheduler process, status and verify over the shared index: ~15-25 s
 def test_two_groups_routed_to_two_queues_each_worker_polls_only_its_group(
         tmp_path: Path, redis_url: str, postgres: Postgres) -> None:
     dsn = new_database(postgres, "routing")
@@ -108,3 +126,16 @@ def test_two_groups_routed_to_two_queues_each_worker_polls_only_its_group(
         by_worker = dict(db.execute("SELECT worker, array_agg(device ORDER BY device) FROM claims WHERE run_id = %s "
                                     "GROUP BY worker", (run_id,)).fetchall())
     assert by_worker == {"east-gw": groups["east"], "west-gw": groups["west"]}
+    # Read from any machine: status over the shared index, every writer's records checked with
+    # its key; the workers stopped on purpose are not named as silent.
+    result = CliRunner().invoke(cli, ["status", "--config", str(config), "--json"])
+    status = json.loads(result.stdout)
+    assert result.exit_code == 0, result.output
+    assert [row["last_status"] for row in status["devices"]] == ["trusted"] * 8
+    assert all(row["last_attempt"] for row in status["devices"])
+    assert status["silent_workers"] == {} and status["not_attempted"] == {}
+    # `dossier verify --at received` on a stored envelope, with the folder of writers' keys.
+    envelope = next((tmp_path / "shared-store" / names[5]).glob("*.envelope"))
+    result = CliRunner().invoke(cli, ["verify", "--trust-store", str(trust), "--at", "received", "--collector-key",
+                                      str(trust.parent / "collector-keys"), "--json", str(envelope)])
+    assert result.exit_code == 0, result.output
