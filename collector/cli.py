@@ -736,7 +736,9 @@ def reindex_command(store_path: Path, as_json: bool, collector_key: Path | None 
     damaged: list[DamagedFile] = []
     with _errors_to_exit_codes():
         with RunLock(Path(store_path) / "collect.lock") if Path(store_path).is_dir() else _no_lock():
-            with Store.open(store_path, create=False) as store:
+            from .storage.opening import open_store  # the shared PostgreSQL index when configured
+
+            with open_store(store_path, create=False) as store:
                 count = store.reindex(on_damage=damaged.append)
                 checks = _store_records(store, collector_key, trust_store_path)
                 every = [record for device in store.latest() for record in store.history(device)]

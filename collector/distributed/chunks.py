@@ -20,7 +20,7 @@ from typing import Any
 from verifier.records import WRITERS_FOLDER
 
 from ..collect import CollectOptions, Collector, DeviceOutcome
-from ..inventory import load_inventory
+from ..inventory import Device, load_inventory
 from ..records import RecordLog, check_key_outside, load_or_create_key
 from ..storage.postgres import PostgresStore
 from .config import DistributedConfig
@@ -59,6 +59,7 @@ class WorkerContext:
     records: RecordLog = field(init=False)
     _beating: threading.Event = field(init=False, default_factory=threading.Event)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    _inventory_cache: tuple[tuple[int, int, int], list[Device]] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         config = self.config
@@ -76,6 +77,16 @@ class WorkerContext:
 
         self.fingerprint = key_fingerprint(key.public_key())
         self.beat()
+
+    def _inventory(self) -> list[Device]:
+        """The inventory's devices, read again only when its file changed (reading a large one
+        costs seconds; a worker takes chunks every few)."""
+        path = Path(self.config.inventory)
+        info = path.stat()
+        key = (info.st_ino, info.st_mtime_ns, info.st_size)
+        if self._inventory_cache is None or self._inventory_cache[0] != key:
+            self._inventory_cache = (key, list(load_inventory(path).devices))
+        return self._inventory_cache[1]
 
     def beat(self) -> None:
         self.coordination.heartbeat(self.config.worker_name, queues=self.queues, host=socket.gethostname(),
@@ -110,16 +121,17 @@ class WorkerContext:
         their files, the rest polled. Returns counts by what happened."""
         config = self.config
         wanted = set(names)
-        devices = [device for device in load_inventory(config.inventory).devices if device.name in wanted]
+        devices = [device for device in self._inventory() if device.name in wanted]
         for missing in sorted(wanted - {device.name for device in devices}):
             log.warning("run %s: device %s is not in the inventory %s any more; not polled", run_id, missing,
                         config.inventory)
         claims: dict[str, Claim] = {}
         to_poll = []
         counts = {"polled": 0, "already_done": 0, "recovered": 0}
+        won = self.coordination.claim_many(run_id, [device.name for device in devices], config.worker_name,
+                                           silent_after_s=config.silent_after_s, interval_s=config.interval_s)
         for device in devices:
-            claim = self.coordination.claim(run_id, device.name, config.worker_name,
-                                            silent_after_s=config.silent_after_s, interval_s=config.interval_s)
+            claim = won.get(device.name)
             if claim is None:
                 counts["already_done"] += 1
                 continue

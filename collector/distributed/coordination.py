@@ -109,6 +109,28 @@ class Coordination:
             db.execute("INSERT INTO runs (run_id, interval_s, devices, chunks) VALUES (%s, %s, %s, %s)",
                        (run_id, interval_s, devices, chunks))
 
+    def claim_many(self, run_id: str, devices: Sequence[str], worker: str, *, silent_after_s: float,
+                   interval_s: float) -> dict[str, Claim]:
+        """`claim` for a chunk's devices: the unclaimed ones in one statement, then each one
+        claimed already (done, held, or to take over) on its own. Returns the claims won."""
+        with self._sql() as db, db.transaction():
+            rows = db.execute("INSERT INTO claims (run_id, device, worker) SELECT %s, unnest(%s::text[]), %s "
+                              "ON CONFLICT DO NOTHING RETURNING device, claimed",
+                              (run_id, list(devices), worker)).fetchall()
+            if rows:
+                db.cursor().executemany(
+                    "INSERT INTO device_attempts (device, run_id, worker, attempted, interval_s) VALUES (%s, %s, %s, "
+                    "%s, %s) ON CONFLICT (device) DO UPDATE SET run_id = EXCLUDED.run_id, worker = EXCLUDED.worker, "
+                    "attempted = EXCLUDED.attempted, finished = NULL, status = NULL, interval_s = EXCLUDED.interval_s",
+                    [(device, run_id, worker, claimed, interval_s) for device, claimed in rows])
+        won = {device: Claim(run_id, device, claimed) for device, claimed in rows}
+        for device in devices:
+            if device not in won:
+                claim = self.claim(run_id, device, worker, silent_after_s=silent_after_s, interval_s=interval_s)
+                if claim is not None:
+                    won[device] = claim
+        return won
+
     def claim(self, run_id: str, device: str, worker: str, *, silent_after_s: float,
               interval_s: float) -> Claim | None:
         """Claim `device` for `run_id`, or None: done already in this run, or held by a worker
