@@ -12,14 +12,17 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from verifier.records import WRITERS_FOLDER
+from verifier.stored import META_SUFFIX, sidecar_path
 
 from ..collect import CollectOptions, Collector, DeviceOutcome
+from ..errors import StoreError
 from ..inventory import Device, load_inventory
 from ..records import RecordLog, check_key_outside, load_or_create_key
 from ..storage.postgres import PostgresStore
@@ -29,6 +32,10 @@ from .coordination import Claim, Coordination
 __all__ = ["RECORDS_FOLDER", "WRITER_KEYS_FOLDER", "WorkerContext", "writer_key_path", "writer_keys_folder"]
 
 log = logging.getLogger("collector.distributed")
+
+#: Finished claims written together at most this many, or this long after the first waits.
+FINISH_BATCH = 16
+FINISH_EVERY_S = 0.5
 
 RECORDS_FOLDER = WRITERS_FOLDER  # one record log per writer in the shared store
 
@@ -99,7 +106,7 @@ class WorkerContext:
             while not self._beating.wait(self.config.heartbeat_s):
                 try:
                     self.beat()
-                except Exception as exc:  # noqa: BLE001 - a missed beat is logged; the next one retries
+                except StoreError as exc:  # the database is away: logged, the next beat retries
                     log.warning("heartbeat of %s failed: %s", self.config.worker_name, exc)
 
         thread = threading.Thread(target=loop, name="heartbeat", daemon=True)
@@ -138,8 +145,15 @@ class WorkerContext:
             if claim.previous_worker is not None and claim.previous_claimed is not None:
                 # The dead worker may have stored the device's outputs before it could say so.
                 stored = self.store.files_since(device.name, claim.previous_claimed.replace(microsecond=0))
-                if stored:
-                    self.store.index_files(stored)
+                # An envelope without its metadata was cut off before it was verified (the nonce
+                # it answers is in the metadata): kept as evidence, not indexed, and polled again.
+                complete = [path for path in stored if sidecar_path(path, META_SUFFIX).exists()]
+                for orphan in sorted(set(stored) - set(complete)):
+                    log.warning("run %s: %s holds %s, stored by %s as it stopped, without its metadata: kept, not "
+                                "indexed; the device is polled again", run_id, device.name, orphan.name,
+                                claim.previous_worker)
+                if complete:
+                    self.store.index_files(complete)
                     self.coordination.finish(claim, "recovered")
                     counts["recovered"] += 1
                     log.warning("run %s: %s was stored by %s, which stopped before finishing it; indexed from its "
@@ -148,15 +162,46 @@ class WorkerContext:
             claims[device.name] = claim
             to_poll.append(device)
 
-        def finished(outcome: DeviceOutcome) -> None:
-            self.coordination.finish(claims[outcome.device], outcome.status)
-
+        ending = _Finishing(self.coordination, claims, self.store)
         with self._lock:  # one chunk at a time per context (the solo pool runs one anyway)
             collector = Collector(self.store, trust_store_path=config.trust_store,
                                   options=CollectOptions(concurrency=config.concurrency), records=self.records,
-                                  on_outcome=finished)
-            summary = collector.run(to_poll) if to_poll else None
+                                  on_outcome=ending.add)
+            try:
+                summary = collector.run(to_poll) if to_poll else None
+            finally:
+                ending.flush()
         counts["polled"] = len(to_poll)
         if summary is not None:
             counts.update(summary.counts)
         return counts
+
+
+class _Finishing:
+    """Claims finished, written to PostgreSQL a batch at a time (FINISH_BATCH outcomes, or
+    FINISH_EVERY_S after the first waiting) rather than per device: each database call hands the
+    GIL over among the session threads. A worker dying loses at most the batch not yet written:
+    those devices' claims look unfinished, and the worker taking over finds what they stored
+    (`collect_chunk`) or polls again the ones that stored nothing (a failed poll)."""
+
+    def __init__(self, coordination: Coordination, claims: dict[str, Claim], store: PostgresStore) -> None:
+        self._coordination = coordination
+        self._store = store
+        self._claims = claims
+        self._waiting: list[tuple[Claim, str]] = []
+        self._since = 0.0
+
+    def add(self, outcome: DeviceOutcome) -> None:
+        if not self._waiting:
+            self._since = time.monotonic()
+        self._waiting.append((self._claims[outcome.device], outcome.status))
+        if len(self._waiting) >= FINISH_BATCH or time.monotonic() - self._since >= FINISH_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        if waiting:
+            # The devices' index rows first: a claim finished says its outputs are indexed (a
+            # worker taking over looks for the files of unfinished claims only).
+            self._store.flush_index()
+            self._coordination.finish_many(waiting)

@@ -173,6 +173,23 @@ class Coordination:
             db.execute("UPDATE device_attempts SET finished = now(), status = %s WHERE device = %s AND run_id = %s",
                        (status, claim.device, claim.run_id))
 
+    def finish_many(self, finished: Sequence[tuple[Claim, str]]) -> None:
+        """`finish` for several claims in one transaction (a poll's end costs the collecting
+        threads one database round trip per batch, not several per device)."""
+        done = [(status, claim.run_id, claim.device) for claim, status in finished if status != "skipped"]
+        released = [(claim.run_id, claim.device) for claim, status in finished if status == "skipped"]
+        if not finished:
+            return
+        with self._sql() as db, db.transaction():
+            cursor = db.cursor()
+            if done:
+                cursor.executemany("UPDATE claims SET finished = now(), status = %s WHERE run_id = %s AND device = %s",
+                                   done)
+            if released:
+                cursor.executemany("DELETE FROM claims WHERE run_id = %s AND device = %s", released)
+            cursor.executemany("UPDATE device_attempts SET finished = now(), status = %s WHERE device = %s AND "
+                               "run_id = %s", [(status, claim.device, claim.run_id) for claim, status in finished])
+
     def run_claims(self, run_id: str) -> list[tuple[str, str, str | None, int]]:
         """(device, worker, status, takeovers) of every claim of `run_id`."""
         with self._sql() as db:

@@ -58,11 +58,29 @@ def make_app(config: DistributedConfig) -> Any:
     def collect_chunk(run_id: str, devices: list[str]) -> dict[str, Any]:
         if _context is None:
             raise RuntimeError("expected the worker context set by `dossier worker`, found none")
+        problem = task_problem([run_id, devices])
+        if problem is not None:  # whoever can write to Redis can send tasks: refused, logged, not retried
+            log.error("refused a %s task: %s", TASK_NAME, problem)
+            return {"refused": problem}
         counts = _context.collect_chunk(run_id, devices)
         log.info("run %s: chunk of %d devices: %s", run_id, len(devices), counts)
         return counts
 
     return app
+
+
+def task_problem(arguments: Any) -> str | None:
+    """What is wrong with a task's arguments (schemas/distributed-task.schema.json), or None."""
+    import jsonschema
+
+    import schemas
+
+    try:
+        jsonschema.validate(arguments, schemas.load("distributed-task"))
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(part) for part in exc.absolute_path) or "the arguments"
+        return f"{where}: {exc.message[:200]}"
+    return None
 
 
 def new_run_id(now: datetime | None = None) -> str:

@@ -29,6 +29,8 @@ log = logging.getLogger("collector.store")
 
 __all__ = ["PostgresStore", "connect"]
 
+#: Index rows held back within a run and written together: a batch of the collector's outputs.
+MAX_HELD_ROWS = 16
 #: Seconds to wait for the database before a command fails naming it (a worker retries its
 #: chunk; a reader exits 2).
 CONNECT_TIMEOUT_S = 10
@@ -95,6 +97,8 @@ class PostgresStore(Store):
         self._pg = connect(dsn)
         self._pg_lock = threading.Lock()
         self._seen_states: dict[str, str] = {}  # device -> its state as read, to write back only changes
+        self._held_rows: list[tuple[Any, ...]] = []  # index rows not written yet (`batched_index`)
+        self._hold_up_to = 0
         with self._pg_lock, self._pg.transaction():
             self._pg.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             self._pg.execute(_SCHEMA)
@@ -115,6 +119,7 @@ class PostgresStore(Store):
 
     def close(self) -> None:
         super().close()
+        self.flush_index()
         with self._pg_lock:
             self._pg.close()
 
@@ -129,11 +134,11 @@ class PostgresStore(Store):
             except psycopg.Error as exc:
                 raise StoreError(f"the PostgreSQL index ({_redacted(self.dsn)}) failed: {str(exc).strip()}") from exc
 
-    # --- a run: every row is written at once, in its own transaction ---------------------------
+    # --- a run: rows are committed a batch at a time -------------------------------------------
 
     def mark_dirty(self) -> None:
-        """Nothing to mark: each row is committed as it is stored. What a crash between storing
-        a file and its row leaves unindexed, `reindex` (or a worker taking over the device,
+        """Nothing to mark: rows are committed as they are stored (a batch at a time). What a
+        crash between storing a file and its row leaves unindexed, `reindex` (or a worker taking over the device,
         `collector.distributed.chunks`) finds from the files."""
         self._marked_dirty = True
 
@@ -145,12 +150,32 @@ class PostgresStore(Store):
         return None
 
     @contextmanager
-    def batched_index(self, rows: int = 64) -> Iterator[None]:
-        yield  # rows are written one by one: another worker may read them at once
+    def batched_index(self, rows: int = MAX_HELD_ROWS) -> Iterator[None]:
+        """Within the block, rows are written up to `rows` at a time (one round trip: each
+        database call hands the GIL over among the session threads), and all at its end."""
+        with self._pg_lock:
+            self._hold_up_to = min(rows, MAX_HELD_ROWS)
+        try:
+            yield
+        finally:
+            with self._pg_lock:
+                self._hold_up_to = 0
+            self.flush_index()
 
     def _put_row(self, record: EnvelopeRecord) -> None:
+        with self._pg_lock:
+            self._held_rows.append(self._pg_row(record))
+            if len(self._held_rows) < self._hold_up_to:
+                return
+        self.flush_index()
+
+    def flush_index(self) -> None:
+        """Write the index rows held back so far (before telling anyone those outputs are done)."""
         with self._sql() as db:
-            db.execute(_UPSERT, self._pg_row(record))
+            rows, self._held_rows = self._held_rows, []
+            if rows:
+                with db.transaction():
+                    db.cursor().executemany(_UPSERT, rows)
 
     def index(self, record: EnvelopeRecord) -> None:
         self._put_row(record)
@@ -184,6 +209,7 @@ class PostgresStore(Store):
     # --- reading -----------------------------------------------------------------------------
 
     def _records(self, query: str, args: tuple[Any, ...] = ()) -> list[EnvelopeRecord]:
+        self.flush_index()  # a reader sees every envelope saved so far
         with self._sql() as db:
             rows = db.execute(query, args).fetchall()
         return [self._pg_record(row) for row in rows]

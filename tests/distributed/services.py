@@ -10,7 +10,6 @@ import glob
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -108,9 +107,18 @@ def postgres_server() -> Iterator[Postgres]:
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_port(port, process, "postgres")
+        deadline = time.monotonic() + START_TIMEOUT_S
+        # Listening is not ready: it refuses connections while it starts up.
+        while subprocess.run([str(bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]).returncode:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"postgres on port {port} did not become ready within {START_TIMEOUT_S} s")
+            time.sleep(0.05)
         yield Postgres(f"host=127.0.0.1 port={port} user=postgres dbname=postgres", port)
     finally:
-        process.send_signal(signal.SIGINT)  # "fast" shutdown: SIGTERM's would wait for every client to leave
+        # "fast" shutdown (the default "smart" one waits for every client to leave); through
+        # pg_ctl, as the user it runs as (runuser does not pass every signal on).
+        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "stop", "-D", str(data), "-m", "fast", "-w"],
+                       capture_output=True, timeout=60)
         process.wait(timeout=30)
         shutil.rmtree(folder, ignore_errors=True)
 

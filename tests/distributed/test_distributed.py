@@ -31,10 +31,12 @@ def _finished(dsn: str, run_id: str, count: int) -> bool:
 
 
 def _workers_beating(dsn: str, names: set[str]) -> bool:
+    import psycopg
+
     with _connect(dsn) as db:
         try:
             rows = db.execute("SELECT worker FROM workers").fetchall()
-        except Exception:  # noqa: BLE001 - the table does not exist until the first worker starts
+        except psycopg.errors.UndefinedTable:  # until the first worker starts
             return False
     return names <= {row[0] for row in rows}
 

@@ -193,3 +193,12 @@ def test_each_writers_log_is_checked_with_its_own_key(tmp_path: Path) -> None:
     # Without keys each log's own header key is used, and that is said.
     assert FindingId.RECORD_KEY_NOT_PINNED in {finding.id for finding in read_logs(folder, None).problems}
     assert json.dumps([finding.to_json() for finding in read_logs(folder, auditor).problems])  # JSON-ready
+
+
+def test_a_task_with_bad_arguments_from_the_broker_is_refused() -> None:
+    from collector.distributed.engine import new_run_id, task_problem
+
+    assert task_problem([new_run_id(), ["xr-0001", "xr-0002"]]) is None
+    assert "does not match" in task_problem([new_run_id(), ["../../etc"]])
+    assert task_problem(["run; DROP TABLE claims", ["xr-0001"]]) is not None
+    assert task_problem([new_run_id(), []]) is not None
