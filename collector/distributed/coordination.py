@@ -9,14 +9,13 @@ the devices already done and takes over the ones the dead worker claimed but did
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..errors import StoreError
-from ..storage.postgres import _redacted, connect
+from ..storage.postgres import connect, guarded
 
 __all__ = ["Claim", "Coordination", "DeviceAttempt", "WorkerBeat"]
 
@@ -91,16 +90,8 @@ class Coordination:
         with self._lock:
             self._db.close()
 
-    @contextmanager
-    def _sql(self) -> Iterator[Any]:
-        import psycopg
-
-        with self._lock:
-            try:
-                yield self._db
-            except psycopg.Error as exc:
-                raise StoreError(f"the PostgreSQL coordination tables ({_redacted(self.dsn)}) failed: "
-                                 f"{str(exc).strip()}") from exc
+    def _sql(self) -> AbstractContextManager[Any]:
+        return guarded(self._db, self._lock, self.dsn, "the PostgreSQL coordination tables")
 
     # --- runs and claims --------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from .layout import APPRAISAL_SUFFIX, ENVELOPE_SUFFIX, EnvelopeRecord, check_dev
 
 log = logging.getLogger("collector.store")
 
-__all__ = ["PostgresStore", "connect"]
+__all__ = ["PostgresStore", "connect", "guarded"]
 
 #: Index rows held back within a run and written together: a batch of the collector's outputs.
 MAX_HELD_ROWS = 16
@@ -87,6 +87,19 @@ def _redacted(dsn: str) -> str:
     return " ".join(f"{key}={value}" for key, value in sorted(parts.items()) if key != "password")
 
 
+@contextmanager
+def guarded(connection: Any, lock: threading.Lock, dsn: str, what: str) -> Iterator[Any]:
+    """`connection` under `lock`; a database error becomes a StoreError naming `what` and the
+    database (never its password)."""
+    import psycopg
+
+    with lock:
+        try:
+            yield connection
+        except psycopg.Error as exc:
+            raise StoreError(f"{what} ({_redacted(dsn)}) failed: {str(exc).strip()}") from exc
+
+
 class PostgresStore(Store):
     """`Store`'s files on a shared folder with the index and device states in PostgreSQL
     (`EnvelopeStore`). Thread-safe: one connection, used under the store's lock."""
@@ -123,16 +136,8 @@ class PostgresStore(Store):
         with self._pg_lock:
             self._pg.close()
 
-    @contextmanager
-    def _sql(self) -> Iterator[Any]:
-        """The connection, under its lock; a database error becomes a StoreError."""
-        import psycopg
-
-        with self._pg_lock:
-            try:
-                yield self._pg
-            except psycopg.Error as exc:
-                raise StoreError(f"the PostgreSQL index ({_redacted(self.dsn)}) failed: {str(exc).strip()}") from exc
+    def _sql(self) -> AbstractContextManager[Any]:
+        return guarded(self._pg, self._pg_lock, self.dsn, "the PostgreSQL index")
 
     # --- a run: rows are committed a batch at a time -------------------------------------------
 
@@ -240,15 +245,7 @@ class PostgresStore(Store):
                          "available on a shared index yet; prune from one machine with the files only")
 
     def save_appraisal(self, record: EnvelopeRecord, appraisal: Mapping[str, Any]) -> None:
-        path = self.root / record.path
-        target = path.with_name(path.name[: -len(ENVELOPE_SUFFIX)] + APPRAISAL_SUFFIX)
-        from .durable import _write_error, write_file_atomically
-
-        try:
-            write_file_atomically(target, json.dumps(appraisal, indent=1, sort_keys=True, default=str).encode()
-                                  + b"\n", replace=True)
-        except OSError as exc:
-            raise _write_error(target, exc) from exc
+        self._write_appraisal_file(record, appraisal)
         with self._sql() as db:
             db.execute("INSERT INTO appraisals VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (path) DO UPDATE SET "
                        "status = EXCLUDED.status, vector = EXCLUDED.vector, findings = EXCLUDED.findings",
