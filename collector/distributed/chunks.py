@@ -26,7 +26,7 @@ from ..errors import StoreError
 from ..inventory import Device, load_inventory
 from ..records import RecordLog, check_key_outside, load_or_create_key
 from ..storage.postgres import PostgresStore
-from .config import DistributedConfig
+from .config import DistributedConfig, DistributedConfigError
 from .coordination import Claim, Coordination
 
 __all__ = ["RECORDS_FOLDER", "WRITER_KEYS_FOLDER", "WorkerContext", "writer_key_path", "writer_keys_folder"]
@@ -83,6 +83,14 @@ class WorkerContext:
         from verifier.records import key_fingerprint
 
         self.fingerprint = key_fingerprint(key.public_key())
+        self.policy = None
+        if config.policy is not None:
+            from ..insights import PolicyError, load_policy
+
+            try:
+                self.policy = load_policy(config.policy)
+            except PolicyError as exc:
+                raise DistributedConfigError(f"policy: {exc}") from None
         self.beat()
 
     def _inventory(self) -> list[Device]:
@@ -165,7 +173,8 @@ class WorkerContext:
         ending = _Finishing(self.coordination, claims, self.store)
         with self._lock:  # one chunk at a time per context (the solo pool runs one anyway)
             collector = Collector(self.store, trust_store_path=config.trust_store,
-                                  options=CollectOptions(concurrency=config.concurrency), records=self.records,
+                                  options=CollectOptions(concurrency=config.concurrency, policy=self.policy),
+                                  records=self.records,
                                   on_outcome=ending.add)
             try:
                 summary = collector.run(to_poll) if to_poll else None

@@ -62,6 +62,8 @@ class DistributedConfig:
     #: This writer's name (records.d/<writer>.jsonl, its claims and heartbeats).
     worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     collector_key: Path | None = None
+    #: An appraisal policy: each device collected is appraised against it (as `collect --policy`).
+    policy: Path | None = None
 
     def queue_for(self, groups: tuple[str, ...]) -> str:
         """The queue of a device in `groups`."""
@@ -143,8 +145,9 @@ def load_config(path: Path | None = None, **overrides: Any) -> DistributedConfig
                  "concurrency", "worker_name"):
         if name in document:
             fields[name] = document[name]
-    if "collector_key" in document:
-        fields["collector_key"] = base / document["collector_key"]
+    for name in ("collector_key", "policy"):
+        if name in document:
+            fields[name] = base / document[name]
     fields.update({name: value for name, value in overrides.items() if value is not None})
     for queue in [fields.get("default_queue", DEFAULT_QUEUE), *fields.get("queues", {}).values()]:
         if not _QUEUE_NAME.fullmatch(queue):

@@ -55,7 +55,9 @@ def test_secrets_come_from_files_or_the_environment_and_stay_out_of_repr(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "dsn").write_text("host=db dbname=d password=hunter2\n", "utf-8")
     monkeypatch.setenv("DOSSIER_BROKER_URL", "redis://:s3cret@redis:6379/0")
-    config = load_config(_config(tmp_path, database_dsn_file="dsn", queues={"emea": "region-emea"}))
+    config = load_config(_config(tmp_path, database_dsn_file="dsn", queues={"emea": "region-emea"},
+                                 policy="policy.yaml"))
+    assert config.policy == tmp_path / "policy.yaml"
     assert config.database_dsn == "host=db dbname=d password=hunter2"
     assert config.broker_url == "redis://:s3cret@redis:6379/0"
     assert "hunter2" not in repr(config) and "s3cret" not in repr(config)
