@@ -235,6 +235,18 @@ class AlertSink:
         self._hook("appraisal.degraded", device, message, {"before": before, "after": after, "categories": categories,
                                                            "findings": finding_ids, "path": path}, path)
 
+    def not_attempted(self, device: str, last_attempt: datetime | None, intervals: float) -> None:
+        """A device no collector attempted for more than `intervals` intervals (distributed
+        collection: a worker or a queue went quiet)."""
+        since = last_attempt.isoformat(timespec="seconds") if last_attempt is not None else "never"
+        self.send(3, f"%DOSSIER-3-NOT_ATTEMPTED : Device= {device}, Last Attempt= {since}, "
+                     f"Expected= at least every {intervals:g} intervals")
+
+    def worker_silent(self, worker: str, last_beat: datetime) -> None:
+        """A collector worker stopped heartbeating."""
+        self.send(3, f"%DOSSIER-3-WORKER_SILENT : Worker= {worker}, Last Heartbeat= "
+                     f"{last_beat.isoformat(timespec='seconds')}")
+
     def expiry(self, device: str, kind: str, cert: x509.Certificate, state: dict[str, Any],
                now: datetime | None = None) -> bool:
         """Send the schedule's notice for `cert` if one is due and not yet sent; True if sent."""
@@ -292,10 +304,29 @@ _METRICS = (
 _APPRAISAL_LEVEL = {"affirming": 0, "warning": 1, "contraindicated": 2}
 
 
-def render_metrics(states: Mapping[str, Mapping[str, Any]], *, now: datetime | None = None) -> str:
-    """node_exporter textfile text from each device's stored state."""
+def render_metrics(states: Mapping[str, Mapping[str, Any]], *, now: datetime | None = None,
+                   attempts: Mapping[str, datetime | None] | None = None,
+                   not_attempted: Iterable[str] = (), silent_workers: Mapping[str, datetime] | None = None) -> str:
+    """node_exporter textfile text from each device's stored state; with distributed collection
+    also each device's last attempt, the devices not attempted for too long and the workers
+    that stopped heartbeating."""
     now = now or datetime.now(UTC)
     lines: list[str] = []
+    if attempts is not None:
+        late = set(not_attempted)
+        lines += ["# HELP dossier_last_attempt_timestamp_seconds Unix time a collector last began polling the "
+                  "device (any outcome).", "# TYPE dossier_last_attempt_timestamp_seconds gauge"]
+        lines += [f'dossier_last_attempt_timestamp_seconds{{device="{_escape(device)}"}} {moment.timestamp():.3f}'
+                  for device, moment in sorted(attempts.items()) if moment is not None]
+        lines += ["# HELP dossier_device_not_attempted 1 if no collector attempted the device for more than two "
+                  "intervals.", "# TYPE dossier_device_not_attempted gauge"]
+        lines += [f'dossier_device_not_attempted{{device="{_escape(device)}"}} {int(device in late)}'
+                  for device in sorted(set(attempts) | late)]
+    if silent_workers is not None:
+        lines += ["# HELP dossier_worker_silent_since_timestamp_seconds Unix time of the last heartbeat of a "
+                  "worker that stopped heartbeating.", "# TYPE dossier_worker_silent_since_timestamp_seconds gauge"]
+        lines += [f'dossier_worker_silent_since_timestamp_seconds{{worker="{_escape(worker)}"}} '
+                  f'{beat.timestamp():.3f}' for worker, beat in sorted(silent_workers.items())]
     for name, kind, help_text in _METRICS:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
         for device, state in sorted(states.items()):
@@ -324,7 +355,8 @@ def render_metrics(states: Mapping[str, Mapping[str, Any]], *, now: datetime | N
     return "\n".join(lines) + "\n"
 
 
-def write_metrics(path: Path, states: Mapping[str, Mapping[str, Any]]) -> None:
-    """Write the textfile atomically (node_exporter must never read half a file)."""
+def write_metrics(path: Path, states: Mapping[str, Mapping[str, Any]], **distributed: Any) -> None:
+    """Write the textfile atomically (node_exporter must never read half a file);
+    `distributed`: `render_metrics`'s attempts, not_attempted, silent_workers."""
     path = Path(path)
-    write_file_atomically(path, render_metrics(states).encode(), replace=True)
+    write_file_atomically(path, render_metrics(states, **distributed).encode(), replace=True)

@@ -76,10 +76,12 @@ _key_trust_option = click.option(
     help="The trust store `dossier collect` used: the collector key (collector-key.pem or its .pub.pem) "
     "beside it checks the store's record log.")
 _key_option = click.option(
-    "--collector-key", "collector_key", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    "--collector-key", "collector_key", type=click.Path(path_type=Path), default=None,
     envvar="DOSSIER_COLLECTOR_KEY", show_envvar=True,
     help="The collector's Ed25519 key that signs the store's record log (default: collector-key.pem "
-    "beside the trust store; made on first use, mode 0600; never inside the store).")
+    "beside the trust store; made on first use, mode 0600; never inside the store). Reading a store "
+    "written by distributed workers: a folder of their public keys (default: collector-keys/ beside "
+    "the trust store).")
 
 
 def _key_path(collector_key: Path | None, trust_store_path: Path | None = None) -> Path:
@@ -97,6 +99,17 @@ def _store_records(store: Store, collector_key: Path | None, trust_store_path: P
     how to give the key."""
     from verifier.records import public_key_path
 
+    from verifier.records import store_log
+
+    if store_log(store.root).is_dir():  # several writers (distributed workers): a folder of their keys
+        from .distributed.chunks import writer_keys_folder
+
+        folder = collector_key or writer_keys_folder(trust_store_path or Path(
+            os.environ.get("DOSSIER_TRUST_STORE") or DEFAULT_TRUST_STORE))
+        how = None if folder.is_dir() else (
+            f"looked for the writers' keys in {folder}: give --collector-key with a folder of every worker's "
+            "public key (*.pub.pem)")
+        return StoreRecords.read(store, folder if how is None else None, how_to_give_key=how)
     key = _key_path(collector_key, trust_store_path)
     public = public_key_path(key)
     found = public if public.is_file() else key if key.is_file() else None
@@ -606,24 +619,63 @@ def _enrolled_line(result: EnrollResult) -> str:
 @_json_option
 @_key_option
 @_key_trust_option
-def status_command(store_path: Path, as_json: bool, collector_key: Path | None = None,
-                   trust_store_path: Path | None = None) -> None:
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              envvar="DOSSIER_DISTRIBUTED_CONFIG", show_envvar=True,
+              help="Distributed collection's configuration: read the shared PostgreSQL index (its store unless "
+              "--store is given), and name devices not attempted for two intervals and silent workers.")
+@click.pass_context
+def status_command(ctx: click.Context, store_path: Path, as_json: bool, collector_key: Path | None = None,
+                   trust_store_path: Path | None = None, config_path: Path | None = None) -> None:
     """Show the fleet: last collection, verdict and certificate expiry per device.
 
     \b
     Exit codes:
       0  every device's last poll was trusted
-      1  some device's last poll failed or was untrusted (or the store is empty)
+      1  some device's last poll failed or was untrusted (or the store is empty), or with
+         distributed collection a device was not attempted for two intervals or a worker went silent
       2  the store cannot be read
     """
+    from .storage.opening import open_store
+
     with _errors_to_exit_codes():
-        with Store.open(store_path, create=False) as store:
+        quiet = None
+        if config_path is not None:
+            from .distributed.config import DistributedConfigError, load_config
+
+            try:
+                config = load_config(config_path)
+            except DistributedConfigError as exc:
+                raise StoreError(str(exc)) from None
+            explicit = click.core.ParameterSource.DEFAULT
+            if ctx.get_parameter_source("store_path") == explicit:
+                store_path = config.store
+            if ctx.get_parameter_source("trust_store_path") == explicit:
+                trust_store_path = config.trust_store
+            quiet = _quiet(config)
+        with open_store(store_path, create=False, config=config_path) as store:
             checks = _store_records(store, collector_key, trust_store_path)
             rows = fleet_status(store, checks)
         record_errors = [f for f in checks.log.problems if f.severity is Severity.ERROR]
+        if quiet is not None:
+            for row in rows:
+                attempted = quiet.attempts.get(row["device"])
+                row["last_attempt"] = attempted.isoformat() if attempted is not None else None
         if as_json:
-            click.echo(json.dumps({"store": str(store_path), "devices": rows, "records": checks.summary()}, indent=2))
+            document: dict[str, Any] = {"store": str(store_path), "devices": rows, "records": checks.summary()}
+            if quiet is not None:
+                document["not_attempted"] = {device: None if last is None else last.isoformat()
+                                             for device, last in sorted(quiet.not_attempted.items())}
+                document["silent_workers"] = {worker: beat.isoformat()
+                                              for worker, beat in sorted(quiet.silent_workers.items())}
+            click.echo(json.dumps(document, indent=2))
         else:
+            if quiet is not None:
+                for device, last in sorted(quiet.not_attempted.items()):
+                    click.echo(f"not attempted for more than two intervals: {inert(device)} (last attempt "
+                               f"{'never' if last is None else last.isoformat(timespec='seconds')})", err=True)
+                for worker, beat in sorted(quiet.silent_workers.items()):
+                    click.echo(f"worker stopped heartbeating: {inert(worker)} (last heartbeat "
+                               f"{beat.isoformat(timespec='seconds')})", err=True)
             for finding in checks.log.problems:
                 click.echo(f"record log {finding.severity}: {finding.id}: {inert(finding.message)}", err=True)
             from .status import reason_text
@@ -643,7 +695,20 @@ def status_command(store_path: Path, as_json: bool, collector_key: Path | None =
             print_table(f"Fleet status ({store_path})", ("device", "last poll (UTC)", "status", "reason",
                         "last trusted (UTC)", "expiry days leaf/root", "appraisal"), table, no_wrap=("device",))
         bad = any(row["last_status"] != TRUSTED or row["record_findings"] for row in rows) or record_errors
-        raise _Exit(EXIT_FAILED if bad or not rows else EXIT_OK)
+        quiet_found = quiet is not None and bool(quiet.not_attempted or quiet.silent_workers)
+        raise _Exit(EXIT_FAILED if bad or quiet_found or not rows else EXIT_OK)
+
+
+def _quiet(config: Any) -> Any:
+    """What went quiet in distributed collection (`collector.distributed.watch.Quiet`)."""
+    from .distributed.coordination import Coordination
+    from .distributed.watch import find_quiet
+
+    coordination = Coordination(config.database_dsn)
+    try:
+        return find_quiet(config, coordination)
+    finally:
+        coordination.close()
 
 
 _APPRAISAL_STYLE = {"affirming": "green", "warning": "yellow", "contraindicated": "bold red"}
@@ -692,7 +757,9 @@ def reindex_command(store_path: Path, as_json: bool, collector_key: Path | None 
     damaged: list[DamagedFile] = []
     with _errors_to_exit_codes():
         with RunLock(Path(store_path) / "collect.lock") if Path(store_path).is_dir() else _no_lock():
-            with Store.open(store_path, create=False) as store:
+            from .storage.opening import open_store  # the shared PostgreSQL index when configured
+
+            with open_store(store_path, create=False) as store:
                 count = store.reindex(on_damage=damaged.append)
                 checks = _store_records(store, collector_key, trust_store_path)
                 every = [record for device in store.latest() for record in store.history(device)]
@@ -801,10 +868,12 @@ def prune_command(store_path: Path, keep_days: float | None, keep_last: int | No
 
 def register(group: click.Group) -> None:
     """Add this package's subcommands to the top-level `dossier` group."""
+    from .distributed.cli import schedule_command, worker_command
     from .hostkeys_cli import hostkeys_command
     from .insights.cli import appraise_command, diff_command, report_command
     from .service.cli import serve_group
 
     for command in (collect_command, enroll_command, status_command, store_group, diff_command,
-                    report_command, appraise_command, hostkeys_command, serve_group):
+                    report_command, appraise_command, hostkeys_command, serve_group, worker_command,
+                    schedule_command):
         group.add_command(command)

@@ -28,8 +28,9 @@ from verifier.findings import Finding, FindingId, Severity
 from verifier.policy import MAX_ENVELOPE_BYTES
 from verifier.records import (BASELINE_PER_LINE, LOG_NAME, MAX_LINE_BYTES, LogCheck, RecordFormatError,
                               baseline_fields, check_record, default_key_path, header_fields, key_fingerprint,
-                              line_hash, line_signed_by, load_public_key, make_line, parse_line, public_key_path,
-                              read_log, read_stored_envelope, record_fields, torn_fields)
+                              line_hash, line_signed_by, load_public_key, load_public_keys, make_line,
+                              parse_line, public_key_path, read_log, read_logs, read_stored_envelope, record_fields,
+                              store_log, torn_fields)
 from verifier.stored import StoredFileError, read_stored_bytes
 
 from .errors import StoreError
@@ -124,8 +125,13 @@ def check_key_outside(key_path: Path, store_root: Path) -> None:
 class RecordLog:
     """Appends signed records to `<store>/records.jsonl` (thread-safe; `flock` across processes)."""
 
-    def __init__(self, store_root: Path, key: Ed25519PrivateKey) -> None:
-        self.path = Path(store_root) / LOG_NAME
+    def __init__(self, store_root: Path, key: Ed25519PrivateKey, *, log_path: Path | None = None,
+                 baseline: bool = True) -> None:
+        """`log_path` (default `<store>/records.jsonl`): one writer's own log in a shared store
+        (`records.d/<writer>.jsonl`), started without a baseline (`baseline=False`): the other
+        writers' logs vouch for what they stored."""
+        self.path = Path(log_path) if log_path is not None else Path(store_root) / LOG_NAME
+        self._with_baseline = baseline
         self._key = key
         self._fingerprint = key_fingerprint(key.public_key())
         self._lock = threading.Lock()
@@ -200,7 +206,7 @@ class RecordLog:
                 out: list[bytes] = []
                 if self._known != (info.st_ino, info.st_size):
                     out = self._catch_up(fd, info.st_size)  # another writer, or first append
-                if info.st_size == 0 and store is not None:
+                if info.st_size == 0 and store is not None and self._with_baseline:
                     fields = [*self._baseline(store), *fields]
                 if not out and not fields:
                     self._known = (info.st_ino, info.st_size)
@@ -306,17 +312,20 @@ class StoreRecords:
 
     @classmethod
     def read(cls, store: Store, public_key_path: Path | None, *, how_to_give_key: str | None = None) -> StoreRecords:
-        """Read `store`'s log, checked against the public key at `public_key_path`. None: the
+        """Read `store`'s log, checked against the public key at `public_key_path` (a folder of
+        keys for a store of several writers, `records.d`). None: the
         key the log names, with a warning, or with `how_to_give_key` (what to do), an error:
         whoever rewrites the whole log under their own key passes that. Raises StoreError if
         the key cannot be read."""
-        key = None
+        keys = None
         if public_key_path is not None:
             try:
-                key = load_public_key(public_key_path)
+                keys = load_public_keys(public_key_path)
             except VerifierError as exc:
                 raise StoreError(str(exc)) from exc
-        checked = read_log(store.root / LOG_NAME, key)
+        log_path = store_log(store.root)  # the store's log, or its writers' folder of logs
+        checked = (read_logs(log_path, keys) if log_path.is_dir()
+                   else read_log(log_path, keys[0] if keys else None))
         if how_to_give_key is not None:
             checked.problems = [
                 replace(finding, severity=Severity.ERROR,

@@ -420,6 +420,11 @@ class Store(SQLiteIndex, DeviceStates, Pruning):
 
     def save_appraisal(self, record: EnvelopeRecord, appraisal: Mapping[str, Any]) -> None:
         """Store an appraisal beside the envelope (replacing an older one) and index its status."""
+        self._write_appraisal_file(record, appraisal)
+        with self._lock, self._index_write():
+            self._insert_appraisal(self._connection(), record, appraisal)
+
+    def _write_appraisal_file(self, record: EnvelopeRecord, appraisal: Mapping[str, Any]) -> None:
         path = self.root / record.path
         target = path.with_name(path.name[: -len(ENVELOPE_SUFFIX)] + APPRAISAL_SUFFIX)
         try:
@@ -428,8 +433,6 @@ class Store(SQLiteIndex, DeviceStates, Pruning):
                                   + b"\n", replace=True)
         except OSError as exc:
             raise _write_error(target, exc) from exc
-        with self._lock, self._index_write():
-            self._insert_appraisal(self._connection(), record, appraisal)
 
     def appraisal(self, record: EnvelopeRecord) -> dict[str, Any] | None:
         """The stored appraisal of `record` (None when it was not appraised)."""

@@ -45,11 +45,15 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "status": ("collector.cli:status_command",
                "Show the fleet: last collection, verdict and certificate expiry per device."),
     "store": ("collector.cli:store_group", "Maintain the envelope store (index rebuild, pruning)."),
+    "schedule": ("collector.distributed.cli:schedule_command",
+                 "Start a run every interval: its fleet split into chunks sent to the workers' queues."),
     "trust": ("verifier.cli:trust_group", "Manage the trust store: which root(s) each device is enrolled with."),
     "verify": ("verifier.cli:verify_command",
                "Verify signed dossier envelopes (signature, chain to the enrolled root, nonce, dossier), or "
                "with --profile the signed outputs Cisco devices print (IOS XE SUDI, integrity, system "
                "integrity; KGV files)."),
+    "worker": ("collector.distributed.cli:worker_command",
+               "Collect chunks of devices sent by `dossier schedule`: poll, store, verify, sign, appraise."),
 }
 
 

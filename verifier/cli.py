@@ -50,7 +50,7 @@ class _Settings:
     """What every worker needs to verify (picklable: paths, DER bytes, a frozen policy)."""
 
     def __init__(self, store: str | None, roots: list[bytes], device: str | None, nonce: bytes | None,
-                 at: str, policy: Policy, profiles: Any = None, collector_key: bytes | None = None,
+                 at: str, policy: Policy, profiles: Any = None, collector_key: bytes | list[bytes] | None = None,
                  profile_given: bool = False, verbose: bool = False) -> None:
         self.store, self.roots, self.device, self.nonce, self.at, self.policy = store, roots, device, nonce, at, policy
         self.profiles = profiles  # verifier.profiles.clisupport.ProfileOptions, or None: the XR envelope
@@ -218,10 +218,11 @@ def _fail(message: str) -> None:
               help="The --kgv file's signer certificate and sub-CA (PEM). Repeatable.")
 @click.option("--kgv-root", "kgv_roots", multiple=True, type=click.Path(path_type=Path),
               help="The anchor for --kgv (Cisco Root CA M2, PEM). Repeatable.")
-@click.option("--collector-key", "collector_key", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--collector-key", "collector_key", type=click.Path(path_type=Path),
               envvar="DOSSIER_COLLECTOR_KEY", show_envvar=True,
-              help="The collector's public key (PEM, `dossier store key`): stored envelopes' signed records "
-              "are checked with it (default: collector-key.pub.pem beside the trust store, if there).")
+              help="The collector's public key (PEM, `dossier store key`), or a folder of the keys of every "
+              "writer of a distributed store: stored envelopes' signed records are checked with it (default: "
+              "collector-key.pub.pem beside the trust store, if there).")
 def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tuple[Path, ...],
                    device: str | None, nonce_hex: str | None, at: str, as_json: bool, jobs: int,
                    allow_dsa: bool, require_dossier: bool, insecure_skip_nonce: bool, profile: str | None = None,
@@ -315,20 +316,22 @@ def _check_at(at: str) -> None:
         raise click.BadParameter(f"expected {_AT_ACCEPTED}; found {at!r}{hint}", param_hint="--at") from None
 
 
-def _collector_key(given: Path | None, trust_store: Path | None) -> bytes | None:
-    """The raw public key record logs are checked with: --collector-key, else the collector's
-    public key beside the trust store when it is there, else None (the log's own, warned)."""
-    from .records import default_key_path, load_public_key, public_key_path
+def _collector_key(given: Path | None, trust_store: Path | None) -> bytes | list[bytes] | None:
+    """The raw public key record logs are checked with: --collector-key (a folder: every writer's
+    key of a distributed store), else the collector's public key beside the trust store when it
+    is there, else None (the log's own, warned)."""
+    from .records import default_key_path, load_public_keys, public_key_path
 
     if given is None and trust_store is not None and public_key_path(default_key_path(trust_store)).is_file():
         given = public_key_path(default_key_path(trust_store))
     if given is None:
         return None
     try:
-        key = load_public_key(given)
+        keys = load_public_keys(given)
     except VerifierError as exc:
         raise InputError(f"--collector-key: {exc}") from None
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    raw = [key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw) for key in keys]
+    return raw if Path(given).is_dir() else raw[0]
 
 
 def _verdict_word(result: dict[str, Any]) -> tuple[str, str]:

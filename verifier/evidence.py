@@ -133,7 +133,7 @@ def verify_stored(
     signer: bytes | None = None,
     profile: str | None = None,
     options: ProfileOptions | None = None,
-    collector_key: bytes | Ed25519PublicKey | None = None,
+    collector_key: bytes | Ed25519PublicKey | Sequence[bytes | Ed25519PublicKey] | None = None,
     record_logs: MutableMapping[Path, LogCheck] | None = None,
     raw: bytes | None = None,
 ) -> Verdict:
@@ -143,7 +143,8 @@ def verify_stored(
     `verify_evidence`'s, and:
 
     `collector_key`: the collector's public key (raw Ed25519 bytes or a key) the store's record
-    log is checked with (None: the log's own key, with a warning finding). `record_logs`: a
+    log is checked with (None: the log's own key, with a warning finding); for a store of
+    several writers (`records.d`), a list of their keys. `record_logs`: a
     cache of logs read, kept by a caller verifying many files (each log read once). `raw`: the
     file's bytes when the caller has read them already (standard input, `path` '-').
     `device` given: the file's folder need not be named after it (a copy in a case folder).
@@ -243,14 +244,15 @@ def _moment(at: dt.datetime | str, metadata: Mapping[str, Any] | None, where: st
     return parse_time(at, "--at")
 
 
-def _record_findings(item: EnvelopeInput, collector_key: bytes | Ed25519PublicKey | None,
+def _record_findings(item: EnvelopeInput,
+                     collector_key: bytes | Ed25519PublicKey | Sequence[bytes | Ed25519PublicKey] | None,
                      logs: MutableMapping[Path, LogCheck] | None, policy: Policy, *,
                      at_received: bool) -> list[Finding]:
     """The record log's findings about a stored envelope (each log read once per `logs`);
     where there is no log beside it and no collector key was given, what was not checked."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    from .records import check_record, locate_log, read_log, read_stored_envelope
+    from .records import check_record, locate_log, read_log, read_logs, read_stored_envelope
 
     file = Path(item.path)
     log_path = locate_log(file)
@@ -263,9 +265,12 @@ def _record_findings(item: EnvelopeInput, collector_key: bytes | Ed25519PublicKe
                         expected="the store's records.jsonl", found="none")]
     logs = logs if logs is not None else {}
     if log_path not in logs:
-        key = (Ed25519PublicKey.from_public_bytes(collector_key) if isinstance(collector_key, bytes)
-               else collector_key)
-        logs[log_path] = read_log(log_path, key)
+        keys = [Ed25519PublicKey.from_public_bytes(one) if isinstance(one, bytes) else one
+                for one in (collector_key if isinstance(collector_key, (list, tuple)) else [collector_key])
+                if one is not None]
+        # A store of several writers (records.d): each writer's log with its own key.
+        logs[log_path] = (read_logs(log_path, keys or None) if log_path.is_dir()
+                          else read_log(log_path, keys[0] if keys else None))
     verdict_file = file.with_name(file.name + ".verdict.json")
     meta = item.meta or {}
     verdict = meta.get("verdict") if isinstance(meta.get("verdict"), dict) else None

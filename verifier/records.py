@@ -27,7 +27,7 @@ import base64
 import binascii
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
@@ -46,10 +46,13 @@ from .stored import META_SUFFIX, VERDICT_SUFFIX, StoredFileError, read_sidecar, 
 __all__ = [
     "KEY_FILE_NAME", "LOG_FORMAT", "LOG_NAME", "LogCheck", "baseline_fields", "check_record", "default_key_path",
     "header_fields", "key_fingerprint", "line_signed_by", "load_public_key", "locate_log", "make_line", "parse_line",
-    "public_key_path", "read_log", "read_stored_envelope", "record_fields", "line_hash", "torn_fields",
+    "public_key_path", "read_log", "read_logs", "load_public_keys", "store_log", "WRITERS_FOLDER", "read_stored_envelope", "record_fields", "line_hash", "torn_fields",
 ]
 
 LOG_NAME = "records.jsonl"
+#: A store written by several collectors (distributed workers) keeps one log per writer here,
+#: `records.d/<writer>.jsonl`, each in the format of LOG_NAME, signed and chained by its writer.
+WRITERS_FOLDER = "records.d"
 LOG_FORMAT = "trust-dossier/record-log/1"
 #: Prefixed to what is signed, so that no other signature of this key can pass for a record.
 SIGNING_CONTEXT = b"trust-dossier/record-log/1 signature\n"
@@ -259,8 +262,81 @@ class LogCheck:
 
 
 def locate_log(envelope_path: Path) -> Path:
-    """Where the record log of the store holding `envelope_path` is (<store>/<device>/<file>)."""
-    return Path(envelope_path).resolve().parent.parent / LOG_NAME
+    """Where the record log of the store holding `envelope_path` is (<store>/<device>/<file>):
+    its records.jsonl, or for a store of several writers without one, their folder of logs."""
+    return store_log(Path(envelope_path).resolve().parent.parent)
+
+
+def store_log(store_root: Path) -> Path:
+    """The record log of the store at `store_root`: its records.jsonl, or for a store of several
+    writers without one, their folder of logs (WRITERS_FOLDER)."""
+    single = Path(store_root) / LOG_NAME
+    if not single.exists() and (Path(store_root) / WRITERS_FOLDER).is_dir():
+        return Path(store_root) / WRITERS_FOLDER
+    return single
+
+
+def load_public_keys(path: Path) -> list[Ed25519PublicKey]:
+    """The collector keys at `path`: one PEM file, or a folder of them (each `*.pub.pem`, else
+    each `*.pem`: one per writer of a distributed store). Raises VerifierError."""
+    path = Path(path)
+    if not path.is_dir():
+        return [load_public_key(path)]
+    files = sorted(path.glob("*" + _PUBLIC_SUFFIX)) or sorted(path.glob("*.pem"))
+    if not files:
+        raise VerifierError(f"collector keys {path}: expected a folder of Ed25519 PEM keys (*.pub.pem), found none")
+    return [load_public_key(file) for file in files]
+
+
+def _header_fingerprint(path: Path) -> str | None:
+    """The key fingerprint line 1 of the log at `path` names (None if it names none)."""
+    try:
+        head = read_stored_bytes(path, MAX_LINE_BYTES + 1, "record log")
+    except StoredFileError:
+        return None
+    try:
+        return parse_line(head.split(b"\n", 1)[0]).get("key")
+    except RecordFormatError:
+        return None
+
+
+def read_logs(folder: Path, public_keys: Sequence[Ed25519PublicKey] | None) -> LogCheck:
+    """Check every writer's log in `folder` (`records.d`), each with the key of `public_keys`
+    its header names (a writer whose key is not among them: `record.other_key`; no keys given:
+    each log's own, `record.key_not_pinned`), as one: the problems of every log, and the records
+    of all. An envelope recorded by two writers is `record.mismatch`."""
+    merged = LogCheck(Path(folder))
+    keys = {key_fingerprint(key): key for key in public_keys or ()}
+    logs = sorted(Path(folder).glob("*.jsonl"))
+    if not logs:
+        merged.add(FindingId.RECORD_LOG_MISSING, Severity.ERROR if keys else Severity.WARNING,
+                   f"no record log in {folder}: expected one per collector that wrote this store",
+                   expected="records.d/<writer>.jsonl", found="none")
+        return merged
+    fingerprints = []
+    for path in logs:
+        key = None
+        if keys:
+            named = _header_fingerprint(path)
+            key = keys[named] if named in keys else next(iter(keys.values()))  # else: record.other_key
+        one = read_log(path, key)
+        merged.problems += one.problems
+        merged.lines += one.lines
+        if one.key is not None:
+            fingerprints.append(one.key)
+        for recorded, fields in one.records.items():
+            if recorded in merged.records:
+                merged.add(FindingId.RECORD_MISMATCH, Severity.ERROR,
+                           f"{recorded}: recorded by two writers ({path.name} and another log of {folder}): a "
+                           "collector stores an envelope once", expected="one record", found="two")
+                continue
+            merged.records[recorded] = fields
+        for listed, digest in one.baseline.items():
+            merged.baseline.setdefault(listed, digest)
+        for pair, paths in one.nonces.items():
+            merged.nonces.setdefault(pair, []).extend(paths)
+    merged.key = ",".join(fingerprints) if fingerprints else None
+    return merged
 
 
 def read_log(path: Path, public_key: Ed25519PublicKey | None) -> LogCheck:

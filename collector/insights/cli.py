@@ -13,6 +13,7 @@ from verifier.cli import DEFAULT_TRUST_STORE  # one default for every command
 from verifier.display import cell, inert, print_table  # device text is shown inert, never as markup
 
 from ..errors import StoreError
+from ..storage.opening import open_store  # SQLite here, or the shared PostgreSQL index when configured
 from ..store import Store, write_file_atomically
 from .diff import Evidence, diff_evidence
 from .errors import InsightsError
@@ -115,7 +116,7 @@ def diff_command(envelopes: tuple[Path, ...], store_path: Path | None, device: s
         else:
             if store_path is None or device is None:
                 raise click.UsageError("give two envelope files, or --store DIR and --device NAME")
-            with Store.open(store_path, create=False) as store:
+            with open_store(store_path, create=False) as store:
                 newest = store.history(device, limit=1)
                 records = comparable_history(store, newest[0]) if newest else []
                 first = pick_record(records, from_ref, device)
@@ -154,7 +155,7 @@ def report_command(store_path: Path, out_path: Path | None, trust_store_path: Pa
     with _errors_to_exit_codes(), _insights_errors():
         if out_path is None and not as_json:
             raise click.UsageError("nothing to do: give --out FILE.html and/or --json")
-        with Store.open(store_path, create=False) as store:
+        with open_store(store_path, create=False) as store:
             report = build_report(store, StoredVerdicts(store, trust_store_path))
         if out_path is not None:
             try:
@@ -195,7 +196,7 @@ def appraise_command(store_path: Path, policy_path: Path, devices: tuple[str, ..
     with _errors_to_exit_codes(), _insights_errors():
         policy = load_policy(policy_path)
         results = []
-        with Store.open(store_path, create=False) as store:
+        with open_store(store_path, create=False) as store:
             verdicts = StoredVerdicts(store, trust_store_path)
             latest = store.latest()
             names = list(devices) or sorted(latest)
