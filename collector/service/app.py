@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..inventory import load_inventory
-from ..store import Store
+from ..storage.opening import open_store
 from .errors import ApiError, ErrorCode, ServiceError, error_body
 from .queries import QueryError, StoreQueries, inventory_info
 from .schemas import response_schema
@@ -46,7 +46,8 @@ def create_app(settings: ServiceSettings, *, tokens: Tokens | None = None, start
     settings.check(has_tokens=bool(tokens))
     try:
         # Serving alone reads an existing store; polling too may start a new one.
-        store = Store.open(settings.store, create=settings.inventory is not None)
+        store = open_store(settings.store, create=settings.inventory is not None,
+                           config=settings.distributed_config)
         inventory = load_inventory(settings.inventory) if settings.inventory is not None else None
     except CollectorError as exc:
         raise ServiceError(str(exc)) from None

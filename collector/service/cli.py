@@ -57,11 +57,16 @@ _tokens_option = click.option(
 @click.option("--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Appraise against this policy YAML for EARs and in the collector's loop (default: EARs "
                    "judge identity only).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              envvar="DOSSIER_DISTRIBUTED_CONFIG", show_envvar=True,
+              help="Distributed collection's configuration: serve the shared PostgreSQL index (its store and "
+                   "trust store unless --store/--trust-store are given); the workers poll, so not with "
+                   "--inventory.")
 @click.pass_context
 def serve_group(ctx: click.Context, store_path: Path, trust_store_path: Path, tokens_path: Path, listen: str,
                 tls_cert: Path | None, tls_key: Path | None, inventory_path: Path | None, interval: float,
                 collector_key: Path | None, webhooks_path: Path | None = None, ear_key: Path | None = None,
-                policy_path: Path | None = None) -> None:
+                policy_path: Path | None = None, config_path: Path | None = None) -> None:
     """Serve the fleet's trust posture over HTTP: a JSON API under /api/v1/ (OpenAPI at /openapi.json).
 
     With --inventory the same process also polls the fleet every --interval seconds. Without a
@@ -72,9 +77,12 @@ def serve_group(ctx: click.Context, store_path: Path, trust_store_path: Path, to
     if ctx.invoked_subcommand is not None:
         return
     extra = _ear_and_webhooks(ctx, webhooks_path, ear_key, policy_path)
+    if config_path is not None:
+        store_path, trust_store_path = _shared_paths(ctx, config_path, store_path, trust_store_path, inventory_path)
     settings = ServiceSettings(store=store_path, trust_store=trust_store_path, tokens_file=tokens_path,
                                listen=listen, tls_cert=tls_cert, tls_key=tls_key, inventory=inventory_path,
-                               collect_interval_s=interval, collector_key=collector_key, extra=extra)
+                               collect_interval_s=interval, collector_key=collector_key, extra=extra,
+                               distributed_config=config_path)
     try:
         from .app import create_app
 
@@ -98,6 +106,29 @@ def serve_group(ctx: click.Context, store_path: Path, trust_store_path: Path, to
                             server_header=False, proxy_headers=False)
     with listener:
         uvicorn.Server(config).run(sockets=[listener])
+
+
+def _shared_paths(ctx: click.Context, config_path: Path, store_path: Path, trust_store_path: Path,
+                  inventory_path: Path | None) -> tuple[Path, Path]:
+    """The store and trust store of the distributed configuration, unless given; exits 2 on a bad
+    configuration or with --inventory (with distributed collection the workers poll)."""
+    from ..distributed.config import DistributedConfigError, load_config
+
+    if inventory_path is not None:
+        click.echo("error: expected either --config (the workers poll) or --inventory (this process polls), "
+                   "found both", err=True)
+        ctx.exit(EXIT_USAGE)
+    try:
+        config = load_config(config_path)
+    except DistributedConfigError as exc:
+        click.echo(f"error: {inert(exc)}", err=True)
+        ctx.exit(EXIT_USAGE)
+    default = click.core.ParameterSource.DEFAULT
+    if ctx.get_parameter_source("store_path") == default:
+        store_path = config.store
+    if ctx.get_parameter_source("trust_store_path") == default and config.trust_store is not None:
+        trust_store_path = config.trust_store
+    return store_path, trust_store_path
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

@@ -49,6 +49,9 @@ class ServiceSettings:
     tls_key: Path | None = None
     #: With an inventory the process also polls it (the collector's loop, in a thread).
     inventory: Path | None = None
+    #: Distributed collection's configuration (docs/distributed.md): read the shared PostgreSQL
+    #: index; workers poll, so not with `inventory`.
+    distributed_config: Path | None = None
     collect_interval_s: float = 300.0
     collector_key: Path | None = None
     max_upload_bytes: int = MAX_UPLOAD_BYTES

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fastapi.testclient import TestClient
 
+from collector.service.app import create_app
+from collector.service.settings import ServiceSettings
 from dossier_cli.main import cli
 
 from rig import (enroll, processes, start_fleet, stop_fleet, wait_for, write_config,  # noqa: E402
@@ -136,6 +139,17 @@ def test_two_groups_routed_to_two_queues_each_worker_polls_only_its_group(
     assert [row["last_status"] for row in status["devices"]] == ["trusted"] * 8
     assert all(row["last_attempt"] for row in status["devices"])
     assert status["silent_workers"] == {} and status["not_attempted"] == {}
+    # The service reads the shared index too (`dossier serve --config`): every device trusted.
+    result = CliRunner().invoke(cli, ["serve", "--config", str(config), "--inventory", str(inventory)])
+    assert result.exit_code == 2 and "found both" in result.output
+    app = create_app(ServiceSettings(store=tmp_path / "shared-store", trust_store=trust, distributed_config=config,
+                                     warm_on_start=False))
+    with TestClient(app) as client:
+        answer = client.get("/api/v1/fleet")
+    assert answer.status_code == 200, answer.text
+    rows = answer.json()["devices"]
+    assert [row["device"] for row in rows] == names
+    assert {row["verification"]["state"] for row in rows} == {"trusted"}, rows
     # `dossier verify --at received` on a stored envelope, with the folder of writers' keys.
     envelope = next((tmp_path / "shared-store" / names[5]).glob("*.envelope"))
     result = CliRunner().invoke(cli, ["verify", "--trust-store", str(trust), "--at", "received", "--collector-key",
