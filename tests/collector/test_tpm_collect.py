@@ -287,3 +287,47 @@ def test_dossier_verify_checks_stored_tpm_outputs_like_the_others(setup: Setup, 
     assert result.exit_code == 0 and len(verdicts) == 4 and all(v["trusted"] for v in verdicts), result.output
     assert {v["profile"] for v in verdicts} == {"xr-tpm-certificate", "xr-tpm-quote", "xr-tpm-boot-log",
                                                  "xr-tpm-ima-log"}
+
+
+def test_the_service_judges_a_device_by_its_whole_newest_poll(setup: Setup, tmp_path: Path) -> None:
+    """The API's fleet and device rows and the dashboard's pages judge the whole newest poll: a
+    trusted dossier beside an untrusted quote is an untrusted device with the quote's finding and
+    the dossier's appraisal status (the newest stored output, the IMA log, would say trusted and
+    not appraised alone)."""
+    from fastapi.testclient import TestClient
+
+    from collector.service.app import create_app
+    from collector.service.schemas import response_schema
+    from collector.service.settings import ServiceSettings
+
+    store = tmp_path / "store"
+    device, faulty = setup.devices[0], setup.devices[1]
+    policy = AppraisalPolicy.from_document({"format": "trust-dossier/policy/1",
+                                            "rules": {"runtime-measurements": {"level": "enforce"}}})
+    _collect(setup, store, [device, faulty], policy=policy)
+    setup.fleet.set_fault(faulty.name, Fault.TPM_NONCE_UNBOUND)
+    try:
+        _collect(setup, store, [faulty], policy=policy)
+    finally:
+        setup.fleet.clear_faults(faulty.name)
+    app = create_app(ServiceSettings(store=store, trust_store=setup.trust, inventory=setup.inventory),
+                     start_collector=False)
+    with TestClient(app) as client:
+        body = client.get("/api/v1/fleet").json()
+        jsonschema.Draft202012Validator(response_schema("api-fleet")).validate(body)
+        rows = {row["device"]: row for row in body["devices"]}
+        good, bad = rows[device.name], rows[faulty.name]
+        assert good["verification"]["state"] == "trusted" and good["tpm"]["state"] == "trusted", good
+        assert bad["verification"]["state"] == "untrusted" and bad["verification"]["reason"] == "nonce.mismatch", bad
+        assert bad["tpm"]["state"] == "untrusted" and bad["tpm"]["reason"] == "nonce.mismatch", bad
+        assert bad["status"] != "none" and good["status"] != "none", (good["status"], bad["status"])
+        assert bad["last_envelope"] and "tpm" not in bad["last_envelope"]  # the dossier's output
+        one = client.get(f"/api/v1/devices/{faulty.name}").json()
+        jsonschema.Draft202012Validator(response_schema("api-device")).validate(one)
+        assert one["device"]["verification"]["state"] == "untrusted" and one["device"]["tpm"] == bad["tpm"]
+        page = client.get("/dashboard/", params={"state": "untrusted"}).text
+        assert f'data-device="{faulty.name}"' in page and f'data-device="{device.name}"' not in page
+        assert 'data-tpm="untrusted"' in page
+        device_page = client.get(f"/dashboard/devices/{faulty.name}").text
+        assert 'id="tpm" data-tpm="untrusted"' in device_page
+        assert 'class="finding" data-id="nonce.mismatch"' in device_page  # the quote's, not only the IMA log's
