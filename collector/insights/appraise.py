@@ -155,7 +155,8 @@ def _ids(drift: Sequence[Finding], *ids: str) -> list[Finding]:
 
 
 def appraise(current: Evidence, drift: Sequence[Finding], policy: AppraisalPolicy, *, device: str,
-             files: FileSystemState | None = None, has_previous: bool = False,
+             files: FileSystemState | None = None, packages: Mapping[str, str] | None = None,
+             has_previous: bool = False,
              previous: str | None = None, now: dt.datetime | None = None) -> Appraisal:
     """Appraise `current` (with its `drift` since the previous trusted collection) against `policy`.
 
@@ -185,7 +186,7 @@ def appraise(current: Evidence, drift: Sequence[Finding], policy: AppraisalPolic
     if current.tpm is not None and current.verified:  # TPM evidence: boot events, IMA files
         from .tpm import appraise_tpm
 
-        skipped += appraise_tpm(current, drift, active, result, files)
+        skipped += appraise_tpm(current, drift, active, result, files, packages)
     elif current.dossier is not None and current.verified:
         for rule in active.values():
             result.touch(_RULE_CATEGORY[rule.name])

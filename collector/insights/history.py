@@ -226,8 +226,9 @@ def appraise_record(store: Store, verdicts: StoredVerdicts, record: EnvelopeReco
         for older in trusted_before:
             files.apply(stored_evidence(verdicts, older).dossier, report=False)
     evidence = stored_evidence(verdicts, record)
+    packages = None
     if evidence.tpm_kind is not None:  # TPM evidence is judged against the device's dossier files
-        files = _dossier_files(store, verdicts, record)
+        files, packages = _dossier_references(store, verdicts, record)
     drift: list[Finding] = []
     if previous is not None:
         before = stored_evidence(verdicts, previous)
@@ -238,26 +239,30 @@ def appraise_record(store: Store, verdicts: StoredVerdicts, record: EnvelopeReco
         files.apply(evidence.dossier, report=False)
     if evidence.dossier is not None and save:
         _save_file_state(store, record.device, record.path, files)
-    result = appraise(evidence, drift, policy, device=record.device, files=files,
+    result = appraise(evidence, drift, policy, device=record.device, files=files, packages=packages,
                       has_previous=previous is not None, previous=previous.path if previous else None, now=now)
     if save:
         store.save_appraisal(record, result.to_json(max_drift=MAX_STORED_DRIFT))
     return result
 
 
-def _dossier_files(store: Store, verdicts: StoredVerdicts, record: EnvelopeRecord) -> FileSystemState | None:
-    """The device's files as of its newest trusted dossier received no later than `record`
-    (None: no trusted dossier yet), from the saved file state or else the history."""
+def _dossier_references(store: Store, verdicts: StoredVerdicts,
+                        record: EnvelopeRecord) -> tuple[FileSystemState | None, dict[str, str] | None]:
+    """The device's files and packages (`tpm.package_references`) as of its newest trusted
+    dossier received no later than `record` (None, None: no trusted dossier yet); the files
+    from the saved file state or else the history."""
+    from .tpm import package_references
+
     dossiers = [r for r in reversed(store.history(record.device))
                 if r.trusted and r.received <= record.received and _kind(store, r) == "xr-dossier"]
     if not dossiers:
-        return None
+        return None, None
     files = _load_file_state(store, record.device, dossiers[-1].path)
     if files is None:
         files = FileSystemState()
         for older in dossiers:
             files.apply(stored_evidence(verdicts, older).dossier, report=False)
-    return files
+    return files, package_references(stored_evidence(verdicts, dossiers[-1]).dossier)
 
 
 def pick_record(records: list[EnvelopeRecord], reference: str, device: str) -> EnvelopeRecord:
