@@ -201,17 +201,9 @@ def fetch_sudi(device: Device, *, trust_store_path: Path, run_deadline: float | 
 
     Raises EnrollError when no anchors are enrolled or the output does not verify.
     """
-    from verifier import TrustStore, VerifierError
     from verifier.profiles import verify_output
 
-    anchors = []
-    if (Path(trust_store_path) / "truststore.json").exists():  # none yet: nothing is pinned
-        try:
-            store = TrustStore.open(trust_store_path)
-            if device.name in store:
-                anchors = store.roots_for(device.name) + store.intermediates_for(device.name)
-        except VerifierError as exc:
-            raise EnrollError(f"{device.name}: {exc}") from None
+    anchors = _enrolled_anchors(device, trust_store_path)
     if not anchors:
         raise EnrollError(
             f"{device.name}: expected the vendor's SUDI root and sub-CA enrolled for this IOS XE device, found "
@@ -242,21 +234,13 @@ def fetch_attestation_keys(device: Device, *, trust_store_path: Path,
     Raises EnrollError when no root is enrolled or no node's certificate verifies, and the
     NETCONF session's errors when the device cannot be reached.
     """
-    from verifier import Policy, TrustStore, VerifierError
-    from verifier.profiles._common import Anchors
+    from verifier import Policy
     from verifier.tpm.attestation import attestation_certificates
 
     from .netconf import NetconfSession
     from .polling import tpm_certificate_request
 
-    anchors: list[x509.Certificate] = []
-    if (Path(trust_store_path) / "truststore.json").exists():
-        try:
-            store = TrustStore.open(trust_store_path)
-            if device.name in store:
-                anchors = store.roots_for(device.name) + store.intermediates_for(device.name)
-        except VerifierError as exc:
-            raise EnrollError(f"{device.name}: {exc}") from None
+    anchors = _enrolled_anchors(device, trust_store_path)
     if not anchors:
         raise EnrollError(
             f"{device.name}: expected the TPM vendor root enrolled for this device (its evidence includes tpm), "
@@ -264,7 +248,7 @@ def fetch_attestation_keys(device: Device, *, trust_store_path: Path,
             f"{trust_store_path}`")
     with NetconfSession(device, run_deadline=run_deadline) as session:
         result = session.rpc(tpm_certificate_request(Nonce.fresh()))
-    verdict, certificates = attestation_certificates(result.output, anchors=Anchors(tuple(anchors)),
+    verdict, certificates = attestation_certificates(result.output, roots=anchors,
                                                      when=result.received, policy=Policy())
     if verdict.errors or not certificates:
         problems = "; ".join(f"{f.id}: {f.message}" for f in verdict.errors) or "no attestation certificate"
@@ -306,6 +290,22 @@ def enroll_attestation_key(trust_store_path: Path, candidate: AttestationKeyCand
     except VerifierError as exc:
         raise EnrollError(f"{candidate.device}: {exc}") from None
     return EnrollResult(candidate.device, action, source, candidate)
+
+
+def _enrolled_anchors(device: Device, trust_store_path: Path) -> list[x509.Certificate]:
+    """The roots and sub-CAs enrolled for `device` ([] when none is, or there is no trust store
+    yet); raises EnrollError when the trust store cannot be read."""
+    from verifier import TrustStore, VerifierError
+
+    if not (Path(trust_store_path) / "truststore.json").exists():  # none yet: nothing is pinned
+        return []
+    try:
+        store = TrustStore.open(trust_store_path)
+        if device.name not in store:
+            return []
+        return store.roots_for(device.name) + store.intermediates_for(device.name)
+    except VerifierError as exc:
+        raise EnrollError(f"{device.name}: {exc}") from None
 
 
 def _certificates(output: bytes, name: str) -> list[x509.Certificate]:

@@ -84,6 +84,12 @@ def _pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
+def _pinned(cert: x509.Certificate, source: str, pinned_at: dt.datetime | None) -> dict[str, Any]:
+    """A pinned certificate as the store keeps it, with how and when it was confirmed."""
+    return {"sha256": fingerprint(cert), "subject": cert.subject.rfc4514_string(), "pem": _pem(cert),
+            "source": source, "pinned_at": _iso(pinned_at or dt.datetime.now(dt.UTC))}
+
+
 def _is_ca(cert: x509.Certificate) -> bool:
     try:
         return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
@@ -525,13 +531,7 @@ class TrustStore:
         how it was confirmed (fingerprint, interactive, tofu, manual)."""
 
         def change(record: dict[str, Any]) -> None:
-            record["pinned_leaf"] = {
-                "sha256": fingerprint(leaf),
-                "subject": leaf.subject.rfc4514_string(),
-                "pem": _pem(leaf),
-                "source": source,
-                "pinned_at": _iso(pinned_at or dt.datetime.now(dt.UTC)),
-            }
+            record["pinned_leaf"] = _pinned(leaf, source, pinned_at)
 
         self._require(device)
         self._update(device, change)
@@ -549,13 +549,7 @@ class TrustStore:
             if location not in keys and len(keys) >= MAX_ATTESTATION_KEYS:
                 raise TrustStoreError(f"device {device!r}: expected at most {MAX_ATTESTATION_KEYS} nodes with a pinned "
                                       f"attestation key, found {len(keys)} already; not pinning {location!r}")
-            keys[location] = {
-                "sha256": fingerprint(certificate),
-                "subject": certificate.subject.rfc4514_string(),
-                "pem": _pem(certificate),
-                "source": source,
-                "pinned_at": _iso(pinned_at or dt.datetime.now(dt.UTC)),
-            }
+            keys[location] = _pinned(certificate, source, pinned_at)
 
         self._require(device)
         self._update(device, change)

@@ -153,12 +153,13 @@ def verify_tpm_output(kind: str, raw: bytes, inputs: TPMInputs, *, anchors: Anch
     return verdict
 
 
-def attestation_certificates(raw: bytes, *, anchors: Anchors, when: dt.datetime,
+def attestation_certificates(raw: bytes, *, roots: Sequence[x509.Certificate], when: dt.datetime,
                              policy: Policy) -> tuple[ProfileVerdict, dict[str, x509.Certificate]]:
-    """A `get-certificate` reply verified (step 1): its verdict and each node's attestation
-    certificate whose chain holds, by node location (what enrollment shows and pins)."""
+    """A `get-certificate` reply verified under `roots` (roots and sub-CAs; step 1): its verdict
+    and each node's attestation certificate whose chain holds, by node location (what
+    enrollment shows and pins)."""
     verdict = ProfileVerdict(profile="xr-tpm-certificate", verified_at=when)
-    certificates = _certificates(verdict, raw, anchors, when, policy)
+    certificates = _certificates(verdict, raw, Anchors(tuple(roots)), when, policy)
     verdict.signed = bool(certificates)
     return verdict, certificates
 
