@@ -54,6 +54,9 @@ _WATCHED = ("index.sqlite", "index.sqlite-wal", "state/_devices.json")
 #: Content summaries (packages and files of a device's newest trusted output) kept for search;
 #: a file inventory can be thousands of entries, so fewer of these.
 MAX_CONTENT = 4096
+#: Trusted outputs looked through for a device's newest trusted dossier (a poll stores at most
+#: `collector.status.MAX_POLL_OUTPUTS`, so this is a few dozen polls of TPM evidence alone).
+TRUSTED_DOSSIER_LOOKBACK = 64
 
 
 class QueryError(Exception):
@@ -233,6 +236,8 @@ class StoreQueries:
         newest first from `newest` on, when that is not the newest stored)."""
         judged = self._read(poll_verification, self.store, newest, state, self._summary, history=history)
         record = judged.record
+        if trusted is not None:  # certificate expiry is the dossier's (a TPM reply's is its attestation key's)
+            trusted = self.trusted_dossier(trusted) or trusted
         failed = failed_poll(state)
         info = self.inventory.get(name, DeviceInfo())
         days = expiry_days(self.store, trusted, now, ends=self._summary(trusted).ends) if trusted is not None \
@@ -354,9 +359,10 @@ class StoreQueries:
         """Each device's newest trusted output and its content; a device whose outputs cannot
         be read is left out (and named in `unreadable`)."""
         found = {}
-        for name, record in sorted(self._read(self.store.latest_trusted).items()):
+        for name, newest in sorted(self._read(self.store.latest_trusted).items()):
             try:
-                content = self._content_of(record)
+                record = self.trusted_dossier(newest)
+                content = self._content_of(record) if record is not None else None
             except QueryError as exc:
                 if exc.code != ErrorCode.STORE_UNREADABLE:
                     raise
@@ -366,6 +372,25 @@ class StoreQueries:
             if content is not None:
                 found[name] = (record, content)
         return found
+
+    def trusted_dossier(self, trusted: EnvelopeRecord) -> EnvelopeRecord | None:
+        """The newest trusted dossier output of `trusted`'s device received no later than it
+        (`trusted` itself, or its poll's dossier when it is a TPM reply, or an earlier poll's);
+        None when there is none among the last `TRUSTED_DOSSIER_LOOKBACK` trusted outputs."""
+        outputs = self._read(poll_outputs, self.store, trusted)
+        found = next((one for one, evidence in outputs if evidence == "dossier" and one.trusted), None)
+        if found is not None:
+            return found
+        looked = 0
+        for older in self._read(self.store.history, trusted.device):
+            if not older.trusted or older.received > trusted.received:
+                continue
+            if self._read(poll_outputs, self.store, older, history=[older])[0][1] == "dossier":
+                return older
+            looked += 1
+            if looked >= TRUSTED_DOSSIER_LOOKBACK:
+                break
+        return None
 
     def _content_of(self, record: EnvelopeRecord) -> Content | None:
         key = (record.path, record.sha256)
@@ -537,7 +562,8 @@ def device_findings(queries: StoreQueries, name: str) -> dict[str, Any]:
 def device_content(queries: StoreQueries, name: str) -> dict[str, Any] | None:
     """Packages (with their install and runtime fingerprints) and files (with their digests) of
     `name`'s newest trusted output, from what verifying it returned; None when it has none."""
-    record = queries._read(queries.store.latest_trusted).get(name)
+    newest = queries._read(queries.store.latest_trusted).get(name)
+    record = queries.trusted_dossier(newest) if newest is not None else None
     if record is None:
         return None
     verdict = queries.verdict(record)

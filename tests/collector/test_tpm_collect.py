@@ -333,6 +333,8 @@ def test_the_service_judges_a_device_by_its_whole_newest_poll(setup: Setup, tmp_
         device_page = client.get(f"/dashboard/devices/{faulty.name}").text
         assert 'id="tpm" data-tpm="untrusted"' in device_page
         assert 'class="finding" data-id="nonce.mismatch"' in device_page  # the quote's, not only the IMA log's
+        # What the device runs comes from its newest trusted dossier, not its newest trusted output (a TPM reply).
+        assert 'id="packages"' in client.get(f"/dashboard/devices/{device.name}").text
 
 
 def test_a_quote_relayed_from_another_device_is_not_this_devices(setup: Setup, tmp_path: Path) -> None:
