@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from collector.collect import CollectOptions, Collector  # noqa: E402
-from collector.enroll import enroll_root, fetch_root  # noqa: E402
+from collector.enroll import enroll_attestation_key, enroll_root, fetch_attestation_keys, fetch_root  # noqa: E402
 from collector.inventory import Device, load_inventory  # noqa: E402
 from collector.store import Store  # noqa: E402
 from emulator.tpm.authority import load_authority  # noqa: E402
@@ -86,6 +86,8 @@ def main() -> None:
         for device in devices:
             enroll_root(trust_path, fetch_root(device), source="tofu")
             trust.add_root(device.name, tpm_root, source="bench")
+            for candidate in fetch_attestation_keys(device, trust_store_path=trust_path):
+                enroll_attestation_key(trust_path, candidate, source="tofu")
         rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
         cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
         device_cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}

@@ -11,6 +11,11 @@ IOS XE: every device chains to the same vendor root and SUDI sub-CA (pinned befo
 Cisco device". What is enrolled is the device's own SUDI certificate (its identity, PID and
 serial number), from a SUDI sign output over a fresh nonce that verifies under those anchors;
 verification then compares every output's signer with it.
+
+IOS XR with TPM evidence: every device's attestation key chains to the same TPM vendor root
+(pinned beforehand with `dossier trust add`), so each node's attestation-key certificate, from
+`get-certificate` over NETCONF verified under that root, is pinned the same way; TPM
+verification then compares every quote's key with the pin of its node.
 """
 
 from __future__ import annotations
@@ -34,8 +39,8 @@ from .inventory import Device
 from .platforms import profile_for
 from .ssh import run_command
 
-__all__ = ["ENROLL_ITEMS", "Candidate", "EnrollResult", "RootCandidate", "SudiCandidate", "enroll_candidate",
-           "enroll_identity", "enroll_root", "fetch_candidate", "fetch_root", "fetch_sudi", "normalise_fingerprint"]
+__all__ = ["ENROLL_ITEMS", "AttestationKeyCandidate", "Candidate", "EnrollResult", "RootCandidate", "SudiCandidate", "enroll_candidate",
+           "enroll_attestation_key", "enroll_identity", "enroll_root", "fetch_attestation_keys", "fetch_candidate", "fetch_root", "fetch_sudi", "normalise_fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +110,19 @@ class SudiCandidate(_Offered):
         return {**super().describe(), "identity": self.identity}
 
 
-Candidate = RootCandidate | SudiCandidate
+@dataclass(frozen=True)
+class AttestationKeyCandidate(_Offered):
+    """An IOS XR node's TPM attestation-key certificate as offered, not yet pinned."""
+
+    device: str
+    location: str
+    certificate: x509.Certificate
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "location": self.location}
+
+
+Candidate = RootCandidate | SudiCandidate | AttestationKeyCandidate
 
 
 @dataclass(frozen=True)
@@ -116,7 +133,8 @@ class EnrollResult:
     candidate: Candidate
 
     def to_json(self) -> dict[str, Any]:
-        what = "sudi" if isinstance(self.candidate, SudiCandidate) else "root"
+        what = ("sudi" if isinstance(self.candidate, SudiCandidate) else
+                "attestation_key" if isinstance(self.candidate, AttestationKeyCandidate) else "root")
         return {"device": self.device, "action": self.action, "source": self.source,
                 what: self.candidate.describe()}
 
@@ -183,17 +201,9 @@ def fetch_sudi(device: Device, *, trust_store_path: Path, run_deadline: float | 
 
     Raises EnrollError when no anchors are enrolled or the output does not verify.
     """
-    from verifier import TrustStore, VerifierError
     from verifier.profiles import verify_output
 
-    anchors = []
-    if (Path(trust_store_path) / "truststore.json").exists():  # none yet: nothing is pinned
-        try:
-            store = TrustStore.open(trust_store_path)
-            if device.name in store:
-                anchors = store.roots_for(device.name) + store.intermediates_for(device.name)
-        except VerifierError as exc:
-            raise EnrollError(f"{device.name}: {exc}") from None
+    anchors = _enrolled_anchors(device, trust_store_path)
     if not anchors:
         raise EnrollError(
             f"{device.name}: expected the vendor's SUDI root and sub-CA enrolled for this IOS XE device, found "
@@ -213,6 +223,89 @@ def fetch_sudi(device: Device, *, trust_store_path: Path, run_deadline: float | 
             f"({problems}); not pinning its identity"
         )
     return SudiCandidate(device=device.name, certificate=verdict.leaf)
+
+
+def fetch_attestation_keys(device: Device, *, trust_store_path: Path,
+                           run_deadline: float | None = None) -> list[AttestationKeyCandidate]:
+    """Ask an IOS XR device for its TPM attestation-key certificates (`get-certificate` over
+    NETCONF, a fresh nonce) and return each node's once its chain verifies to the TPM vendor
+    root enrolled for the device.
+
+    Raises EnrollError when no root is enrolled or no node's certificate verifies, and the
+    NETCONF session's errors when the device cannot be reached.
+    """
+    from verifier import Policy
+    from verifier.tpm.attestation import attestation_certificates
+
+    from .netconf import NetconfSession
+    from .polling import tpm_certificate_request
+
+    anchors = _enrolled_anchors(device, trust_store_path)
+    if not anchors:
+        raise EnrollError(
+            f"{device.name}: expected the TPM vendor root enrolled for this device (its evidence includes tpm), "
+            f"found none; pin it first: `dossier trust add {device.name} TPM-ROOT.pem --trust-store "
+            f"{trust_store_path}`")
+    with NetconfSession(device, run_deadline=run_deadline) as session:
+        result = session.rpc(tpm_certificate_request(Nonce.fresh()))
+    verdict, certificates = attestation_certificates(result.output, roots=anchors,
+                                                     when=result.received, policy=Policy())
+    if verdict.errors or not certificates:
+        problems = "; ".join(f"{f.id}: {f.message}" for f in verdict.errors) or "no attestation certificate"
+        raise EnrollError(
+            f"{device.name}: the device's attestation-key certificates do not verify under the roots enrolled "
+            f"for it ({problems}); not pinning them")
+    return [AttestationKeyCandidate(device=device.name, location=location, certificate=certificate)
+            for location, certificate in sorted(certificates.items())]
+
+
+def enroll_attestation_key(trust_store_path: Path, candidate: AttestationKeyCandidate, *, source: str,
+                           expect_fingerprint: str | None = None, replace: bool = False,
+                           now: datetime | None = None) -> EnrollResult:
+    """Pin `candidate`'s attestation-key certificate for its device's node once confirmed
+    (`source` as for `enroll_root`). A node pinned to another key is refused unless `replace`
+    (a replaced route processor or TPM)."""
+    from verifier import TrustStore, VerifierError
+
+    _confirm(candidate, source, expect_fingerprint)
+    try:
+        store = TrustStore.open(trust_store_path)
+        pinned = store.pinned_attestation_keys(candidate.device).get(candidate.location)
+        action = "enrolled"
+        if pinned is not None:
+            if sha256(pinned.public_bytes(Encoding.DER)).hexdigest() == candidate.sha256:
+                return EnrollResult(candidate.device, "already-enrolled", source, candidate)
+            if not replace:
+                raise EnrollError(
+                    f"{candidate.device}: node {candidate.location} presents attestation key {candidate.sha256}, but "
+                    f"{sha256(pinned.public_bytes(Encoding.DER)).hexdigest()} is pinned. Another device answers at "
+                    "this address (a wrong inventory entry, a relay) or the node's TPM was replaced. Find out why; "
+                    "then re-run with --replace to pin the new key.")
+            action = "replaced"
+        if source == "tofu":
+            log.warning("TRUST ON FIRST USE: pinning %s %s attestation key %s without checking its fingerprint",
+                        inert(candidate.device), inert(candidate.location), candidate.sha256)
+        store.pin_attestation_key(candidate.device, candidate.location, candidate.certificate, source=source,
+                                  pinned_at=now)
+    except VerifierError as exc:
+        raise EnrollError(f"{candidate.device}: {exc}") from None
+    return EnrollResult(candidate.device, action, source, candidate)
+
+
+def _enrolled_anchors(device: Device, trust_store_path: Path) -> list[x509.Certificate]:
+    """The roots and sub-CAs enrolled for `device` ([] when none is, or there is no trust store
+    yet); raises EnrollError when the trust store cannot be read."""
+    from verifier import TrustStore, VerifierError
+
+    if not (Path(trust_store_path) / "truststore.json").exists():  # none yet: nothing is pinned
+        return []
+    try:
+        store = TrustStore.open(trust_store_path)
+        if device.name not in store:
+            return []
+        return store.roots_for(device.name) + store.intermediates_for(device.name)
+    except VerifierError as exc:
+        raise EnrollError(f"{device.name}: {exc}") from None
 
 
 def _certificates(output: bytes, name: str) -> list[x509.Certificate]:
@@ -245,6 +338,9 @@ def _confirm(candidate: Candidate, source: str, expect_fingerprint: str | None) 
         if wanted not in (candidate.sha256, candidate.sha1.lower()):
             what, where = (("SUDI certificate", "`show platform sudi certificate`")
                            if isinstance(candidate, SudiCandidate)
+                           else (f"attestation key ({candidate.location})",
+                                 "`show platform security attest certificate aik location NODE`")
+                           if isinstance(candidate, AttestationKeyCandidate)
                            else ("root", "`show crypto ca certificates system-trustpoint`"))
             raise EnrollError(
                 f"{candidate.device}: expected {what} fingerprint {expect_fingerprint}, found "
@@ -259,7 +355,8 @@ def enroll_candidate(trust_store_path: Path, candidate: Candidate, *, source: st
                      expect_fingerprint: str | None = None, replace: bool = False,
                      now: datetime | None = None) -> EnrollResult:
     """`enroll_root` or `enroll_identity`, whichever `candidate` is."""
-    enroll = enroll_identity if isinstance(candidate, SudiCandidate) else enroll_root
+    enroll = (enroll_identity if isinstance(candidate, SudiCandidate) else
+              enroll_attestation_key if isinstance(candidate, AttestationKeyCandidate) else enroll_root)
     return enroll(trust_store_path, candidate, source=source, expect_fingerprint=expect_fingerprint,  # type: ignore[arg-type]
                   replace=replace, now=now)
 

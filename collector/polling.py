@@ -38,7 +38,7 @@ from .platforms import PlatformProfile
 from .ssh import CommandResult, DeviceSession, run_command
 
 __all__ = ["FILESYSTEM_ITEM", "TPM_PCRS", "CombinedPoll", "DossierPoll", "PollStrategy", "PolledOutput",
-           "SignedCommandsPoll", "TpmPoll", "filesystem_options", "strategy_for"]
+           "SignedCommandsPoll", "TpmPoll", "filesystem_options", "strategy_for", "tpm_certificate_request"]
 
 FILESYSTEM_ITEM = "filesystem-inventory"
 #: The PCRs a TPM quote is asked for: 0-9 the measured boot, 10 IMA (docs/tpm-attestation.md).
@@ -151,7 +151,7 @@ class TpmPoll:
         return outputs
 
     def _steps(self) -> list[tuple[str, str, Any, str | None]]:
-        return [("certificate", "xr-tpm-certificate", _rpc_certificate, None),
+        return [("certificate", "xr-tpm-certificate", tpm_certificate_request, None),
                 ("quote", "xr-tpm-quote", lambda nonce: _rpc_quote(nonce, self.pcrs), None),
                 ("boot-log", "xr-tpm-boot-log", lambda nonce: _rpc_log("get-platform-boot-integrity-event-logs", None),
                  "quote"),
@@ -170,7 +170,8 @@ class TpmPoll:
         return min(ends)
 
 
-def _rpc_certificate(nonce: Nonce) -> str:
+def tpm_certificate_request(nonce: Nonce) -> str:
+    """The `get-certificate` RPC for the attestation key (each node's), over `nonce`."""
     from verifier.tpm.replies import NAMESPACE
 
     return (f'<get-certificate xmlns="{NAMESPACE}"><nonce>{base64.b64encode(nonce).decode()}</nonce>'

@@ -24,7 +24,7 @@ the index's verdicts are shown, with the log's `record.log_missing` warning.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,10 +103,12 @@ _STATUS_RANK = {TRUSTED: 0, NOT_VERIFIED: 1, UNRECORDED: 1, UNTRUSTED: 2}
 _APPRAISAL_RANK = {"affirming": 0, "none": 0, "warning": 1, "contraindicated": 2}
 
 
-def poll_outputs(store: Store, record: EnvelopeRecord) -> list[tuple[EnvelopeRecord, str]]:
+def poll_outputs(store: Store, record: EnvelopeRecord, *,
+                 history: Sequence[EnvelopeRecord] | None = None) -> list[tuple[EnvelopeRecord, str]]:
     """The outputs the poll of `record` stored, newest first, each with its evidence ("tpm"
     for a TPM reply, else "dossier"), by the metadata's `poll_id`; `record` alone when its
-    metadata names no poll."""
+    metadata names no poll. The poll's outputs are looked for among the device's newest
+    records, or among `history` (its records newest first from `record` on, for an older poll)."""
     from verifier import VerifierError
     from verifier.stored import META_SUFFIX, read_sidecar, sidecar_path
 
@@ -124,7 +126,8 @@ def poll_outputs(store: Store, record: EnvelopeRecord) -> list[tuple[EnvelopeRec
     if poll is None:
         return [(record, evidence(own))]
     outputs = []
-    for other in store.history(record.device, limit=MAX_POLL_OUTPUTS):
+    candidates = store.history(record.device, limit=MAX_POLL_OUTPUTS) if history is None else history[:MAX_POLL_OUTPUTS]
+    for other in candidates:
         fields = own if other.path == record.path else meta(other)
         if fields.get("poll_id") == poll:
             outputs.append((other, evidence(fields)))

@@ -51,6 +51,8 @@ FORMAT = "trust-dossier-truststore"
 VERSION = 1
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_BUNDLE_CERTIFICATES = 1000  # the Cisco trust-pool bundle has ~150; bound hostile input
+#: Nodes whose attestation keys one device pins: a chassis has a few dozen cards with a TPM.
+MAX_ATTESTATION_KEYS = 64
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -80,6 +82,12 @@ def _parse_time(value: str | None, where: Path | None = None, field: str = "time
 
 def _pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def _pinned(cert: x509.Certificate, source: str, pinned_at: dt.datetime | None) -> dict[str, Any]:
+    """A pinned certificate as the store keeps it, with how and when it was confirmed."""
+    return {"sha256": fingerprint(cert), "subject": cert.subject.rfc4514_string(), "pem": _pem(cert),
+            "source": source, "pinned_at": _iso(pinned_at or dt.datetime.now(dt.UTC))}
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
@@ -401,6 +409,15 @@ class TrustStore:
             return None
         return _load_cert(record["pinned_leaf"], self._device_file(device))
 
+    def pinned_attestation_keys(self, device: str) -> dict[str, x509.Certificate]:
+        """The TPM attestation-key certificates pinned for `device`, by node location ({} when
+        none is: every TPM output of the device then fails `identity.not_pinned`)."""
+        record = self._device_record(device, shared=True)
+        if record is None:
+            return {}
+        file = self._device_file(device)
+        return {location: _load_cert(item, file) for location, item in record.get("attestation_keys", {}).items()}
+
     def intermediates_for(self, device: str) -> list[x509.Certificate]:
         """Intermediates enrolled for `device` (an enterprise CA's sub-CAs)."""
         record = self._device_record(device, shared=True)
@@ -443,7 +460,7 @@ class TrustStore:
         for item in record["roots"]:
             _root_entry(item, file)  # its certificate and its times
         pinned = [record["pinned_leaf"]] if record["pinned_leaf"] is not None else []
-        for item in [*record["intermediates"], *pinned]:
+        for item in [*record["intermediates"], *pinned, *record.get("attestation_keys", {}).values()]:
             _load_cert(item, file)
 
     # -- writing ---------------------------------------------------------------------------
@@ -514,13 +531,25 @@ class TrustStore:
         how it was confirmed (fingerprint, interactive, tofu, manual)."""
 
         def change(record: dict[str, Any]) -> None:
-            record["pinned_leaf"] = {
-                "sha256": fingerprint(leaf),
-                "subject": leaf.subject.rfc4514_string(),
-                "pem": _pem(leaf),
-                "source": source,
-                "pinned_at": _iso(pinned_at or dt.datetime.now(dt.UTC)),
-            }
+            record["pinned_leaf"] = _pinned(leaf, source, pinned_at)
+
+        self._require(device)
+        self._update(device, change)
+
+    def pin_attestation_key(self, device: str, location: str, certificate: x509.Certificate, *,
+                            source: str = "manual", pinned_at: dt.datetime | None = None) -> None:
+        """Pin the TPM attestation-key certificate of `device`'s node `location` (each node has
+        its own TPM): TPM outputs are then trusted only when signed by that key. `source` as for
+        `pin_leaf`."""
+        if not location or len(location) > 255:
+            raise TrustStoreError(f"node location {location!r} must be 1 to 255 characters")
+
+        def change(record: dict[str, Any]) -> None:
+            keys = record.setdefault("attestation_keys", {})
+            if location not in keys and len(keys) >= MAX_ATTESTATION_KEYS:
+                raise TrustStoreError(f"device {device!r}: expected at most {MAX_ATTESTATION_KEYS} nodes with a pinned "
+                                      f"attestation key, found {len(keys)} already; not pinning {location!r}")
+            keys[location] = _pinned(certificate, source, pinned_at)
 
         self._require(device)
         self._update(device, change)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..status import failed_poll, poll_outputs
@@ -14,8 +15,8 @@ from ..store import EnvelopeRecord, Store
 from .findings import Category, DriftId, Finding
 from .history import StoredVerdicts, replay
 
-__all__ = ["CHANGE_KINDS", "REPORT_FORMAT", "VERIFICATION_STATES", "build_report", "certificate_expiry", "expiry_days",
-           "render_html", "verification_state"]
+__all__ = ["CHANGE_KINDS", "REPORT_FORMAT", "VERIFICATION_STATES", "PollVerification", "build_report",
+           "certificate_expiry", "expiry_days", "poll_verification", "render_html", "verification_state"]
 
 REPORT_FORMAT = "trust-dossier/report/1"
 #: Findings shown per device in the table; the device's section lists them all.
@@ -110,12 +111,41 @@ def verification_state(record: EnvelopeRecord | None, verdict: Any, state: Mappi
             "last_reached": last_reached}
 
 
-def _tpm_verification(outputs: Sequence[EnvelopeRecord], verdicts: StoredVerdicts,
-                      state: Mapping[str, Any]) -> dict[str, Any]:
-    """The TPM outputs of a poll verified again: the first untrusted one's state, else trusted."""
-    judged = [(one, verdicts(one)) for one in outputs]
-    worst = next(((one, verdict) for one, verdict in judged if not verdict.trusted), judged[0])
-    return verification_state(worst[0], worst[1], state)
+@dataclass(frozen=True)
+class PollVerification:
+    """A device's verification state from its newest poll (`poll_verification`): `record` is the
+    output its timeline and appraisal follow (the dossier's), `verdict` that output's verdict,
+    `verification` the device's state (trusted only when each kind of its evidence is) and `tpm`
+    the state of the poll's TPM outputs (None when the poll stored none)."""
+
+    record: EnvelopeRecord | None
+    verdict: Any
+    verification: dict[str, Any]
+    tpm: dict[str, Any] | None
+
+
+def poll_verification(store: Store, newest: EnvelopeRecord | None, state: Mapping[str, Any],
+                      verdict_of: Callable[[EnvelopeRecord], Any], *,
+                      history: Sequence[EnvelopeRecord] | None = None) -> PollVerification:
+    """The verification state of a device whose newest stored output is `newest`, judged on every
+    output of its poll (`collector.status.poll_outputs`; `history` as it takes it) with
+    `verdict_of` (a record's verdict or anything with its `trusted` and `errors`)."""
+    outputs = poll_outputs(store, newest, history=history) if newest is not None else []
+    dossier_outputs = [one for one, evidence in outputs if evidence == "dossier"]
+    tpm_outputs = [one for one, evidence in outputs if evidence == "tpm"]
+    # The timeline and the appraisal follow the platform's evidence (the dossier), as before
+    # TPM evidence was stored beside it; TPM outputs are judged on their own line.
+    record = dossier_outputs[0] if dossier_outputs else newest
+    verdict = verdict_of(record) if record is not None else None
+    verification = verification_state(record, verdict, state)
+    tpm = None
+    if tpm_outputs:
+        judged = [(one, verdict if one is record else verdict_of(one)) for one in tpm_outputs]
+        worst = next(((one, judgement) for one, judgement in judged if not judgement.trusted), judged[0])
+        tpm = verification_state(worst[0], worst[1], state)
+        if verification["state"] == TRUSTED and tpm["state"] != TRUSTED:
+            verification = tpm  # the device is trusted only when each kind of its evidence is
+    return PollVerification(record, verdict, verification, tpm)
 
 
 def build_report(store: Store, verdicts: StoredVerdicts, *, now: dt.datetime | None = None) -> dict[str, Any]:
@@ -126,13 +156,9 @@ def build_report(store: Store, verdicts: StoredVerdicts, *, now: dt.datetime | N
     statuses = {path: status for _, _, path, status in store.appraisal_statuses()}
     devices = []
     for name in sorted(set(latest) | set(states)):
-        newest = latest.get(name)
-        outputs = poll_outputs(store, newest) if newest is not None else []
-        dossier_outputs = [one for one, evidence in outputs if evidence == "dossier"]
-        tpm_outputs = [one for one, evidence in outputs if evidence == "tpm"]
-        # The timeline and the appraisal follow the platform's evidence (the dossier), as before
-        # TPM evidence was stored beside it; TPM outputs are judged on their own line.
-        record = dossier_outputs[0] if dossier_outputs else newest
+        state = states.get(name, {})
+        judged = poll_verification(store, latest.get(name), state, verdicts)
+        record, verdict = judged.record, judged.verdict
         timeline = []
         for step in replay(store, verdicts, name, until=record):
             timeline.append({
@@ -142,7 +168,6 @@ def build_report(store: Store, verdicts: StoredVerdicts, *, now: dt.datetime | N
                 "status": statuses.get(step.record.path, "none"),
                 "changes": _counts(step.drift),
             })
-        verdict = verdicts(record) if record is not None else None
         appraisal = store.appraisal(record) if record is not None else None
         open_findings = []
         if appraisal is not None:
@@ -152,15 +177,10 @@ def build_report(store: Store, verdicts: StoredVerdicts, *, now: dt.datetime | N
         elif verdict is not None and not verdict.trusted:
             open_findings = [{"id": str(f.id), "severity": str(f.severity), "category": str(Category.IDENTITY),
                               "message": f.message} for f in verdict.errors]
-        state = states.get(name, {})
-        verification = verification_state(record, verdict, state)
-        tpm = _tpm_verification(tpm_outputs, verdicts, state) if tpm_outputs else None
-        if tpm is not None and verification["state"] == TRUSTED and tpm["state"] != TRUSTED:
-            verification = tpm  # the device is trusted only when each kind of its evidence is
         devices.append({
             "device": name,
-            "verification": verification,
-            "tpm": tpm,
+            "verification": judged.verification,
+            "tpm": judged.tpm,
             "appraised": appraisal is not None,
             "last_collection": record.received if record else None,
             "last_poll_status": state.get("last_status"),

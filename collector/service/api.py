@@ -73,13 +73,17 @@ def _queries(request: Request) -> StoreQueries:
     return request.app.state.queries  # type: ignore[no-any-return]
 
 
-def _json(request: Request, data: Any) -> Response:
-    """`data` as JSON with a strong ETag over its bytes; 304 when the client has these bytes."""
+def _json(request: Request, data: Any, *, stamps: tuple[str, ...] = ()) -> Response:
+    """`data` as JSON with an ETag over its bytes; 304 when the client has them. With `stamps`
+    (members of `data` that say when it was made, not what it holds), the ETag is a weak one
+    over the rest: the same content asked for a second later is still unchanged."""
     body = orjson.dumps(data)
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    versioned = orjson.dumps({key: value for key, value in data.items() if key not in stamps}) if stamps else body
+    etag = ('W/' if stamps else '') + '"' + hashlib.sha256(versioned).hexdigest()[:32] + '"'
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     wanted = request.headers.get("if-none-match", "")
-    if etag in {tag.strip() for tag in wanted.split(",")} or wanted.strip() == "*":
+    # GET compares weakly (RFC 9110 13.1.2): a W/ prefix on either side does not matter.
+    if etag.removeprefix("W/") in {tag.strip().removeprefix("W/") for tag in wanted.split(",")} or wanted.strip() == "*":
         return Response(status_code=304, headers=headers)
     return Response(body, media_type="application/json", headers=headers)
 
@@ -130,7 +134,7 @@ def fleet(request: Request,
     return _json(request, {"format": FLEET_FORMAT, "generated": now.isoformat(timespec="seconds"),
                            "as_of": moment.isoformat() if moment is not None else None, "total": len(rows),
                            "counts": counts, "devices": page,
-                           "next": page[-1]["device"] if more and page else None})
+                           "next": page[-1]["device"] if more and page else None}, stamps=("generated",))
 
 
 DeviceName = Annotated[str, Path(pattern=_DEVICE, description="A device name, as the fleet lists it")]

@@ -225,7 +225,7 @@ def _fleet_page(queries: StoreQueries, *, as_of: str | None, state: str | None, 
     now = dt.datetime.now(dt.UTC)
     if moment is not None and moment > now:
         moment = None  # the future is now: the newest of everything
-    rows = queries.fleet(as_of=moment)
+    rows = [dict(row) for row in queries.fleet(as_of=moment)]  # the fleet's rows are shared: add to copies
     consensus = fleet_consensus_of(queries, as_of=moment)
     counts = dict.fromkeys(VERIFICATION_STATES, 0)
     for row in rows:

@@ -2,7 +2,7 @@
 pages get their data from (`StoreQueries`).
 
 Rows come from what `dossier report` and `dossier status` compute (`collector.insights.report`
-`verification_state` and `expiry_days`, `collector.status.failed_poll`); content (packages,
+`poll_verification` and `expiry_days`, `collector.status.failed_poll`); content (packages,
 files, drift) only from what verifying each stored output returns (`StoredVerdicts`), never
 from the stored bytes parsed again. Everything here returns plain JSON-ready data.
 
@@ -31,8 +31,8 @@ from ..errors import StoreError
 from ..insights.diff import item_payload, software_version
 from ..insights.errors import InsightsError
 from ..insights.history import StoredVerdicts, diff_history, file_state_at, pick_record
-from ..insights.report import VERIFICATION_STATES, certificate_expiry, expiry_days, verification_state
-from ..status import failed_poll, poll_time
+from ..insights.report import VERIFICATION_STATES, certificate_expiry, expiry_days, poll_verification
+from ..status import failed_poll, poll_outputs, poll_time
 from ..store import EnvelopeRecord, Store, parse_iso
 from .errors import ErrorCode
 
@@ -54,6 +54,9 @@ _WATCHED = ("index.sqlite", "index.sqlite-wal", "state/_devices.json")
 #: Content summaries (packages and files of a device's newest trusted output) kept for search;
 #: a file inventory can be thousands of entries, so fewer of these.
 MAX_CONTENT = 4096
+#: Trusted outputs looked through for a device's newest trusted dossier (a poll stores at most
+#: `collector.status.MAX_POLL_OUTPUTS`, so this is a few dozen polls of TPM evidence alone).
+TRUSTED_DOSSIER_LOOKBACK = 64
 
 
 class QueryError(Exception):
@@ -210,24 +213,31 @@ class StoreQueries:
         if as_of is None:
             latest, latest_trusted = self._read(self.store.latest), self._read(self.store.latest_trusted)
             states = self._read(self.store.readable_states)
+            histories: dict[str, list[EnvelopeRecord]] = {}
         else:
-            latest, latest_trusted, states = {}, {}, {}
+            latest, latest_trusted, states, histories = {}, {}, {}, {}
             for name in self._read(self.store.latest):
                 earlier = [r for r in self._read(self.store.history, name) if parse_iso(r.received) <= as_of]
                 if earlier:
-                    latest[name] = earlier[0]
+                    latest[name], histories[name] = earlier[0], earlier
                     trusted = next((r for r in earlier if r.trusted), None)
                     if trusted is not None:
                         latest_trusted[name] = trusted
         rows = []
         for name in sorted(set(latest) | set(states)):
             rows.append(self._row(name, latest.get(name), latest_trusted.get(name), states.get(name, {}),
-                                  statuses, as_of or now))
+                                  statuses, as_of or now, history=histories.get(name)))
         return rows
 
-    def _row(self, name: str, record: EnvelopeRecord | None, trusted: EnvelopeRecord | None,
-             state: Mapping[str, Any], statuses: Mapping[str, str], now: dt.datetime) -> dict[str, Any]:
-        summary = self._summary(record) if record is not None else None
+    def _row(self, name: str, newest: EnvelopeRecord | None, trusted: EnvelopeRecord | None,
+             state: Mapping[str, Any], statuses: Mapping[str, str], now: dt.datetime, *,
+             history: list[EnvelopeRecord] | None = None) -> dict[str, Any]:
+        """The fleet row of device `name` whose newest output is `newest` (`history`: its records
+        newest first from `newest` on, when that is not the newest stored)."""
+        judged = self._read(poll_verification, self.store, newest, state, self._summary, history=history)
+        record = judged.record
+        if trusted is not None:  # certificate expiry is the dossier's (a TPM reply's is its attestation key's)
+            trusted = self.trusted_dossier(trusted) or trusted
         failed = failed_poll(state)
         info = self.inventory.get(name, DeviceInfo())
         days = expiry_days(self.store, trusted, now, ends=self._summary(trusted).ends) if trusted is not None \
@@ -236,7 +246,8 @@ class StoreQueries:
             "device": name,
             "platform": info.platform,
             "groups": list(info.groups),
-            "verification": verification_state(record, summary, state),
+            "verification": judged.verification,
+            "tpm": judged.tpm,
             "status": statuses.get(record.path, "none") if record is not None else "none",
             "last_collection": record.received if record is not None else None,
             "last_envelope": record.path.split("/", 1)[1] if record is not None else None,
@@ -255,7 +266,8 @@ class StoreQueries:
                              expected="a device name the fleet lists", found=name)
         statuses = {path: status for _, _, path, status in self._read(self.store.appraisal_statuses, name)}
         trusted = next((record for record in records if record.trusted), None)
-        return self._row(name, records[0] if records else None, trusted, state, statuses, now or dt.datetime.now(dt.UTC))
+        return self._row(name, records[0] if records else None, trusted, state, statuses, now or dt.datetime.now(dt.UTC),
+                         history=records)
 
     # --- one device's collections --------------------------------------------------------------
 
@@ -347,9 +359,10 @@ class StoreQueries:
         """Each device's newest trusted output and its content; a device whose outputs cannot
         be read is left out (and named in `unreadable`)."""
         found = {}
-        for name, record in sorted(self._read(self.store.latest_trusted).items()):
+        for name, newest in sorted(self._read(self.store.latest_trusted).items()):
             try:
-                content = self._content_of(record)
+                record = self.trusted_dossier(newest)
+                content = self._content_of(record) if record is not None else None
             except QueryError as exc:
                 if exc.code != ErrorCode.STORE_UNREADABLE:
                     raise
@@ -359,6 +372,25 @@ class StoreQueries:
             if content is not None:
                 found[name] = (record, content)
         return found
+
+    def trusted_dossier(self, trusted: EnvelopeRecord) -> EnvelopeRecord | None:
+        """The newest trusted dossier output of `trusted`'s device received no later than it
+        (`trusted` itself, or its poll's dossier when it is a TPM reply, or an earlier poll's);
+        None when there is none among the last `TRUSTED_DOSSIER_LOOKBACK` trusted outputs."""
+        outputs = self._read(poll_outputs, self.store, trusted)
+        found = next((one for one, evidence in outputs if evidence == "dossier" and one.trusted), None)
+        if found is not None:
+            return found
+        looked = 0
+        for older in self._read(self.store.history, trusted.device):
+            if not older.trusted or older.received > trusted.received:
+                continue
+            if self._read(poll_outputs, self.store, older, history=[older])[0][1] == "dossier":
+                return older
+            looked += 1
+            if looked >= TRUSTED_DOSSIER_LOOKBACK:
+                break
+        return None
 
     def _content_of(self, record: EnvelopeRecord) -> Content | None:
         key = (record.path, record.sha256)
@@ -399,9 +431,9 @@ class StoreQueries:
                              expected="a device name the fleet lists", found=name)
         return records
 
-    def _read(self, method: Any, *args: Any) -> Any:
+    def _read(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return method(*args)
+            return method(*args, **kwargs)
         except StoreError as exc:
             raise QueryError(503, ErrorCode.STORE_UNAVAILABLE, f"the store cannot be read: {exc}",
                              expected="a readable store", found=str(self.store.root)) from None
@@ -512,14 +544,17 @@ def device_timeline(queries: StoreQueries, name: str) -> list[dict[str, Any]]:
 
 
 def device_findings(queries: StoreQueries, name: str) -> dict[str, Any]:
-    """What is wrong with `name` now: its newest output's verifier errors (when not trusted) and
-    stored appraisal findings, and the appraisal's status."""
-    record = queries._records(name)[0]
-    summary = queries._summary(record)  # a damaged output reads untrusted, with why
+    """What is wrong with `name` now: the verifier errors of each output of its newest poll (the
+    dossier and its TPM replies) and the stored appraisal findings of the output the appraisal
+    follows (`poll_verification`), and the appraisal's status."""
+    records = queries._records(name)
+    outputs = queries._read(poll_outputs, queries.store, records[0], history=records)
+    record = next((one for one, evidence in outputs if evidence == "dossier"), records[0])
+    summaries = [queries._summary(one) for one, _ in outputs]  # a damaged output reads untrusted, with why
     appraisal = queries._read(queries.store.appraisal, record) or {}
-    return {"envelope": _name(record), "received": record.received, "trusted": summary.trusted,
+    return {"envelope": _name(record), "received": record.received, "trusted": all(s.trusted for s in summaries),
             "errors": [{"id": str(f.id), "severity": str(f.severity), "message": f.message,
-                        "expected": f.expected, "found": f.found} for f in summary.errors],
+                        "expected": f.expected, "found": f.found} for summary in summaries for f in summary.errors],
             "appraised": bool(appraisal), "status": appraisal.get("status", "none"),
             "findings": [f for f in appraisal.get("findings", []) if isinstance(f, Mapping)]}
 
@@ -527,7 +562,8 @@ def device_findings(queries: StoreQueries, name: str) -> dict[str, Any]:
 def device_content(queries: StoreQueries, name: str) -> dict[str, Any] | None:
     """Packages (with their install and runtime fingerprints) and files (with their digests) of
     `name`'s newest trusted output, from what verifying it returned; None when it has none."""
-    record = queries._read(queries.store.latest_trusted).get(name)
+    newest = queries._read(queries.store.latest_trusted).get(name)
+    record = queries.trusted_dossier(newest) if newest is not None else None
     if record is None:
         return None
     verdict = queries.verdict(record)

@@ -45,8 +45,14 @@ EXPECTED = {
     Fault.FLOOD_STDERR: ("failed", "device.output_too_large"),
     Fault.TIMESTAMP_IN_DATA: ("trusted", None),
 }
+#: The command deadline of the SLOW_OUTPUT device: below its delay, so it times out.
+SLOW_DEADLINE_S = 1.0
+#: Every other device's: never reached by a device that answers, so that on a loaded machine no
+#: fault ends in a timeout instead of its own reason (FLOOD_STDERR must end at the size limit).
+DEADLINE_S = 60.0
 PARAMS = {Fault.SLOW_OUTPUT: {"delay": 3.0},
-          Fault.ITEMS_FAILING: {"items": ["packages"], "result": "Timeout"}}
+          Fault.ITEMS_FAILING: {"items": ["packages"], "result": "Timeout"},
+          Fault.FLOOD_STDERR: {"seconds": DEADLINE_S}}
 SMALL_FILES = 20  # file-system inventory size: small keeps fleets quick to start
 
 
@@ -82,9 +88,10 @@ def test_every_fault_ends_in_its_verdict_and_the_rest_succeed(tmp_path: Path, st
         faulty = dict(zip([d.name for d in devices[1:-1]], faults))
         for name, fault in faulty.items():
             fleet.set_fault(name, fault, **PARAMS.get(fault, {}))
-        # A command deadline shorter than SLOW_OUTPUT's delay; everything else is fast.
-        devices = [dataclasses.replace(d, timeouts=Timeouts(connect=5, auth=5, command=1.0, device=15))
-                   for d in devices]
+        # A command deadline shorter than SLOW_OUTPUT's delay for its device only.
+        devices = [dataclasses.replace(d, timeouts=Timeouts(
+                       connect=5, auth=5, command=SLOW_DEADLINE_S if faulty.get(d.name) is Fault.SLOW_OUTPUT
+                       else DEADLINE_S, device=DEADLINE_S)) for d in devices]
         collector = Collector(Store.open(tmp_path / "store"), trust_store_path=trust,
                               options=CollectOptions(concurrency=8, retries=1, backoff_base_s=0.05))
         summary = collector.run(devices)

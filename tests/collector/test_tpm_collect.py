@@ -21,7 +21,7 @@ from click.testing import CliRunner
 import schemas
 
 from collector.collect import CollectOptions, Collector
-from collector.enroll import enroll_root, fetch_root
+from collector.enroll import enroll_attestation_key, enroll_root, fetch_attestation_keys, fetch_root
 from collector.inventory import Device, Timeouts, load_inventory
 from collector.store import Store
 from dossier_cli.main import cli
@@ -77,6 +77,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         for device in devices:
             enroll_root(trust, fetch_root(device), source="tofu")
             store.add_root(device.name, tpm_root, source="tpm-vendor")
+            for candidate in fetch_attestation_keys(device, trust_store_path=trust):
+                enroll_attestation_key(trust, candidate, source="tofu")
         yield Setup(fleet, devices, trust, inventory)
 
 
@@ -287,3 +289,94 @@ def test_dossier_verify_checks_stored_tpm_outputs_like_the_others(setup: Setup, 
     assert result.exit_code == 0 and len(verdicts) == 4 and all(v["trusted"] for v in verdicts), result.output
     assert {v["profile"] for v in verdicts} == {"xr-tpm-certificate", "xr-tpm-quote", "xr-tpm-boot-log",
                                                  "xr-tpm-ima-log"}
+
+
+def test_the_service_judges_a_device_by_its_whole_newest_poll(setup: Setup, tmp_path: Path) -> None:
+    """The API's fleet and device rows and the dashboard's pages judge the whole newest poll: a
+    trusted dossier beside an untrusted quote is an untrusted device with the quote's finding and
+    the dossier's appraisal status (the newest stored output, the IMA log, would say trusted and
+    not appraised alone)."""
+    from fastapi.testclient import TestClient
+
+    from collector.service.app import create_app
+    from collector.service.schemas import response_schema
+    from collector.service.settings import ServiceSettings
+
+    store = tmp_path / "store"
+    device, faulty = setup.devices[0], setup.devices[1]
+    policy = AppraisalPolicy.from_document({"format": "trust-dossier/policy/1",
+                                            "rules": {"runtime-measurements": {"level": "enforce"}}})
+    _collect(setup, store, [device, faulty], policy=policy)
+    setup.fleet.set_fault(faulty.name, Fault.TPM_NONCE_UNBOUND)
+    try:
+        _collect(setup, store, [faulty], policy=policy)
+    finally:
+        setup.fleet.clear_faults(faulty.name)
+    app = create_app(ServiceSettings(store=store, trust_store=setup.trust, inventory=setup.inventory),
+                     start_collector=False)
+    with TestClient(app) as client:
+        body = client.get("/api/v1/fleet").json()
+        jsonschema.Draft202012Validator(response_schema("api-fleet")).validate(body)
+        rows = {row["device"]: row for row in body["devices"]}
+        good, bad = rows[device.name], rows[faulty.name]
+        assert good["verification"]["state"] == "trusted" and good["tpm"]["state"] == "trusted", good
+        assert bad["verification"]["state"] == "untrusted" and bad["verification"]["reason"] == "nonce.mismatch", bad
+        assert bad["tpm"]["state"] == "untrusted" and bad["tpm"]["reason"] == "nonce.mismatch", bad
+        assert bad["status"] != "none" and good["status"] != "none", (good["status"], bad["status"])
+        assert bad["last_envelope"] and "tpm" not in bad["last_envelope"]  # the dossier's output
+        one = client.get(f"/api/v1/devices/{faulty.name}").json()
+        jsonschema.Draft202012Validator(response_schema("api-device")).validate(one)
+        assert one["device"]["verification"]["state"] == "untrusted" and one["device"]["tpm"] == bad["tpm"]
+        page = client.get("/dashboard/", params={"state": "untrusted"}).text
+        assert f'data-device="{faulty.name}"' in page and f'data-device="{device.name}"' not in page
+        assert 'data-tpm="untrusted"' in page
+        device_page = client.get(f"/dashboard/devices/{faulty.name}").text
+        assert 'id="tpm" data-tpm="untrusted"' in device_page
+        assert 'class="finding" data-id="nonce.mismatch"' in device_page  # the quote's, not only the IMA log's
+        # What the device runs comes from its newest trusted dossier, not its newest trusted output (a TPM reply).
+        assert 'id="packages"' in client.get(f"/dashboard/devices/{device.name}").text
+
+
+def test_a_quote_relayed_from_another_device_is_not_this_devices(setup: Setup, tmp_path: Path) -> None:
+    """Both devices' attestation keys chain to the fleet's one TPM vendor root: device A's
+    inventory entry pointing at device B (B's NETCONF port, B's host key pinned) gets B's
+    genuine quote, which must not verify as A's (A's attestation key is pinned)."""
+    victim, relay = setup.devices[2], setup.devices[3]
+    relayed = dataclasses.replace(victim, host=relay.host, port=relay.port, netconf_port=relay.netconf_port,
+                                  host_key=relay.host_key, username=relay.username, credential=relay.credential,
+                                  evidence=("tpm",))
+    outcome = _collect(setup, tmp_path / "store", [relayed])[victim.name]
+    assert outcome.status == "untrusted" and outcome.reason == "identity.mismatch", (outcome.reason, outcome.message)
+    assert "another TPM's" in outcome.message and victim.name in outcome.message, outcome.message
+
+
+def test_an_unpinned_attestation_key_is_untrusted_and_names_the_command(setup: Setup, tmp_path: Path) -> None:
+    device = setup.devices[2]
+    trust = tmp_path / "trust"
+    enroll_root(trust, fetch_root(device), source="tofu")
+    TrustStore.open(trust).add_root(device.name, setup.fleet.tpm_authority().root, source="tpm-vendor")
+    collector = Collector(Store.open(tmp_path / "store"), trust_store_path=trust,
+                          options=CollectOptions(concurrency=1, retries=0))
+    outcome = collector.run([dataclasses.replace(device, evidence=("tpm",))]).outcomes[0]
+    assert outcome.status == "untrusted" and outcome.reason == "identity.not_pinned", outcome.message
+    assert f"dossier enroll -i INVENTORY --device {device.name}" in outcome.message
+
+
+def test_dossier_enroll_pins_each_nodes_attestation_key_once_confirmed(setup: Setup, tmp_path: Path) -> None:
+    device = setup.devices[2]
+    trust = tmp_path / "trust"
+    enroll_root(trust, fetch_root(device), source="tofu")
+    TrustStore.open(trust).add_root(device.name, setup.fleet.tpm_authority().root, source="tpm-vendor")
+    root = TrustStore.open(trust).root_entries(device.name)[0].sha256
+    args = ["enroll", "-i", str(setup.inventory), "--trust-store", str(trust), "--device", device.name, "--json",
+            "--expect-fingerprint", root]
+    refused = CliRunner().invoke(cli, [*args, "--expect-ak-fingerprint", "ab" * 32])
+    assert refused.exit_code == 1 and TrustStore.open(trust).pinned_attestation_keys(device.name) == {}
+    assert "expected attestation key" in json.loads(refused.stdout)["devices"][-1]["message"], refused.stdout
+    offered = fetch_attestation_keys(device, trust_store_path=trust)
+    confirmed = CliRunner().invoke(cli, [*args, *(f"--expect-ak-fingerprint={c.sha256}" for c in offered)])
+    assert confirmed.exit_code == 0, confirmed.output
+    actions = [entry for entry in json.loads(confirmed.stdout)["devices"] if "attestation_key" in entry]
+    assert [(e["action"], e["source"]) for e in actions] == [("enrolled", "fingerprint")] * len(offered)
+    pinned = TrustStore.open(trust).pinned_attestation_keys(device.name)
+    assert sorted(pinned) == sorted(c.location for c in offered)

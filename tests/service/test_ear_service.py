@@ -20,9 +20,8 @@ import schemas
 from collector.service.ear_hooks import EarService
 from collector.service.tokens import Tokens
 from collector.webhooks import load_webhook_config
-from conftest import Collected, make_app
 from dossier_cli.main import cli
-from service_rig import GOOD, TAMPERED
+from service_rig import GOOD, TAMPERED, Collected, make_app
 from webhook_receiver import Receiver  # tests/collector, on pytest's pythonpath
 
 SECRET = "service-webhook-secret-0123"

@@ -109,6 +109,9 @@ class Anchors:
     pinned_leaf: x509.Certificate | None = None
     #: Whether the anchors come from a trust store (which can pin identities) or were given by hand.
     from_trust_store: bool = False
+    #: IOS XR TPM: the attestation-key certificates pinned for `device`, (node location,
+    #: certificate) pairs; None with anchors given by hand (nothing pinned to compare with).
+    attestation_keys: tuple[tuple[str, x509.Certificate], ...] | None = None
 
     def by_fingerprint(self, cert: x509.Certificate) -> x509.Certificate | None:
         wanted = fingerprint(cert)

@@ -2,7 +2,8 @@
 
 A quote (`attest-platform-config-registers`) is trusted only when, for every node:
   (1) the node's attestation certificate (`get-certificate`, same poll) chains through the CAs
-      listed to a pinned TPM vendor root (`check_ca_path`: signatures, CA flags, validity);
+      listed to a pinned TPM vendor root (`check_ca_path`: signatures, CA flags, validity)
+      and, against a trust store, is the attestation key pinned for the device's node (1b);
   (2) `pcr-quote` is a TPMS_ATTEST the TPM made (`TPM_GENERATED_VALUE`) of a quote
       (`TPM_ST_ATTEST_QUOTE`), and `pcr-quote-signature` verifies over it with the certificate's key;
   (3) its `extraData` is the nonce sent;
@@ -32,7 +33,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from ..chain import load_der_certificate
+from ..chain import fingerprint, load_der_certificate
 from ..findings import FindingId, Severity
 from ..policy import Policy
 from ..profiles._common import Anchors, ProfileVerdict, certificate_summary, check_ca_path, check_nonce_given
@@ -58,7 +59,7 @@ from .structures import (
     verify_quote_signature,
 )
 
-__all__ = ["IMA_PCR", "EV_NO_ACTION", "QuotedNode", "TPMInputs", "verify_tpm_output"]
+__all__ = ["IMA_PCR", "EV_NO_ACTION", "QuotedNode", "TPMInputs", "attestation_certificates", "verify_tpm_output"]
 
 #: The PCR Linux IMA extends (CONFIG_IMA_MEASURE_PCR_IDX).
 IMA_PCR = 10
@@ -152,6 +153,17 @@ def verify_tpm_output(kind: str, raw: bytes, inputs: TPMInputs, *, anchors: Anch
     return verdict
 
 
+def attestation_certificates(raw: bytes, *, roots: Sequence[x509.Certificate], when: dt.datetime,
+                             policy: Policy) -> tuple[ProfileVerdict, dict[str, x509.Certificate]]:
+    """A `get-certificate` reply verified under `roots` (roots and sub-CAs; step 1): its verdict
+    and each node's attestation certificate whose chain holds, by node location (what
+    enrollment shows and pins)."""
+    verdict = ProfileVerdict(profile="xr-tpm-certificate", verified_at=when)
+    certificates = _certificates(verdict, raw, Anchors(tuple(roots)), when, policy)
+    verdict.signed = bool(certificates)
+    return verdict, certificates
+
+
 def _certificates(verdict: ProfileVerdict, raw: bytes | None, anchors: Anchors, when: dt.datetime,
                   policy: Policy) -> dict[str, x509.Certificate]:
     """(1) Each node's attestation certificate whose chain holds, by node location."""
@@ -193,9 +205,34 @@ def _certificates(verdict: ProfileVerdict, raw: bytes | None, anchors: Anchors, 
         except KeyPolicyError as exc:
             verdict.add(exc.finding_id, Severity.ERROR, f"node {node.location}: {exc}", exc.expected, exc.found)
             ok = False
+        if ok and anchors.attestation_keys is not None:
+            ok = _check_pinned_key(verdict, node.location, leaf, anchors)
         if ok:
             result[node.location] = leaf
     return result
+
+
+def _check_pinned_key(verdict: ProfileVerdict, location: str, leaf: x509.Certificate, anchors: Anchors) -> bool:
+    """(1b) The node's (chain-verified) attestation certificate is the one pinned for the device's
+    node: every device's key chains to the same vendor root, so the chain alone proves "some
+    TPM", not this device's."""
+    pinned = dict(anchors.attestation_keys or ()).get(location)
+    if pinned is None:
+        verdict.add(FindingId.IDENTITY_NOT_PINNED, Severity.ERROR,
+                    f"node {location}: device {anchors.device!r} has no attestation key pinned for this node, so a "
+                    "quote relayed from any device under the same TPM vendor root would verify as its own; pin it "
+                    f"with `dossier enroll -i INVENTORY --device {anchors.device}` (shows the key's certificate "
+                    "to confirm)", f"an attestation key pinned for {anchors.device} {location}",
+                    f"none (the reply's is SHA-256 {fingerprint(leaf)})")
+        return False
+    if fingerprint(pinned) != fingerprint(leaf):
+        verdict.add(FindingId.IDENTITY_MISMATCH, Severity.ERROR,
+                    f"node {location}: the attestation key is another TPM's than the one pinned for "
+                    f"{anchors.device!r} (a quote relayed from another device, or an inventory entry that points "
+                    "at the wrong device)", f"pinned certificate SHA-256 {fingerprint(pinned)}",
+                    f"SHA-256 {fingerprint(leaf)} ({leaf.subject.rfc4514_string()[:120]})")
+        return False
+    return True
 
 
 def _is_ca(cert: x509.Certificate) -> bool:

@@ -4,6 +4,7 @@ anchors from the trust store or the roots given, the side inputs from the metada
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -35,6 +36,11 @@ def verify_tpm_evidence(
         anchors = load_anchors(roots, trust_store, device, when)
     except ProfileError as exc:
         raise VerifierError(f"{where}: {exc}") from None
+    if trust_store is not None and device is not None and anchors:
+        # Every device's attestation key chains to the same vendor root: the key must also be the
+        # one pinned for this device's node, or a quote relayed from another device would verify.
+        pinned = tuple(sorted(trust_store.pinned_attestation_keys(device).items()))
+        anchors = dataclasses.replace(anchors, device=device, from_trust_store=True, attestation_keys=pinned)
     inputs = TPMInputs(certificate=signer, quote=quote, requested_pcrs=_pcrs(meta.get("pcrs")),
                        previous_quote=previous_quote, previous=_previous(meta.get("tpm_previous")),
                        ima_start=meta.get("ima_start") if isinstance(meta.get("ima_start"), Mapping) else None)
