@@ -6,6 +6,10 @@
 how and when each root was enrolled are the same whichever way a change came.
 
 An enrollment needs the root's SHA-256 given beside its PEM: the API never trusts on first use.
+A body that is not as schemas/api-trust-enroll.schema.json is answered 400; a well-formed one
+whose certificates cannot be enrolled (not PEM, not a CA, not the fingerprint expected, another
+root enrolled) 409, with a code of its own: what the request asks conflicts with what it sent or
+with the store, while its form is right.
 After every change the service's cached verdicts are forgotten, so each stored output is verified
 again against the trust store as it now is.
 """
@@ -22,6 +26,7 @@ import jsonschema
 from cryptography import x509
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import schemas
 from verifier.display import inert
@@ -55,7 +60,8 @@ def _queries(request: Request) -> StoreQueries:
 def _change_responses() -> dict[int | str, dict[str, Any]]:
     responses = _responses("api-trust-change")
     responses.pop(304, None)  # a change is never answered "not modified"
-    responses[409] = {**responses[409], "description": "A different root is enrolled (send replace: true)"}
+    responses[409] = {**responses[409], "description": "A well-formed body whose certificates cannot be enrolled: "
+                      "not a CA, not the expected fingerprint, or another root enrolled (send replace: true)"}
     return responses
 
 
@@ -112,6 +118,14 @@ def remove(request: Request, device: DeviceName, caller: Caller = Depends(requir
                            "root": None, "intermediates": []})
 
 
+@router.api_route(API_PREFIX + "/admin/trust/{device}", include_in_schema=False,
+                  methods=["GET", "HEAD", "POST", "PATCH", "OPTIONS", "TRACE"])
+def other_methods(device: str) -> None:
+    """405 naming both methods: left to the router, the first route of the path (PUT) would
+    answer alone with `Allow: PUT`."""
+    raise StarletteHTTPException(405, "Method Not Allowed", headers={"Allow": "DELETE, PUT"})
+
+
 # --- reading the body ---------------------------------------------------------------------------
 
 class _Enrollment:
@@ -125,7 +139,7 @@ class _Enrollment:
 
 def _enrollment(raw: bytes) -> _Enrollment:
     """The body as schemas/api-trust-enroll.schema.json, its certificates parsed, each a CA;
-    raises ApiError (400) naming what is wrong."""
+    raises ApiError naming what is wrong (400 for the form, 409 for the certificates)."""
     from verifier.truststore import is_ca
 
     try:
@@ -143,7 +157,7 @@ def _enrollment(raw: bytes) -> _Enrollment:
     for where, cert in [("root_pem", root), *((f"intermediates/{i}", c) for i, c in enumerate(intermediates))]:
         # Checked before anything is written: a refused sub-CA must not leave a root half-enrolled.
         if not is_ca(cert):
-            raise ApiError(400, ErrorCode.TRUST_CERTIFICATE_INVALID, f"{where} is not a CA certificate",
+            raise ApiError(409, ErrorCode.TRUST_CERTIFICATE_INVALID, f"{where} is not a CA certificate",
                            expected="a CA certificate (basicConstraints CA:TRUE): the device's root or a sub-CA",
                            found=inert(cert.subject.rfc4514_string())[:200])
     return _Enrollment(root, document["expected_sha256"], intermediates, bool(document.get("replace", False)))
@@ -161,7 +175,7 @@ def _certificate(pem: str, where: str) -> x509.Certificate:
         # Names and dates read now: a malformed one is refused here, not a crash when listed.
         return read_now(x509.load_pem_x509_certificate(pem.encode("utf-8")))
     except (*CERTIFICATE_ERRORS, UnicodeEncodeError) as exc:
-        raise ApiError(400, ErrorCode.TRUST_CERTIFICATE_INVALID, f"{where} is not a PEM certificate",
+        raise ApiError(409, ErrorCode.TRUST_CERTIFICATE_INVALID, f"{where} is not a PEM certificate",
                        expected="one PEM certificate (-----BEGIN CERTIFICATE-----)",
                        found=inert(f"{type(exc).__name__}: {exc}")[:200]) from None
 
@@ -183,7 +197,7 @@ def _enroll(queries: StoreQueries, device: str, body: _Enrollment, caller: Calle
         raise _invalid(str(exc), found=inert(body.expected_sha256)[:200]) from None
     if wanted != candidate.sha256:
         # (enroll_root checks it too; checked first here to answer with a code of its own)
-        raise ApiError(400, ErrorCode.TRUST_FINGERPRINT_MISMATCH,
+        raise ApiError(409, ErrorCode.TRUST_FINGERPRINT_MISMATCH,
                        f"{device}: the root's SHA-256 is not the one expected; nothing was enrolled",
                        expected=f"SHA-256 {wanted}", found=f"SHA-256 {candidate.sha256}")
     with _changing:
