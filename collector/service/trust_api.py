@@ -19,12 +19,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import jsonschema
 from cryptography import x509
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -59,7 +61,7 @@ def _queries(request: Request) -> StoreQueries:
 
 def _change_responses() -> dict[int | str, dict[str, Any]]:
     responses = _responses("api-trust-change")
-    responses.pop(304, None)  # a change is never answered "not modified"
+    responses.pop(304, None)  # see `_changed`
     responses[409] = {**responses[409], "description": "A well-formed body whose certificates cannot be enrolled: "
                       "not a CA, not the expected fingerprint, or another root enrolled (send replace: true)"}
     return responses
@@ -90,8 +92,7 @@ async def enroll(request: Request, device: DeviceName, caller: Caller = Depends(
     """Enroll the root in the body for `device` once its SHA-256 is the one expected; a device
     with a different current root needs `replace: true`, which closes that root's window now."""
     body = _enrollment(await read_body(request, MAX_TRUST_BODY_BYTES))
-    answer = await run_in_threadpool(_enroll, _queries(request), device, body, caller)
-    return _json(request, answer)
+    return _changed(await run_in_threadpool(_enroll, _queries(request), device, body, caller))
 
 
 @router.delete(API_PREFIX + "/admin/trust/{device}", responses=_change_responses(),
@@ -114,8 +115,13 @@ def remove(request: Request, device: DeviceName, caller: Caller = Depends(requir
         finally:
             queries.forget_verdicts()
     log.warning("trust store: %s removed by API token %s", inert(device), inert(caller.name or "-"))
-    return _json(request, {"format": CHANGE_FORMAT, "device": device, "action": "removed", "source": None,
-                           "root": None, "intermediates": []})
+    return _changed({"format": CHANGE_FORMAT, "device": device, "action": "removed", "source": None,
+                     "root": None, "intermediates": []})
+
+
+def _changed(answer: dict[str, Any]) -> Response:
+    """What a change did, as JSON without an ETag: it is never answered "not modified"."""
+    return JSONResponse(answer)
 
 
 @router.api_route(API_PREFIX + "/admin/trust/{device}", include_in_schema=False,
@@ -128,13 +134,14 @@ def other_methods(device: str) -> None:
 
 # --- reading the body ---------------------------------------------------------------------------
 
+@dataclass(frozen=True)
 class _Enrollment:
     """A checked request body: the root and intermediates parsed, none of them yet trusted."""
 
-    def __init__(self, root: x509.Certificate, expected_sha256: str, intermediates: list[x509.Certificate],
-                 replace: bool) -> None:
-        self.root, self.expected_sha256 = root, expected_sha256
-        self.intermediates, self.replace = intermediates, replace
+    root: x509.Certificate
+    expected_sha256: str
+    intermediates: list[x509.Certificate]
+    replace: bool
 
 
 def _enrollment(raw: bytes) -> _Enrollment:
