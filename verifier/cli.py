@@ -448,6 +448,9 @@ def trust_list(trust_store: Path, as_json: bool) -> None:
     2), as it is for `dossier verify`."""
     try:
         store = _open_store(trust_store)
+        if as_json:
+            click.echo(json.dumps(store.listing(), indent=2, sort_keys=True))
+            return
         records = []
         for name in store.devices():
             store.check(name)  # what is listed is what verification would load
@@ -455,18 +458,6 @@ def trust_list(trust_store: Path, as_json: bool) -> None:
         pool = [entry.to_json() for entry in store.pool_entries()]
     except VerifierError as exc:
         _fail(str(exc))
-    if as_json:
-        for record in records:
-            for item in record["roots"]:
-                item.pop("pem", None)
-            if record["pinned_leaf"]:
-                record["pinned_leaf"].pop("pem", None)
-            for item in record["intermediates"]:
-                item.pop("pem", None)
-        for item in pool:
-            item.pop("pem", None)
-        click.echo(json.dumps({"devices": records, "pool": pool}, indent=2, sort_keys=True))
-        return
     rows = []
     for record in records:
         leaf = record["pinned_leaf"] or {}

@@ -45,7 +45,7 @@ from .errors import TrustStoreError
 if TYPE_CHECKING:
     import jsonschema
 
-__all__ = ["RootEntry", "TrustStore", "parse_bundle"]
+__all__ = ["RootEntry", "TrustStore", "is_ca", "parse_bundle"]
 
 FORMAT = "trust-dossier-truststore"
 VERSION = 1
@@ -90,7 +90,9 @@ def _pinned(cert: x509.Certificate, source: str, pinned_at: dt.datetime | None) 
             "source": source, "pinned_at": _iso(pinned_at or dt.datetime.now(dt.UTC))}
 
 
-def _is_ca(cert: x509.Certificate) -> bool:
+def is_ca(cert: x509.Certificate) -> bool:
+    """Whether `cert` is a CA certificate (basicConstraints CA:TRUE): what a root, a sub-CA or a
+    trust-pool entry must be."""
     try:
         return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     except x509.ExtensionNotFound:
@@ -449,6 +451,22 @@ class TrustStore:
             raise TrustStoreError(f"device {device!r} is not in the trust store at {self.path}")
         return record
 
+    def listing(self) -> dict[str, Any]:
+        """Every enrolled device's record and the trust pool, as `dossier trust list --json` and
+        `GET /api/v1/trust` give them: certificates by SHA-256 and subject (no PEM), each loaded
+        and checked as verification would first (`check`). Raises TrustStoreError as `check`."""
+        records = []
+        for name in self.devices():
+            self.check(name)  # what is listed is what verification would load
+            record = self.describe(name)
+            for item in [*record["roots"], *record["intermediates"], *filter(None, [record["pinned_leaf"]])]:
+                item.pop("pem", None)
+            records.append(record)
+        pool = [entry.to_json() for entry in self.pool_entries()]
+        for item in pool:
+            item.pop("pem", None)
+        return {"devices": records, "pool": pool}
+
     def check(self, device: str) -> None:
         """Load every certificate enrolled for `device` (roots, pinned leaf, intermediates) as
         verification does, each checked against its recorded SHA-256. Raises TrustStoreError
@@ -478,7 +496,7 @@ class TrustStore:
 
         Raises TrustStoreError if `root` is not a CA certificate or the window is empty.
         """
-        if not _is_ca(root):
+        if not is_ca(root):
             raise TrustStoreError(
                 f"the certificate {format_name(root.subject)} is not a CA (basicConstraints "
                 "CA:TRUE); enroll the device's root (`system-trustpoint ca-certificate`), not its leaf"
@@ -556,7 +574,7 @@ class TrustStore:
 
     def add_intermediate(self, device: str, cert: x509.Certificate) -> None:
         """Enroll a sub-CA for `device` (an enterprise CA enrolled with its sub-CA)."""
-        if not _is_ca(cert):
+        if not is_ca(cert):
             raise TrustStoreError(f"the intermediate {format_name(cert.subject)} is not a CA")
 
         def change(record: dict[str, Any]) -> None:
@@ -584,7 +602,7 @@ class TrustStore:
         """
         certificates = parse_bundle(data)
         for cert in certificates:
-            if not _is_ca(cert):
+            if not is_ca(cert):
                 raise TrustStoreError(
                     f"the bundle holds {format_name(cert.subject)}, which is not a CA; "
                     "a trust pool holds CA certificates only"

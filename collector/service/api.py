@@ -20,7 +20,7 @@ from .errors import ApiError, ErrorCode
 from .queries import MAX_PAGE, StoreQueries, filter_rows
 from .schemas import response_schema
 
-__all__ = ["API_PREFIX", "router"]
+__all__ = ["API_PREFIX", "read_body", "router"]
 
 API_PREFIX = "/api/v1"
 FLEET_FORMAT = "trust-dossier/api-fleet/1"
@@ -232,7 +232,18 @@ async def verify_upload(request: Request,
                         ) -> Response:
     """The verdict of the request body (an envelope exactly as a device printed it) for `device`
     with `nonce`; nothing is stored."""
-    limit = request.app.state.settings.max_upload_bytes
+    raw = await read_body(request, request.app.state.settings.max_upload_bytes)
+    if not raw:
+        raise ApiError(400, ErrorCode.UPLOAD_EMPTY, "the request body is empty", expected="an envelope's bytes",
+                       found="0 bytes")
+    verdict = await run_in_threadpool(_verify, _queries(request), raw, device, nonce, _time("at", at))
+    return _json(request, {"stored": False, "device": device, "bytes": len(raw),
+                           "sha256": hashlib.sha256(raw).hexdigest(), "verdict": verdict})
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (ApiError 413) as soon as it is known to exceed `limit` bytes:
+    by its Content-Length before reading, or while it streams (a body that lies about it)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit, f"{declared} bytes (Content-Length)")
@@ -242,13 +253,7 @@ async def verify_upload(request: Request,
         if size > limit:
             raise _too_large(limit, f"more than {limit} bytes")
         chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw:
-        raise ApiError(400, ErrorCode.UPLOAD_EMPTY, "the request body is empty", expected="an envelope's bytes",
-                       found="0 bytes")
-    verdict = await run_in_threadpool(_verify, _queries(request), raw, device, nonce, _time("at", at))
-    return _json(request, {"stored": False, "device": device, "bytes": len(raw),
-                           "sha256": hashlib.sha256(raw).hexdigest(), "verdict": verdict})
+    return b"".join(chunks)
 
 
 def _verify(queries: StoreQueries, raw: bytes, device: str | None, nonce_hex: str | None,
