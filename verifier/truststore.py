@@ -459,7 +459,8 @@ class TrustStore:
         for name in self.devices():
             self.check(name)  # what is listed is what verification would load
             record = self.describe(name)
-            for item in [*record["roots"], *record["intermediates"], *filter(None, [record["pinned_leaf"]])]:
+            for item in [*record["roots"], *record["intermediates"], *filter(None, [record["pinned_leaf"]]),
+                         *record.get("attestation_keys", {}).values()]:
                 item.pop("pem", None)
             records.append(record)
         pool = [entry.to_json() for entry in self.pool_entries()]

@@ -226,3 +226,13 @@ def test_device_names_with_path_tricks_are_refused(rig: Rig, name: str) -> None:
         assert response.status_code in (400, 404, 405), (name, response.status_code, response.text)
         _valid("api-error", response.json())
     assert sorted(str(path.relative_to(rig.trust)) for path in rig.trust.rglob("*")) == files
+
+
+def test_pinned_attestation_keys_are_listed_by_fingerprint_without_pem(rig: Rig) -> None:
+    """A device with TPM evidence has its nodes' attestation keys pinned (`dossier enroll`): the
+    listing names each by node, SHA-256 and how it was pinned, as its schema says."""
+    key = _new_ca("AK 0/RP0/CPU0")
+    TrustStore.open(rig.trust).pin_attestation_key(GOOD, "0/RP0/CPU0", key, source="fingerprint")
+    record = next(r for r in _listing(rig)["devices"] if r["device"] == GOOD)
+    pinned = record["attestation_keys"]["0/RP0/CPU0"]
+    assert pinned["sha256"] == fingerprint(key) and pinned["source"] == "fingerprint" and "pem" not in pinned
