@@ -25,11 +25,13 @@ import enum
 import hashlib
 import heapq
 import hmac
+import http.client
 import itertools
 import json
 import logging
 import os
 import random
+import socket
 import stat
 import threading
 import time
@@ -252,6 +254,66 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
+class _AttemptDeadline:
+    """Cuts off one attempt's connections when `seconds` pass: the socket timeout bounds each
+    read, not the answer, and a receiver dripping a byte per read would hold the one sender
+    thread (every other receiver's events) for hours."""
+
+    def __init__(self, seconds: float) -> None:
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self.passed = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.passed:
+                _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.passed = True
+            for sock in self._sockets:
+                _shut(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once; the owner closes it
+    except OSError:
+        pass  # already closed: nothing left to cut off
+
+
+def _deadline_opener(deadline: _AttemptDeadline) -> urllib.request.OpenerDirector:
+    """An opener (no redirects) whose HTTP and HTTPS connections `deadline` cuts off."""
+
+    class Http(http.client.HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            deadline.watch(self.sock)
+
+    class Https(http.client.HTTPSConnection):
+        def connect(self) -> None:
+            super().connect()
+            deadline.watch(self.sock)
+
+    class HttpHandler(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> Any:
+            return self.do_open(Http, req)
+
+    class HttpsHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req: urllib.request.Request) -> Any:
+            return self.do_open(Https, req, context=self._context)
+
+    return urllib.request.build_opener(_NoRedirects(), HttpHandler(), HttpsHandler())
+
+
 class WebhookSender:
     """Queues events and delivers them from one background thread (see the module's docstring)."""
 
@@ -268,7 +330,6 @@ class WebhookSender:
         self._deadline: float | None = None
         self._in_flight = 0
         self._log_lock = threading.Lock()
-        self._opener = urllib.request.build_opener(_NoRedirects())
         self._thread = threading.Thread(target=self._run, name="dossier-webhooks", daemon=True)
         self._thread.start()
 
@@ -386,15 +447,20 @@ class WebhookSender:
             "X-Dossier-Timestamp": str(timestamp), "X-Dossier-Signature": sign(self.config.secret, timestamp, body)})
         status: int | None = None
         error: str | None = None
+        deadline = _AttemptDeadline(ATTEMPT_TIMEOUT_S)
         try:
-            with self._opener.open(request, timeout=ATTEMPT_TIMEOUT_S) as answer:
+            with _deadline_opener(deadline).open(request, timeout=ATTEMPT_TIMEOUT_S) as answer:
                 status = answer.status
                 answer.read(MAX_ANSWER_BYTES)
         except urllib.error.HTTPError as exc:
             status = exc.code
             exc.close()
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
             error = str(getattr(exc, "reason", exc))[:200]
+        finally:
+            deadline.cancel()
+        if deadline.passed:  # what was read was cut short: not an answer (a retry repeats the id)
+            status, error = None, f"no whole answer within {ATTEMPT_TIMEOUT_S:g} s"
         if status is not None and 200 <= status < 300:
             self._log(event, url, delivery.attempt, status, "delivered", None)
             return None
