@@ -55,7 +55,7 @@ def test_the_api_cannot_point_the_delivery_log_at_a_file(service: tuple[TestClie
     answer = client.put("/api/v1/admin/webhooks/settings", headers=auth, json={
         "format": FORMAT, "urls": ["http://127.0.0.1:9/hook"], "delivery_log": target})
     assert answer.status_code == 400, answer.text
-    body: dict[str, Any] = answer.json()
+    body: dict[str, Any] = answer.json()["error"]
     assert "delivery_log" in body["message"]
     assert client.get("/api/v1/admin/webhooks", headers=auth).json() == before
     assert "delivery_log" not in (root / "hooks.yaml").read_text()
@@ -83,5 +83,5 @@ def test_a_huge_settings_body_is_refused(service: tuple[TestClient, dict[str, st
 def test_a_deeply_nested_settings_body_is_a_clear_error(service: tuple[TestClient, dict[str, str], Path]) -> None:
     client, auth, _ = service
     answer = client.put("/api/v1/admin/webhooks/settings", headers={**auth, "Content-Type": "application/json"},
-                        content=b"[" * 100_000 + b"]" * 100_000)
+                        content=b"[" * 20_000 + b"]" * 20_000)
     assert answer.status_code == 400, answer.text
