@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import random
-import socket
 import stat
 import threading
 import time
@@ -48,6 +47,7 @@ import jsonschema
 import yaml
 
 import schemas
+from verifier.http_fetch import Deadline, no_redirect_opener
 
 from .errors import CollectorError, Reason
 
@@ -247,73 +247,6 @@ class _Delivery:
     attempt: int = field(compare=False, default=1)
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is the receiver's configuration error: never re-POST the event elsewhere."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-class _AttemptDeadline:
-    """Cuts off one attempt's connections when `seconds` pass: the socket timeout bounds each
-    read, not the answer, and a receiver dripping a byte per read would hold the one sender
-    thread (every other receiver's events) for hours."""
-
-    def __init__(self, seconds: float) -> None:
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self.passed = False
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def watch(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._sockets.append(sock)
-            if self.passed:
-                _shut(sock)
-
-    def _expire(self) -> None:
-        with self._lock:
-            self.passed = True
-            for sock in self._sockets:
-                _shut(sock)
-
-    def cancel(self) -> None:
-        self._timer.cancel()
-
-
-def _shut(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once; the owner closes it
-    except OSError:
-        pass  # already closed: nothing left to cut off
-
-
-def _deadline_opener(deadline: _AttemptDeadline) -> urllib.request.OpenerDirector:
-    """An opener (no redirects) whose HTTP and HTTPS connections `deadline` cuts off."""
-
-    class Http(http.client.HTTPConnection):
-        def connect(self) -> None:
-            super().connect()
-            deadline.watch(self.sock)
-
-    class Https(http.client.HTTPSConnection):
-        def connect(self) -> None:
-            super().connect()
-            deadline.watch(self.sock)
-
-    class HttpHandler(urllib.request.HTTPHandler):
-        def http_open(self, req: urllib.request.Request) -> Any:
-            return self.do_open(Http, req)
-
-    class HttpsHandler(urllib.request.HTTPSHandler):
-        def https_open(self, req: urllib.request.Request) -> Any:
-            return self.do_open(Https, req, context=self._context)
-
-    return urllib.request.build_opener(_NoRedirects(), HttpHandler(), HttpsHandler())
-
-
 class WebhookSender:
     """Queues events and delivers them from one background thread (see the module's docstring)."""
 
@@ -447,9 +380,9 @@ class WebhookSender:
             "X-Dossier-Timestamp": str(timestamp), "X-Dossier-Signature": sign(self.config.secret, timestamp, body)})
         status: int | None = None
         error: str | None = None
-        deadline = _AttemptDeadline(ATTEMPT_TIMEOUT_S)
+        deadline = Deadline(ATTEMPT_TIMEOUT_S)
         try:
-            with _deadline_opener(deadline).open(request, timeout=ATTEMPT_TIMEOUT_S) as answer:
+            with no_redirect_opener(deadline).open(request, timeout=ATTEMPT_TIMEOUT_S) as answer:
                 status = answer.status
                 answer.read(MAX_ANSWER_BYTES)
         except urllib.error.HTTPError as exc:
