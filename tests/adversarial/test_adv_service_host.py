@@ -48,10 +48,19 @@ def test_a_rebound_name_reads_nothing(open_service: TestClient, host: str) -> No
         assert answer.json()["error"]["code"] == "request.host"
 
 
-def test_dossier_serve_checks_the_host() -> None:
+def test_dossier_serve_checks_the_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI's settings turn the check on (library callers, e.g. tests, choose)."""
-    import inspect
+    import collector.service.app as service_app
+    from collector.service.errors import ServiceError
 
-    from collector.service import cli as serve_cli
+    seen: list[ServiceSettings] = []
 
-    assert "check_host=True" in inspect.getsource(serve_cli.serve_group)
+    def capture(settings: ServiceSettings, **_: object) -> None:
+        seen.append(settings)
+        raise ServiceError("captured")
+
+    monkeypatch.setattr(service_app, "create_app", capture)
+    result = CliRunner().invoke(cli, ["serve", "--store", str(tmp_path / "store"), "--tokens",
+                                      str(tmp_path / "tokens.json")])
+    assert result.exit_code == 2 and "captured" in result.output, result.output
+    assert seen and seen[0].check_host is True
