@@ -152,6 +152,7 @@ def _fetch(url: str) -> bytes:
         with no_redirect_opener(deadline).open(url, timeout=JWKS_TIMEOUT_S) as response:
             data = response.read(MAX_JWKS_BYTES + 1)
     except RedirectRefused as exc:
+        exc.close()
         raise EarInputError(f"--jwks {url}: expected the JWKS at that URL, found a redirect ({exc.reason}); give "
                             "the URL it names if you trust it") from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
