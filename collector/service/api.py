@@ -232,17 +232,7 @@ async def verify_upload(request: Request,
                         ) -> Response:
     """The verdict of the request body (an envelope exactly as a device printed it) for `device`
     with `nonce`; nothing is stored."""
-    limit = request.app.state.settings.max_upload_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit, f"{declared} bytes (Content-Length)")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit, f"more than {limit} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    raw = await read_body(request, request.app.state.settings.max_upload_bytes)
     if not raw:
         raise ApiError(400, ErrorCode.UPLOAD_EMPTY, "the request body is empty", expected="an envelope's bytes",
                        found="0 bytes")
@@ -268,6 +258,20 @@ def _verify(queries: StoreQueries, raw: bytes, device: str | None, nonce_hex: st
         raise ApiError(400, ErrorCode.UPLOAD_UNUSABLE, str(exc), expected="an envelope a device printed",
                        found="input the verifier cannot use") from None
     return verdict.to_json()  # type: ignore[no-any-return]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body; raises ApiError (413) past `limit` bytes, before keeping more."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit, f"{declared} bytes (Content-Length)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit, f"more than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _too_large(limit: int, found: str) -> ApiError:

@@ -26,7 +26,7 @@ from verifier.display import inert
 from ..alerts import AlertSink
 from ..errors import CollectorError, StoreError
 from .access import ADMIN, READ, require
-from .api import API_PREFIX, DeviceName, _json, _responses
+from .api import API_PREFIX, DeviceName, _json, _responses, read_body
 from .errors import ApiError, ErrorCode
 from .schemas import response_schema
 
@@ -189,7 +189,7 @@ async def put_webhooks(request: Request) -> Response:
                        expected="a service started with --webhooks FILE (where the settings are kept)",
                        found="no webhooks file")
     try:
-        document = json.loads(await _bounded_body(request, MAX_WEBHOOK_SETTINGS_BYTES))
+        document = json.loads(await read_body(request, MAX_WEBHOOK_SETTINGS_BYTES))
     except (UnicodeDecodeError, ValueError, RecursionError):
         document = None
     if not isinstance(document, dict):
@@ -213,25 +213,6 @@ async def put_webhooks(request: Request) -> Response:
                        "says where)", expected="a writable webhooks file", found=str(exc.strerror or exc)) from None
     await run_in_threadpool(service.replace_webhooks, config)  # the old sender delivers what it holds
     return _json(request, service.settings_json())
-
-
-async def _bounded_body(request: Request, limit: int) -> bytes:
-    """The request body; raises ApiError (413) past `limit` bytes, before keeping more."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _settings_too_large(limit, f"{declared} bytes (Content-Length)")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _settings_too_large(limit, f"more than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _settings_too_large(limit: int, found: str) -> ApiError:
-    return ApiError(413, ErrorCode.UPLOAD_TOO_LARGE, "the webhook settings are larger than any configuration",
-                    expected=f"at most {limit} bytes", found=found)
 
 
 def _check_delivery_log(document: dict[str, Any], service: EarService) -> None:
