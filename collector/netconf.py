@@ -40,6 +40,9 @@ __all__ = ["MAX_SESSION_BYTES", "NetconfSession"]
 #: A TPM poll asks for four replies; each is bounded by what the verifier reads
 #: (verifier/tpm/replies.py), and the session by two of the largest (the IMA log dominates).
 MAX_SESSION_BYTES = 2 * MAX_REPLY_BYTES
+#: Bytes on the wire per byte of channel data, at most: SSH packet headers, padding and MACs
+#: add a few percent; the rest of the allowance is for the key exchange and the hellos.
+_WIRE_OVERHEAD = 1.25
 #: Error tags (RFC 6241 appendix A) that mean "this user may not": not retried.
 _ACCESS_TAGS = ("access-denied",)
 #: How often ncclient's session thread looks for a request to send (its `TICK`, 0.1 s, a
@@ -73,6 +76,7 @@ class NetconfSession:
         self._sock: Any = None
         self._watchdog: threading.Timer | None = None
         self._expiry = _Expiry()
+        self.wire = _ReceiveBudget(0)
 
     @property
     def where(self) -> str:
@@ -100,7 +104,12 @@ class NetconfSession:
             raise HostKeyError(f"{device.name}: host key for {device.known_hosts_name} is not pinned; NETCONF uses "
                                "the same pin as SSH: run `dossier hostkeys` (or pin `host_key:` in the inventory) first. "
                                "Unknown keys are never accepted automatically.")
-        self._sock = _open_socket(device.host, self.port, self._left(device.timeouts.connect, "connect"), device.name)
+        # Counted from the first byte: ncclient keeps the server's <hello> whole before the
+        # channel's buffer below can be bounded, and an endless one would grow without bound.
+        self.wire = _ReceiveBudget(int(MAX_SESSION_BYTES * _WIRE_OVERHEAD))
+        self._sock = _CountingSocket(
+            _open_socket(device.host, self.port, self._left(device.timeouts.connect, "connect"), device.name),
+            self.wire, self.close)
         self._watchdog = threading.Timer(max(0.0, self.deadline - time.monotonic()), self._expire)
         self._watchdog.daemon = True
         self._watchdog.start()
@@ -185,7 +194,7 @@ class NetconfSession:
         name, where = self.device.name, self.where
         if isinstance(exc, CollectorError):
             return exc
-        if self.budget.exceeded:
+        if self.budget.exceeded or self.wire.exceeded:
             return OutputTooLargeError(f"{name}: {where} sent more than {self.budget.limit} bytes in one session; "
                                        "the session was closed")
         if self._expiry.passed or isinstance(exc, (TimeoutExpiredError, TimeoutError)):
@@ -217,3 +226,23 @@ class _ClosingPipe(_BoundedPipe):
         super().feed(data)
         if self._budget.exceeded:
             threading.Thread(target=self._close, daemon=True).start()  # not from paramiko's own thread
+
+
+class _CountingSocket:
+    """The session's socket, counting what it receives against `budget` (the whole session,
+    key exchange and hellos included); past it the session is closed and reading ends."""
+
+    def __init__(self, sock: Any, budget: _ReceiveBudget, close: Any) -> None:
+        self._sock, self._budget, self._close = sock, budget, close
+
+    def recv(self, size: int) -> bytes:
+        if self._budget.exceeded:
+            return b""  # paramiko reads this as the peer closing the connection
+        data = self._sock.recv(size)
+        if not self._budget.take(len(data)):
+            threading.Thread(target=self._close, daemon=True).start()  # not from paramiko's own thread
+            return b""
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)

@@ -25,6 +25,7 @@ import enum
 import hashlib
 import heapq
 import hmac
+import http.client
 import itertools
 import json
 import logging
@@ -46,6 +47,7 @@ import jsonschema
 import yaml
 
 import schemas
+from verifier.http_fetch import Deadline, no_redirect_opener
 
 from .errors import CollectorError, Reason
 
@@ -245,13 +247,6 @@ class _Delivery:
     attempt: int = field(compare=False, default=1)
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is the receiver's configuration error: never re-POST the event elsewhere."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
 class WebhookSender:
     """Queues events and delivers them from one background thread (see the module's docstring)."""
 
@@ -268,7 +263,6 @@ class WebhookSender:
         self._deadline: float | None = None
         self._in_flight = 0
         self._log_lock = threading.Lock()
-        self._opener = urllib.request.build_opener(_NoRedirects())
         self._thread = threading.Thread(target=self._run, name="dossier-webhooks", daemon=True)
         self._thread.start()
 
@@ -386,15 +380,20 @@ class WebhookSender:
             "X-Dossier-Timestamp": str(timestamp), "X-Dossier-Signature": sign(self.config.secret, timestamp, body)})
         status: int | None = None
         error: str | None = None
+        deadline = Deadline(ATTEMPT_TIMEOUT_S)
         try:
-            with self._opener.open(request, timeout=ATTEMPT_TIMEOUT_S) as answer:
+            with no_redirect_opener(deadline).open(request, timeout=ATTEMPT_TIMEOUT_S) as answer:
                 status = answer.status
                 answer.read(MAX_ANSWER_BYTES)
         except urllib.error.HTTPError as exc:
             status = exc.code
             exc.close()
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
             error = str(getattr(exc, "reason", exc))[:200]
+        finally:
+            deadline.cancel()
+        if deadline.passed:  # what was read was cut short: not an answer (a retry repeats the id)
+            status, error = None, f"no whole answer within {ATTEMPT_TIMEOUT_S:g} s"
         if status is not None and 200 <= status < 300:
             self._log(event, url, delivery.attempt, status, "delivered", None)
             return None

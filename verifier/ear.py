@@ -25,7 +25,6 @@ import enum
 import functools
 import json
 import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -121,12 +120,7 @@ def tier_of(value: int) -> str:
 def load_jwks(source: str) -> dict[str, Any]:
     """A JWKS (`{"keys": [...]}`) from a file path or an http(s) URL; raises EarInputError."""
     if source.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(source, timeout=JWKS_TIMEOUT_S) as response:  # noqa: S310 - http(s) only
-                data = response.read(MAX_JWKS_BYTES + 1)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise EarInputError(f"--jwks {source}: expected a JWKS from that URL, found it unreachable "
-                                f"({getattr(exc, 'reason', exc)})") from None
+        data = _fetch(source)
     else:
         data = _read_bounded(source, MAX_JWKS_BYTES, "JWKS")
     if len(data) > MAX_JWKS_BYTES:
@@ -144,6 +138,35 @@ def load_jwks(source: str) -> dict[str, Any]:
     except EarInputError as exc:
         raise EarInputError(f"--jwks {source}: {exc}") from None
     return document
+
+
+def _fetch(url: str) -> bytes:
+    """Up to MAX_JWKS_BYTES + 1 bytes of the answer at `url`, within JWKS_TIMEOUT_S in all, no
+    redirect followed; raises EarInputError."""
+    import http.client
+
+    from .http_fetch import Deadline, RedirectRefused, no_redirect_opener
+
+    deadline = Deadline(JWKS_TIMEOUT_S)
+    try:
+        with no_redirect_opener(deadline).open(url, timeout=JWKS_TIMEOUT_S) as response:
+            data = response.read(MAX_JWKS_BYTES + 1)
+    except RedirectRefused as exc:
+        exc.close()
+        raise EarInputError(f"--jwks {url}: expected the JWKS at that URL, found a redirect ({exc.reason}); give "
+                            "the URL it names if you trust it") from None
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        if deadline.passed:
+            raise EarInputError(f"--jwks {url}: expected a JWKS within {JWKS_TIMEOUT_S:g} s, found an answer "
+                                "still arriving") from None
+        raise EarInputError(f"--jwks {url}: expected a JWKS from that URL, found it unreachable "
+                            f"({getattr(exc, 'reason', exc)})") from None
+    finally:
+        deadline.cancel()
+    if deadline.passed:
+        raise EarInputError(f"--jwks {url}: expected a JWKS within {JWKS_TIMEOUT_S:g} s, found an answer still "
+                            "arriving")
+    return data
 
 
 def _read_bounded(path: str | Path, max_bytes: int, what: str) -> bytes:

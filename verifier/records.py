@@ -335,6 +335,13 @@ def read_logs(folder: Path, public_keys: Sequence[Ed25519PublicKey] | None) -> L
             merged.baseline.setdefault(listed, digest)
         for pair, paths in one.nonces.items():
             merged.nonces.setdefault(pair, []).extend(paths)
+    # A pinned writer without a log: its log was deleted, and with it (and its envelopes) what
+    # it stored would leave no trace. A worker starts its log before it polls anything.
+    for fingerprint in sorted(set(keys) - {_header_fingerprint(path) for path in logs}):
+        merged.add(FindingId.RECORD_LOG_MISSING, Severity.ERROR,
+                   f"no record log in {folder} for the writer key {fingerprint}: expected one per collector "
+                   "key given (a deleted log hides what its writer stored); remove the key of a writer that "
+                   "never ran", expected=f"records.d/<writer>.jsonl signed by {fingerprint}", found="none")
     merged.key = ",".join(fingerprints) if fingerprints else None
     return merged
 

@@ -80,6 +80,7 @@ class WorkerContext:
         self.records = RecordLog(self.store.root, key, baseline=False,
                                  log_path=self.store.root / RECORDS_FOLDER / f"{config.worker_name}.jsonl")
         self.records.check_key()
+        self.records.start(self.store)  # the log exists from now: an auditor holding this key expects it
         from verifier.records import key_fingerprint
 
         self.fingerprint = key_fingerprint(key.public_key())

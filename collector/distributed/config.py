@@ -30,8 +30,9 @@ DEFAULT_QUEUE = "dossier"
 STALE_INTERVALS = 2
 #: A worker whose heartbeat is older than this many heartbeat periods has stopped.
 SILENT_HEARTBEATS = 3
-# A user:password@ in a URL, or password= in a key/value DSN.
-_INLINE_PASSWORD = re.compile(r"://[^/@]*:[^/@]*@|(^|\s)password\s*=", re.IGNORECASE)
+# A user:password@ in a URL, password= in a key/value DSN, or ?password= in a URL's query
+# (libpq and redis-py both read it there).
+_INLINE_PASSWORD = re.compile(r"://[^/@]*:[^/@]*@|(^|\s|[?&;])password\s*=", re.IGNORECASE)
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 

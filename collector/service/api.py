@@ -241,21 +241,6 @@ async def verify_upload(request: Request,
                            "sha256": hashlib.sha256(raw).hexdigest(), "verdict": verdict})
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused (ApiError 413) as soon as it is known to exceed `limit` bytes:
-    by its Content-Length before reading, or while it streams (a body that lies about it)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit, f"{declared} bytes (Content-Length)")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit, f"more than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _verify(queries: StoreQueries, raw: bytes, device: str | None, nonce_hex: str | None,
             at: dt.datetime | None) -> dict[str, Any]:
     from verifier import VerifierError
@@ -273,6 +258,20 @@ def _verify(queries: StoreQueries, raw: bytes, device: str | None, nonce_hex: st
         raise ApiError(400, ErrorCode.UPLOAD_UNUSABLE, str(exc), expected="an envelope a device printed",
                        found="input the verifier cannot use") from None
     return verdict.to_json()  # type: ignore[no-any-return]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body; raises ApiError (413) past `limit` bytes, before keeping more."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit, f"{declared} bytes (Content-Length)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit, f"more than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _too_large(limit: int, found: str) -> ApiError:

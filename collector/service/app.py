@@ -26,7 +26,7 @@ from ..storage.opening import open_store
 from .errors import ApiError, ErrorCode, ServiceError, error_body
 from .queries import QueryError, StoreQueries, inventory_info
 from .schemas import response_schema
-from .settings import ServiceSettings
+from .settings import ServiceSettings, is_loopback
 from .tokens import Tokens
 
 __all__ = ["create_app"]
@@ -88,10 +88,36 @@ def create_app(settings: ServiceSettings, *, tokens: Tokens | None = None, start
     app.state.settings, app.state.queries, app.state.tokens = settings, queries, tokens
     app.state.collector_loop = None
     _install_error_handlers(app)
+    if settings.check_host and not tokens and is_loopback(settings.host_port[0]):
+        app.add_middleware(_LoopbackHostOnly)
     for router in ROUTERS:
         app.include_router(router)
     _document_errors_as_answered(app)
     return app
+
+
+#: The names a request to a loopback service may give as its Host (with or without a port).
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+class _LoopbackHostOnly:
+    """Answers 421 to a request whose Host is not one of `_LOOPBACK_NAMES` (DNS rebinding: a
+    page of another site whose name now resolves to 127.0.0.1 names its own site)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").lower()
+            name = host.rsplit(":", 1)[0] if host.rsplit(":", 1)[-1].isdigit() and not host.endswith("]") else host
+            if name not in _LOOPBACK_NAMES:
+                answer = _error(421, ErrorCode.REQUEST_HOST, "this service answers requests to this machine only",
+                                expected="Host: 127.0.0.1, localhost or [::1] (with the port)",
+                                found=_short(host) or "no Host")
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _document_errors_as_answered(app: FastAPI) -> None:

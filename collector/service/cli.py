@@ -82,7 +82,7 @@ def serve_group(ctx: click.Context, store_path: Path, trust_store_path: Path, to
     settings = ServiceSettings(store=store_path, trust_store=trust_store_path, tokens_file=tokens_path,
                                listen=listen, tls_cert=tls_cert, tls_key=tls_key, inventory=inventory_path,
                                collect_interval_s=interval, collector_key=collector_key, extra=extra,
-                               distributed_config=config_path)
+                               distributed_config=config_path, check_host=True)
     try:
         from .app import create_app
 

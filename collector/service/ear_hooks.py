@@ -21,16 +21,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from verifier.display import inert
+
 from ..alerts import AlertSink
 from ..errors import CollectorError, StoreError
 from .access import ADMIN, READ, require
-from .api import API_PREFIX, DeviceName, _json, _responses
+from .api import API_PREFIX, DeviceName, _json, _responses, read_body
 from .errors import ApiError, ErrorCode
 from .schemas import response_schema
 
 __all__ = ["EarService", "router"]
 
 EAR_FORMAT = "trust-dossier/api-ear/1"
+#: A webhook configuration is at most 16 URLs and a secret: a few KB. DoS bound on the body.
+MAX_WEBHOOK_SETTINGS_BYTES = 64 * 1024
 
 log = logging.getLogger("collector.service")
 router = APIRouter(tags=["ear"])
@@ -185,12 +189,13 @@ async def put_webhooks(request: Request) -> Response:
                        expected="a service started with --webhooks FILE (where the settings are kept)",
                        found="no webhooks file")
     try:
-        document = json.loads(await request.body())
-    except (UnicodeDecodeError, ValueError):
+        document = json.loads(await read_body(request, MAX_WEBHOOK_SETTINGS_BYTES))
+    except (UnicodeDecodeError, ValueError, RecursionError):
         document = None
     if not isinstance(document, dict):
         raise ApiError(400, ErrorCode.WEBHOOKS_INVALID, "the request body is not a JSON object",
                        expected="a configuration as schemas/webhooks.schema.json", found="other content")
+    _check_delivery_log(document, service)
     if "secret" not in document:
         kept = _file_secret(service.webhooks_file)
         if kept is not None:
@@ -210,13 +215,39 @@ async def put_webhooks(request: Request) -> Response:
     return _json(request, service.settings_json())
 
 
+def _check_delivery_log(document: dict[str, Any], service: EarService) -> None:
+    """Refuse a `delivery_log` other than the one in use: through the API it would let a token
+    make the service append to (and rotate away) any file it can write, stored evidence and
+    the tokens file among them. It is set in the webhooks file, by whoever runs the service."""
+    if "delivery_log" not in document:
+        return
+    sender = service.alerts.webhooks
+    current = str(sender.delivery_log) if sender is not None and sender.delivery_log else None
+    if document["delivery_log"] != current:
+        shown = document["delivery_log"]
+        raise ApiError(400, ErrorCode.WEBHOOKS_INVALID, "delivery_log cannot be changed through the API",
+                       expected=f"no delivery_log, or the one in use ({current})" if current else "no delivery_log",
+                       found=inert(shown)[:200] if isinstance(shown, str) else type(shown).__name__)
+    # The file keeps what its owner wrote there (a path relative to the file, or none).
+    written = _file_value(service.webhooks_file, "delivery_log") if service.webhooks_file else None
+    if written is None:
+        document.pop("delivery_log")
+    else:
+        document["delivery_log"] = written
+
+
 def _file_secret(path: Path) -> str | None:
     """The secret the webhooks file holds, if any."""
+    return _file_value(path, "secret")
+
+
+def _file_value(path: Path, name: str) -> str | None:
+    """The string `name` of the webhooks file, if it holds one."""
     import yaml
 
     try:
         document = yaml.safe_load(path.read_text("utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
-    secret = document.get("secret") if isinstance(document, dict) else None
-    return secret if isinstance(secret, str) else None
+    value = document.get(name) if isinstance(document, dict) else None
+    return value if isinstance(value, str) else None

@@ -28,6 +28,7 @@ class ErrorCode(enum.StrEnum):
     QUERY_AT = "query.at"
     QUERY_NONCE = "query.nonce"
     QUERY_UNKNOWN = "query.unknown"
+    REQUEST_HOST = "request.host"
     REQUEST_INVALID = "request.invalid"
     SEARCH_QUERY = "search.query"
     SERVICE_INTERNAL = "service.internal"

@@ -58,6 +58,10 @@ class ServiceSettings:
     #: Verify every device's newest outputs in the background at start (the first fleet request
     #: would otherwise pay for the whole fleet: seconds for a thousand devices).
     warm_on_start: bool = True
+    #: Answer only requests whose Host names this machine while reading is open (loopback, no
+    #: token): a page of another site rebinding its name to 127.0.0.1 could read it otherwise.
+    #: `dossier serve` turns it on; library callers (tests with their own Host) choose.
+    check_host: bool = False
     #: Extra settings for routers added by other parts (dashboard, EAR, webhooks), by name.
     extra: dict[str, object] = field(default_factory=dict)
 

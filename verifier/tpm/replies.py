@@ -34,7 +34,10 @@ MAX_DEPTH = 16
 #: certificate and quote replies (a poll verifies four outputs; a run, several polls at once).
 _PARSED_CACHE = 64
 #: A DTD is how entity-expansion and external-entity attacks enter XML; no reply has one.
-_DTD = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
+_DTD = re.compile(r"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
+_DECLARED_ENCODING = re.compile(r"\ufeff?\s*<\?xml\s[^>]*?\bencoding\s*=\s*[\"']([^\"']*)[\"']")
+#: The encoding names a NETCONF reply may declare (RFC 6241: UTF-8; ASCII is a subset).
+_UTF8_NAMES = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 _DIGEST_ALGORITHMS = {"0": "sha1", "1": "sha256", "2": "sha384", "3": "sha512",
                       "sha1": "sha1", "sha256": "sha256", "sha384": "sha384", "sha512": "sha512"}
 
@@ -107,10 +110,22 @@ def _local(tag: str) -> str:
 def _parse(raw: bytes, what: str) -> ET.Element:
     if len(raw) > MAX_REPLY_BYTES:
         raise ReplyError(what, f"a reply of at most {MAX_REPLY_BYTES} bytes", f"{len(raw)} bytes")
-    if _DTD.search(raw):
+    # The checks below read the text the parser reads: bytes in another encoding (UTF-16) hid a
+    # <!DOCTYPE from a check on the bytes, and a declared encoding could make another reader
+    # of the same bytes see other content. Parsed as text, the declaration is not followed.
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ReplyError(what, "UTF-8 XML (RFC 6241)", f"a byte that is not UTF-8 at offset {exc.start}") from None
+    if "\x00" in text:
+        raise ReplyError(what, "UTF-8 XML (RFC 6241)", "NUL characters (UTF-16 or UTF-32 text?)")
+    declared = _DECLARED_ENCODING.match(text)
+    if declared is not None and declared.group(1).lower() not in _UTF8_NAMES:
+        raise ReplyError(what, "UTF-8 XML (RFC 6241)", f"a declared encoding {declared.group(1)[:40]!r}")
+    if _DTD.search(text):
         raise ReplyError(what, "XML without a DTD or entity declarations", "a <!DOCTYPE or <!ENTITY")
     try:
-        root = ET.fromstring(raw)
+        root = ET.fromstring(text)
     except ET.ParseError as exc:
         raise ReplyError(what, "well-formed XML", str(exc)) from None
     _check_depth(root, what)
