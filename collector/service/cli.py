@@ -23,6 +23,10 @@ __all__ = ["serve_group"]
 
 DEFAULT_TOKENS = "state/service-tokens.json"
 EXIT_USAGE = 2
+#: Connections (and tasks) served at once; past it uvicorn answers 503 at once. uvicorn sets no
+#: deadline on reading a request's headers, so without a bound slow clients holding connections
+#: open (slowloris) could use up the process's file descriptors.
+MAX_CONCURRENT_CONNECTIONS = 512
 
 _tokens_option = click.option(
     "--tokens", "tokens_path", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_TOKENS,
@@ -103,7 +107,8 @@ def serve_group(ctx: click.Context, store_path: Path, trust_store_path: Path, to
                "/openapi.json)", err=True)
     config = uvicorn.Config(app, ssl_certfile=os.fspath(tls_cert) if tls_cert else None,
                             ssl_keyfile=os.fspath(tls_key) if tls_key else None, log_level="warning",
-                            server_header=False, proxy_headers=False)
+                            server_header=False, proxy_headers=False,
+                            limit_concurrency=MAX_CONCURRENT_CONNECTIONS)
     with listener:
         uvicorn.Server(config).run(sockets=[listener])
 
