@@ -41,6 +41,9 @@ DASHBOARD_PREFIX = "/dashboard"
 MAX_FILES_SHOWN = 500
 #: The longest text a query parameter of the pages may hold (a device name, a date, a filter).
 MAX_PARAMETER = 200
+#: Devices the fleet page shows at once (the API's default page): a page of a thousand rows is
+#: too long to read and costs its whole rendering on every request; the rest are a link away.
+ROWS_PER_PAGE = 100
 #: No script, style or image from anywhere but this service; no inline script; no framing.
 _CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'")
@@ -64,6 +67,7 @@ SORT_KEYS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
 _STATE_SYMBOL = {"trusted": "\u2714", "untrusted": "\u2718", "unreachable": "\u2298", "unknown": "?"}
 _STATUS_SYMBOL = {"affirming": "\u2714", "warning": "\u25b2", "contraindicated": "\u2718", "none": "\u2013"}
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_PAGE_NUMBER = re.compile(r"^[0-9]{1,9}$")
 
 router = APIRouter(prefix=DASHBOARD_PREFIX, include_in_schema=False)
 
@@ -211,7 +215,7 @@ def parse_as_of(text: str | None) -> dt.datetime | None:
 
 
 def _fleet_page(queries: StoreQueries, *, as_of: str | None, state: str | None, status: str | None,
-                q: str | None, sort: str, order: str) -> dict[str, Any]:
+                q: str | None, sort: str, order: str, page: str = "1") -> dict[str, Any]:
     if state and state not in VERIFICATION_STATES:
         raise QueryError(400, ErrorCode.FILTER_STATE, f"unknown state {state!r}",
                          expected=f"one of {', '.join(VERIFICATION_STATES)}", found=state)
@@ -237,7 +241,13 @@ def _fleet_page(queries: StoreQueries, *, as_of: str | None, state: str | None, 
              if (not state or row["verification"]["state"] == state) and (not status or row["status"] == status)
              and (not q or q.lower() in row["device"].lower())]
     shown.sort(key=SORT_KEYS[sort], reverse=order == "desc")
-    return {"rows": shown, "total": len(rows), "counts": counts, "consensus": consensus,
+    pages = max(1, -(-len(shown) // ROWS_PER_PAGE))
+    if not _PAGE_NUMBER.match(page) or not 1 <= int(page) <= pages:
+        raise QueryError(400, ErrorCode.REQUEST_INVALID, f"there is no page {page!r} of these devices",
+                         expected=f"a page number from 1 to {pages}", found=page)
+    first = (int(page) - 1) * ROWS_PER_PAGE
+    return {"rows": shown[first:first + ROWS_PER_PAGE], "matching": len(shown), "first": first + 1,
+            "page": int(page), "pages": pages, "total": len(rows), "counts": counts, "consensus": consensus,
             "as_of": moment, "as_of_input": moment.strftime("%Y-%m-%dT%H:%M:%S") if moment else "",
             "generated": now, "filters": {"state": state or "", "status": status or "", "q": q or ""},
             "sort": sort, "order": order, "states": VERIFICATION_STATES, "statuses": APPRAISAL_STATUSES,
@@ -252,16 +262,17 @@ async def fleet(request: Request, token: Annotated[str | None, Query(max_length=
                 status: Annotated[str | None, Query(max_length=MAX_PARAMETER)] = None,
                 q: Annotated[str | None, Query(max_length=MAX_PARAMETER)] = None,
                 sort: Annotated[str, Query(max_length=MAX_PARAMETER)] = "device",
-                order: Annotated[str, Query(max_length=MAX_PARAMETER)] = "asc") -> Response:
+                order: Annotated[str, Query(max_length=MAX_PARAMETER)] = "asc",
+                page: Annotated[str, Query(max_length=MAX_PARAMETER)] = "1") -> Response:
     """The fleet: every device's state in colour and words, sortable and filterable, as of now
-    or a past moment, with the devices fleet consensus flags."""
+    or a past moment, with the devices fleet consensus flags; `ROWS_PER_PAGE` rows a page."""
     refused = _sign_in(request, token)
     if refused is not None:
         return refused
     queries: StoreQueries = request.app.state.queries
     try:
         page = await run_in_threadpool(_fleet_page, queries, as_of=as_of, state=state, status=status, q=q,
-                                       sort=sort, order=order)
+                                       sort=sort, order=order, page=page)
     except QueryError as exc:
         return _error_page(exc)
 

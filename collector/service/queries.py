@@ -113,6 +113,7 @@ class StoreQueries:
         self._summaries: dict[tuple[str, str], _Summary] = {}
         self._content: dict[tuple[str, str], Content] = {}
         self._fleet: tuple[tuple[Any, ...], float, list[dict[str, Any]]] | None = None
+        self._trusted: tuple[tuple[Any, ...], float, dict[str, EnvelopeRecord]] | None = None
 
     def warm(self) -> None:
         """Verify every device's newest outputs once (at start, in the background), so that the
@@ -128,7 +129,7 @@ class StoreQueries:
             self.verdicts = StoredVerdicts(self.store, self._trust_store)
             self._summaries.clear()
             self._content.clear()
-            self._fleet = None
+            self._fleet = self._trusted = None
 
     def _store_fingerprint(self) -> tuple[Any, ...]:
         marks: list[Any] = []
@@ -207,6 +208,16 @@ class StoreQueries:
             self._fleet = (fingerprint, time.monotonic(), rows)
             return list(rows)
         return self._fleet_rows(now, as_of)
+
+    def latest_trusted(self) -> dict[str, EnvelopeRecord]:
+        """Each device's newest trusted output (`Store.latest_trusted`), kept as the fleet's rows
+        are (until the store changes, at most `FLEET_CACHE_MAX_AGE_S`)."""
+        fingerprint, cached = self._store_fingerprint(), self._trusted
+        if cached is not None and cached[0] == fingerprint and time.monotonic() - cached[1] < FLEET_CACHE_MAX_AGE_S:
+            return dict(cached[2])
+        found = self._read(self.store.latest_trusted)
+        self._trusted = (fingerprint, time.monotonic(), found)
+        return dict(found)
 
     def _fleet_rows(self, now: dt.datetime, as_of: dt.datetime | None) -> list[dict[str, Any]]:
         statuses = {path: status for _, _, path, status in self._read(self.store.appraisal_statuses)}
@@ -498,7 +509,7 @@ def fleet_consensus_of(queries: StoreQueries, *, as_of: dt.datetime | None = Non
     never the API's."""
     from ..insights.consensus import fleet_consensus, records_as_of
 
-    picked = queries._read(records_as_of, queries.store, as_of)
+    picked = queries.latest_trusted() if as_of is None else queries._read(records_as_of, queries.store, as_of)
     # Keyed by the outputs compared, not the moment: any two moments between the same
     # collections share one computation.
     key = (id(queries), as_of is None, tuple(sorted(r.path for r in picked.values())))
@@ -562,7 +573,7 @@ def device_findings(queries: StoreQueries, name: str) -> dict[str, Any]:
 def device_content(queries: StoreQueries, name: str) -> dict[str, Any] | None:
     """Packages (with their install and runtime fingerprints) and files (with their digests) of
     `name`'s newest trusted output, from what verifying it returned; None when it has none."""
-    newest = queries._read(queries.store.latest_trusted).get(name)
+    newest = next((record for record in queries._read(queries.store.history, name) if record.trusted), None)
     record = queries.trusted_dossier(newest) if newest is not None else None
     if record is None:
         return None
