@@ -28,6 +28,7 @@ from verifier.findings import Finding as VerifierFinding
 from verifier.findings import Severity
 
 from ..errors import StoreError
+from ..insights.consensus import package_fingerprints, platform_pid
 from ..insights.diff import item_payload, software_version
 from ..insights.errors import InsightsError
 from ..insights.history import StoredVerdicts, diff_history, file_state_at, pick_record
@@ -97,6 +98,8 @@ class Content:
     release: str | None
     packages: dict[str, str | None]
     files: dict[tuple[str, str], tuple[str, str]]  # (node, path) -> (algorithm, digest)
+    platform: str | None = None  # the chassis PID (`consensus.platform_pid`)
+    fingerprints: dict[str, tuple[str, str]] = field(default_factory=dict)  # `consensus.package_fingerprints`
 
 
 class StoreQueries:
@@ -426,7 +429,8 @@ class StoreQueries:
             for node in state.nodes:
                 for path, entry in (state.files(node) or {}).items():
                     files[(node, path)] = (entry[0], entry[1])
-            content = Content(software_version(verdict.dossier), packages, files)
+            content = Content(software_version(verdict.dossier), packages, files, platform_pid(verdict.dossier),
+                              package_fingerprints(verdict.dossier))
             with self._lock:
                 if len(self._content) >= MAX_CONTENT:
                     self._content.pop(next(iter(self._content)))
@@ -504,10 +508,11 @@ _consensus_lock = threading.Lock()
 
 def fleet_consensus_of(queries: StoreQueries, *, as_of: dt.datetime | None = None) -> Any:
     """Fleet consensus (`collector.insights.consensus`) over the newest trusted outputs as of
-    `as_of`, computed once per set of outputs. It verifies with its own `StoredVerdicts` under
-    its own lock: a computation (seconds for a large fleet) holds up other consensus requests,
-    never the API's."""
-    from ..insights.consensus import fleet_consensus, records_as_of
+    `as_of`, computed once per set of outputs, from each output's content as the queries hold it
+    (`StoreQueries.content`, kept per output and shared with search and the device page): a new
+    collection costs its own verification, not the fleet's. One computation at a time; the
+    queries' lock is taken per output, so API requests go on between them."""
+    from ..insights.consensus import Compared, compare_devices, records_as_of
 
     picked = queries.latest_trusted() if as_of is None else queries._read(records_as_of, queries.store, as_of)
     # Keyed by the outputs compared, not the moment: any two moments between the same
@@ -516,9 +521,24 @@ def fleet_consensus_of(queries: StoreQueries, *, as_of: dt.datetime | None = Non
     with _consensus_lock:
         if key in _consensus_kept:
             return _consensus_kept[key]
-        verdicts = StoredVerdicts(queries.store, queries.trust_store())
-        result = queries._read(lambda: fleet_consensus(queries.store, verdicts, as_of=as_of))
-        result.not_compared = {device: queries._relative(why) for device, why in result.not_compared.items()}
+        devices: dict[str, Compared | str] = {}
+        for device in set(queries._read(queries.store.latest)) - set(picked):
+            devices[device] = "no trusted collection" + (" by then" if as_of else "")
+        for device, record in picked.items():
+            try:
+                content = queries.content(record)
+            except QueryError as exc:
+                if exc.code != ErrorCode.STORE_UNREADABLE:
+                    raise
+                devices[device] = f"its stored outputs cannot be read ({exc.message})"
+                continue
+            if content is None:
+                devices[device] = "its newest trusted output has no dossier (IOS XE, or not trusted now)"
+                continue
+            files = {place: f"{algorithm}:{digest}" for place, (algorithm, digest) in content.files.items()}
+            devices[device] = Compared(content.platform, content.release, content.fingerprints,
+                                       lambda files=files: files)
+        result = compare_devices(devices, as_of=as_of)
         if len(_consensus_kept) >= MAX_CONSENSUS_KEPT:
             _consensus_kept.pop(next(iter(_consensus_kept)))
         _consensus_kept[key] = result
