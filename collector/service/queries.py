@@ -117,6 +117,7 @@ class StoreQueries:
         self._content: dict[tuple[str, str], Content] = {}
         self._fleet: tuple[tuple[Any, ...], float, list[dict[str, Any]]] | None = None
         self._trusted: tuple[tuple[Any, ...], float, dict[str, EnvelopeRecord]] | None = None
+        self.generation = 0  # counts `forget_verdicts`: results derived from verdicts are keyed by it
 
     def warm(self) -> None:
         """Verify every device's newest outputs once (at start, in the background), so that the
@@ -133,6 +134,7 @@ class StoreQueries:
             self._summaries.clear()
             self._content.clear()
             self._fleet = self._trusted = None
+            self.generation += 1
 
     def _store_fingerprint(self) -> tuple[Any, ...]:
         marks: list[Any] = []
@@ -502,7 +504,7 @@ MAX_TIMELINE = 50
 #: Changes listed per collection on the timeline (all are counted).
 MAX_CHANGES_SHOWN = 50
 
-_consensus_kept: dict[tuple[int, bool, tuple[str, ...]], Any] = {}
+_consensus_kept: dict[tuple[int, int, bool, tuple[str, ...]], Any] = {}
 _consensus_lock = threading.Lock()
 
 
@@ -517,7 +519,7 @@ def fleet_consensus_of(queries: StoreQueries, *, as_of: dt.datetime | None = Non
     picked = queries.latest_trusted() if as_of is None else queries._read(records_as_of, queries.store, as_of)
     # Keyed by the outputs compared, not the moment: any two moments between the same
     # collections share one computation.
-    key = (id(queries), as_of is None, tuple(sorted(r.path for r in picked.values())))
+    key = (id(queries), queries.generation, as_of is None, tuple(sorted(r.path for r in picked.values())))
     with _consensus_lock:
         if key in _consensus_kept:
             return _consensus_kept[key]

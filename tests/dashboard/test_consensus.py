@@ -64,4 +64,7 @@ def test_the_service_compares_what_its_queries_hold_and_agrees_with_the_library(
     # Each output compared is read once, into the queries' content kept for search and pages.
     odd = queries.latest_trusted()[fleet.odd_device]
     assert queries._content[(odd.path, odd.sha256)].files
-    assert fleet_consensus_of(queries) is fleet_consensus_of(queries)  # kept while the outputs are the same
+    kept = fleet_consensus_of(queries)
+    assert fleet_consensus_of(queries) is kept  # kept while the outputs compared are the same
+    queries.forget_verdicts()  # the trust store changed: verified again, compared again
+    assert fleet_consensus_of(queries) is not kept
