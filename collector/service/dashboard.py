@@ -55,14 +55,14 @@ APPRAISAL_STATUSES = ("contraindicated", "warning", "none", "affirming")
 #: Sort orders the fleet page offers; "worst first" is the ascending order of state and status.
 _STATE_RANK = {"untrusted": 0, "unreachable": 1, "unknown": 2, "trusted": 3}
 _STATUS_RANK = {status: rank for rank, status in enumerate(APPRAISAL_STATUSES)}
-SORT_KEYS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
-    "device": lambda row: row["device"],
-    "state": lambda row: (_STATE_RANK.get(row["verification"]["state"], 9), row["device"]),
-    "status": lambda row: (_STATUS_RANK.get(row["status"], 9), row["device"]),
-    "consensus": lambda row: (-len(row["consensus"]), row["device"]),
-    "last_collection": lambda row: (row["last_collection"] or "", row["device"]),
-    "last_trusted": lambda row: (row["last_trusted"] or "", row["device"]),
-    "expiry": lambda row: (_soonest(row["days_to_expiry"]), row["device"]),
+SORT_KEYS: dict[str, Callable[[Mapping[str, Any], Any], Any]] = {  # (row, fleet consensus) -> key
+    "device": lambda row, _: row["device"],
+    "state": lambda row, _: (_STATE_RANK.get(row["verification"]["state"], 9), row["device"]),
+    "status": lambda row, _: (_STATUS_RANK.get(row["status"], 9), row["device"]),
+    "consensus": lambda row, consensus: (-len(consensus.of(row["device"])), row["device"]),
+    "last_collection": lambda row, _: (row["last_collection"] or "", row["device"]),
+    "last_trusted": lambda row, _: (row["last_trusted"] or "", row["device"]),
+    "expiry": lambda row, _: (_soonest(row["days_to_expiry"]), row["device"]),
 }
 _STATE_SYMBOL = {"trusted": "\u2714", "untrusted": "\u2718", "unreachable": "\u2298", "unknown": "?"}
 _STATUS_SYMBOL = {"affirming": "\u2714", "warning": "\u25b2", "contraindicated": "\u2718", "none": "\u2013"}
@@ -229,24 +229,26 @@ def _fleet_page(queries: StoreQueries, *, as_of: str | None, state: str | None, 
     now = dt.datetime.now(dt.UTC)
     if moment is not None and moment > now:
         moment = None  # the future is now: the newest of everything
-    rows = [dict(row) for row in queries.fleet(as_of=moment)]  # the fleet's rows are shared: add to copies
+    rows = queries.fleet(as_of=moment)  # shared between callers: the page's additions go to copies
     consensus = fleet_consensus_of(queries, as_of=moment)
     counts = dict.fromkeys(VERIFICATION_STATES, 0)
     for row in rows:
-        row["consensus"] = [finding.to_json() for finding in consensus.of(row["device"])]
-        soonest = _soonest(row["days_to_expiry"])
-        row["expiry_sort"] = soonest if soonest != float("inf") else ""
         counts[row["verification"]["state"]] += 1
     shown = [row for row in rows
              if (not state or row["verification"]["state"] == state) and (not status or row["status"] == status)
              and (not q or q.lower() in row["device"].lower())]
-    shown.sort(key=SORT_KEYS[sort], reverse=order == "desc")
+    shown.sort(key=lambda row: SORT_KEYS[sort](row, consensus), reverse=order == "desc")
     pages = max(1, -(-len(shown) // ROWS_PER_PAGE))
     if not _PAGE_NUMBER.match(page) or not 1 <= int(page) <= pages:
         raise QueryError(400, ErrorCode.REQUEST_INVALID, f"there is no page {page!r} of these devices",
                          expected=f"a page number from 1 to {pages}", found=page)
     first = (int(page) - 1) * ROWS_PER_PAGE
-    return {"rows": shown[first:first + ROWS_PER_PAGE], "matching": len(shown), "first": first + 1,
+    page_rows = []
+    for row in shown[first:first + ROWS_PER_PAGE]:  # only the rows shown get what only the page needs
+        soonest = _soonest(row["days_to_expiry"])
+        page_rows.append({**row, "consensus": [finding.to_json() for finding in consensus.of(row["device"])],
+                          "expiry_sort": soonest if soonest != float("inf") else ""})
+    return {"rows": page_rows, "matching": len(shown), "first": first + 1,
             "page": int(page), "pages": pages, "total": len(rows), "counts": counts, "consensus": consensus,
             "as_of": moment, "as_of_input": moment.strftime("%Y-%m-%dT%H:%M:%S") if moment else "",
             "generated": now, "filters": {"state": state or "", "status": status or "", "q": q or ""},
