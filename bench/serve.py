@@ -2,6 +2,7 @@
 collections each, beside a floor measured in the same run, and the service's memory.
 
     python3 bench/serve.py [--devices 1000] [--collections 10] [--rounds 5] [--seconds 1] [--store-dir DIR]
+                           [--new-collection]
 
 The store is built through the store interface (`Store.save_many`, each output verified as the
 collector verifies it, a signed record for each in the record log): real envelopes of ECDSA P-256
@@ -21,7 +22,9 @@ Then `dossier serve` runs as its own process on loopback and one keep-alive clie
 Printed side by side: requests/s of each and their ratio to the floor (medians over the rounds,
 each ratio within its round), the time from start to the first fleet answer (every device's
 newest output verified again, then kept per output), and the service's RSS after start, after
-the first fleet answer and at the end.
+the first fleet answer and at the end. With `--new-collection` the service serves a copy of the
+store, and after the rounds one device gets one more (trusted) collection: the time of the next
+GET /dashboard is what fleet consensus costs when one device's outputs change.
 """
 
 from __future__ import annotations
