@@ -2,6 +2,7 @@
 collections each, beside a floor measured in the same run, and the service's memory.
 
     python3 bench/serve.py [--devices 1000] [--collections 10] [--rounds 5] [--seconds 1] [--store-dir DIR]
+                           [--new-collection]
 
 The store is built through the store interface (`Store.save_many`, each output verified as the
 collector verifies it, a signed record for each in the record log): real envelopes of ECDSA P-256
@@ -21,7 +22,9 @@ Then `dossier serve` runs as its own process on loopback and one keep-alive clie
 Printed side by side: requests/s of each and their ratio to the floor (medians over the rounds,
 each ratio within its round), the time from start to the first fleet answer (every device's
 newest output verified again, then kept per output), and the service's RSS after start, after
-the first fleet answer and at the end.
+the first fleet answer and at the end. With `--new-collection` the service serves a copy of the
+store, and after the rounds one device gets one more (trusted) collection: the time of the next
+GET /dashboard is what fleet consensus costs when one device's outputs change.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -44,6 +48,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "verifier"))
 
 import httpx  # noqa: E402
+
+from collector.store import parse_iso  # noqa: E402
 
 from vbuilder import NOW, Device, dossier  # noqa: E402  (the test PKI/envelope builder)
 
@@ -102,6 +108,29 @@ def build_store(store_dir: Path, trust_dir: Path, key_path: Path, devices: int, 
     store.sync()
     store.close()
     return time.perf_counter() - started
+
+
+def add_collection(store_dir: Path, trust_dir: Path, key_path: Path, name: str) -> str:
+    """Store one more collection of `name` (its newest output's bytes and nonce again, received
+    a minute later: trusted, so it changes what fleet consensus compares); returns its time."""
+    from collector.records import RecordLog, load_or_create_key
+    from collector.store import Store
+    from collector.verifying import stored_verdict, verify_bytes
+
+    store = Store.open(store_dir)
+    records = RecordLog(store.root, load_or_create_key(key_path))
+    records.start(store)
+    newest = store.history(name, limit=1)[0]
+    received = parse_iso(newest.received) + dt.timedelta(minutes=1)
+    entry = {"device": name, "host": "192.0.2.1", "nonce_hex": newest.nonce, "output": store.envelope_bytes(newest),
+             "started": received, "received": received, "duration_s": 0.2,
+             "extra": {"kind": "xr-dossier", "platform": "iosxr"}}
+    saved = store.save_many([entry], check=lambda stored: [stored_verdict(verify_bytes(
+        entry["output"], str(trust_dir), name, entry["nonce_hex"], received))])
+    records.append([record for record in saved if not isinstance(record, Exception)])
+    store.sync()
+    store.close()
+    return received.isoformat()
 
 
 def free_port() -> int:
@@ -169,6 +198,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="per measurement and round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--store-dir", type=Path, default=None, help="build the store here once, reuse it after")
+    parser.add_argument("--new-collection", action="store_true",
+                        help="serve a copy of the store and, after the rounds, time the dashboard's fleet page "
+                             "after one device's new collection")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
@@ -177,6 +209,9 @@ def main() -> None:
     if not (store_dir / "index.sqlite").exists():
         built = build_store(store_dir, trust_dir, key_path, args.devices, args.collections)
         print(f"store: {args.devices} devices x {args.collections} collections built in {built:.1f} s")
+    if args.new_collection:  # the new collection goes into a copy: the kept store stays as built
+        shutil.copytree(base, work / "copy", ignore=shutil.ignore_patterns("copy"))
+        store_dir, trust_dir, key_path = work / "copy" / "store", work / "copy" / "trust", work / "copy" / key_path.name
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     port, floor_port = free_port(), free_port()
     started = time.perf_counter()
@@ -217,12 +252,27 @@ def main() -> None:
                     for name, paths in measures.items():
                         rates[name].append(rate(client, paths, args.seconds))
                         ratios[name].append(rates[name][-1] / floor_rate)
+            after_new = None
+            if args.new_collection:
+                changed = "r00001"
+                received = add_collection(store_dir, trust_dir, key_path, changed)
+                deadline = time.monotonic() + 60
+                while parse_iso(client.get(f"/api/v1/devices/{changed}").json()["device"]["last_collection"]) \
+                        != parse_iso(received):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the service did not show {changed}'s new collection within 60 s")
+                    time.sleep(0.1)  # until the service's rows show it (the index changed)
+                started = time.perf_counter()
+                client.get("/dashboard").raise_for_status()
+                after_new = time.perf_counter() - started
         rss_end = rss_kib(service.pid)
     finally:
         for process in (service, floor):
             if process is not None:
                 process.terminate()
                 process.wait(30)
+        if args.new_collection:
+            shutil.rmtree(work / "copy")
 
     print(f"fleet: {body['total']} devices {json.dumps(body['counts'], sort_keys=True)}; from start to the first "
           f"fleet answer {cold:.1f} s (each device's newest output verified again, once)")
@@ -232,6 +282,8 @@ def main() -> None:
               "device page": "GET /dashboard/devices/{name} (HTML)"}
     print(f"first dashboard page: {cold_page:.1f} s (status {first_page.status_code}; fleet consensus computed "
           "once, then kept while the store is unchanged)")
+    if after_new is not None:
+        print(f"dashboard after one device's new collection: {after_new:.2f} s (fleet consensus compared again)")
     print(f"{'measure (median of ' + str(args.rounds) + ' rounds)':<46}{'req/s':>10}{'/ floor':>10}")
     for name, values in rates.items():
         ratio = statistics.median(ratios[name]) if name in ratios else 1.0

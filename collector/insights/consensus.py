@@ -9,14 +9,16 @@ devices that have the subject. Files that differ on every device (logs, configur
 consensus and are never flagged; a file only one device has is not compared.
 
 Content comes only from stored verdicts (`StoredVerdicts`: each output verified again) and the
-file state replayed from them (`history.file_state_at`); no stored byte is parsed here.
+file state replayed from them (`history.file_state_at`); no stored byte is parsed here. The vote
+(`compare_devices`) takes that content from its caller, so the service compares what its
+queries already hold for each output instead of verifying the fleet's histories again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +28,8 @@ from .errors import InsightsError
 from .findings import Category, ConsensusId, Finding, Severity
 from .history import StoredVerdicts, file_state_at, stored_evidence
 
-__all__ = ["MIN_AGREEING", "ConsensusGroup", "FleetConsensus", "fleet_consensus", "platform_pid", "records_as_of"]
+__all__ = ["MIN_AGREEING", "Compared", "ConsensusGroup", "FleetConsensus", "compare_devices", "fleet_consensus",
+           "package_fingerprints", "platform_pid", "records_as_of"]
 
 #: N: how many other devices must agree on one digest before a differing one is flagged. Below
 #: three, "the others" are one or two devices and an odd one out is a coin toss, not a consensus.
@@ -99,7 +102,7 @@ class _Vote:
     first: str
 
 
-def _packages(dossier: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+def package_fingerprints(dossier: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
     """name -> (version, runtime fingerprint) of a trusted dossier's packages."""
     payload, _ = item_payload(dossier, "packages")
     out: dict[str, tuple[str, str]] = {}
@@ -136,32 +139,63 @@ def _odd_ones(votes: Mapping[Any, Mapping[str, _Vote]], min_agreeing: int,
                 yield subject, vote.first, digest, consensus, top.count, holders
 
 
+@dataclass(frozen=True)
+class Compared:
+    """What consensus compares of one device's trusted output: its chassis PID and release, its
+    packages (name -> (version, fingerprint)) and its files ((node, path) -> digest), the files
+    only asked for (`files()`, which may raise InsightsError) when the device's group is large
+    enough to compare."""
+
+    platform: str | None
+    release: str | None
+    packages: Mapping[str, tuple[str, str]]
+    files: Callable[[], Mapping[tuple[str, str], str]]
+
+
 def fleet_consensus(store: Store, verdicts: StoredVerdicts, *, as_of: dt.datetime | None = None,
                     min_agreeing: int = MIN_AGREEING) -> FleetConsensus:
     """Compare each device's newest trusted output (as of `as_of`) with the other devices on its
     release and platform; a device whose stored outputs cannot be read is listed as not compared.
     Raises StoreError when the store's index cannot be read."""
-    result = FleetConsensus(as_of.isoformat(timespec="seconds") if as_of else None, min_agreeing)
-    groups: dict[tuple[str, str], ConsensusGroup] = {}
-    packages: dict[str, dict[str, tuple[str, str]]] = {}
     picked = records_as_of(store, as_of)
-    for device in sorted(set(store.latest()) - set(picked)):
-        result.not_compared[device] = "no trusted collection" + (" by then" if as_of else "")
-    for device, record in sorted(picked.items()):
+    devices: dict[str, Compared | str] = {}
+    for device in set(store.latest()) - set(picked):
+        devices[device] = "no trusted collection" + (" by then" if as_of else "")
+    for device, record in picked.items():
         try:
             dossier = stored_evidence(verdicts, record).dossier
         except InsightsError as exc:  # a damaged output: the others are still compared
-            result.not_compared[device] = f"its stored output cannot be read ({exc})"
+            devices[device] = f"its stored output cannot be read ({exc})"
             continue
         if dossier is None:
-            result.not_compared[device] = "its newest trusted output has no dossier (IOS XE, or not trusted now)"
+            devices[device] = "its newest trusted output has no dossier (IOS XE, or not trusted now)"
             continue
-        platform, release = platform_pid(dossier), software_version(dossier)
-        if platform is None or release is None:
+
+        def files(record: EnvelopeRecord = record) -> dict[tuple[str, str], str]:
+            state = file_state_at(store, verdicts, record)
+            return {(node, path): f"{entry[0]}:{entry[1]}" for node in state.nodes
+                    for path, entry in (state.files(node) or {}).items()}  # unknown nodes: no vote
+
+        devices[device] = Compared(platform_pid(dossier), software_version(dossier), package_fingerprints(dossier), files)
+    return compare_devices(devices, as_of=as_of, min_agreeing=min_agreeing)
+
+
+def compare_devices(devices: Mapping[str, Compared | str], *, as_of: dt.datetime | None = None,
+                    min_agreeing: int = MIN_AGREEING) -> FleetConsensus:
+    """Fleet consensus over what each device's trusted output holds (`Compared`), or why it has
+    nothing to compare (text): the vote itself, which reads nothing stored."""
+    result = FleetConsensus(as_of.isoformat(timespec="seconds") if as_of else None, min_agreeing)
+    groups: dict[tuple[str, str], ConsensusGroup] = {}
+    comparable: dict[str, Compared] = {}
+    for device, compared in sorted(devices.items()):
+        if isinstance(compared, str):
+            result.not_compared[device] = compared
+        elif compared.platform is None or compared.release is None:
             result.not_compared[device] = "its dossier names no release or chassis PID"
-            continue
-        groups.setdefault((platform, release), ConsensusGroup(platform, release)).devices.append(device)
-        packages[device] = _packages(dossier)
+        else:
+            comparable[device] = compared
+            groups.setdefault((compared.platform, compared.release),
+                              ConsensusGroup(compared.platform, compared.release)).devices.append(device)
     for (platform, release), group in sorted(groups.items()):
         result.groups.append(group)
         if len(group.devices) <= min_agreeing:
@@ -170,20 +204,16 @@ def fleet_consensus(store: Store, verdicts: StoredVerdicts, *, as_of: dt.datetim
         file_votes: dict[Any, dict[str, _Vote]] = {}
         versions: dict[tuple[str, str], str] = {}
         for device in list(group.devices):
+            compared = comparable[device]
             try:
-                files = file_state_at(store, verdicts, picked[device])
+                files = compared.files()
             except InsightsError as exc:
                 result.not_compared[device] = f"its stored outputs cannot be read ({exc})"
                 group.devices.remove(device)
                 continue
-            mine = packages[device]
-            _tally(package_votes, device, ((name, digest) for name, (_, digest) in mine.items()))
-            versions.update({(name, device): version for name, (version, _) in mine.items()})
-            for node in sorted(files.nodes):
-                entries = files.files(node)
-                if entries is not None:  # unknown until the next full snapshot: no vote
-                    _tally(file_votes, device, (((node, path), f"{entry[0]}:{entry[1]}")
-                                                for path, entry in entries.items()))
+            _tally(package_votes, device, ((name, digest) for name, (_, digest) in compared.packages.items()))
+            versions.update({(name, device): version for name, (version, _) in compared.packages.items()})
+            _tally(file_votes, device, sorted(files.items()))
         where = f"{release} on {platform}"
         for name, device, digest, consensus, agreeing, holders in _odd_ones(package_votes, min_agreeing):
             result.findings.setdefault(device, []).append(Finding(

@@ -41,6 +41,9 @@ DASHBOARD_PREFIX = "/dashboard"
 MAX_FILES_SHOWN = 500
 #: The longest text a query parameter of the pages may hold (a device name, a date, a filter).
 MAX_PARAMETER = 200
+#: Devices the fleet page shows at once (the API's default page): a page of a thousand rows is
+#: too long to read and costs its whole rendering on every request; the rest are a link away.
+ROWS_PER_PAGE = 100
 #: No script, style or image from anywhere but this service; no inline script; no framing.
 _CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'")
@@ -52,18 +55,19 @@ APPRAISAL_STATUSES = ("contraindicated", "warning", "none", "affirming")
 #: Sort orders the fleet page offers; "worst first" is the ascending order of state and status.
 _STATE_RANK = {"untrusted": 0, "unreachable": 1, "unknown": 2, "trusted": 3}
 _STATUS_RANK = {status: rank for rank, status in enumerate(APPRAISAL_STATUSES)}
-SORT_KEYS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
-    "device": lambda row: row["device"],
-    "state": lambda row: (_STATE_RANK.get(row["verification"]["state"], 9), row["device"]),
-    "status": lambda row: (_STATUS_RANK.get(row["status"], 9), row["device"]),
-    "consensus": lambda row: (-len(row["consensus"]), row["device"]),
-    "last_collection": lambda row: (row["last_collection"] or "", row["device"]),
-    "last_trusted": lambda row: (row["last_trusted"] or "", row["device"]),
-    "expiry": lambda row: (_soonest(row["days_to_expiry"]), row["device"]),
+SORT_KEYS: dict[str, Callable[[Mapping[str, Any], Any], Any]] = {  # (row, fleet consensus) -> key
+    "device": lambda row, _: row["device"],
+    "state": lambda row, _: (_STATE_RANK.get(row["verification"]["state"], 9), row["device"]),
+    "status": lambda row, _: (_STATUS_RANK.get(row["status"], 9), row["device"]),
+    "consensus": lambda row, consensus: (-len(consensus.of(row["device"])), row["device"]),
+    "last_collection": lambda row, _: (row["last_collection"] or "", row["device"]),
+    "last_trusted": lambda row, _: (row["last_trusted"] or "", row["device"]),
+    "expiry": lambda row, _: (_soonest(row["days_to_expiry"]), row["device"]),
 }
 _STATE_SYMBOL = {"trusted": "\u2714", "untrusted": "\u2718", "unreachable": "\u2298", "unknown": "?"}
 _STATUS_SYMBOL = {"affirming": "\u2714", "warning": "\u25b2", "contraindicated": "\u2718", "none": "\u2013"}
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_PAGE_NUMBER = re.compile(r"^[0-9]{1,9}$")
 
 router = APIRouter(prefix=DASHBOARD_PREFIX, include_in_schema=False)
 
@@ -211,7 +215,7 @@ def parse_as_of(text: str | None) -> dt.datetime | None:
 
 
 def _fleet_page(queries: StoreQueries, *, as_of: str | None, state: str | None, status: str | None,
-                q: str | None, sort: str, order: str) -> dict[str, Any]:
+                q: str | None, sort: str, order: str, page: str = "1") -> dict[str, Any]:
     if state and state not in VERIFICATION_STATES:
         raise QueryError(400, ErrorCode.FILTER_STATE, f"unknown state {state!r}",
                          expected=f"one of {', '.join(VERIFICATION_STATES)}", found=state)
@@ -225,19 +229,27 @@ def _fleet_page(queries: StoreQueries, *, as_of: str | None, state: str | None, 
     now = dt.datetime.now(dt.UTC)
     if moment is not None and moment > now:
         moment = None  # the future is now: the newest of everything
-    rows = [dict(row) for row in queries.fleet(as_of=moment)]  # the fleet's rows are shared: add to copies
+    rows = queries.fleet(as_of=moment)  # shared between callers: the page's additions go to copies
     consensus = fleet_consensus_of(queries, as_of=moment)
     counts = dict.fromkeys(VERIFICATION_STATES, 0)
     for row in rows:
-        row["consensus"] = [finding.to_json() for finding in consensus.of(row["device"])]
-        soonest = _soonest(row["days_to_expiry"])
-        row["expiry_sort"] = soonest if soonest != float("inf") else ""
         counts[row["verification"]["state"]] += 1
     shown = [row for row in rows
              if (not state or row["verification"]["state"] == state) and (not status or row["status"] == status)
              and (not q or q.lower() in row["device"].lower())]
-    shown.sort(key=SORT_KEYS[sort], reverse=order == "desc")
-    return {"rows": shown, "total": len(rows), "counts": counts, "consensus": consensus,
+    shown.sort(key=lambda row: SORT_KEYS[sort](row, consensus), reverse=order == "desc")
+    pages = max(1, -(-len(shown) // ROWS_PER_PAGE))
+    if not _PAGE_NUMBER.match(page) or not 1 <= int(page) <= pages:
+        raise QueryError(400, ErrorCode.REQUEST_INVALID, f"there is no page {page!r} of these devices",
+                         expected=f"a page number from 1 to {pages}", found=page)
+    first = (int(page) - 1) * ROWS_PER_PAGE
+    page_rows = []
+    for row in shown[first:first + ROWS_PER_PAGE]:  # only the rows shown get what only the page needs
+        soonest = _soonest(row["days_to_expiry"])
+        page_rows.append({**row, "consensus": [finding.to_json() for finding in consensus.of(row["device"])],
+                          "expiry_sort": soonest if soonest != float("inf") else ""})
+    return {"rows": page_rows, "matching": len(shown), "first": first + 1,
+            "page": int(page), "pages": pages, "total": len(rows), "counts": counts, "consensus": consensus,
             "as_of": moment, "as_of_input": moment.strftime("%Y-%m-%dT%H:%M:%S") if moment else "",
             "generated": now, "filters": {"state": state or "", "status": status or "", "q": q or ""},
             "sort": sort, "order": order, "states": VERIFICATION_STATES, "statuses": APPRAISAL_STATUSES,
@@ -252,16 +264,17 @@ async def fleet(request: Request, token: Annotated[str | None, Query(max_length=
                 status: Annotated[str | None, Query(max_length=MAX_PARAMETER)] = None,
                 q: Annotated[str | None, Query(max_length=MAX_PARAMETER)] = None,
                 sort: Annotated[str, Query(max_length=MAX_PARAMETER)] = "device",
-                order: Annotated[str, Query(max_length=MAX_PARAMETER)] = "asc") -> Response:
+                order: Annotated[str, Query(max_length=MAX_PARAMETER)] = "asc",
+                page: Annotated[str, Query(max_length=MAX_PARAMETER)] = "1") -> Response:
     """The fleet: every device's state in colour and words, sortable and filterable, as of now
-    or a past moment, with the devices fleet consensus flags."""
+    or a past moment, with the devices fleet consensus flags; `ROWS_PER_PAGE` rows a page."""
     refused = _sign_in(request, token)
     if refused is not None:
         return refused
     queries: StoreQueries = request.app.state.queries
     try:
         page = await run_in_threadpool(_fleet_page, queries, as_of=as_of, state=state, status=status, q=q,
-                                       sort=sort, order=order)
+                                       sort=sort, order=order, page=page)
     except QueryError as exc:
         return _error_page(exc)
 

@@ -28,6 +28,7 @@ from verifier.findings import Finding as VerifierFinding
 from verifier.findings import Severity
 
 from ..errors import StoreError
+from ..insights.consensus import package_fingerprints, platform_pid
 from ..insights.diff import item_payload, software_version
 from ..insights.errors import InsightsError
 from ..insights.history import StoredVerdicts, diff_history, file_state_at, pick_record
@@ -97,6 +98,8 @@ class Content:
     release: str | None
     packages: dict[str, str | None]
     files: dict[tuple[str, str], tuple[str, str]]  # (node, path) -> (algorithm, digest)
+    platform: str | None = None  # the chassis PID (`consensus.platform_pid`)
+    fingerprints: dict[str, tuple[str, str]] = field(default_factory=dict)  # `consensus.package_fingerprints`
 
 
 class StoreQueries:
@@ -113,6 +116,8 @@ class StoreQueries:
         self._summaries: dict[tuple[str, str], _Summary] = {}
         self._content: dict[tuple[str, str], Content] = {}
         self._fleet: tuple[tuple[Any, ...], float, list[dict[str, Any]]] | None = None
+        self._trusted: tuple[tuple[Any, ...], float, dict[str, EnvelopeRecord]] | None = None
+        self.generation = 0  # counts `forget_verdicts`: results derived from verdicts are keyed by it
 
     def warm(self) -> None:
         """Verify every device's newest outputs once (at start, in the background), so that the
@@ -128,7 +133,8 @@ class StoreQueries:
             self.verdicts = StoredVerdicts(self.store, self._trust_store)
             self._summaries.clear()
             self._content.clear()
-            self._fleet = None
+            self._fleet = self._trusted = None
+            self.generation += 1
 
     def _store_fingerprint(self) -> tuple[Any, ...]:
         marks: list[Any] = []
@@ -207,6 +213,16 @@ class StoreQueries:
             self._fleet = (fingerprint, time.monotonic(), rows)
             return list(rows)
         return self._fleet_rows(now, as_of)
+
+    def latest_trusted(self) -> dict[str, EnvelopeRecord]:
+        """Each device's newest trusted output (`Store.latest_trusted`), kept as the fleet's rows
+        are (until the store changes, at most `FLEET_CACHE_MAX_AGE_S`)."""
+        fingerprint, cached = self._store_fingerprint(), self._trusted
+        if cached is not None and cached[0] == fingerprint and time.monotonic() - cached[1] < FLEET_CACHE_MAX_AGE_S:
+            return dict(cached[2])
+        found = self._read(self.store.latest_trusted)
+        self._trusted = (fingerprint, time.monotonic(), found)
+        return dict(found)
 
     def _fleet_rows(self, now: dt.datetime, as_of: dt.datetime | None) -> list[dict[str, Any]]:
         statuses = {path: status for _, _, path, status in self._read(self.store.appraisal_statuses)}
@@ -415,7 +431,8 @@ class StoreQueries:
             for node in state.nodes:
                 for path, entry in (state.files(node) or {}).items():
                     files[(node, path)] = (entry[0], entry[1])
-            content = Content(software_version(verdict.dossier), packages, files)
+            content = Content(software_version(verdict.dossier), packages, files, platform_pid(verdict.dossier),
+                              package_fingerprints(verdict.dossier))
             with self._lock:
                 if len(self._content) >= MAX_CONTENT:
                     self._content.pop(next(iter(self._content)))
@@ -487,27 +504,43 @@ MAX_TIMELINE = 50
 #: Changes listed per collection on the timeline (all are counted).
 MAX_CHANGES_SHOWN = 50
 
-_consensus_kept: dict[tuple[int, bool, tuple[str, ...]], Any] = {}
+_consensus_kept: dict[tuple[int, int, bool, tuple[str, ...]], Any] = {}
 _consensus_lock = threading.Lock()
 
 
 def fleet_consensus_of(queries: StoreQueries, *, as_of: dt.datetime | None = None) -> Any:
     """Fleet consensus (`collector.insights.consensus`) over the newest trusted outputs as of
-    `as_of`, computed once per set of outputs. It verifies with its own `StoredVerdicts` under
-    its own lock: a computation (seconds for a large fleet) holds up other consensus requests,
-    never the API's."""
-    from ..insights.consensus import fleet_consensus, records_as_of
+    `as_of`, computed once per set of outputs, from each output's content as the queries hold it
+    (`StoreQueries.content`, kept per output and shared with search and the device page): a new
+    collection costs its own verification, not the fleet's. One computation at a time; the
+    queries' lock is taken per output, so API requests go on between them."""
+    from ..insights.consensus import Compared, compare_devices, records_as_of
 
-    picked = queries._read(records_as_of, queries.store, as_of)
+    picked = queries.latest_trusted() if as_of is None else queries._read(records_as_of, queries.store, as_of)
     # Keyed by the outputs compared, not the moment: any two moments between the same
     # collections share one computation.
-    key = (id(queries), as_of is None, tuple(sorted(r.path for r in picked.values())))
+    key = (id(queries), queries.generation, as_of is None, tuple(sorted(r.path for r in picked.values())))
     with _consensus_lock:
         if key in _consensus_kept:
             return _consensus_kept[key]
-        verdicts = StoredVerdicts(queries.store, queries.trust_store())
-        result = queries._read(lambda: fleet_consensus(queries.store, verdicts, as_of=as_of))
-        result.not_compared = {device: queries._relative(why) for device, why in result.not_compared.items()}
+        devices: dict[str, Compared | str] = {}
+        for device in set(queries._read(queries.store.latest)) - set(picked):
+            devices[device] = "no trusted collection" + (" by then" if as_of else "")
+        for device, record in picked.items():
+            try:
+                content = queries.content(record)
+            except QueryError as exc:
+                if exc.code != ErrorCode.STORE_UNREADABLE:
+                    raise
+                devices[device] = f"its stored outputs cannot be read ({exc.message})"
+                continue
+            if content is None:
+                devices[device] = "its newest trusted output has no dossier (IOS XE, or not trusted now)"
+                continue
+            files = {place: f"{algorithm}:{digest}" for place, (algorithm, digest) in content.files.items()}
+            devices[device] = Compared(content.platform, content.release, content.fingerprints,
+                                       lambda files=files: files)
+        result = compare_devices(devices, as_of=as_of)
         if len(_consensus_kept) >= MAX_CONSENSUS_KEPT:
             _consensus_kept.pop(next(iter(_consensus_kept)))
         _consensus_kept[key] = result
@@ -562,7 +595,7 @@ def device_findings(queries: StoreQueries, name: str) -> dict[str, Any]:
 def device_content(queries: StoreQueries, name: str) -> dict[str, Any] | None:
     """Packages (with their install and runtime fingerprints) and files (with their digests) of
     `name`'s newest trusted output, from what verifying it returned; None when it has none."""
-    newest = queries._read(queries.store.latest_trusted).get(name)
+    newest = next((record for record in queries._read(queries.store.history, name) if record.trusted), None)
     record = queries.trusted_dossier(newest) if newest is not None else None
     if record is None:
         return None

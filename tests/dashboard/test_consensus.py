@@ -50,3 +50,21 @@ def test_before_the_plant_no_device_is_flagged(collected_fleet) -> None:
     assert not any(consensus.findings.values())
     assert consensus.not_compared == {}
     assert consensus.to_json()["as_of"] == fleet.before_faults.isoformat()
+
+
+def test_the_service_compares_what_its_queries_hold_and_agrees_with_the_library(collected_fleet) -> None:
+    from collector.service.queries import StoreQueries, fleet_consensus_of
+
+    fleet = collected_fleet
+    store = Store.open(fleet.store)
+    queries = StoreQueries(store, fleet.trust)
+    for as_of in (None, fleet.before_faults):
+        served = fleet_consensus_of(queries, as_of=as_of)
+        assert served.to_json() == fleet_consensus(store, StoredVerdicts(store, fleet.trust), as_of=as_of).to_json()
+    # Each output compared is read once, into the queries' content kept for search and pages.
+    odd = queries.latest_trusted()[fleet.odd_device]
+    assert queries._content[(odd.path, odd.sha256)].files
+    kept = fleet_consensus_of(queries)
+    assert fleet_consensus_of(queries) is kept  # kept while the outputs compared are the same
+    queries.forget_verdicts()  # the trust store changed: verified again, compared again
+    assert fleet_consensus_of(queries) is not kept

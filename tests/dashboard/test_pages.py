@@ -92,6 +92,28 @@ def test_filters_and_sorting_are_query_parameters(client: Any, collected_fleet: 
     assert bad.status_code == 400 and "expected: one of trusted" in bad.text and "<b>fine" not in bad.text
 
 
+def test_the_fleet_page_shows_a_page_of_rows_with_links_to_the_others(client: Any, collected_fleet: Any,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from collector.service import dashboard
+
+    monkeypatch.setattr(dashboard, "ROWS_PER_PAGE", 7)
+    everyone = sorted(collected_fleet.devices, reverse=True)
+    pages = -(-len(everyone) // 7)
+    second = client.get("/dashboard", params={"sort": "device", "order": "desc", "page": "2"})
+    assert second.status_code == 200 and list(_parse(second.text).rows) == everyone[7:14]
+    assert f"page 2 of {pages}" in second.text and f"{len(everyone)} devices" in second.text
+    assert 'class="sortable"' not in second.text  # a click would sort only these rows: the server sorts
+    # Previous and next keep the sort and filters; a new sort starts again at page 1.
+    assert 'rel="prev" href="/dashboard?sort=device&amp;order=desc&amp;page=1"' in second.text
+    assert 'rel="next" href="/dashboard?sort=device&amp;order=desc&amp;page=3"' in second.text
+    assert "/dashboard?sort=state&amp;order=asc\"" in second.text
+    last = client.get("/dashboard", params={"sort": "device", "order": "desc", "page": str(pages)})
+    assert list(_parse(last.text).rows) == everyone[7 * (pages - 1):] and 'rel="next"' not in last.text
+    for wrong in (str(pages + 1), "0", "two", "\u00b2"):
+        answer = client.get("/dashboard", params={"page": wrong})
+        assert answer.status_code == 400 and f"a page number from 1 to {pages}" in answer.text, wrong
+
+
 def test_as_of_a_past_moment_shows_the_posture_then(client: Any, collected_fleet: Any) -> None:
     moment = collected_fleet.before_faults.strftime("%Y-%m-%dT%H:%M:%S")
     answer = client.get("/dashboard", params={"as_of": moment})
