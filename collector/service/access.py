@@ -82,8 +82,11 @@ def page_token_problem(request: Request, secret: str | None) -> str | None:
     found = tokens.scope_of(secret)
     if found is None:
         return "the token is not one the service knows"
-    if READ not in SCOPES[found[1]]:
-        return f"the token's scope {found[1]} does not allow reading"
+    if found[1] != READ:
+        # A page keeps its token in the browser's cookie: an admin secret does not belong there
+        # (it is never accepted for admin calls from a cookie, but a browser is no secret store).
+        return (f"expected a read token for the pages, found a token of scope {found[1]}; add one with "
+                "`dossier serve token add NAME --scope read`")
     request.state.caller = found[0]
     return None
 

@@ -171,7 +171,9 @@ class StoreQueries:
             try:
                 return self.verdicts.trust_store()
             except InsightsError as exc:
-                raise QueryError(503, ErrorCode.TRUSTSTORE_UNAVAILABLE, str(exc),
+                where = str(self._trust_store) if self._trust_store is not None else None
+                message = str(exc).replace(where, "<trust store>") if where else str(exc)
+                raise QueryError(503, ErrorCode.TRUSTSTORE_UNAVAILABLE, self._relative(message),
                                  expected="a trust store (--trust-store)", found="none usable") from None
 
     def _summary(self, record: EnvelopeRecord) -> _Summary:
@@ -452,8 +454,8 @@ class StoreQueries:
         try:
             return method(*args, **kwargs)
         except StoreError as exc:
-            raise QueryError(503, ErrorCode.STORE_UNAVAILABLE, f"the store cannot be read: {exc}",
-                             expected="a readable store", found=str(self.store.root)) from None
+            raise QueryError(503, ErrorCode.STORE_UNAVAILABLE, self._relative(f"the store cannot be read: {exc}"),
+                             expected="a readable store", found="a store that cannot be read") from None
 
 
 def _name(record: EnvelopeRecord) -> str:

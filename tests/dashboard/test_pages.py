@@ -174,6 +174,19 @@ def test_a_read_token_from_the_address_becomes_a_cookie_that_also_opens_raw_evid
         assert signed.status_code == 303 and signed.headers["location"] == "/dashboard"
 
 
+def test_an_admin_token_does_not_sign_in_to_the_pages(collected_fleet: Any, tmp_path: Path) -> None:
+    """A page keeps its token in the browser's cookie: only a read token may go there."""
+    from fastapi.testclient import TestClient
+
+    admin = Tokens.load(tmp_path / "tokens.json").add("ops", "admin")
+    with TestClient(_app(collected_fleet, tmp_path / "tokens.json")) as browser:
+        for refused in (browser.get("/dashboard", params={"token": admin}, follow_redirects=False),
+                        browser.post("/dashboard/sign-in", data={"token": admin, "next": "/dashboard"},
+                                     follow_redirects=False)):
+            assert refused.status_code == 401 and "set-cookie" not in refused.headers
+            assert "expected a read token" in refused.text and "scope admin" in refused.text
+
+
 def test_a_stored_output_that_cannot_be_read_hides_its_part_never_the_pages(collected_fleet: Any,
                                                                              tmp_path: Path) -> None:
     import dataclasses

@@ -171,3 +171,26 @@ def test_serves_https_with_a_certificate(collected: Any, tmp_path: Path) -> None
         server.should_exit = True
         thread.join(10)
         listener.close()
+
+
+def test_a_store_error_answer_names_no_server_path(tmp_path: Path) -> None:
+    """A 503 says what is wrong with the store, not where the store lives on the server."""
+    import pytest
+
+    from collector.errors import StoreError
+    from collector.service.queries import QueryError, StoreQueries
+    from collector.store import Store
+
+    store = Store.open(tmp_path / "secret-place" / "store")
+    queries = StoreQueries(store, tmp_path / "secret-place" / "truststore")
+
+    def broken() -> None:
+        raise StoreError(f"cannot read {store.root}/xr-0001/index: Permission denied")
+
+    with pytest.raises(QueryError) as raised:
+        queries._read(broken)
+    assert raised.value.status == 503 and "secret-place" not in f"{raised.value.message} {raised.value.found}"
+    with pytest.raises(QueryError) as raised:
+        queries.trust_store()  # none there
+    assert raised.value.status == 503 and "secret-place" not in raised.value.message, raised.value.message
+    store.close()
