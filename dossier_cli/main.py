@@ -31,7 +31,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
             "Signed attestation results (IETF RATS EAR, as a JWT): issue one for a device, check one offline."),
     "emulator": ("emulator.cli:emulator_group",
                  "Emulated IOS XR and IOS XE routers over real SSH (for tests, demos and CI)."),
-    "enroll": ("collector.cli:enroll_command",
+    "enroll": ("collector.enroll_cli:enroll_command",
                "Fetch each device's root certificate and enroll it in the trust store once confirmed."),
     "hostkeys": ("collector.hostkeys_cli:hostkeys_command",
                  "Pin each device's SSH host key in the inventory (its `host_key:` entry)."),
