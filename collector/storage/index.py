@@ -23,7 +23,7 @@ from ..errors import DiskFullError, StoreError
 from ..sidecars import DamagedFile, read_appraisal
 from .durable import _disk_full, _fsync_dir, _os_error, write_file_atomically
 from .layout import (_DIRTY_TEXT, APPRAISAL_SUFFIX, DIRTY_MARKER, ENVELOPE_SUFFIX, INDEX_NAME,
-                     MAX_DAMAGE_WARNINGS, EnvelopeRecord)
+                     MAX_DAMAGE_WARNINGS, EnvelopeRecord, appraisal_row)
 
 log = logging.getLogger("collector.store")  # one logger for the store, whichever module logs
 
@@ -263,9 +263,7 @@ class SQLiteIndex:
 
     @staticmethod
     def _insert_appraisal(db: sqlite3.Connection, record: EnvelopeRecord, appraisal: Mapping[str, Any]) -> None:
-        db.execute("INSERT OR REPLACE INTO appraisals VALUES (?,?,?,?,?,?)",
-                   (record.path, record.device, record.received, appraisal["status"],
-                    json.dumps(appraisal.get("trust_vector") or {}), len(appraisal.get("findings") or [])))
+        db.execute("INSERT OR REPLACE INTO appraisals VALUES (?,?,?,?,?,?)", appraisal_row(record, appraisal))
 
     def appraisal_statuses(self, device: str | None = None) -> list[tuple[str, str, str, str]]:
         """(device, received, path, status) of every appraisal, oldest first."""

@@ -6,6 +6,7 @@ The file names of stored envelopes and their sidecars are the verifier's rule
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from collections.abc import Mapping
@@ -23,7 +24,7 @@ from ..errors import StoreError
 
 __all__ = ["APPRAISAL_SUFFIX", "DEVICE_NAME_RE", "DIRTY_MARKER", "ENVELOPE_SUFFIX", "INDEX_NAME",
            "MAX_DAMAGE_WARNINGS", "MAX_METADATA_WITH_VERDICT", "META_SUFFIX", "METADATA_FORMAT", "RESERVED_NAMES",
-           "VERDICT_SUFFIX", "EnvelopeRecord", "StoredVerdict", "check_device_name", "new_poll_id", "parse_iso"]
+           "VERDICT_SUFFIX", "EnvelopeRecord", "StoredVerdict", "appraisal_row", "check_device_name", "new_poll_id", "parse_iso"]
 
 INDEX_NAME = "index.sqlite"
 DIRTY_MARKER = "index.dirty"
@@ -133,3 +134,10 @@ class _Entry:
 def new_poll_id() -> str:
     """A fresh id shared by the outputs of one poll (metadata `poll_id`)."""
     return secrets.token_hex(8)
+
+
+def appraisal_row(record: EnvelopeRecord, appraisal: Mapping[str, Any]) -> tuple[str, str, str, str, str, int]:
+    """An appraisal's row in the index's `appraisals` table (SQLite and PostgreSQL alike): path,
+    device, received, status, trust vector (JSON) and the number of findings."""
+    return (record.path, record.device, record.received, appraisal["status"],
+            json.dumps(appraisal.get("trust_vector") or {}), len(appraisal.get("findings") or []))

@@ -23,7 +23,7 @@ from typing import Any
 from ..errors import StoreError
 from ..sidecars import DamagedFile, read_appraisal
 from ..store import Store
-from .layout import APPRAISAL_SUFFIX, ENVELOPE_SUFFIX, EnvelopeRecord, check_device_name
+from .layout import APPRAISAL_SUFFIX, ENVELOPE_SUFFIX, EnvelopeRecord, appraisal_row, check_device_name
 
 log = logging.getLogger("collector.store")
 
@@ -249,8 +249,7 @@ class PostgresStore(Store):
         with self._sql() as db:
             db.execute("INSERT INTO appraisals VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (path) DO UPDATE SET "
                        "status = EXCLUDED.status, vector = EXCLUDED.vector, findings = EXCLUDED.findings",
-                       (record.path, record.device, record.received, appraisal["status"],
-                        json.dumps(appraisal.get("trust_vector") or {}), len(appraisal.get("findings") or [])))
+                       appraisal_row(record, appraisal))
 
     def appraisal_statuses(self, device: str | None = None) -> list[tuple[str, str, str, str]]:
         query = "SELECT device, received, path, status FROM appraisals"
@@ -317,9 +316,7 @@ class PostgresStore(Store):
             for problem in problems:
                 report(problem)
             if appraisal is not None:
-                appraisals.append((record.path, record.device, record.received, appraisal["status"],
-                                   json.dumps(appraisal.get("trust_vector") or {}),
-                                   len(appraisal.get("findings") or [])))
+                appraisals.append(appraisal_row(record, appraisal))
         with self._sql() as db, db.transaction():
             db.execute("DELETE FROM envelopes")
             db.execute("DELETE FROM appraisals")
