@@ -36,7 +36,7 @@ from .findings import FindingId
 from .policy import DEFAULT_POLICY, Policy
 from .signature import KeyPolicyError, check_key_policy, is_dsa_key
 
-__all__ = ["CERTIFICATE_ERRORS", "explain_chain_failure", "fingerprint", "format_name", "is_weak_hash",
+__all__ = ["CERTIFICATE_ERRORS", "explain_chain_failure", "fingerprint", "format_name", "is_ca", "is_weak_hash",
            "load_der_certificate", "per_certificate", "read_now", "validate_chain"]
 
 _WEAK_HASHES = (hashes.SHA1, hashes.MD5)
@@ -121,6 +121,15 @@ def per_certificate(function: Callable[[x509.Certificate], T]) -> Callable[[x509
 
 
 @per_certificate  # a device's root and leaf recur in every envelope
+def is_ca(cert: x509.Certificate) -> bool:
+    """Whether `cert` is a CA certificate (basicConstraints CA:TRUE): what a root, a sub-CA or a
+    trust-pool entry must be."""
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
 def fingerprint(cert: x509.Certificate) -> str:
     """SHA-256 of the certificate's DER, lowercase hex: how roots are enrolled and compared."""
     return cert.fingerprint(hashes.SHA256()).hex()

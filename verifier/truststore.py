@@ -39,13 +39,13 @@ import schemas
 
 from ._schemacheck import UnsupportedSchema, compile_schema
 from ._schemapatterns import ecma_validator
-from .chain import CERTIFICATE_ERRORS, fingerprint, format_name, read_now
+from .chain import CERTIFICATE_ERRORS, fingerprint, format_name, is_ca, read_now
 from .errors import TrustStoreError
 
 if TYPE_CHECKING:
     import jsonschema
 
-__all__ = ["RootEntry", "TrustStore", "is_ca", "parse_bundle"]
+__all__ = ["RootEntry", "TrustStore", "parse_bundle"]
 
 FORMAT = "trust-dossier-truststore"
 VERSION = 1
@@ -88,15 +88,6 @@ def _pinned(cert: x509.Certificate, source: str, pinned_at: dt.datetime | None) 
     """A pinned certificate as the store keeps it, with how and when it was confirmed."""
     return {"sha256": fingerprint(cert), "subject": cert.subject.rfc4514_string(), "pem": _pem(cert),
             "source": source, "pinned_at": _iso(pinned_at or dt.datetime.now(dt.UTC))}
-
-
-def is_ca(cert: x509.Certificate) -> bool:
-    """Whether `cert` is a CA certificate (basicConstraints CA:TRUE): what a root, a sub-CA or a
-    trust-pool entry must be."""
-    try:
-        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        return False
 
 
 def parse_bundle(data: bytes) -> list[x509.Certificate]:

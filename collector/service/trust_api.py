@@ -147,7 +147,7 @@ class _Enrollment:
 def _enrollment(raw: bytes) -> _Enrollment:
     """The body as schemas/api-trust-enroll.schema.json, its certificates parsed, each a CA;
     raises ApiError naming what is wrong (400 for the form, 409 for the certificates)."""
-    from verifier.truststore import is_ca
+    from verifier.chain import is_ca
 
     try:
         document = json.loads(raw)

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from .._strictjson import JSONProblem, brackets_outside_strings, check_depth
-from ..chain import CERTIFICATE_ERRORS, format_name, read_now
+from ..chain import CERTIFICATE_ERRORS, format_name, is_ca, read_now
 from ..findings import Finding, FindingId, Severity
 from ..truststore import TrustStore
 from ._common import Anchors, Measurements, ProfileError, ProfileVerdict, check_ca_path, load_anchors
@@ -159,18 +159,11 @@ def _split_signer(signer: bytes | Sequence[x509.Certificate] | x509.Certificate)
             raise KGVError(f"the KGV signer file is not PEM certificates ({exc})") from None
     else:
         certs = list(signer)
-    leaves = [c for c in certs if not _is_ca(c)]
+    leaves = [c for c in certs if not is_ca(c)]
     if len(leaves) != 1:
         raise KGVError(f"expected one signing (non-CA) certificate among the signer certificates, "
                        f"found {len(leaves)}")
     return leaves[0], [c for c in certs if c is not leaves[0]]
-
-
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        return False
 
 
 def _check_signature(verdict: ProfileVerdict, data: bytes, signature: bytes, signer: Any,

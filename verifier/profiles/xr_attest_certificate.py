@@ -24,7 +24,7 @@ from typing import Any
 from cryptography import x509
 
 from .._strictjson import JSONProblem, loads_strict
-from ..chain import fingerprint, load_der_certificate
+from ..chain import fingerprint, is_ca, load_der_certificate
 from ..errors import SignatureError
 from ..findings import FindingId, Severity
 from ..policy import Policy
@@ -75,13 +75,6 @@ def _certificate_values(node: dict[str, Any]) -> list[Any]:
     for item in holder if isinstance(holder, list) else []:
         values.append(item.get("value") if isinstance(item, dict) else item)
     return values
-
-
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        return False
 
 
 def verify_attest_certificate(
@@ -147,7 +140,7 @@ def _verify_node(verdict: ProfileVerdict, node: dict[str, Any], anchors: Anchors
     if nonce is not None and not hmac.compare_digest(printed_nonce, nonce):
         verdict.add(FindingId.NONCE_MISMATCH, Severity.ERROR, f"node {where} answers another nonce",
                     nonce.hex(), printed_nonce.hex())
-    leaves = [c for c in certs if not _is_ca(c)]
+    leaves = [c for c in certs if not is_ca(c)]
     if len(leaves) != 1:
         verdict.add(FindingId.CHAIN_NO_CERTIFICATE, Severity.ERROR,
                     f"node {where}: expected one signing (non-CA) certificate", "1", str(len(leaves)))

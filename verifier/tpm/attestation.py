@@ -33,7 +33,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from ..chain import fingerprint, load_der_certificate
+from ..chain import fingerprint, is_ca, load_der_certificate
 from ..findings import FindingId, Severity
 from ..policy import Policy
 from ..profiles._common import Anchors, ProfileVerdict, certificate_summary, check_ca_path, check_nonce_given
@@ -190,7 +190,7 @@ def _certificates(verdict: ProfileVerdict, raw: bytes | None, anchors: Anchors, 
             verdict.add(FindingId.OUTPUT_BAD_CERTIFICATE, Severity.ERROR, f"node {node.location}: {exc}",
                         "DER X.509 certificates", str(exc)[:80])
             continue
-        leaves = [c for c in certs if not _is_ca(c)]
+        leaves = [c for c in certs if not is_ca(c)]
         if len(leaves) != 1:
             verdict.add(FindingId.CHAIN_NO_CERTIFICATE, Severity.ERROR,
                         f"node {node.location}: expected one attestation (non-CA) certificate",
@@ -233,13 +233,6 @@ def _check_pinned_key(verdict: ProfileVerdict, location: str, leaf: x509.Certifi
                     f"SHA-256 {fingerprint(leaf)} ({leaf.subject.rfc4514_string()[:120]})")
         return False
     return True
-
-
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        return False
 
 
 def _verify_quote(verdict: ProfileVerdict, raw: bytes, certificates: Mapping[str, x509.Certificate],
