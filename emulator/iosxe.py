@@ -31,7 +31,8 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -116,7 +117,7 @@ def _sign(key: rsa.RSAPrivateKey, message: bytes) -> str:
     return key.sign(message, padding.PKCS1v15(), hashes.SHA256()).hex().upper()
 
 
-def _write_private(path: Path, key: rsa.RSAPrivateKey) -> None:
+def _write_private(path: Path, key: Any) -> None:
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
     _write(path, pem, 0o600)
@@ -187,7 +188,8 @@ class SudiAuthority:
 
 
 _AUTHORITY_LOCK = threading.Lock()
-_AUTHORITIES: dict[Path, SudiAuthority] = {}
+_AUTHORITIES: dict[Path, Any] = {}  # per vendor CA folder (load_vendor_ca)
+_CA = TypeVar("_CA")
 
 
 def _ca_name(common_name: str) -> x509.Name:
@@ -197,7 +199,7 @@ def _ca_name(common_name: str) -> x509.Name:
     ])
 
 
-def _ca_certificate(subject: x509.Name, issuer: x509.Name, public: Any, signer: rsa.RSAPrivateKey,
+def _ca_certificate(subject: x509.Name, issuer: x509.Name, public: Any, signer: Any,
                     issuer_public: Any, path_length: int | None) -> x509.Certificate:
     builder = (
         x509.CertificateBuilder()
@@ -217,35 +219,43 @@ def _ca_certificate(subject: x509.Name, issuer: x509.Name, public: Any, signer: 
     return builder.sign(signer, hashes.SHA256())
 
 
-def load_authority(state_dir: Path) -> SudiAuthority:
-    """The fleet's SUDI authority under `state_dir/xe-sudi-ca`, made on first use."""
-    folder = (Path(state_dir) / AUTHORITY_DIR).resolve()
+def load_vendor_ca(folder: Path, root_name: str, sub_name: str, new_key: Callable[[], Any],
+                   load_key: Callable[[Path], Any],
+                   make: Callable[[x509.Certificate, x509.Certificate, Any], _CA]) -> _CA:
+    """An emulated vendor's two-tier CA under `folder` (`root.pem`, `sub-ca.pem`, `sub-ca.key` at
+    0600): `make(root, sub_ca, sub_ca_key)`, read with `load_key` if stored, else made with keys
+    from `new_key` on first use; one per folder for the process (the SUDI and TPM vendor CAs)."""
+    folder = folder.resolve()
     with _AUTHORITY_LOCK:
         cached = _AUTHORITIES.get(folder)
         if cached is not None:
-            return cached
+            return cached  # type: ignore[no-any-return]
         root_path, sub_path, key_path = folder / "root.pem", folder / "sub-ca.pem", folder / "sub-ca.key"
         if root_path.exists() and sub_path.exists() and key_path.exists():
-            authority = SudiAuthority(
-                x509.load_pem_x509_certificate(root_path.read_bytes()),
-                x509.load_pem_x509_certificate(sub_path.read_bytes()),
-                _load_private(key_path),
-            )
+            authority = make(x509.load_pem_x509_certificate(root_path.read_bytes()),
+                             x509.load_pem_x509_certificate(sub_path.read_bytes()), load_key(key_path))
         else:
-            root_key = rsa.generate_private_key(public_exponent=RSA_EXPONENT, key_size=CA_KEY_BITS)
-            sub_key = rsa.generate_private_key(public_exponent=RSA_EXPONENT, key_size=CA_KEY_BITS)
-            root_name = _ca_name("Emulated SUDI Root CA 2099")
-            root = _ca_certificate(root_name, root_name, root_key.public_key(), root_key,
+            root_key, sub_key = new_key(), new_key()
+            root_x509_name = _ca_name(root_name)
+            root = _ca_certificate(root_x509_name, root_x509_name, root_key.public_key(), root_key,
                                    root_key.public_key(), None)
-            sub_ca = _ca_certificate(_ca_name("Emulated High Assurance SUDI CA"), root_name,
-                                     sub_key.public_key(), root_key, root_key.public_key(), 0)
+            sub_ca = _ca_certificate(_ca_name(sub_name), root_x509_name, sub_key.public_key(), root_key,
+                                     root_key.public_key(), 0)
             # The root key is not kept: nothing after this needs it, as nothing on a device has it.
             _write_private(key_path, sub_key)
             _write(sub_path, sub_ca.public_bytes(serialization.Encoding.PEM))
             _write(root_path, root.public_bytes(serialization.Encoding.PEM))
-            authority = SudiAuthority(root, sub_ca, sub_key)
+            authority = make(root, sub_ca, sub_key)
         _AUTHORITIES[folder] = authority
         return authority
+
+
+def load_authority(state_dir: Path) -> SudiAuthority:
+    """The fleet's SUDI authority under `state_dir/xe-sudi-ca`, made on first use."""
+    return load_vendor_ca(Path(state_dir) / AUTHORITY_DIR, "Emulated SUDI Root CA 2099",
+                          "Emulated High Assurance SUDI CA",
+                          lambda: rsa.generate_private_key(public_exponent=RSA_EXPONENT, key_size=CA_KEY_BITS),
+                          _load_private, SudiAuthority)
 
 
 # --- device content -----------------------------------------------------------------------------

@@ -6,7 +6,6 @@ for the whole fleet: `Fleet.tpm_authority().root`.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,8 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-# The SUDI authority's helpers: one way to make an emulated vendor CA and store its files.
-from ..iosxe import CA_NOT_AFTER, _ca_certificate, _ca_name, _write
+# One way to make an emulated vendor CA and store its files (the SUDI authority's too).
+from ..iosxe import CA_NOT_AFTER, load_vendor_ca
 
 __all__ = ["AUTHORITY_DIR", "TpmAuthority", "TpmAuthorityError", "load_authority"]
 
@@ -58,41 +57,15 @@ class TpmAuthority:
         )
 
 
-_LOCK = threading.Lock()
-_AUTHORITIES: dict[Path, TpmAuthority] = {}
-
-
-def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise TpmAuthorityError(f"TPM vendor CA key {path} is damaged: expected an EC private key")
+    return key
 
 
 def load_authority(state_dir: Path) -> TpmAuthority:
     """The fleet's TPM vendor CA under `state_dir/tpm-vendor-ca`, made on first use."""
-    folder = (Path(state_dir) / AUTHORITY_DIR).resolve()
-    with _LOCK:
-        cached = _AUTHORITIES.get(folder)
-        if cached is not None:
-            return cached
-        root_path, sub_path, key_path = folder / "root.pem", folder / "sub-ca.pem", folder / "sub-ca.key"
-        if root_path.exists() and sub_path.exists() and key_path.exists():
-            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-            if not isinstance(key, ec.EllipticCurvePrivateKey):
-                raise TpmAuthorityError(f"TPM vendor CA key {key_path} is damaged: expected an EC private key")
-            authority = TpmAuthority(x509.load_pem_x509_certificate(root_path.read_bytes()),
-                                     x509.load_pem_x509_certificate(sub_path.read_bytes()), key)
-        else:
-            root_key = ec.generate_private_key(ec.SECP256R1())
-            sub_key = ec.generate_private_key(ec.SECP256R1())
-            root_name = _ca_name("Emulated TPM Vendor Root CA")
-            root = _ca_certificate(root_name, root_name, root_key.public_key(), root_key,  # type: ignore[arg-type]
-                                   root_key.public_key(), None)
-            sub_ca = _ca_certificate(_ca_name("Emulated TPM Attestation CA"), root_name, sub_key.public_key(),
-                                     root_key, root_key.public_key(), 0)  # type: ignore[arg-type]
-            # The root key is not kept: nothing after this needs it.
-            _write(key_path, _private_pem(sub_key), 0o600)
-            _write(sub_path, sub_ca.public_bytes(serialization.Encoding.PEM))
-            _write(root_path, root.public_bytes(serialization.Encoding.PEM))
-            authority = TpmAuthority(root, sub_ca, sub_key)
-        _AUTHORITIES[folder] = authority
-        return authority
+    return load_vendor_ca(Path(state_dir) / AUTHORITY_DIR, "Emulated TPM Vendor Root CA",
+                          "Emulated TPM Attestation CA",
+                          lambda: ec.generate_private_key(ec.SECP256R1()), _load_key, TpmAuthority)
