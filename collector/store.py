@@ -87,18 +87,25 @@ class Store(SQLiteIndex, DeviceStates, Pruning):
         self._marked_dirty = False
         self._index_failure_logged = False
 
-    @classmethod
-    def open(cls, root: str | os.PathLike[str], *, create: bool = True) -> Store:
-        """Open (and with `create`, make) a store; raises StoreError if it is unusable."""
+    @staticmethod
+    def _folder(root: str | os.PathLike[str], *, create: bool, missing: str) -> Path:
+        """The store's folder, made when missing and `create`; raises StoreError (`missing` when
+        it is missing and not to be made)."""
         root = Path(root)
         if not root.is_dir():
             if not create:
-                raise StoreError(f"expected a store directory at {root}, found none; run "
-                                 "`dossier collect --store DIR` first")
+                raise StoreError(missing)
             try:
                 root.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot create store directory {root}: {exc.strerror}") from exc
+        return root
+
+    @classmethod
+    def open(cls, root: str | os.PathLike[str], *, create: bool = True) -> Store:
+        """Open (and with `create`, make) a store; raises StoreError if it is unusable."""
+        root = cls._folder(root, create=create, missing=f"expected a store directory at {root}, found none; "
+                                                        "run `dossier collect --store DIR` first")
         store = cls(root)
         if not (root / INDEX_NAME).exists():
             store.reindex()

@@ -119,16 +119,8 @@ class PostgresStore(Store):
     @classmethod
     def open_shared(cls, root: str | Path, dsn: str, *, create: bool = True) -> PostgresStore:
         """Open the shared store at `root` with its index at `dsn`; raises StoreError."""
-        root = Path(root)
-        if not root.is_dir():
-            if not create:
-                raise StoreError(f"expected the shared store folder at {root}, found none; mount it, or run a "
-                                 "`dossier worker` first")
-            try:
-                root.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"cannot create store directory {root}: {exc.strerror}") from exc
-        return cls(root, dsn)
+        return cls(cls._folder(root, create=create, missing=f"expected the shared store folder at {root}, found "
+                                                            "none; mount it, or run a `dossier worker` first"), dsn)
 
     def close(self) -> None:
         super().close()
