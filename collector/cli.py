@@ -478,17 +478,7 @@ def status_command(ctx: click.Context, store_path: Path, as_json: bool, collecto
     with _errors_to_exit_codes():
         quiet = None
         if config_path is not None:
-            from .distributed.config import DistributedConfigError, load_config
-
-            try:
-                config = load_config(config_path)
-            except DistributedConfigError as exc:
-                raise StoreError(str(exc)) from None
-            explicit = click.core.ParameterSource.DEFAULT
-            if ctx.get_parameter_source("store_path") == explicit:
-                store_path = config.store
-            if ctx.get_parameter_source("trust_store_path") == explicit:
-                trust_store_path = config.trust_store
+            config, store_path, trust_store_path = _distributed_paths(ctx, config_path, store_path, trust_store_path)
             quiet = _quiet(config)
         with open_store(store_path, create=False, config=config_path) as store:
             checks = _store_records(store, collector_key, trust_store_path)
@@ -535,6 +525,24 @@ def status_command(ctx: click.Context, store_path: Path, as_json: bool, collecto
         bad = any(row["last_status"] != TRUSTED or row["record_findings"] for row in rows) or record_errors
         quiet_found = quiet is not None and bool(quiet.not_attempted or quiet.silent_workers)
         raise _Exit(EXIT_FAILED if bad or quiet_found or not rows else EXIT_OK)
+
+
+def _distributed_paths(ctx: click.Context, config_path: Path, store_path: Path,
+                       trust_store_path: Path) -> tuple[Any, Path, Path]:
+    """Distributed collection's configuration at `config_path`, and the store and trust store:
+    the configuration's unless given on the command line. Raises StoreError for a bad one."""
+    from .distributed.config import DistributedConfigError, load_config
+
+    try:
+        config = load_config(config_path)
+    except DistributedConfigError as exc:
+        raise StoreError(str(exc)) from None
+    default = click.core.ParameterSource.DEFAULT
+    if ctx.get_parameter_source("store_path") == default:
+        store_path = config.store
+    if ctx.get_parameter_source("trust_store_path") == default:
+        trust_store_path = config.trust_store
+    return config, store_path, trust_store_path
 
 
 def _quiet(config: Any) -> Any:

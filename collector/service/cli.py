@@ -14,7 +14,7 @@ import click
 
 from verifier.display import inert
 
-from ..cli import _key_option, _store_option, _trust_option
+from ..cli import _distributed_paths, _key_option, _store_option, _trust_option
 from .errors import ServiceError
 from .settings import DEFAULT_LISTEN, ServiceSettings
 from .tokens import ADMIN, READ, Tokens
@@ -117,22 +117,17 @@ def _shared_paths(ctx: click.Context, config_path: Path, store_path: Path, trust
                   inventory_path: Path | None) -> tuple[Path, Path]:
     """The store and trust store of the distributed configuration, unless given; exits 2 on a bad
     configuration or with --inventory (with distributed collection the workers poll)."""
-    from ..distributed.config import DistributedConfigError, load_config
+    from ..errors import StoreError
 
     if inventory_path is not None:
         click.echo("error: expected either --config (the workers poll) or --inventory (this process polls), "
                    "found both", err=True)
         ctx.exit(EXIT_USAGE)
     try:
-        config = load_config(config_path)
-    except DistributedConfigError as exc:
+        _, store_path, trust_store_path = _distributed_paths(ctx, config_path, store_path, trust_store_path)
+    except StoreError as exc:
         click.echo(f"error: {inert(exc)}", err=True)
         ctx.exit(EXIT_USAGE)
-    default = click.core.ParameterSource.DEFAULT
-    if ctx.get_parameter_source("store_path") == default:
-        store_path = config.store
-    if ctx.get_parameter_source("trust_store_path") == default and config.trust_store is not None:
-        trust_store_path = config.trust_store
     return store_path, trust_store_path
 
 
