@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -168,7 +169,7 @@ def verify_stored(
     if item.meta is not None:  # (5) stored by the collector: its signed record
         verdict.findings.extend(_record_findings(item, collector_key, record_logs, policy,
                                                  at_received=at == AT_RECEIVED))
-    elif raw is None and _in_a_recorded_store(Path(path)):
+    elif raw is None and _in_a_recorded_store(where):
         # A file the collector named, in a store that keeps a record log, whose metadata is gone:
         # its signed record still says what it was (deleting the metadata must not skip that).
         verdict.add(FindingId.STORED_MISMATCH, Severity.ERROR,
@@ -195,13 +196,13 @@ def _previous_quote(item: EnvelopeInput, policy: Policy) -> bytes | None:
         return None  # unreadable: the comparison is skipped, as for a first quote
 
 
-def _in_a_recorded_store(path: Path) -> bool:
+def _in_a_recorded_store(path: str) -> bool:
     """Whether `path` is named as the collector names what it stores and sits in a store with a
     record log."""
     from .records import locate_log
     from .stored import parse_stored_name
 
-    return parse_stored_name(path.name) is not None and locate_log(path).exists()
+    return parse_stored_name(os.path.basename(path)) is not None and locate_log(Path(path)).exists()
 
 
 def _device_disagreement(given: str | None, recorded: Any, where: str) -> Finding | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,14 +107,16 @@ def read_envelope_file(path: str | Path, *, max_bytes: int, stdin: Any = None,
     if str(path) == "-":
         raw = stdin.read(max_bytes + 1) if stdin is not None else b""
         return EnvelopeInput("-", raw)
-    file = Path(path)
+    where = os.fspath(path)
     try:
-        raw = read_stored_bytes(file, max_bytes, "envelope")  # a named pipe is refused, never waited on
+        raw = read_stored_bytes(where, max_bytes, "envelope")  # a named pipe is refused, never waited on
     except StoredFileError as exc:
-        raise EnvelopeError(f"{file}: cannot read (expected {exc.expected}, found {exc.found})") from None
+        raise EnvelopeError(f"{where}: cannot read (expected {exc.expected}, found {exc.found})") from None
+    # Text, not `Path`s, until there is metadata: `dossier verify` reads thousands of files.
+    if not os.path.exists(where + META_SUFFIX):
+        return EnvelopeInput(where, raw)
+    file = Path(where)
     meta_path = file.with_name(file.name + META_SUFFIX)
-    if not meta_path.exists():
-        return EnvelopeInput(str(file), raw)
     meta = _read_meta(meta_path)
     try:
         nonce = bytes.fromhex(meta["nonce"])

@@ -88,7 +88,7 @@ class StoredFileError(EnvelopeError):
     """A sidecar that cannot be read as one: `problem` (unreadable, too_large, not_json,
     not_object), what was `expected` of it and what was `found`."""
 
-    def __init__(self, path: Path, problem: str, expected: str, found: str) -> None:
+    def __init__(self, path: str | Path, problem: str, expected: str, found: str) -> None:
         super().__init__(f"{path}: expected {expected}, found {found}")
         self.path, self.problem, self.expected, self.found = path, problem, expected, found
 
@@ -96,7 +96,7 @@ class StoredFileError(EnvelopeError):
 _JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 
 
-def read_stored_bytes(path: Path, max_bytes: int, what: str = "stored") -> bytes:
+def read_stored_bytes(path: str | Path, max_bytes: int, what: str = "stored") -> bytes:
     """Up to `max_bytes` + 1 bytes of the regular file `path` (one byte over is enough for the
     caller to report it). The one way a file of the store is read: anyone who can write the
     store can put a named pipe, a device or a socket where a file was, and a plain `open` of a
