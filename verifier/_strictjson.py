@@ -27,7 +27,6 @@ __all__ = [
     "find_lone_surrogate",
     "lone_surrogate_problem",
     "container_depth_within",
-    "count_colons",
     "loads_strict",
 ]
 
@@ -191,30 +190,6 @@ def container_depth_within(value: Any, max_depth: int, finding_id: str = Finding
         stack.extend((child, depth + 1) for child in children if type(child) in (dict, list))
 
 
-def count_colons(value: Any) -> int | None:
-    """The number of ':' `value` holds written as JSON (one per member, plus those in keys and
-    strings), or None when it holds a float: a `vouch` for `loads_strict` on text with few
-    containers (an envelope). A float is never vouched for, so the text is read again with the
-    hooks that refuse 1e999 and an integer past 64 bits reads as the integer it is."""
-    count = 0
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind is str:
-            count += item.count(":")
-        elif kind is dict:
-            count += len(item)
-            for key, child in item.items():
-                count += key.count(":")
-                stack.append(child)
-        elif kind is list:
-            stack.extend(item)
-        elif kind is float:
-            return None
-    return count
-
-
 def _too_deep(max_depth: int, finding_id: str) -> JSONProblem:
     return JSONProblem(
         finding_id,
@@ -250,7 +225,7 @@ def loads_strict(
     The C parser itself never recurses without limit: it raises RecursionError at the
     interpreter's recursion limit, which is reported here as too deep.
 
-    `vouch` rules duplicate keys out without looking at every object while
+    `vouch` (signed text only) rules duplicate keys out without looking at every object while
     parsing: given the parsed value, it returns the number of ':' the value holds written as
     JSON (one per member, plus those in strings), or None when it cannot say (the dossier
     schema's compiled counter, for a schema-valid dossier). The text holds one ':' per member
@@ -266,6 +241,8 @@ def loads_strict(
     floats, and those fall outside the range, so are never vouched for); anything orjson
     refuses, and anything not vouched for, is read again by `json` as above.
     """
+    if vouch is not None and not signed:
+        raise ValueError("vouch= is for signed text (a dossier) only")
     # Two ways to bound the depth, each faster where it is used: byte operations before
     # parsing texts with many strings, a walk of the containers after parsing the others.
     if signed:
@@ -300,7 +277,7 @@ def loads_strict(
         counted = vouch(value)
         if counted is None or (escape is not None and _COLON_ESCAPE.search(raw)) or text.count(":") != counted:
             # Not vouched for: the reference reading, with the hook (it names a duplicate key).
-            value = _parse(_SIGNED_DECODER if signed else _STRICT_DECODER, text, start, raw, max_depth, depth_id)
+            value = _parse(_SIGNED_DECODER, text, start, raw, max_depth, depth_id)
     if check_surrogates and escape is not None and _SURROGATE_ESCAPE.search(raw):
         surrogate = find_lone_surrogate(value)
         if surrogate is not None:
