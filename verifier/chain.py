@@ -136,6 +136,7 @@ def fingerprint(cert: x509.Certificate) -> str:
     return cert.fingerprint(hashes.SHA256()).hex()
 
 
+@per_certificate  # the enrolled root is asked at every envelope
 def is_weak_hash(cert: x509.Certificate) -> str | None:
     """The name of a refused signature hash (SHA-1, MD5) the certificate is signed with, else None."""
     try:
