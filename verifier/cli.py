@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import orjson
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -63,7 +64,10 @@ _worker: dict[str, Any] = {}
 
 
 def _init_worker(settings: _Settings) -> None:
+    from .evidence import verify_stored
+
     _worker["settings"] = settings
+    _worker["verify_stored"] = verify_stored
     # Frozen: one consistent trust store for the run, each of its files read once (not a stat
     # of every file it has per envelope verified).
     _worker["store"] = TrustStore.open(settings.store).frozen() if settings.store else None
@@ -73,9 +77,8 @@ def _init_worker(settings: _Settings) -> None:
 def _verify_one(path: str, stdin_bytes: bytes | None = None) -> dict[str, Any]:
     """Verify one file in this process; returns a JSON-ready result (never raises: a problem with
     the file, or a verifier bug it reached, is the result's "error")."""
-    from .evidence import verify_stored
-
     settings: _Settings = _worker["settings"]
+    verify_stored = _worker["verify_stored"]
     options = settings.profiles
     given = (options.profile if options is not None else "xr-dossier") if settings.profile_given else None
     try:
@@ -97,8 +100,19 @@ def _verify_one(path: str, stdin_bytes: bytes | None = None) -> dict[str, Any]:
                                       f"{str(exc)[:200]}); expected a verdict: please report this as a verifier bug"}
 
 
-#: `json.dumps(result, sort_keys=True)`, the same text, without making an encoder per call.
-_json_line = json.JSONEncoder(sort_keys=True).encode
+#: A result as its line when orjson cannot give it (below): keys sorted, compact, non-ASCII escaped.
+_escaped_json_line = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
+def _json_line(result: dict[str, Any]) -> str:
+    """`result` as one JSON line: keys sorted, compact, everything but printable ASCII escaped
+    (a device's text is inert on a terminal). orjson writes it (~1 µs against ~7 µs); a line
+    it would write with other bytes (UTF-8, DEL) is written by `json` instead, escaped. Both
+    give the same text for the rest."""
+    line = orjson.dumps(result, option=orjson.OPT_SORT_KEYS)
+    if line.isascii() and b"\x7f" not in line:
+        return line.decode("ascii")
+    return _escaped_json_line(result)
 #: What the exit code needs of a result printed as JSON (all the parent keeps of it).
 _EXIT_KEYS = ("file", "trusted", "error")
 

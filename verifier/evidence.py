@@ -31,7 +31,7 @@ from .errors import EnvelopeError, VerifierError
 from .findings import Finding, FindingId, Severity
 from .inputs import EnvelopeInput, parse_time, read_envelope_file
 from .policy import Policy
-from .stored import TPM_PROFILE, kind_of
+from .stored import TPM_PROFILE, StoredFileError, kind_of, parse_stored_name, previous_of_kind, read_stored_bytes
 from .verify import Verdict, verify_envelope
 
 if TYPE_CHECKING:
@@ -182,8 +182,6 @@ def verify_stored(
 def _previous_quote(item: EnvelopeInput, policy: Policy) -> bytes | None:
     """A stored TPM quote whose metadata does not carry the previous quote's up-time: the bytes
     of the device's quote stored before it (its up-time is compared with), if any."""
-    from .stored import StoredFileError, previous_of_kind, read_stored_bytes
-
     meta = item.meta or {}
     if meta.get("kind") != "xr-tpm-quote" or meta.get("tpm_previous") is not None or item.path == "-":
         return None
@@ -199,10 +197,11 @@ def _previous_quote(item: EnvelopeInput, policy: Policy) -> bytes | None:
 def _in_a_recorded_store(path: str) -> bool:
     """Whether `path` is named as the collector names what it stores and sits in a store with a
     record log."""
+    if parse_stored_name(os.path.basename(path)) is None:
+        return False
     from .records import locate_log
-    from .stored import parse_stored_name
 
-    return parse_stored_name(os.path.basename(path)) is not None and locate_log(Path(path)).exists()
+    return locate_log(Path(path)).exists()
 
 
 def _device_disagreement(given: str | None, recorded: Any, where: str) -> Finding | None:
