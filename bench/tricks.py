@@ -19,7 +19,8 @@ costs at least 5% on the target.
 It also times the store's writes (`Store.save_many` of batches of 16 envelopes, as the
 collector stores them) as they are, without O_TMPFILE (named temporary files), and without
 syncfs (a fsync per file), and the store's dirty marker (`Store.mark_dirty` + `mark_clean`), per run, beside
-a plain file written in its place.
+a plain file written in its place; and `dossier verify --json`'s per-file work with the
+verdict's line written by orjson (current) and by `json`'s encoder.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def variants() -> dict[str, dict]:
 
 
 _MEMOS = {(verify_module, "_certificate_json"), (verify_module, "_not_after"), (verify_module, "fingerprint"),
-          (chain_module, "fingerprint")}
+          (chain_module, "fingerprint"), (verify_module, "is_weak_hash"), (chain_module, "is_weak_hash")}
 _CACHED = {(module, name): getattr(module, name) for module, name in _MEMOS}
 
 
@@ -94,6 +95,46 @@ def cpu_per_call(function, seconds: float) -> float:
         function()
         calls += 1
     return spent / calls
+
+
+def json_lines(rounds: int, raw: bytes, device: Device) -> None:
+    """`dossier verify --json`'s per-file work (`verifier.cli._verify_json`: read, verify, the
+    verdict's line) on 500 files, with the line written by orjson (current) and by `json`'s
+    encoder (as before), alternated in slices, CPU per file."""
+    import json
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from verifier import Policy
+    from verifier import cli as verifier_cli
+
+    work = Path(tempfile.mkdtemp(prefix="dossier-bench-lines-"))
+    files = []
+    for index in range(500):
+        files.append(str(work / f"envelope-{index:05d}.json"))
+        Path(files[-1]).write_bytes(raw)
+    verifier_cli._init_worker(verifier_cli._Settings(None, [device.root.public_bytes(Encoding.DER)], None,
+                                                     device.nonce, NOW.isoformat(), Policy()))
+    writers = {"orjson line": verifier_cli._json_line, "json encoder": json.JSONEncoder(sort_keys=True).encode}
+    spent = {name: [] for name in writers}
+    for round_index in range(rounds):
+        names = list(writers)[round_index % 2:] + list(writers)[:round_index % 2]
+        for name in names:
+            verifier_cli._json_line = writers[name]
+            start = time.process_time()
+            for path in files:
+                verifier_cli._verify_json(path)
+            spent[name].append((time.process_time() - start) / len(files))
+    verifier_cli._json_line = writers["orjson line"]
+    ratios = [b / a for a, b in zip(spent["orjson line"], spent["json encoder"])]
+    low, _, high = statistics.quantiles(ratios, n=4)
+    print(f"dossier verify --json per file, {rounds} rounds: orjson line "
+          f"{1e6 * statistics.median(spent['orjson line']):.0f} µs, json encoder "
+          f"{1e6 * statistics.median(spent['json encoder']):.0f} µs; json encoder / current "
+          f"{statistics.median(ratios):.3f} ({low:.3f}-{high:.3f})")
+    for path in files:
+        os.unlink(path)
+    os.rmdir(work)
 
 
 def dirty_marker(rounds: int) -> None:
@@ -120,7 +161,7 @@ def dirty_marker(rounds: int) -> None:
 
 
 def store_writes(rounds: int, envelope: bytes) -> None:
-    import collector.store as store_module
+    import collector.storage.durable as store_module  # where the write path lives
     from collector.store import Store
 
     from datetime import UTC, datetime
@@ -192,6 +233,7 @@ def main() -> None:
         low, _, high = statistics.quantiles(ratios[name], n=4)
         print(f"{name:<16} {1e6 * statistics.median(costs[name]):>16.0f} {statistics.median(ratios[name]):>11.3f} "
               f"{low:>5.3f}-{high:.3f}")
+    json_lines(max(5, args.rounds), raw, device)
     store_writes(max(5, args.rounds // 3), raw)
     dirty_marker(max(5, args.rounds // 3))
     print(f"cpus: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}")
