@@ -106,13 +106,18 @@ _escaped_json_line = json.JSONEncoder(sort_keys=True, separators=(",", ":")).enc
 
 def _json_line(result: dict[str, Any]) -> str:
     """`result` as one JSON line: keys sorted, compact, everything but printable ASCII escaped
-    (a device's text is inert on a terminal). orjson writes it (~1 µs against ~7 µs); a line
-    it would write with other bytes (UTF-8, DEL) is written by `json` instead, escaped. Both
-    give the same text for the rest."""
-    line = orjson.dumps(result, option=orjson.OPT_SORT_KEYS)
+    (a device's text is inert on a terminal). orjson writes it (faster: BENCHMARKS.md); a line
+    it would write with other bytes (UTF-8, DEL), or not at all, is written by `json` instead,
+    escaped. Both give the same text for the rest."""
+    try:
+        line = orjson.dumps(result, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # what orjson does not write (an integer past 64 bits): json writes it
+        return _escaped_json_line(result)
     if line.isascii() and b"\x7f" not in line:
         return line.decode("ascii")
     return _escaped_json_line(result)
+
+
 #: What the exit code needs of a result printed as JSON (all the parent keeps of it).
 _EXIT_KEYS = ("file", "trusted", "error")
 
