@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import orjson
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -100,22 +99,8 @@ def _verify_one(path: str, stdin_bytes: bytes | None = None) -> dict[str, Any]:
                                       f"{str(exc)[:200]}); expected a verdict: please report this as a verifier bug"}
 
 
-#: A result as its line when orjson cannot give it (below): keys sorted, compact, non-ASCII escaped.
-_escaped_json_line = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
-
-
-def _json_line(result: dict[str, Any]) -> str:
-    """`result` as one JSON line: keys sorted, compact, everything but printable ASCII escaped
-    (a device's text is inert on a terminal). orjson writes it (faster: BENCHMARKS.md); a line
-    it would write with other bytes (UTF-8, DEL), or not at all, is written by `json` instead,
-    escaped. Both give the same text for the rest."""
-    try:
-        line = orjson.dumps(result, option=orjson.OPT_SORT_KEYS)
-    except TypeError:  # what orjson does not write (an integer past 64 bits): json writes it
-        return _escaped_json_line(result)
-    if line.isascii() and b"\x7f" not in line:
-        return line.decode("ascii")
-    return _escaped_json_line(result)
+#: `json.dumps(result, sort_keys=True)`, the same text, without making an encoder per call.
+_json_line = json.JSONEncoder(sort_keys=True).encode
 
 
 #: What the exit code needs of a result printed as JSON (all the parent keeps of it).

@@ -13,8 +13,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from cryptography.hazmat.primitives.serialization import Encoding
 
 import schemas
@@ -337,17 +335,3 @@ def test_strict_dossier_fails_what_a_newer_release_could_print(files, device: De
     table = _runner().invoke(cli, args[:-1])
     assert table.exit_code == 0 and "TRUSTED" in table.output, table.output
 
-
-@settings(max_examples=300, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(st.characters(exclude_categories=())),
-                    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
-                    max_leaves=12))
-def test_json_line_is_json_escaped_compact_text(value) -> None:
-    """The verdict's --json line: exactly `json`'s compact, key-sorted, ASCII-escaped text for
-    any result, whichever writer made it (orjson for printable ASCII, json for the rest)."""
-    from verifier.cli import _json_line
-
-    result = {"file": "x", "value": value}
-    line = _json_line(result)
-    assert line == json.dumps(result, sort_keys=True, separators=(",", ":"))
-    assert line.isascii() and "\x7f" not in line and all(" " <= c for c in line)
