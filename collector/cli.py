@@ -6,6 +6,7 @@ exception root to an exit code (0 ok, 1 failed or untrusted, 2 usage or configur
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -274,6 +275,11 @@ def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Pa
         show_progress = (_stderr_console().is_terminal and not quiet) if progress is None else progress
         stop = threading.Event()
         previous = _install_stop_handlers(stop)
+        # What start-up made (modules, inventory, trust store) stays for the whole process: the
+        # cyclic collector stops walking it at every full collection (1,000 emulated devices:
+        # ~1.1 s of the run's CPU in collections, ~0.6 s frozen). Before the first run, so no
+        # run's garbage is kept.
+        gc.freeze()
         try:
             code = EXIT_OK
             while True:

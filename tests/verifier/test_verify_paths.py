@@ -246,6 +246,28 @@ def test_per_certificate_memoizes_by_identity_and_never_confuses_certificates() 
     assert calls == [first, second, again]
 
 
+def test_read_now_reads_a_certificate_once_by_its_der() -> None:
+    """A certificate read before (same DER, from PEM or DER) comes back as the object read then,
+    so the trust store's root and the envelope's copy of it share one reading; another
+    certificate, or one that differs in a single byte, is read on its own."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from verifier.chain import read_now
+    from vbuilder import der, make_root
+
+    first, second = make_root("p256"), make_root("p256")
+    kept = read_now(x509.load_pem_x509_certificate(first.public_bytes(Encoding.PEM)))
+    assert read_now(x509.load_der_x509_certificate(der(first))) is kept
+    assert read_now(first) is kept
+    other = read_now(second)
+    assert other is not kept and other.public_bytes(Encoding.DER) == der(second)
+    changed = bytearray(der(first))
+    changed[-1] ^= 1  # the signature's last byte: still parses, another certificate
+    read = read_now(x509.load_der_x509_certificate(bytes(changed)))
+    assert read is not kept and read.public_bytes(Encoding.DER) == bytes(changed)
+
+
 def test_load_der_certificate_reports_a_malformed_name_as_a_value_error() -> None:
     """The loader the signed-output profiles use: the BIT STRING name attribute that made
     cryptography raise TypeError on first use is a ValueError at load time."""
