@@ -276,9 +276,8 @@ def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Pa
         stop = threading.Event()
         previous = _install_stop_handlers(stop)
         # What start-up made (modules, inventory, trust store) stays for the whole process: the
-        # cyclic collector stops walking it at every full collection (1,000 emulated devices:
-        # ~1.1 s of the run's CPU in collections, ~0.6 s frozen). Before the first run, so no
-        # run's garbage is kept.
+        # cyclic collector stops walking it at every full collection (measured: BENCHMARKS.md).
+        # Before the first run, so no run's garbage is kept.
         gc.freeze()
         try:
             code = EXIT_OK

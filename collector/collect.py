@@ -88,8 +88,7 @@ class CollectOptions:
     #: Threads that store and verify what the sessions fetched, a batch at a time. Their work is
     #: CPU under the GIL except for syncfs/fsync. One: a second one, computing while the first
     #: waits for a sync, cost more in contention for the GIL with the session threads (and in
-    #: smaller batches) than it overlapped (1,000 emulated devices, paired runs: 0.81-0.90x the
-    #: CPU, 1.08-1.09x the speed with one).
+    #: smaller batches) than it overlapped (BENCHMARKS.md).
     finish_workers: int = 1
 
 
