@@ -101,8 +101,6 @@ def _verify_one(path: str, stdin_bytes: bytes | None = None) -> dict[str, Any]:
 
 #: `json.dumps(result, sort_keys=True)`, the same text, without making an encoder per call.
 _json_line = json.JSONEncoder(sort_keys=True).encode
-
-
 #: What the exit code needs of a result printed as JSON (all the parent keeps of it).
 _EXIT_KEYS = ("file", "trusted", "error")
 

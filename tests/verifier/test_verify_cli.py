@@ -334,4 +334,3 @@ def test_strict_dossier_fails_what_a_newer_release_could_print(files, device: De
     assert [(f["id"], f["severity"]) for f in json.loads(strict.output)["findings"]] == [("dossier.schema", "error")]
     table = _runner().invoke(cli, args[:-1])
     assert table.exit_code == 0 and "TRUSTED" in table.output, table.output
-
