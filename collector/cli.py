@@ -277,7 +277,8 @@ def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Pa
         previous = _install_stop_handlers(stop)
         # What start-up made (modules, inventory, trust store) stays for the whole process: the
         # cyclic collector stops walking it at every full collection (measured: BENCHMARKS.md).
-        # Before the first run, so no run's garbage is kept.
+        # Before the first run, so no run's garbage is kept; undone at the end, so a caller that
+        # runs the command in its own process (tests) does not keep what it froze.
         gc.freeze()
         try:
             code = EXIT_OK
@@ -307,6 +308,7 @@ def collect_command(inventory_path: Path, store_path: Path, trust_store_path: Pa
                 if stop.wait(interval * random.uniform(1 - INTERVAL_JITTER, 1 + INTERVAL_JITTER)):
                     break
         finally:
+            gc.unfreeze()
             _restore_stop_handlers(previous)
             alerts.close()
             store.close()

@@ -254,7 +254,7 @@ def _record_findings(item: EnvelopeInput,
 
     from .records import check_record, locate_log, read_log, read_logs, read_stored_envelope
 
-    file = Path(item.path)
+    file = Path(item.path).absolute()  # its folder is the device's, also for "./x" run inside it
     log_path = locate_log(file)
     if collector_key is None and not log_path.exists():
         if not at_received:

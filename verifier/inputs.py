@@ -4,6 +4,7 @@ its `<file>.meta.json` (device, expected nonce, time received)."""
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import os
 from dataclasses import dataclass
@@ -107,15 +108,16 @@ def read_envelope_file(path: str | Path, *, max_bytes: int, stdin: Any = None,
     if str(path) == "-":
         raw = stdin.read(max_bytes + 1) if stdin is not None else b""
         return EnvelopeInput("-", raw)
-    where = os.fspath(path)
+    where = str(Path(path))  # as before: "dir//x", "./x" and "x/" name x
     try:
         raw = read_stored_bytes(where, max_bytes, "envelope")  # a named pipe is refused, never waited on
     except StoredFileError as exc:
         raise EnvelopeError(f"{where}: cannot read (expected {exc.expected}, found {exc.found})") from None
-    # Text, not `Path`s, until there is metadata: `dossier verify` reads thousands of files.
-    if not os.path.exists(where + META_SUFFIX):
+    if not _has_metadata(where + META_SUFFIX):
         return EnvelopeInput(where, raw)
-    file = Path(where)
+    # Absolute: the device folder and the record's name are read from it ("./x" run inside the
+    # device's folder has the same folder as its absolute path).
+    file = Path(where).absolute()
     meta_path = file.with_name(file.name + META_SUFFIX)
     meta = _read_meta(meta_path)
     try:
@@ -141,6 +143,24 @@ def read_envelope_file(path: str | Path, *, max_bytes: int, stdin: Any = None,
         mismatches += quote_mismatches
     return EnvelopeInput(str(file), raw, meta["device"], nonce, received, meta, profile, signer, quote,
                          tuple(mismatches))
+
+
+#: What `os.stat` says of a path that is not there (as `Path.exists` reads it); any other error
+#: means metadata that may be there but cannot be looked at.
+_ABSENT = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
+
+
+def _has_metadata(meta_path: str) -> bool:
+    """Whether the metadata file `meta_path` is there. Raises EnvelopeError when that cannot be
+    told (a name too long, EIO, EACCES): metadata that exists must never be passed over."""
+    try:
+        os.stat(meta_path)
+    except OSError as exc:
+        if exc.errno in _ABSENT:
+            return False
+        raise EnvelopeError(f"{meta_path}: cannot tell whether the collector's metadata is there "
+                            f"(expected a readable metadata file or none, found {exc.strerror or exc})") from None
+    return True
 
 
 def _read_signer(file: Path, name: Any, meta: dict[str, Any], max_bytes: int,

@@ -496,3 +496,31 @@ def test_a_recovery_reindex_keeps_untrusted_what_the_log_does_not_vouch_for(coll
         row = next(r for r in opened.history(collected["device"]) if r.path.endswith(replayed.name))
     assert row.trusted is False and "record.missing" in row.reasons
     assert newest_trusted is not None and not newest_trusted.path.endswith(replayed.name)
+
+
+def test_a_stored_file_named_from_inside_its_device_folder_verifies_as_by_its_full_path(
+        collected: dict, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An auditor in the device's folder runs `dossier verify ./FILE` or `dossier verify FILE`:
+    the same verdict as by the full path (the folder and the record's name were read from the
+    relative path: record.missing, stored.mismatch for an untouched, trusted envelope)."""
+    envelope = store / collected["device"] / collected["trusted"].name
+    full = _verify([envelope], collected["trust"])
+    monkeypatch.chdir(envelope.parent)
+    for given in (f"./{envelope.name}", envelope.name):
+        found = _verify([Path(given)], collected["trust"])
+        assert [(v["trusted"], v["findings"]) for v in found] == [(v["trusted"], v["findings"]) for v in full]
+    assert full[0]["trusted"] is True
+
+
+def test_a_collect_run_in_process_keeps_nothing_frozen(collected: dict, tmp_path: Path) -> None:
+    """`dossier collect` freezes what start-up made for the length of the command only: a caller
+    running it in its own process (tests, an embedding) is left with nothing frozen."""
+    import gc
+
+    before = gc.get_freeze_count()
+    with Fleet(state_dir=tmp_path / "fleet", devices=1, provisioned=True, key_type="ecdsa-p256", seed=7,
+               files=SMALL_FILES) as fleet:
+        inventory = tmp_path / "inventory.yaml"
+        fleet.write_inventory(inventory)
+        _collect(inventory, tmp_path / "store", collected["trust"])
+    assert gc.get_freeze_count() == before

@@ -283,3 +283,29 @@ def test_load_der_certificate_reports_a_malformed_name_as_a_value_error() -> Non
         with pytest.raises(ValueError, match="not a valid DER X.509 certificate"):
             load_der_certificate(bytes(broken))
     assert load_der_certificate(der(make_root("p256"))).subject is not None
+
+
+def test_metadata_that_cannot_be_looked_at_is_an_error_not_a_bare_envelope(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Metadata beside an envelope that the system will not let us look at (a name too long, an
+    I/O error, a security module's EACCES) must not be passed over: the envelope would be
+    verified without the checks its metadata asks for. A metadata file that is not there is."""
+    import errno
+    import os
+
+    from verifier.errors import EnvelopeError
+    from verifier.inputs import read_envelope_file
+
+    envelope = tmp_path / "x.envelope"
+    envelope.write_bytes(b"{}")
+    assert read_envelope_file(envelope, max_bytes=100).meta is None  # none there: a bare envelope
+    real_stat = os.stat
+
+    def failing_stat(path, *args, **kwargs):
+        if str(path).endswith(".meta.json"):
+            raise OSError(errno.EIO, "Input/output error")
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr("verifier.inputs.os.stat", failing_stat)
+    with pytest.raises(EnvelopeError, match="cannot tell whether the collector's metadata is there"):
+        read_envelope_file(envelope, max_bytes=100)
