@@ -169,7 +169,7 @@ def verify_stored(
     if item.meta is not None:  # (5) stored by the collector: its signed record
         verdict.findings.extend(_record_findings(item, collector_key, record_logs, policy,
                                                  at_received=at == AT_RECEIVED))
-    elif raw is None and _in_a_recorded_store(where):
+    elif raw is None and _in_a_recorded_store(item.path):  # the path as read ("x/" names x)
         # A file the collector named, in a store that keeps a record log, whose metadata is gone:
         # its signed record still says what it was (deleting the metadata must not skip that).
         verdict.add(FindingId.STORED_MISMATCH, Severity.ERROR,

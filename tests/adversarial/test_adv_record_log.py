@@ -524,3 +524,18 @@ def test_a_collect_run_in_process_keeps_nothing_frozen(collected: dict, tmp_path
         fleet.write_inventory(inventory)
         _collect(inventory, tmp_path / "store", collected["trust"])
     assert gc.get_freeze_count() == before
+
+
+@pytest.mark.parametrize("spelling", ["{path}", "{path}/", "{folder}//./{name}"])
+def test_deleted_metadata_is_found_whatever_the_path_spelling(collected: dict, store: Path, spelling: str) -> None:
+    """With its metadata deleted, a collector-named file in a store with a record log is checked
+    against its signed record however its path is written (a trailing slash once hid it)."""
+    envelope = store / collected["device"] / collected["trusted"].name
+    nonce = json.loads(envelope.with_name(envelope.name + ".meta.json").read_text())["nonce"]
+    envelope.with_name(envelope.name + ".meta.json").unlink()
+    given = spelling.format(path=envelope, folder=envelope.parent, name=envelope.name)
+    result = CliRunner().invoke(cli, ["verify", given, "--trust-store", str(collected["trust"]), "--json",
+                                      "--device", collected["device"], "--nonce", nonce])
+    verdict = json.loads(result.stdout)
+    assert result.exit_code == 1 and verdict["trusted"] is False
+    assert "stored.mismatch" in {finding["id"] for finding in verdict["findings"]}
