@@ -60,8 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
-    from cryptography.hazmat.primitives.serialization import Encoding
-    from vbuilder import NOW, Device, dossier
+    from targets import verify_target_envelopes  # bench/targets.py: the verify target's input
 
     work = Path(tempfile.mkdtemp(prefix="dossier-bench-instructions-"))
     try:
@@ -69,17 +68,8 @@ def main() -> None:
         base.mkdir()
         archive = subprocess.run(["git", "archive", args.base], cwd=ROOT, capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
-        device = Device("rsa2048", "rsa2048")
-        raw = device.envelope(document=dossier(device.nonce.hex(), files=20))
-        root = work / "root.pem"
-        root.write_bytes(device.root.public_bytes(Encoding.PEM))
-        files = []
-        for index in range(args.large):
-            path = work / f"envelope-{index:05d}.json"
-            path.write_bytes(raw)
-            files.append(str(path))
-        command = [sys.executable, "-m", "dossier_cli", "verify", "--root", str(root), "--nonce", device.nonce.hex(),
-                   "--at", NOW.isoformat(), "--json", "--jobs", str(args.jobs)]
+        _, raw, _, files, command = verify_target_envelopes(work, args.large)
+        command += ["--jobs", str(args.jobs)]
         trees = {f"{args.base}": base, "this tree": ROOT}
         for tree in trees.values():  # compile once
             subprocess.run(command + files[:2], stdout=subprocess.DEVNULL, env=environment(tree), cwd=tree, check=True)

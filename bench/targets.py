@@ -209,25 +209,37 @@ def collect_target(args: argparse.Namespace) -> None:
 # --- verify -----------------------------------------------------------------------------------
 
 
-def verify_target(args: argparse.Namespace) -> None:
+def verify_target_envelopes(work: Path, count: int):
+    """The verify target's input, written in `work`: an RSA-2048 device (tests/verifier/vbuilder),
+    its root as `root.pem`, `count` copies of one envelope of a 10 KB dossier, and the
+    `dossier verify --root --nonce --at --json` command for them (the files not included).
+    Returns (device, envelope bytes, root path, file names, command); also bench/instructions.py's
+    and bench/tricks.py's input."""
     from cryptography.hazmat.primitives.serialization import Encoding
     from vbuilder import NOW, Device, dossier
+
+    device = Device("rsa2048", "rsa2048")
+    raw = device.envelope(document=dossier(device.nonce.hex(), files=20))
+    root = work / "root.pem"
+    root.write_bytes(device.root.public_bytes(Encoding.PEM))
+    files = []
+    for index in range(count):
+        path = work / f"envelope-{index:05d}.json"
+        path.write_bytes(raw)
+        files.append(str(path))
+    command = [sys.executable, "-m", "dossier_cli", "verify", "--root", str(root), "--nonce", device.nonce.hex(),
+               "--at", NOW.isoformat(), "--json"]
+    return device, raw, root, files, command
+
+
+def verify_target(args: argparse.Namespace) -> None:
+    from vbuilder import NOW
 
     from verify import floor_once  # bench/verify.py
 
     work = Path(tempfile.mkdtemp(prefix="dossier-bench-verify-"))
     try:
-        device = Device("rsa2048", "rsa2048")
-        raw = device.envelope(document=dossier(device.nonce.hex(), files=20))
-        root = work / "root.pem"
-        root.write_bytes(device.root.public_bytes(Encoding.PEM))
-        files = []
-        for index in range(args.envelopes):
-            path = work / f"envelope-{index:05d}.json"
-            path.write_bytes(raw)
-            files.append(str(path))
-        base = [sys.executable, "-m", "dossier_cli", "verify", "--root", str(root), "--nonce", device.nonce.hex(),
-                "--at", NOW.isoformat(), "--json"]
+        device, raw, root, files, base = verify_target_envelopes(work, args.envelopes)
 
         def floor() -> tuple[float, float]:
             start, cpu = time.perf_counter(), time.process_time()

@@ -97,22 +97,22 @@ def cpu_per_call(function, seconds: float) -> float:
     return spent / calls
 
 
-def json_lines(rounds: int, raw: bytes, device: Device) -> None:
+def json_lines(rounds: int) -> None:
     """`dossier verify --json`'s per-file work (`verifier.cli._verify_json`: read, verify, the
     verdict's line) on 500 files, with the line written by `json`'s encoder (current) and by
     orjson (a candidate: it measured under the 5% bar), alternated in slices, CPU per file."""
     import json
 
+    import shutil
+
     from cryptography.hazmat.primitives.serialization import Encoding
 
+    from targets import verify_target_envelopes  # bench/targets.py: the verify target's input
     from verifier import Policy
     from verifier import cli as verifier_cli
 
     work = Path(tempfile.mkdtemp(prefix="dossier-bench-lines-"))
-    files = []
-    for index in range(500):
-        files.append(str(work / f"envelope-{index:05d}.json"))
-        Path(files[-1]).write_bytes(raw)
+    device, _, _, files, _ = verify_target_envelopes(work, 500)
     verifier_cli._init_worker(verifier_cli._Settings(None, [device.root.public_bytes(Encoding.DER)], None,
                                                      device.nonce, NOW.isoformat(), Policy()))
     import orjson
@@ -139,9 +139,7 @@ def json_lines(rounds: int, raw: bytes, device: Device) -> None:
           f"{1e6 * statistics.median(spent['orjson line']):.0f} µs, json encoder "
           f"{1e6 * statistics.median(spent['json encoder']):.0f} µs; json encoder (current) / orjson line "
           f"{statistics.median(ratios):.3f} ({low:.3f}-{high:.3f})")
-    for path in files:
-        os.unlink(path)
-    os.rmdir(work)
+    shutil.rmtree(work)
 
 
 def dirty_marker(rounds: int) -> None:
@@ -240,7 +238,7 @@ def main() -> None:
         low, _, high = statistics.quantiles(ratios[name], n=4)
         print(f"{name:<16} {1e6 * statistics.median(costs[name]):>16.0f} {statistics.median(ratios[name]):>11.3f} "
               f"{low:>5.3f}-{high:.3f}")
-    json_lines(max(5, args.rounds), raw, device)
+    json_lines(max(5, args.rounds))
     store_writes(max(5, args.rounds // 3), raw)
     dirty_marker(max(5, args.rounds // 3))
     print(f"cpus: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}")
