@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,17 +21,22 @@ def _missing(why: str) -> None:
     pytest.skip(why)
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def _started(server: Any) -> Iterator[Any]:
+    """What the service context manager `server` yields, for the session; the tests skip (or fail
+    under $DOSSIER_REQUIRE_SERVICES) when the service cannot be started here."""
     try:
-        server = redis_server()
-        url = server.__enter__()
+        found = server.__enter__()
     except ServiceMissing as exc:
         _missing(str(exc))
     try:
-        yield url
+        yield found
     finally:
         server.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    yield from _started(redis_server())
 
 
 @pytest.fixture(scope="session")
@@ -39,12 +45,4 @@ def postgres() -> Iterator[Postgres]:
         import psycopg  # noqa: F401
     except ImportError:
         _missing("psycopg is not installed (pip install '.[distributed]')")
-    try:
-        server = postgres_server()
-        found = server.__enter__()
-    except ServiceMissing as exc:
-        _missing(str(exc))
-    try:
-        yield found
-    finally:
-        server.__exit__(None, None, None)
+    yield from _started(postgres_server())
