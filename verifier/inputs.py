@@ -4,9 +4,7 @@ its `<file>.meta.json` (device, expected nonce, time received)."""
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,8 +60,10 @@ def parse_time(text: str, where: str) -> dt.datetime:
     return value
 
 
-def _read_meta(meta_path: Path) -> dict[str, Any]:
-    """The metadata in `meta_path`; raises EnvelopeError when it cannot be read as metadata."""
+def _read_meta(meta_path: str | Path) -> dict[str, Any] | None:
+    """The metadata in `meta_path`, None when there is no such file; raises EnvelopeError when
+    it is there but cannot be read as metadata (an I/O error, EACCES, a name too long included:
+    metadata that may be there is never passed over)."""
     try:
         meta = read_sidecar(meta_path, max_bytes=MAX_META_BYTES)
     except StoredFileError as exc:
@@ -73,7 +73,7 @@ def _read_meta(meta_path: Path) -> dict[str, Any]:
             raise EnvelopeError(f"{meta_path}: expected a JSON object, found {exc.found}") from None
         raise EnvelopeError(f"{meta_path}: cannot be read as JSON metadata ({exc.found})") from None
     if meta is None:
-        raise EnvelopeError(f"{meta_path}: cannot be read as JSON metadata (no such file)")
+        return None
     for name in ("device", "nonce", "received"):
         if not isinstance(meta.get(name), str):
             raise EnvelopeError(f"{meta_path}: expected a string member {name!r}, found {meta.get(name)!r}")
@@ -113,13 +113,13 @@ def read_envelope_file(path: str | Path, *, max_bytes: int, stdin: Any = None,
         raw = read_stored_bytes(where, max_bytes, "envelope")  # a named pipe is refused, never waited on
     except StoredFileError as exc:
         raise EnvelopeError(f"{where}: cannot read (expected {exc.expected}, found {exc.found})") from None
-    if not _has_metadata(where + META_SUFFIX):
+    meta = _read_meta(where + META_SUFFIX)
+    if meta is None:
         return EnvelopeInput(where, raw)
     # Absolute: the device folder and the record's name are read from it ("./x" run inside the
     # device's folder has the same folder as its absolute path).
     file = Path(where).absolute()
     meta_path = file.with_name(file.name + META_SUFFIX)
-    meta = _read_meta(meta_path)
     try:
         nonce = bytes.fromhex(meta["nonce"])
     except ValueError:
@@ -145,24 +145,6 @@ def read_envelope_file(path: str | Path, *, max_bytes: int, stdin: Any = None,
                          tuple(mismatches))
 
 
-#: What `os.stat` says of a path that is not there (as `Path.exists` reads it); any other error
-#: means metadata that may be there but cannot be looked at.
-_ABSENT = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
-
-
-def _has_metadata(meta_path: str) -> bool:
-    """Whether the metadata file `meta_path` is there. Raises EnvelopeError when that cannot be
-    told (a name too long, EIO, EACCES): metadata that exists must never be passed over."""
-    try:
-        os.stat(meta_path)
-    except OSError as exc:
-        if exc.errno in _ABSENT:
-            return False
-        raise EnvelopeError(f"{meta_path}: cannot tell whether the collector's metadata is there "
-                            f"(expected a readable metadata file or none, found {exc.strerror or exc})") from None
-    return True
-
-
 def _read_signer(file: Path, name: Any, meta: dict[str, Any], max_bytes: int,
                  member: str = "signer") -> tuple[bytes, list[Finding]]:
     """The bytes of the output `name` that signs `file` (the metadata's `signer`, or the
@@ -184,8 +166,8 @@ def _read_signer(file: Path, name: Any, meta: dict[str, Any], max_bytes: int,
         ) from None
     signer_meta_path = signer_file.with_name(signer_file.name + META_SUFFIX)
     mismatches: list[Finding] = []
-    if signer_meta_path.exists():
-        signer_meta = _read_meta(signer_meta_path)
+    signer_meta = _read_meta(signer_meta_path)
+    if signer_meta is not None:
         mismatches = _content_mismatches(signer_meta_path, signer_meta, raw)
         for member in ("device", "poll_id"):
             if signer_meta.get(member) != meta.get(member):

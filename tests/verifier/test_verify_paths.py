@@ -299,13 +299,13 @@ def test_metadata_that_cannot_be_looked_at_is_an_error_not_a_bare_envelope(
     envelope = tmp_path / "x.envelope"
     envelope.write_bytes(b"{}")
     assert read_envelope_file(envelope, max_bytes=100).meta is None  # none there: a bare envelope
-    real_stat = os.stat
+    real_open = os.open
 
-    def failing_stat(path, *args, **kwargs):
+    def failing_open(path, *args, **kwargs):
         if str(path).endswith(".meta.json"):
             raise OSError(errno.EIO, "Input/output error")
-        return real_stat(path, *args, **kwargs)
+        return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr("verifier.inputs.os.stat", failing_stat)
-    with pytest.raises(EnvelopeError, match="cannot tell whether the collector's metadata is there"):
+    monkeypatch.setattr("verifier.stored.os.open", failing_open)
+    with pytest.raises(EnvelopeError, match="cannot be read as JSON metadata"):
         read_envelope_file(envelope, max_bytes=100)
