@@ -39,6 +39,14 @@ def environment(tree: Path) -> dict[str, str]:
             "PYTHONPATH": str(tree), "PYTHONPYCACHEPREFIX": str(cache)}
 
 
+def export(ref: str, into: Path) -> Path:
+    """The tree of commit `ref` written into the new folder `into` (git archive)."""
+    into.mkdir()
+    archive = subprocess.run(["git", "archive", ref], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
 def instructions(tree: Path, command: list[str]) -> int:
     """Instructions the process running `command` in `tree` executed (its forked children not)."""
     run = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command],
@@ -64,10 +72,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="dossier-bench-instructions-"))
     try:
-        base = work / "base"
-        base.mkdir()
-        archive = subprocess.run(["git", "archive", args.base], cwd=ROOT, capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
+        base = export(args.base, work / "base")
         _, raw, _, files, command = verify_target_envelopes(work, args.large)
         command += ["--jobs", str(args.jobs)]
         trees = {f"{args.base}": base, "this tree": ROOT}

@@ -45,11 +45,12 @@ ENV = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
        "PYTHONPYCACHEPREFIX": str(Path(tempfile.gettempdir()) / "dossier-bench-pycache")}
 
 
-def run_measured(command: list[str]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the process and its children) of `command` run to its end."""
+def run_measured(command: list[str], env: dict[str, str] = ENV, cwd: Path = ROOT) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the process and its children) of `command` run to its end
+    (by default in this tree)."""
     with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a full pipe would block it
         start = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, env=ENV, cwd=ROOT)
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, env=env, cwd=cwd)
         # wait4 reports the process's own CPU plus that of the children it waited for.
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start

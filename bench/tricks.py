@@ -5,9 +5,9 @@
 On the `dossier verify` target's envelope (10 KB dossier, RSA-2048), `verify_envelope` with:
   * current: the code as it is;
   * hooked-json: no colon count (the dossier read by `json` with the duplicate-key hook on
-    every object, no orjson), the compiled schema check kept;
-  * fastjsonschema: the colon count off (it needs the compiled schema), the schema check by
-    `fastjsonschema` (if installed), duplicate keys by the hook;
+    every object, no orjson), the schema check (jsonschema-rs) after reading;
+  * fastjsonschema: the schema check by `fastjsonschema` (if installed) instead of
+    jsonschema-rs, the colon count kept;
   * jsonschema: the same with `jsonschema`'s `is_valid`;
   * no-cert-caches: the per-certificate memos (`chain.per_certificate`) and the verified-chain
     cache off (emptied before every call).
@@ -48,12 +48,15 @@ from verifier import verify_envelope  # noqa: E402
 
 def variants() -> dict[str, dict]:
     """Name -> the verify module attributes to patch in for it."""
-    verify_module._dossier_is_valid()  # compiled before fastjsonschema sees the schema
-    verify_module._dossier_colon_counter()
-    current = {"_dossier_colon_counter": verify_module._dossier_colon_counter,
-               "_dossier_is_valid": verify_module._dossier_is_valid}
+    verify_module._dossier_is_valid()  # built before fastjsonschema sees the schema
+    loads_strict = verify_module.loads_strict
+    current = {"_dossier_is_valid": verify_module._dossier_is_valid, "loads_strict": loads_strict}
+
+    def hooked(text: str, **options: object) -> object:
+        return loads_strict(text, **{**options, "vouch": None})
+
     found = {"current": current,
-             "hooked-json": {**current, "_dossier_colon_counter": lambda: None}}
+             "hooked-json": {**current, "loads_strict": hooked}}
     try:
         import fastjsonschema
 
@@ -66,11 +69,11 @@ def variants() -> dict[str, dict]:
                 return False
             return True
 
-        found["fastjsonschema"] = {"_dossier_colon_counter": lambda: None, "_dossier_is_valid": lambda: fast_valid}
+        found["fastjsonschema"] = {**current, "_dossier_is_valid": lambda: fast_valid}
     except ImportError:
         print("fastjsonschema not installed: its variant is left out", file=sys.stderr)
     plain = verify_module._dossier_validator().is_valid
-    found["jsonschema"] = {"_dossier_colon_counter": lambda: None, "_dossier_is_valid": lambda: plain}
+    found["jsonschema"] = {**current, "_dossier_is_valid": lambda: plain}
     found["no-cert-caches"] = {**current, "_uncached": True}
     return found
 

@@ -37,8 +37,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 
 import schemas
 
-from ._schemacheck import UnsupportedSchema, compile_schema
-from ._schemapatterns import ecma_validator
+from ._schemacheck import ecma_validator, yes_no_check
 from .chain import CERTIFICATE_ERRORS, fingerprint, format_name, is_ca, read_now
 from .errors import TrustStoreError
 
@@ -151,17 +150,14 @@ class RootEntry:
 
 @cache
 def _validator() -> jsonschema.Draft202012Validator:
-    """jsonschema's validator: it explains what the compiled check refused, and checks writes."""
+    """jsonschema's validator: it explains what the yes/no check refused, and checks writes."""
     return ecma_validator(schemas.load("truststore"))
 
 
 @cache
 def _is_valid() -> Any:
-    """The compiled yes/no schema check (jsonschema then explains a failure)."""
-    try:
-        return compile_schema(schemas.load("truststore"))
-    except UnsupportedSchema:
-        return _validator().is_valid
+    """The yes/no schema check (jsonschema then explains a failure)."""
+    return yes_no_check(schemas.load("truststore"))
 
 
 _CERT_CACHE_SIZE = 4096  # one root (and maybe a leaf) per device

@@ -41,15 +41,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 
 import schemas
 
-from ._schemacheck import (
-    UnsupportedSchema,
-    compile_colon_counter,
-    compile_schema,
-    instance_depth_bound,
-    numbers_within,
-)
-from ._schemapatterns import ecma_validator
-from ._strictjson import JSONProblem, brackets_outside_strings, check_depth, loads_strict
+from ._schemacheck import ecma_validator, instance_depth_bound, numbers_within, yes_no_check
+from ._strictjson import JSONProblem, brackets_outside_strings, check_depth, json_colons, loads_strict
 from .chain import explain_chain_failure, fingerprint, is_weak_hash, per_certificate, validate_chain
 from .departures import departures
 from .envelope import MAX_NONCE_BYTES, MIN_NONCE_BYTES, Envelope, parse_envelope, signed_bytes
@@ -157,31 +150,9 @@ def _dossier_validator() -> jsonschema.Draft202012Validator:
 
 
 @cache
-def _dossier_compiled_check() -> Callable[[Any], bool] | None:
-    """The compiled yes/no check (see `_schemacheck`), or None if the schema outgrows it."""
-    try:
-        return compile_schema(schemas.load("dossier"))
-    except UnsupportedSchema:
-        return None
-
-
-@cache
 def _dossier_is_valid() -> Callable[[Any], bool]:
-    """The compiled check, or jsonschema's if the schema outgrows the compiler."""
-    return _dossier_compiled_check() or _dossier_validator().is_valid
-
-
-@cache
-def _dossier_colon_counter() -> Callable[[Any], int] | None:
-    """The compiled ':' counter for schema-valid dossiers (see `_schemacheck`), or None if the
-    schema outgrows the compiler (duplicate keys are then found by the per-object hook). Only
-    sound beside the compiled check, which defines what "valid" means to it."""
-    if _dossier_compiled_check() is None:
-        return None
-    try:
-        return compile_colon_counter(schemas.load("dossier"))
-    except UnsupportedSchema:
-        return None
+    """The dossier schema's yes/no check (jsonschema then explains a no)."""
+    return yes_no_check(schemas.load("dossier"))
 
 
 @cache
@@ -372,9 +343,8 @@ def _check_data(verdict: Verdict, envelope: Envelope, expected_nonce: bytes | No
             """The schema check, and for a valid dossier its ':' count (duplicate keys, below)."""
             valid = _dossier_is_valid()(value)
             checked.append((value, valid))
-            return counter(value) if valid else None
+            return json_colons(value) if valid else None
 
-        counter = _dossier_colon_counter() if policy.validate_dossier else None
         try:
             # (2, duplicate keys) With the schema check on, a schema-valid dossier's colon count
             # rules duplicate keys out, and the schema's bounds on numbers let orjson read it
@@ -382,7 +352,7 @@ def _check_data(verdict: Verdict, envelope: Envelope, expected_nonce: bytes | No
             # which names a duplicate.
             dossier = loads_strict(stripped, max_depth=policy.max_json_depth, signed=True,
                                    depth_id=FindingId.DOSSIER_TOO_DEEP, raw=raw, depth_counted_by_caller=True,
-                                   vouch=vouch if counter is not None else None,
+                                   vouch=vouch if policy.validate_dossier else None,
                                    vouch_bounds_numbers=_dossier_numbers_bounded())
             # (1, depth) A dossier the schema accepts nests no deeper than the schema allows;
             # anything else has its brackets counted (before jsonschema walks it for messages).
@@ -451,7 +421,7 @@ def _report_departures(verdict: Verdict, dossier: dict[str, Any], policy: Policy
     found = departures(_dossier_validator().iter_errors(dossier))
     if not found:  # the two checks disagree: fail closed, say so
         verdict.add(FindingId.DOSSIER_SCHEMA, Severity.ERROR,
-                    "the dossier does not match schemas/dossier.schema.json: the compiled check refused "
+                    "the dossier does not match schemas/dossier.schema.json: the yes/no check refused "
                     "it, jsonschema names no error", "a dossier as ENVELOPE.md section 2", "a refused dossier")
         return
     for departure in found[:MAX_SCHEMA_ERRORS_REPORTED]:
