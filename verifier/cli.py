@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -112,9 +113,15 @@ def _verify_json(path: str, stdin_bytes: bytes | None = None) -> tuple[str, dict
     return _json_line(result), {key: result[key] for key in _EXIT_KEYS if key in result}
 
 
+#: Whether `_run` forks its workers (`verifier.parallel`) rather than start a process pool.
+_FORK = hasattr(os, "fork")
+
+
 def _run(files: Sequence[str], settings: _Settings, jobs: int, stdin_bytes: bytes | None,
          verify: Callable[..., Any] = _verify_one) -> Iterator[Any]:
-    """`verify` (`_verify_one` or `_verify_json`) of each file, in input order."""
+    """`verify` (`_verify_one` or `_verify_json`) of each file, in input order; with jobs > 1,
+    by this process and jobs - 1 forked workers (`verifier.parallel`), or a process pool where
+    there is no fork."""
     if jobs <= 1 or len(files) <= 1 or stdin_bytes is not None:  # stdin was read here
         _init_worker(settings)
         for path in files:
@@ -122,6 +129,12 @@ def _run(files: Sequence[str], settings: _Settings, jobs: int, stdin_bytes: byte
         return
     # Verification is CPU-bound Python: processes, not threads (the GIL). Results come back in
     # input order so the output is stable.
+    if _FORK:  # this process is one of the `jobs`; the others are forked once it is set up
+        from .parallel import forked_map
+
+        _init_worker(settings)
+        yield from forked_map(verify, files, jobs, lambda message: click.echo(f"Warning: {message}", err=True))
+        return
     with concurrent.futures.ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(settings,)) as pool:
         chunk = max(1, min(64, len(files) // (jobs * 4)))
         yield from pool.map(verify, files, chunksize=chunk)

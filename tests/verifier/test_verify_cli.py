@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -194,7 +195,7 @@ def test_usage_and_input_errors_exit_2(tmp_path: Path, files, args: list[str], m
     assert message in result.output
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
+@pytest.mark.parametrize("jobs", ["1", "2", "3"])
 def test_stdin(files, jobs: str) -> None:
     result = _runner().invoke(cli, ["verify", "-", str(files["good"]), "--root", str(files["root"]),
                                       "--nonce", "1580", "--at", NOW.isoformat(), "--json", "--jobs", jobs],
@@ -203,14 +204,90 @@ def test_stdin(files, jobs: str) -> None:
     assert [json.loads(line)["file"] for line in result.output.splitlines()] == ["-", str(files["good"])]
 
 
-def test_jobs_gives_the_same_answers_in_order(tmp_path: Path, files) -> None:
-    paths = [str(files["good"]), str(files["bad"])] * 3
+def _mixed(tmp_path: Path, files, count: int, kinds: tuple[str, ...] = ("good", "bad", "absent")) -> list[str]:
+    """`count` files, each of its own name, in turn trusted, untrusted and (with "absent") not
+    there: a line out of order, lost or twice shows."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    paths = []
+    for index in range(count):
+        kind = kinds[index % len(kinds)]
+        path = folder / f"{index:03d}-{kind}.envelope"
+        if kind != "absent":
+            shutil.copyfile(files[kind], path)
+        paths.append(str(path))
+    return paths
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+@pytest.mark.parametrize(("kinds", "exit_code"), [(("good", "bad"), 1), (("good", "bad", "absent"), 2)])
+def test_jobs_gives_the_same_answers_in_order(tmp_path: Path, files, as_json: bool, kinds, exit_code: int) -> None:
+    """--jobs 2 and 3 (this process and forked workers, the files handed out in chunks) print
+    what --jobs 1 prints, line for line, as JSON and as the table, with the same exit code."""
+    paths = _mixed(tmp_path, files, 150, kinds)
+    args = ["verify", *paths, "--root", str(files["root"]), "--nonce", "1580", "--at", NOW.isoformat(),
+            *(["--json"] if as_json else [])]
+    one = _runner().invoke(cli, [*args, "--jobs", "1"])
+    assert one.exit_code == exit_code, one.output
+    if as_json:
+        assert [json.loads(line)["file"] for line in one.output.splitlines()] == paths
+    for jobs in ("2", "3"):
+        many = _runner().invoke(cli, [*args, "--jobs", jobs])
+        assert many.exit_code == exit_code, many.output
+        assert many.output == one.output, f"--jobs {jobs}"
+
+
+def test_jobs_without_fork_uses_a_process_pool(tmp_path: Path, files, monkeypatch) -> None:
+    """Where os.fork is missing, --jobs starts a process pool: the same lines and exit code."""
+    from verifier import cli as verifier_cli
+
+    paths = _mixed(tmp_path, files, 30)
     args = ["verify", *paths, "--root", str(files["root"]), "--nonce", "1580", "--at", NOW.isoformat(), "--json"]
-    one = _runner().invoke(cli, args)
-    two = _runner().invoke(cli, [*args, "--jobs", "2"])
-    assert one.exit_code == two.exit_code == 1
-    strip = lambda out: [(x["file"], x["trusted"], [f["id"] for f in x["findings"]]) for x in map(json.loads, out.splitlines())]
-    assert strip(one.output) == strip(two.output)
+    one = _runner().invoke(cli, [*args, "--jobs", "1"])
+    monkeypatch.setattr(verifier_cli, "_FORK", False)
+    pool = _runner().invoke(cli, [*args, "--jobs", "2"])
+    assert one.exit_code == 2, one.output
+    assert (pool.exit_code, pool.output) == (2, one.output)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7, 150, 5000])
+@pytest.mark.parametrize("jobs", [2, 3, 8])
+def test_chunks_cover_every_file_once_in_order(count: int, jobs: int) -> None:
+    from verifier.parallel import CHUNK_MAX, chunks
+
+    parts = chunks(count, jobs)
+    assert [item for part in parts for item in part] == list(range(count))
+    assert all(1 <= len(part) <= CHUNK_MAX for part in parts)
+    assert [len(part) for part in parts] == sorted((len(part) for part in parts), reverse=True)
+
+
+@pytest.mark.parametrize(("how", "ended"), [("exit", "exited with code 3"), ("kill", "was killed by SIGKILL")])
+# 150 files: a worker is handed two chunks at once (of 18 files with 2 jobs, of 12 with 3), so it
+# reaches its 20th file however fast the main process is: after it returned a chunk.
+@pytest.mark.parametrize("dies_at", [1, 20])
+@pytest.mark.parametrize("jobs", ["2", "3"])
+def test_a_worker_that_dies_loses_no_file(tmp_path: Path, files, how: str, ended: str, dies_at: int,
+                                          jobs: str) -> None:
+    """Each forked worker dies (a crash, or SIGKILL) at its first file or mid-run with chunks
+    in hand: the command does not hang, says so on stderr, and the main process verifies what
+    the workers did not return: every file's line, in order, as with --jobs 1, same exit code."""
+    paths = _mixed(tmp_path, files, 150)
+    script = [sys.executable, str(PROJECT / "tests/verifier/run_with_dying_worker.py"), how, str(dies_at)]
+    args = ["verify", *paths, "--root", str(files["root"]), "--nonce", "1580", "--at", NOW.isoformat(), "--json"]
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}  # this tree's verifier, not an installed one
+
+    def run(jobs: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*script, *args, "--jobs", jobs], capture_output=True, text=True, cwd=PROJECT,
+                              env=env, timeout=120)
+
+    one, many = run("1"), run(jobs)
+    assert one.returncode == 2 and one.stderr == "", one.stderr
+    assert [json.loads(line)["file"] for line in one.stdout.splitlines()] == paths
+    assert (many.returncode, many.stdout) == (one.returncode, one.stdout), many.stderr
+    warnings = [line for line in many.stderr.splitlines() if line.startswith("Warning: ")]
+    assert len(warnings) == int(jobs) - 1, many.stderr
+    assert all(f"a verifier worker process {ended} before it returned" in line
+               and line.endswith("the main process verifies them") for line in warnings), warnings
 
 
 def test_trust_commands(tmp_path: Path, files, device: Device) -> None:
