@@ -60,6 +60,15 @@ def parse_time(text: str, where: str) -> dt.datetime:
     return value
 
 
+def _as_pathlib_writes(path: str) -> str:
+    """`str(Path(path))`: `path` without empty or "." parts ("dir//x", "./x", "x/" and "x/." are
+    "x" and "dir/x"); a path that has none is returned as it is, without making a Path."""
+    parts = path.split("/")
+    if path and "" not in parts[1:] and ("." not in parts or path == "."):
+        return path
+    return str(Path(path))
+
+
 def _read_meta(meta_path: str | Path) -> dict[str, Any] | None:
     """The metadata in `meta_path`, None when there is no such file; raises EnvelopeError when
     it is there but cannot be read as metadata (an I/O error, EACCES, a name too long included:
@@ -108,7 +117,7 @@ def read_envelope_file(path: str | Path, *, max_bytes: int, stdin: Any = None,
     if str(path) == "-":
         raw = stdin.read(max_bytes + 1) if stdin is not None else b""
         return EnvelopeInput("-", raw)
-    where = str(Path(path))  # as before: "dir//x", "./x" and "x/" name x
+    where = _as_pathlib_writes(str(path))  # as before: "dir//x", "./x" and "x/" name x
     try:
         raw = read_stored_bytes(where, max_bytes, "envelope")  # a named pipe is refused, never waited on
     except StoredFileError as exc:

@@ -20,7 +20,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from ._strictjson import JSONProblem, loads_strict
 from .errors import EnvelopeError
@@ -96,16 +96,24 @@ class StoredFileError(EnvelopeError):
 _JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 
 
-def read_stored_bytes(path: str | Path, max_bytes: int, what: str = "stored") -> bytes:
+@overload
+def read_stored_bytes(path: str | Path, max_bytes: int, what: str = ..., *, missing_ok: Literal[False] = ...) -> bytes: ...
+@overload
+def read_stored_bytes(path: str | Path, max_bytes: int, what: str = ..., *, missing_ok: bool) -> bytes | None: ...
+
+
+def read_stored_bytes(path: str | Path, max_bytes: int, what: str = "stored", *, missing_ok: bool = False) -> bytes | None:
     """Up to `max_bytes` + 1 bytes of the regular file `path` (one byte over is enough for the
     caller to report it). The one way a file of the store is read: anyone who can write the
     store can put a named pipe, a device or a socket where a file was, and a plain `open` of a
     pipe waits for a writer forever (no signal ends it). So the file is opened without blocking
     and refused unless it is a regular file. Raises StoredFileError: problem "missing" (no such
-    file), "not_regular" or "unreadable"."""
+    file; with `missing_ok`, None is returned instead), "not_regular" or "unreadable"."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
+        if missing_ok:
+            return None
         raise StoredFileError(path, "missing", f"a {what} file", "no such file") from None
     except OSError as exc:
         raise StoredFileError(path, "unreadable", f"a readable {what} file", str(exc.strerror or exc)) from None
@@ -149,12 +157,9 @@ def read_sidecar(path: Path, what: str = "metadata", *, max_bytes: int = MAX_SID
     file), is over `max_bytes`, is not strict JSON (a duplicate key, NaN, an integer too long to
     convert, nesting past MAX_SIDECAR_DEPTH), or is not an object. Anyone who can write the store
     can write these files: nothing here trusts them."""
-    try:
-        data = read_stored_bytes(path, max_bytes, what)
-    except StoredFileError as exc:
-        if exc.problem == "missing":
-            return None
-        raise
+    data = read_stored_bytes(path, max_bytes, what, missing_ok=True)
+    if data is None:
+        return None
     if len(data) > max_bytes:
         raise StoredFileError(path, "too_large", f"a {what} file of at most {max_bytes} bytes", "a larger one")
     try:
