@@ -411,3 +411,16 @@ def test_strict_dossier_fails_what_a_newer_release_could_print(files, device: De
     assert [(f["id"], f["severity"]) for f in json.loads(strict.output)["findings"]] == [("dossier.schema", "error")]
     table = _runner().invoke(cli, args[:-1])
     assert table.exit_code == 0 and "TRUSTED" in table.output, table.output
+
+
+@pytest.mark.parametrize("text", ["plain", "bidi \u202e override", "C1 \x9b control", "not UTF-8 \udcff",
+                                  "emoji \U0001f600", "escape \x1b[31m", "quote \" and \\"])
+def test_a_json_line_is_ascii_and_reads_back_as_the_result(text: str) -> None:
+    """The line is one line of ASCII (device text, a file name that is not UTF-8: inert on a
+    terminal) that reads back as the result."""
+    from verifier.cli import _json_line
+
+    result = {"file": text, "trusted": False, "findings": [{"message": text, "found": None}], "days": {"leaf": 3}}
+    line = _json_line(result)
+    assert line.isascii() and "\n" not in line
+    assert json.loads(line) == result
