@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import os
 import sys
@@ -135,6 +134,8 @@ def _run(files: Sequence[str], settings: _Settings, jobs: int, stdin_bytes: byte
         _init_worker(settings)
         yield from forked_map(verify, files, jobs, lambda message: click.echo(f"Warning: {message}", err=True))
         return
+    import concurrent.futures  # where processes cannot fork
+
     with concurrent.futures.ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(settings,)) as pool:
         chunk = max(1, min(64, len(files) // (jobs * 4)))
         yield from pool.map(verify, files, chunksize=chunk)

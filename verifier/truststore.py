@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import pkcs7
 
 import schemas
 
@@ -94,6 +93,8 @@ def parse_bundle(data: bytes) -> list[x509.Certificate]:
 
     Raises TrustStoreError if nothing in `data` is a certificate bundle.
     """
+    from cryptography.hazmat.primitives.serialization import pkcs7  # with email: only for bundles
+
     if b"-----BEGIN PKCS7-----" in data:
         loaders = [pkcs7.load_pem_pkcs7_certificates]
     elif b"-----BEGIN CERTIFICATE-----" in data:
