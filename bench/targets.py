@@ -151,6 +151,11 @@ def collect_target(args: argparse.Namespace) -> None:
     procs, inventories = start_emulators(args.state_dir, max(sizes), 2, args.files)
     work = Path(tempfile.mkdtemp(prefix="dossier-bench-targets-"))
     try:
+        base = None
+        if args.base:
+            from instructions import environment, export  # bench/instructions.py
+
+            base = export(args.base, work / "base")
         trust = work / "truststore"
         write_inventory(work / "all.yaml", inventories, max(sizes))
         fleet = load_inventory(work / "all.yaml").devices
@@ -166,11 +171,15 @@ def collect_target(args: argparse.Namespace) -> None:
             floor_cmd = [sys.executable, str(ROOT / "bench" / "targets.py"), "floor-loop", str(inventory)]
             collect_cmd = [sys.executable, "-m", "dossier_cli", "collect", "--inventory", str(inventory),
                            "--store", str(store), "--trust-store", str(trust), "--retries", "0", "--no-progress"]
-            run_measured(collect_cmd)  # compile the modules once, as an installation has them
-            arms = {"loop": floor_cmd, "collect": collect_cmd}
+            arms = {"loop": (floor_cmd, ENV, ROOT), "collect": (collect_cmd, ENV, ROOT)}
+            if base is not None:  # `dossier collect` of that commit's tree, on the same fleet and store
+                arms[args.base] = (collect_cmd, environment(base), base)
             for extra in args.arm:  # e.g. "no-gc=--some-option"
                 name, _, options = extra.partition("=")
-                arms[name] = collect_cmd + options.split()
+                arms[name] = (collect_cmd + options.split(), ENV, ROOT)
+            for command, env, cwd in arms.values():  # compile the modules once, as an installation has them
+                if command is not floor_cmd:
+                    run_measured(command, env, cwd)
             cpu = {name: [] for name in arms}
             cpu_ratios = {name: [] for name in arms}
             wall_ratios = {name: [] for name in arms}
@@ -178,7 +187,7 @@ def collect_target(args: argparse.Namespace) -> None:
             for round_index in range(rounds):
                 names = list(arms)
                 shift = round_index % len(names)
-                measured = {name: run_measured(arms[name]) for name in names[shift:] + names[:shift]}
+                measured = {name: run_measured(*arms[name]) for name in names[shift:] + names[:shift]}
                 floor_wall, floor_s = measured["loop"]
                 for name, (wall, spent) in measured.items():
                     cpu[name].append(1000 * spent / size)
@@ -346,6 +355,8 @@ def main() -> None:
     collect.add_argument("--rounds", type=int, default=None, help="default: 5 at 200 devices, 3 at 1,000")
     collect.add_argument("--arm", action="append", default=[], metavar="NAME=OPTIONS",
                          help="also run `dossier collect OPTIONS` as NAME (an A/B arm)")
+    collect.add_argument("--base", metavar="REF", help="also run `dossier collect` of commit REF (exported with "
+                         "git archive) as an arm named REF, side by side with this tree")
     collect.add_argument("--files", type=int, default=50, help="file-system inventory size per device")
     collect.add_argument("--state-dir", type=Path, default=Path(tempfile.gettempdir()) / "dossier-bench-collect")
     verify = commands.add_parser("verify")
