@@ -32,13 +32,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import verification as xv
 
-from .errors import ChainError
+from .errors import ChainError, VerifierError
 from .findings import FindingId
 from .policy import DEFAULT_POLICY, Policy
 from .signature import KeyPolicyError, check_key_policy, is_dsa_key
 
 __all__ = ["CERTIFICATE_ERRORS", "explain_chain_failure", "fingerprint", "format_name", "is_ca", "is_weak_hash",
-           "load_der_certificate", "per_certificate", "read_now", "validate_chain"]
+           "load_der_certificate", "per_certificate", "read_now", "utc_moment", "validate_chain"]
 
 _WEAK_HASHES = (hashes.SHA1, hashes.MD5)
 _CACHE_SIZE = 4096  # one entry per (leaf, roots) pair: a fleet of thousands of devices fits
@@ -162,11 +162,14 @@ def is_weak_hash(cert: x509.Certificate) -> str | None:
     return None
 
 
-def _utc(at: dt.datetime | None) -> dt.datetime:
+def utc_moment(at: dt.datetime | None, error: type[VerifierError] = VerifierError,
+               what: str = "verification time") -> dt.datetime:
+    """`at` in UTC (None: now); `error` naming `what` for a naive datetime, whose zone nobody
+    can know. The one reading of a caller's verification time."""
     if at is None:
         return dt.datetime.now(dt.UTC)
     if at.tzinfo is None:
-        raise ChainError(f"validation time {at.isoformat()} has no time zone; pass an aware datetime")
+        raise error(f"{what} {at.isoformat()} has no time zone; pass an aware datetime (UTC)")
     return at.astimezone(dt.UTC)
 
 
@@ -260,7 +263,7 @@ def validate_chain(
     allows (a bound on path-building time).
     """
     policy = policy or DEFAULT_POLICY
-    when = _utc(at)
+    when = utc_moment(at, ChainError, "validation time")
     if not roots:
         raise ChainError("no trust anchor: pass at least one enrolled root")
     if len(intermediates) > policy.max_intermediates:
@@ -373,7 +376,7 @@ def _explain(
     at: dt.datetime,
     policy: Policy,
 ) -> list[tuple[str, str, str | None, str | None]]:
-    second = _utc(at).replace(microsecond=0)
+    second = utc_moment(at, ChainError, "validation time").replace(microsecond=0)
     found: list[tuple[str, str, str | None, str | None]] = []
 
     def add(finding_id: str, message: str, expected: str | None = None, got: str | None = None) -> None:

@@ -43,7 +43,7 @@ import schemas
 
 from ._schemacheck import ecma_validator, instance_depth_bound, numbers_within, yes_no_check
 from ._strictjson import JSONProblem, brackets_outside_strings, check_depth, json_colons, loads_strict
-from .chain import explain_chain_failure, fingerprint, is_weak_hash, per_certificate, validate_chain
+from .chain import explain_chain_failure, fingerprint, is_weak_hash, per_certificate, utc_moment, validate_chain
 from .departures import departures
 from .envelope import MAX_NONCE_BYTES, MIN_NONCE_BYTES, Envelope, parse_envelope, signed_bytes
 from .errors import ChainError, SignatureError, VerifierError
@@ -168,16 +168,6 @@ def _dossier_depth_bound() -> float:
     depth)."""
     bound = instance_depth_bound(schemas.load("dossier"))
     return float("inf") if bound is None else bound
-
-
-def _now_utc(at: dt.datetime | None) -> dt.datetime:
-    if at is None:
-        return dt.datetime.now(dt.UTC)
-    if at.tzinfo is None:
-        raise VerifierError(
-            f"verification time {at.isoformat()} has no time zone; pass an aware datetime (UTC)"
-        )
-    return at.astimezone(dt.UTC)
 
 
 def _select_anchors(
@@ -585,7 +575,7 @@ def _verify(
     policy: Policy | None,
 ) -> Verdict:
     policy = policy or DEFAULT_POLICY
-    when = _now_utc(at)
+    when = utc_moment(at)
     if trust_store is None and not roots:
         raise VerifierError(
             "no trust anchor configured: pass trust_store= or roots= (an empty trust is not "

@@ -419,7 +419,7 @@ def _cli_verify(files: list[str], roots: list[str]) -> Any:
     from dossier_cli.main import cli
 
     with pytest.MonkeyPatch.context() as patch:  # judge at NOW, inside the crafted chain's window
-        patch.setattr("verifier.profiles._when", lambda at: NOW)
+        patch.setattr("verifier.profiles.utc_moment", lambda at, *_: NOW)
         return CliRunner().invoke(cli, ["verify", *files, *roots, "--profile", "auto", "--nonce-dec", str(NONCE),
                                         "--json"])
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from cryptography import x509
 
+from ..chain import utc_moment
 from ..findings import FindingId, Severity
 from ..policy import DEFAULT_POLICY, Policy
 from ..truststore import TrustStore
@@ -123,7 +124,7 @@ def verify_output(
     Raises ProfileError / VerifierError only for the caller's own mistakes.
     """
     policy = policy or DEFAULT_POLICY
-    when = _when(at)
+    when = utc_moment(at, ProfileError)
     verdict = _dispatch(raw, profile, roots, trust_store, device, expected_nonce, signer, signature, kgv, when,
                         policy)
     if isinstance(verdict, ProfileVerdict):
@@ -212,11 +213,3 @@ def _dispatch(
         for measurement in verdict.measurements:
             verdict.findings.extend(appraise_integrity(measurement, kgv))
     return verdict
-
-
-def _when(at: dt.datetime | None) -> dt.datetime:
-    if at is None:
-        return dt.datetime.now(dt.UTC)
-    if at.tzinfo is None:
-        raise ProfileError(f"verification time {at.isoformat()} has no time zone; pass an aware datetime (UTC)")
-    return at.astimezone(dt.UTC)
