@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from collector.enroll import enroll_root, fetch_root
 from collector.inventory import load_inventory
+from fleet_setup import enroll_all
 from collector_fakes import DevicePki, FakeDevice, FakeFleet, dossier_handler, make_pki
 from dossier_cli.main import cli
 
@@ -37,8 +38,7 @@ class Setup:
         self.inventory = fleet.write_inventory(tmp_path / "inventory.yaml", password_dir=tmp_path / "pw")
         self.store, self.trust = tmp_path / "store", tmp_path / "trust"
         if enroll:
-            for device in load_inventory(self.inventory).devices:
-                enroll_root(self.trust, fetch_root(device), source="tofu")
+            enroll_all(self.inventory, self.trust)
         self.before = self.commands()
 
     def commands(self) -> list[int]:

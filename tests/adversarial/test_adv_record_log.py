@@ -21,6 +21,7 @@ from collector.inventory import load_inventory
 from collector.enroll import enroll_root, fetch_root
 from collector.records import RecordLog, load_or_create_key
 from collector.store import EnvelopeRecord, Store
+from fleet_setup import enroll_all
 from dossier_cli.main import cli
 from emulator.faults import Fault
 from emulator.fleet import Fleet
@@ -53,9 +54,8 @@ def collected(tmp_path_factory: pytest.TempPathFactory) -> dict:
                files=SMALL_FILES) as fleet:
         inventory = tmp / "inventory.yaml"
         fleet.write_inventory(inventory)
-        device = load_inventory(inventory).devices[0]
         trust = tmp / "state" / "truststore"
-        enroll_root(trust, fetch_root(device), source="tofu")
+        device = enroll_all(inventory, trust)[0]
         first = _collect(inventory, tmp / "store", trust)
         fleet.set_fault(device.name, Fault.EXPIRED_LEAF)
         second = _collect(inventory, tmp / "store", trust)

@@ -19,6 +19,7 @@ from collector.enroll import enroll_root, fetch_root
 from collector.inventory import load_inventory
 from collector.lock import RunLock
 from collector.store import Store
+from fleet_setup import enroll_all
 from collector_fakes import (FakeDevice, FakeFleet, data_changed_handler, dossier_handler,
                              filesystem_handler, make_pki, stale_nonce_handler)
 from dossier_cli.main import cli
@@ -28,11 +29,6 @@ from verifier import TrustStore
 def setup(tmp_path: Path, fakes: list[FakeDevice]) -> tuple[Path, Path, Path]:
     inventory = tmp_path / "inventory.yaml"
     return inventory, tmp_path / "store", tmp_path / "truststore"
-
-
-def enroll_all(inventory: Path, trust: Path) -> None:
-    for device in load_inventory(inventory).devices:
-        enroll_root(trust, fetch_root(device), source="tofu")
 
 
 def test_mixed_fleet_each_device_gets_its_own_verdict(tmp_path: Path, pki) -> None:

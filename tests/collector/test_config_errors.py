@@ -12,9 +12,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from collector.enroll import enroll_root, fetch_root
 from collector.errors import InventoryError
 from collector.inventory import load_inventory
+from fleet_setup import enroll_all
 from collector_fakes import FakeDevice, FakeFleet, dossier_handler, reply
 from dossier_cli.main import cli
 from verifier import TrustStore
@@ -25,11 +25,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def _fleet(tmp_path: Path, pki, count: int = 2) -> tuple[list[FakeDevice], Path, Path, Path]:
     fakes = [FakeDevice(f"r{i}", dossier_handler(pki)) for i in range(1, count + 1)]
     return fakes, tmp_path / "inventory.yaml", tmp_path / "store", tmp_path / "truststore"
-
-
-def _enroll(inventory: Path, trust: Path) -> None:
-    for device in load_inventory(inventory).devices:
-        enroll_root(trust, fetch_root(device), source="tofu")
 
 
 def _polled(fakes: list[FakeDevice]) -> list[str]:
@@ -52,7 +47,7 @@ def test_a_damaged_trust_store_is_refused_before_polling(tmp_path: Path, pki) ->
     fakes, inventory, store, trust = _fleet(tmp_path, pki)
     with FakeFleet(fakes) as fleet:
         fleet.write_inventory(inventory, password_dir=tmp_path / "pw")
-        _enroll(inventory, trust)
+        enroll_all(inventory, trust)
         commands_before = [list(fake.commands) for fake in fakes]
         device_file = trust / "devices" / "r2.json"
         record = json.loads(device_file.read_text())
@@ -125,7 +120,7 @@ def test_an_unreadable_credential_fails_its_device_and_the_run_exits_2(tmp_path:
     fakes, inventory, store, trust = _fleet(tmp_path, pki)
     with FakeFleet(fakes) as fleet:
         fleet.write_inventory(inventory, password_dir=tmp_path / "pw")
-        _enroll(inventory, trust)
+        enroll_all(inventory, trust)
         monkeypatch.delenv("DOSSIER_TEST_UNSET", raising=False)
         text = inventory.read_text()
         r2_secret = f"{{password_file: {tmp_path / 'pw' / 'r2.password'}}}"

@@ -16,10 +16,10 @@ import pytest
 
 from collector import collect
 from collector.collect import CollectOptions, Collector, DeviceOutcome
-from collector.enroll import enroll_root, fetch_root
 from collector.errors import StoreError
-from collector.inventory import Device, load_inventory
+from collector.inventory import Device
 from collector.store import DEVICE_STATES_FORMAT, DEVICE_STATES_NAME, Store
+from fleet_setup import enroll_all
 from emulator.fleet import Fleet
 
 FS_NODE = "0/RP0/CPU0"
@@ -39,9 +39,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     with Fleet(state_dir=tmp / "fleet", devices=3, provisioned=True, key_type="ecdsa-p256",
                seed=31, files=20) as fleet:
         fleet.write_inventory(tmp / "inventory.yaml")
-        devices = list(load_inventory(tmp / "inventory.yaml").devices)
-        for device in devices:
-            enroll_root(tmp / "truststore", fetch_root(device), source="tofu")
+        devices = enroll_all(tmp / "inventory.yaml", tmp / "truststore")
         yield Rig(devices, tmp / "truststore")
 
 

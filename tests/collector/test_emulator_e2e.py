@@ -22,6 +22,7 @@ from collector.enroll import enroll_root, fetch_root
 from collector.inventory import Timeouts, load_inventory
 from collector import store as store_module
 from collector.store import Store
+from fleet_setup import enroll_all
 from dossier_cli.main import cli
 from verifier import TrustStore
 from emulator.faults import TPM_FAULTS, Fault
@@ -81,10 +82,8 @@ def test_every_fault_ends_in_its_verdict_and_the_rest_succeed(tmp_path: Path, st
                key_type="ecdsa-p256", seed=4, files=SMALL_FILES) as fleet:
         inventory = tmp_path / "inventory.yaml"
         fleet.write_inventory(inventory)
-        devices = load_inventory(inventory).devices
         trust = tmp_path / "truststore"
-        for device in devices:
-            enroll_root(trust, fetch_root(device), source="tofu")
+        devices = enroll_all(inventory, trust)
         faulty = dict(zip([d.name for d in devices[1:-1]], faults))
         for name, fault in faulty.items():
             fleet.set_fault(name, fault, **PARAMS.get(fault, {}))

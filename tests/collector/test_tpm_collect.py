@@ -22,7 +22,7 @@ import schemas
 
 from collector.collect import CollectOptions, Collector
 from collector.enroll import enroll_attestation_key, enroll_root, fetch_attestation_keys, fetch_root
-from collector.inventory import Device, Timeouts, load_inventory
+from collector.inventory import Device, Timeouts
 from collector.store import Store
 from dossier_cli.main import cli
 from emulator.faults import Fault
@@ -30,6 +30,7 @@ from emulator.fleet import Fleet
 from verifier import TrustStore
 from verifier.evidence import verify_stored
 from collector.insights.policy import AppraisalPolicy
+from fleet_setup import enroll_all
 from emulator.tpm.swtpm import swtpm_available
 from verifier.stored import APPRAISAL_SUFFIX, KINDS, META_SUFFIX, read_sidecar
 from verifier.tpm.replies import parse_certificates, parse_quote
@@ -70,12 +71,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         text = inventory.read_text().replace(
             "platform: iosxr", f"platform: iosxr\n  evidence: [dossier, tpm]\n  items: [{', '.join(ITEMS)}]")
         inventory.write_text(text)
-        devices = list(load_inventory(inventory).devices)
         trust = base / "truststore"
+        devices = enroll_all(inventory, trust)
         store = TrustStore.open(trust, create=True)
         tpm_root = fleet.tpm_authority().root
         for device in devices:
-            enroll_root(trust, fetch_root(device), source="tofu")
             store.add_root(device.name, tpm_root, source="tpm-vendor")
             for candidate in fetch_attestation_keys(device, trust_store_path=trust):
                 enroll_attestation_key(trust, candidate, source="tofu")

@@ -15,10 +15,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from collector.collect import CollectOptions, Collector
-from collector.enroll import enroll_root, fetch_root
 from collector.insights import AppraisalPolicy
-from collector.inventory import load_inventory
 from collector.store import Store
+from fleet_setup import enroll_all
 from emulator import facts as device_facts
 from emulator.faults import Fault
 from emulator.fleet import Fleet
@@ -74,10 +73,8 @@ def collected_fleet(tmp_path_factory: pytest.TempPathFactory) -> CollectedFleet:
         _same_software(fleet)
         inventory = tmp / "inventory.yaml"
         fleet.write_inventory(inventory)
-        devices = load_inventory(inventory).devices
         trust = tmp / "trust"
-        for device in devices:
-            enroll_root(trust, fetch_root(device), source="tofu")
+        devices = enroll_all(inventory, trust)
         store = Store.open(tmp / "store")
         options = CollectOptions(items=ITEMS, concurrency=8, policy=AppraisalPolicy.from_document(POLICY))
         collector = Collector(store, trust_store_path=trust, options=options)

@@ -11,8 +11,7 @@ import jwt as pyjwt
 from click.testing import CliRunner
 
 import schemas
-from collector.enroll import enroll_root, fetch_root
-from collector.inventory import load_inventory
+from fleet_setup import enroll_all
 from dossier_cli.main import cli
 from emulator import facts as device_facts
 from emulator.faults import Fault
@@ -32,8 +31,7 @@ def test_collect_posts_each_alert_once_with_its_ear(tmp_path: Path) -> None:
     with Fleet(state_dir=tmp_path / "fleet", devices=3, provisioned=True, key_type="ecdsa-p256", seed=7,
                files=SMALL_FILES) as fleet, Receiver(SECRET.encode(), fail_first=1) as receiver:
         fleet.write_inventory(inventory)
-        for device in load_inventory(inventory).devices:
-            enroll_root(trust, fetch_root(device), source="tofu")
+        enroll_all(inventory, trust)
         hooks = tmp_path / "hooks.yaml"
         hooks.write_text(f"format: trust-dossier/webhooks/1\nurls: ['{receiver.url}']\nretry_base_s: 0.05\n")
         args = ["collect", "-i", str(inventory), "--store", str(store), "--trust-store", str(trust),

@@ -15,10 +15,9 @@ from click.testing import CliRunner
 
 import schemas
 from collector.collect import CollectOptions, Collector
-from collector.enroll import enroll_root, fetch_root
 from collector.insights import AppraisalPolicy
-from collector.inventory import load_inventory
 from collector.store import Store
+from fleet_setup import enroll_all
 from dossier_cli.main import cli
 from emulator import facts as device_facts
 from emulator.faults import Fault
@@ -70,10 +69,8 @@ def fleet_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                seed=11, files=10) as fleet:
         inventory = tmp / "inventory.yaml"
         fleet.write_inventory(inventory)
-        devices = load_inventory(inventory).devices
         trust = tmp / "trust"
-        for device in devices:
-            enroll_root(trust, fetch_root(device), source="tofu")
+        devices = enroll_all(inventory, trust)
         store = Store.open(tmp / "store")
         policy = AppraisalPolicy.from_document(POLICY)
         collector = Collector(store, trust_store_path=trust, options=CollectOptions(concurrency=8, policy=policy))

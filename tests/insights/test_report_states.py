@@ -17,10 +17,9 @@ from click.testing import CliRunner
 
 import schemas
 from collector.collect import CollectOptions, Collector
-from collector.enroll import enroll_root, fetch_root
 from collector.insights import AppraisalPolicy
-from collector.inventory import load_inventory
 from collector.store import Store
+from fleet_setup import enroll_all
 from dossier_cli.main import cli
 from emulator.faults import Fault
 from emulator.fleet import Fleet
@@ -42,10 +41,8 @@ def three_states(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         assert [d.name for d in fleet.devices] == [TRUSTED, UNTRUSTED, UNREACHABLE]
         inventory = tmp / "inventory.yaml"
         fleet.write_inventory(inventory)
-        devices = load_inventory(inventory).devices
         trust = tmp / "trust"
-        for device in devices:
-            enroll_root(trust, fetch_root(device), source="tofu")
+        devices = enroll_all(inventory, trust)
         policy = AppraisalPolicy.from_document(POLICY)
         stores = {"plain": Store.open(tmp / "plain"), "policy": Store.open(tmp / "policy")}
         collectors = [Collector(stores["plain"], trust_store_path=trust, options=CollectOptions(concurrency=3)),

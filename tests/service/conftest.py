@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 
 from collector.collect import CollectOptions, Collector
-from collector.enroll import enroll_root, fetch_root
-from collector.inventory import load_inventory
 from collector.store import Store
+from fleet_setup import enroll_all
 from emulator.faults import Fault
 from emulator.fleet import Fleet
 
@@ -30,10 +29,8 @@ def collected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collected]:
     try:
         inventory = root / "inventory.yaml"
         fleet.write_inventory(inventory)
-        devices = load_inventory(inventory).devices
         trust = root / "trust"
-        for device in devices:
-            enroll_root(trust, fetch_root(device), source="tofu")
+        devices = enroll_all(inventory, trust)
         store = Store.open(root / "store")
         options = CollectOptions(items=ITEMS, retries=0)
         Collector(store, trust_store_path=trust, options=options).run(devices)
