@@ -299,13 +299,11 @@ def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tupl
 
         stream = track(stream, total=len(files), description="verifying", transient=True,
                        console=Console(stderr=True))
-    out = click.get_text_stream("stdout")
     for result in stream:
         if as_json:
             line, result = result
-            out.write(line + "\n")  # buffered when not a terminal (click.echo flushes every line)
+            click.echo(line)
         results.append(result)
-    out.flush()  # here, where a closed pipe is click's to report, not at the interpreter's exit
     if not as_json:
         _print_results(results, verbose=verbose)
         for result in results:
