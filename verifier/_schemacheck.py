@@ -3,8 +3,9 @@ bounds read off the schema itself.
 
 The yes/no check is `jsonschema-rs` (`yes_no_check`): it walks a large file-system inventory
 faster than the text is parsed, so every document pays for it. When it says no, `jsonschema`
-(`ecma_validator`) names what departs, so the slow path runs only on refused input; should the
-two disagree, the caller fails closed. Both follow draft 2020-12: booleans are not numbers, 1.0
+(`ecma_validator`) names what departs, so the slow path runs only on refused input. Should the
+two disagree, the verifier fails closed on a dossier (`verify._report_departures`); the trust
+store reads a file of its own that `jsonschema` accepts. Both follow draft 2020-12: booleans are not numbers, 1.0
 is an integer, `format` is an annotation, and `pattern` is a search with ECMA-262's `$` (the end
 of the text: Python's `re` also matches it before a final newline, so "0/RP0/CPU0\n" would pass
 for a node name; `ecma_regex` rewrites it for `jsonschema`, and tests hold the two sides equal).
@@ -39,7 +40,7 @@ class UnsupportedSchema(ValueError):
 def yes_no_check(schema: dict[str, Any]) -> Callable[[Any], bool]:
     """Whether an instance is valid against `schema`, by jsonschema-rs. An instance it cannot
     take in (a string holding a lone surrogate, which is not Unicode text) is not valid: the
-    caller's `ecma_validator` then says what it finds, and a disagreement fails closed."""
+    caller's `ecma_validator` then says what it finds."""
     import jsonschema_rs
 
     is_valid = jsonschema_rs.validator_for(schema).is_valid

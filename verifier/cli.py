@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -297,6 +298,9 @@ def verify_command(files: tuple[str, ...], trust_store: Path | None, roots: tupl
         from rich.console import Console
         from rich.progress import track
 
+        # The first result before the bar: `--jobs` forks its workers then, and a fork must not
+        # copy the bar's refresh thread (a lock it held would stay held in the worker).
+        stream = itertools.chain([next(stream)], stream)
         stream = track(stream, total=len(files), description="verifying", transient=True,
                        console=Console(stderr=True))
     for result in stream:
