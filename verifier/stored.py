@@ -97,12 +97,14 @@ _JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", boo
 
 
 @overload
-def read_stored_bytes(path: str | Path, max_bytes: int, what: str = ..., *, missing_ok: Literal[False] = ...) -> bytes: ...
+def read_stored_bytes(path: str | Path, max_bytes: int, what: str = ...,
+                      *, missing_ok: Literal[False] = ...) -> bytes: ...
 @overload
 def read_stored_bytes(path: str | Path, max_bytes: int, what: str = ..., *, missing_ok: bool) -> bytes | None: ...
 
 
-def read_stored_bytes(path: str | Path, max_bytes: int, what: str = "stored", *, missing_ok: bool = False) -> bytes | None:
+def read_stored_bytes(path: str | Path, max_bytes: int, what: str = "stored",
+                      *, missing_ok: bool = False) -> bytes | None:
     """Up to `max_bytes` + 1 bytes of the regular file `path` (one byte over is enough for the
     caller to report it). The one way a file of the store is read: anyone who can write the
     store can put a named pipe, a device or a socket where a file was, and a plain `open` of a
