@@ -134,7 +134,6 @@ def per_certificate(function: Callable[[x509.Certificate], T]) -> Callable[[x509
     return memoized
 
 
-@per_certificate  # a device's root and leaf recur in every envelope
 def is_ca(cert: x509.Certificate) -> bool:
     """Whether `cert` is a CA certificate (basicConstraints CA:TRUE): what a root, a sub-CA or a
     trust-pool entry must be."""
@@ -144,7 +143,7 @@ def is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
-@per_certificate  # four calls per envelope verified
+@per_certificate  # a device's root and leaf recur in every envelope: four calls per envelope verified
 def fingerprint(cert: x509.Certificate) -> str:
     """SHA-256 of the certificate's DER, lowercase hex: how roots are enrolled and compared."""
     return cert.fingerprint(hashes.SHA256()).hex()
