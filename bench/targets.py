@@ -177,9 +177,9 @@ def collect_target(args: argparse.Namespace) -> None:
             for extra in args.arm:  # e.g. "no-gc=--some-option"
                 name, _, options = extra.partition("=")
                 arms[name] = (collect_cmd + options.split(), ENV, ROOT)
-            for command, env, cwd in arms.values():  # compile the modules once, as an installation has them
-                if command is not floor_cmd:
-                    run_measured(command, env, cwd)
+            run_measured(collect_cmd)  # compile each tree's modules once, as an installation has them
+            if base is not None:
+                run_measured(*arms[args.base])
             cpu = {name: [] for name in arms}
             cpu_ratios = {name: [] for name in arms}
             wall_ratios = {name: [] for name in arms}
