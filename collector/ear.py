@@ -17,7 +17,6 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Callable, Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -146,10 +145,9 @@ def trustworthiness_vector(vector: Mapping[str, Status], *, untrusted: bool) -> 
 
 
 def _verifier_build() -> str:
-    try:
-        return f"trust-dossier {metadata.version('trust-dossier')}"
-    except metadata.PackageNotFoundError:
-        return "trust-dossier (not installed)"
+    from . import __version__
+
+    return f"trust-dossier {__version__}"
 
 
 def _policy_id(policy: Mapping[str, Any]) -> str:
