@@ -66,7 +66,7 @@ def build_store(store_dir: Path, trust_dir: Path, key_path: Path, devices: int, 
 
     from collector.records import RecordLog, load_or_create_key
     from collector.store import Store
-    from collector.verifying import freeze_trust_store, stored_verdict, verify_bytes
+    from collector.verifying import freeze_trust_store, stored_verdict, verify_polled
     from verifier import TrustStore
 
     started = time.perf_counter()
@@ -83,8 +83,8 @@ def build_store(store_dir: Path, trust_dir: Path, key_path: Path, devices: int, 
 
     def flush() -> None:
         def check(stored: list) -> list:
-            return [stored_verdict(verify_bytes(entry["output"], str(trust_dir), entry["device"],
-                                                entry["nonce_hex"], entry["received"]))
+            return [stored_verdict(verify_polled(entry["output"], "xr-dossier", str(trust_dir), entry["device"],
+                                                 bytes.fromhex(entry["nonce_hex"]), entry["received"]))
                     if record is not None else None for entry, record in zip(entries, stored, strict=True)]
 
         saved = store.save_many(entries, check=check)
@@ -115,7 +115,7 @@ def add_collection(store_dir: Path, trust_dir: Path, key_path: Path, name: str) 
     a minute later: trusted, so it changes what fleet consensus compares); returns its time."""
     from collector.records import RecordLog, load_or_create_key
     from collector.store import Store
-    from collector.verifying import stored_verdict, verify_bytes
+    from collector.verifying import stored_verdict, verify_polled
 
     store = Store.open(store_dir)
     records = RecordLog(store.root, load_or_create_key(key_path))
@@ -125,8 +125,8 @@ def add_collection(store_dir: Path, trust_dir: Path, key_path: Path, name: str) 
     entry = {"device": name, "host": "192.0.2.1", "nonce_hex": newest.nonce, "output": store.envelope_bytes(newest),
              "started": received, "received": received, "duration_s": 0.2,
              "extra": {"kind": "xr-dossier", "platform": "iosxr"}}
-    saved = store.save_many([entry], check=lambda stored: [stored_verdict(verify_bytes(
-        entry["output"], str(trust_dir), name, entry["nonce_hex"], received))])
+    saved = store.save_many([entry], check=lambda stored: [stored_verdict(verify_polled(
+        entry["output"], "xr-dossier", str(trust_dir), name, bytes.fromhex(entry["nonce_hex"]), received))])
     records.append([record for record in saved if not isinstance(record, Exception)])
     store.sync()
     store.close()

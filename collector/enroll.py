@@ -169,14 +169,14 @@ def fetch_root(device: Device, *, run_deadline: float | None = None) -> RootCand
     from verifier import Policy, verify_envelope  # collector -> verifier is the allowed direction
 
     profile = profile_for(device.platform)
-    nonce_hex = Nonce.fresh().hex()
-    result = run_command(device, profile.dossier_command(ENROLL_ITEMS, nonce_hex), run_deadline=run_deadline)
+    nonce = Nonce.fresh()
+    result = run_command(device, profile.dossier_command(ENROLL_ITEMS, nonce.hex()), run_deadline=run_deadline)
     profile.check_output(result.output)
     certificates = _certificates(result.output, device.name)
     root = certificates[0]
     leaf = certificates[-1] if len(certificates) > 1 else None
     verdict = verify_envelope(result.output, roots=[root], device=device.name,
-                              expected_nonce=bytes.fromhex(nonce_hex),
+                              expected_nonce=nonce,
                               at=result.received, policy=Policy(require_dossier=True))
     if not verdict.trusted:
         problems = "; ".join(f"{f.id}: {f.message}" for f in verdict.errors)

@@ -18,7 +18,7 @@ from cryptography import x509
 from verifier.chain import per_certificate
 
 __all__ = ["FILESYSTEM_ITEM", "Checked", "checked_from", "freeze_trust_store", "release_trust_store",
-           "stored_verdict", "trust_store_for", "verify_bytes", "verify_many", "verify_polled"]
+           "stored_verdict", "trust_store_for", "verify_many", "verify_polled"]
 
 FILESYSTEM_ITEM = "filesystem-inventory"
 log = logging.getLogger(__name__)
@@ -99,12 +99,6 @@ def verify_polled(raw: bytes, kind: str, trust_store_path: str | None, device: s
         return Checked(False, {}, [], [], {}, None, None, {}, refused=str(exc))
     except Exception as exc:  # a verifier bug on one device's output: that device's failure only
         return _unexpected(exc, device)
-
-
-def verify_bytes(raw: bytes, trust_store_path: str | None, device: str, nonce_hex: str,
-                 received: datetime) -> Checked:
-    """`verify_polled` for an IOS XR dossier envelope sent with `nonce_hex`."""
-    return verify_polled(raw, "xr-dossier", trust_store_path, device, bytes.fromhex(nonce_hex), received)
 
 
 def verify_many(calls: list[tuple[Any, ...]]) -> list[Checked]:

@@ -256,15 +256,15 @@ def test_prune_keeps_the_newest_trusted_even_when_its_verdict_file_was_lost(tmp_
     assert (tmp_path / "s" / records[1].path).exists()
 
 
-# Found by this pass, fixed in 7cdd771: verify_bytes used the default Policy (require_dossier
+# Found by this pass, fixed in 7cdd771: verify_bytes (now verify_polled) used the default Policy (require_dossier
 # False), so a signed envelope that was not a dossier was recorded as trusted.
 def test_collector_does_not_trust_a_signed_envelope_that_is_not_a_dossier(tmp_path: Path) -> None:
     import vbuilder as vb
-    from collector.verifying import verify_bytes
+    from collector.verifying import verify_polled
     from verifier.truststore import TrustStore
     device = vb.Device("p256#adv-c", "p256#adv-cl")
     TrustStore.open(tmp_path / "ts", create=True).add_root("r1", device.root)
     nonce = bytes.fromhex("00112233445566778899aabbccddeeff")
     raw = device.envelope(data="Cisco IOS XR Software, Version 7.3.2\n", nonce=nonce)
-    checked = verify_bytes(raw, str(tmp_path / "ts"), "r1", nonce.hex(), vb.NOW)
+    checked = verify_polled(raw, "xr-dossier", str(tmp_path / "ts"), "r1", nonce, vb.NOW)
     assert not checked.trusted, [f["id"] for f in checked.findings]
