@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
+
+import schemas
 
 from collector.collect import CollectOptions, Collector
 from collector.inventory import Device, load_inventory
@@ -53,6 +56,17 @@ def test_mixed_fleet_collected_end_to_end(tmp_path: Path) -> None:
         for record in records:
             assert record["platform"] == "iosxe"
             assert record["command"].endswith(f"nonce {record['nonce_decimal']}")
+            jsonschema.validate(record, schemas.load("metadata"))
+        # One storage path for every strategy: as an XR dossier, each output carries its kind and
+        # the verdict in its metadata (no .verdict.json beside it), and the outputs of one poll
+        # share a poll id.
+        assert sorted(r["kind"] for r in records) == ["xe-integrity", "xe-integrity", "xe-sudi", "xe-sudi"]
+        assert all(r["verdict"]["trusted"] is True for r in records)
+        assert not list((tmp_path / "store" / name).glob("*.verdict.json"))
+        polls: dict[str, list[str]] = {}
+        for record in records:
+            polls.setdefault(record["poll_id"], []).append(record["output"])
+        assert sorted(sorted(outputs) for outputs in polls.values()) == [["integrity", "sudi"]] * 2
         assert outcomes[name].nonce.startswith("sudi=") and " integrity=" in outcomes[name].nonce
     # Stored byte for byte: the stored SUDI output is what the device prints (same chain).
     envelope = next(p for p in (tmp_path / "store" / "xe-0002").glob("*" + ENVELOPE_SUFFIX)
