@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from verifier.policy import MAX_ENVELOPE_BYTES
-from verifier.stored import StoredFileError, kind_of, read_stored_bytes, stored_name
+from verifier.stored import (StoredFileError, new_metadata, read_stored_bytes, sidecar_bytes, stored_name,
+                             stored_time)
 
 from .errors import StoreError
 from .sidecars import DAMAGE_UNREADABLE, DamagedFile, collected_verdict, read_appraisal, read_metadata
@@ -47,7 +48,7 @@ from .storage.interface import EnvelopeStore
 from .storage.layout import (_NAME_STAMP, APPRAISAL_SUFFIX, DEVICE_NAME_RE, DIRTY_MARKER,
                              ENVELOPE_SUFFIX, INDEX_NAME, MAX_DAMAGE_WARNINGS, MAX_METADATA_WITH_VERDICT,
                              META_SUFFIX, METADATA_FORMAT, RESERVED_NAMES, VERDICT_SUFFIX, EnvelopeRecord,
-                             StoredVerdict, _Entry, _iso, _json_file, check_device_name, new_poll_id, parse_iso)
+                             StoredVerdict, _Entry, check_device_name, new_poll_id, parse_iso)
 from .storage.pruning import Pruning, _poll_unit_keys
 from .storage.states import DEVICE_STATES_FORMAT, DEVICE_STATES_NAME, DeviceStates
 
@@ -315,26 +316,10 @@ class Store(SQLiteIndex, DeviceStates, Pruning):
             device_dir = self._device_dirs[device] = self._directory(self.root / check_device_name(device))
         name = stored_name(received, nonce_hex)
         envelope_path = device_dir / (name + ENVELOPE_SUFFIX)
-        digest = sha256(output).hexdigest()
-        meta = {
-            "format": METADATA_FORMAT,
-            "device": device,
-            "host": host,
-            "nonce": nonce_hex,
-            "started": _iso(started),
-            "received": _iso(received),
-            "bytes": len(output),
-            "sha256": digest,
-            "duration_s": round(duration_s, 6),
-            "collector_version": __version__,
-            **(extra or {}),
-        }
-        if "kind" not in meta:  # what the output is, for every reader (`verifier.stored.kind_of`)
-            kind = kind_of(meta)
-            if kind is not None:
-                meta["kind"] = kind.name
+        meta = new_metadata(device=device, host=host, nonce_hex=nonce_hex, output=output, started=started,
+                            received=received, duration_s=duration_s, writer_version=__version__, extra=extra)
         record = EnvelopeRecord(path=f"{device_dir.name}/{envelope_path.name}", device=device,
-                                received=meta["received"], bytes=len(output), sha256=digest,
+                                received=meta["received"], bytes=len(output), sha256=meta["sha256"],
                                 host=host, nonce=nonce_hex, started=meta["started"],
                                 duration_s=meta["duration_s"])
         return _Entry(device_dir, name, envelope_path, output, meta, record)
@@ -349,12 +334,12 @@ class Store(SQLiteIndex, DeviceStates, Pruning):
         if verdict is not None:
             meta["verdict"] = verdict.verdict_json
             verdict.apply_to(entry.record)
-        meta_bytes = _json_file(meta)
+        meta_bytes = sidecar_bytes(meta)
         if verdict is not None and len(meta_bytes) > MAX_METADATA_WITH_VERDICT:
             # Findings quote what the device printed: a verdict that large goes to its own
             # file, so that the metadata stays small enough for every reader of it.
             del meta["verdict"]
-            meta_bytes, separate = _json_file(meta), _json_file(verdict.verdict_json)
+            meta_bytes, separate = sidecar_bytes(meta), sidecar_bytes(verdict.verdict_json)
         files = [(entry.directory / (entry.name + META_SUFFIX), meta_bytes, True)]
         if separate is not None:
             files.append((entry.directory / (entry.name + VERDICT_SUFFIX), separate, False))
@@ -383,7 +368,7 @@ class Store(SQLiteIndex, DeviceStates, Pruning):
             # Derived data: the verdict is recomputable from the envelope and its metadata
             # (verification at the received time is deterministic), so no fsync here; a crash
             # can only turn it into "not verified yet", never lose or alter an envelope.
-            write_file_atomically(verdict_path, _json_file(verdict_json), sync=False)
+            write_file_atomically(verdict_path, sidecar_bytes(verdict_json), sync=False)
         except OSError as exc:
             raise _write_error(verdict_path, exc) from exc
         StoredVerdict(verdict_json, trusted, reasons, days_leaf, days_root).apply_to(record)
@@ -490,12 +475,12 @@ class Store(SQLiteIndex, DeviceStates, Pruning):
         # The index sorts by received time: the metadata's, else the one in the file's name
         # (`_entry`), else when the file was last written.
         if "received" in fields:
-            received = _iso(parse_iso(fields["received"]))
+            received = stored_time(parse_iso(fields["received"]))
         else:
             try:
-                received = _iso(datetime.strptime(base.partition("-")[0], _NAME_STAMP).replace(tzinfo=UTC))
+                received = stored_time(datetime.strptime(base.partition("-")[0], _NAME_STAMP).replace(tzinfo=UTC))
             except ValueError:
-                received = _iso(datetime.fromtimestamp(path.stat().st_mtime, UTC))
+                received = stored_time(datetime.fromtimestamp(path.stat().st_mtime, UTC))
         record = EnvelopeRecord(path=str(path.relative_to(self.root)), device=fields.get("device", path.parent.name),
                                 received=received, bytes=len(data), sha256=sha256(data).hexdigest(),
                                 host=fields.get("host"), nonce=fields.get("nonce"), started=fields.get("started"),

@@ -33,9 +33,9 @@ import paramiko  # noqa: E402
 
 from emulator.faults import Fault  # noqa: E402
 from emulator.fleet import EmulatedDevice, Fleet  # noqa: E402
+from verifier.stored import new_metadata  # noqa: E402 - the stored format's one writer
 
 ITEMS = "packages reboot-history rollback-history system-integrity-snapshot system-inventory"
-METADATA_FORMAT = "trust-dossier/envelope-metadata/1"
 
 # scenario -> (trusted?, finding id that must be reported, how it was made)
 EXPECTED: dict[str, tuple[bool, str | None, str]] = {
@@ -87,19 +87,9 @@ def collect(device: EmulatedDevice, nonce: str, *, include: bool = True) -> tupl
         client.close()
     output = b"".join(chunks)
     received = dt.datetime.now(dt.timezone.utc)
-    meta = {
-        "format": METADATA_FORMAT,
-        "device": device.name,
-        "host": device.host,
-        "nonce": nonce,
-        "started": started.isoformat().replace("+00:00", "Z"),
-        "received": received.isoformat().replace("+00:00", "Z"),
-        "bytes": len(output),
-        "sha256": hashlib.sha256(output).hexdigest(),
-        "duration_s": round(time.monotonic() - clock, 6),
-        "collector_version": "samples/make_samples.py",
-        "command": command,
-    }
+    meta = new_metadata(device=device.name, host=device.host, nonce_hex=nonce, output=output, started=started,
+                        received=received, duration_s=time.monotonic() - clock,
+                        writer_version="samples/make_samples.py", extra={"command": command})
     return output, meta
 
 

@@ -1,6 +1,7 @@
-"""The stored format: how the collector names what it stores, how its metadata is read, and
-what kind of output a stored file is. The one owner of these rules: the collector writes by
-them, `dossier verify` and every other reader reads by them.
+"""The stored format: how the collector names what it stores, how its metadata is written and
+read, and what kind of output a stored file is. The one owner of these rules: the collector
+writes by them (`stored_name`, `new_metadata`, `sidecar_bytes`), `dossier verify` and every
+other reader reads by them.
 
     <device>/<received UTC %Y%m%dT%H%M%S.%fZ>-<nonce[:8]>.envelope    exactly what the device printed
     <...>.envelope.meta.json        metadata (schemas/metadata.schema.json)
@@ -14,6 +15,7 @@ The metadata's `kind` says what the output is (`KINDS`). Stores written before i
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import re
 import stat
@@ -22,14 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
 
+import orjson
+
 from ._strictjson import JSONProblem, loads_strict
 from .errors import EnvelopeError
 
 __all__ = [
     "APPRAISAL_SUFFIX", "ENVELOPE_SUFFIX", "KINDS", "MAX_SIDECAR_BYTES", "META_SUFFIX", "METADATA_FORMAT",
     "TPM_KINDS", "TPM_PROFILE", "VERDICT_SUFFIX", "Kind", "StoredFileError", "StoredName", "kind_of",
-    "legacy_poll_role", "legacy_signer", "parse_stored_name", "previous_of_kind", "read_sidecar", "read_stored_bytes", "sidecar_path",
-    "stored_name",
+    "legacy_poll_role", "legacy_signer", "new_metadata", "parse_stored_name", "previous_of_kind", "read_sidecar",
+    "read_stored_bytes", "sidecar_bytes", "sidecar_path", "stored_name", "stored_time",
 ]
 
 METADATA_FORMAT = "trust-dossier/envelope-metadata/1"
@@ -74,6 +78,47 @@ def parse_stored_name(file_name: str) -> StoredName | None:
         return None
     received = dt.datetime.strptime(named.group(1), NAME_STAMP).replace(tzinfo=dt.UTC)
     return StoredName(received, named.group(2))
+
+
+def stored_time(moment: dt.datetime) -> str:
+    """A time as the metadata holds it: UTC to the microsecond, with a "Z"."""
+    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+# --- writing metadata ------------------------------------------------------------------------
+
+def new_metadata(*, device: str, host: str, nonce_hex: str, output: bytes, started: dt.datetime,
+                 received: dt.datetime, duration_s: float, writer_version: str,
+                 extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The metadata of an output about to be stored (schemas/metadata.schema.json): who was
+    polled, with which nonce, when, the output's size and SHA-256, and what it is (`kind`:
+    taken from `extra`, else derived as `kind_of` does). `extra`: the poll's own members (its
+    id, the platform, the command, a TPM output's `pcrs`, ...). The verdict is added once
+    verified (`verdict`)."""
+    meta = {
+        "format": METADATA_FORMAT,
+        "device": device,
+        "host": host,
+        "nonce": nonce_hex,
+        "started": stored_time(started),
+        "received": stored_time(received),
+        "bytes": len(output),
+        "sha256": hashlib.sha256(output).hexdigest(),
+        "duration_s": round(duration_s, 6),
+        "collector_version": writer_version,
+        **(extra or {}),
+    }
+    if "kind" not in meta:
+        kind = kind_of(meta)
+        if kind is not None:
+            meta["kind"] = kind.name
+    return meta
+
+
+def sidecar_bytes(value: Any) -> bytes:
+    """A sidecar file's bytes (metadata, verdict, appraisal): indented, keys sorted, a final
+    newline; what is not JSON (a time) as its text."""
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS, default=str) + b"\n"
 
 
 def sidecar_path(envelope_path: Path, suffix: str) -> Path:

@@ -14,7 +14,7 @@ from verifier.display import cell, inert, print_table  # device text is shown in
 
 from ..errors import StoreError
 from ..storage.opening import open_store  # SQLite here, or the shared PostgreSQL index when configured
-from ..store import Store, write_file_atomically
+from ..store import write_file_atomically
 from .diff import Evidence, diff_evidence
 from .errors import InsightsError
 from .findings import Finding, Severity, Status

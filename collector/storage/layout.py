@@ -11,11 +11,9 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from verifier.stored import (APPRAISAL_SUFFIX, ENVELOPE_SUFFIX, META_SUFFIX, METADATA_FORMAT, NAME_STAMP,
                              VERDICT_SUFFIX)
@@ -102,16 +100,6 @@ class EnvelopeRecord:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
-
-
-def _json_file(value: Any) -> bytes:
-    """A sidecar file's bytes: indented, sorted keys, a final newline (orjson: the same layout
-    as `json` with indent, at a fraction of its cost)."""
-    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS, default=str) + b"\n"
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_iso(text: str) -> datetime:

@@ -13,7 +13,9 @@ from verifier.stored import legacy_poll_role
 
 from ..errors import StoreError
 from ..sidecars import read_metadata
-from .layout import APPRAISAL_SUFFIX, ENVELOPE_SUFFIX, META_SUFFIX, VERDICT_SUFFIX, EnvelopeRecord, _iso
+from verifier.stored import stored_time
+
+from .layout import APPRAISAL_SUFFIX, ENVELOPE_SUFFIX, META_SUFFIX, VERDICT_SUFFIX, EnvelopeRecord
 
 __all__ = ["Pruning"]
 
@@ -49,7 +51,7 @@ class Pruning:
             raise StoreError("expected --keep-days and/or --keep-last, found neither; refusing "
                              "to prune without a limit")
         now = now or datetime.now(UTC)
-        cutoff = _iso(now - timedelta(days=keep_days)) if keep_days is not None else None
+        cutoff = stored_time(now - timedelta(days=keep_days)) if keep_days is not None else None
         with self._lock:
             devices = [row[0] for row in self._connection().execute(
                 "SELECT DISTINCT device FROM envelopes")]

@@ -14,8 +14,8 @@ import schemas
 from vbuilder import NOW, Device
 from verifier import VerifierError
 from verifier.evidence import verify_evidence, verify_stored
-from verifier.stored import (KINDS, StoredFileError, kind_of, parse_stored_name, read_sidecar, sidecar_path,
-                             stored_name)
+from verifier.stored import (KINDS, StoredFileError, kind_of, new_metadata, parse_stored_name, read_sidecar,
+                             sidecar_bytes, sidecar_path, stored_name)
 
 
 def test_the_schema_lists_every_kind() -> None:
@@ -30,6 +30,29 @@ def test_a_stored_name_round_trips() -> None:
     assert parsed is not None and (parsed.received, parsed.nonce_prefix) == (received, "abcdef01")
     assert parse_stored_name("valid.envelope") is None
     assert sidecar_path(Path("d/x.envelope"), ".envelope.meta.json") == Path("d/x.envelope.meta.json")
+
+
+def test_the_metadata_writer_and_reader_agree(tmp_path: Path) -> None:
+    """The verifier writes the metadata document as it reads it: schema-valid, its kind derived
+    when the poll does not say, times in UTC to the microsecond, read back unchanged."""
+    import jsonschema
+
+    started = dt.datetime(2026, 6, 1, 14, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    output = b'{"signed-envelope": {}}\n'
+    meta = new_metadata(device="r1", host="192.0.2.1", nonce_hex="1580", output=output, started=started,
+                        received=started + dt.timedelta(seconds=1.5), duration_s=1.5000004, writer_version="test",
+                        extra={"command": "show platform security integrity dossier include packages nonce 1580 "
+                                          "| utility sign nonce 1580 include-certificate"})
+    jsonschema.validate(meta, schemas.load("metadata"))
+    assert (meta["kind"], meta["started"], meta["received"]) == (
+        "xr-dossier", "2026-06-01T12:00:00.000000Z", "2026-06-01T12:00:01.500000Z")
+    assert (meta["bytes"], meta["duration_s"]) == (len(output), 1.5)
+    path = tmp_path / "x.envelope.meta.json"
+    path.write_bytes(sidecar_bytes(meta))
+    assert read_sidecar(path) == meta
+    explicit = new_metadata(device="r1", host="h", nonce_hex="1580", output=output, started=started, received=started,
+                            duration_s=0, writer_version="test", extra={"kind": "xe-sudi", "output": "sudi"})
+    assert explicit["kind"] == "xe-sudi"  # the poll's own kind wins
 
 
 @pytest.mark.parametrize(("meta", "kind"), [
