@@ -6,7 +6,6 @@ Leaf names and types are the model's (docs/tpm-attestation.md), binary leaves ba
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -14,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
 from .. import signing
+from ..nonce import NonceError, parse_base64_nonce
 from ..tpm.model import AK_CERTIFICATE_ID, TpmError
 from ..tpm.swtpm import SwtpmError
 from .errors import RpcError
@@ -27,7 +27,6 @@ REVISION = "2017-06-08"
 CAPABILITY = f"{NS}?module={MODULE}&revision={REVISION}"
 # Task IDs an attestation RPC needs: reading the system's state and its crypto material.
 REQUIRED_TASKS = [("read", "system"), ("read", "crypto")]
-MAX_NONCE_BYTES = 64  # the model's binary length 0..64 (a TPM2B_DATA holds at most 64)
 MAX_UINT64 = (1 << 64) - 1
 # get-certificate's identifiers: the TPM's attestation key (default), or the system trustpoint's
 # chain, whose key signs the dossier (as `show platform security attest certificate` answers).
@@ -97,18 +96,14 @@ def _text(operation: Any, name: str) -> str | None:
 
 
 def _nonce(operation: Any) -> bytes | None:
+    """The `<nonce>` by emulator.nonce's rule for the model's base64 form; None when absent."""
     text = _text(operation, "nonce")
     if text is None:
         return None
     try:
-        nonce = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise RpcError("invalid-value", f"expected <nonce> in base64, found {text[:40]!r}",
-                       info={"bad-element": "nonce"}) from None
-    if len(nonce) > MAX_NONCE_BYTES:
-        raise RpcError("invalid-value", f"expected a nonce of at most {MAX_NONCE_BYTES} bytes, found {len(nonce)}",
-                       info={"bad-element": "nonce"})
-    return nonce
+        return parse_base64_nonce(text)
+    except NonceError as exc:
+        raise RpcError("invalid-value", exc.message.removeprefix("% "), info={"bad-element": "nonce"}) from None
 
 
 def _integer(text: str, name: str, maximum: int) -> int:

@@ -1,8 +1,11 @@
 """The emulator reads a nonce one way per form: every IOS XR command that takes a hex nonce
 refuses the same bad ones with the same `% Invalid nonce` line and accepts the same good ones
-(ENVELOPE.md section 1: non-zero hex of even length, 2 to 128 digits)."""
+(ENVELOPE.md section 1: non-zero hex of even length, 2 to 128 digits); the NETCONF attestation
+RPCs' base64 `<nonce>` meets the same bytes rule, with the model's lower bound of 0 bytes."""
 
 from __future__ import annotations
+
+import base64
 
 import pytest
 from hypothesis import given
@@ -10,7 +13,8 @@ from hypothesis import strategies as st
 
 from emu_ssh import run, strip_timestamp
 from emulator.faults import Fault, parse_fault_spec
-from emulator.nonce import NonceError, check_nonce_bytes, parse_decimal_nonce, parse_hex_nonce
+from emulator.nonce import (NonceError, check_nonce_bytes, parse_base64_nonce, parse_decimal_nonce,
+                            parse_hex_nonce)
 
 # Every XR command that takes `nonce <N>`, with the nonce as a placeholder.
 XR_NONCE_COMMANDS = {
@@ -71,6 +75,63 @@ def test_nonce_round_trips(value: bytes, upper: bool) -> None:
 def test_nonce_bytes_follow_the_same_rule(value: bytes) -> None:
     with pytest.raises(NonceError, match="expected a non-zero hex string of even length"):
         check_nonce_bytes(value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("FYA=", b"\x15\x80"),
+        ("AAE=", b"\x00\x01"),
+        ("q83v", b"\xab\xcd\xef"),
+        ("+/8=", b"\xfb\xff"),
+        (base64.b64encode(b"\xff" * 64).decode(), b"\xff" * 64),
+        ("", b""),  # the model's `binary { length "0..64"; }` allows an empty nonce
+    ],
+)
+def test_valid_base64_nonces(text: str, expected: bytes) -> None:
+    assert parse_base64_nonce(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("AA==", "found zero"),
+        ("AAAAAAAAAAA=", "found zero"),
+        (base64.b64encode(bytes(64)).decode(), "found zero"),
+        (base64.b64encode(b"\x01" * 65).decode(), "found 65 bytes"),
+        ("%%%", "found the character '%'"),
+        ("FY A=", "found the character ' '"),
+        ("FYA=\n", "found the character '\\n'"),
+        ("FYA-", "found the character '-'"),
+        ("FYA", "found 3 characters, not a multiple of 4"),
+        ("FYA=AAAA", "misplaced '=' padding"),
+        ("F===", "misplaced '=' padding"),
+    ],
+)
+def test_malformed_base64_nonces_are_refused(text: str, found: str) -> None:
+    with pytest.raises(NonceError) as caught:
+        parse_base64_nonce(text)
+    assert caught.value.message.startswith("% Invalid nonce")
+    assert "expected base64 of at most 64 bytes, not all zero" in caught.value.message
+    assert found in caught.value.message
+
+
+@given(st.binary(min_size=1, max_size=64).filter(any))
+def test_base64_nonce_round_trips_and_agrees_with_hex(value: bytes) -> None:
+    assert parse_base64_nonce(base64.b64encode(value).decode()) == value == parse_hex_nonce(value.hex())
+
+
+@given(st.binary(max_size=80))
+def test_base64_and_hex_forms_refuse_the_same_bytes_but_the_empty_nonce(value: bytes) -> None:
+    def refused(parse, text: str) -> bool:
+        try:
+            parse(text)
+        except NonceError:
+            return True
+        return False
+
+    hex_refused = refused(parse_hex_nonce, value.hex())
+    assert refused(parse_base64_nonce, base64.b64encode(value).decode()) == (hex_refused and value != b"")
 
 
 @pytest.mark.parametrize(("text", "value"), [("0", 0), ("1325", 1325), (str(2**64 - 1), 2**64 - 1)])

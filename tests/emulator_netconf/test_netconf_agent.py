@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import paramiko
@@ -12,6 +13,7 @@ from ncclient.transport.errors import AuthenticationError, SSHError
 
 from emulator.faults import Fault
 from emulator.netconf.attestation import CAPABILITY, NS
+from emulator.nonce import NonceError, parse_base64_nonce
 from nc_helpers import BASE_NS, VIEWER, VIEWER_PASSWORD, call, connect, find, raw_session, rpc
 
 BASE_1_0 = "urn:ietf:params:netconf:base:1.0"
@@ -118,6 +120,32 @@ def test_unknown_rpc_and_bad_inputs_raise_rpc_errors_in_ncclient(nc_fleet) -> No
             with pytest.raises(RPCError) as error:
                 session.dispatch(element)
             assert error.value.tag == tag and text in error.value.message, (tag, error.value.message)
+
+
+BAD_BASE64_NONCES = ["AA==", base64.b64encode(bytes(16)).decode(), base64.b64encode(b"\x01" * 65).decode(),
+                     "%%%", "FY A=", "FYA", "FYA=AAAA"]
+NONCE_RPCS = {"get-certificate": {}, "attest-platform-config-registers": {"pcr_index": 0}}
+
+
+@pytest.mark.parametrize("bad", BAD_BASE64_NONCES)
+def test_attestation_rpcs_refuse_a_bad_nonce_by_the_emulators_one_rule(nc_fleet, bad: str) -> None:
+    with pytest.raises(NonceError) as caught:
+        parse_base64_nonce(bad)
+    with connect(nc_fleet["xr-0001"]) as session:
+        for name, leaves in NONCE_RPCS.items():
+            with pytest.raises(RPCError) as error:
+                session.dispatch(rpc(name, nonce=bad, **leaves))
+            info = etree.fromstring(error.value.info.encode())
+            assert error.value.tag == "invalid-value", (name, error.value.tag)
+            assert info.findtext(f"{{{BASE_NS}}}bad-element") == "nonce", (name, error.value.info)
+            assert error.value.message == caught.value.message.removeprefix("% "), (name, error.value.message)
+
+
+def test_attestation_rpcs_take_an_empty_nonce_as_the_model_allows(nc_fleet) -> None:
+    with connect(nc_fleet["xr-0001"]) as session:
+        for name, leaves in NONCE_RPCS.items():
+            reply = call(session, name, nonce="", **leaves)
+            assert find(reply, ".//a:nonce") and all(not nonce.text for nonce in find(reply, ".//a:nonce")), name
 
 
 def test_a_user_without_crypto_read_is_denied_attestation(nc_fleet) -> None:
