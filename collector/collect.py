@@ -7,7 +7,8 @@ For each device (in a bounded worker pool):
   (3) store the output byte for byte (atomic, never overwriting);
   (4) verify it with the verifier library against the trust store and the nonce sent, at the
       time it was received, and write its metadata file with the verdict in it;
-  (5) update the device's state: increments, alert schedule, last success.
+  (5) update the device's state: what the next poll starts from (kept by the poll strategy,
+      `PollStrategy.remember`), alert schedule, last success.
 Transient failures (refused, reset, timeout, rate-limited) are retried with exponential backoff
 and jitter inside the device's deadline; authentication and host-key failures never are. One
 device's failure never stops the others.
@@ -21,7 +22,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -37,7 +38,7 @@ from .alerts import AlertSink
 from .errors import CollectorError, InventoryError, Reason, StoreError
 from .inventory import Device
 from .platforms import profile_for
-from .polling import PolledOutput, strategy_for
+from .polling import PolledOutput, PollStrategy, strategy_for
 from .records import RecordLog, default_key_path, load_or_create_key
 from .store import EnvelopeRecord, Store, StoredVerdict, new_poll_id
 from .verifying import (
@@ -126,6 +127,8 @@ class _Fetched:
     attempt: int
     state: dict[str, Any]
     begin: float
+    #: What polled them: it keeps in `state`, from their verdicts, what its next poll starts from.
+    strategy: PollStrategy
 
     @property
     def size(self) -> int:
@@ -350,7 +353,7 @@ class Collector:
                                     outcome=outcome, state=state, begin=begin, deadline=deadline, stop=stop)
         if outputs is None:
             return outcome
-        return _Fetched(device, outcome, outputs, outcome.attempts, state, begin)
+        return _Fetched(device, outcome, outputs, outcome.attempts, state, begin, strategy)
 
     def with_retries(self, attempt_once: Callable[[], T], *, device: Device, outcome: DeviceOutcome,
                      state: dict[str, Any], begin: float, deadline: float,
@@ -500,25 +503,13 @@ class Collector:
             outcome.findings += [{**finding, "output": output.name} for finding in one.findings] if several \
                 else one.findings
             outcome.days_to_expiry = outcome.days_to_expiry or one.days_to_expiry
+            fetched.strategy.remember(output, one, state)
             if not one.trusted:
-                if output.kind == "xr-tpm-ima-log":
-                    # A log that did not replay from where the last one ended (an entry changed in
-                    # place, a lost state) is asked for whole at the next poll.
-                    state.pop(TPM_STATE[output.kind], None)
                 reasons = record.reasons
                 message = one.errors[0]["message"] if one.errors else "the verifier did not trust the output"
                 failure = failure or (reasons[0] if reasons else Reason.VERIFY_UNTRUSTED, named + message, reasons,
                                       record.path)
                 continue
-            if one.filesystem_blocks:
-                known = state.get("filesystem_blocks")
-                blocks = {node: last for node, last in (known.items() if isinstance(known, Mapping) else ())
-                          if type(last) is int}
-                for node, block in one.filesystem_blocks.items():
-                    blocks[node] = max(block, blocks.get(node, -1))
-                state["filesystem_blocks"] = blocks
-            if output.kind in TPM_STATE:
-                _record_tpm_state(output.kind, one, state)
             for kind, der in (("leaf", one.leaf_der), ("root", one.root_der)):
                 if der is not None:
                     self.alerts.expiry(device.name, kind, _certificate(der), state)
@@ -671,24 +662,6 @@ class _Finishers:
                     future.set_exception(outcome)
                 else:
                     future.set_result(outcome)
-
-
-#: TPM outputs whose verified values the next poll starts from (docs/design/tpm-verification.md):
-#: the quote's up-time and resetCount per node, where each node's IMA log ended.
-TPM_STATE = {"xr-tpm-quote": "tpm_quote", "xr-tpm-ima-log": "tpm_ima"}
-
-
-def _record_tpm_state(kind: str, checked: Checked, state: dict[str, Any]) -> None:
-    """Keep, per node, what a trusted TPM output proved for the next poll to start from."""
-    nodes = checked.verdict_json.get("profile_data", {}).get("authenticated", {}).get("nodes", [])
-    known = state.get(TPM_STATE[kind])
-    kept = dict(known) if isinstance(known, Mapping) else {}
-    for node in nodes:
-        if kind == "xr-tpm-quote" and node.get("up_time") is not None:
-            kept[node["node"]] = {"up_time": node["up_time"], "reset_count": node["reset_count"]}
-        elif kind == "xr-tpm-ima-log":
-            kept[node["node"]] = node["end"]
-    state[TPM_STATE[kind]] = kept
 
 
 @lru_cache(maxsize=4096)

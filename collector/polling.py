@@ -5,20 +5,24 @@ over SSH, each output checked for a device error; it returns the outputs to stor
 its nonce, kind and verifier profile. The collector retries an attempt (a retry draws new
 nonces), stores a poll's outputs together (one batch, one poll id, the verdict in each
 output's metadata), verifies each with its profile and appraises the device: all of that is
-the same whatever the strategy, so a new kind of evidence is a new strategy here and nothing in
-the collector's loop.
+the same whatever the strategy. What a poll leaves for the next one to start from is the
+strategy's own: the collector hands each output the verifier judged back to the strategy
+(`remember`), which keeps what it needs in the device's poll state (persisted with the device
+states, read again by `strategy_for` at the next poll). So a new kind of evidence is a new
+strategy here and nothing in the collector's loop.
 
 Strategies:
   - `DossierPoll` (IOS XR): the seed's `show platform security integrity dossier ... nonce N |
     utility sign nonce N include-certificate`, one 16-byte nonce on both; the file-system
-    inventory is asked only for blocks newer than the last one stored.
+    inventory is asked only for blocks newer than the last one stored (state `filesystem_blocks`).
   - `SignedCommandsPoll` (IOS XE): the platform's self-signed commands (SUDI, then integrity),
     one fresh decimal 64-bit nonce each, over one connection; the integrity output is signed by
     the SUDI output's certificate.
   - `TpmPoll` (IOS XR, `evidence: [tpm]` in the inventory): the four remote-attestation RPCs
     over one NETCONF session with ncclient (docs/tpm-attestation.md), a fresh nonce each; the
     quote is signed by the certificate reply's key, the logs replay to the quote; the IMA log
-    is asked only for events newer than the last one verified, per node.
+    is asked only for events newer than the last one verified, per node (state `tpm_ima`; the
+    last trusted quote's up-time and resetCount: `tpm_quote`).
   - `CombinedPoll`: several of these in one attempt (`evidence: [dossier, tpm]`).
 """
 
@@ -29,7 +33,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from verifier.nonce import Nonce
 
@@ -37,12 +41,22 @@ from .inventory import Device
 from .platforms import PlatformProfile
 from .ssh import CommandResult, DeviceSession, run_command
 
-__all__ = ["FILESYSTEM_ITEM", "TPM_PCRS", "CombinedPoll", "DossierPoll", "PollStrategy", "PolledOutput",
-           "SignedCommandsPoll", "TpmPoll", "filesystem_options", "strategy_for", "tpm_certificate_request"]
+if TYPE_CHECKING:
+    from .verifying import Checked
+
+__all__ = ["FILESYSTEM_ITEM", "FILESYSTEM_STATE", "TPM_PCRS", "TPM_STATE", "CombinedPoll", "DossierPoll",
+           "PollStrategy", "PolledOutput", "SignedCommandsPoll", "TpmPoll", "filesystem_options", "strategy_for",
+           "tpm_certificate_request"]
 
 FILESYSTEM_ITEM = "filesystem-inventory"
 #: The PCRs a TPM quote is asked for: 0-9 the measured boot, 10 IMA (docs/tpm-attestation.md).
 TPM_PCRS: tuple[int, ...] = tuple(range(11))
+#: The keys of the device's poll state the strategies keep (persisted: their names and values
+#: stay as they are). Per node: the newest file-system block stored; the last trusted quote's
+#: up-time and resetCount, and where the last trusted IMA log ended
+#: (docs/design/tpm-verification.md), by the TPM output that proves them.
+FILESYSTEM_STATE = "filesystem_blocks"
+TPM_STATE = {"xr-tpm-quote": "tpm_quote", "xr-tpm-ima-log": "tpm_ima"}
 
 
 @dataclass
@@ -77,6 +91,13 @@ class PollStrategy(Protocol):
         ...) as `collector.ssh` does when the attempt fails."""
         ...
 
+    def remember(self, output: PolledOutput, checked: Checked, state: dict[str, Any]) -> None:
+        """Keep in the device's poll `state` what the next poll starts from, after `output` (one
+        of this strategy's poll) was verified: `checked`, trusted or not. Not called for an
+        output the verifier refused to judge, nor when verification is off. An output of
+        another strategy (`CombinedPoll` hands every output to each) is left alone."""
+        ...
+
 
 @dataclass(frozen=True)
 class DossierPoll:
@@ -93,6 +114,17 @@ class DossierPoll:
         self.profile.check_output(result.output)
         return [PolledOutput("dossier", "xr-dossier", "xr-dossier", nonce, command, result,
                              extra={"items": list(self.items)})]
+
+    def remember(self, output: PolledOutput, checked: Checked, state: dict[str, Any]) -> None:
+        """A trusted dossier's newest file-system block per node (`filesystem_options`)."""
+        if output.kind != "xr-dossier" or not checked.trusted or not checked.filesystem_blocks:
+            return
+        known = state.get(FILESYSTEM_STATE)
+        blocks = {node: last for node, last in (known.items() if isinstance(known, Mapping) else ())
+                  if type(last) is int}
+        for node, block in checked.filesystem_blocks.items():
+            blocks[node] = max(block, blocks.get(node, -1))
+        state[FILESYSTEM_STATE] = blocks
 
 
 @dataclass(frozen=True)
@@ -115,6 +147,9 @@ class SignedCommandsPoll:
                 outputs.append(PolledOutput(step.name, step.kind, step.verifier_profile, nonce, command,
                                             result, step.signer_from, {"nonce_decimal": str(nonce.decimal)}))
         return outputs
+
+    def remember(self, output: PolledOutput, checked: Checked, state: dict[str, Any]) -> None:
+        """Nothing: each poll of the signed commands starts afresh."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +184,27 @@ class TpmPoll:
                                             signer_from=None if name == "certificate" else "certificate",
                                             extra=extra, quote_from=related))
         return outputs
+
+    def remember(self, output: PolledOutput, checked: Checked, state: dict[str, Any]) -> None:
+        """Per node, what a trusted quote or IMA log proved, for the next poll to start from
+        (`strategy_for`). A log that did not replay from where the last one ended (an entry
+        changed in place, a lost state) is asked for whole at the next poll."""
+        key = TPM_STATE.get(output.kind)
+        if key is None:
+            return
+        if not checked.trusted:
+            if output.kind == "xr-tpm-ima-log":
+                state.pop(key, None)
+            return
+        nodes = checked.verdict_json.get("profile_data", {}).get("authenticated", {}).get("nodes", [])
+        known = state.get(key)
+        kept = dict(known) if isinstance(known, Mapping) else {}
+        for node in nodes:
+            if output.kind == "xr-tpm-quote" and node.get("up_time") is not None:
+                kept[node["node"]] = {"up_time": node["up_time"], "reset_count": node["reset_count"]}
+            elif output.kind == "xr-tpm-ima-log":
+                kept[node["node"]] = node["end"]
+        state[key] = kept
 
     def _steps(self) -> list[tuple[str, str, Any, str | None]]:
         return [("certificate", "xr-tpm-certificate", tpm_certificate_request, None),
@@ -202,6 +258,10 @@ class CombinedPoll:
     def poll_once(self, device: Device, *, deadline: float) -> list[PolledOutput]:
         return [output for strategy in self.strategies for output in strategy.poll_once(device, deadline=deadline)]
 
+    def remember(self, output: PolledOutput, checked: Checked, state: dict[str, Any]) -> None:
+        for strategy in self.strategies:
+            strategy.remember(output, checked, state)
+
 
 def strategy_for(profile: PlatformProfile, *, items: tuple[str, ...], state: Mapping[str, Any],
                  evidence: tuple[str, ...] = ("dossier",)) -> PollStrategy:
@@ -213,7 +273,8 @@ def strategy_for(profile: PlatformProfile, *, items: tuple[str, ...], state: Map
     if "dossier" in evidence:
         strategies.append(_STRATEGIES[profile.evidence](profile, items, state))
     if "tpm" in evidence:
-        strategies.append(TpmPoll(ima_start=_mapping(state.get("tpm_ima")), previous=_mapping(state.get("tpm_quote"))))
+        strategies.append(TpmPoll(ima_start=_mapping(state.get(TPM_STATE["xr-tpm-ima-log"])),
+                                  previous=_mapping(state.get(TPM_STATE["xr-tpm-quote"]))))
     return strategies[0] if len(strategies) == 1 else CombinedPoll(tuple(strategies))
 
 
@@ -234,7 +295,7 @@ _STRATEGIES = {"dossier": _dossier, "signed-commands": _signed_commands}
 
 def filesystem_options(state: Mapping[str, Any]) -> dict[str, dict[str, int]] | None:
     """Ask only for blocks newer than the last one collected, per node."""
-    blocks = state.get("filesystem_blocks")
+    blocks = state.get(FILESYSTEM_STATE)
     if not isinstance(blocks, Mapping):
         return None
     # A hand-edited state may hold anything: a node without a whole block number is asked afresh.

@@ -11,14 +11,17 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from collector import collect
+from collector import collect, polling
 from collector.collect import CollectOptions, Collector, DeviceOutcome
 from collector.errors import StoreError
 from collector.inventory import Device
+from collector.polling import PolledOutput, PollStrategy
 from collector.store import DEVICE_STATES_FORMAT, DEVICE_STATES_NAME, Store
+from collector.verifying import Checked
 from fleet_setup import enroll_all
 from emulator.fleet import Fleet
 
@@ -110,6 +113,38 @@ def test_a_second_run_carries_the_states_and_updates_them(tmp_path: Path, rig: R
     assert after_second["xr-0002"]["last_poll_ts"] >= after_first["xr-0002"]["last_poll_ts"]
     assert "filesystem-inventory-options" in commands(store_dir, "xr-0002")[-1]
     assert "filesystem-inventory-options" not in commands(store_dir, "xr-0003")[-1]
+
+
+@dataclass(frozen=True)
+class CountingPoll:
+    """A strategy of its own (the platform's around it) keeping its own state key: the loop
+    reaches it through `PollStrategy.remember` and nothing else."""
+
+    inner: PollStrategy
+    seen: int
+
+    def poll_once(self, device: Device, *, deadline: float) -> list[PolledOutput]:
+        return self.inner.poll_once(device, deadline=deadline)
+
+    def remember(self, output: PolledOutput, checked: Checked, state: dict[str, Any]) -> None:
+        self.inner.remember(output, checked, state)
+        state["counting"] = {"seen": self.seen + 1, "last": output.kind, "trusted": checked.trusted}
+
+
+def test_each_strategy_keeps_its_own_state_through_the_polling_interface(
+        tmp_path: Path, rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    def counting(*args: Any, state: Any, **kwargs: Any) -> PollStrategy:
+        seen = state.get("counting", {}).get("seen", 0)
+        return CountingPoll(polling.strategy_for(*args, state=state, **kwargs), seen)
+
+    monkeypatch.setattr(collect, "strategy_for", counting)
+    store_dir = tmp_path / "store"
+    for _ in range(2):
+        assert collector_for(Store.open(store_dir), rig, items=FS_ITEMS).run(rig.devices[:1]).exit_code == 0
+    state = combined(store_dir)["devices"][rig.devices[0].name]
+    assert state["counting"] == {"seen": 2, "last": "xr-dossier", "trusted": True}
+    assert state["filesystem_blocks"] == {FS_NODE: 0}  # the dossier strategy's, as before
+    assert "filesystem-inventory-options" in commands(store_dir, rig.devices[0].name)[-1]
 
 
 def test_states_are_written_during_a_run_once_the_interval_has_passed(
