@@ -221,7 +221,6 @@ def loads_strict(
     signed: bool = False,
     depth_id: str = FindingId.ENVELOPE_TOO_DEEP,
     raw: bytes | None = None,
-    check_surrogates: bool = True,
     depth_counted_by_caller: bool = False,
     vouch: Callable[[Any], int | None] | None = None,
     vouch_bounds_numbers: bool = False,
@@ -231,8 +230,8 @@ def loads_strict(
     `signed=True` is for text covered by a verified signature (a dossier: many small strings;
     C parser after a byte-level depth count); otherwise the text is an envelope (few
     containers, possibly huge strings: C parser, then its containers' depth).
-    `raw` is `text` as UTF-8 when the caller has it. `check_surrogates=False` leaves the lone
-    surrogate check to the caller (the envelope checks its few strings itself).
+    `raw` is `text` as UTF-8 when the caller has it. A lone surrogate escape (not Unicode)
+    anywhere is refused.
     `depth_counted_by_caller=True` skips the depth count (bytes before parsing signed text,
     containers after parsing other text), for a caller that bounds the depth after parsing,
     e.g. by a schema whose valid instances cannot nest deeper
@@ -283,17 +282,15 @@ def loads_strict(
         value = _parse(decoder, text, start, raw, max_depth, depth_id)
     if not signed and not depth_counted_by_caller:
         container_depth_within(value, max_depth, depth_id)
-    escape: re.Match[bytes] | None = None
-    if check_surrogates or vouch is not None:
-        if raw is None:
-            raw = text.encode("utf-8", "surrogatepass")
-        escape = _ESCAPES_OF_INTEREST.search(raw)
+    if raw is None:
+        raw = text.encode("utf-8", "surrogatepass")
+    escape = _ESCAPES_OF_INTEREST.search(raw)
     if vouch is not None:
         counted = vouch(value)
         if counted is None or (escape is not None and _COLON_ESCAPE.search(raw)) or text.count(":") != counted:
             # Not vouched for: the reference reading, with the hook (it names a duplicate key).
             value = _parse(_SIGNED_DECODER, text, start, raw, max_depth, depth_id)
-    if check_surrogates and escape is not None and _SURROGATE_ESCAPE.search(raw):
+    if escape is not None and _SURROGATE_ESCAPE.search(raw):
         surrogate = find_lone_surrogate(value)
         if surrogate is not None:
             raise lone_surrogate_problem(surrogate)

@@ -21,8 +21,6 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from ._strictjson import (
     JSONProblem,
     container_depth_within,
-    find_lone_surrogate,
-    lone_surrogate_problem,
     loads_strict,
 )
 from .chain import CERTIFICATE_ERRORS, read_now
@@ -46,7 +44,6 @@ _DEVICE_PREFIX = re.compile(
 )
 _DER = Encoding.DER
 _ENVELOPE_KEY = "signed-envelope"
-_ENVELOPE_DEPTH = 5  # top, signed-envelope, certificates, certificate list, entry
 _REQUIRED = ("signature_version", "nonce", "data", "signature")
 _KNOWN = frozenset((*_REQUIRED, "certificates"))
 
@@ -237,11 +234,7 @@ def parse_envelope(raw: bytes, policy: Policy = DEFAULT_POLICY) -> ParseResult:
     assert text is not None
     document: Any = None
     try:
-        # The depth is counted only when the structure below is not the envelope's: a valid
-        # envelope nests exactly five levels, so only other input can be too deep, and that
-        # is reported as too deep before anything else (see `except`).
-        document = loads_strict(text, max_depth=policy.max_json_depth, check_surrogates=False,
-                                depth_counted_by_caller=policy.max_json_depth >= _ENVELOPE_DEPTH)
+        document = loads_strict(text, max_depth=policy.max_json_depth)
         if type(document) is not dict:
             raise JSONProblem(
                 FindingId.ENVELOPE_WRONG_TYPE,
@@ -284,7 +277,6 @@ def parse_envelope(raw: bytes, policy: Policy = DEFAULT_POLICY) -> ParseResult:
         signature = _strict_b64(_member(body, "signature", str, where), f"{where}.signature")
         certificates: list[x509.Certificate] = []
         ders: list[bytes] = []
-        names: list[str] = []
         if "certificates" in body:
             holder = _member(body, "certificates", dict, where)
             _check_members(holder, ("certificate",), frozenset(("certificate",)), f"{where}.certificates")
@@ -324,7 +316,7 @@ def parse_envelope(raw: bytes, policy: Policy = DEFAULT_POLICY) -> ParseResult:
                         _type_name(entry),
                     )
                 _check_members(entry, ("name", "value"), frozenset(("name", "value")), item_where)
-                names.append(_member(entry, "name", str, item_where))
+                _member(entry, "name", str, item_where)
                 value = _member(entry, "value", str, item_where)
                 known = _cert_by_text.get(value)
                 der = known[0] if known is not None else _strict_b64(value, f"{item_where}.value")
@@ -337,19 +329,7 @@ def parse_envelope(raw: bytes, policy: Policy = DEFAULT_POLICY) -> ParseResult:
                     )
                 certificates.append(known[1] if known is not None else _load_certificate(value, der, item_where))
                 ders.append(der)
-        # Lone surrogates: by now every key is one of the envelope's names and the nonce,
-        # signature and certificate values are base64 (ASCII), so only the certificates'
-        # names are searched; `data` (possibly megabytes) is checked by encoding it, which the
-        # signed bytes need anyway.
-        surrogate = find_lone_surrogate(names) if not all(map(str.isascii, names)) else None
-        data_utf8 = b""
-        if surrogate is None:
-            try:
-                data_utf8 = data.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                surrogate = f"U+{ord(data[exc.start]):04X} in data at {exc.start}"
-        if surrogate is not None:
-            raise lone_surrogate_problem(surrogate)
+        data_utf8 = data.encode("utf-8")  # loads_strict refused lone surrogates: this cannot fail
     except JSONProblem as problem:
         if document is not None and problem.finding_id != FindingId.ENVELOPE_TOO_DEEP:
             try:

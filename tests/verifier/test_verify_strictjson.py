@@ -38,7 +38,28 @@ def _reference(text: str):
         return None
     if depth(value) > MAX_DEPTH or any(isinstance(v, float) and math.isinf(v) for v in _leaves(value)):
         return None
+    if not _is_unicode(value):  # a lone surrogate escape: not Unicode text
+        return None
     return value
+
+
+def _is_unicode(value) -> bool:
+    strings = [*_keys(value), *(v for v in _leaves(value) if isinstance(v, str))]
+    try:
+        "".join(strings).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _keys(value):
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield key
+            yield from _keys(child)
+    elif isinstance(value, list):
+        for child in value:
+            yield from _keys(child)
 
 
 def _leaves(value):
@@ -54,7 +75,7 @@ def _leaves(value):
 
 def _ours(text: str):
     try:
-        return loads_strict(text, max_depth=MAX_DEPTH, check_surrogates=False)
+        return loads_strict(text, max_depth=MAX_DEPTH)
     except JSONProblem:
         return None
 
