@@ -25,9 +25,7 @@ __all__ = [
     "JSONProblem",
     "brackets_outside_strings",
     "check_depth",
-    "find_lone_surrogate",
     "json_colons",
-    "lone_surrogate_problem",
     "container_depth_within",
     "loads_strict",
 ]
