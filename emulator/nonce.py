@@ -52,6 +52,7 @@ _HEX_EXPECTED = (
     f"{HEX_NONCE_MAX_DIGITS} digits"
 )
 _BASE64_EXPECTED = f"expected base64 of at most {NONCE_MAX_BYTES} bytes, not all zero"
+_BASE64_MAX_CHARS = 4 * -(-NONCE_MAX_BYTES // 3)
 
 
 class NonceError(Exception):
@@ -98,6 +99,9 @@ def parse_base64_nonce(text: str) -> bytes:
     """The bytes of a remote-attestation RPC's `<nonce>` (its text, without surrounding
     whitespace): base64 of 0 to 64 bytes, not all zero; NonceError saying what was wrong otherwise."""
     shown = " " + _shown(text)
+    if len(text) > _BASE64_MAX_CHARS:  # before any per-character work: the text can be any length
+        raise NonceError(f"% Invalid nonce{shown}: {_BASE64_EXPECTED}; found {len(text)} characters, more than the "
+                         f"{_BASE64_MAX_CHARS} that {NONCE_MAX_BYTES} bytes take")
     if not _BASE64_ALPHABET_RE.fullmatch(text):
         bad = next(char for char in text if not _BASE64_ALPHABET_RE.fullmatch(char))
         raise NonceError(f"% Invalid nonce{shown}: {_BASE64_EXPECTED}; found the character {bad!r}")

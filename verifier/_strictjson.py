@@ -35,7 +35,7 @@ _NOT_QUOTE_OR_BRACKET = bytes(b for b in range(256) if b not in b'"[]{}')
 _OPEN_TO_SQUARE = bytes.maketrans(b"{}", b"[]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Decoded UTF-8 never holds surrogates; only a \uD800-\uDFFF escape can put one in a string.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _WHITESPACE = " \t\r\n"
 
 
@@ -150,7 +150,7 @@ _SIGNED_DECODER = json.JSONDecoder(object_pairs_hook=_pairs_no_duplicates, parse
 _SIGNED_DECODER_UNHOOKED = json.JSONDecoder(parse_constant=_reject_constant)
 # One pass finds both escapes that need a closer look: a surrogate (\uD800-\uDFFF) and a colon
 # (\u003a: a colon in a string that the text's colon count does not see).
-_ESCAPES_OF_INTEREST = re.compile(rb"\\u(?:[dD][89abAB]|003[aA])")
+_ESCAPES_OF_INTEREST = re.compile(rb"\\u(?:[dD][89a-fA-F]|003[aA])")
 _COLON_ESCAPE = re.compile(rb"\\u003[aA]")
 
 

@@ -9,12 +9,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from verifier.stored import legacy_poll_role
+from verifier.stored import legacy_poll_role, stored_time
 
 from ..errors import StoreError
 from ..sidecars import read_metadata
-from verifier.stored import stored_time
-
 from .layout import APPRAISAL_SUFFIX, ENVELOPE_SUFFIX, META_SUFFIX, VERDICT_SUFFIX, EnvelopeRecord
 
 __all__ = ["Pruning"]
