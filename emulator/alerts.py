@@ -29,7 +29,7 @@ import socket
 import threading
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Callable, Iterable
 
 from cryptography import x509
