@@ -234,7 +234,8 @@ def parse_envelope(raw: bytes, policy: Policy = DEFAULT_POLICY) -> ParseResult:
     assert text is not None
     document: Any = None
     try:
-        document = loads_strict(text, max_depth=policy.max_json_depth)
+        # `text`'s UTF-8 is the input itself (after any prefix): not encoded a second time.
+        document = loads_strict(text, max_depth=policy.max_json_depth, raw=raw[start:] if start else raw)
         if type(document) is not dict:
             raise JSONProblem(
                 FindingId.ENVELOPE_WRONG_TYPE,

@@ -105,6 +105,7 @@ def test_valid_base64_nonces(text: str, expected: bytes) -> None:
         ("FYA-", "found the character '-'"),
         ("FYA", "found 3 characters, not a multiple of 4"),
         ("FYA=AAAA", "misplaced '=' padding"),
+        ("A" * 92, "found 92 characters, more than the 88 that 64 bytes take"),
         ("F===", "misplaced '=' padding"),
     ],
 )
